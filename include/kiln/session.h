@@ -1,0 +1,47 @@
+/* kiln/session.h: running a graph.
+ *
+ * A session compiles a graph for the shapes of the inputs it is given into a
+ * plan (kernel list + buffer offsets in one arena from a liveness-based
+ * planner) and runs it. Plans are cached per input shape signature, so after
+ * the first run of a shape a run allocates nothing (graphs whose shapes
+ * depend on data, e.g. NonZero, keep grow-only buffers for those values).
+ */
+#ifndef KILN_SESSION_H
+#define KILN_SESSION_H
+
+#include "graph.h"
+#include "status.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kiln_session kiln_session;
+
+typedef struct kiln_session_options {
+    int threads; /* worker threads; <= 0: all online cores */
+} kiln_session_options;
+
+/* g must outlive the session. opt may be NULL for defaults. */
+kiln_status kiln_session_create(const kiln_graph *g, const kiln_session_options *opt,
+                                kiln_session **out);
+void kiln_session_free(kiln_session *s);
+
+/* Runs the graph. inputs[i] is the value of the graph input named names[i];
+ * every graph input without an initializer must be given. Inputs are copied
+ * (and may be non-contiguous). */
+kiln_status kiln_session_run(kiln_session *s, int n, const char *const *names,
+                             const kiln_tensor *const *inputs);
+
+/* Output i of the last run. The tensor belongs to the session and is valid
+ * until the next run or kiln_session_free. */
+kiln_status kiln_session_output(const kiln_session *s, int i, const kiln_tensor **out);
+
+/* Number of threads the session runs with. */
+int kiln_session_threads(const kiln_session *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

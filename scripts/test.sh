@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test suite (called by `make test` after building build/ and
+# build-asan/). Prints one line per suite and exits non-zero on any failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+ASAN_BUILD=${ASAN_BUILD:-build-asan}
+FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+BASELINE=tests/conformance/baseline.txt
+
+passed=0
+failed=0
+failed_names=()
+suite() {
+  local name=$1; shift
+  echo
+  echo "=== $name"
+  local t0=$SECONDS
+  if "$@"; then
+    passed=$((passed + 1)); echo "--- $name: ok ($((SECONDS - t0)) s)"
+  else
+    failed=$((failed + 1)); failed_names+=("$name"); echo "--- $name: FAILED ($((SECONDS - t0)) s)"
+  fi
+}
+
+suite "unit tests" ctest --test-dir "$BUILD" --output-on-failure
+suite "ONNX conformance" "$BUILD/tests/kiln_conformance" --baseline "$BASELINE"
+suite "models vs onnxruntime + export round trip" \
+  .venv/bin/python tests/models/check_models.py --kiln "$BUILD/kiln" --roundtrip "$BUILD/tests/kiln_roundtrip"
+suite "CLI" tests/cli/test_cli.sh "$BUILD/kiln"
+suite "unit tests (ASan+UBSan)" ctest --test-dir "$ASAN_BUILD" --output-on-failure
+suite "ONNX conformance (ASan+UBSan)" "$ASAN_BUILD/tests/kiln_conformance" --baseline "$BASELINE"
+suite "fuzz ONNX loader (${FUZZ_SECONDS}s)" scripts/fuzz.sh "$FUZZ_SECONDS"
+
+echo
+echo "=== summary"
+for n in "${failed_names[@]}"; do echo "FAILED: $n"; done
+echo "suites: $passed passed, $failed failed"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

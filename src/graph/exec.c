@@ -1,0 +1,561 @@
+/* src/graph/exec.c: building plans (shape inference, folding, liveness-based
+ * arena placement) and running them. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/exec.h"
+
+enum {
+    VS_UNKNOWN = 0,
+    VS_CONST, /* data known at plan time (initializer or folded), never written at run */
+    VS_INPUT, /* graph input: arena slot filled by the run */
+    VS_ARENA, /* static shape, arena slot */
+    VS_HEAP,  /* static shape, own heap storage (strings) */
+    VS_DYN,   /* shape known only at run time: grow-only heap storage */
+};
+
+#define MAX_SUBGRAPHS 4
+typedef struct substate {
+    int n;
+    const kiln_graph *body[MAX_SUBGRAPHS];
+    kiln__runner *runner[MAX_SUBGRAPHS];
+} substate;
+
+typedef struct step {
+    int node;
+    int dynamic; /* re-infers shapes and (re)allocates outputs when run */
+    int folded;  /* evaluated at plan time */
+    kiln__kctx ctx;
+    size_t scratch_off;  /* arena offset of static scratch */
+    void *dyn_scratch;   /* dynamic steps: grow-only scratch */
+    size_t dyn_scratch_cap;
+} step;
+
+struct kiln__plan {
+    kiln__runner *r;
+    int n_sig;
+    int64_t *sig;
+    int nv;
+    kiln_tensor *vals;   /* one header per value of r->g */
+    unsigned char *vs;   /* VS_* per value */
+    size_t *off;         /* arena offset per value (VS_INPUT/VS_ARENA) */
+    int ns;
+    step *steps;
+    kiln_tensor **ptrs;  /* backing store of every step's in/out arrays */
+    kiln__arena arena;
+};
+
+/* ---- signatures -------------------------------------------------------------- */
+
+static int n_positions(const kiln_graph *g) { return g->n_inputs + g->n_outer; }
+static int position_value(const kiln_graph *g, int i) {
+    return i < g->n_inputs ? g->inputs[i] : g->outer[i - g->n_inputs];
+}
+
+/* dtype, ndim, dims... per position; absent: -1 */
+static int64_t *make_sig(int n, const kiln_tensor *const *in, int *len) {
+    int k = 0;
+    for (int i = 0; i < n; i++) k += in[i] ? 2 + in[i]->ndim : 1;
+    int64_t *s = malloc(((size_t)k + 1) * sizeof *s);
+    if (!s) return NULL;
+    k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!in[i]) {
+            s[k++] = -1;
+            continue;
+        }
+        s[k++] = in[i]->dtype;
+        s[k++] = in[i]->ndim;
+        for (int d = 0; d < in[i]->ndim; d++) s[k++] = in[i]->dims[d];
+    }
+    *len = k;
+    return s;
+}
+
+/* ---- plan lifetime ----------------------------------------------------------- */
+
+static void plan_free(kiln__plan *p) {
+    if (!p) return;
+    for (int i = 0; i < p->ns; i++) {
+        step *st = &p->steps[i];
+        substate *ss = st->ctx.state;
+        if (ss) {
+            for (int j = 0; j < ss->n; j++) {
+                kiln__runner_free(ss->runner[j]);
+                free(ss->runner[j]);
+            }
+            free(ss);
+        }
+        kiln__aligned_free(st->dyn_scratch);
+    }
+    for (int v = 0; v < p->nv; v++)
+        if (p->vals[v].owns) kiln__tensor_release(&p->vals[v]);
+    kiln__arena_free(&p->arena);
+    free(p->sig), free(p->vals), free(p->vs), free(p->off), free(p->steps), free(p->ptrs);
+    free(p);
+}
+
+/* ---- building ------------------------------------------------------------------ */
+
+static kiln_status node_error(const kiln__plan *p, const kiln__node *n, kiln_status s) {
+    char d[256];
+    const kiln_graph *root = kiln__graph_root(p->r->g);
+    if (root->path)
+        return kiln__err_prefix(s, "%s: %s, opset %d", root->path, kiln__node_desc(n, d, sizeof d),
+                                n->opset);
+    return kiln__err_prefix(s, "%s, opset %d", kiln__node_desc(n, d, sizeof d), n->opset);
+}
+
+static kiln_status check_arity(const kiln__plan *p, const kiln__node *n, const kiln__op_def *def) {
+    int n_in = n->n_in - n->n_implicit;
+    int last_in = n_in; /* trailing omitted optional inputs do not count */
+    while (last_in > 0 && n->in[last_in - 1] < 0) last_in--;
+    if (last_in < def->min_in || (def->max_in >= 0 && last_in > def->max_in) ||
+        n->n_out > def->max_out || n->n_out < 1) {
+        kiln__err(KILN_E_FORMAT, "has %d inputs and %d outputs; the op takes %d..%d inputs and "
+                  "%d..%d outputs", last_in, n->n_out, def->min_in, def->max_in, def->min_out,
+                  def->max_out);
+        return node_error(p, n, KILN_E_FORMAT);
+    }
+    for (int k = 0; k < def->min_in && k < n_in; k++)
+        if (n->in[k] < 0) {
+            kiln__err(KILN_E_FORMAT, "required input %d is missing", k);
+            return node_error(p, n, KILN_E_FORMAT);
+        }
+    return KILN_OK;
+}
+
+/* Runs a kernel on the pool (or inline). Keeps the first error message. */
+typedef struct par_arg {
+    const kiln__kctx *ctx;
+    kiln__op_fn fn;
+    kiln_status st[256];
+    char msg[1024];
+    int failed;
+} par_arg;
+
+static void par_task(void *a, int ith, int nth) {
+    par_arg *pa = a;
+    kiln__kctx c = *pa->ctx;
+    c.ith = ith;
+    c.nth = nth;
+    pa->st[ith] = pa->fn(&c);
+    if (pa->st[ith] != KILN_OK && !__atomic_exchange_n(&pa->failed, 1, __ATOMIC_ACQ_REL))
+        snprintf(pa->msg, sizeof pa->msg, "%s", kiln_last_error());
+}
+
+static kiln_status run_kernel(kiln__runner *r, step *st, const kiln__op_def *def, int parallel) {
+    st->ctx.ith = 0;
+    st->ctx.nth = 1;
+    if (!parallel || !(def->flags & KILN_OPF_PARALLEL) || kiln__pool_size(r->pool) <= 1)
+        return def->ref(&st->ctx);
+    par_arg *pa = calloc(1, sizeof *pa);
+    if (!pa) return kiln__err(KILN_E_NOMEM, "out of memory");
+    pa->ctx = &st->ctx;
+    pa->fn = def->ref;
+    int nth = kiln__pool_size(r->pool);
+    if (nth > 256) nth = 256;
+    kiln__pool_run(r->pool, nth, par_task, pa);
+    kiln_status s = KILN_OK;
+    for (int i = 0; i < nth; i++)
+        if (pa->st[i] != KILN_OK) {
+            s = pa->st[i];
+            kiln__err(s, "%s", pa->msg);
+            break;
+        }
+    free(pa);
+    return s;
+}
+
+typedef struct buf {
+    size_t size;
+    int first, last; /* step range the buffer is live in (inclusive) */
+    size_t *off;     /* where to store the offset */
+} buf;
+
+static int cmp_buf_size(const void *a, const void *b) {
+    const buf *x = *(buf *const *)a, *y = *(buf *const *)b;
+    return x->size < y->size ? 1 : x->size > y->size ? -1 : 0;
+}
+
+typedef struct span {
+    size_t lo, hi;
+} span;
+
+static int cmp_span(const void *a, const void *b) {
+    const span *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* Greedy placement: largest first, each at the lowest offset that does not
+ * overlap a placed buffer whose live range intersects. Returns arena size. */
+static kiln_status place_buffers(buf *bufs, int nb, size_t *total) {
+    buf **order = malloc(((size_t)nb + 1) * sizeof *order);
+    buf **placed = malloc(((size_t)nb + 1) * sizeof *placed);
+    span *sp = malloc(((size_t)nb + 1) * sizeof *sp);
+    if (!order || !placed || !sp) {
+        free(order), free(placed), free(sp);
+        return kiln__err(KILN_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < nb; i++) order[i] = &bufs[i];
+    qsort(order, (size_t)nb, sizeof *order, cmp_buf_size);
+    int np = 0;
+    size_t end = 0;
+    for (int i = 0; i < nb; i++) {
+        buf *b = order[i];
+        int ns = 0;
+        for (int j = 0; j < np; j++)
+            if (placed[j]->first <= b->last && b->first <= placed[j]->last)
+                sp[ns++] = (span){*placed[j]->off, *placed[j]->off + placed[j]->size};
+        qsort(sp, (size_t)ns, sizeof *sp, cmp_span);
+        size_t off = 0;
+        for (int j = 0; j < ns; j++) {
+            if (sp[j].lo >= off + b->size) break;
+            if (sp[j].hi > off) off = sp[j].hi;
+        }
+        *b->off = off;
+        if (off + b->size > end) end = off + b->size;
+        placed[np++] = b;
+    }
+    free(order), free(placed), free(sp);
+    *total = end;
+    return KILN_OK;
+}
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *in,
+                              kiln__plan **out) {
+    const kiln_graph *g = r->g;
+    kiln_status s = KILN_OK;
+    kiln__plan *p = calloc(1, sizeof *p);
+    buf *bufs = NULL;
+    size_t *scratch_off = NULL;
+    if (!p) return kiln__err(KILN_E_NOMEM, "out of memory");
+    p->r = r;
+    p->nv = g->n_values;
+    p->ns = g->n_nodes;
+    p->sig = make_sig(n, in, &p->n_sig);
+    p->vals = calloc((size_t)p->nv + 1, sizeof *p->vals);
+    p->vs = calloc((size_t)p->nv + 1, 1);
+    p->off = calloc((size_t)p->nv + 1, sizeof *p->off);
+    p->steps = calloc((size_t)p->ns + 1, sizeof *p->steps);
+    size_t nptr = 0;
+    for (int i = 0; i < g->n_nodes; i++) nptr += (size_t)g->nodes[i].n_in + g->nodes[i].n_out;
+    p->ptrs = calloc(nptr + 1, sizeof *p->ptrs);
+    if (!p->sig || !p->vals || !p->vs || !p->off || !p->steps || !p->ptrs) {
+        s = kiln__err(KILN_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    /* constants and inputs */
+    for (int v = 0; v < g->n_values; v++) {
+        const kiln__value *val = &g->values[v];
+        if (val->init) {
+            p->vals[v] = *val->init;
+            p->vals[v].owns = 0;
+            p->vals[v].cap = 0;
+            p->vs[v] = VS_CONST;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        int v = position_value(g, i);
+        if (!in[i]) continue;
+        kiln__tensor_init(&p->vals[v], in[i]->dtype, in[i]->ndim, in[i]->dims);
+        p->vs[v] = in[i]->dtype == KILN_DTYPE_STRING ? VS_HEAP : VS_INPUT;
+    }
+    /* steps: infer, fold */
+    kiln_tensor **pp = p->ptrs;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const kiln__node *nd = &g->nodes[i];
+        step *st = &p->steps[i];
+        st->node = i;
+        kiln__kctx *c = &st->ctx;
+        c->node = nd;
+        c->graph = g;
+        c->opset = nd->opset;
+        c->threads = r->threads;
+        c->runner = r;
+        c->n_in = nd->n_in;
+        c->n_out = nd->n_out;
+        c->in = pp;
+        pp += nd->n_in;
+        c->out = pp;
+        pp += nd->n_out;
+        for (int k = 0; k < nd->n_in; k++) c->in[k] = nd->in[k] >= 0 ? &p->vals[nd->in[k]] : NULL;
+        for (int k = 0; k < nd->n_out; k++)
+            c->out[k] = nd->out[k] >= 0 ? &p->vals[nd->out[k]] : NULL;
+        if (nd->op < 0) {
+            kiln__err(KILN_E_UNSUPPORTED, "kiln has no kernel for this op");
+            s = node_error(p, nd, KILN_E_UNSUPPORTED);
+            goto fail;
+        }
+        const kiln__op_def *def = &kiln__ops[nd->op];
+        if ((s = check_arity(p, nd, def)) != KILN_OK) goto fail;
+        int all_const = 1, any_dyn = 0;
+        for (int k = 0; k < nd->n_in; k++) {
+            int v = nd->in[k];
+            if (v < 0) continue;
+            if (p->vs[v] == VS_UNKNOWN) { /* optional input absent (e.g. subgraph capture) */
+                c->in[k] = NULL;
+                continue;
+            }
+            if (p->vs[v] != VS_CONST) all_const = 0;
+            if (p->vs[v] == VS_DYN) any_dyn = 1;
+        }
+        int dynamic = any_dyn || (def->flags & KILN_OPF_ALLOC_OUT);
+        if (!dynamic) {
+            c->scratch_bytes = 0;
+            s = def->infer(c);
+            if (s == KILN__NEED_VALUE) {
+                dynamic = 1;
+                s = KILN_OK;
+            } else if (s != KILN_OK) {
+                s = node_error(p, nd, s);
+                goto fail;
+            }
+        }
+        if (dynamic) {
+            st->dynamic = 1;
+            for (int k = 0; k < nd->n_out; k++)
+                if (nd->out[k] >= 0) p->vs[nd->out[k]] = VS_DYN;
+            continue;
+        }
+        int fold = !(def->flags & KILN_OPF_NOFOLD) &&
+                   (all_const || (def->flags & KILN_OPF_SHAPE_ONLY));
+        for (int k = 0; k < nd->n_out; k++) {
+            int v = nd->out[k];
+            if (v < 0) continue;
+            if (fold) {
+                if ((s = kiln__tensor_reserve(&p->vals[v])) != KILN_OK) goto fail;
+                p->vs[v] = VS_CONST;
+            } else if (p->vals[v].dtype == KILN_DTYPE_STRING) {
+                p->vs[v] = VS_HEAP; /* storage after planning: data stays unknown until then */
+            } else {
+                p->vs[v] = VS_ARENA;
+            }
+        }
+        if (fold) {
+            void *scratch = NULL;
+            if (c->scratch_bytes && !(scratch = kiln__aligned_alloc(c->scratch_bytes))) {
+                s = KILN_E_NOMEM;
+                goto fail;
+            }
+            c->scratch = scratch;
+            s = run_kernel(r, st, def, 0);
+            c->scratch = NULL;
+            kiln__aligned_free(scratch);
+            if (s != KILN_OK) {
+                s = node_error(p, nd, s);
+                goto fail;
+            }
+            st->folded = 1;
+        }
+    }
+    for (int v = 0; v < p->nv; v++)
+        if (p->vs[v] == VS_HEAP && (s = kiln__tensor_reserve(&p->vals[v])) != KILN_OK) goto fail;
+    /* liveness of arena buffers */
+    int *first = malloc(((size_t)p->nv + 1) * sizeof *first);
+    int *last = malloc(((size_t)p->nv + 1) * sizeof *last);
+    bufs = calloc((size_t)p->nv + (size_t)p->ns + 1, sizeof *bufs);
+    scratch_off = calloc((size_t)p->ns + 1, sizeof *scratch_off);
+    if (!first || !last || !bufs || !scratch_off) {
+        free(first), free(last);
+        s = kiln__err(KILN_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int v = 0; v < p->nv; v++) {
+        first[v] = p->vs[v] == VS_INPUT ? -1 : g->values[v].producer;
+        last[v] = g->values[v].is_output ? p->ns : first[v];
+    }
+    for (int i = 0; i < p->ns; i++) {
+        if (p->steps[i].folded) continue;
+        const kiln__node *nd = &g->nodes[i];
+        for (int k = 0; k < nd->n_in; k++)
+            if (nd->in[k] >= 0 && last[nd->in[k]] < i) last[nd->in[k]] = i;
+    }
+    int nb = 0;
+    for (int v = 0; v < p->nv; v++)
+        if (p->vs[v] == VS_ARENA || p->vs[v] == VS_INPUT)
+            bufs[nb++] = (buf){align64(kiln__tensor_bytes(&p->vals[v])), first[v], last[v], &p->off[v]};
+    for (int i = 0; i < p->ns; i++) {
+        step *st = &p->steps[i];
+        if (!st->folded && !st->dynamic && st->ctx.scratch_bytes)
+            bufs[nb++] = (buf){align64(st->ctx.scratch_bytes), i, i, &st->scratch_off};
+    }
+    free(first), free(last);
+    size_t total;
+    if ((s = place_buffers(bufs, nb, &total)) != KILN_OK) goto fail;
+    if ((s = kiln__arena_reserve(&p->arena, total ? total : 64)) != KILN_OK) goto fail;
+    for (int v = 0; v < p->nv; v++)
+        if (p->vs[v] == VS_ARENA || p->vs[v] == VS_INPUT) p->vals[v].data = p->arena.base + p->off[v];
+    for (int i = 0; i < p->ns; i++) {
+        step *st = &p->steps[i];
+        if (!st->folded && !st->dynamic && st->ctx.scratch_bytes)
+            st->ctx.scratch = p->arena.base + st->scratch_off;
+    }
+    free(bufs);
+    free(scratch_off);
+    *out = p;
+    return KILN_OK;
+fail:
+    free(bufs);
+    free(scratch_off);
+    plan_free(p);
+    return s;
+}
+
+/* ---- running ------------------------------------------------------------------ */
+
+static kiln_status run_dynamic_step(kiln__runner *r, kiln__plan *p, step *st,
+                                    const kiln__op_def *def) {
+    kiln__kctx *c = &st->ctx;
+    const kiln__node *nd = c->node;
+    for (int k = 0; k < nd->n_in; k++) /* absent optional values stay NULL */
+        c->in[k] = nd->in[k] >= 0 && p->vs[nd->in[k]] != VS_UNKNOWN ? &p->vals[nd->in[k]] : NULL;
+    if (def->flags & KILN_OPF_ALLOC_OUT) {
+        c->scratch = NULL;
+        c->scratch_bytes = 0;
+        return run_kernel(r, st, def, 1);
+    }
+    c->scratch_bytes = 0;
+    kiln_status s = def->infer(c);
+    if (s == KILN__NEED_VALUE)
+        return kiln__err(KILN_E_INTERNAL, "shape inference needs a value that is missing at run time");
+    if (s != KILN_OK) return s;
+    for (int k = 0; k < nd->n_out; k++)
+        if (c->out[k]) KILN__TRY(kiln__tensor_reserve(c->out[k]));
+    if (c->scratch_bytes > st->dyn_scratch_cap) {
+        kiln__aligned_free(st->dyn_scratch);
+        st->dyn_scratch_cap = 0;
+        if (!(st->dyn_scratch = kiln__aligned_alloc(c->scratch_bytes))) return KILN_E_NOMEM;
+        st->dyn_scratch_cap = c->scratch_bytes;
+    }
+    c->scratch = st->dyn_scratch;
+    return run_kernel(r, st, def, 1);
+}
+
+static kiln_status plan_run(kiln__runner *r, kiln__plan *p, int n, const kiln_tensor *const *in) {
+    const kiln_graph *g = r->g;
+    for (int i = 0; i < n; i++) {
+        if (!in[i]) continue;
+        int v = position_value(g, i);
+        kiln_tensor *dst = &p->vals[v];
+        if (kiln_tensor_is_contiguous(in[i])) {
+            KILN__TRY(kiln__tensor_copy_data(dst, in[i]));
+        } else {
+            kiln_tensor *c;
+            KILN__TRY(kiln_tensor_copy(in[i], in[i]->dtype, &c));
+            kiln_status s = kiln__tensor_copy_data(dst, c);
+            kiln_tensor_free(c);
+            KILN__TRY(s);
+        }
+    }
+    for (int i = 0; i < p->ns; i++) {
+        step *st = &p->steps[i];
+        if (st->folded) continue;
+        const kiln__node *nd = &g->nodes[i];
+        const kiln__op_def *def = &kiln__ops[nd->op];
+        kiln_status s = st->dynamic ? run_dynamic_step(r, p, st, def) : run_kernel(r, st, def, 1);
+        if (s != KILN_OK) return node_error(p, nd, s);
+    }
+    return KILN_OK;
+}
+
+/* ---- runner -------------------------------------------------------------------- */
+
+#define MAX_PLANS 16
+
+kiln_status kiln__runner_init(kiln__runner *r, const kiln_graph *g, kiln__pool *pool,
+                              int threads) {
+    memset(r, 0, sizeof *r);
+    r->g = g;
+    if (pool) {
+        r->pool = pool;
+    } else {
+        KILN__TRY(kiln__pool_create(threads, &r->pool));
+        r->owns_pool = 1;
+    }
+    r->threads = kiln__pool_size(r->pool);
+    r->plans = calloc(MAX_PLANS, sizeof *r->plans);
+    if (!r->plans) {
+        kiln__runner_free(r);
+        return kiln__err(KILN_E_NOMEM, "out of memory");
+    }
+    return KILN_OK;
+}
+
+void kiln__runner_free(kiln__runner *r) {
+    for (int i = 0; i < r->n_plans; i++) plan_free(r->plans[i]);
+    free(r->plans);
+    if (r->owns_pool) kiln__pool_free(r->pool);
+    memset(r, 0, sizeof *r);
+}
+
+kiln_status kiln__runner_run(kiln__runner *r, int n, const kiln_tensor *const *inputs) {
+    const kiln_graph *g = r->g;
+    if (n != n_positions(g))
+        return kiln__err(KILN_E_INTERNAL, "runner given %d inputs, graph has %d", n, n_positions(g));
+    int len;
+    int64_t *sig = make_sig(n, inputs, &len);
+    if (!sig) return kiln__err(KILN_E_NOMEM, "out of memory");
+    int found = -1;
+    for (int i = 0; i < r->n_plans && found < 0; i++)
+        if (r->plans[i]->n_sig == len && memcmp(r->plans[i]->sig, sig, (size_t)len * sizeof *sig) == 0)
+            found = i;
+    free(sig);
+    kiln__plan *p;
+    if (found >= 0) {
+        p = r->plans[found];
+        memmove(r->plans + 1, r->plans, (size_t)found * sizeof *r->plans);
+        r->plans[0] = p;
+    } else {
+        KILN__TRY(plan_build(r, n, inputs, &p));
+        if (r->n_plans == MAX_PLANS) {
+            if (r->last == r->plans[MAX_PLANS - 1]) r->last = NULL;
+            plan_free(r->plans[--r->n_plans]);
+        }
+        memmove(r->plans + 1, r->plans, (size_t)r->n_plans * sizeof *r->plans);
+        r->plans[0] = p;
+        r->n_plans++;
+    }
+    r->last = NULL;
+    KILN__TRY(plan_run(r, p, n, inputs));
+    r->last = p;
+    return KILN_OK;
+}
+
+kiln_tensor *kiln__runner_output(const kiln__runner *r, int i) {
+    if (!r->last || i < 0 || i >= r->g->n_outputs) return NULL;
+    return &r->last->vals[r->g->outputs[i]];
+}
+
+size_t kiln__runner_arena_bytes(const kiln__runner *r) { return r->last ? r->last->arena.size : 0; }
+const void *kiln__runner_arena_base(const kiln__runner *r) { return r->last ? r->last->arena.base : NULL; }
+int kiln__runner_num_plans(const kiln__runner *r) { return r->n_plans; }
+
+kiln_status kiln__subgraph_runner(kiln__kctx *c, const kiln_graph *body, kiln__runner **out) {
+    substate *ss = c->state;
+    if (!ss) {
+        if (!(ss = calloc(1, sizeof *ss))) return kiln__err(KILN_E_NOMEM, "out of memory");
+        c->state = ss;
+    }
+    for (int i = 0; i < ss->n; i++)
+        if (ss->body[i] == body) {
+            *out = ss->runner[i];
+            return KILN_OK;
+        }
+    if (ss->n == MAX_SUBGRAPHS) return kiln__err(KILN_E_LIMIT, "too many subgraphs on one node");
+    kiln__runner *r = calloc(1, sizeof *r);
+    if (!r) return kiln__err(KILN_E_NOMEM, "out of memory");
+    kiln_status s = kiln__runner_init(r, body, c->runner->pool, c->threads);
+    if (s != KILN_OK) {
+        free(r);
+        return s;
+    }
+    ss->body[ss->n] = body;
+    ss->runner[ss->n++] = r;
+    *out = r;
+    return KILN_OK;
+}

@@ -1,0 +1,107 @@
+/* src/graph/session.c: the public session API over the runner: input
+ * validation against the graph's declared types, outputs. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/exec.h"
+
+struct kiln_session {
+    kiln__runner r;
+    const kiln_tensor **inputs; /* per position, scratch for runs */
+};
+
+kiln_status kiln_session_create(const kiln_graph *g, const kiln_session_options *opt,
+                                kiln_session **out) {
+    *out = NULL;
+    if (!g) return kiln__err(KILN_E_INVAL, "kiln_session_create: graph is NULL");
+    kiln_session *s = calloc(1, sizeof *s);
+    if (!s) return kiln__err(KILN_E_NOMEM, "out of memory");
+    s->inputs = calloc((size_t)g->n_inputs + 1, sizeof *s->inputs);
+    kiln_status st = s->inputs ? KILN_OK : kiln__err(KILN_E_NOMEM, "out of memory");
+    if (st == KILN_OK) st = kiln__runner_init(&s->r, g, NULL, opt ? opt->threads : 0);
+    if (st != KILN_OK) {
+        free(s->inputs);
+        free(s);
+        return st;
+    }
+    /* every node must have a kernel: report the first one that has none */
+    char buf[512];
+    if (kiln_graph_unsupported_ops(g, buf, sizeof buf) > 0) {
+        kiln_session_free(s);
+        return kiln__err(KILN_E_UNSUPPORTED, "%s: unsupported op(s): %s",
+                         g->path ? g->path : "model", buf);
+    }
+    *out = s;
+    return KILN_OK;
+}
+
+void kiln_session_free(kiln_session *s) {
+    if (!s) return;
+    kiln__runner_free(&s->r);
+    free(s->inputs);
+    free(s);
+}
+
+int kiln_session_threads(const kiln_session *s) { return s->r.threads; }
+
+/* Checks t against the declared type of graph input value v. */
+static kiln_status check_input(const kiln_graph *g, const kiln__value *v, const kiln_tensor *t) {
+    char got[256], want[256];
+    const char *file = g->path ? g->path : "model";
+    if (v->dtype != KILN_DTYPE_UNDEFINED && v->dtype != t->dtype)
+        return kiln__err(KILN_E_TYPE, "%s: input '%s' has dtype %s, the model expects %s", file,
+                         v->name, kiln_dtype_name(t->dtype), kiln_dtype_name(v->dtype));
+    if (v->ndim < 0) return KILN_OK;
+    int bad = v->ndim != t->ndim;
+    for (int d = 0; !bad && d < v->ndim; d++) bad = v->dims[d].v >= 0 && v->dims[d].v != t->dims[d];
+    if (!bad) return KILN_OK;
+    size_t k = 0;
+    k += snprintf(want + k, sizeof want - k, "(");
+    for (int d = 0; d < v->ndim && k < sizeof want; d++) {
+        if (v->dims[d].v >= 0)
+            k += snprintf(want + k, sizeof want - k, "%s%lld", d ? "," : "", (long long)v->dims[d].v);
+        else
+            k += snprintf(want + k, sizeof want - k, "%s%s", d ? "," : "",
+                          v->dims[d].sym ? v->dims[d].sym : "?");
+    }
+    if (k < sizeof want) snprintf(want + k, sizeof want - k, ")");
+    return kiln__err(KILN_E_SHAPE, "%s: input '%s' has shape %s, the model expects %s", file,
+                     v->name, kiln__shape_str(t->ndim, t->dims, got, sizeof got), want);
+}
+
+kiln_status kiln_session_run(kiln_session *s, int n, const char *const *names,
+                             const kiln_tensor *const *inputs) {
+    const kiln_graph *g = s->r.g;
+    const char *file = g->path ? g->path : "model";
+    kiln__err_clear();
+    for (int i = 0; i < g->n_inputs; i++) s->inputs[i] = NULL;
+    for (int k = 0; k < n; k++) {
+        int pos = -1;
+        for (int i = 0; i < g->n_inputs; i++)
+            if (strcmp(g->values[g->inputs[i]].name, names[k]) == 0) pos = i;
+        if (pos < 0) return kiln__err(KILN_E_NOTFOUND, "%s: the model has no input named '%s'", file, names[k]);
+        if (!inputs[k] || (!inputs[k]->data && kiln__numel(inputs[k]->ndim, inputs[k]->dims) > 0))
+            return kiln__err(KILN_E_INVAL, "%s: input '%s' has no data", file, names[k]);
+        KILN__TRY(check_input(g, &g->values[g->inputs[pos]], inputs[k]));
+        s->inputs[pos] = inputs[k];
+    }
+    for (int i = 0; i < g->n_inputs; i++)
+        if (!s->inputs[i]) {
+            const kiln__value *v = &g->values[g->inputs[i]];
+            return kiln__err(KILN_E_INVAL, "%s: input '%s' (%s) was not given", file, v->name,
+                             kiln_dtype_name(v->dtype));
+        }
+    return kiln__runner_run(&s->r, g->n_inputs, s->inputs);
+}
+
+kiln_status kiln_session_output(const kiln_session *s, int i, const kiln_tensor **out) {
+    *out = NULL;
+    if (i < 0 || i >= s->r.g->n_outputs)
+        return kiln__err(KILN_E_RANGE, "output index %d out of range (the model has %d outputs)", i,
+                         s->r.g->n_outputs);
+    kiln_tensor *t = kiln__runner_output(&s->r, i);
+    if (!t) return kiln__err(KILN_E_INVAL, "no output: the session has not run successfully");
+    *out = t;
+    return KILN_OK;
+}

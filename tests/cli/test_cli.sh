@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Black-box tests of the `kiln` command: contracts of info/run, --help,
+# --version, and the one-line errors on bad input.
+#   tests/cli/test_cli.sh build/kiln
+set -uo pipefail
+KILN=${1:-build/kiln}
+cd "$(dirname "$0")/../.."
+PY=.venv/bin/python
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+pass=0
+fail=0
+check() { # check NAME CONDITION-COMMAND...
+  local name=$1; shift
+  if "$@" >/dev/null 2>&1; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $name"; fi
+}
+
+# a small model with an awkward output name and a dynamic batch dim
+$PY - "$TMP" <<'PY'
+import sys, numpy as np, onnx
+from onnx import helper as h, TensorProto as TP, numpy_helper as nh
+d = sys.argv[1]
+g = h.make_graph([h.make_node("MatMul", ["x", "w"], ["y/out:0"])], "g",
+                 [h.make_tensor_value_info("x", TP.FLOAT, ["N", 3])],
+                 [h.make_tensor_value_info("y/out:0", TP.FLOAT, ["N", 2])],
+                 [nh.from_array(np.arange(6, dtype=np.float32).reshape(3, 2), "w")])
+m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
+onnx.save(m, d + "/m.onnx")
+np.save(d + "/x.npy", np.ones((4, 3), np.float32))
+np.save(d + "/bad.npy", np.ones((4, 5), np.float32))
+np.save(d + "/badtype.npy", np.ones((4, 3), np.int32))
+b = m.SerializeToString()
+open(d + "/trunc.onnx", "wb").write(b[: len(b) // 2])
+open(d + "/garbage.onnx", "wb").write(b"\xff" * 100)
+g2 = h.make_graph([h.make_node("FancyOp", ["x"], ["y"])], "g", [h.make_tensor_value_info("x", TP.FLOAT, [1])],
+                  [h.make_tensor_value_info("y", TP.FLOAT, [1])])
+onnx.save(h.make_model(g2, opset_imports=[h.make_opsetid("", 17)]), d + "/unsup.onnx")
+PY
+
+check "--version" bash -c "'$KILN' --version | grep -q '^kiln [0-9]'"
+check "--help lists commands" bash -c "'$KILN' --help | grep -q 'run'"
+for c in info run; do
+  check "$c --help" bash -c "'$KILN' $c --help | grep -q '^usage: kiln $c'"
+done
+check "unknown command fails" bash -c "! '$KILN' frobnicate"
+
+check "info shows inputs" bash -c "'$KILN' info '$TMP/m.onnx' | grep -q 'x: float32\[N,3\]'"
+check "info shows parameters" bash -c "'$KILN' info '$TMP/m.onnx' | grep -q 'parameters: 6'"
+check "info shows op histogram" bash -c "'$KILN' info '$TMP/m.onnx' | grep -qE 'MatMul +1'"
+
+check "run writes sanitized output names" bash -c \
+  "'$KILN' run '$TMP/m.onnx' -i x='$TMP/x.npy' -o '$TMP/out' && test -f '$TMP/out/y_out_0.npy'"
+check "run output values" $PY -c "
+import numpy as np; y = np.load('$TMP/out/y_out_0.npy')
+assert y.shape == (4, 2) and (y == np.ones((4,3)) @ np.arange(6).reshape(3,2)).all()"
+check "--random is seeded" bash -c "
+  '$KILN' run '$TMP/m.onnx' --random --seed 5 --shape x=2,3 -o '$TMP/r1' &&
+  '$KILN' run '$TMP/m.onnx' --random --seed 5 --shape x=2,3 -o '$TMP/r2' &&
+  cmp '$TMP/r1/y_out_0.npy' '$TMP/r2/y_out_0.npy'"
+check "-t 1 works" "$KILN" run "$TMP/m.onnx" -i "x=$TMP/x.npy" -t 1
+
+# errors: non-zero exit and one line naming what is wrong
+err() { # err NAME PATTERN ARGS...
+  local name=$1 pat=$2; shift 2
+  local out
+  out=$("$KILN" "$@" 2>&1 >/dev/null)
+  local rc=$?
+  if [ $rc -ne 0 ] && [ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] && printf '%s' "$out" | grep -q -- "$pat"; then
+    pass=$((pass + 1))
+  else
+    fail=$((fail + 1)); echo "FAIL: $name (rc=$rc): $out"
+  fi
+}
+err "missing model file" "no/such.onnx" run no/such.onnx --random
+err "truncated model" "trunc.onnx" run "$TMP/trunc.onnx" --random
+err "garbage model" "garbage.onnx" info "$TMP/garbage.onnx"
+err "unsupported op" "FancyOp" run "$TMP/unsup.onnx" --random
+err "wrong input shape" "(4,5)" run "$TMP/m.onnx" -i "x=$TMP/bad.npy"
+err "wrong input dtype" "int32" run "$TMP/m.onnx" -i "x=$TMP/badtype.npy"
+err "unknown input name" "'nope'" run "$TMP/m.onnx" -i "nope=$TMP/x.npy"
+err "missing input" "'x'" run "$TMP/m.onnx"
+err "missing npy" "missing.npy" run "$TMP/m.onnx" -i "x=$TMP/missing.npy"
+err "bad thread count" "thread" run "$TMP/m.onnx" --random -t 0
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

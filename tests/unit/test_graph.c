@@ -1,0 +1,281 @@
+/* tests/unit/test_graph.c: IR construction and finalization, the planner
+ * (arena reuse, plan cache, dynamic shapes), sessions, control flow. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "graph/exec.h"
+#include "graph/ir.h"
+
+/* ---- a tiny graph builder for tests ------------------------------------------- */
+
+static kiln_graph *new_graph(void) {
+    kiln_graph *g = kiln__graph_new(NULL);
+    g->opsets = calloc(1, sizeof *g->opsets);
+    g->opsets[0].domain = kiln__strdup("");
+    g->opsets[0].version = 17;
+    g->n_opsets = 1;
+    return g;
+}
+
+static int add_input(kiln_graph *g, const char *name, kiln_dtype dt, int ndim, const int64_t *dims) {
+    int v = kiln__graph_add_value(g, name);
+    g->values[v].kind = KILN__VAL_INPUT;
+    g->values[v].dtype = dt;
+    g->values[v].ndim = ndim;
+    for (int d = 0; d < ndim; d++) g->values[v].dims[d].v = dims[d];
+    g->inputs = realloc(g->inputs, (size_t)(g->n_inputs + 1) * sizeof *g->inputs);
+    g->inputs[g->n_inputs++] = v;
+    return v;
+}
+
+static void add_output(kiln_graph *g, const char *name) {
+    g->outputs = realloc(g->outputs, (size_t)(g->n_outputs + 1) * sizeof *g->outputs);
+    g->outputs[g->n_outputs++] = kiln__graph_value(g, name);
+}
+
+static void add_init(kiln_graph *g, const char *name, kiln_tensor *t) {
+    int v = kiln__graph_add_value(g, name);
+    g->values[v].kind = KILN__VAL_INIT;
+    g->values[v].init = t;
+    g->inits = realloc(g->inits, (size_t)(g->n_inits + 1) * sizeof *g->inits);
+    g->inits[g->n_inits++] = v;
+}
+
+/* node(op, "out", "in1", "in2", NULL): one output */
+static int node(kiln_graph *g, const char *op, const char *out, ...) {
+    const char *ins[8];
+    int n = 0;
+    va_list ap;
+    va_start(ap, out);
+    for (const char *s; (s = va_arg(ap, const char *));) ins[n++] = s;
+    va_end(ap);
+    int i = kiln__graph_add_node(g, out, op, "", n, 1);
+    for (int k = 0; k < n; k++) g->nodes[i].in[k] = ins[k][0] ? kiln__graph_value(g, ins[k]) : -1;
+    g->nodes[i].out[0] = kiln__graph_value(g, out);
+    return i;
+}
+
+static kiln_tensor *vec(kiln_dtype dt, int64_t n, const double *vals) {
+    kiln_tensor *t;
+    assert_int_equal(kiln_tensor_create(dt, 1, &n, &t), KILN_OK);
+    for (int64_t i = 0; i < n; i++) kiln__st_f(dt, kiln_tensor_data(t), i, vals[i]);
+    return t;
+}
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+static void test_toposort_and_errors(void **state) {
+    int64_t d[] = {4};
+    kiln_graph *g = new_graph();
+    add_input(g, "x", KILN_DTYPE_F32, 1, d);
+    /* nodes given out of order */
+    node(g, "Neg", "c", "b", NULL);
+    node(g, "Relu", "b", "a", NULL);
+    node(g, "Abs", "a", "x", NULL);
+    add_output(g, "c");
+    assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+    assert_string_equal(g->nodes[0].op_type, "Abs");
+    assert_string_equal(g->nodes[2].op_type, "Neg");
+    assert_int_equal(g->values[kiln__graph_find(g, "b")].producer, 1);
+    kiln_graph_free(g);
+
+    g = new_graph(); /* a cycle */
+    add_input(g, "x", KILN_DTYPE_F32, 1, d);
+    node(g, "Add", "p", "x", "q", NULL);
+    node(g, "Neg", "q", "p", NULL);
+    add_output(g, "q");
+    assert_int_equal(kiln__graph_finalize(g), KILN_E_FORMAT);
+    assert_non_null(strstr(kiln_last_error(), "cycle"));
+    kiln_graph_free(g);
+
+    g = new_graph(); /* an undefined input */
+    add_input(g, "x", KILN_DTYPE_F32, 1, d);
+    node(g, "Add", "y", "x", "ghost", NULL);
+    add_output(g, "y");
+    assert_int_equal(kiln__graph_finalize(g), KILN_E_FORMAT);
+    assert_non_null(strstr(kiln_last_error(), "ghost"));
+    kiln_graph_free(g);
+
+    g = new_graph(); /* an op kiln lacks: finalize keeps it, the session refuses */
+    add_input(g, "x", KILN_DTYPE_F32, 1, d);
+    node(g, "NoSuchOp", "y", "x", NULL);
+    add_output(g, "y");
+    assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+    kiln_session *s;
+    assert_int_equal(kiln_session_create(g, NULL, &s), KILN_E_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "NoSuchOp"));
+    kiln_graph_free(g);
+}
+
+/* A chain of 40 elementwise nodes over 1 MiB values: liveness lets the
+ * planner reuse two or three slots instead of forty. */
+static void test_arena_reuse_and_plan_cache(void **state) {
+    int64_t d[] = {1024, 256};
+    kiln_graph *g = new_graph();
+    add_input(g, "x", KILN_DTYPE_F32, 2, d);
+    char prev[16] = "x", cur[16];
+    for (int i = 0; i < 40; i++) {
+        snprintf(cur, sizeof cur, "v%d", i);
+        node(g, i % 2 ? "Neg" : "Abs", cur, prev, NULL);
+        strcpy(prev, cur);
+    }
+    add_output(g, prev);
+    assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+    kiln__runner r;
+    assert_int_equal(kiln__runner_init(&r, g, NULL, 2), KILN_OK);
+    kiln_tensor *x;
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_F32, 2, d, &x), KILN_OK);
+    float *xd = kiln_tensor_data(x);
+    for (int i = 0; i < 1024 * 256; i++) xd[i] = (float)(i % 7) - 3;
+    const kiln_tensor *in[] = {x};
+    assert_int_equal(kiln__runner_run(&r, 1, in), KILN_OK);
+    size_t one = 1024 * 256 * 4;
+    assert_true(kiln__runner_arena_bytes(&r) <= 3 * one);
+    const void *base = kiln__runner_arena_base(&r);
+    const float *y = kiln_tensor_data(kiln__runner_output(&r, 0));
+    for (int i = 0; i < 1024 * 256; i++) assert_true(y[i] == -fabsf(xd[i]));
+    /* same shape: same plan, same arena */
+    assert_int_equal(kiln__runner_run(&r, 1, in), KILN_OK);
+    assert_ptr_equal(kiln__runner_arena_base(&r), base);
+    assert_int_equal(kiln__runner_num_plans(&r), 1);
+    /* new shape: a second plan */
+    kiln_tensor *x2;
+    int64_t d2[] = {3, 5};
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_F32, 2, d2, &x2), KILN_OK);
+    const kiln_tensor *in2[] = {x2};
+    assert_int_equal(kiln__runner_run(&r, 1, in2), KILN_OK);
+    assert_int_equal(kiln__runner_num_plans(&r), 2);
+    assert_int_equal(kiln_tensor_dims(kiln__runner_output(&r, 0))[1], 5);
+    kiln__runner_free(&r);
+    kiln_tensor_free(x), kiln_tensor_free(x2);
+    kiln_graph_free(g);
+}
+
+/* Shape subgraphs fold at plan time; data-dependent shapes (NonZero) run as
+ * dynamic steps. */
+static void test_folding_and_dynamic_shapes(void **state) {
+    int64_t d[] = {2, 3};
+    kiln_graph *g = new_graph();
+    add_input(g, "x", KILN_DTYPE_F32, 2, d);
+    double flat[] = {-1};
+    add_init(g, "minus1", vec(KILN_DTYPE_I64, 1, flat));
+    node(g, "Shape", "s", "x", NULL);            /* folded: (2,3) */
+    node(g, "Reshape", "flat", "x", "minus1", NULL);
+    node(g, "NonZero", "nz", "flat", NULL);      /* dynamic: (1, count) */
+    node(g, "Cast", "nzf", "nz", NULL);
+    kiln__node *cast = &g->nodes[3];
+    cast->attr = calloc(1, sizeof *cast->attr);
+    cast->attr[0].name = kiln__strdup("to");
+    cast->attr[0].type = KILN__ATTR_INT;
+    cast->attr[0].i = KILN_DTYPE_F32;
+    cast->n_attr = 1;
+    add_output(g, "s");
+    add_output(g, "nzf");
+    assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+    kiln_session *s;
+    assert_int_equal(kiln_session_create(g, NULL, &s), KILN_OK);
+    kiln_tensor *x;
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_F32, 2, d, &x), KILN_OK);
+    float *xd = kiln_tensor_data(x);
+    xd[1] = 2, xd[4] = 5;
+    const char *names[] = {"x"};
+    const kiln_tensor *in[] = {x};
+    assert_int_equal(kiln_session_run(s, 1, names, in), KILN_OK);
+    const kiln_tensor *o;
+    assert_int_equal(kiln_session_output(s, 0, &o), KILN_OK);
+    assert_int_equal(((int64_t *)kiln_tensor_data(o))[1], 3);
+    assert_int_equal(kiln_session_output(s, 1, &o), KILN_OK);
+    assert_int_equal(kiln_tensor_dims(o)[1], 2);
+    assert_true(((float *)kiln_tensor_data(o))[1] == 4.0f);
+    xd[0] = 1; /* more nonzeros, same input shape: the dynamic value grows */
+    assert_int_equal(kiln_session_run(s, 1, names, in), KILN_OK);
+    assert_int_equal(kiln_session_output(s, 1, &o), KILN_OK);
+    assert_int_equal(kiln_tensor_dims(o)[1], 3);
+    /* wrong input shape and dtype: messages name the input and both shapes */
+    kiln_tensor *bad;
+    int64_t bd[] = {2, 4};
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_F32, 2, bd, &bad), KILN_OK);
+    in[0] = bad;
+    assert_int_equal(kiln_session_run(s, 1, names, in), KILN_E_SHAPE);
+    assert_non_null(strstr(kiln_last_error(), "'x'"));
+    assert_non_null(strstr(kiln_last_error(), "(2,4)"));
+    assert_non_null(strstr(kiln_last_error(), "(2,3)"));
+    kiln_tensor_free(bad);
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_I32, 2, d, &bad), KILN_OK);
+    in[0] = bad;
+    assert_int_equal(kiln_session_run(s, 1, names, in), KILN_E_TYPE);
+    const char *wrong[] = {"nope"};
+    assert_int_equal(kiln_session_run(s, 1, wrong, in), KILN_E_NOTFOUND);
+    assert_int_equal(kiln_session_run(s, 0, names, in), KILN_E_INVAL);
+    kiln_tensor_free(bad);
+    kiln_session_free(s);
+    kiln_tensor_free(x);
+    kiln_graph_free(g);
+}
+
+/* If with branches that capture a value of the enclosing graph. */
+static void test_if_with_captures(void **state) {
+    int64_t d[] = {3};
+    kiln_graph *g = new_graph();
+    add_input(g, "x", KILN_DTYPE_F32, 1, d);
+    add_input(g, "c", KILN_DTYPE_BOOL, 0, d);
+    kiln_graph *br[2];
+    const char *ops[2] = {"Neg", "Abs"};
+    for (int b = 0; b < 2; b++) {
+        br[b] = kiln__graph_new(g);
+        int v = kiln__graph_add_value(br[b], "x");
+        br[b]->values[v].kind = KILN__VAL_OUTER;
+        br[b]->outer = malloc(sizeof(int));
+        br[b]->outer[0] = v;
+        br[b]->n_outer = 1;
+        node(br[b], ops[b], "r", "x", NULL);
+        add_output(br[b], "r");
+    }
+    int n = kiln__graph_add_node(g, "if", "If", "", 2, 1);
+    g->nodes[n].in[0] = kiln__graph_value(g, "c");
+    g->nodes[n].in[1] = kiln__graph_value(g, "x");
+    g->nodes[n].n_implicit = 1;
+    g->nodes[n].out[0] = kiln__graph_value(g, "y");
+    g->nodes[n].attr = calloc(2, sizeof(kiln__attr));
+    g->nodes[n].attr[0] = (kiln__attr){.name = kiln__strdup("then_branch"), .type = KILN__ATTR_GRAPH, .g = br[0]};
+    g->nodes[n].attr[1] = (kiln__attr){.name = kiln__strdup("else_branch"), .type = KILN__ATTR_GRAPH, .g = br[1]};
+    g->nodes[n].n_attr = 2;
+    add_output(g, "y");
+    assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+    kiln_session *s;
+    assert_int_equal(kiln_session_create(g, NULL, &s), KILN_OK);
+    double xv[] = {1, -2, 3};
+    kiln_tensor *x = vec(KILN_DTYPE_F32, 3, xv), *c;
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_BOOL, 0, NULL, &c), KILN_OK);
+    const char *names[] = {"x", "c"};
+    const kiln_tensor *in[] = {x, c};
+    for (int cond = 0; cond < 2; cond++) {
+        *(uint8_t *)kiln_tensor_data(c) = (uint8_t)cond;
+        assert_int_equal(kiln_session_run(s, 2, names, in), KILN_OK);
+        const kiln_tensor *o;
+        assert_int_equal(kiln_session_output(s, 0, &o), KILN_OK);
+        const float *y = kiln_tensor_data(o);
+        for (int i = 0; i < 3; i++) assert_true(y[i] == (cond ? -(float)xv[i] : fabsf((float)xv[i])));
+    }
+    kiln_session_free(s);
+    kiln_tensor_free(x), kiln_tensor_free(c);
+    kiln_graph_free(g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_toposort_and_errors),
+        cmocka_unit_test(test_arena_reuse_and_plan_cache),
+        cmocka_unit_test(test_folding_and_dynamic_shapes),
+        cmocka_unit_test(test_if_with_captures),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
