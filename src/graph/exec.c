@@ -74,6 +74,23 @@ static int64_t *make_sig(int n, const kiln_tensor *const *in, int *len) {
     return s;
 }
 
+/* 1 if the inputs have the signature sig (as make_sig would write it). */
+static int sig_matches(const int64_t *sig, int len, int n, const kiln_tensor *const *in) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (k >= len) return 0;
+        if (!in[i]) {
+            if (sig[k++] != -1) return 0;
+            continue;
+        }
+        if (k + 2 + in[i]->ndim > len || sig[k] != in[i]->dtype || sig[k + 1] != in[i]->ndim) return 0;
+        k += 2;
+        for (int d = 0; d < in[i]->ndim; d++)
+            if (sig[k++] != in[i]->dims[d]) return 0;
+    }
+    return k == len;
+}
+
 /* ---- plan lifetime ----------------------------------------------------------- */
 
 static void plan_free(kiln__plan *p) {
@@ -151,8 +168,8 @@ static kiln_status run_kernel(kiln__runner *r, step *st, const kiln__op_def *def
     st->ctx.nth = 1;
     if (!parallel || !(def->flags & KILN_OPF_PARALLEL) || kiln__pool_size(r->pool) <= 1)
         return def->ref(&st->ctx);
-    par_arg *pa = calloc(1, sizeof *pa);
-    if (!pa) return kiln__err(KILN_E_NOMEM, "out of memory");
+    par_arg *pa = r->par;
+    pa->failed = 0;
     pa->ctx = &st->ctx;
     pa->fn = def->ref;
     int nth = kiln__pool_size(r->pool);
@@ -165,7 +182,6 @@ static kiln_status run_kernel(kiln__runner *r, step *st, const kiln__op_def *def
             kiln__err(s, "%s", pa->msg);
             break;
         }
-    free(pa);
     return s;
 }
 
@@ -479,7 +495,8 @@ kiln_status kiln__runner_init(kiln__runner *r, const kiln_graph *g, kiln__pool *
     }
     r->threads = kiln__pool_size(r->pool);
     r->plans = calloc(MAX_PLANS, sizeof *r->plans);
-    if (!r->plans) {
+    r->par = calloc(1, sizeof *r->par);
+    if (!r->plans || !r->par) {
         kiln__runner_free(r);
         return kiln__err(KILN_E_NOMEM, "out of memory");
     }
@@ -489,6 +506,7 @@ kiln_status kiln__runner_init(kiln__runner *r, const kiln_graph *g, kiln__pool *
 void kiln__runner_free(kiln__runner *r) {
     for (int i = 0; i < r->n_plans; i++) plan_free(r->plans[i]);
     free(r->plans);
+    free(r->par);
     if (r->owns_pool) kiln__pool_free(r->pool);
     memset(r, 0, sizeof *r);
 }
@@ -497,14 +515,9 @@ kiln_status kiln__runner_run(kiln__runner *r, int n, const kiln_tensor *const *i
     const kiln_graph *g = r->g;
     if (n != n_positions(g))
         return kiln__err(KILN_E_INTERNAL, "runner given %d inputs, graph has %d", n, n_positions(g));
-    int len;
-    int64_t *sig = make_sig(n, inputs, &len);
-    if (!sig) return kiln__err(KILN_E_NOMEM, "out of memory");
     int found = -1;
     for (int i = 0; i < r->n_plans && found < 0; i++)
-        if (r->plans[i]->n_sig == len && memcmp(r->plans[i]->sig, sig, (size_t)len * sizeof *sig) == 0)
-            found = i;
-    free(sig);
+        if (sig_matches(r->plans[i]->sig, r->plans[i]->n_sig, n, inputs)) found = i;
     kiln__plan *p;
     if (found >= 0) {
         p = r->plans[found];

@@ -28,6 +28,7 @@ typedef struct kiln__runner {
     kiln__plan **plans; /* most recently used first */
     int n_plans;
     kiln__plan *last;   /* plan of the last successful run */
+    struct par_arg *par; /* scratch for parallel kernel calls (no malloc per run) */
 } kiln__runner;
 
 /* pool NULL: creates one with threads threads. */
