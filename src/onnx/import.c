@@ -21,6 +21,8 @@
 
 #include "onnx/onnx_internal.h"
 
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v);
+
 /* ---- function inlining scopes ------------------------------------------- */
 
 /* One expanded call of a model-local function. Names of the function body are
@@ -49,6 +51,9 @@ typedef struct importer {
     fn_scope *scopes;  /* every scope, freed at the end */
     int depth;         /* current subgraph / function nesting */
 } importer;
+
+/* Subgraph levels named in an error message (the innermost text is kept). */
+#define KILN__ONNX_MSG_LEVELS 4
 
 static const char *str_or_empty(const char *s) { return s ? s : ""; }
 
@@ -104,7 +109,12 @@ static kiln_status read_defaults(fn_scope *sc) {
     for (unsigned i = 0; i < base->n_unknown_fields; i++) {
         const ProtobufCMessageUnknownField *u = &base->unknown_fields[i];
         if (u->tag != 11 || u->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED) continue;
-        Onnx__AttributeProto *a = onnx__attribute_proto__unpack(NULL, u->len, u->data);
+        /* protobuf-c keeps the length prefix in the unknown field's data */
+        const uint8_t *p = u->data, *end = u->data + u->len;
+        uint64_t len;
+        Onnx__AttributeProto *a = NULL;
+        if (read_varint(&p, end, &len) && len == (uint64_t)(end - p))
+            a = onnx__attribute_proto__unpack(NULL, (size_t)len, p);
         if (!a) return kiln__err(KILN_E_FORMAT, "function '%s': bad default attribute",
                                  str_or_empty(sc->fn->name));
         Onnx__AttributeProto **d = realloc(sc->defaults, (sc->n_defaults + 1) * sizeof *d);
@@ -181,8 +191,8 @@ static kiln_status expand_nodes(importer *im, Onnx__NodeProto *const *nodes, siz
 /* ---- small helpers ------------------------------------------------------ */
 
 static kiln_status push_index(int **arr, int *n, int v) {
-    /* capacity is the next power of two >= n */
-    if ((*n & (*n - 1)) == 0) {
+    /* the capacity doubles whenever n reaches a power of two (at least 4) */
+    if ((*n & (*n - 1)) == 0 && (*n == 0 || *n >= 4)) {
         int cap = *n ? *n * 2 : 4;
         int *a = realloc(*arr, (size_t)cap * sizeof(int));
         if (!a) return oom();
@@ -480,7 +490,8 @@ static kiln_status convert_attrs(importer *im, kiln_graph *g, const Onnx__NodePr
                 return kiln__err(KILN_E_FORMAT, "attribute '%s' is given twice", name);
         kiln_status st = convert_attr(im, g, ap, name, asc, &attrs[*n_out]);
         (*n_out)++;
-        if (st != KILN_OK) return kiln__err_prefix(st, "attribute '%s'", name);
+        if (st != KILN_OK) return im->depth < KILN__ONNX_MSG_LEVELS
+                                      ? kiln__err_prefix(st, "attribute '%s'", name) : st;
     }
     return KILN_OK;
 }
@@ -710,7 +721,7 @@ static kiln_status build_graph(importer *im, kiln_graph *g, const Onnx__GraphPro
     }
     for (int k = 0; st == KILN_OK && k < n; k++) {
         st = add_node(im, g, &list[k], k);
-        if (st != KILN_OK) {
+        if (st != KILN_OK && im->depth < KILN__ONNX_MSG_LEVELS) {
             const Onnx__NodeProto *np = list[k].np;
             kiln__err_prefix(st, "node '%s' (%s)", str_or_empty(np->name), str_or_empty(np->op_type));
         }
@@ -772,11 +783,64 @@ done:
     return KILN_OK;
 }
 
+/* ---- nesting guard -------------------------------------------------------- */
+
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return 1;
+    }
+    return 0;
+}
+
+/* Depth of message nesting in buf read as desc (following the schema), or
+ * -1 once it exceeds max. protobuf-c unpacks recursively without a limit, so
+ * a small hostile file of deeply nested subgraphs would overflow the stack;
+ * this walk is bounded by max. Malformed data is left to the unpacker. */
+static int nesting_depth(const uint8_t *p, const uint8_t *end,
+                         const ProtobufCMessageDescriptor *desc, int max) {
+    if (max < 0) return -1;
+    int deepest = 0;
+    while (p < end) {
+        uint64_t key, len;
+        if (!read_varint(&p, end, &key)) return 0;
+        switch (key & 7) {
+        case 0: if (!read_varint(&p, end, &len)) return 0; break;
+        case 1: if (end - p < 8) return 0; p += 8; break;
+        case 5: if (end - p < 4) return 0; p += 4; break;
+        case 2: {
+            if (!read_varint(&p, end, &len) || len > (uint64_t)(end - p)) return 0;
+            const ProtobufCFieldDescriptor *f =
+                key >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
+                                       : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                int d = nesting_depth(p, p + len, f->descriptor, max - 1);
+                if (d < 0) return -1;
+                if (d + 1 > deepest) deepest = d + 1;
+            }
+            p += len;
+            break;
+        }
+        default: return 0;
+        }
+    }
+    return deepest;
+}
+
+/* Messages nest about 6 deep per subgraph level (attribute, graph, node...). */
+#define KILN__ONNX_MAX_MESSAGE_DEPTH (8 * KILN__ONNX_MAX_DEPTH)
+
 kiln_status kiln_graph_load_onnx_buffer(const void *buf, size_t len, const char *name,
                                         const char *base_dir, kiln_graph **out) {
     if (out) *out = NULL;
     if (!out || (!buf && len)) return kiln__err(KILN_E_INVAL, "kiln_graph_load_onnx_buffer: NULL argument");
     if (!name) name = "(buffer)";
+    if (nesting_depth(buf, (const uint8_t *)buf + len, &onnx__model_proto__descriptor,
+                      KILN__ONNX_MAX_MESSAGE_DEPTH) < 0)
+        return kiln__err(KILN_E_LIMIT, "%s: messages nested deeper than %d levels", name,
+                         KILN__ONNX_MAX_MESSAGE_DEPTH);
     Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, buf);
     if (!m)
         return kiln__err(KILN_E_FORMAT, "%s: not an ONNX model (protobuf parse failed)", name);

@@ -67,6 +67,16 @@ typedef struct {
     const char *export_dir; /* write kiln's export of every model here */
 } options;
 
+/* snprintf for paths and messages: truncation is acceptable (and silences
+ * -Wformat-truncation, which only looks at direct snprintf calls). */
+static void strf(char *dst, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void strf(char *dst, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(dst, n, fmt, ap);
+    va_end(ap);
+}
+
 /* ---- results ---------------------------------------------------------- */
 
 static op_row *g_ops;
@@ -126,7 +136,7 @@ typedef struct {
 
 static void name_set_add(name_set *s, const char *domain, const char *op) {
     char buf[256];
-    snprintf(buf, sizeof buf, "%s%s%s", domain && domain[0] ? domain : "",
+    strf(buf, sizeof buf, "%s%s%s", domain && domain[0] ? domain : "",
              domain && domain[0] ? "." : "", op);
     for (int i = 0; i < s->n; i++)
         if (strcmp(s->names[i], buf) == 0) return;
@@ -240,7 +250,7 @@ static void set_error(outcome *o, kiln_status st, const char *what) {
 static kiln_status load_pb_series(const char *dir, const char *prefix, tensor_list *l) {
     for (int k = 0; k < MAX_TENSORS; k++) {
         char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s%d.pb", dir, prefix, k);
+        strf(path, sizeof path, "%s/%s%d.pb", dir, prefix, k);
         if (access(path, R_OK) != 0) break;
         kiln_status st = kiln_tensor_load_onnx_pb(path, &l->t[l->n], &l->names[l->n]);
         if (st != KILN_OK) return st;
@@ -371,12 +381,12 @@ static kiln_status save_copy(const options *opt, const char *suite, const char *
                              kiln_graph **g) {
     char path[PATH_MAX];
     if (opt->export_dir) {
-        snprintf(path, sizeof path, "%s/%s", opt->export_dir, suite);
+        strf(path, sizeof path, "%s/%s", opt->export_dir, suite);
         mkdir(opt->export_dir, 0777);
         mkdir(path, 0777);
-        snprintf(path, sizeof path, "%s/%s/%s.onnx", opt->export_dir, suite, test);
+        strf(path, sizeof path, "%s/%s/%s.onnx", opt->export_dir, suite, test);
     } else {
-        snprintf(path, sizeof path, "/tmp/kiln_conformance_rt_%d.onnx", (int)getpid());
+        strf(path, sizeof path, "/tmp/kiln_conformance_rt_%d.onnx", (int)getpid());
     }
     KILN__TRY(kiln_graph_save_onnx(*g, path));
     if (!opt->roundtrip) return KILN_OK;
@@ -430,10 +440,10 @@ static void run_test_body(const options *opt, const char *suite_name, const char
             return;
         }
         char dir[PATH_MAX], base[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s", light_prefix);
+        strf(dir, sizeof dir, "%s", light_prefix);
         char *slash = strrchr(dir, '/');
         *slash = 0;
-        snprintf(base, sizeof base, "%s_output_", slash + 1);
+        strf(base, sizeof base, "%s_output_", slash + 1);
         st = load_pb_series(dir, base, &ts->out);
         if (st != KILN_OK) {
             set_error(o, st, "expected outputs");
@@ -447,7 +457,7 @@ static void run_test_body(const options *opt, const char *suite_name, const char
     if (n_sets == 0) set_outcome(o, RES_FAIL, "no test_data_set_N folder");
     for (int k = 0; k < n_sets; k++) {
         char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s/%s", data_dir, sets[k]);
+        strf(dir, sizeof dir, "%s/%s", data_dir, sets[k]);
         tensor_list_free(&ts->in);
         tensor_list_free(&ts->out);
         st = load_pb_series(dir, "input_", &ts->in);
@@ -459,8 +469,8 @@ static void run_test_body(const options *opt, const char *suite_name, const char
         }
         if (o->result != RES_PASS) {
             char tmp[sizeof o->msg];
-            snprintf(tmp, sizeof tmp, "%s: %s", sets[k], o->msg);
-            snprintf(o->msg, sizeof o->msg, "%s", tmp);
+            strf(tmp, sizeof tmp, "%s: %s", sets[k], o->msg);
+            strf(o->msg, sizeof o->msg, "%s", tmp);
             break;
         }
     }
@@ -473,7 +483,7 @@ static void run_test(const options *opt, suite_row *suite, const char *test_name
     static outcome o;
     memset(&ts, 0, sizeof ts);
     set_outcome(&o, RES_FAIL, "did not finish");
-    snprintf(g_current, sizeof g_current, "%s/%s", suite->name, test_name);
+    strf(g_current, sizeof g_current, "%s/%s", suite->name, test_name);
     double t0 = kiln__now_s();
     int sig = sigsetjmp(g_jmp, 1);
     if (sig == 0) {
@@ -512,23 +522,23 @@ static void run_test(const options *opt, suite_row *suite, const char *test_name
 static int matches(const options *opt, const char *suite, const char *test) {
     if (!opt->filter) return 1;
     char full[PATH_MAX];
-    snprintf(full, sizeof full, "%s/%s", suite, test);
+    strf(full, sizeof full, "%s/%s", suite, test);
     return strstr(full, opt->filter) != NULL;
 }
 
 static void run_suite(const options *opt, suite_row *suite) {
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s/%s", opt->root, suite->name);
+    strf(dir, sizeof dir, "%s/%s", opt->root, suite->name);
     double t0 = kiln__now_s();
     int n;
     if (strcmp(suite->name, "light") == 0) {
         char **files = list_dir(dir, "light_", ".onnx", &n);
         for (int i = 0; i < n; i++) {
             char name[PATH_MAX], model[PATH_MAX], prefix[PATH_MAX];
-            snprintf(name, sizeof name, "%.*s", (int)(strlen(files[i]) - 5), files[i]);
+            strf(name, sizeof name, "%.*s", (int)(strlen(files[i]) - 5), files[i]);
             if (!matches(opt, suite->name, name)) continue;
-            snprintf(model, sizeof model, "%s/%s", dir, files[i]);
-            snprintf(prefix, sizeof prefix, "%s/%s", dir, name);
+            strf(model, sizeof model, "%s/%s", dir, files[i]);
+            strf(prefix, sizeof prefix, "%s/%s", dir, name);
             run_test(opt, suite, name, model, NULL, prefix);
             suite->ran++;
         }
@@ -537,8 +547,8 @@ static void run_suite(const options *opt, suite_row *suite) {
         char **tests = list_dir(dir, "", NULL, &n);
         for (int i = 0; i < n; i++) {
             char tdir[PATH_MAX], model[PATH_MAX];
-            snprintf(tdir, sizeof tdir, "%s/%s", dir, tests[i]);
-            snprintf(model, sizeof model, "%s/model.onnx", tdir);
+            strf(tdir, sizeof tdir, "%s/%s", dir, tests[i]);
+            strf(model, sizeof model, "%s/model.onnx", tdir);
             if (tests[i][0] == '.' || access(model, R_OK) != 0) continue;
             if (!matches(opt, suite->name, tests[i])) continue;
             run_test(opt, suite, tests[i], model, tdir, NULL);
@@ -642,6 +652,9 @@ static void usage(FILE *f) {
             "simple,light]\n"
             "                        [--filter SUBSTR] [--baseline FILE] [--update-baseline FILE]\n"
             "                        [-v] [-t THREADS] [--timeout SECONDS] [--roundtrip] [--export DIR]\n"
+            "-t THREADS: session threads (default 1, all cores for the light suite; a crash\n"
+            "  is recoverable only on the calling thread)\n"
+            "--timeout SECONDS: per-test limit (default 120)\n"
             "--roundtrip: run every model after saving it with kiln and loading it back\n"
             "--export DIR: write kiln's export of every model to DIR/SUITE/TEST.onnx\n"
             "ROOT defaults to $KILN_ONNX_TEST_DATA, else .venv/lib/python3*/site-packages/onnx/"
@@ -700,7 +713,7 @@ int main(int argc, char **argv) {
     double t0 = kiln__now_s();
     for (int i = 0; i < n_suites; i++) {
         char dir[PATH_MAX];
-        snprintf(dir, sizeof dir, "%s/%s", root, suites[i].name);
+        strf(dir, sizeof dir, "%s/%s", root, suites[i].name);
         if (!is_dir(dir)) {
             fprintf(stderr, "kiln_conformance: no suite folder %s\n", dir);
             continue;

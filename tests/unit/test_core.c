@@ -91,7 +91,9 @@ static void test_tensor_create_and_views(void **state) {
     assert_int_equal(sd[0], 3);
     assert_int_equal(sd[1], 1);
     assert_int_equal(sd[2], 7);
+    kiln_tensor_free(s);
     assert_int_not_equal(kiln_tensor_slice_view(t, 0, 0, 5, 1, &s), KILN_OK);
+    assert_null(s);
     kiln_tensor *r;
     int64_t rd[] = {6, 4};
     assert_int_equal(kiln_tensor_reshape_view(t, 2, rd, &r), KILN_OK);

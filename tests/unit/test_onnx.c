@@ -20,7 +20,7 @@
 
 /* ---- a bump allocator for the message trees of one test ------------------ */
 
-static char g_pool[1 << 20];
+static char g_pool[8 << 20];
 static size_t g_used;
 
 static void *T(size_t n) {
@@ -537,6 +537,37 @@ static void test_undefined_input(void **state) {
     assert_non_null(strstr(msg, "'nowhere'"));
 }
 
+/* A chain of `levels` Ifs, each in the then-branch of the one above. */
+static Onnx__ModelProto *nested_ifs(int levels) {
+    Onnx__GraphProto *leaf = branch("leaf", node("id", "Identity", 1, strs(1, "c"), 1, strs(1, "o"), 0, NULL), "o");
+    Onnx__GraphProto *inner = leaf;
+    for (int i = 0; i < levels; i++) {
+        Onnx__AttributeProto *a = attr("then_branch", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH);
+        a->g = inner;
+        Onnx__AttributeProto *b = attr("else_branch", ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH);
+        b->g = leaf; /* a chain, not a tree: the size stays linear */
+        inner = branch("level", node("if", "If", 1, strs(1, "c"), 1, strs(1, "o"), 2,
+                                     (Onnx__AttributeProto **)strs(2, a, b)), "o");
+    }
+    inner->n_input = 1;
+    inner->input = (Onnx__ValueInfoProto **)strs(1, vi("c", 9, 0, NULL));
+    return model(inner, 13);
+}
+
+static void test_deep_nesting(void **state) {
+    (void)state;
+    kiln_graph *g = NULL;
+    /* moderate nesting loads */
+    kiln_status st = load_model(nested_ifs(10), "nest.onnx", &g);
+    if (st != KILN_OK) fail_msg("%s", kiln_last_error());
+    kiln_graph_free(g);
+    /* past the subgraph limit, and far past it (refused before unpacking) */
+    assert_int_equal(load_model(nested_ifs(100), "nest.onnx", &g), KILN_E_LIMIT);
+    assert_non_null(strstr(kiln_last_error(), "nested deeper"));
+    assert_int_equal(load_model(nested_ifs(1000), "nest.onnx", &g), KILN_E_LIMIT);
+    assert_non_null(strstr(kiln_last_error(), "nest.onnx: messages nested deeper"));
+}
+
 /* ---- tensor data forms ------------------------------------------------------- */
 
 static void test_typed_and_sparse(void **state) {
@@ -715,8 +746,19 @@ static void test_function_inlining(void **state) {
     alpha3->has_f = 1, alpha3->f = 3.0f;
     Onnx__NodeProto *call1 = node("call1", "AddScaled", 2, strs(2, "X", "X"), 1, strs(1, "Y"), 1,
                                   (Onnx__AttributeProto **)strs(1, alpha2));
-    Onnx__NodeProto *call2 = node("call2", "AddScaled", 2, strs(2, "Y", "X"), 1, strs(1, "Z"), 1,
-                                  (Onnx__AttributeProto **)strs(1, alpha3));
+    /* call2 sets no alpha: the function's default (FunctionProto.attribute_proto,
+     * field 11, newer than kiln's onnx.proto: an unknown field) applies */
+    uint8_t def_buf[64];
+    size_t def_len = onnx__attribute_proto__pack(alpha3, def_buf + 1) + 1;
+    def_buf[0] = (uint8_t)(def_len - 1); /* protobuf-c keeps the length prefix */
+    ProtobufCMessageUnknownField *uf = T(sizeof *uf);
+    uf->tag = 11;
+    uf->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+    uf->len = def_len;
+    uf->data = def_buf;
+    fn->base.n_unknown_fields = 1;
+    fn->base.unknown_fields = uf;
+    Onnx__NodeProto *call2 = node("call2", "AddScaled", 2, strs(2, "Y", "X"), 1, strs(1, "Z"), 0, NULL);
     call1->domain = call2->domain = "local";
     Onnx__GraphProto *gp = graph("g", 2, (Onnx__NodeProto **)strs(2, call1, call2), 1,
                                  (Onnx__ValueInfoProto **)strs(1, vi("X", 1, 1, dims3)), 1,
@@ -766,6 +808,7 @@ int main(void) {
         cmocka_unit_test_setup(test_corrupted, reset_pool),
         cmocka_unit_test_setup(test_hostile_initializers, reset_pool),
         cmocka_unit_test_setup(test_undefined_input, reset_pool),
+        cmocka_unit_test_setup(test_deep_nesting, reset_pool),
         cmocka_unit_test_setup(test_typed_and_sparse, reset_pool),
         cmocka_unit_test_setup(test_external_data, reset_pool),
         cmocka_unit_test_setup(test_tensor_pb, reset_pool),

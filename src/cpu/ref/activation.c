@@ -72,7 +72,6 @@ static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp
 
 static double f_relu(double x, const kiln__ew_prm *p) { return x > 0 ? x : x == x ? 0.0 : x; }
 static int64_t i_relu(int64_t x, const kiln__ew_prm *p) { return x > 0 ? x : 0; }
-static uint64_t u_self(uint64_t x, const kiln__ew_prm *p) { return x; }
 static double f_leaky(double x, const kiln__ew_prm *p) { return x < 0 ? p->alpha * x : x; }
 static double f_elu(double x, const kiln__ew_prm *p) { return x < 0 ? p->alpha * expm1(x) : x; }
 static double f_selu(double x, const kiln__ew_prm *p) {
@@ -104,7 +103,7 @@ static double f_shrink(double x, const kiln__ew_prm *p) {
     return x < -p->alpha ? x + p->beta : x > p->alpha ? x - p->beta : 0.0;
 }
 
-KILN__EW_UNARY_OP(Relu, KILN__EW_SIGNED, NONE, NULL, f_relu, i_relu, u_self)
+KILN__EW_UNARY_OP(Relu, KILN__EW_SIGNED, NONE, NULL, f_relu, i_relu, NULL)
 KILN__EW_UNARY_OP(LeakyRelu, FLOATS, NONE, prm_leaky, f_leaky, NULL, NULL)
 KILN__EW_UNARY_OP(Elu, FLOATS, NONE, prm_alpha1, f_elu, NULL, NULL)
 KILN__EW_UNARY_OP(Selu, FLOATS, NONE, prm_selu, f_selu, NULL, NULL)

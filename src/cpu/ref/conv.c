@@ -57,14 +57,19 @@ kiln_status kiln__win_read(const kiln__node *n, int nsp, const int64_t *in, cons
     for (int i = 0; i < nsp; i++) w->in[i] = in[i];
 
     const char *ap = kiln__attr_s(n, "auto_pad", "NOTSET");
-    if (strcmp(ap, "NOTSET") == 0 || ap[0] == 0) w->auto_pad = KILN__AUTOPAD_NOTSET;
-    else if (strcmp(ap, "VALID") == 0) w->auto_pad = KILN__AUTOPAD_VALID;
-    else if (strcmp(ap, "SAME_UPPER") == 0) w->auto_pad = KILN__AUTOPAD_SAME_UPPER;
-    else if (strcmp(ap, "SAME_LOWER") == 0) w->auto_pad = KILN__AUTOPAD_SAME_LOWER;
+    if (strcmp(ap, "NOTSET") == 0 || ap[0] == 0)
+        w->auto_pad = KILN__AUTOPAD_NOTSET;
+    else if (strcmp(ap, "VALID") == 0)
+        w->auto_pad = KILN__AUTOPAD_VALID;
+    else if (strcmp(ap, "SAME_UPPER") == 0)
+        w->auto_pad = KILN__AUTOPAD_SAME_UPPER;
+    else if (strcmp(ap, "SAME_LOWER") == 0)
+        w->auto_pad = KILN__AUTOPAD_SAME_LOWER;
     else
         return kiln__err(KILN_E_INVAL,
                          "attribute 'auto_pad' is '%s', expected NOTSET, VALID, SAME_UPPER or "
-                         "SAME_LOWER", ap);
+                         "SAME_LOWER",
+                         ap);
 
     const int64_t *ks;
     int nk = kiln__attr_ints(n, "kernel_shape", &ks);
@@ -72,6 +77,7 @@ kiln_status kiln__win_read(const kiln__node *n, int nsp, const int64_t *in, cons
     if (nk >= 0 && nk != nsp)
         return kiln__err(KILN_E_INVAL, "attribute 'kernel_shape' has %d values, expected %d", nk,
                          nsp);
+    int64_t k_size = 1;
     for (int i = 0; i < nsp; i++) {
         int64_t k = nk >= 0 ? ks[i] : wk[i];
         if (k < 1 || k > KILN__MAX_NUMEL)
@@ -82,6 +88,10 @@ kiln_status kiln__win_read(const kiln__node *n, int nsp, const int64_t *in, cons
                              "attribute 'kernel_shape'[%d] is %lld but the weight has %lld", i,
                              (long long)k, (long long)wk[i]);
         w->k[i] = k;
+        k_size *= k;
+        if (k_size > KILN__MAX_NUMEL)
+            return kiln__err(KILN_E_LIMIT, "kernel of %lld+ elements is too large",
+                             (long long)k_size);
     }
     KILN__TRY(read_win_attr(n, "strides", nsp, 1, 1, WIN_MAX_STEP, w->stride));
     KILN__TRY(read_win_attr(n, "dilations", nsp, 1, 1, WIN_MAX_STEP, w->dil));
@@ -127,11 +137,11 @@ typedef void (*conv_emit_fn)(const conv_prob *p, int64_t m, double acc, int64_t 
 
 struct conv_prob {
     kiln__win w;
-    int64_t N, C, M, G;  /* batch, input channels, output channels, groups */
-    int64_t Cg, Mg;      /* channels per group (input, output) */
+    int64_t N, C, M, G;                /* batch, input channels, output channels, groups */
+    int64_t Cg, Mg;                    /* channels per group (input, output) */
     int64_t in_size, out_size, k_size; /* elements of one spatial plane / kernel */
-    const kiln_tensor *x, *wt, *bias; /* bias: (M) or NULL */
-    const kiln_tensor *x_zp, *w_zp;   /* generic path: scalar / per-m, or NULL */
+    const kiln_tensor *x, *wt, *bias;  /* bias: (M) or NULL */
+    const kiln_tensor *x_zp, *w_zp;    /* generic path: scalar / per-m, or NULL */
     const kiln_tensor *x_scale, *w_scale, *y_scale, *y_zp; /* QLinearConv */
     kiln_tensor *y;
     conv_emit_fn emit;
@@ -178,7 +188,7 @@ static kiln_status conv_setup(const kiln__kctx *c, int xi, int wi, conv_prob *p)
     p->M = w->dims[0];
     p->G = group;
     p->Cg = w->dims[1];
-    if (p->Cg * group != p->C || p->M % group != 0)
+    if (p->C % group != 0 || p->C / group != p->Cg || p->M % group != 0)
         return kiln__err(KILN_E_SHAPE,
                          "X %s and W %s do not match group %lld: expected W (M, C/group, ...) "
                          "with M divisible by group",
@@ -217,8 +227,8 @@ static kiln_status check_bias(const kiln_tensor *b, int64_t M, kiln_dtype dt) {
 /* y[o] += sum_{c<4} w[c] * x[c][o*xs] for o in [0, n): four input channels
  * per pass over the output row, so y is loaded and stored once per four
  * products. */
-static inline void axpy4_f32(float *restrict y, const float *const *x, const float *w,
-                             int64_t xs, int64_t n) {
+static inline void axpy4_f32(float *restrict y, const float *const *x, const float *w, int64_t xs,
+                             int64_t n) {
     const float *restrict x0 = x[0], *restrict x1 = x[1], *restrict x2 = x[2], *restrict x3 = x[3];
     float w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
     if (xs == 1)
@@ -234,7 +244,8 @@ static inline void axpy4_f32(float *restrict y, const float *const *x, const flo
  * added as runs over the outputs whose tap lands inside X: one output row,
  * or several rows (up to the whole plane, as in a 1x1 convolution) when the
  * trailing dims map outputs onto inputs one to one. */
-KILN__F32_CLONES static void conv_plane_f32(const conv_prob *p, int64_t n, int64_t m, float *restrict y) {
+KILN__F32_CLONES static void conv_plane_f32(const conv_prob *p, int64_t n, int64_t m,
+                                            float *restrict y) {
     const kiln__win *w = &p->w;
     int nsp = w->nsp;
     int64_t ostr[KILN_MAX_DIMS], istr[KILN_MAX_DIMS];
@@ -434,8 +445,8 @@ kiln_status kiln__ref_ConvInteger(kiln__kctx *c) {
 kiln_status kiln__infer_QLinearConv(kiln__kctx *c) {
     KILN__TRY(kiln__check_dtype(c->in[0], "x", KILN_DTYPE_U8, KILN_DTYPE_I8, 0));
     KILN__TRY(kiln__check_dtype(c->in[3], "w", KILN_DTYPE_U8, KILN_DTYPE_I8, 0));
-    static const char *const names[] = {"x", "x_scale", "x_zero_point", "w", "w_scale",
-                                        "w_zero_point", "y_scale", "y_zero_point"};
+    static const char *const names[] = {"x",       "x_scale",      "x_zero_point", "w",
+                                        "w_scale", "w_zero_point", "y_scale",      "y_zero_point"};
     conv_prob p;
     int64_t dims[KILN_MAX_DIMS];
     KILN__TRY(conv_setup(c, 0, 3, &p));
@@ -477,8 +488,8 @@ kiln_status kiln__ref_QLinearConv(kiln__kctx *c) {
 
 /* Value of plane x (sizes in[0..nsp)) at the fractional position pos by
  * multilinear interpolation; corners outside the plane count as 0. */
-static double sample_linear(kiln_dtype dt, const void *x, int64_t base, int nsp,
-                            const int64_t *in, const double *pos) {
+static double sample_linear(kiln_dtype dt, const void *x, int64_t base, int nsp, const int64_t *in,
+                            const double *pos) {
     int64_t i0[KILN_MAX_DIMS];
     double frac[KILN_MAX_DIMS];
     for (int d = 0; d < nsp; d++) {
@@ -513,7 +524,8 @@ static kiln_status deform_setup(const kiln__kctx *c, conv_prob *p, int64_t *dims
     KILN__TRY(conv_forward_shape(p, dims));
     *og = kiln__attr_i(c->node, "offset_group", 1);
     if (*og < 1 || p->C % *og != 0)
-        return kiln__err(KILN_E_INVAL, "attribute 'offset_group' is %lld, expected a divisor of C = %lld",
+        return kiln__err(KILN_E_INVAL,
+                         "attribute 'offset_group' is %lld, expected a divisor of C = %lld",
                          (long long)*og, (long long)p->C);
     int nsp = p->w.nsp;
     for (int i = 2; i <= 4; i += 2) { /* offset, mask */
@@ -583,8 +595,8 @@ kiln_status kiln__ref_DeformConv(kiln__kctx *c) {
                     double mk = mask ? kiln__ld_f(dt, mask->data,
                                                   ((n * og + g) * p.k_size + t) * p.out_size + i)
                                      : 1.0;
-                    double xv = sample_linear(dt, p.x->data, (n * p.C + ch) * p.in_size, nsp,
-                                              w->in, pos);
+                    double xv =
+                        sample_linear(dt, p.x->data, (n * p.C + ch) * p.in_size, nsp, w->in, pos);
                     acc += kiln__ld_f(dt, p.wt->data, (m * p.Cg + ci) * p.k_size + t) * mk * xv;
                 }
             }
@@ -611,8 +623,7 @@ static kiln_status causal_setup(const kiln__kctx *c, int64_t *K, int *silu) {
                          kiln__shape_str(x->ndim, x->dims, b1, sizeof b1));
     if (w->ndim != 3 || w->dims[0] != x->dims[1] || w->dims[1] != 1 || w->dims[2] < 1)
         return kiln__err(KILN_E_SHAPE, "input 'weight' has shape %s, expected (%lld, 1, k)",
-                         kiln__shape_str(w->ndim, w->dims, b1, sizeof b1),
-                         (long long)x->dims[1]);
+                         kiln__shape_str(w->ndim, w->dims, b1, sizeof b1), (long long)x->dims[1]);
     *K = w->dims[2];
     for (int i = 1; i < 4; i++)
         if (kiln__in(c, i) && c->in[i]->dtype != x->dtype)
@@ -622,13 +633,14 @@ static kiln_status causal_setup(const kiln__kctx *c, int64_t *K, int *silu) {
     const kiln_tensor *ps = kiln__in(c, 3);
     if (ps && (ps->ndim != 3 || ps->dims[0] != x->dims[0] || ps->dims[1] != x->dims[1] ||
                ps->dims[2] != *K - 1))
-        return kiln__err(KILN_E_SHAPE, "input 'past_state' has shape %s, expected (%lld, %lld, %lld)",
-                         kiln__shape_str(ps->ndim, ps->dims, b1, sizeof b1),
-                         (long long)x->dims[0], (long long)x->dims[1], (long long)(*K - 1));
+        return kiln__err(KILN_E_SHAPE,
+                         "input 'past_state' has shape %s, expected (%lld, %lld, %lld)",
+                         kiln__shape_str(ps->ndim, ps->dims, b1, sizeof b1), (long long)x->dims[0],
+                         (long long)x->dims[1], (long long)(*K - 1));
     const char *act = kiln__attr_s(c->node, "activation", "none");
     if (strcmp(act, "none") && strcmp(act, "silu") && strcmp(act, "swish"))
-        return kiln__err(KILN_E_INVAL, "attribute 'activation' is '%s', expected none, silu or swish",
-                         act);
+        return kiln__err(KILN_E_INVAL,
+                         "attribute 'activation' is '%s', expected none, silu or swish", act);
     *silu = strcmp(act, "none") != 0;
     return KILN_OK;
 }

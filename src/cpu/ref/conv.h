@@ -28,11 +28,11 @@ typedef enum {
 } kiln__autopad;
 
 typedef struct kiln__win {
-    int nsp;                  /* number of spatial dims */
+    int nsp; /* number of spatial dims */
     kiln__autopad auto_pad;
-    int64_t in[KILN_MAX_DIMS];   /* input spatial size */
-    int64_t out[KILN_MAX_DIMS];  /* output spatial size (set by kiln__win_forward) */
-    int64_t k[KILN_MAX_DIMS];    /* kernel size */
+    int64_t in[KILN_MAX_DIMS];  /* input spatial size */
+    int64_t out[KILN_MAX_DIMS]; /* output spatial size (set by kiln__win_forward) */
+    int64_t k[KILN_MAX_DIMS];   /* kernel size */
     int64_t stride[KILN_MAX_DIMS], dil[KILN_MAX_DIMS];
     int64_t pad0[KILN_MAX_DIMS], pad1[KILN_MAX_DIMS]; /* begin / end pads */
 } kiln__win;
@@ -76,6 +76,12 @@ static inline void kiln__axpy_f32(float *restrict y, int64_t ys, const float *re
         for (int64_t o = 0; o < n; o++) y[o] += w * x[o];
     else
         for (int64_t o = 0; o < n; o++) y[o * ys] += w * x[o * xs];
+}
+
+/* Element i of a dtype-dt buffer as double, float32 read directly (the
+ * family's typed fast path for gathers; other dtypes go through core). */
+static inline double kiln__ld_fast(kiln_dtype dt, const void *base, int64_t i) {
+    return dt == KILN_DTYPE_F32 ? (double)((const float *)base)[i] : kiln__ld_f(dt, base, i);
 }
 
 /* Product of n dims (0 if any is 0). Dims are already validated. */

@@ -16,8 +16,8 @@
 /* Window roles: w.in = input (block-grid) size, w.out = output (image) size. */
 typedef struct tconv_prob {
     kiln__win w;
-    int64_t N, C, M, G;  /* batch, input channels, output channels, groups */
-    int64_t Cg, Mg;      /* channels per group (input, output) */
+    int64_t N, C, M, G; /* batch, input channels, output channels, groups */
+    int64_t Cg, Mg;     /* channels per group (input, output) */
     int64_t in_size, out_size, k_size;
     const kiln_tensor *x, *wt, *bias; /* wt, bias NULL for Col2Im */
     kiln_tensor *y;
@@ -46,9 +46,9 @@ static kiln_status read_spatial_attr(const kiln__node *node, const char *name, i
 /* ConvTranspose geometry: X (N, C, D...), W (C, M/group, K...). Output size
  *   full = stride*(in-1) + output_padding + (K-1)*dil + 1,
  *   out  = output_shape if given, in*stride for SAME_*, else full - pads;
- * when out is imposed, the total padding full - out is split per auto_pad
- * (SAME_UPPER: begin = total/2, SAME_LOWER: begin = total - total/2,
- * otherwise begin = total/2; never negative). */
+ * when out is imposed, the begin pad is total/2 for SAME_UPPER, else
+ * total - total/2, of the total padding full - out (as the spec says; 0 when
+ * the total is negative). */
 static kiln_status tconv_setup(const kiln__kctx *c, tconv_prob *p, int64_t *dims) {
     memset(p, 0, sizeof(*p));
     const kiln_tensor *x = c->in[0], *w = c->in[1];
@@ -75,6 +75,9 @@ static kiln_status tconv_setup(const kiln__kctx *c, tconv_prob *p, int64_t *dims
     p->G = group;
     p->Cg = p->C / group;
     p->Mg = w->dims[1];
+    if (p->Mg > KILN__MAX_NUMEL / group)
+        return kiln__err(KILN_E_LIMIT, "W %s with group %lld gives too many output channels",
+                         kiln__shape_str(w->ndim, w->dims, b1, sizeof b1), (long long)group);
     p->M = p->Mg * group;
     int nsp = x->ndim - 2, has_shape, has_opad;
     kiln__win *win = &p->w;
@@ -84,20 +87,23 @@ static kiln_status tconv_setup(const kiln__kctx *c, tconv_prob *p, int64_t *dims
     KILN__TRY(read_spatial_attr(c->node, "output_shape", nsp, 0, oshape, &has_shape));
     for (int i = 0; i < nsp; i++) {
         int64_t full = win->stride[i] * (win->in[i] - 1) + opad[i] + kiln__win_extent(win, i);
-        int same = win->auto_pad == KILN__AUTOPAD_SAME_UPPER ||
-                   win->auto_pad == KILN__AUTOPAD_SAME_LOWER;
+        int same =
+            win->auto_pad == KILN__AUTOPAD_SAME_UPPER || win->auto_pad == KILN__AUTOPAD_SAME_LOWER;
         if (has_shape || same) {
             win->out[i] = has_shape ? oshape[i] : win->in[i] * win->stride[i];
             int64_t total = full - win->out[i];
-            win->pad0[i] = total <= 0                                     ? 0
-                           : win->auto_pad == KILN__AUTOPAD_SAME_LOWER ? total - total / 2
-                                                                         : total / 2;
+            if (total <= 0)
+                win->pad0[i] = 0; /* a larger output gets its extra at the end */
+            else if (win->auto_pad == KILN__AUTOPAD_SAME_UPPER)
+                win->pad0[i] = total / 2;
+            else
+                win->pad0[i] = total - total / 2;
         } else {
             if (win->auto_pad == KILN__AUTOPAD_VALID) win->pad0[i] = win->pad1[i] = 0;
             win->out[i] = full - win->pad0[i] - win->pad1[i];
             if (win->out[i] < 0)
-                return kiln__err(KILN_E_SHAPE, "spatial dim %d: output size %lld is negative",
-                                 i, (long long)win->out[i]);
+                return kiln__err(KILN_E_SHAPE, "spatial dim %d: output size %lld is negative", i,
+                                 (long long)win->out[i]);
         }
     }
     p->in_size = kiln__prod(nsp, win->in);
@@ -112,7 +118,8 @@ static kiln_status tconv_setup(const kiln__kctx *c, tconv_prob *p, int64_t *dims
 /* Float32 output plane (n, m) of ConvTranspose: y (out...) = B[m] + for every
  * input channel c of m's group, tap j and input position i,
  * W[c, m%Mg, j] * X[n,c,i] added at i*stride - pad0 + j*dil, row by row. */
-KILN__F32_CLONES static void tconv_plane_f32(const tconv_prob *p, int64_t n, int64_t m, float *restrict y) {
+KILN__F32_CLONES static void tconv_plane_f32(const tconv_prob *p, int64_t n, int64_t m,
+                                             float *restrict y) {
     const kiln__win *w = &p->w;
     int nsp = w->nsp, last = nsp - 1;
     int64_t ostr[KILN_MAX_DIMS], istr[KILN_MAX_DIMS];
@@ -214,7 +221,8 @@ kiln_status kiln__infer_ConvTranspose(kiln__kctx *c) {
     if (b && (b->ndim != 1 || b->dims[0] != p.M || b->dtype != c->in[0]->dtype)) {
         char buf[96];
         return kiln__err(KILN_E_SHAPE, "input 'B' is %s %s, expected %s (%lld)",
-                         kiln_dtype_name(b->dtype), kiln__shape_str(b->ndim, b->dims, buf, sizeof buf),
+                         kiln_dtype_name(b->dtype),
+                         kiln__shape_str(b->ndim, b->dims, buf, sizeof buf),
                          kiln_dtype_name(c->in[0]->dtype), (long long)p.M);
     }
     return kiln__out_shape(c, 0, c->in[0]->dtype, c->in[0]->ndim, dims);
@@ -244,15 +252,19 @@ static kiln_status col2im_setup(const kiln__kctx *c, tconv_prob *p, int64_t *dim
     KILN__TRY(kiln__read_ints(c->in[1], "image_shape", image, KILN_MAX_DIMS - 2, &ni));
     KILN__TRY(kiln__read_ints(c->in[2], "block_shape", block, KILN_MAX_DIMS - 2, &nb));
     if (ni != nb || ni < 1)
-        return kiln__err(KILN_E_SHAPE, "image_shape has %d values and block_shape %d, expected the "
-                         "same number >= 1", ni, nb);
+        return kiln__err(KILN_E_SHAPE,
+                         "image_shape has %d values and block_shape %d, expected the same "
+                         "number >= 1", ni, nb);
     if (x->ndim != 3)
-        return kiln__err(KILN_E_SHAPE, "input 'input' has shape %s, expected (N, C*prod(block_shape), L)",
+        return kiln__err(KILN_E_SHAPE,
+                         "input 'input' has shape %s, expected (N, C*prod(block_shape), L)",
                          kiln__shape_str(x->ndim, x->dims, b1, sizeof b1));
     for (int i = 0; i < ni; i++)
         if (image[i] < 0 || block[i] < 1 || image[i] > KILN__MAX_NUMEL)
-            return kiln__err(KILN_E_INVAL, "image_shape[%d] = %lld, block_shape[%d] = %lld: expected "
-                             ">= 0 and >= 1", i, (long long)image[i], i, (long long)block[i]);
+            return kiln__err(KILN_E_INVAL,
+                             "image_shape[%d] = %lld, block_shape[%d] = %lld: expected "
+                             ">= 0 and >= 1",
+                             i, (long long)image[i], i, (long long)block[i]);
     kiln__win *w = &p->w;
     KILN__TRY(kiln__win_read(c->node, ni, image, block, w));
     int64_t K = kiln__prod(ni, block), L = 1;

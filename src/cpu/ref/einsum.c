@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ops/op.h"
+#include "cpu/ref/conv.h" /* kiln__ld_fast */
 
 #define EIN_LETTERS 52
 #define EIN_MAX_LABELS (EIN_LETTERS + KILN_MAX_DIMS)
@@ -19,8 +19,8 @@
 
 typedef struct ein_prob {
     int nops;
-    int nout, nloop;                 /* output labels; all labels (output first) */
-    int64_t size[EIN_MAX_LABELS];    /* per loop label */
+    int nout, nloop;                          /* output labels; all labels (output first) */
+    int64_t size[EIN_MAX_LABELS];             /* per loop label */
     int64_t str[EIN_MAX_OPS][EIN_MAX_LABELS]; /* per operand, per loop label */
     int64_t out_size, sum_size;
 } ein_prob;
@@ -44,10 +44,12 @@ static kiln_status ein_parse_term(const char *s, size_t len, const char *what, e
     for (size_t i = 0; i < len; i++) {
         if (s[i] == ' ') continue;
         if (t->n > KILN_MAX_DIMS)
-            return kiln__err(KILN_E_INVAL, "equation: %s has more than %d labels", what, KILN_MAX_DIMS);
+            return kiln__err(KILN_E_INVAL, "equation: %s has more than %d labels", what,
+                             KILN_MAX_DIMS);
         if (s[i] == '.') {
             if (t->ell >= 0 || i + 2 >= len || s[i + 1] != '.' || s[i + 2] != '.')
-                return kiln__err(KILN_E_INVAL, "equation: %s has a malformed or repeated '...'", what);
+                return kiln__err(KILN_E_INVAL, "equation: %s has a malformed or repeated '...'",
+                                 what);
             t->ell = t->n;
             t->lab[t->n++] = -1;
             i += 2;
@@ -55,8 +57,9 @@ static kiln_status ein_parse_term(const char *s, size_t len, const char *what, e
         }
         int l = ein_letter(s[i]);
         if (l < 0)
-            return kiln__err(KILN_E_INVAL, "equation: %s has the character '%c', expected letters "
-                             "or '...'", what, s[i]);
+            return kiln__err(KILN_E_INVAL,
+                             "equation: %s has the character '%c', expected letters or '...'",
+                             what, s[i]);
         t->lab[t->n++] = l;
     }
     return KILN_OK;
@@ -68,7 +71,8 @@ static kiln_status ein_setup(const kiln__kctx *c, ein_prob *p, int *ondim, int64
     const char *eq = kiln__attr_s(c->node, "equation", NULL);
     if (!eq) return kiln__err(KILN_E_INVAL, "attribute 'equation' is required");
     if (c->n_in > EIN_MAX_OPS)
-        return kiln__err(KILN_E_UNSUPPORTED, "%d operands, at most %d supported", c->n_in, EIN_MAX_OPS);
+        return kiln__err(KILN_E_UNSUPPORTED, "%d operands, at most %d supported", c->n_in,
+                         EIN_MAX_OPS);
     p->nops = c->n_in;
     kiln_dtype dt = c->in[0]->dtype;
 
@@ -79,7 +83,8 @@ static kiln_status ein_setup(const kiln__kctx *c, ein_prob *p, int *ondim, int64
     for (;;) {
         const char *comma = memchr(s, ',', end - s), *e = comma ? comma : end;
         if (nterm == p->nops)
-            return kiln__err(KILN_E_INVAL, "equation '%s' has more terms than the %d inputs", eq, p->nops);
+            return kiln__err(KILN_E_INVAL, "equation '%s' has more terms than the %d inputs", eq,
+                             p->nops);
         char what[32];
         snprintf(what, sizeof what, "term %d", nterm);
         KILN__TRY(ein_parse_term(s, e - s, what, &terms[nterm++]));
@@ -87,7 +92,8 @@ static kiln_status ein_setup(const kiln__kctx *c, ein_prob *p, int *ondim, int64
         s = comma + 1;
     }
     if (nterm != p->nops)
-        return kiln__err(KILN_E_INVAL, "equation '%s' has %d terms for %d inputs", eq, nterm, p->nops);
+        return kiln__err(KILN_E_INVAL, "equation '%s' has %d terms for %d inputs", eq, nterm,
+                         p->nops);
 
     /* label sizes; ellipsis dims become labels EIN_LETTERS + k, right-aligned */
     int64_t lsize[EIN_MAX_LABELS];
@@ -123,8 +129,10 @@ static kiln_status ein_setup(const kiln__kctx *c, ein_prob *p, int *ondim, int64
             int64_t d = t->dims[a];
             count[l]++;
             if (d != 1 && lsize[l] != 1 && d != lsize[l])
-                return kiln__err(KILN_E_SHAPE, "input %d axis %d has size %lld but its label '%c' "
-                                 "has size %lld elsewhere", i, a, (long long)d,
+                return kiln__err(KILN_E_SHAPE,
+                                 "input %d axis %d has size %lld but its label '%c' "
+                                 "has size %lld elsewhere",
+                                 i, a, (long long)d,
                                  l < EIN_LETTERS ? (l < 26 ? 'a' + l : 'A' + l - 26) : '.',
                                  (long long)lsize[l]);
             if (d != 1) lsize[l] = d;
@@ -169,8 +177,11 @@ static kiln_status ein_setup(const kiln__kctx *c, ein_prob *p, int *ondim, int64
     p->out_size = p->sum_size = 1;
     for (int j = 0; j < p->nloop; j++) {
         p->size[j] = lsize[order[j]];
-        if (j < p->nout) p->out_size *= p->size[j];
-        else p->sum_size *= p->size[j];
+        int64_t *prod = j < p->nout ? &p->out_size : &p->sum_size;
+        if (p->size[j] && *prod > KILN__MAX_NUMEL / p->size[j])
+            return kiln__err(KILN_E_LIMIT, "equation '%s' loops over too many index combinations",
+                             eq);
+        *prod *= p->size[j];
     }
     for (int i = 0; i < p->nops; i++) {
         const kiln_tensor *t = c->in[i];
@@ -201,10 +212,6 @@ kiln_status kiln__infer_Einsum(kiln__kctx *c) {
     return kiln__out_shape(c, 0, c->in[0]->dtype, nd, dims);
 }
 
-static inline double ein_ld(kiln_dtype dt, const void *d, int64_t i) {
-    return dt == KILN_DTYPE_F32 ? (double)((const float *)d)[i] : kiln__ld_f(dt, d, i);
-}
-
 /* y[o] = sum over the summed labels s of prod_i X_i[o, s]: floats in
  * double, integers in wrapping int64. */
 kiln_status kiln__ref_Einsum(kiln__kctx *c) {
@@ -232,11 +239,12 @@ kiln_status kiln__ref_Einsum(kiln__kctx *c) {
         for (int64_t s = 0; s < p.sum_size; s++) {
             if (ints) {
                 uint64_t prod = 1;
-                for (int i = 0; i < nops; i++) prod *= (uint64_t)kiln__ld_i(dt, c->in[i]->data, off[i]);
+                for (int i = 0; i < nops; i++)
+                    prod *= (uint64_t)kiln__ld_i(dt, c->in[i]->data, off[i]);
                 iacc += prod;
             } else {
                 double prod = 1;
-                for (int i = 0; i < nops; i++) prod *= ein_ld(dt, c->in[i]->data, off[i]);
+                for (int i = 0; i < nops; i++) prod *= kiln__ld_fast(dt, c->in[i]->data, off[i]);
                 acc += prod;
             }
             for (int j = nsum - 1; j >= 0; j--) { /* next summed index, offsets in step */

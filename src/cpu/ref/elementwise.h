@@ -99,7 +99,8 @@ typedef struct kiln__ew_binary {
 /* y[k] = op(x[k]); x and y have the same number of elements. In place is fine. */
 kiln_status kiln__ew_unary_run(const kiln__kctx *c, const kiln__ew_unary *op,
                                const kiln__ew_prm *p, const kiln_tensor *x, kiln_tensor *y);
-/* y = op(a, b) with numpy broadcasting of a and b to y's shape. a or b may be y. */
+/* y = op(a, b) with numpy broadcasting of a and b to y's shape. a or b may be y
+ * itself (then of y's shape: each element is read before it is written). */
 kiln_status kiln__ew_binary_run(const kiln__kctx *c, const kiln__ew_binary *op,
                                 const kiln__ew_prm *p, const kiln_tensor *a,
                                 const kiln_tensor *b, kiln_tensor *y);

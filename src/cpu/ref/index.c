@@ -40,23 +40,6 @@ static inline int key_better(sort_key a, sort_key b, int largest) {
     return largest ? a.f > b.f : a.f < b.f;
 }
 
-/* Stable merge sort of idx[0..n) by "better" (tmp: n entries of scratch).
- * Equal elements keep their order, so ties go to the lower position. */
-typedef int (*better_fn)(const void *ctx, int64_t a, int64_t b);
-static void merge_sort(int64_t *idx, int64_t *tmp, int64_t n, better_fn better, const void *ctx) {
-    for (int64_t width = 1; width < n; width *= 2) {
-        for (int64_t lo = 0; lo < n; lo += 2 * width) {
-            int64_t mid = lo + width < n ? lo + width : n;
-            int64_t hi = lo + 2 * width < n ? lo + 2 * width : n;
-            int64_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi) tmp[k++] = better(ctx, idx[j], idx[i]) ? idx[j++] : idx[i++];
-            while (i < mid) tmp[k++] = idx[i++];
-            while (j < hi) tmp[k++] = idx[j++];
-        }
-        memcpy(idx, tmp, (size_t)n * sizeof *idx);
-    }
-}
-
 /* ---- ArgMax, ArgMin ------------------------------------------------------------ */
 
 // x: (d0,...,dr-1) numeric, y: (.., 1 or dropped at axis, ..) int64
@@ -115,6 +98,11 @@ kiln_status kiln__ref_ArgMin(kiln__kctx *c) { return arg_ref(c, 0); }
 
 /* ---- TopK ---------------------------------------------------------------------- */
 
+typedef struct topk_item {
+    sort_key key;
+    int64_t idx;
+} topk_item;
+
 /* k from the attribute (opset < 10) or the 1-element input 'K'. */
 static kiln_status topk_k(kiln__kctx *c, int axis, int64_t *k) {
     const kiln_tensor *x = c->in[0];
@@ -149,25 +137,36 @@ kiln_status kiln__infer_TopK(kiln__kctx *c) {
     KILN__TRY(topk_k(c, axis, &k));
     memcpy(dims, x->dims, sizeof dims);
     dims[axis] = k;
-    /* scratch: positions + merge buffer + keys of one line */
-    c->scratch_bytes = (size_t)x->dims[axis] * (2 * sizeof(int64_t) + sizeof(sort_key));
+    c->scratch_bytes = (size_t)k * sizeof(topk_item); /* the heap of one line */
     KILN__TRY(kiln__out_shape(c, 0, x->dtype, x->ndim, dims));
     return kiln__out_shape(c, 1, KILN_DTYPE_I64, x->ndim, dims);
 }
 
-typedef struct topk_ctx {
-    const sort_key *keys;
-    int largest;
-} topk_ctx;
-
-static int topk_better(const void *ctx, int64_t a, int64_t b) {
-    const topk_ctx *t = ctx;
-    return key_better(t->keys[a], t->keys[b], t->largest);
+/* Strict total order of TopK: better key, then lower index. */
+static inline int item_better(const topk_item *a, const topk_item *b, int largest) {
+    if (key_better(a->key, b->key, largest)) return 1;
+    if (key_better(b->key, a->key, largest)) return 0;
+    return a->idx < b->idx;
 }
 
-/* Sorts each line along the axis (largest or smallest first, ties by lower
- * index) and keeps the first k. The output is always sorted, which also
- * satisfies sorted=0. */
+/* Heap whose root h[0] is the worst item. */
+static void heap_sift_down(topk_item *h, int64_t n, int64_t i, int largest) {
+    for (;;) {
+        int64_t l = 2 * i + 1, r = l + 1, worst = i;
+        if (l < n && item_better(&h[worst], &h[l], largest)) worst = l;
+        if (r < n && item_better(&h[worst], &h[r], largest)) worst = r;
+        if (worst == i) return;
+        topk_item t = h[i];
+        h[i] = h[worst];
+        h[worst] = t;
+        i = worst;
+    }
+}
+
+/* Keeps the k best elements of each line along the axis in a heap
+ * (O(n log k)), then emits them best first: largest (or smallest) value,
+ * ties by lower index. The output is always sorted, which also satisfies
+ * sorted=0. */
 kiln_status kiln__ref_TopK(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
     kiln_tensor *vals = c->out[0], *inds = c->out[1];
@@ -175,28 +174,34 @@ kiln_status kiln__ref_TopK(kiln__kctx *c) {
     KILN__TRY(kiln__axis(kiln__attr_i(c->node, "axis", -1), x->ndim, "attribute 'axis'", &axis));
     int64_t k;
     KILN__TRY(topk_k(c, axis, &k));
-    topk_ctx t = {.largest = c->opset < 11 || kiln__attr_i(c->node, "largest", 1) != 0};
+    int largest = c->opset < 11 || kiln__attr_i(c->node, "largest", 1) != 0;
     int64_t len = x->dims[axis], inner = 1, outer = 1;
     for (int i = 0; i < axis; i++) outer *= x->dims[i];
     for (int i = axis + 1; i < x->ndim; i++) inner *= x->dims[i];
-    int64_t *idx = c->scratch, *tmp = idx + len;
-    sort_key *keys = (sort_key *)(tmp + len);
-    t.keys = keys;
+    topk_item *heap = c->scratch;
     size_t esize = kiln_dtype_size(x->dtype);
-    for (int64_t line = 0; line < outer * inner; line++) {
+    for (int64_t line = 0; k > 0 && line < outer * inner; line++) {
         int64_t o = line / inner, in = line % inner;
         int64_t xbase = o * len * inner + in, ybase = o * k * inner + in;
         for (int64_t j = 0; j < len; j++) {
-            idx[j] = j;
-            keys[j] = load_key(x->dtype, x->data, xbase + j * inner);
+            topk_item it = {load_key(x->dtype, x->data, xbase + j * inner), j};
+            if (j < k) {
+                heap[j] = it;
+                if (j == k - 1)
+                    for (int64_t i = k / 2 - 1; i >= 0; i--) heap_sift_down(heap, k, i, largest);
+            } else if (item_better(&it, &heap[0], largest)) {
+                heap[0] = it;
+                heap_sift_down(heap, k, 0, largest);
+            }
         }
-        merge_sort(idx, tmp, len, topk_better, &t);
-        for (int64_t j = 0; j < k; j++) {
-            int64_t yo = ybase + j * inner;
+        for (int64_t m = k - 1; m >= 0; m--) { /* pop the worst into the last slot */
+            int64_t yo = ybase + m * inner, src = heap[0].idx;
             if (vals)
                 memcpy((char *)vals->data + yo * esize,
-                       (const char *)x->data + (xbase + idx[j] * inner) * esize, esize);
-            if (inds) ((int64_t *)inds->data)[yo] = idx[j];
+                       (const char *)x->data + (xbase + src * inner) * esize, esize);
+            if (inds) ((int64_t *)inds->data)[yo] = src;
+            heap[0] = heap[m];
+            heap_sift_down(heap, m, 0, largest);
         }
     }
     return KILN_OK;
@@ -260,6 +265,23 @@ static int nms_suppresses(nms_box a, nms_box b, double iou_threshold) {
     double uni = area_a + area_b - inter;
     if (inter <= 0 || area_a <= 0 || area_b <= 0 || uni <= 0) return 0;
     return inter / uni > iou_threshold;
+}
+
+/* Stable merge sort of idx[0..n) by "better" (tmp: n entries of scratch).
+ * Equal elements keep their order, so ties go to the lower position. */
+typedef int (*better_fn)(const void *ctx, int64_t a, int64_t b);
+static void merge_sort(int64_t *idx, int64_t *tmp, int64_t n, better_fn better, const void *ctx) {
+    for (int64_t width = 1; width < n; width *= 2) {
+        for (int64_t lo = 0; lo < n; lo += 2 * width) {
+            int64_t mid = lo + width < n ? lo + width : n;
+            int64_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            int64_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) tmp[k++] = better(ctx, idx[j], idx[i]) ? idx[j++] : idx[i++];
+            while (i < mid) tmp[k++] = idx[i++];
+            while (j < hi) tmp[k++] = idx[j++];
+        }
+        memcpy(idx, tmp, (size_t)n * sizeof *idx);
+    }
 }
 
 typedef struct nms_ctx {

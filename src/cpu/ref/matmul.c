@@ -34,15 +34,15 @@ typedef struct mm_prob mm_prob;
 /* Stores the finished sum of output element (m, n) at y index yi; acc is the
  * double sum (float operands), iacc the integer one (integer operands);
  * poff: batch offsets of the parameters. */
-typedef void (*mm_emit_fn)(const mm_prob *p, const int64_t *poff, int64_t m, int64_t n,
-                           double acc, int64_t iacc, int64_t yi);
+typedef void (*mm_emit_fn)(const mm_prob *p, const int64_t *poff, int64_t m, int64_t n, double acc,
+                           int64_t iacc, int64_t yi);
 
 struct mm_prob {
     int64_t M, N, K;
-    int nb;                          /* batch dims */
+    int nb; /* batch dims */
     int64_t bdims[KILN_MAX_DIMS];
     int64_t a_bstr[KILN_MAX_DIMS], b_bstr[KILN_MAX_DIMS]; /* 0 on broadcast dims */
-    int64_t a_rs, a_cs, b_rs, b_cs;  /* strides of A (m, k) and B (k, n) */
+    int64_t a_rs, a_cs, b_rs, b_cs;                       /* strides of A (m, k) and B (k, n) */
     const kiln_tensor *a, *b;
     kiln_tensor *y;
     mm_param q[P_COUNT];
@@ -57,8 +57,8 @@ struct mm_prob {
 
 /* Reads parameter t of side `side` (0: A rows, 1: B columns) into q,
  * checking that it broadcasts to (batch..., M, 1) / (batch..., 1, N). */
-static kiln_status mm_param_init(const mm_prob *p, const kiln_tensor *t, const char *what,
-                                 int side, mm_param *q) {
+static kiln_status mm_param_init(const mm_prob *p, const kiln_tensor *t, const char *what, int side,
+                                 mm_param *q) {
     memset(q, 0, sizeof(*q));
     q->t = t;
     if (!t) return KILN_OK;
@@ -169,8 +169,8 @@ static float dot_f32(const float *restrict a, const float *restrict b, int64_t n
 
 /* Float32 rows [m0, m1) of one product: y (rows, N) = A (rows, K) B (K, N),
  * then Gemm's y = alpha*y + beta*C. A and B are at their batch offsets. */
-KILN__F32_CLONES static void mm_rows_f32(const mm_prob *p, const float *A, const float *B, float *y, int64_t m0,
-                        int64_t m1) {
+KILN__F32_CLONES static void mm_rows_f32(const mm_prob *p, const float *A, const float *B, float *y,
+                                         int64_t m0, int64_t m1) {
     int64_t N = p->N, K = p->K;
     if (p->b_cs == 1) { /* axpy over rows of B, four rows of A at a time */
         for (int64_t m = m0; m < m1; m += 4) {
@@ -296,7 +296,8 @@ static void emit_qlinear(const mm_prob *p, const int64_t *poff, int64_t m, int64
     double ys = mm_param_f(&p->q[P_Y_SCALE], poff[P_Y_SCALE], n);
     double mult = round_to(st, round_to(st, as * bs) / ys);
     double v = nearbyint((double)iacc * mult + mm_param_f(&p->q[P_Y_ZERO], poff[P_Y_ZERO], n));
-    double lo = p->y->dtype == KILN_DTYPE_I8 ? -128 : 0, hi = p->y->dtype == KILN_DTYPE_I8 ? 127 : 255;
+    double lo = p->y->dtype == KILN_DTYPE_I8 ? -128 : 0,
+           hi = p->y->dtype == KILN_DTYPE_I8 ? 127 : 255;
     kiln__st_f(p->y->dtype, p->y->data, yi, v < lo ? lo : v > hi ? hi : v);
 }
 
@@ -371,9 +372,10 @@ kiln_status kiln__ref_MatMulInteger(kiln__kctx *c) {
  * Scales f32 (opset 10) or f32 / f16 / bf16 (opset 21). y: y_zero_point's
  * dtype. */
 static kiln_status qlinear_matmul_setup(kiln__kctx *c, mm_prob *p, int *nd, int64_t *dims) {
-    static const char *const names[] = {"a", "a_scale", "a_zero_point", "b", "b_scale",
-                                        "b_zero_point", "y_scale", "y_zero_point"};
-    static const int slot[] = {-1, P_A_SCALE, P_A_ZERO, -1, P_B_SCALE, P_B_ZERO, P_Y_SCALE, P_Y_ZERO};
+    static const char *const names[] = {"a",       "a_scale",      "a_zero_point", "b",
+                                        "b_scale", "b_zero_point", "y_scale",      "y_zero_point"};
+    static const int slot[] = {-1,        P_A_SCALE, P_A_ZERO,  -1,
+                               P_B_SCALE, P_B_ZERO,  P_Y_SCALE, P_Y_ZERO};
     KILN__TRY(kiln__check_dtype(c->in[0], "a", KILN_DTYPE_U8, KILN_DTYPE_I8, 0));
     KILN__TRY(kiln__check_dtype(c->in[3], "b", KILN_DTYPE_U8, KILN_DTYPE_I8, 0));
     KILN__TRY(mm_setup(c->in[0], c->in[3], p, nd, dims));
@@ -383,8 +385,8 @@ static kiln_status qlinear_matmul_setup(kiln__kctx *c, mm_prob *p, int *nd, int6
         if (!t && (i == 1 || i == 4 || i == 6))
             return kiln__err(KILN_E_INVAL, "input '%s' is required", names[i]);
         if (t && (i == 1 || i == 4 || i == 6))
-            KILN__TRY(kiln__check_dtype(t, names[i], KILN_DTYPE_F32, KILN_DTYPE_F16,
-                                        KILN_DTYPE_BF16, 0));
+            KILN__TRY(
+                kiln__check_dtype(t, names[i], KILN_DTYPE_F32, KILN_DTYPE_F16, KILN_DTYPE_BF16, 0));
         KILN__TRY(mm_param_init(p, t, names[i], i < 3 ? 0 : 1, &p->q[slot[i]]));
     }
     kiln_dtype yt = kiln__in(c, 7) ? c->in[7]->dtype : c->in[0]->dtype;
@@ -455,7 +457,8 @@ static kiln_status gemm_setup(kiln__kctx *c, mm_prob *p) {
         int bnd;
         if (cc->ndim > 2 || kiln__broadcast(cc->ndim, cc->dims, 2, mn, &bnd, bd) != KILN_OK ||
             bd[0] != p->M || bd[1] != p->N)
-            return kiln__err(KILN_E_SHAPE, "input 'C' has shape %s, expected one broadcastable to %s",
+            return kiln__err(KILN_E_SHAPE,
+                             "input 'C' has shape %s, expected one broadcastable to %s",
                              kiln__shape_str(cc->ndim, cc->dims, b1, sizeof b1),
                              kiln__shape_str(2, mn, b2, sizeof b2));
         kiln__bcast_strides(cc->ndim, cc->dims, 2, mn, str);

@@ -113,7 +113,7 @@ static void pool_plane(const pool_prob *p, int64_t nc) {
             in_pads += in_padded;
             if (!in_x) continue;
             inside++;
-            double v = kiln__ld_f(dt, p->x->data, xbase + xoff);
+            double v = kiln__ld_fast(dt, p->x->data, xbase + xoff);
             if (p->kind == POOL_MAX) {
                 if (best < 0 || v > acc) {
                     acc = v;
@@ -289,12 +289,16 @@ kiln_status kiln__ref_MaxRoiPool(kiln__kctx *c) {
         double v[5];
         for (int j = 0; j < 5; j++) v[j] = kiln__ld_f(dt, rois->data, r * 5 + j);
         if (!(v[0] >= 0 && v[0] < (double)x->dims[0]))
-            return kiln__err(KILN_E_RANGE, "input 'rois'[%lld] has batch index %g, expected 0..%lld",
+            return kiln__err(KILN_E_RANGE,
+                             "input 'rois'[%lld] has batch index %g, expected 0..%lld",
                              (long long)r, v[0], (long long)(x->dims[0] - 1));
         int64_t b = (int64_t)v[0], box[4]; /* x1 y1 x2 y2, rounded and scaled */
         for (int j = 0; j < 4; j++) {
             double s = round(v[1 + j] * scale);
-            box[j] = s != s ? 0 : s < -1e15 ? -1000000000000000 : s > 1e15 ? 1000000000000000 : (int64_t)s;
+            box[j] = s != s      ? 0
+                     : s < -1e15 ? -1000000000000000
+                     : s > 1e15  ? 1000000000000000
+                                 : (int64_t)s;
         }
         double bin_h = (double)(box[3] - box[1] + 1 > 1 ? box[3] - box[1] + 1 : 1) / (double)PH;
         double bin_w = (double)(box[2] - box[0] + 1 > 1 ? box[2] - box[0] + 1 : 1) / (double)PW;

@@ -153,9 +153,11 @@ kiln_status kiln__ref_QuantizeLinear(kiln__kctx *c) {
     double lo, hi;
     KILN__TRY(quant_range(y->dtype, "the output", &lo, &hi));
     /* The division runs in the precision of y_scale (or attribute
-     * 'precision'): double for f64, float otherwise. */
+     * 'precision'): double for f64, float otherwise; int32 and f64 x divide
+     * in double (as numpy promotes them). */
     int64_t precision = kiln__attr_i(c->node, "precision", 0);
-    int in_double = precision ? precision == KILN_DTYPE_F64 : scale->dtype == KILN_DTYPE_F64;
+    int in_double = (precision ? precision == KILN_DTYPE_F64 : scale->dtype == KILN_DTYPE_F64) ||
+                    x->dtype == KILN_DTYPE_I32 || x->dtype == KILN_DTYPE_F64;
     int64_t n = kiln__n(x);
     for (int64_t i = 0; i < n; i++) {
         int64_t k = quant_index(&m, i);

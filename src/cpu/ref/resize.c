@@ -353,88 +353,164 @@ static kiln_status resize_infer(kiln__kctx *c, int is_upsample) {
     return kiln__out_shape(c, 0, x->dtype, p.rank, dims);
 }
 
-/* Weighted sum over the cartesian product of the axes' taps, in double. */
-static double resize_gather(const kiln_tensor *x, int r, int64_t *const *off, double *const *w,
-                            const int *cnt) {
+/* Taps of the axes with more than one tap ("active"); single-tap axes are
+ * folded into a base offset and weight. */
+typedef struct tap_set {
+    int n;                          /* active axes */
+    const int64_t *off[KILN_MAX_DIMS]; /* element offsets (index times stride) */
+    const double *w[KILN_MAX_DIMS];
+    int cnt[KILN_MAX_DIMS];
+} tap_set;
+
+/* base_w * sum over the product of the active taps of weight * x[base + offset]. */
+static inline double resize_ld(const kiln_tensor *x, int64_t i) {
+    return x->dtype == KILN_DTYPE_F32 ? ((const float *)x->data)[i] : kiln__ld_f(x->dtype, x->data, i);
+}
+static double resize_gather(const kiln_tensor *x, int64_t base, double base_w, const tap_set *ts) {
+    if (ts->n == 1) { /* 1-D and the common 2-D cases without the odometer */
+        double v = 0;
+        for (int a = 0; a < ts->cnt[0]; a++) v += ts->w[0][a] * resize_ld(x, base + ts->off[0][a]);
+        return base_w * v;
+    }
+    if (ts->n == 2) {
+        double v = 0;
+        for (int a = 0; a < ts->cnt[0]; a++) {
+            double s = 0;
+            int64_t row = base + ts->off[0][a];
+            for (int b = 0; b < ts->cnt[1]; b++) s += ts->w[1][b] * resize_ld(x, row + ts->off[1][b]);
+            v += ts->w[0][a] * s;
+        }
+        return base_w * v;
+    }
     int t[KILN_MAX_DIMS] = {0};
     double v = 0;
     for (;;) {
-        int64_t xo = 0;
-        double wt = 1;
-        for (int d = 0; d < r; d++) {
-            xo += off[d][t[d]];
-            wt *= w[d][t[d]];
+        int64_t xo = base;
+        double wt = base_w;
+        for (int a = 0; a < ts->n; a++) {
+            xo += ts->off[a][t[a]];
+            wt *= ts->w[a][t[a]];
         }
-        v += wt * (x->dtype == KILN_DTYPE_F32 ? ((const float *)x->data)[xo]
-                                              : kiln__ld_f(x->dtype, x->data, xo));
-        int d = r - 1;
-        while (d >= 0 && ++t[d] == cnt[d]) t[d--] = 0;
-        if (d < 0) return v;
+        v += wt * resize_ld(x, xo);
+        int a = ts->n - 1;
+        while (a >= 0 && ++t[a] == ts->cnt[a]) t[a--] = 0;
+        if (a < 0) return v;
     }
 }
 
+/* Stack storage for taps: the outer axes' current taps plus the last
+ * axis' taps for a chunk of its output positions. */
+#define RESIZE_POOL (2 * RESIZE_MAX_TAPS)
+
 // x: (d0,...,dr-1) numeric, scales/sizes/roi: (r) or (len(axes)), y: (o0,...,or-1)
+// Threads split the rows (all axes but the last); the last axis' taps are
+// computed once per chunk of positions and reused by every row.
 static kiln_status resize_ref(kiln__kctx *c, int is_upsample) {
     const kiln_tensor *x = c->in[0];
     kiln_tensor *y = c->out[0];
     resize_plan p;
     KILN__TRY(resize_plan_build(c, is_upsample, 1, &p));
     int r = p.rank;
-    int64_t n_out = kiln__n(y), lo, hi;
-    kiln__split(n_out, c->ith, c->nth, &lo, &hi);
-    if (lo >= hi) return KILN_OK;
     size_t esize = kiln_dtype_size(x->dtype);
+    int64_t n_out = kiln__n(y);
+    if (n_out == 0) return KILN_OK;
     if (r == 0) {
-        memcpy(y->data, x->data, esize);
+        if (c->ith == 0) memcpy(y->data, x->data, esize);
         return KILN_OK;
     }
+    int64_t width = y->dims[r - 1], lo, hi;
+    kiln__split(n_out / width, c->ith, c->nth, &lo, &hi);
+    if (lo >= hi) return KILN_OK;
 
-    int64_t xstr[KILN_MAX_DIMS], oidx[KILN_MAX_DIMS], rem = lo;
+    int64_t xstr[KILN_MAX_DIMS];
     kiln__contiguous_strides(r, x->dims, xstr);
-    for (int d = r - 1; d >= 0; d--) { /* multi-index of element lo */
-        oidx[d] = rem % y->dims[d];
-        rem /= y->dims[d];
-    }
-    /* per axis: taps of its current output index (offsets times stride) */
-    int64_t tap_off[RESIZE_MAX_TAPS];
-    double tap_w[RESIZE_MAX_TAPS];
+    int64_t tap_off[RESIZE_POOL];
+    double tap_w[RESIZE_POOL];
     int64_t *off[KILN_MAX_DIMS];
     double *w[KILN_MAX_DIMS];
     int cnt[KILN_MAX_DIMS], pos = 0;
-    for (int d = 0; d < r; d++) {
+    for (int d = 0; d < r - 1; d++) {
         off[d] = tap_off + pos;
         w[d] = tap_w + pos;
         pos += p.ax[d].n_taps;
     }
+    const resize_axis *last = &p.ax[r - 1];
+    int n_last = last->n_taps;
+    int64_t chunk = (RESIZE_POOL - pos) / n_last; /* >= 1: total taps <= RESIZE_MAX_TAPS */
+    if (chunk > width) chunk = width;
+    int64_t *last_off = tap_off + pos;
+    double *last_w = tap_w + pos;
+    int last_cnt[RESIZE_POOL];
     int is_float = kiln__dtype_is_float(y->dtype);
-    int dirty = 0; /* axes >= dirty need their taps recomputed */
-    for (int64_t o = lo; o < hi; o++) {
-        int extrap = 0, single = 1;
-        for (int d = dirty; d < r; d++) {
-            cnt[d] = resize_taps(&p, &p.ax[d], oidx[d], off[d], w[d]);
-            for (int k = 0; k < cnt[d]; k++) off[d][k] *= xstr[d];
+
+    for (int64_t j0 = 0; j0 < width; j0 += chunk) {
+        int64_t j1 = j0 + chunk < width ? j0 + chunk : width;
+        for (int64_t j = j0; j < j1; j++) {
+            int64_t *o = last_off + (j - j0) * n_last;
+            int n = last_cnt[j - j0] = resize_taps(&p, last, j, o, last_w + (j - j0) * n_last);
+            for (int k = 0; k < n; k++) o[k] *= xstr[r - 1];
         }
-        for (int d = 0; d < r; d++) {
-            extrap |= cnt[d] == 0;
-            single &= cnt[d] == 1 && w[d][0] == 1;
+        int64_t oidx[KILN_MAX_DIMS], rem = lo;
+        for (int d = r - 2; d >= 0; d--) { /* multi-index of row lo */
+            oidx[d] = rem % y->dims[d];
+            rem /= y->dims[d];
         }
-        if (single && !extrap) { /* nearest: copy the element */
-            int64_t xo = 0;
-            for (int d = 0; d < r; d++) xo += off[d][0];
-            memcpy((char *)y->data + o * esize, (const char *)x->data + xo * esize, esize);
-        } else {
-            double v = extrap ? p.extrapolation : resize_gather(x, r, off, w, cnt);
-            if (y->dtype == KILN_DTYPE_F32) ((float *)y->data)[o] = (float)v;
-            else if (is_float) kiln__st_f(y->dtype, y->data, o, v);
-            else kiln__st_f(y->dtype, y->data, o, rint(v)); /* saturates */
+        int dirty = 0; /* outer axes >= dirty need their taps recomputed */
+        for (int64_t row = lo; row < hi; row++) {
+            for (int d = dirty; d < r - 1; d++) {
+                cnt[d] = resize_taps(&p, &p.ax[d], oidx[d], off[d], w[d]);
+                for (int k = 0; k < cnt[d]; k++) off[d][k] *= xstr[d];
+            }
+            /* fold the single-tap outer axes */
+            tap_set ts = {0};
+            int64_t base = 0;
+            double base_w = 1;
+            int extrap = 0;
+            for (int d = 0; d < r - 1; d++) {
+                if (cnt[d] == 0) {
+                    extrap = 1;
+                } else if (cnt[d] == 1) {
+                    base += off[d][0];
+                    base_w *= w[d][0];
+                } else {
+                    ts.off[ts.n] = off[d];
+                    ts.w[ts.n] = w[d];
+                    ts.cnt[ts.n++] = cnt[d];
+                }
+            }
+            int n_outer = ts.n;
+            ts.n = n_outer + 1;
+            for (int64_t j = j0; j < j1; j++) {
+                int64_t o = row * width + j, k = j - j0;
+                int nl = last_cnt[k];
+                const int64_t *lo_off = last_off + k * n_last;
+                const double *lo_w = last_w + k * n_last;
+                if (!extrap && nl == 1 && n_outer == 0 && base_w * lo_w[0] == 1) {
+                    int64_t xo = base + lo_off[0]; /* nearest: copy the element */
+                    if (esize == 4) ((uint32_t *)y->data)[o] = ((const uint32_t *)x->data)[xo];
+                    else memcpy((char *)y->data + o * esize, (const char *)x->data + xo * esize, esize);
+                    continue;
+                }
+                double v;
+                if (extrap || nl == 0) {
+                    v = p.extrapolation;
+                } else { /* the last axis takes the slot after the outer ones */
+                    ts.off[n_outer] = lo_off;
+                    ts.w[n_outer] = lo_w;
+                    ts.cnt[n_outer] = nl;
+                    v = resize_gather(x, base, base_w, &ts);
+                }
+                if (y->dtype == KILN_DTYPE_F32) ((float *)y->data)[o] = (float)v;
+                else if (is_float) kiln__st_f(y->dtype, y->data, o, v);
+                else kiln__st_f(y->dtype, y->data, o, rint(v)); /* saturates */
+            }
+            int d = r - 2; /* next row */
+            for (; d >= 0; d--) {
+                if (++oidx[d] < y->dims[d]) break;
+                oidx[d] = 0;
+            }
+            dirty = d < 0 ? 0 : d;
         }
-        /* next output index: the last axis moves, carries move outer ones */
-        int d = r - 1;
-        for (; d >= 0; d--) {
-            if (++oidx[d] < y->dims[d]) break;
-            oidx[d] = 0;
-        }
-        dirty = d < 0 ? 0 : d;
     }
     return KILN_OK;
 }

@@ -330,8 +330,13 @@ static void roi_bilinear(double yy, double xx, int64_t h, int64_t w, int64_t *po
     wt[3] = ly * lx;
 }
 
+/* v rounded to float when the geometry is computed in single precision. */
+static inline double roi_q(int single, double v) { return single ? (double)(float)v : v; }
+
 /* Each output bin averages (or, in max mode, takes the largest weighted
- * corner of) a grid of bilinear samples, as onnxruntime does. */
+ * corner of) a grid of bilinear samples, as onnxruntime does. The roi
+ * geometry is computed in the input's precision (float for f32), as
+ * onnxruntime and the reference do: it decides the sample counts. */
 kiln_status kiln__ref_RoiAlign(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0], *rois = c->in[1];
     const int64_t *bidx = c->in[2]->data;
@@ -358,16 +363,18 @@ kiln_status kiln__ref_RoiAlign(kiln__kctx *c) {
     kiln__split(n_roi * n_chan, c->ith, c->nth, &lo, &hi);
     for (int64_t job = lo; job < hi; job++) {
         int64_t n = job / n_chan, ch = job % n_chan;
+        int sp = x->dtype != KILN_DTYPE_F64;
         double off = half_pixel ? 0.5 : 0, roi[4];
-        for (int k = 0; k < 4; k++) roi[k] = load_f(rois->dtype, rois->data, n * 4 + k) * scale - off;
-        double rw = roi[2] - roi[0], rh = roi[3] - roi[1];
+        for (int k = 0; k < 4; k++)
+            roi[k] = roi_q(sp, roi_q(sp, load_f(rois->dtype, rois->data, n * 4 + k) * scale) - off);
+        double rw = roi_q(sp, roi[2] - roi[0]), rh = roi_q(sp, roi[3] - roi[1]);
         if (!half_pixel) { /* malformed rois become 1x1 */
             rw = fmax(rw, 1);
             rh = fmax(rh, 1);
         }
-        double bin_h = rh / (double)oh, bin_w = rw / (double)ow;
-        double gh_d = ratio > 0 ? (double)ratio : ceil(rh / (double)oh);
-        double gw_d = ratio > 0 ? (double)ratio : ceil(rw / (double)ow);
+        double bin_h = roi_q(sp, rh / (double)oh), bin_w = roi_q(sp, rw / (double)ow);
+        double gh_d = ratio > 0 ? (double)ratio : ceil(bin_h);
+        double gw_d = ratio > 0 ? (double)ratio : ceil(bin_w);
         /* samples per bin, capped at twice the map's resolution (hostile rois) */
         int64_t gh = gh_d > 0 ? (int64_t)fmin(gh_d, 2.0 * (double)h + 2) : 0;
         int64_t gw = gw_d > 0 ? (int64_t)fmin(gw_d, 2.0 * (double)w + 2) : 0;
@@ -378,9 +385,11 @@ kiln_status kiln__ref_RoiAlign(kiln__kctx *c) {
                 double acc = 0;
                 int first = 1;
                 for (int64_t iy = 0; iy < gh; iy++) {
-                    double yy = roi[1] + (double)ph * bin_h + ((double)iy + 0.5) * bin_h / (double)gh;
+                    double yy = roi_q(sp, roi_q(sp, roi[1] + roi_q(sp, (double)ph * bin_h)) +
+                                          roi_q(sp, roi_q(sp, ((double)iy + 0.5) * bin_h) / (double)gh));
                     for (int64_t ix = 0; ix < gw; ix++) {
-                        double xx = roi[0] + (double)pw * bin_w + ((double)ix + 0.5) * bin_w / (double)gw;
+                        double xx = roi_q(sp, roi_q(sp, roi[0] + roi_q(sp, (double)pw * bin_w)) +
+                                              roi_q(sp, roi_q(sp, ((double)ix + 0.5) * bin_w) / (double)gw));
                         int64_t pos[4];
                         double wt[4], v[4];
                         roi_bilinear(yy, xx, h, w, pos, wt);
