@@ -19,5 +19,5 @@ if [ -z "$(ls -A "$SEEDS")" ]; then
   done
 fi
 echo "fuzz: loader for ${SECONDS_TO_RUN}s ($(ls "$SEEDS" | wc -l) seeds, corpus $CORPUS)"
-"$BUILD/fuzz_onnx_load" -max_total_time="$SECONDS_TO_RUN" -max_len=65536 -timeout=10 \
+"$BUILD/tests/fuzz/fuzz_onnx_load" -max_total_time="$SECONDS_TO_RUN" -max_len=65536 -timeout=10 \
   -rss_limit_mb=4096 -print_final_stats=1 "$CORPUS" "$SEEDS" 2>&1 | tail -n 12

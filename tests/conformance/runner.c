@@ -259,6 +259,13 @@ static kiln_status load_pb_series(const char *dir, const char *prefix, tensor_li
     return KILN_OK;
 }
 
+/* Older test data (Debian's libonnx-testdata, onnx < 1.14) stores bfloat16
+ * tensors as uint16 bit patterns: read them as the bfloat16 the model
+ * declares. */
+static void legacy_bf16(kiln_tensor *t, kiln_dtype declared) {
+    if (declared == KILN_DTYPE_BF16 && t->dtype == KILN_DTYPE_U16) t->dtype = KILN_DTYPE_BF16;
+}
+
 /* Runs s on inputs (matched to graph inputs by name, else by position) and
  * compares with expected. */
 static void run_and_compare(kiln_session *s, const kiln_graph *g, const tensor_list *in,
@@ -269,7 +276,7 @@ static void run_and_compare(kiln_session *s, const kiln_graph *g, const tensor_l
     for (int k = 0; k < in->n; k++) {
         const char *nm = NULL;
         kiln_value_info info;
-        for (int i = 0; i < n_graph_in && in->names[k] && in->names[k][0]; i++)
+        for (int i = 0; !nm && i < n_graph_in && in->names[k] && in->names[k][0]; i++)
             if (kiln_graph_input_info(g, i, &info) == KILN_OK && strcmp(info.name, in->names[k]) == 0)
                 nm = info.name;
         if (!nm && k < n_graph_in && kiln_graph_input_info(g, k, &info) == KILN_OK) nm = info.name;
@@ -280,6 +287,7 @@ static void run_and_compare(kiln_session *s, const kiln_graph *g, const tensor_l
         }
         names[k] = nm;
         ts[k] = in->t[k];
+        legacy_bf16(in->t[k], info.dtype);
     }
     kiln_status st = kiln_session_run(s, in->n, names, ts);
     if (st != KILN_OK) {
@@ -298,6 +306,8 @@ static void run_and_compare(kiln_session *s, const kiln_graph *g, const tensor_l
             set_error(o, st, "output");
             return;
         }
+        kiln_value_info oinfo;
+        if (kiln_graph_output_info(g, i, &oinfo) == KILN_OK) legacy_bf16(expected->t[i], oinfo.dtype);
         char why[512];
         if (!conf_compare(got, expected->t[i], CONF_RTOL, CONF_ATOL, why, sizeof why)) {
             kiln_value_info info;
