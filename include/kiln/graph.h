@@ -46,6 +46,17 @@ typedef struct kiln_value_info {
     const char *dim_names[KILN_MAX_DIMS];
 } kiln_value_info;
 
+/* Infers the dtype and shape of every value the model leaves undeclared,
+ * from the graph inputs' declared types. A dim that follows a named dynamic
+ * dim of an input keeps its name ("N"); a derived or data-dependent one stays
+ * unknown (dims < 0, no name). Declared types are kept. Run before reading
+ * output or value types when the model may not declare them. */
+kiln_status kiln_graph_infer_shapes(kiln_graph *g);
+
+/* Every value of the top-level graph: inputs, initializers, intermediates. */
+int kiln_graph_num_values(const kiln_graph *g);
+kiln_status kiln_graph_value_info(const kiln_graph *g, int i, kiln_value_info *info);
+
 int kiln_graph_num_inputs(const kiln_graph *g);  /* excludes initializers */
 int kiln_graph_num_outputs(const kiln_graph *g);
 kiln_status kiln_graph_input_info(const kiln_graph *g, int i, kiln_value_info *info);

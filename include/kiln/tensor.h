@@ -18,7 +18,12 @@ extern "C" {
 
 #define KILN_MAX_DIMS 12
 
-/* Element types. The values are ONNX's TensorProto.DataType numbers. */
+/* Element types. The values are ONNX's TensorProto.DataType numbers.
+ * Every element takes whole bytes in memory: the float8 types (17-20, 24)
+ * hold their 8-bit code; the sub-byte types are stored unpacked, one element
+ * per byte: uint4/uint2 and float4e2m1 hold their code (0..15 / 0..3) in a
+ * uint8, int4/int2 their value (-8..7 / -2..1) in an int8. Only the ONNX
+ * serialization packs them (2 or 4 to a byte). */
 #define KILN_DTYPE_MAP(X)              \
     X(F32, 1, "float32", 4)            \
     X(U8, 2, "uint8", 1)               \
@@ -33,7 +38,17 @@ extern "C" {
     X(F64, 11, "float64", 8)           \
     X(U32, 12, "uint32", 4)            \
     X(U64, 13, "uint64", 8)            \
-    X(BF16, 16, "bfloat16", 2)
+    X(BF16, 16, "bfloat16", 2)         \
+    X(F8E4M3FN, 17, "float8e4m3fn", 1) \
+    X(F8E4M3FNUZ, 18, "float8e4m3fnuz", 1) \
+    X(F8E5M2, 19, "float8e5m2", 1)     \
+    X(F8E5M2FNUZ, 20, "float8e5m2fnuz", 1) \
+    X(U4, 21, "uint4", 1)              \
+    X(I4, 22, "int4", 1)               \
+    X(F4E2M1, 23, "float4e2m1", 1)     \
+    X(F8E8M0, 24, "float8e8m0", 1)     \
+    X(U2, 25, "uint2", 1)              \
+    X(I2, 26, "int2", 1)
 
 typedef enum kiln_dtype {
     KILN_DTYPE_UNDEFINED = 0,
@@ -95,6 +110,39 @@ kiln_status kiln_tensor_copy(const kiln_tensor *t, kiln_dtype dt, kiln_tensor **
  * ints, float16/32/64; bfloat16 is not a numpy type and is refused). */
 kiln_status kiln_tensor_load_npy(const char *path, kiln_tensor **out);
 kiln_status kiln_tensor_save_npy(const kiln_tensor *t, const char *path);
+
+/* ---- sequences and optionals ---------------------------------------------
+ * ONNX sequence and optional values are kiln_tensor handles too: a sequence
+ * holds any number of tensors of one element dtype (shapes may differ), an
+ * optional holds nothing or one value (a tensor or a sequence). They are
+ * freed with kiln_tensor_free and deep-copied by kiln_tensor_copy (with
+ * KILN_DTYPE_UNDEFINED); kiln_tensor_dtype of one is not an element dtype:
+ * use kiln_tensor_elem_dtype. Session inputs and outputs may be either. */
+int kiln_tensor_is_sequence(const kiln_tensor *t);
+int kiln_tensor_is_optional(const kiln_tensor *t);
+/* dtype of the tensors a sequence or optional holds (known even when it is
+ * empty; KILN_DTYPE_UNDEFINED if never said); a tensor's own dtype. */
+kiln_dtype kiln_tensor_elem_dtype(const kiln_tensor *t);
+/* Items held: the length of a sequence, 0 or 1 for an optional, -1 for a
+ * tensor. */
+int64_t kiln_tensor_num_items(const kiln_tensor *t);
+/* Item i of a sequence or optional, borrowed: valid while t lives and is not
+ * changed (for a session output: until the next run). NULL if t is a tensor
+ * or i is out of range. */
+const kiln_tensor *kiln_tensor_item(const kiln_tensor *t, int64_t i);
+/* New sequence of copies of items[0..n) (items may be NULL when n is 0).
+ * Every item must be a tensor of dtype elem. The caller owns *out. */
+kiln_status kiln_sequence_create(kiln_dtype elem, int64_t n, const kiln_tensor *const *items,
+                                 kiln_tensor **out);
+/* New optional holding a copy of item (a tensor of dtype elem or a sequence
+ * of elem), or nothing if item is NULL. The caller owns *out. */
+kiln_status kiln_optional_create(kiln_dtype elem, const kiln_tensor *item, kiln_tensor **out);
+/* Reads one serialized ONNX SequenceProto / OptionalProto (the backend test
+ * suite's .pb files for sequence and optional values; items are dense tensors
+ * or, for optionals, sequences). An empty one has element dtype UNDEFINED.
+ * The caller owns *out; name (may be NULL) receives the value's name (free()). */
+kiln_status kiln_sequence_load_onnx_pb(const char *path, kiln_tensor **out, char **name);
+kiln_status kiln_optional_load_onnx_pb(const char *path, kiln_tensor **out, char **name);
 
 #ifdef __cplusplus
 }

@@ -32,7 +32,8 @@ void kiln__err_clear(void);
 /* ---- tensors ----------------------------------------------------------- */
 
 struct kiln_tensor {
-    kiln_dtype dtype;
+    kiln_dtype dtype;               /* or KILN__DTYPE_SEQUENCE / _OPTIONAL */
+    kiln_dtype elem;                /* containers: dtype of the tensors held */
     int ndim;
     int64_t dims[KILN_MAX_DIMS];
     int64_t strides[KILN_MAX_DIMS]; /* elements */
@@ -62,6 +63,27 @@ kiln_status kiln__tensor_copy_data(kiln_tensor *dst, const kiln_tensor *src);
 int kiln__same_shape(const kiln_tensor *a, const kiln_tensor *b);
 /* "(2,3,4)" into buf. Returns buf. */
 const char *kiln__shape_str(int ndim, const int64_t *dims, char *buf, size_t n);
+
+/* ---- containers: sequences and optionals ------------------------------
+ * A sequence (or an optional) is a tensor of shape (n,) whose elements are
+ * owned kiln_tensor pointers; an optional holds 0 (none) or 1 element, which
+ * may itself be a sequence. elem is the dtype of the tensors held (known even
+ * when empty). Containers never live in the arena; copies are deep. */
+#define KILN__DTYPE_SEQUENCE ((kiln_dtype)1000)
+#define KILN__DTYPE_OPTIONAL ((kiln_dtype)1001)
+static inline int kiln__is_container(kiln_dtype dt) {
+    return dt == KILN__DTYPE_SEQUENCE || dt == KILN__DTYPE_OPTIONAL;
+}
+/* Header of a container of n (empty) slots; no storage (see tensor_reserve). */
+kiln_status kiln__container_init(kiln_tensor *t, kiln_dtype kind, kiln_dtype elem, int64_t n);
+/* Element i of a container (NULL if the slot is empty). */
+static inline kiln_tensor *kiln__container_item(const kiln_tensor *t, int64_t i) {
+    return ((kiln_tensor *const *)t->data)[i];
+}
+/* Puts item into slot i, freeing what was there. Takes ownership of item. */
+void kiln__container_set(kiln_tensor *t, int64_t i, kiln_tensor *item);
+/* "sequence(float32)", "optional(sequence(int64))", "float32" for messages. */
+const char *kiln__type_str(const kiln_tensor *t, char *buf, size_t n);
 
 /* ---- dtypes: generic element access (slow; for reference kernels) ------ */
 
@@ -147,5 +169,33 @@ static inline void kiln__split(int64_t n, int ith, int nth, int64_t *lo, int64_t
 
 /* ---- time -------------------------------------------------------------- */
 double kiln__now_s(void); /* monotonic seconds */
+
+/* ---- narrow dtypes: float8, float4, int4, int2 (dtypes helper) ------------
+ * In memory each element takes one byte (see kiln/tensor.h); only the ONNX
+ * serialization packs the 4- and 2-bit types. kiln__dtype_is_float counts
+ * the minifloats below as floats, kiln__dtype_is_int counts int4/uint4/
+ * int2/uint2 as integers, and kiln__ld_* / kiln__st_* convert them: storing
+ * a number into a minifloat rounds to nearest even and saturates (ONNX Cast's
+ * default), into a 4/2-bit integer it truncates and wraps like the wider ones. */
+
+/* 1 for float8e4m3fn, float8e4m3fnuz, float8e5m2, float8e5m2fnuz,
+ * float8e8m0 and float4e2m1. */
+int kiln__dtype_is_minifloat(kiln_dtype dt);
+/* Bits of one element as ONNX packs it: 4 (int4, uint4, float4e2m1),
+ * 2 (int2, uint2), else 8 * kiln_dtype_size (0 for an unknown dtype). */
+int kiln__dtype_bits(kiln_dtype dt);
+/* Exact value of minifloat code `code` of dtype dt: NaN codes give NaN, the
+ * e5m2 inf codes +-inf; 0 for a dtype that is not a minifloat. */
+double kiln__minifloat_to_f(kiln_dtype dt, uint8_t code);
+/* Code of v in minifloat dtype dt, rounded to nearest even. Out of range
+ * values and infinities give +-max finite when saturate is set; otherwise
+ * +-inf (e5m2) or NaN (the fn/fnuz types), as ONNX Cast with saturate=0.
+ * fnuz types have no -0 (it becomes 0); float4e2m1 has no inf or NaN and
+ * always saturates. float8e8m0 rounds up (see kiln__f8e8m0_from_f). */
+uint8_t kiln__minifloat_from_f(kiln_dtype dt, double v, int saturate);
+/* float8e8m0 code of v (ONNX Cast's round_mode "up", "down", "nearest"). */
+typedef enum { KILN__E8M0_UP, KILN__E8M0_DOWN, KILN__E8M0_NEAREST } kiln__e8m0_round;
+uint8_t kiln__f8e8m0_from_f(double v, int saturate, kiln__e8m0_round mode);
+/* ---- end of narrow dtypes ---------------------------------------------------- */
 
 #endif

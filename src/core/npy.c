@@ -114,8 +114,8 @@ kiln_status kiln_tensor_load_npy(const char *path, kiln_tensor **out) {
         goto fail;
     }
     hdr[hlen] = 0;
-    kiln_dtype dt;
-    int ndim;
+    kiln_dtype dt = KILN_DTYPE_UNDEFINED;
+    int ndim = 0;
     int64_t dims[KILN_MAX_DIMS];
     if ((st = parse_header(path, hdr, &dt, &ndim, dims)) != KILN_OK) goto fail;
     if ((st = kiln_tensor_create(dt, ndim, dims, &t)) != KILN_OK) {

@@ -56,9 +56,47 @@ kiln_status kiln__tensor_init(kiln_tensor *t, kiln_dtype dt, int ndim, const int
     return KILN_OK;
 }
 
+/* Bytes of one element: tensor pointers for containers. */
+static size_t elem_size(kiln_dtype dt) {
+    return kiln__is_container(dt) ? sizeof(kiln_tensor *) : kiln_dtype_size(dt);
+}
+
 size_t kiln__tensor_bytes(const kiln_tensor *t) {
     int64_t n = kiln__numel(t->ndim, t->dims);
-    return n < 0 ? 0 : (size_t)n * kiln_dtype_size(t->dtype);
+    return n < 0 ? 0 : (size_t)n * elem_size(t->dtype);
+}
+
+kiln_status kiln__container_init(kiln_tensor *t, kiln_dtype kind, kiln_dtype elem, int64_t n) {
+    if (!kiln__is_container(kind)) return kiln__err(KILN_E_INTERNAL, "not a container dtype");
+    if (n < 0 || n > (kind == KILN__DTYPE_OPTIONAL ? 1 : KILN__MAX_NUMEL / 8))
+        return kiln__err(KILN_E_LIMIT, "container of %lld elements", (long long)n);
+    t->dtype = kind;
+    t->elem = elem;
+    t->ndim = 1;
+    t->dims[0] = n;
+    t->strides[0] = 1;
+    return KILN_OK;
+}
+
+void kiln__container_set(kiln_tensor *t, int64_t i, kiln_tensor *item) {
+    kiln_tensor **slots = t->data;
+    kiln_tensor_free(slots[i]);
+    slots[i] = item;
+}
+
+const char *kiln__type_str(const kiln_tensor *t, char *buf, size_t n) {
+    if (!kiln__is_container(t->dtype)) {
+        snprintf(buf, n, "%s", kiln_dtype_name(t->dtype));
+        return buf;
+    }
+    const kiln_tensor *inner = t->dims[0] > 0 && t->data ? kiln__container_item(t, 0) : NULL;
+    char sub[128];
+    if (inner)
+        kiln__type_str(inner, sub, sizeof sub);
+    else
+        snprintf(sub, sizeof sub, "%s", kiln_dtype_name(t->elem));
+    snprintf(buf, n, "%s(%s)", t->dtype == KILN__DTYPE_SEQUENCE ? "sequence" : "optional", sub);
+    return buf;
 }
 
 static void free_strings(kiln_tensor *t, int64_t from, int64_t to) {
@@ -69,9 +107,20 @@ static void free_strings(kiln_tensor *t, int64_t from, int64_t to) {
     }
 }
 
+static void free_items(kiln_tensor *t, int64_t from, int64_t to) {
+    kiln_tensor **s = t->data;
+    for (int64_t i = from; i < to; i++) {
+        kiln_tensor_free(s[i]);
+        s[i] = NULL;
+    }
+}
+
 kiln_status kiln__tensor_reserve(kiln_tensor *t) {
     size_t bytes = kiln__tensor_bytes(t);
     if (t->data && t->owns && t->cap >= bytes) {
+        if (kiln__is_container(t->dtype)) /* slots past the new length hold nothing */
+            free_items(t, (int64_t)(bytes / sizeof(kiln_tensor *)),
+                       (int64_t)(t->cap / sizeof(kiln_tensor *)));
         if (t->dtype == KILN_DTYPE_STRING) { /* make sure every slot holds a string */
             char **s = t->data;
             for (int64_t i = 0; i < (int64_t)(bytes / sizeof(char *)); i++)
@@ -97,6 +146,7 @@ kiln_status kiln__tensor_reserve(kiln_tensor *t) {
 void kiln__tensor_release(kiln_tensor *t) {
     if (t->owns && t->data) {
         if (t->dtype == KILN_DTYPE_STRING) free_strings(t, 0, (int64_t)(t->cap / sizeof(char *)));
+        if (kiln__is_container(t->dtype)) free_items(t, 0, (int64_t)(t->cap / sizeof(kiln_tensor *)));
         kiln__aligned_free(t->data);
     }
     t->data = NULL;
@@ -240,6 +290,16 @@ kiln_status kiln__tensor_copy_data(kiln_tensor *dst, const kiln_tensor *src) {
     if (dst->dtype != src->dtype || n != kiln__numel(dst->ndim, dst->dims))
         return kiln__err(KILN_E_INTERNAL, "copy between mismatched tensors");
     if (n <= 0) return KILN_OK;
+    if (kiln__is_container(src->dtype)) {
+        dst->elem = src->elem;
+        for (int64_t i = 0; i < n; i++) {
+            const kiln_tensor *item = kiln__container_item(src, i);
+            kiln_tensor *c = NULL;
+            if (item) KILN__TRY(kiln_tensor_copy(item, KILN_DTYPE_UNDEFINED, &c));
+            kiln__container_set(dst, i, c);
+        }
+        return KILN_OK;
+    }
     if (src->dtype == KILN_DTYPE_STRING) {
         char **d = dst->data, *const *s = src->data;
         for (int64_t i = 0; i < n; i++) {
@@ -251,6 +311,23 @@ kiln_status kiln__tensor_copy_data(kiln_tensor *dst, const kiln_tensor *src) {
         return KILN_OK;
     }
     memmove(dst->data, src->data, (size_t)n * kiln_dtype_size(src->dtype));
+    return KILN_OK;
+}
+
+/* Deep copy of a container (dt must be UNDEFINED or the container's kind). */
+static kiln_status container_clone(const kiln_tensor *t, kiln_dtype dt, kiln_tensor **out) {
+    if (dt != KILN_DTYPE_UNDEFINED && dt != t->dtype)
+        return kiln__err(KILN_E_TYPE, "cannot convert a sequence or optional to %s", kiln_dtype_name(dt));
+    kiln_tensor *c = calloc(1, sizeof *c);
+    if (!c) return kiln__err(KILN_E_NOMEM, "out of memory");
+    kiln_status s = kiln__container_init(c, t->dtype, t->elem, t->dims[0]);
+    if (s == KILN_OK) s = kiln__tensor_reserve(c);
+    if (s == KILN_OK) s = kiln__tensor_copy_data(c, t);
+    if (s != KILN_OK) {
+        kiln_tensor_free(c);
+        return s;
+    }
+    *out = c;
     return KILN_OK;
 }
 
@@ -303,9 +380,10 @@ static kiln_status convert_one(kiln_dtype dd, void *dst, int64_t di, kiln_dtype 
 
 kiln_status kiln_tensor_copy(const kiln_tensor *t, kiln_dtype dt, kiln_tensor **out) {
     *out = NULL;
-    if (dt == KILN_DTYPE_UNDEFINED) dt = t->dtype;
     if (!t->data && kiln__numel(t->ndim, t->dims) > 0)
         return kiln__err(KILN_E_INVAL, "copy of a tensor without data");
+    if (kiln__is_container(t->dtype)) return container_clone(t, dt, out);
+    if (dt == KILN_DTYPE_UNDEFINED) dt = t->dtype;
     kiln_tensor *c;
     KILN__TRY(kiln_tensor_create(dt, t->ndim, t->dims, &c));
     int64_t n = kiln__numel(t->ndim, t->dims);

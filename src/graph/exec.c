@@ -54,21 +54,36 @@ static int position_value(const kiln_graph *g, int i) {
     return i < g->n_inputs ? g->inputs[i] : g->outer[i - g->n_inputs];
 }
 
-/* dtype, ndim, dims... per position; absent: -1 */
+/* Signature of the inputs, per position: absent -1; a tensor dtype, ndim,
+ * dims...; a sequence/optional its kind and element dtype (not its length:
+ * containers are always handled at run time). */
+static int sig_len(const kiln_tensor *t) {
+    return !t ? 1 : kiln__is_container(t->dtype) ? 2 : 2 + t->ndim;
+}
+
+static void sig_write(const kiln_tensor *t, int64_t *s) {
+    if (!t) {
+        s[0] = -1;
+        return;
+    }
+    s[0] = t->dtype;
+    if (kiln__is_container(t->dtype)) {
+        s[1] = t->elem;
+        return;
+    }
+    s[1] = t->ndim;
+    for (int d = 0; d < t->ndim; d++) s[2 + d] = t->dims[d];
+}
+
 static int64_t *make_sig(int n, const kiln_tensor *const *in, int *len) {
     int k = 0;
-    for (int i = 0; i < n; i++) k += in[i] ? 2 + in[i]->ndim : 1;
+    for (int i = 0; i < n; i++) k += sig_len(in[i]);
     int64_t *s = malloc(((size_t)k + 1) * sizeof *s);
     if (!s) return NULL;
     k = 0;
     for (int i = 0; i < n; i++) {
-        if (!in[i]) {
-            s[k++] = -1;
-            continue;
-        }
-        s[k++] = in[i]->dtype;
-        s[k++] = in[i]->ndim;
-        for (int d = 0; d < in[i]->ndim; d++) s[k++] = in[i]->dims[d];
+        sig_write(in[i], s + k);
+        k += sig_len(in[i]);
     }
     *len = k;
     return s;
@@ -76,17 +91,14 @@ static int64_t *make_sig(int n, const kiln_tensor *const *in, int *len) {
 
 /* 1 if the inputs have the signature sig (as make_sig would write it). */
 static int sig_matches(const int64_t *sig, int len, int n, const kiln_tensor *const *in) {
+    int64_t one[2 + KILN_MAX_DIMS];
     int k = 0;
     for (int i = 0; i < n; i++) {
-        if (k >= len) return 0;
-        if (!in[i]) {
-            if (sig[k++] != -1) return 0;
-            continue;
-        }
-        if (k + 2 + in[i]->ndim > len || sig[k] != in[i]->dtype || sig[k + 1] != in[i]->ndim) return 0;
-        k += 2;
-        for (int d = 0; d < in[i]->ndim; d++)
-            if (sig[k++] != in[i]->dims[d]) return 0;
+        int l = sig_len(in[i]);
+        if (k + l > len) return 0;
+        sig_write(in[i], one);
+        if (memcmp(one, sig + k, (size_t)l * sizeof *one) != 0) return 0;
+        k += l;
     }
     return k == len;
 }
@@ -141,6 +153,21 @@ static kiln_status check_arity(const kiln__plan *p, const kiln__node *n, const k
             kiln__err(KILN_E_FORMAT, "required input %d is missing", k);
             return node_error(p, n, KILN_E_FORMAT);
         }
+    return KILN_OK;
+}
+
+/* Refuses sequences/optionals as inputs of ops that only take tensors.
+ * Inputs whose values are not known yet (dynamic) are checked at run time. */
+static kiln_status check_containers(const kiln__kctx *c, const kiln__op_def *def) {
+    if (def->flags & KILN_OPF_CONTAINERS) return KILN_OK;
+    for (int k = 0; k < c->n_in; k++) {
+        const kiln_tensor *t = c->in[k];
+        if (t && kiln__is_container(t->dtype)) {
+            char ty[128];
+            return kiln__err(KILN_E_TYPE, "input %d is a %s; the op takes tensors only", k,
+                             kiln__type_str(t, ty, sizeof ty));
+        }
+    }
     return KILN_OK;
 }
 
@@ -240,10 +267,31 @@ static kiln_status place_buffers(buf *bufs, int nb, size_t *total) {
     return KILN_OK;
 }
 
+/* Values that own what their elements point to live on the heap, not in the arena. */
+static int heap_value(kiln_dtype dt) { return dt == KILN_DTYPE_STRING || kiln__is_container(dt); }
+
+/* The node runs with shapes known only at run time: its outputs are dynamic. */
+static void mark_unknown(kiln__plan *p, step *st, const kiln__node *nd) {
+    st->dynamic = 1;
+    for (int k = 0; k < nd->n_out; k++) {
+        int v = nd->out[k];
+        if (v < 0) continue;
+        if (p->vals[v].owns) kiln__tensor_release(&p->vals[v]);
+        p->vs[v] = VS_DYN;
+    }
+}
+
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
+/* Largest value folded during shape inference (symbolic probes can make
+ * ConstantOfShape & co. large; the values are not needed, only shapes). */
+#define INFER_FOLD_LIMIT ((size_t)16 << 20)
+
+/* Builds the plan of r's graph for inputs in. infer_only: shape inference
+ * only (see kiln__infer_types): a node whose shapes cannot be inferred makes
+ * its outputs unknown instead of failing, and no arena is placed. */
 static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *in,
-                              kiln__plan **out) {
+                              int infer_only, kiln__plan **out) {
     const kiln_graph *g = r->g;
     kiln_status s = KILN_OK;
     kiln__plan *p = calloc(1, sizeof *p);
@@ -278,8 +326,13 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
     for (int i = 0; i < n; i++) {
         int v = position_value(g, i);
         if (!in[i]) continue;
-        kiln__tensor_init(&p->vals[v], in[i]->dtype, in[i]->ndim, in[i]->dims);
-        p->vs[v] = in[i]->dtype == KILN_DTYPE_STRING ? VS_HEAP : VS_INPUT;
+        if (kiln__is_container(in[i]->dtype))
+            s = kiln__container_init(&p->vals[v], in[i]->dtype, in[i]->elem, in[i]->dims[0]);
+        else
+            s = kiln__tensor_init(&p->vals[v], in[i]->dtype, in[i]->ndim, in[i]->dims);
+        if (s != KILN_OK) goto fail;
+        /* a container's length is not part of the plan: its consumers run dynamically */
+        p->vs[v] = kiln__is_container(in[i]->dtype) ? VS_DYN : heap_value(in[i]->dtype) ? VS_HEAP : VS_INPUT;
     }
     /* steps: infer, fold */
     kiln_tensor **pp = p->ptrs;
@@ -302,13 +355,18 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
         for (int k = 0; k < nd->n_in; k++) c->in[k] = nd->in[k] >= 0 ? &p->vals[nd->in[k]] : NULL;
         for (int k = 0; k < nd->n_out; k++)
             c->out[k] = nd->out[k] >= 0 ? &p->vals[nd->out[k]] : NULL;
-        if (nd->op < 0) {
-            kiln__err(KILN_E_UNSUPPORTED, "kiln has no kernel for this op");
-            s = node_error(p, nd, KILN_E_UNSUPPORTED);
+        if (nd->op < 0 || (s = check_arity(p, nd, &kiln__ops[nd->op < 0 ? 0 : nd->op])) != KILN_OK) {
+            if (infer_only) {
+                mark_unknown(p, st, nd);
+                continue;
+            }
+            if (nd->op < 0) {
+                kiln__err(KILN_E_UNSUPPORTED, "kiln has no kernel for this op");
+                s = node_error(p, nd, KILN_E_UNSUPPORTED);
+            }
             goto fail;
         }
         const kiln__op_def *def = &kiln__ops[nd->op];
-        if ((s = check_arity(p, nd, def)) != KILN_OK) goto fail;
         int all_const = 1, any_dyn = 0;
         for (int k = 0; k < nd->n_in; k++) {
             int v = nd->in[k];
@@ -320,6 +378,15 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
             if (p->vs[v] != VS_CONST) all_const = 0;
             if (p->vs[v] == VS_DYN) any_dyn = 1;
         }
+        if ((s = check_containers(c, def)) != KILN_OK) {
+            if (infer_only) {
+                mark_unknown(p, st, nd);
+                s = KILN_OK;
+                continue;
+            }
+            s = node_error(p, nd, s);
+            goto fail;
+        }
         int dynamic = any_dyn || (def->flags & KILN_OPF_ALLOC_OUT);
         if (!dynamic) {
             c->scratch_bytes = 0;
@@ -328,25 +395,30 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
                 dynamic = 1;
                 s = KILN_OK;
             } else if (s != KILN_OK) {
+                if (infer_only) {
+                    mark_unknown(p, st, nd);
+                    s = KILN_OK;
+                    continue;
+                }
                 s = node_error(p, nd, s);
                 goto fail;
             }
         }
         if (dynamic) {
-            st->dynamic = 1;
-            for (int k = 0; k < nd->n_out; k++)
-                if (nd->out[k] >= 0) p->vs[nd->out[k]] = VS_DYN;
+            mark_unknown(p, st, nd);
             continue;
         }
         int fold = !(def->flags & KILN_OPF_NOFOLD) &&
                    (all_const || (def->flags & KILN_OPF_SHAPE_ONLY));
+        for (int k = 0; infer_only && fold && k < nd->n_out; k++)
+            if (c->out[k] && kiln__tensor_bytes(c->out[k]) > INFER_FOLD_LIMIT) fold = 0;
         for (int k = 0; k < nd->n_out; k++) {
             int v = nd->out[k];
             if (v < 0) continue;
             if (fold) {
                 if ((s = kiln__tensor_reserve(&p->vals[v])) != KILN_OK) goto fail;
                 p->vs[v] = VS_CONST;
-            } else if (p->vals[v].dtype == KILN_DTYPE_STRING) {
+            } else if (heap_value(p->vals[v].dtype)) {
                 p->vs[v] = VS_HEAP; /* storage after planning: data stays unknown until then */
             } else {
                 p->vs[v] = VS_ARENA;
@@ -362,12 +434,21 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
             s = run_kernel(r, st, def, 0);
             c->scratch = NULL;
             kiln__aligned_free(scratch);
+            if (s != KILN_OK && infer_only) { /* e.g. a Reshape of probe dims that do not divide */
+                mark_unknown(p, st, nd);
+                s = KILN_OK;
+                continue;
+            }
             if (s != KILN_OK) {
                 s = node_error(p, nd, s);
                 goto fail;
             }
             st->folded = 1;
         }
+    }
+    if (infer_only) {
+        *out = p;
+        return KILN_OK;
     }
     for (int v = 0; v < p->nv; v++)
         if (p->vs[v] == VS_HEAP && (s = kiln__tensor_reserve(&p->vals[v])) != KILN_OK) goto fail;
@@ -401,7 +482,7 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
             bufs[nb++] = (buf){align64(st->ctx.scratch_bytes), i, i, &st->scratch_off};
     }
     free(first), free(last);
-    size_t total;
+    size_t total = 0;
     if ((s = place_buffers(bufs, nb, &total)) != KILN_OK) goto fail;
     if ((s = kiln__arena_reserve(&p->arena, total ? total : 64)) != KILN_OK) goto fail;
     for (int v = 0; v < p->nv; v++)
@@ -430,6 +511,7 @@ static kiln_status run_dynamic_step(kiln__runner *r, kiln__plan *p, step *st,
     const kiln__node *nd = c->node;
     for (int k = 0; k < nd->n_in; k++) /* absent optional values stay NULL */
         c->in[k] = nd->in[k] >= 0 && p->vs[nd->in[k]] != VS_UNKNOWN ? &p->vals[nd->in[k]] : NULL;
+    KILN__TRY(check_containers(c, def));
     if (def->flags & KILN_OPF_ALLOC_OUT) {
         c->scratch = NULL;
         c->scratch_bytes = 0;
@@ -458,7 +540,11 @@ static kiln_status plan_run(kiln__runner *r, kiln__plan *p, int n, const kiln_te
         if (!in[i]) continue;
         int v = position_value(g, i);
         kiln_tensor *dst = &p->vals[v];
-        if (kiln_tensor_is_contiguous(in[i])) {
+        if (kiln__is_container(in[i]->dtype)) { /* length may differ from the last run */
+            KILN__TRY(kiln__container_init(dst, in[i]->dtype, in[i]->elem, in[i]->dims[0]));
+            KILN__TRY(kiln__tensor_reserve(dst));
+        }
+        if (kiln_tensor_is_contiguous(in[i]) || kiln__is_container(in[i]->dtype)) {
             KILN__TRY(kiln__tensor_copy_data(dst, in[i]));
         } else {
             kiln_tensor *c;
@@ -524,7 +610,7 @@ kiln_status kiln__runner_run(kiln__runner *r, int n, const kiln_tensor *const *i
         memmove(r->plans + 1, r->plans, (size_t)found * sizeof *r->plans);
         r->plans[0] = p;
     } else {
-        KILN__TRY(plan_build(r, n, inputs, &p));
+        KILN__TRY(plan_build(r, n, inputs, 0, &p));
         if (r->n_plans == MAX_PLANS) {
             if (r->last == r->plans[MAX_PLANS - 1]) r->last = NULL;
             plan_free(r->plans[--r->n_plans]);
@@ -542,6 +628,30 @@ kiln_status kiln__runner_run(kiln__runner *r, int n, const kiln_tensor *const *i
 kiln_tensor *kiln__runner_output(const kiln__runner *r, int i) {
     if (!r->last || i < 0 || i >= r->g->n_outputs) return NULL;
     return &r->last->vals[r->g->outputs[i]];
+}
+
+kiln_status kiln__infer_types(const kiln_graph *g, int n, const kiln_tensor *const *in,
+                              kiln_tensor *types) {
+    kiln__runner r;
+    KILN__TRY(kiln__runner_init(&r, g, NULL, 1));
+    kiln__plan *p;
+    kiln_status s = plan_build(&r, n, in, 1, &p);
+    if (s == KILN_OK) {
+        for (int v = 0; v < g->n_values; v++) {
+            memset(&types[v], 0, sizeof types[v]);
+            if (p->vs[v] == VS_UNKNOWN || p->vs[v] == VS_DYN) {
+                types[v].ndim = -1;
+                continue;
+            }
+            types[v].dtype = p->vals[v].dtype;
+            types[v].elem = p->vals[v].elem;
+            types[v].ndim = p->vals[v].ndim;
+            memcpy(types[v].dims, p->vals[v].dims, sizeof types[v].dims);
+        }
+        plan_free(p);
+    }
+    kiln__runner_free(&r);
+    return s;
 }
 
 size_t kiln__runner_arena_bytes(const kiln__runner *r) { return r->last ? r->last->arena.size : 0; }

@@ -41,6 +41,14 @@ kiln_status kiln__runner_run(kiln__runner *r, int n, const kiln_tensor *const *i
 /* Output i of the last run (valid until the next run). */
 kiln_tensor *kiln__runner_output(const kiln__runner *r, int i);
 
+/* Shape inference only: plans g for the input headers in (positional, as
+ * kiln__runner_run; data NULL) without placing buffers and without failing on
+ * nodes whose shapes cannot be inferred. types[v] (one per value of g) gets
+ * the dtype and shape of value v; ndim -1 where it depends on data or could
+ * not be inferred. Header-only: types own nothing. */
+kiln_status kiln__infer_types(const kiln_graph *g, int n, const kiln_tensor *const *in,
+                              kiln_tensor *types);
+
 /* Bytes of the arena of the last run's plan (0 if none); data pointer of the
  * arena, to check that runs of a cached plan do not reallocate. For tests. */
 size_t kiln__runner_arena_bytes(const kiln__runner *r);

@@ -16,6 +16,12 @@ static void fill_info(const kiln__value *v, kiln_value_info *info) {
     info->name = v->name;
     info->dtype = v->dtype;
     info->ndim = v->ndim;
+    if (v->init) { /* the constant's own type is authoritative */
+        info->dtype = v->init->dtype;
+        info->ndim = v->init->ndim;
+        for (int d = 0; d < v->init->ndim; d++) info->dims[d] = v->init->dims[d];
+        return;
+    }
     for (int d = 0; d < v->ndim && d < KILN_MAX_DIMS; d++) {
         info->dims[d] = v->dims[d].v;
         info->dim_names[d] = v->dims[d].sym;
@@ -25,6 +31,14 @@ static void fill_info(const kiln__value *v, kiln_value_info *info) {
 kiln_status kiln_graph_input_info(const kiln_graph *g, int i, kiln_value_info *info) {
     if (i < 0 || i >= g->n_inputs) return kiln__err(KILN_E_RANGE, "input index %d out of range", i);
     fill_info(&g->values[g->inputs[i]], info);
+    return KILN_OK;
+}
+
+int kiln_graph_num_values(const kiln_graph *g) { return g->n_values; }
+
+kiln_status kiln_graph_value_info(const kiln_graph *g, int i, kiln_value_info *info) {
+    if (i < 0 || i >= g->n_values) return kiln__err(KILN_E_RANGE, "value index %d out of range", i);
+    fill_info(&g->values[i], info);
     return KILN_OK;
 }
 

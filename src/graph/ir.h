@@ -38,8 +38,15 @@ typedef struct kiln__value {
     int producer;      /* node index, or -1 */
     int is_output;     /* graph output */
     int has_type;      /* declared in the model (input/output/value_info) */
-    int is_sequence;   /* declared as a sequence type (not supported yet) */
+    /* Declared type kind: 0 a tensor; KILN__DTYPE_SEQUENCE or KILN__DTYPE_OPTIONAL
+     * for a sequence or optional (dtype and dims then describe the tensors it
+     * holds), container_inner being what an optional holds (KILN__DTYPE_SEQUENCE
+     * for optional(sequence(tensor)), 0 for a tensor); KILN__TYPE_OTHER for
+     * types kiln cannot hold (maps, sparse tensors, deeper nestings). */
+    int container, container_inner;
+    int is_sequence; /* container != 0 (kept for older callers; prefer container) */
 } kiln__value;
+#define KILN__TYPE_OTHER (-1) /* kiln__value.container of an unsupported type */
 
 /* Attribute types: ONNX AttributeProto.AttributeType numbers. */
 typedef enum {

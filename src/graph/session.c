@@ -25,6 +25,13 @@ kiln_status kiln_session_create(const kiln_graph *g, const kiln_session_options 
         free(s);
         return st;
     }
+    /* opsets newer than the ones whose operator versions kiln knows */
+    int64_t v = kiln__graph_opset(g, "");
+    if (v > KILN__MAX_OPSET) {
+        kiln_session_free(s);
+        return kiln__err(KILN_E_UNSUPPORTED, "%s: the model imports ai.onnx opset %lld; kiln supports "
+                         "opsets up to %d", g->path ? g->path : "model", (long long)v, KILN__MAX_OPSET);
+    }
     /* every node must have a kernel: report the first one that has none */
     char buf[512];
     if (kiln_graph_unsupported_ops(g, buf, sizeof buf) > 0) {
@@ -45,10 +52,42 @@ void kiln_session_free(kiln_session *s) {
 
 int kiln_session_threads(const kiln_session *s) { return s->r.threads; }
 
+/* "optional(sequence(float32))" for the declared type of v. */
+static const char *declared_str(const kiln__value *v, char *buf, size_t n) {
+    const char *elem = kiln_dtype_name(v->dtype);
+    if (v->container == KILN__DTYPE_SEQUENCE) snprintf(buf, n, "sequence(%s)", elem);
+    else if (v->container == KILN__DTYPE_OPTIONAL && v->container_inner == KILN__DTYPE_SEQUENCE)
+        snprintf(buf, n, "optional(sequence(%s))", elem);
+    else if (v->container == KILN__DTYPE_OPTIONAL) snprintf(buf, n, "optional(%s)", elem);
+    else snprintf(buf, n, "%s", elem);
+    return buf;
+}
+
+/* 1 if t is of kind kinds[0] (0: a tensor) holding values of kind kinds[1],
+ * and so on, with tensors of dtype dt (UNDEFINED: any). Empty containers may
+ * leave their element dtype undefined. */
+static int kind_matches(const kiln_tensor *t, const int *kinds, kiln_dtype dt) {
+    if (!t) return 0;
+    if (!kinds[0]) return !kiln__is_container(t->dtype) && (!dt || t->dtype == dt);
+    if ((int)t->dtype != kinds[0] || (dt && t->elem && t->elem != dt)) return 0;
+    for (int64_t i = 0; i < t->dims[0]; i++)
+        if (!kind_matches(kiln__container_item(t, i), kinds + 1, dt)) return 0;
+    return 1;
+}
+
 /* Checks t against the declared type of graph input value v. */
 static kiln_status check_input(const kiln_graph *g, const kiln__value *v, const kiln_tensor *t) {
     char got[256], want[256];
     const char *file = g->path ? g->path : "model";
+    if (v->container == KILN__TYPE_OTHER)
+        return kiln__err(KILN_E_UNSUPPORTED, "%s: input '%s' has a type kiln cannot hold (a map, "
+                         "sparse tensor or nested sequence)", file, v->name);
+    if (v->container || kiln__is_container(t->dtype)) {
+        int kinds[3] = {v->container, v->container_inner, 0};
+        if (v->container && kind_matches(t, kinds, v->dtype)) return KILN_OK;
+        return kiln__err(KILN_E_TYPE, "%s: input '%s' is %s, the model expects %s", file, v->name,
+                         kiln__type_str(t, got, sizeof got), declared_str(v, want, sizeof want));
+    }
     if (v->dtype != KILN_DTYPE_UNDEFINED && v->dtype != t->dtype)
         return kiln__err(KILN_E_TYPE, "%s: input '%s' has dtype %s, the model expects %s", file,
                          v->name, kiln_dtype_name(t->dtype), kiln_dtype_name(v->dtype));

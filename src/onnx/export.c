@@ -69,26 +69,50 @@ static kiln_status tensor_type(const kiln__value *v, Onnx__TypeProto **out) {
     return KILN_OK;
 }
 
+/* Wraps *tp (already attached where *tp points) into a sequence or optional
+ * type of kind; the wrapper replaces it in place. */
+static kiln_status wrap_type(Onnx__TypeProto **tp, int kind) {
+    Onnx__TypeProto *outer = malloc(sizeof *outer);
+    if (!outer) return oom();
+    onnx__type_proto__init(outer);
+    if (kind == KILN__DTYPE_SEQUENCE) {
+        Onnx__TypeProto__Sequence *seq = malloc(sizeof *seq);
+        if (!seq) {
+            free(outer);
+            return oom();
+        }
+        onnx__type_proto__sequence__init(seq);
+        seq->elem_type = *tp;
+        outer->value_case = ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE;
+        outer->sequence_type = seq;
+    } else {
+        Onnx__TypeProto__Optional *opt = malloc(sizeof *opt);
+        if (!opt) {
+            free(outer);
+            return oom();
+        }
+        onnx__type_proto__optional__init(opt);
+        opt->elem_type = *tp;
+        outer->value_case = ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE;
+        outer->optional_type = opt;
+    }
+    *tp = outer;
+    return KILN_OK;
+}
+
+/* The declared type of v: a tensor type, wrapped as declared in a sequence,
+ * an optional or optional(sequence). Types kiln cannot hold (maps, ...) are
+ * left out (the name alone is written). */
 static kiln_status value_info(const kiln__value *v, Onnx__ValueInfoProto **out) {
     Onnx__ValueInfoProto *vi = *out = malloc(sizeof *vi);
     if (!vi) return oom();
     onnx__value_info_proto__init(vi);
     KILN__TRY(put_str(&vi->name, v->name));
     if (!v->has_type && v->dtype == KILN_DTYPE_UNDEFINED && v->ndim < 0) return KILN_OK;
+    if (v->container == KILN__TYPE_OTHER) return KILN_OK;
     KILN__TRY(tensor_type(v, &vi->type)); /* attached at once: freed with vi */
-    if (!v->is_sequence) return KILN_OK;
-    Onnx__TypeProto *tp = malloc(sizeof *tp);
-    Onnx__TypeProto__Sequence *seq = malloc(sizeof *seq);
-    if (!tp || !seq) {
-        free(tp), free(seq);
-        return oom();
-    }
-    onnx__type_proto__init(tp);
-    onnx__type_proto__sequence__init(seq);
-    seq->elem_type = vi->type;
-    tp->value_case = ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE;
-    tp->sequence_type = seq;
-    vi->type = tp;
+    if (v->container_inner) KILN__TRY(wrap_type(&vi->type, v->container_inner));
+    if (v->container) KILN__TRY(wrap_type(&vi->type, v->container));
     return KILN_OK;
 }
 
@@ -200,6 +224,11 @@ static kiln_status export_node(const kiln_graph *g, const kiln__node *n, int64_t
         onnx__attribute_proto__init(ap);
         np->attribute[np->n_attribute++] = ap;
         kiln_status st = export_attr(&n->attr[i], ir_version, ap);
+        /* Optional(type=sequence(...)): the import noted the sequence on the output */
+        if (st == KILN_OK && n->attr[i].type == KILN__ATTR_TYPE_PROTO && n->n_out > 0 && n->out[0] >= 0 &&
+            strcmp(n->op_type, "Optional") == 0 &&
+            g->values[n->out[0]].container_inner == KILN__DTYPE_SEQUENCE)
+            st = wrap_type(&ap->tp, KILN__DTYPE_SEQUENCE);
         if (st != KILN_OK) return kiln__err_prefix(st, "attribute '%s'", n->attr[i].name);
     }
     return KILN_OK;

@@ -218,31 +218,38 @@ static char *dup_or_null(const char *s) { return s ? kiln__strdup(s) : NULL; }
 
 /* ---- types -------------------------------------------------------------- */
 
+/* Kind of a declared type (see kiln__value.container): sets *outer and
+ * *inner and returns the tensor type inside (NULL if none: unknown element
+ * type, or a type kiln cannot hold). Accepted: tensor, sequence(tensor),
+ * optional(tensor), optional(sequence(tensor)). */
+static const Onnx__TypeProto__Tensor *declared_kind(const Onnx__TypeProto *tp, int *outer,
+                                                    int *inner) {
+    *outer = *inner = 0;
+    if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE) {
+        *outer = KILN__DTYPE_OPTIONAL;
+        tp = tp->optional_type ? tp->optional_type->elem_type : NULL;
+        if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE) {
+            *inner = KILN__DTYPE_SEQUENCE;
+            tp = tp->sequence_type ? tp->sequence_type->elem_type : NULL;
+        }
+    } else if (tp && tp->value_case == ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE) {
+        *outer = KILN__DTYPE_SEQUENCE;
+        tp = tp->sequence_type ? tp->sequence_type->elem_type : NULL;
+    }
+    if (!tp || tp->value_case == ONNX__TYPE_PROTO__VALUE__NOT_SET) return NULL;
+    if (tp->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE) return tp->tensor_type;
+    *outer = KILN__TYPE_OTHER; /* map, sparse tensor, sequence(sequence), ... */
+    *inner = 0;
+    return NULL;
+}
+
 /* Applies a declared TypeProto to value v (unless it is an initializer, whose
  * tensor is authoritative). */
 static kiln_status apply_type(kiln_graph *g, int v, const Onnx__TypeProto *tp, const char *what) {
     kiln__value *val = &g->values[v];
     if (!tp || val->kind == KILN__VAL_INIT) return KILN_OK;
-    const Onnx__TypeProto__Tensor *tt = NULL;
-    int is_seq = 0;
-    const Onnx__TypeProto *cur = tp;
-    /* unwrap sequence / optional to their element tensor type */
-    for (int guard = 0; cur && guard < 8; guard++) {
-        if (cur->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE) {
-            tt = cur->tensor_type;
-            break;
-        } else if (cur->value_case == ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE) {
-            is_seq = 1;
-            cur = cur->sequence_type ? cur->sequence_type->elem_type : NULL;
-        } else if (cur->value_case == ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE) {
-            is_seq = 1;
-            cur = cur->optional_type ? cur->optional_type->elem_type : NULL;
-        } else {
-            if (cur->value_case != ONNX__TYPE_PROTO__VALUE__NOT_SET) is_seq = 1; /* map, sparse */
-            break;
-        }
-    }
-    val->is_sequence = is_seq;
+    const Onnx__TypeProto__Tensor *tt = declared_kind(tp, &val->container, &val->container_inner);
+    val->is_sequence = val->container != 0;
     val->has_type = 1;
     if (!tt) return KILN_OK;
     int et = tt->has_elem_type ? tt->elem_type : 0;
@@ -525,6 +532,23 @@ static kiln_status collect_captures(kiln_graph *g, const kiln__attr *attrs, int 
     return KILN_OK;
 }
 
+/* kiln__attr keeps only the tensor element type of a TYPE_PROTO attribute.
+ * For Optional(type=sequence(...)) the output's kind says the rest, so that
+ * the writer can put the sequence back (a declared output type wins). */
+static void note_optional_type(kiln_graph *g, const Onnx__NodeProto *np, const kiln__node *node) {
+    if (strcmp(str_or_empty(np->op_type), "Optional") != 0 || node->n_out < 1 || node->out[0] < 0)
+        return;
+    kiln__value *out = &g->values[node->out[0]];
+    for (size_t i = 0; i < np->n_attribute && !out->container; i++) {
+        const Onnx__AttributeProto *a = np->attribute[i];
+        if (strcmp(str_or_empty(a->name), "type") != 0 || !a->tp) continue;
+        out->container = KILN__DTYPE_OPTIONAL;
+        out->container_inner =
+            a->tp->value_case == ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE ? KILN__DTYPE_SEQUENCE : 0;
+        out->is_sequence = 1;
+    }
+}
+
 /* Pass 5 for one node (index expect in g). */
 static kiln_status add_node(importer *im, kiln_graph *g, const pending *p, int expect) {
     const Onnx__NodeProto *np = p->np;
@@ -577,6 +601,7 @@ static kiln_status add_node(importer *im, kiln_graph *g, const pending *p, int e
     }
     node->attr = attrs;
     node->n_attr = n_attr;
+    note_optional_type(g, np, node);
     free(ins);
     free(caps);
     free(node_name);
@@ -689,8 +714,11 @@ static kiln_status add_outputs(kiln_graph *g, const Onnx__GraphProto *gp, const 
         if (!*name) st = kiln__err(KILN_E_FORMAT, "graph output %zu has no name", i);
         else st = resolve(g, name, "graph output", &v);
         if (st == KILN_OK && !g->values[v].has_type) st = apply_type(g, v, vi->type, "graph output");
-        else if (st == KILN_OK && vi->type && vi->type->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
-            g->values[v].is_sequence = 1;
+        else if (st == KILN_OK && vi->type) { /* keep the declared kind of the output */
+            kiln__value *val = &g->values[v];
+            declared_kind(vi->type, &val->container, &val->container_inner);
+            val->is_sequence = val->container != 0;
+        }
         if (st == KILN_OK) {
             g->values[v].is_output = 1;
             st = push_index(&g->outputs, &g->n_outputs, v);

@@ -32,6 +32,43 @@ static const char *tensor_name(const Onnx__TensorProto *tp) {
     return tp->name && tp->name[0] ? tp->name : "(unnamed)";
 }
 
+/* ---- packed sub-byte elements -------------------------------------------------
+ * ONNX packs int4/uint4/float4e2m1 two to a byte and int2/uint2 four to a
+ * byte, first element in the lowest bits, the last byte zero-padded; kiln
+ * keeps one element per byte (signed types sign-extended). */
+
+/* Bytes of numel elements of dt in ONNX's serialization. */
+static int64_t packed_bytes(kiln_dtype dt, int64_t numel) {
+    int bits = kiln__dtype_bits(dt);
+    if (bits >= 8) return numel * (bits / 8);
+    return (numel * bits + 7) / 8;
+}
+
+/* Expands the packed elements at the start of buf into one byte each, in
+ * place (buf holds numel bytes). Walking backwards never overwrites a packed
+ * byte that is still to be read. */
+static void unpack_in_place(kiln_dtype dt, uint8_t *buf, int64_t numel) {
+    int bits = kiln__dtype_bits(dt), per_byte = 8 / bits;
+    unsigned mask = (1u << bits) - 1;
+    int is_signed = dt == KILN_DTYPE_I4 || dt == KILN_DTYPE_I2;
+    for (int64_t i = numel - 1; i >= 0; i--) {
+        unsigned code = (buf[i / per_byte] >> (bits * (int)(i % per_byte))) & mask;
+        if (is_signed && (code >> (bits - 1))) code |= ~mask & 0xffu; /* sign-extend */
+        buf[i] = (uint8_t)code;
+    }
+}
+
+/* Packs elements (one byte each, element k at src[off ? off[k] : k]) into dst
+ * (packed_bytes(dt, n) bytes). */
+static void pack_elems(kiln_dtype dt, const uint8_t *src, int64_t n, const int64_t *off,
+                       uint8_t *dst) {
+    int bits = kiln__dtype_bits(dt), per_byte = 8 / bits;
+    unsigned mask = (1u << bits) - 1;
+    memset(dst, 0, (size_t)packed_bytes(dt, n));
+    for (int64_t k = 0; k < n; k++)
+        dst[k / per_byte] |= (uint8_t)((src[off ? off[k] : k] & mask) << (bits * (int)(k % per_byte)));
+}
+
 /* ---- files -------------------------------------------------------------- */
 
 kiln_status kiln__onnx_read_file(const char *path, uint8_t **buf, size_t *len) {
@@ -144,6 +181,12 @@ static kiln_status fill_typed(kiln_tensor *t, const Onnx__TensorProto *tp) {
             KILN__TRY(set_string(t, i, tp->string_data[i].data, tp->string_data[i].len));
         return KILN_OK;
     default:
+        if (kiln__dtype_bits(t->dtype) < 8) { /* one packed byte per int32 */
+            int64_t nb = packed_bytes(t->dtype, n);
+            for (int64_t i = 0; i < nb; i++) ((uint8_t *)t->data)[i] = (uint8_t)tp->int32_data[i];
+            unpack_in_place(t->dtype, t->data, n);
+            return KILN_OK;
+        }
         for (int64_t i = 0; i < n; i++) {
             uint32_t v = (uint32_t)tp->int32_data[i];
             if (esz == 1) ((uint8_t *)t->data)[i] = t->dtype == KILN_DTYPE_BOOL ? v != 0 : (uint8_t)v;
@@ -247,7 +290,8 @@ kiln_status kiln__onnx_tensor_from_proto(const Onnx__TensorProto *tp, const kiln
     int64_t numel;
     KILN__TRY(check_header(nm, tp->data_type, tp->n_dims, tp->dims, &numel));
     kiln_dtype dt = (kiln_dtype)tp->data_type;
-    int64_t need = numel * (int64_t)kiln_dtype_size(dt);
+    int64_t need = packed_bytes(dt, numel); /* bytes of raw or external data */
+    int packed = kiln__dtype_bits(dt) < 8;
     char sh[256];
     kiln__shape_str((int)tp->n_dims, tp->dims, sh, sizeof sh);
     /* every size is checked against the shape before allocating */
@@ -265,9 +309,10 @@ kiln_status kiln__onnx_tensor_from_proto(const Onnx__TensorProto *tp, const kiln
     } else {
         size_t count;
         const char *field = typed_field(tp, dt, &count);
-        if ((int64_t)count != numel)
+        int64_t want = packed ? need : numel; /* sub-byte types: one packed byte per value */
+        if ((int64_t)count != want)
             return kiln__err(KILN_E_FORMAT, "tensor '%s': %s has %zu values, shape %s of %s needs %lld",
-                             nm, field, count, sh, kiln_dtype_name(dt), (long long)numel);
+                             nm, field, count, sh, kiln_dtype_name(dt), (long long)want);
     }
     kiln_tensor *t = NULL;
     kiln_status st = kiln_tensor_create(dt, (int)tp->n_dims, tp->dims, &t);
@@ -283,6 +328,7 @@ kiln_status kiln__onnx_tensor_from_proto(const Onnx__TensorProto *tp, const kiln
         }
     }
     if (ext) fclose(ext);
+    if (st == KILN_OK && packed && (ext || tp->has_raw_data)) unpack_in_place(dt, t->data, numel);
     if (st == KILN_OK && dt == KILN_DTYPE_BOOL)
         for (int64_t i = 0; i < numel; i++) ((uint8_t *)t->data)[i] = ((uint8_t *)t->data)[i] != 0;
     if (st != KILN_OK) {
@@ -406,11 +452,13 @@ static int proto_fill(Onnx__TensorProto *tp, const kiln_tensor *c, int64_t n, co
         }
         return 1;
     }
-    size_t esz = kiln_dtype_size(c->dtype), bytes = (size_t)n * esz;
+    size_t esz = kiln_dtype_size(c->dtype), bytes = (size_t)packed_bytes(c->dtype, n);
     tp->has_raw_data = 1;
     if (!(tp->raw_data.data = malloc(bytes ? bytes : 1))) return 0;
     tp->raw_data.len = bytes;
-    if (!off) {
+    if (kiln__dtype_bits(c->dtype) < 8) {
+        pack_elems(c->dtype, c->data, n, off, tp->raw_data.data);
+    } else if (!off) {
         if (bytes) memcpy(tp->raw_data.data, c->data, bytes);
     } else {
         for (int64_t i = 0; i < n; i++)

@@ -31,7 +31,11 @@
 #define KILN_OP_H
 
 #include "core/core.h"
+#include "core/elem.h"
 #include "graph/ir.h"
+
+/* Newest ai.onnx opset whose operator versions kiln implements (onnx 1.22). */
+#define KILN__MAX_OPSET 27
 
 /* Private status (positive, never escapes the executor). */
 #define KILN__NEED_VALUE 1
@@ -41,6 +45,8 @@
 #define KILN_OPF_ALLOC_OUT 0x4 /* kernel allocates outputs (control flow) */
 #define KILN_OPF_SHAPE_ONLY 0x8 /* kernel reads only input shapes (Shape, Size):
                                   folded at plan time whenever shapes are known */
+#define KILN_OPF_CONTAINERS 0x10 /* takes sequences/optionals as inputs; every other op
+                                    is refused them by the executor */
 
 struct kiln__runner;
 
@@ -103,10 +109,16 @@ static inline kiln_tensor *kiln__out(const kiln__kctx *c, int i) {
 /* Infer: sets dtype and shape of output i (ignored if the output is omitted).
  * Fails on negative or huge dims. */
 kiln_status kiln__out_shape(kiln__kctx *c, int i, kiln_dtype dt, int ndim, const int64_t *dims);
-/* Infer: output i gets the dtype and shape of tensor t. */
+/* Infer: output i gets the dtype and shape of tensor t (containers too). */
 kiln_status kiln__out_like(kiln__kctx *c, int i, const kiln_tensor *t);
+/* Infer: output i is a sequence or optional (kind) of n tensors of dtype elem;
+ * the kernel fills the slots with kiln__container_set. */
+kiln_status kiln__out_container(kiln__kctx *c, int i, kiln_dtype kind, kiln_dtype elem, int64_t n);
 /* Kernel of a KILN_OPF_ALLOC_OUT op: gives output i this shape and storage. */
 kiln_status kiln__out_alloc(kiln__kctx *c, int i, kiln_dtype dt, int ndim, const int64_t *dims);
+/* Kernel of a KILN_OPF_ALLOC_OUT op: output i becomes a copy of src (any
+ * strides; containers deep-copied). */
+kiln_status kiln__out_assign(kiln__kctx *c, int i, const kiln_tensor *src);
 
 /* Reads a 1-D (or scalar) integer tensor (int32/int64) into v[0..n). Fails
  * (naming what) if it has the wrong dtype or more than max elements. */
@@ -117,6 +129,22 @@ kiln_status kiln__read_floats(const kiln_tensor *t, const char *what, double *v,
 kiln_status kiln__axis(int64_t axis, int rank, const char *what, int *out);
 /* Fails unless t's dtype is one of the listed ones (terminated by 0). */
 kiln_status kiln__check_dtype(const kiln_tensor *t, const char *what, ...);
+/* The float dtypes, as the (0-terminated) tail of a kiln__check_dtype call:
+ *   kiln__check_dtype(x, "X", KILN__FLOAT_DTYPES) */
+#define KILN__FLOAT_DTYPES KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16, KILN_DTYPE_BF16, 0
+/* Reads an integer list that older opsets give as attribute `name` and newer
+ * ones as input number `input` (from_input selects which) into v[0..*n),
+ * at most max values. *n = -1 when it is absent. Returns KILN__NEED_VALUE
+ * when the input's values are not known yet (infer may call it directly). */
+kiln_status kiln__ints_arg(const kiln__kctx *c, int from_input, const char *name, int input,
+                           int64_t *v, int max, int *n);
+/* Fails (naming input `what`, both shapes in the message) unless t has
+ * exactly shape (ndim, dims). t NULL (an omitted input) passes. */
+kiln_status kiln__check_shape(const kiln_tensor *t, const char *what, int ndim,
+                              const int64_t *dims);
+/* Fails (naming `what`) unless t is a float or integer tensor, or bool when
+ * allow_bool. */
+kiln_status kiln__check_numeric(const kiln_tensor *t, const char *what, int allow_bool);
 /* Number of elements (contiguous). */
 static inline int64_t kiln__n(const kiln_tensor *t) {
     int64_t n = 1;

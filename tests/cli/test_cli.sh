@@ -26,6 +26,8 @@ g = h.make_graph([h.make_node("MatMul", ["x", "w"], ["y/out:0"])], "g",
                  [nh.from_array(np.arange(6, dtype=np.float32).reshape(3, 2), "w")])
 m = h.make_model(g, opset_imports=[h.make_opsetid("", 17)])
 onnx.save(m, d + "/m.onnx")
+m.graph.output[0].type.tensor_type.ClearField("shape")  # undeclared: kiln info infers it
+onnx.save(m, d + "/m_noshape.onnx")
 np.save(d + "/x.npy", np.ones((4, 3), np.float32))
 np.save(d + "/bad.npy", np.ones((4, 5), np.float32))
 np.save(d + "/badtype.npy", np.ones((4, 3), np.int32))
@@ -35,6 +37,9 @@ open(d + "/garbage.onnx", "wb").write(b"\xff" * 100)
 g2 = h.make_graph([h.make_node("FancyOp", ["x"], ["y"])], "g", [h.make_tensor_value_info("x", TP.FLOAT, [1])],
                   [h.make_tensor_value_info("y", TP.FLOAT, [1])])
 onnx.save(h.make_model(g2, opset_imports=[h.make_opsetid("", 17)]), d + "/unsup.onnx")
+g3 = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "g", [h.make_tensor_value_info("x", TP.FLOAT, [1])],
+                  [h.make_tensor_value_info("y", TP.FLOAT, [1])])
+onnx.save(h.make_model(g3, opset_imports=[h.make_opsetid("", 99)]), d + "/future.onnx")
 PY
 
 check "--version" bash -c "'$KILN' --version | grep -q '^kiln [0-9]'"
@@ -46,6 +51,8 @@ check "unknown command fails" bash -c "! '$KILN' frobnicate"
 
 check "info shows inputs" bash -c "'$KILN' info '$TMP/m.onnx' | grep -q 'x: float32\[N,3\]'"
 check "info shows parameters" bash -c "'$KILN' info '$TMP/m.onnx' | grep -q 'parameters: 6'"
+check "info infers undeclared shapes" bash -c "'$KILN' info '$TMP/m_noshape.onnx' | grep -q 'y/out:0: float32\[N,2\]'"
+check "info --shapes lists values" bash -c "'$KILN' info '$TMP/m.onnx' --shapes | grep -q 'w: float32\[3,2\]'"
 check "info shows op histogram" bash -c "'$KILN' info '$TMP/m.onnx' | grep -qE 'MatMul +1'"
 
 check "run writes sanitized output names" bash -c \
@@ -75,6 +82,7 @@ err "missing model file" "no/such.onnx" run no/such.onnx --random
 err "truncated model" "trunc.onnx" run "$TMP/trunc.onnx" --random
 err "garbage model" "garbage.onnx" info "$TMP/garbage.onnx"
 err "unsupported op" "FancyOp" run "$TMP/unsup.onnx" --random
+err "opset too new" "opset 99" run "$TMP/future.onnx" --random
 err "wrong input shape" "(4,5)" run "$TMP/m.onnx" -i "x=$TMP/bad.npy"
 err "wrong input dtype" "int32" run "$TMP/m.onnx" -i "x=$TMP/badtype.npy"
 err "unknown input name" "'nope'" run "$TMP/m.onnx" -i "nope=$TMP/x.npy"

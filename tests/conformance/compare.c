@@ -24,9 +24,40 @@ static int float_close(double g, double w, double rtol, double atol) {
     return fabs(g - w) <= atol + rtol * fabs(w);
 }
 
+/* Sequences and optionals: same kind, same length, then item by item. */
+static int compare_container(const kiln_tensor *got, const kiln_tensor *want, double rtol,
+                             double atol, char *why, size_t why_len) {
+    char a[256], b[256];
+    if (got->dtype != want->dtype) {
+        snprintf(why, why_len, "%s, expected %s", kiln__type_str(got, a, sizeof a),
+                 kiln__type_str(want, b, sizeof b));
+        return 0;
+    }
+    if (got->dims[0] != want->dims[0]) {
+        snprintf(why, why_len, "%s of %lld items, expected %lld", kiln__type_str(got, a, sizeof a),
+                 (long long)got->dims[0], (long long)want->dims[0]);
+        return 0;
+    }
+    for (int64_t i = 0; i < want->dims[0]; i++) {
+        const kiln_tensor *g = kiln__container_item(got, i), *w = kiln__container_item(want, i);
+        char sub[512];
+        if (!g || !w) {
+            snprintf(why, why_len, "item %lld is missing", (long long)i);
+            return 0;
+        }
+        if (!conf_compare(g, w, rtol, atol, sub, sizeof sub)) {
+            snprintf(why, why_len, "item %lld: %s", (long long)i, sub);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 int conf_compare(const kiln_tensor *got, const kiln_tensor *want, double rtol, double atol,
                  char *why, size_t why_len) {
     char a[256], b[256];
+    if (kiln__is_container(got->dtype) || kiln__is_container(want->dtype))
+        return compare_container(got, want, rtol, atol, why, why_len);
     if (got->dtype != want->dtype) {
         snprintf(why, why_len, "dtype %s, expected %s", kiln_dtype_name(got->dtype),
                  kiln_dtype_name(want->dtype));

@@ -12,8 +12,10 @@
 
 /* 1 if got matches want: same dtype and shape; floats elementwise
  * |got - want| <= atol + rtol * |want| (NaN equals NaN, infinities must
- * match); integers and bools exactly; strings by content. Otherwise 0 and
- * why says what differs (first bad element, count and largest error). */
+ * match); integers and bools exactly; strings by content. Sequences and
+ * optionals match if they are of the same kind and length and their items
+ * match. Otherwise 0 and why says what differs (first bad element, count and
+ * largest error). */
 int conf_compare(const kiln_tensor *got, const kiln_tensor *want, double rtol, double atol,
                  char *why, size_t why_len);
 

@@ -165,12 +165,13 @@ static void collect_ops(const kiln_graph *g, name_set *s) {
     }
 }
 
-/* 1 if a graph input or output is a sequence / optional / map. */
+/* 1 if a graph input or output has a type kiln cannot hold (map, sparse
+ * tensor, nested sequence). */
 static int uses_non_tensor_io(const kiln_graph *g) {
     for (int i = 0; i < g->n_inputs; i++)
-        if (g->values[g->inputs[i]].is_sequence) return 1;
+        if (g->values[g->inputs[i]].container == KILN__TYPE_OTHER) return 1;
     for (int i = 0; i < g->n_outputs; i++)
-        if (g->values[g->outputs[i]].is_sequence) return 1;
+        if (g->values[g->outputs[i]].container == KILN__TYPE_OTHER) return 1;
     return 0;
 }
 
@@ -246,14 +247,32 @@ static void set_error(outcome *o, kiln_status st, const char *what) {
                 kiln_last_error(), kiln_status_name(st));
 }
 
-/* Loads dir/prefixK.pb for K = 0, 1, ... */
-static kiln_status load_pb_series(const char *dir, const char *prefix, tensor_list *l) {
+/* Gives empty containers (whose files cannot say) the element dtype the
+ * model declares, down to an optional's sequence. */
+static void declared_elem(kiln_tensor *t, kiln_dtype dt) {
+    if (!kiln__is_container(t->dtype)) return;
+    if (t->elem == KILN_DTYPE_UNDEFINED) t->elem = dt;
+    for (int64_t i = 0; i < t->dims[0]; i++) declared_elem(kiln__container_item(t, i), dt);
+}
+
+/* Loads dir/prefixK.pb for K = 0, 1, ...: a TensorProto, or a SequenceProto /
+ * OptionalProto where the K-th of the graph's values vals[0..n_vals) is
+ * declared a sequence / optional. */
+static kiln_status load_pb_series(const char *dir, const char *prefix, const kiln_graph *g,
+                                  const int *vals, int n_vals, tensor_list *l) {
     for (int k = 0; k < MAX_TENSORS; k++) {
         char path[PATH_MAX];
         strf(path, sizeof path, "%s/%s%d.pb", dir, prefix, k);
         if (access(path, R_OK) != 0) break;
-        kiln_status st = kiln_tensor_load_onnx_pb(path, &l->t[l->n], &l->names[l->n]);
+        const kiln__value *v = k < n_vals ? &g->values[vals[k]] : NULL;
+        int kind = v ? v->container : 0;
+        kiln_status st = kind == KILN__DTYPE_SEQUENCE
+                             ? kiln_sequence_load_onnx_pb(path, &l->t[l->n], &l->names[l->n])
+                         : kind == KILN__DTYPE_OPTIONAL
+                             ? kiln_optional_load_onnx_pb(path, &l->t[l->n], &l->names[l->n])
+                             : kiln_tensor_load_onnx_pb(path, &l->t[l->n], &l->names[l->n]);
         if (st != KILN_OK) return st;
+        if (v) declared_elem(l->t[l->n], v->dtype);
         l->n++;
     }
     return KILN_OK;
@@ -431,7 +450,7 @@ static void run_test_body(const options *opt, const char *suite_name, const char
         return;
     }
     if (uses_non_tensor_io(ts->g)) {
-        set_outcome(o, RES_UNSUP, "sequence/optional graph inputs or outputs are not supported");
+        set_outcome(o, RES_UNSUP, "a graph input or output is a map, sparse tensor or nested sequence");
         return;
     }
     /* one thread unless -t says otherwise: a crash on the calling thread is
@@ -454,7 +473,7 @@ static void run_test_body(const options *opt, const char *suite_name, const char
         char *slash = strrchr(dir, '/');
         *slash = 0;
         strf(base, sizeof base, "%s_output_", slash + 1);
-        st = load_pb_series(dir, base, &ts->out);
+        st = load_pb_series(dir, base, ts->g, ts->g->outputs, ts->g->n_outputs, &ts->out);
         if (st != KILN_OK) {
             set_error(o, st, "expected outputs");
             return;
@@ -470,8 +489,9 @@ static void run_test_body(const options *opt, const char *suite_name, const char
         strf(dir, sizeof dir, "%s/%s", data_dir, sets[k]);
         tensor_list_free(&ts->in);
         tensor_list_free(&ts->out);
-        st = load_pb_series(dir, "input_", &ts->in);
-        if (st == KILN_OK) st = load_pb_series(dir, "output_", &ts->out);
+        st = load_pb_series(dir, "input_", ts->g, ts->g->inputs, ts->g->n_inputs, &ts->in);
+        if (st == KILN_OK)
+            st = load_pb_series(dir, "output_", ts->g, ts->g->outputs, ts->g->n_outputs, &ts->out);
         if (st != KILN_OK) {
             set_error(o, st, "test data");
         } else {

@@ -1,5 +1,6 @@
 """Whole models, kiln against onnxruntime:
   - the generated model set (tests/models/gen_models.py),
+  - real PyTorch exports (tests/models/torch/, written by scripts/export_torch_models.py),
   - the light models of the ONNX backend suite (input arange(n)/n),
 and the export round trip: each model written back by kiln's exporter must
 load in onnxruntime and give onnxruntime's outputs on the original.
@@ -103,7 +104,9 @@ def main():
         gen = os.path.join(tmp, "gen")
         subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "gen_models.py"), gen],
                        check=True, capture_output=True)
-        models = sorted(glob.glob(os.path.join(gen, "*.onnx"))) + sorted(glob.glob(os.path.join(data, "*.onnx")))
+        torch_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch")
+        models = (sorted(glob.glob(os.path.join(gen, "*.onnx"))) + sorted(glob.glob(os.path.join(torch_dir, "*.onnx")))
+                  + sorted(glob.glob(os.path.join(data, "*.onnx"))))
         for path in models:
             name = os.path.basename(path)[:-5]
             if args.filter not in name:

@@ -223,6 +223,176 @@ static void test_thread_pool(void **state) {
     assert_int_equal(kiln__pool_create(100000, &p), KILN_E_INVAL);
 }
 
+/* float8 / float4 / int4 / int2: traits, exhaustive code round trips, rounding
+ * and saturation (expected codes from ml_dtypes, ONNX's reference). */
+static int nan_codes(kiln_dtype dt) {
+    int n = 0, codes = dt == KILN_DTYPE_F4E2M1 ? 16 : 256;
+    for (int c = 0; c < codes; c++) n += isnan(kiln__minifloat_to_f(dt, (uint8_t)c)) != 0;
+    return n;
+}
+
+static void test_narrow_dtypes(void **state) {
+    static const kiln_dtype f8_types[] = {KILN_DTYPE_F8E4M3FN, KILN_DTYPE_F8E4M3FNUZ, KILN_DTYPE_F8E5M2,
+                                          KILN_DTYPE_F8E5M2FNUZ};
+    /* traits */
+    assert_int_equal(KILN_DTYPE_F8E4M3FN, 17);
+    assert_int_equal(KILN_DTYPE_I2, 26);
+    for (int dt = 17; dt <= 26; dt++) assert_int_equal(kiln_dtype_size((kiln_dtype)dt), 1);
+    assert_string_equal(kiln_dtype_name(KILN_DTYPE_F8E5M2FNUZ), "float8e5m2fnuz");
+    assert_string_equal(kiln_dtype_name(KILN_DTYPE_U4), "uint4");
+    assert_int_equal(kiln__dtype_bits(KILN_DTYPE_I4), 4);
+    assert_int_equal(kiln__dtype_bits(KILN_DTYPE_F4E2M1), 4);
+    assert_int_equal(kiln__dtype_bits(KILN_DTYPE_U2), 2);
+    assert_int_equal(kiln__dtype_bits(KILN_DTYPE_F8E8M0), 8);
+    assert_int_equal(kiln__dtype_bits(KILN_DTYPE_F32), 32);
+    assert_true(kiln__dtype_is_float(KILN_DTYPE_F8E4M3FN));
+    assert_true(kiln__dtype_is_minifloat(KILN_DTYPE_F4E2M1));
+    assert_false(kiln__dtype_is_minifloat(KILN_DTYPE_F16));
+    assert_true(kiln__dtype_is_int(KILN_DTYPE_I2));
+    assert_false(kiln__dtype_is_float(KILN_DTYPE_U4));
+    assert_true(kiln__dtype_is_signed(KILN_DTYPE_I4));
+    assert_false(kiln__dtype_is_signed(KILN_DTYPE_U4));
+
+    /* every float8 code: NaN codes decode to NaN, the others round-trip (saturating
+     * or not), and positive codes increase */
+    assert_int_equal(nan_codes(KILN_DTYPE_F8E4M3FN), 2);   /* S.1111.111 */
+    assert_int_equal(nan_codes(KILN_DTYPE_F8E4M3FNUZ), 1); /* 0x80 */
+    assert_int_equal(nan_codes(KILN_DTYPE_F8E5M2), 6);     /* S.11111.{01,10,11} */
+    assert_int_equal(nan_codes(KILN_DTYPE_F8E5M2FNUZ), 1);
+    assert_int_equal(nan_codes(KILN_DTYPE_F8E8M0), 1);     /* 0xff */
+    assert_int_equal(nan_codes(KILN_DTYPE_F4E2M1), 0);
+    for (int t = 0; t < 4; t++) {
+        double prev = -1;
+        for (int c = 0; c < 256; c++) {
+            double v = kiln__minifloat_to_f(f8_types[t], (uint8_t)c);
+            if (isnan(v)) continue;
+            if (c < 0x80) {
+                assert_true(v > prev || (c == 0 && v == 0));
+                prev = v;
+            }
+            assert_int_equal(kiln__minifloat_from_f(f8_types[t], v, 0), c);
+            if (!isinf(v)) assert_int_equal(kiln__minifloat_from_f(f8_types[t], v, 1), c);
+        }
+    }
+    for (int c = 0; c < 16; c++) { /* float4e2m1: 0 0.5 1 1.5 2 3 4 6 and negatives */
+        static const double pos[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+        double v = kiln__minifloat_to_f(KILN_DTYPE_F4E2M1, (uint8_t)c);
+        assert_true(v == (c & 8 ? -pos[c & 7] : pos[c & 7]));
+        assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F4E2M1, v, 0), c);
+    }
+    for (int c = 0; c < 255; c++) { /* float8e8m0: 2^(c-127), exact in every mode */
+        double v = kiln__minifloat_to_f(KILN_DTYPE_F8E8M0, (uint8_t)c);
+        assert_true(v == ldexp(1.0, c - 127));
+        for (int mode = KILN__E8M0_UP; mode <= KILN__E8M0_NEAREST; mode++)
+            if (c > 0 || mode != KILN__E8M0_UP)
+                assert_int_equal(kiln__f8e8m0_from_f(v, 0, (kiln__e8m0_round)mode), c);
+    }
+    /* 2^-127 is a float32 subnormal whose mantissa field is nonzero: "up" bumps it
+     * (as the ONNX reference does) */
+    assert_int_equal(kiln__f8e8m0_from_f(ldexp(1.0, -127), 0, KILN__E8M0_UP), 1);
+
+    /* e4m3fn: ties to even, NaN instead of overflow unless saturating, signed NaN and zero */
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FN, 464, 0), 0x7e); /* tie: 448 */
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FN, 465, 0), 0x7f); /* NaN */
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FN, 465, 1), 0x7e);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FN, INFINITY, 1), 0x7e);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FN, -INFINITY, 0), 0xff);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FN, NAN, 1), 0x7f);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FN, -0.0, 1), 0x80);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FN, 0.4, 1), 45); /* 0.40625 */
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FN, ldexp(1, -9), 1), 0x01);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FN, ldexp(1, -10), 1), 0x00);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FN, ldexp(1.5, -10), 1), 0x01);
+    /* e4m3fnuz: one NaN (0x80), no -0 */
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FNUZ, -0.0, 1), 0x00);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FNUZ, -1e-30, 0), 0x00);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FNUZ, 240, 0), 0x7f);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FNUZ, 1000, 0), 0x80);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FNUZ, 1000, 1), 0x7f);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E4M3FNUZ, NAN, 1), 0x80);
+    /* e5m2: IEEE-like inf */
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E5M2, 57344, 0), 0x7b);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E5M2, 61440, 0), 0x7c); /* tie: inf */
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E5M2, 61440, 1), 0x7b);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E5M2, NAN, 0), 0x7e);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E5M2, -NAN, 0), 0xfe);
+    assert_true(isinf(kiln__minifloat_to_f(KILN_DTYPE_F8E5M2, 0xfc)) &&
+                kiln__minifloat_to_f(KILN_DTYPE_F8E5M2, 0xfc) < 0);
+    /* e5m2fnuz */
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E5M2FNUZ, 57344, 0), 0x7f);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E5M2FNUZ, INFINITY, 0), 0x80);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F8E5M2FNUZ, INFINITY, 1), 0x7f);
+    /* float4e2m1: ties to even, always saturating, NaN as ml_dtypes gives it */
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F4E2M1, 0.25, 0), 0x0);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F4E2M1, 0.75, 0), 0x2);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F4E2M1, 2.5, 0), 0x4);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F4E2M1, 5, 0), 0x6);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F4E2M1, 100, 0), 0x7);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F4E2M1, -INFINITY, 0), 0xf);
+    assert_int_equal(kiln__minifloat_from_f(KILN_DTYPE_F4E2M1, NAN, 0), 0x8);
+    /* float8e8m0 rounding modes and saturation */
+    assert_int_equal(kiln__f8e8m0_from_f(0.124, 1, KILN__E8M0_UP), 124);
+    assert_int_equal(kiln__f8e8m0_from_f(0.124, 1, KILN__E8M0_DOWN), 123);
+    assert_int_equal(kiln__f8e8m0_from_f(0.124, 1, KILN__E8M0_NEAREST), 124);
+    assert_int_equal(kiln__f8e8m0_from_f(1.4, 1, KILN__E8M0_UP), 128);
+    assert_int_equal(kiln__f8e8m0_from_f(1.4, 1, KILN__E8M0_NEAREST), 127);
+    assert_int_equal(kiln__f8e8m0_from_f(1.5, 1, KILN__E8M0_NEAREST), 128);
+    assert_int_equal(kiln__f8e8m0_from_f(0, 1, KILN__E8M0_UP), 0);
+    assert_int_equal(kiln__f8e8m0_from_f(NAN, 1, KILN__E8M0_UP), 0xff);
+    assert_int_equal(kiln__f8e8m0_from_f(3.4e38, 1, KILN__E8M0_UP), 0xfe);
+    assert_int_equal(kiln__f8e8m0_from_f(3.4e38, 0, KILN__E8M0_UP), 0xff);
+
+    /* 4- and 2-bit integers: every value round-trips, wider values wrap */
+    static const struct { kiln_dtype dt; int lo, hi; } ints[] = {
+        {KILN_DTYPE_I4, -8, 7}, {KILN_DTYPE_U4, 0, 15}, {KILN_DTYPE_I2, -2, 1}, {KILN_DTYPE_U2, 0, 3}};
+    uint8_t b[4];
+    for (int t = 0; t < 4; t++) {
+        int span = ints[t].hi - ints[t].lo + 1;
+        for (int v = ints[t].lo - 2 * span; v <= ints[t].hi + 2 * span; v++) {
+            kiln__st_i(ints[t].dt, b, 0, v);
+            int64_t want = ((v - ints[t].lo) % span + span) % span + ints[t].lo;
+            assert_int_equal(kiln__ld_i(ints[t].dt, b, 0), want);
+            assert_true(kiln__ld_f(ints[t].dt, b, 0) == (double)want);
+        }
+    }
+    kiln__st_f(KILN_DTYPE_I4, b, 0, 7.9); /* truncates */
+    assert_int_equal(kiln__ld_i(KILN_DTYPE_I4, b, 0), 7);
+    kiln__st_f(KILN_DTYPE_I4, b, 1, -8.5);
+    assert_int_equal(kiln__ld_i(KILN_DTYPE_I4, b, 1), -8);
+    kiln__st_f(KILN_DTYPE_U2, b, 2, NAN);
+    assert_int_equal(kiln__ld_i(KILN_DTYPE_U2, b, 2), 0);
+    assert_int_equal((int8_t)b[1], -8); /* int4 is stored sign-extended, one per byte */
+
+    /* generic access: float8 stores saturate, loads are exact, ints truncate */
+    kiln__st_f(KILN_DTYPE_F8E4M3FN, b, 0, 1000.0);
+    assert_int_equal(b[0], 0x7e);
+    assert_true(kiln__ld_f(KILN_DTYPE_F8E4M3FN, b, 0) == 448.0);
+    kiln__st_i(KILN_DTYPE_F8E5M2, b, 1, -3);
+    assert_true(kiln__ld_f(KILN_DTYPE_F8E5M2, b, 1) == -3.0);
+    kiln__st_f(KILN_DTYPE_F8E4M3FN, b, 2, -2.5);
+    assert_int_equal(kiln__ld_i(KILN_DTYPE_F8E4M3FN, b, 2), -2);
+
+    /* tensor copies convert through the same rules; .npy refuses these dtypes */
+    int64_t dims[1] = {3};
+    float src[3] = {0.3f, -1000.0f, 2.5f};
+    kiln_tensor *t, *f8, *back;
+    assert_int_equal(kiln_tensor_wrap(KILN_DTYPE_F32, 1, dims, src, &t), KILN_OK);
+    assert_int_equal(kiln_tensor_copy(t, KILN_DTYPE_F8E5M2, &f8), KILN_OK);
+    assert_int_equal(kiln_tensor_copy(f8, KILN_DTYPE_F32, &back), KILN_OK);
+    const float *bv = kiln_tensor_data(back);
+    assert_true(bv[0] == 0.3125f && bv[1] == -1024.0f && bv[2] == 2.5f);
+    char path[] = "/tmp/kiln_test_f8_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(kiln_tensor_save_npy(f8, path), KILN_E_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "float8e5m2"));
+    unlink(path);
+    kiln_tensor_free(t);
+    kiln_tensor_free(f8);
+    kiln_tensor_free(back);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_names),
@@ -234,6 +404,7 @@ int main(void) {
         cmocka_unit_test(test_npy_round_trip),
         cmocka_unit_test(test_broadcast_and_iter),
         cmocka_unit_test(test_thread_pool),
+        cmocka_unit_test(test_narrow_dtypes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -270,12 +270,59 @@ static void test_if_with_captures(void **state) {
     kiln_graph_free(g);
 }
 
+/* Symbolic inference: x (N,3) -> Shape/Concat-driven Reshape to (N,3,1) ->
+ * Transpose -> MatMul with itself: (N,1,3)x(N,3,1)=(N,1,1); NonZero unknown. */
+static void test_symbolic_shapes(void **state) {
+    int64_t d[] = {-1, 3};
+    kiln_graph *g = new_graph();
+    int x = add_input(g, "x", KILN_DTYPE_F32, 2, d);
+    g->values[x].dims[0].sym = kiln__strdup("N");
+    double one[] = {1};
+    add_init(g, "one", vec(KILN_DTYPE_I64, 1, one));
+    node(g, "Shape", "s", "x", NULL);
+    node(g, "Concat", "s3", "s", "one", NULL);
+    kiln__node *cat = &g->nodes[1];
+    cat->attr = calloc(1, sizeof *cat->attr);
+    cat->attr[0] = (kiln__attr){.name = kiln__strdup("axis"), .type = KILN__ATTR_INT, .i = 0};
+    cat->n_attr = 1;
+    node(g, "Reshape", "r", "x", "s3", NULL);
+    node(g, "Transpose", "t", "r", NULL);
+    kiln__node *tr = &g->nodes[3];
+    tr->attr = calloc(1, sizeof *tr->attr);
+    tr->attr[0] = (kiln__attr){.name = kiln__strdup("perm"), .type = KILN__ATTR_INTS, .n = 3,
+                               .ints = malloc(3 * sizeof(int64_t))};
+    tr->attr[0].ints[0] = 0, tr->attr[0].ints[1] = 2, tr->attr[0].ints[2] = 1;
+    tr->n_attr = 1;
+    node(g, "MatMul", "y", "t", "r", NULL);
+    node(g, "NonZero", "nz", "x", NULL);
+    add_output(g, "y");
+    add_output(g, "nz");
+    assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+    assert_int_equal(kiln_graph_infer_shapes(g), KILN_OK);
+    kiln_value_info info;
+    assert_int_equal(kiln_graph_output_info(g, 0, &info), KILN_OK);
+    assert_int_equal(info.dtype, KILN_DTYPE_F32);
+    assert_int_equal(info.ndim, 3);
+    assert_true(info.dims[0] < 0);
+    assert_string_equal(info.dim_names[0], "N");
+    assert_int_equal(info.dims[1], 1);
+    assert_int_equal(info.dims[2], 1);
+    assert_int_equal(kiln_graph_output_info(g, 1, &info), KILN_OK);
+    assert_int_equal(info.ndim, -1); /* data-dependent */
+    const kiln__value *r = &g->values[kiln__graph_find(g, "r")];
+    assert_int_equal(r->ndim, 3);
+    assert_string_equal(r->dims[0].sym, "N");
+    assert_int_equal(r->dims[1].v, 3);
+    kiln_graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_toposort_and_errors),
         cmocka_unit_test(test_arena_reuse_and_plan_cache),
         cmocka_unit_test(test_folding_and_dynamic_shapes),
         cmocka_unit_test(test_if_with_captures),
+        cmocka_unit_test(test_symbolic_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

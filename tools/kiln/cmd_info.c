@@ -6,11 +6,15 @@
 #include "cli.h"
 
 static const char *help =
-    "usage: kiln info MODEL.onnx\n"
+    "usage: kiln info MODEL.onnx [--shapes]\n"
     "\n"
-    "Prints the model's inputs and outputs (dtype and shape; dynamic dims by name),\n"
-    "opset imports, a histogram of the ops of its top-level graph, ops kiln cannot\n"
-    "run (if any), and the parameter count and bytes of its initializers.\n";
+    "Prints the model's inputs and outputs (dtype and shape; dynamic dims by name,\n"
+    "'?' where unknown), opset imports, a histogram of the ops of its top-level\n"
+    "graph, ops kiln cannot run (if any), and the parameter count and bytes of its\n"
+    "initializers. Shapes the model does not declare are inferred, with dynamic\n"
+    "dims carried through by name.\n"
+    "\n"
+    "  --shapes   also list every intermediate value with its inferred type\n";
 
 typedef struct {
     const char *op;
@@ -25,10 +29,15 @@ static int cmp_count(const void *a, const void *b) {
 
 int kiln_cmd_info(int argc, char **argv) {
     const char *path = NULL;
+    int shapes = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             fputs(help, stdout);
             return 0;
+        }
+        if (!strcmp(argv[i], "--shapes")) {
+            shapes = 1;
+            continue;
         }
         if (argv[i][0] == '-' || path) {
             fprintf(stderr, "kiln info: unexpected argument '%s'\n%s", argv[i], help);
@@ -43,6 +52,10 @@ int kiln_cmd_info(int argc, char **argv) {
     kiln_graph *g;
     kiln_status s = kiln_graph_load_onnx(path, &g);
     if (s != KILN_OK) return kiln_cli_fail("info", s);
+    if ((s = kiln_graph_infer_shapes(g)) != KILN_OK) {
+        kiln_graph_free(g);
+        return kiln_cli_fail("info", s);
+    }
     char buf[1024];
     printf("model: %s\n", path);
     printf("opsets:");
@@ -65,6 +78,15 @@ int kiln_cmd_info(int argc, char **argv) {
         kiln_graph_output_info(g, i, &v);
         kiln_cli_describe(&v, buf, sizeof buf);
         printf("  %s: %s\n", v.name, buf);
+    }
+    if (shapes) {
+        printf("values:\n");
+        for (int i = 0; i < kiln_graph_num_values(g); i++) {
+            kiln_value_info v;
+            kiln_graph_value_info(g, i, &v);
+            kiln_cli_describe(&v, buf, sizeof buf);
+            printf("  %s: %s\n", v.name, buf);
+        }
     }
     int nn = kiln_graph_num_nodes(g), nk = 0;
     op_count *hist = calloc((size_t)nn + 1, sizeof *hist);

@@ -14,8 +14,11 @@ static const char *help =
     "                [--random] [--seed S] [--shape NAME=d0,d1,...] [--repeat K]\n"
     "\n"
     "Runs the model and writes OUTDIR/<output name>.npy for every graph output\n"
-    "(characters outside [A-Za-z0-9._-] in names become '_'). Prints a summary of\n"
-    "each output and the latency.\n"
+    "(characters outside [A-Za-z0-9._-] in names become '_'). A sequence output\n"
+    "NAME is written as one file per item, OUTDIR/NAME.0.npy, NAME.1.npy, ...; an\n"
+    "optional output as NAME.npy (NAME.<i>.npy if it holds a sequence), or nothing\n"
+    "if it is empty (the summary says so). Prints a summary of each output and the\n"
+    "latency.\n"
     "\n"
     "  -i NAME=FILE.npy   value of graph input NAME (repeat for each input)\n"
     "  -o OUTDIR          directory for the outputs (created if missing); without\n"
@@ -102,7 +105,8 @@ static int mkdir_p(const char *dir) {
     return 0;
 }
 
-static void summarize(const char *name, const kiln_tensor *t) {
+/* One line for tensor t: "  LABEL: float32 (2,3) min=... max=... mean=... argmax=...". */
+static void summarize_tensor(const char *indent, const char *label, const kiln_tensor *t) {
     char shape[256];
     size_t k = 0;
     int nd = kiln_tensor_ndim(t);
@@ -111,7 +115,7 @@ static void summarize(const char *name, const kiln_tensor *t) {
         k += (size_t)snprintf(shape + k, sizeof shape - k, "%s%lld", d ? "," : "",
                               (long long)kiln_tensor_dims(t)[d]);
     if (k < sizeof shape) snprintf(shape + k, sizeof shape - k, ")");
-    printf("  %s: %s %s", name, kiln_dtype_name(kiln_tensor_dtype(t)), shape);
+    printf("%s%s: %s %s", indent, label, kiln_dtype_name(kiln_tensor_dtype(t)), shape);
     kiln_dtype dt = kiln_tensor_dtype(t);
     int64_t n = kiln_tensor_numel(t);
     if (n > 0 && dt != KILN_DTYPE_STRING) {
@@ -130,6 +134,60 @@ static void summarize(const char *name, const kiln_tensor *t) {
         }
     }
     printf("\n");
+}
+
+/* Summary of an output: a tensor's line, or for a sequence / optional a line
+ * saying what it holds and one line per tensor inside. */
+static void summarize(const char *name, const kiln_tensor *t) {
+    if (!kiln_tensor_is_sequence(t) && !kiln_tensor_is_optional(t)) {
+        summarize_tensor("  ", name, t);
+        return;
+    }
+    const char *elem = kiln_dtype_name(kiln_tensor_elem_dtype(t));
+    int64_t n = kiln_tensor_num_items(t);
+    const kiln_tensor *seq = t;
+    if (kiln_tensor_is_optional(t)) {
+        const kiln_tensor *item = kiln_tensor_item(t, 0);
+        if (!item) {
+            printf("  %s: optional(%s), empty\n", name, elem);
+            return;
+        }
+        if (!kiln_tensor_is_sequence(item)) {
+            summarize_tensor("  ", name, item);
+            return;
+        }
+        printf("  %s: optional holding ", name);
+        seq = item;
+        n = kiln_tensor_num_items(item);
+    } else {
+        printf("  %s: ", name);
+    }
+    printf("sequence of %lld %s tensor%s\n", (long long)n, elem, n == 1 ? "" : "s");
+    for (int64_t i = 0; i < n; i++) {
+        char label[32];
+        snprintf(label, sizeof label, "[%lld]", (long long)i);
+        summarize_tensor("    ", label, kiln_tensor_item(seq, i));
+    }
+}
+
+/* Writes output t as OUTDIR/FNAME.npy, a sequence as OUTDIR/FNAME.<i>.npy per
+ * item, an optional as what it holds (nothing if empty). */
+static kiln_status save_output(const char *outdir, const char *fname, const kiln_tensor *t) {
+    char file[4096];
+    if (kiln_tensor_is_optional(t)) {
+        const kiln_tensor *item = kiln_tensor_item(t, 0);
+        return item ? save_output(outdir, fname, item) : KILN_OK;
+    }
+    if (!kiln_tensor_is_sequence(t)) {
+        snprintf(file, sizeof file, "%s/%s.npy", outdir, fname);
+        return kiln_tensor_save_npy(t, file);
+    }
+    for (int64_t i = 0; i < kiln_tensor_num_items(t); i++) {
+        snprintf(file, sizeof file, "%s/%s.%lld.npy", outdir, fname, (long long)i);
+        kiln_status s = kiln_tensor_save_npy(kiln_tensor_item(t, i), file);
+        if (s != KILN_OK) return s;
+    }
+    return KILN_OK;
 }
 
 int kiln_cmd_run(int argc, char **argv) {
@@ -282,10 +340,9 @@ int kiln_cmd_run(int argc, char **argv) {
         }
         summarize(v.name, t);
         if (outdir) {
-            char fname[512], file[4096];
+            char fname[512];
             sanitize(v.name, fname, sizeof fname);
-            snprintf(file, sizeof file, "%s/%s.npy", outdir, fname);
-            if ((s = kiln_tensor_save_npy(t, file)) != KILN_OK) {
+            if ((s = save_output(outdir, fname, t)) != KILN_OK) {
                 kiln_cli_fail("run", s);
                 goto done;
             }

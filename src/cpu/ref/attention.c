@@ -9,17 +9,6 @@
 #include "graph/exec.h"
 #include "ops/op.h"
 
-#define ATTN_FLOAT_TYPES KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16, KILN_DTYPE_BF16, 0
-
-static inline double ldf(kiln_dtype dt, const void *p, int64_t i) {
-    return dt == KILN_DTYPE_F32 ? (double)((const float *)p)[i] : kiln__ld_f(dt, p, i);
-}
-static inline void stf(kiln_dtype dt, void *p, int64_t i, double v) {
-    if (dt == KILN_DTYPE_F32)
-        ((float *)p)[i] = (float)v;
-    else
-        kiln__st_f(dt, p, i, v);
-}
 
 /* ---- Attention ---------------------------------------------------------------
  * 4-D: Q (B,Hq,Sq,dk), K (B,Hkv,Skv,dk), V (B,Hkv,Skv,dv), Y (B,Hq,Sq,dv).
@@ -88,9 +77,9 @@ static kiln_status attn_setup(const kiln__kctx *c, attn_ctx *a) {
     const kiln_tensor *q = c->in[0], *k = c->in[1], *v = c->in[2];
     const kiln_tensor *pk = kiln__in(c, 4), *pv = kiln__in(c, 5);
     memset(a, 0, sizeof *a);
-    KILN__TRY(kiln__check_dtype(q, "Q", ATTN_FLOAT_TYPES));
-    KILN__TRY(kiln__check_dtype(k, "K", ATTN_FLOAT_TYPES));
-    KILN__TRY(kiln__check_dtype(v, "V", ATTN_FLOAT_TYPES));
+    KILN__TRY(kiln__check_dtype(q, "Q", KILN__FLOAT_DTYPES));
+    KILN__TRY(kiln__check_dtype(k, "K", KILN__FLOAT_DTYPES));
+    KILN__TRY(kiln__check_dtype(v, "V", KILN__FLOAT_DTYPES));
     if ((q->ndim != 3 && q->ndim != 4) || k->ndim != q->ndim || v->ndim != q->ndim)
         return kiln__err(KILN_E_SHAPE, "inputs Q, K, V have ranks %d, %d, %d, expected all 3 or all 4", q->ndim,
                          k->ndim, v->ndim);
@@ -128,8 +117,8 @@ static kiln_status attn_setup(const kiln__kctx *c, attn_ctx *a) {
                          (long long)a->Hq, (long long)a->Hkv);
     if (!pk != !pv) return kiln__err(KILN_E_INVAL, "inputs 'past_key' and 'past_value' must be given together");
     if (pk) {
-        KILN__TRY(kiln__check_dtype(pk, "past_key", ATTN_FLOAT_TYPES));
-        KILN__TRY(kiln__check_dtype(pv, "past_value", ATTN_FLOAT_TYPES));
+        KILN__TRY(kiln__check_dtype(pk, "past_key", KILN__FLOAT_DTYPES));
+        KILN__TRY(kiln__check_dtype(pv, "past_value", KILN__FLOAT_DTYPES));
         a->P = pk->ndim == 4 ? pk->dims[2] : -1;
         if (pk->ndim != 4 || pk->dims[0] != a->B || pk->dims[1] != a->Hkv || pk->dims[3] != a->dk)
             return attn_shape_err("past_key", pk, "(B, kv_num_heads, past_sequence_length, head_size)");
@@ -145,7 +134,8 @@ static kiln_status attn_setup(const kiln__kctx *c, attn_ctx *a) {
 
     const kiln_tensor *m = kiln__in(c, 3);
     if (m) {
-        if (m->dtype != KILN_DTYPE_BOOL) KILN__TRY(kiln__check_dtype(m, "attn_mask", ATTN_FLOAT_TYPES));
+        if (m->dtype != KILN_DTYPE_BOOL)
+            KILN__TRY(kiln__check_dtype(m, "attn_mask", KILN__FLOAT_DTYPES));
         int64_t full[4] = {a->B, a->Hq, a->Sq, a->T}, md[4] = {1, 1, 1, 1}, ms[4];
         if (m->ndim < 1 || m->ndim > 4)
             return attn_shape_err("attn_mask", m, "rank 1 to 4, broadcastable to (B, q_num_heads, q_seq, total_seq)");
@@ -198,7 +188,7 @@ static double attn_bias(const attn_ctx *a, int64_t b, int64_t h, int64_t i, int6
         if (a->mask->dtype == KILN_DTYPE_BOOL) {
             if (!((const uint8_t *)a->mask->data)[off]) return -INFINITY;
         } else {
-            bias = ldf(a->mask->dtype, a->mask->data, off);
+            bias = kiln__elem_ld_f(a->mask->dtype, a->mask->data, off);
         }
     }
     if (a->causal && j > i + a->P) return -INFINITY;
@@ -213,7 +203,9 @@ static double attn_logit(const attn_ctx *a, int64_t qoff, int64_t b, int64_t h, 
     const kiln_tensor *kt;
     int64_t koff = kv_row(&a->key, b, h / (a->Hq / a->Hkv), j, &kt);
     double s = 0;
-    for (int64_t e = 0; e < a->dk; e++) s += ldf(a->q->dtype, a->q->data, qoff + e) * ldf(kt->dtype, kt->data, koff + e);
+    for (int64_t e = 0; e < a->dk; e++)
+        s += kiln__elem_ld_f(a->q->dtype, a->q->data, qoff + e) *
+             kiln__elem_ld_f(kt->dtype, kt->data, koff + e);
     s *= a->scale;
     if (a->qk_mode == 0) *qk = s;
     if (a->softcap > 0) s = a->softcap * tanh(s / a->softcap);
@@ -228,7 +220,9 @@ static void attn_copy_present(const attn_kv *s, kiln_tensor *out, int64_t T, int
     for (int64_t r = lo; r < hi; r++) {
         const kiln_tensor *src;
         int64_t off = kv_row(s, r / T / s->H, (r / T) % s->H, r % T, &src);
-        for (int64_t e = 0; e < s->D; e++) stf(out->dtype, out->data, r * s->D + e, ldf(src->dtype, src->data, off + e));
+        for (int64_t e = 0; e < s->D; e++)
+            kiln__elem_st_f(out->dtype, out->data, r * s->D + e,
+                            kiln__elem_ld_f(src->dtype, src->data, off + e));
     }
 }
 
@@ -262,13 +256,16 @@ kiln_status kiln__ref_Attention(kiln__kctx *c) {
             double acc[ATTN_DV_CHUNK] = {0};
             for (int64_t j = 0; j < a.T; j++) {
                 double s = attn_logit(&a, qoff, b, h, i, j, &qk_val), p = exp(s - max) / sum;
-                if (qk && d0 == 0) stf(qk->dtype, qk->data, r * a.T + j, a.qk_mode == 3 ? p : qk_val);
+                if (qk && d0 == 0)
+                    kiln__elem_st_f(qk->dtype, qk->data, r * a.T + j, a.qk_mode == 3 ? p : qk_val);
                 if (p == 0) continue; /* masked out: skip (also avoids 0 * inf) */
                 const kiln_tensor *vt;
                 int64_t voff = kv_row(&a.value, b, hk, j, &vt) + d0;
-                for (int64_t e = 0; e < nd; e++) acc[e] += p * ldf(vt->dtype, vt->data, voff + e);
+                for (int64_t e = 0; e < nd; e++)
+                    acc[e] += p * kiln__elem_ld_f(vt->dtype, vt->data, voff + e);
             }
-            for (int64_t e = 0; e < nd; e++) stf(y->dtype, y->data, yoff + d0 + e, acc[e]);
+            for (int64_t e = 0; e < nd; e++)
+                kiln__elem_st_f(y->dtype, y->data, yoff + d0 + e, acc[e]);
         }
     }
     return KILN_OK;
@@ -288,9 +285,9 @@ typedef struct rope_dims {
 static kiln_status rope_setup(const kiln__kctx *c, rope_dims *r) {
     const kiln_tensor *x = c->in[0], *cs = c->in[1], *sn = c->in[2], *pos = kiln__in(c, 3);
     char buf[128];
-    KILN__TRY(kiln__check_dtype(x, "X", ATTN_FLOAT_TYPES));
-    KILN__TRY(kiln__check_dtype(cs, "cos_cache", ATTN_FLOAT_TYPES));
-    KILN__TRY(kiln__check_dtype(sn, "sin_cache", ATTN_FLOAT_TYPES));
+    KILN__TRY(kiln__check_dtype(x, "X", KILN__FLOAT_DTYPES));
+    KILN__TRY(kiln__check_dtype(cs, "cos_cache", KILN__FLOAT_DTYPES));
+    KILN__TRY(kiln__check_dtype(sn, "sin_cache", KILN__FLOAT_DTYPES));
     if (x->ndim == 4) {
         r->B = x->dims[0], r->H = x->dims[1], r->S = x->dims[2], r->D = x->dims[3];
     } else if (x->ndim == 3) {
@@ -352,13 +349,17 @@ kiln_status kiln__ref_RotaryEmbedding(kiln__kctx *c) {
             crow = p;
         }
         for (int64_t k = 0; k < half; k++) {
-            double cv = ldf(cs->dtype, cs->data, crow * half + k), sv = ldf(sn->dtype, sn->data, crow * half + k);
+            double cv = kiln__elem_ld_f(cs->dtype, cs->data, crow * half + k),
+                   sv = kiln__elem_ld_f(sn->dtype, sn->data, crow * half + k);
             int64_t i1 = interleaved ? 2 * k : k, i2 = interleaved ? 2 * k + 1 : k + half;
-            double x1 = ldf(x->dtype, x->data, xoff + i1), x2 = ldf(x->dtype, x->data, xoff + i2);
-            stf(y->dtype, y->data, xoff + i1, cv * x1 - sv * x2);
-            stf(y->dtype, y->data, xoff + i2, sv * x1 + cv * x2);
+            double x1 = kiln__elem_ld_f(x->dtype, x->data, xoff + i1),
+                   x2 = kiln__elem_ld_f(x->dtype, x->data, xoff + i2);
+            kiln__elem_st_f(y->dtype, y->data, xoff + i1, cv * x1 - sv * x2);
+            kiln__elem_st_f(y->dtype, y->data, xoff + i2, sv * x1 + cv * x2);
         }
-        for (int64_t k = r.R; k < r.D; k++) stf(y->dtype, y->data, xoff + k, ldf(x->dtype, x->data, xoff + k));
+        for (int64_t k = r.R; k < r.D; k++)
+            kiln__elem_st_f(y->dtype, y->data, xoff + k,
+                            kiln__elem_ld_f(x->dtype, x->data, xoff + k));
     }
     return KILN_OK;
 }
@@ -383,7 +384,7 @@ static kiln_status lin_setup(const kiln__kctx *c, lin_ctx *a) {
     const kiln_tensor *past = kiln__in(c, 3), *decay = kiln__in(c, 4), *beta = kiln__in(c, 5);
     static const char *names[] = {"query", "key", "value"};
     for (int i = 0; i < 3; i++) {
-        KILN__TRY(kiln__check_dtype(c->in[i], names[i], ATTN_FLOAT_TYPES));
+        KILN__TRY(kiln__check_dtype(c->in[i], names[i], KILN__FLOAT_DTYPES));
         if (c->in[i]->ndim != 3) return attn_shape_err(names[i], c->in[i], "rank 3 (B, T, heads * head_size)");
     }
     const char *rule = kiln__attr_s(c->node, "update_rule", "gated_delta");
@@ -411,19 +412,19 @@ static kiln_status lin_setup(const kiln__kctx *c, lin_ctx *a) {
     if (!beta != !a->delta)
         return kiln__err(KILN_E_INVAL, "update_rule \"%s\" %s input 'beta'", rule, a->delta ? "requires" : "forbids");
     if (decay) {
-        KILN__TRY(kiln__check_dtype(decay, "decay", ATTN_FLOAT_TYPES));
+        KILN__TRY(kiln__check_dtype(decay, "decay", KILN__FLOAT_DTYPES));
         if (decay->ndim != 3 || decay->dims[0] != a->B || decay->dims[1] != a->T ||
             (decay->dims[2] != a->Hkv && decay->dims[2] != a->Hkv * a->dk))
             return attn_shape_err("decay", decay, "(B, T, kv_num_heads) or (B, T, kv_num_heads * d_k)");
     }
     if (beta) {
-        KILN__TRY(kiln__check_dtype(beta, "beta", ATTN_FLOAT_TYPES));
+        KILN__TRY(kiln__check_dtype(beta, "beta", KILN__FLOAT_DTYPES));
         if (beta->ndim != 3 || beta->dims[0] != a->B || beta->dims[1] != a->T ||
             (beta->dims[2] != a->Hkv && beta->dims[2] != 1))
             return attn_shape_err("beta", beta, "(B, T, kv_num_heads) or (B, T, 1)");
     }
     if (past) {
-        KILN__TRY(kiln__check_dtype(past, "past_state", ATTN_FLOAT_TYPES));
+        KILN__TRY(kiln__check_dtype(past, "past_state", KILN__FLOAT_DTYPES));
         if (past->ndim != 4 || past->dims[0] != a->B || past->dims[1] != a->Hkv || past->dims[2] != a->dk ||
             past->dims[3] != a->dv)
             return attn_shape_err("past_state", past, "(B, kv_num_heads, d_k, d_v)");
@@ -459,38 +460,46 @@ kiln_status kiln__ref_LinearAttention(kiln__kctx *c) {
     for (int64_t bh = lo; bh < hi; bh++) {
         int64_t b = bh / a.Hkv, hk = bh % a.Hkv;
         double *S = (double *)c->scratch + bh * block; /* S[d * dv + m] */
-        for (int64_t e = 0; e < block; e++) S[e] = past ? ldf(past->dtype, past->data, bh * block + e) : 0.0;
+        for (int64_t e = 0; e < block; e++)
+            S[e] = past ? kiln__elem_ld_f(past->dtype, past->data, bh * block + e) : 0.0;
         for (int64_t t = 0; t < a.T; t++) {
             int64_t bt = b * a.T + t, koff = (bt * a.Hkv + hk) * a.dk, voff = (bt * a.Hkv + hk) * a.dv;
             if (decay) {
                 int per_head = decay->dims[2] == a.Hkv;
                 for (int64_t d = 0; d < a.dk; d++) {
-                    double g = exp(ldf(decay->dtype, decay->data, per_head ? bt * a.Hkv + hk : koff + d));
+                    double g = exp(kiln__elem_ld_f(decay->dtype, decay->data,
+                                                   per_head ? bt * a.Hkv + hk : koff + d));
                     for (int64_t m = 0; m < a.dv; m++) S[d * a.dv + m] *= g;
                 }
             }
             double beta_t = 1;
-            if (beta) beta_t = ldf(beta->dtype, beta->data, bt * beta->dims[2] + (beta->dims[2] == 1 ? 0 : hk));
+            if (beta)
+                beta_t = kiln__elem_ld_f(beta->dtype, beta->data,
+                                         bt * beta->dims[2] + (beta->dims[2] == 1 ? 0 : hk));
             for (int64_t m = 0; m < a.dv; m++) { /* columns of S update independently */
-                double vm = ldf(v->dtype, v->data, voff + m);
+                double vm = kiln__elem_ld_f(v->dtype, v->data, voff + m);
                 if (a.delta) {
                     double r = 0;
-                    for (int64_t d = 0; d < a.dk; d++) r += S[d * a.dv + m] * ldf(k->dtype, k->data, koff + d);
+                    for (int64_t d = 0; d < a.dk; d++)
+                        r += S[d * a.dv + m] * kiln__elem_ld_f(k->dtype, k->data, koff + d);
                     vm = beta_t * (vm - r);
                 }
-                for (int64_t d = 0; d < a.dk; d++) S[d * a.dv + m] += ldf(k->dtype, k->data, koff + d) * vm;
+                for (int64_t d = 0; d < a.dk; d++)
+                    S[d * a.dv + m] += kiln__elem_ld_f(k->dtype, k->data, koff + d) * vm;
             }
             for (int64_t h = hk * group; h < (hk + 1) * group; h++) {
                 int64_t qoff = (bt * a.Hq + h) * a.dk, yoff = (bt * a.Hq + h) * a.dv;
                 for (int64_t m = 0; m < a.dv; m++) {
                     double o = 0;
-                    for (int64_t d = 0; d < a.dk; d++) o += ldf(q->dtype, q->data, qoff + d) * S[d * a.dv + m];
-                    stf(y->dtype, y->data, yoff + m, a.scale * o);
+                    for (int64_t d = 0; d < a.dk; d++)
+                        o += kiln__elem_ld_f(q->dtype, q->data, qoff + d) * S[d * a.dv + m];
+                    kiln__elem_st_f(y->dtype, y->data, yoff + m, a.scale * o);
                 }
             }
         }
         if (present)
-            for (int64_t e = 0; e < block; e++) stf(present->dtype, present->data, bh * block + e, S[e]);
+            for (int64_t e = 0; e < block; e++)
+                kiln__elem_st_f(present->dtype, present->data, bh * block + e, S[e]);
     }
     return KILN_OK;
 }
@@ -521,7 +530,7 @@ static kiln_status flex_setup(const kiln__kctx *c, flex_ctx *a) {
     const kiln_tensor *q = c->in[0], *k = c->in[1], *v = c->in[2];
     static const char *names[] = {"Q", "K", "V"};
     for (int i = 0; i < 3; i++) {
-        KILN__TRY(kiln__check_dtype(c->in[i], names[i], ATTN_FLOAT_TYPES));
+        KILN__TRY(kiln__check_dtype(c->in[i], names[i], KILN__FLOAT_DTYPES));
         if (c->in[i]->ndim != 4) return attn_shape_err(names[i], c->in[i], "rank 4 (batch, heads, sequence, head_size)");
     }
     a->B = q->dims[0], a->Hq = q->dims[1], a->L = q->dims[2], a->E = q->dims[3];
@@ -580,8 +589,9 @@ kiln_status kiln__ref_FlexAttention(kiln__kctx *c) {
         for (int64_t j = 0; j < a.S; j++) {
             double s = 0;
             for (int64_t e = 0; e < a.E; e++)
-                s += ldf(q->dtype, q->data, r * a.E + e) * ldf(k->dtype, k->data, (kv * a.S + j) * a.E + e);
-            stf(a.compute, scores_t.data, r * a.S + j, s * a.scale);
+                s += kiln__elem_ld_f(q->dtype, q->data, r * a.E + e) *
+                     kiln__elem_ld_f(k->dtype, k->data, (kv * a.S + j) * a.E + e);
+            kiln__elem_st_f(a.compute, scores_t.data, r * a.S + j, s * a.scale);
         }
     }
     const kiln_tensor *t = &scores_t;
@@ -589,12 +599,14 @@ kiln_status kiln__ref_FlexAttention(kiln__kctx *c) {
     for (int64_t r = 0; r < rows; r++) { /* softmax over S, into scratch */
         double max = -INFINITY, sum = 0;
         for (int64_t j = 0; j < a.S; j++) {
-            double s = ldf(t->dtype, t->data, r * a.S + j);
+            double s = kiln__elem_ld_f(t->dtype, t->data, r * a.S + j);
             if (s > max) max = s;
         }
-        for (int64_t j = 0; j < a.S; j++) sum += exp(ldf(t->dtype, t->data, r * a.S + j) - max);
         for (int64_t j = 0; j < a.S; j++)
-            stf(a.compute, scores_t.data, r * a.S + j, exp(ldf(t->dtype, t->data, r * a.S + j) - max) / sum);
+            sum += exp(kiln__elem_ld_f(t->dtype, t->data, r * a.S + j) - max);
+        for (int64_t j = 0; j < a.S; j++)
+            kiln__elem_st_f(a.compute, scores_t.data, r * a.S + j,
+                            exp(kiln__elem_ld_f(t->dtype, t->data, r * a.S + j) - max) / sum);
     }
     t = &scores_t;
     KILN__TRY(flex_apply_mod(c, "prob_mod", &t));
@@ -603,8 +615,9 @@ kiln_status kiln__ref_FlexAttention(kiln__kctx *c) {
         for (int64_t m = 0; m < a.Ev; m++) {
             double o = 0;
             for (int64_t j = 0; j < a.S; j++)
-                o += ldf(t->dtype, t->data, r * a.S + j) * ldf(v->dtype, v->data, (kv * a.S + j) * a.Ev + m);
-            stf(y->dtype, y->data, r * a.Ev + m, o);
+                o += kiln__elem_ld_f(t->dtype, t->data, r * a.S + j) *
+                     kiln__elem_ld_f(v->dtype, v->data, (kv * a.S + j) * a.Ev + m);
+            kiln__elem_st_f(y->dtype, y->data, r * a.Ev + m, o);
         }
     }
     return KILN_OK;

@@ -1,4 +1,4 @@
-/* src/cpu/ref/control.c: control flow (If, Loop, Scan).
+/* src/cpu/ref/control.c: control flow (If, Loop, Scan) and SequenceMap.
  *
  * Bodies run through sub-runners (src/graph/exec.h), one per subgraph, kept
  * by the node for the life of the plan. Bodies see their captures from the
@@ -92,12 +92,6 @@ static kiln_status keep_copy(kiln_tensor **slot, const kiln_tensor *t) {
     return KILN_OK;
 }
 
-static kiln_status set_output(kiln__kctx *c, int i, const kiln_tensor *t) {
-    if (!kiln__out(c, i)) return KILN_OK;
-    KILN__TRY(kiln__out_alloc(c, i, t->dtype, t->ndim, t->dims));
-    return kiln__tensor_copy_data(c->out[i], t);
-}
-
 static int cond_value(const kiln_tensor *t) {
     return t && kiln__n(t) > 0 && kiln__ld_i(t->dtype, t->data, 0) != 0;
 }
@@ -122,7 +116,7 @@ kiln_status kiln__ref_If(kiln__kctx *c) {
     const kiln_tensor *in[MAX_BODY_IO];
     kiln__runner *r;
     KILN__TRY(run_body(c, body, in, 0, &r));
-    for (int i = 0; i < c->n_out; i++) KILN__TRY(set_output(c, i, kiln__runner_output(r, i)));
+    for (int i = 0; i < c->n_out; i++) KILN__TRY(kiln__out_assign(c, i, kiln__runner_output(r, i)));
     return KILN_OK;
 }
 
@@ -136,6 +130,10 @@ typedef struct stack {
 } stack;
 
 static kiln_status stack_push(stack *s, const kiln_tensor *t, int k) {
+    char buf[128];
+    if (kiln__is_container(t->dtype))
+        return kiln__err(KILN_E_TYPE, "scan output %d is %s; scan outputs must be tensors", k,
+                         kiln__type_str(t, buf, sizeof buf));
     if (!s->elem) {
         KILN__TRY(kiln_tensor_create(t->dtype, t->ndim, t->dims, &s->elem));
     } else if (!kiln__same_shape(s->elem, t) || s->elem->dtype != t->dtype) {
@@ -233,7 +231,7 @@ kiln_status kiln__ref_Loop(kiln__kctx *c) {
         for (int k = 0; k < K; k++)
             if ((s = stack_push(&scans[k], kiln__runner_output(r, 1 + N + k), k)) != KILN_OK) goto done;
     }
-    for (int j = 0; j < N && s == KILN_OK; j++) s = set_output(c, j, carried[j]);
+    for (int j = 0; j < N && s == KILN_OK; j++) s = kiln__out_assign(c, j, carried[j]);
     for (int k = 0; k < K && s == KILN_OK; k++) s = stack_output(c, N + k, &scans[k]);
 done:
     for (int j = 0; carried && j < N; j++) kiln_tensor_free(carried[j]);
@@ -323,7 +321,7 @@ static kiln_status scan_run(kiln__kctx *c, const kiln_graph *body, const scan_io
     for (int j = 0; j < io->N; j++) {
         if (!state_out[j]) continue;
         if (state_out[j]->data == NULL || alloc_scan_out) {
-            if ((s = set_output(c, j, state[j])) != KILN_OK) goto done;
+            if ((s = kiln__out_assign(c, j, state[j])) != KILN_OK) goto done;
         } else if ((s = strided_copy(state_out[j], state[j])) != KILN_OK) {
             goto done;
         }
@@ -358,6 +356,9 @@ kiln_status kiln__ref_Scan(kiln__kctx *c) {
     for (int i = 0; i < N + M; i++) {
         ins[i] = kiln__in(c, v8 + i);
         if (!ins[i]) return kiln__err(KILN_E_FORMAT, "input %d is missing", v8 + i);
+        if (kiln__is_container(ins[i]->dtype)) /* sliced and stacked: tensors only */
+            return kiln__err(KILN_E_TYPE, "input %d is a sequence or optional; Scan takes tensors",
+                             v8 + i);
     }
     scan_io io = {N, M, K, ins, ins + N, in_axis, in_dir, out_axis, out_dir};
     if (!v8) {
@@ -438,6 +439,89 @@ kiln_status kiln__ref_Scan(kiln__kctx *c) {
             continue;
         }
         KILN__TRY(scan_run(c, body, &bio, len, state_out, scan_out, 0));
+    }
+    return KILN_OK;
+}
+
+/* ---- SequenceMap -------------------------------------------------------------------- */
+
+kiln_status kiln__infer_SequenceMap(kiln__kctx *c) { return KILN_OK; }
+
+/* Checks the declared inputs of SequenceMap: input 0 a sequence of n
+ * tensors, the others sequences of n tensors or tensors. */
+static kiln_status seqmap_inputs(const kiln__kctx *c, int n_decl, int64_t *n) {
+    char buf[128];
+    const kiln_tensor *seq = kiln__in(c, 0);
+    if (!seq || seq->dtype != KILN__DTYPE_SEQUENCE)
+        return kiln__err(KILN_E_TYPE, "input 'input_sequence' must be a sequence, got %s",
+                         seq ? kiln__type_str(seq, buf, sizeof buf) : "nothing");
+    *n = seq->dims[0];
+    for (int j = 1; j < n_decl; j++) {
+        const kiln_tensor *x = kiln__in(c, j);
+        if (!x) return kiln__err(KILN_E_FORMAT, "input %d is missing", j);
+        if (x->dtype == KILN__DTYPE_OPTIONAL)
+            return kiln__err(KILN_E_TYPE, "input %d must be a tensor or a sequence, got %s", j,
+                             kiln__type_str(x, buf, sizeof buf));
+        if (x->dtype == KILN__DTYPE_SEQUENCE && x->dims[0] != *n)
+            return kiln__err(KILN_E_SHAPE, "input %d is a sequence of length %lld, input 0 has "
+                             "length %lld", j, (long long)x->dims[0], (long long)*n);
+    }
+    for (int j = 0; j < n_decl; j++) { /* items are fed to the body as tensors */
+        const kiln_tensor *x = c->in[j];
+        for (int64_t i = 0; x->dtype == KILN__DTYPE_SEQUENCE && i < x->dims[0]; i++) {
+            const kiln_tensor *item = kiln__container_item(x, i);
+            if (!item || kiln__is_container(item->dtype))
+                return kiln__err(KILN_E_INVAL, "input %d: item %lld is %s", j, (long long)i,
+                                 item ? "not a tensor" : "missing");
+        }
+    }
+    return KILN_OK;
+}
+
+/* Appends a copy of body output y as item i of SequenceMap output k. */
+static kiln_status seqmap_collect(kiln__kctx *c, int k, int64_t i, const kiln_tensor *y) {
+    char buf[128];
+    kiln_tensor *out = kiln__out(c, k);
+    if (!out) return KILN_OK;
+    if (kiln__is_container(y->dtype))
+        return kiln__err(KILN_E_UNSUPPORTED, "body output %d is %s; kiln's SequenceMap outputs "
+                         "sequences of tensors", k, kiln__type_str(y, buf, sizeof buf));
+    if (i > 0 && y->dtype != out->elem)
+        return kiln__err(KILN_E_TYPE, "body output %d is %s for item %lld but %s for item 0", k,
+                         kiln_dtype_name(y->dtype), (long long)i, kiln_dtype_name(out->elem));
+    kiln_tensor *copy;
+    KILN__TRY(kiln_tensor_copy(y, KILN_DTYPE_UNDEFINED, &copy));
+    out->elem = y->dtype;
+    kiln__container_set(out, i, copy);
+    return KILN_OK;
+}
+
+// input_sequence: sequence of n tensors; additional inputs: sequences of n
+// tensors (taken item by item) or tensors (the same for every item);
+// body(x_0, x_1, ...) -> (y_0, ..., y_m); outputs: m sequences of n tensors
+kiln_status kiln__ref_SequenceMap(kiln__kctx *c) {
+    const kiln_graph *body = kiln__attr_graph(c->node, "body");
+    if (!body) return kiln__err(KILN_E_FORMAT, "attribute 'body' is required");
+    int n_decl = c->node->n_in - c->node->n_implicit;
+    if (body->n_inputs != n_decl || body->n_outputs != c->n_out || n_decl > MAX_BODY_IO)
+        return kiln__err(KILN_E_FORMAT, "body has %d inputs and %d outputs, the node %d and %d",
+                         body->n_inputs, body->n_outputs, n_decl, c->n_out);
+    int64_t n = 0;
+    KILN__TRY(seqmap_inputs(c, n_decl, &n));
+    for (int k = 0; k < c->n_out; k++) {
+        kiln_dtype elem = body->values[body->outputs[k]].dtype; /* kept when n is 0 */
+        KILN__TRY(kiln__out_container(c, k, KILN__DTYPE_SEQUENCE, elem, n));
+        if (c->out[k]) KILN__TRY(kiln__tensor_reserve(c->out[k]));
+    }
+    const kiln_tensor *in[MAX_BODY_IO];
+    for (int64_t i = 0; i < n; i++) {
+        for (int j = 0; j < n_decl; j++)
+            in[j] = c->in[j]->dtype == KILN__DTYPE_SEQUENCE ? kiln__container_item(c->in[j], i) : c->in[j];
+        kiln__runner *r;
+        kiln_status s = run_body(c, body, in, n_decl, &r);
+        for (int k = 0; k < c->n_out && s == KILN_OK; k++)
+            s = seqmap_collect(c, k, i, kiln__runner_output(r, k));
+        if (s != KILN_OK) return kiln__err_prefix(s, "item %lld", (long long)i);
     }
     return KILN_OK;
 }

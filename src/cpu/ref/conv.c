@@ -166,9 +166,7 @@ static kiln_status check_param(const kiln_tensor *t, const char *what, int64_t n
 
 /* Fills p's geometry from X = in[xi]: (N, C, D1..Dk) and W = in[wi]:
  * (M, C/group, K1..Kk), with the node's window attributes and group. */
-static kiln_status conv_setup(const kiln__kctx *c, int xi, int wi, conv_prob *p) {
-    memset(p, 0, sizeof(*p));
-    const kiln_tensor *x = c->in[xi], *w = c->in[wi];
+kiln_status kiln__conv_check_ranks(const kiln_tensor *x, const kiln_tensor *w) {
     char b1[96], b2[96];
     if (x->ndim < 3)
         return kiln__err(KILN_E_SHAPE, "input 'X' has shape %s, expected (N, C, D1, ...)",
@@ -177,6 +175,22 @@ static kiln_status conv_setup(const kiln__kctx *c, int xi, int wi, conv_prob *p)
         return kiln__err(KILN_E_SHAPE, "input 'W' has shape %s, expected rank %d like X %s",
                          kiln__shape_str(w->ndim, w->dims, b1, sizeof b1), x->ndim,
                          kiln__shape_str(x->ndim, x->dims, b2, sizeof b2));
+    return KILN_OK;
+}
+
+kiln_status kiln__conv_check_float_xw(const kiln__kctx *c) {
+    KILN__TRY(kiln__check_dtype(c->in[0], "X", KILN__FLOAT_DTYPES));
+    if (c->in[1]->dtype != c->in[0]->dtype)
+        return kiln__err(KILN_E_TYPE, "input 'W' is %s, expected %s like X",
+                         kiln_dtype_name(c->in[1]->dtype), kiln_dtype_name(c->in[0]->dtype));
+    return KILN_OK;
+}
+
+static kiln_status conv_setup(const kiln__kctx *c, int xi, int wi, conv_prob *p) {
+    memset(p, 0, sizeof(*p));
+    const kiln_tensor *x = c->in[xi], *w = c->in[wi];
+    char b1[96], b2[96];
+    KILN__TRY(kiln__conv_check_ranks(x, w));
     int64_t group = kiln__attr_i(c->node, "group", 1);
     if (group < 1 || group > (x->dims[1] > 1 ? x->dims[1] : 1))
         return kiln__err(KILN_E_INVAL, "attribute 'group' is %lld, expected 1..C (C = %lld)",
@@ -197,19 +211,27 @@ static kiln_status conv_setup(const kiln__kctx *c, int xi, int wi, conv_prob *p)
     p->Mg = p->M / group;
     int nsp = x->ndim - 2;
     KILN__TRY(kiln__win_read(c->node, nsp, x->dims + 2, w->dims + 2, &p->w));
-    p->in_size = kiln__prod(nsp, p->w.in);
-    p->k_size = kiln__prod(nsp, p->w.k);
+    p->in_size = kiln__dims_prod(p->w.in, 0, nsp);
+    p->k_size = kiln__dims_prod(p->w.k, 0, nsp);
     return KILN_OK;
 }
 
 /* Forward geometry plus the output shape (N, M, out...). */
 static kiln_status conv_forward_shape(conv_prob *p, int64_t *dims) {
     KILN__TRY(kiln__win_forward(&p->w, 0));
-    p->out_size = kiln__prod(p->w.nsp, p->w.out);
+    p->out_size = kiln__dims_prod(p->w.out, 0, p->w.nsp);
     dims[0] = p->N;
     dims[1] = p->M;
     memcpy(dims + 2, p->w.out, p->w.nsp * sizeof(int64_t));
     return KILN_OK;
+}
+
+/* Kernel side of conv_setup + conv_forward_shape: the geometry of X = in[0]
+ * and W = in[wi] with the output extents (infer validated the rest). */
+static kiln_status conv_plan(const kiln__kctx *c, int wi, conv_prob *p) {
+    int64_t dims[KILN_MAX_DIMS];
+    KILN__TRY(conv_setup(c, 0, wi, p));
+    return conv_forward_shape(p, dims);
 }
 
 static kiln_status check_bias(const kiln_tensor *b, int64_t M, kiln_dtype dt) {
@@ -383,11 +405,7 @@ static void emit_qlinear(const conv_prob *p, int64_t m, double acc, int64_t i) {
 /* x: (N,C,D1..Dk), w: (M,C/group,K1..Kk), b: (M) optional, y: (N,M,O1..Ok);
  * f16 / bf16 / f32 / f64. */
 kiln_status kiln__infer_Conv(kiln__kctx *c) {
-    KILN__TRY(kiln__check_dtype(c->in[0], "X", KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16,
-                                KILN_DTYPE_BF16, 0));
-    if (c->in[1]->dtype != c->in[0]->dtype)
-        return kiln__err(KILN_E_TYPE, "input 'W' is %s, expected %s like X",
-                         kiln_dtype_name(c->in[1]->dtype), kiln_dtype_name(c->in[0]->dtype));
+    KILN__TRY(kiln__conv_check_float_xw(c));
     conv_prob p;
     int64_t dims[KILN_MAX_DIMS];
     KILN__TRY(conv_setup(c, 0, 1, &p));
@@ -398,9 +416,7 @@ kiln_status kiln__infer_Conv(kiln__kctx *c) {
 
 kiln_status kiln__ref_Conv(kiln__kctx *c) {
     conv_prob p;
-    int64_t dims[KILN_MAX_DIMS];
-    KILN__TRY(conv_setup(c, 0, 1, &p));
-    KILN__TRY(conv_forward_shape(&p, dims));
+    KILN__TRY(conv_plan(c, 1, &p));
     p.bias = kiln__in(c, 2);
     p.y = c->out[0];
     p.emit = p.x->dtype == KILN_DTYPE_F32 ? NULL : emit_float;
@@ -426,9 +442,7 @@ kiln_status kiln__infer_ConvInteger(kiln__kctx *c) {
 
 kiln_status kiln__ref_ConvInteger(kiln__kctx *c) {
     conv_prob p;
-    int64_t dims[KILN_MAX_DIMS];
-    KILN__TRY(conv_setup(c, 0, 1, &p));
-    KILN__TRY(conv_forward_shape(&p, dims));
+    KILN__TRY(conv_plan(c, 1, &p));
     p.x_zp = kiln__in(c, 2);
     p.w_zp = kiln__in(c, 3);
     p.y = c->out[0];
@@ -468,9 +482,7 @@ kiln_status kiln__infer_QLinearConv(kiln__kctx *c) {
 
 kiln_status kiln__ref_QLinearConv(kiln__kctx *c) {
     conv_prob p;
-    int64_t dims[KILN_MAX_DIMS];
-    KILN__TRY(conv_setup(c, 0, 3, &p));
-    KILN__TRY(conv_forward_shape(&p, dims));
+    KILN__TRY(conv_plan(c, 3, &p));
     p.x_scale = c->in[1];
     p.x_zp = kiln__in(c, 2);
     p.w_scale = c->in[4];
@@ -551,11 +563,7 @@ static kiln_status deform_setup(const kiln__kctx *c, conv_prob *p, int64_t *dims
 }
 
 kiln_status kiln__infer_DeformConv(kiln__kctx *c) {
-    KILN__TRY(kiln__check_dtype(c->in[0], "X", KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16,
-                                KILN_DTYPE_BF16, 0));
-    if (c->in[1]->dtype != c->in[0]->dtype)
-        return kiln__err(KILN_E_TYPE, "input 'W' is %s, expected %s like X",
-                         kiln_dtype_name(c->in[1]->dtype), kiln_dtype_name(c->in[0]->dtype));
+    KILN__TRY(kiln__conv_check_float_xw(c));
     conv_prob p;
     int64_t dims[KILN_MAX_DIMS], og;
     KILN__TRY(deform_setup(c, &p, dims, &og));

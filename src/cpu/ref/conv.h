@@ -45,6 +45,13 @@ typedef struct kiln__win {
 kiln_status kiln__win_read(const kiln__node *n, int nsp, const int64_t *in, const int64_t *wk,
                            kiln__win *w);
 
+/* Fails unless X has shape (N, C, D1, ...) (rank >= 3) and W has X's rank
+ * (the convolution family's inputs 'X' and 'W'). */
+kiln_status kiln__conv_check_ranks(const kiln_tensor *x, const kiln_tensor *w);
+
+/* Fails unless X = in[0] is a float tensor and W = in[1] has its dtype. */
+kiln_status kiln__conv_check_float_xw(const kiln__kctx *c);
+
 /* Output size (and, for auto_pad SAME_*, the pads) of a forward window
  * (Conv, pools); ceil_mode rounds the output size up, never starting a
  * window inside the end padding. Fails if the dilated kernel does not fit
@@ -76,39 +83,6 @@ static inline void kiln__axpy_f32(float *restrict y, int64_t ys, const float *re
         for (int64_t o = 0; o < n; o++) y[o] += w * x[o];
     else
         for (int64_t o = 0; o < n; o++) y[o * ys] += w * x[o * xs];
-}
-
-/* Element i of a dtype-dt buffer as double, float32 read directly (the
- * family's typed fast path for gathers; other dtypes go through core). */
-static inline double kiln__ld_fast(kiln_dtype dt, const void *base, int64_t i) {
-    return dt == KILN_DTYPE_F32 ? (double)((const float *)base)[i] : kiln__ld_f(dt, base, i);
-}
-
-/* Product of n dims (0 if any is 0). Dims are already validated. */
-static inline int64_t kiln__prod(int n, const int64_t *d) {
-    int64_t p = 1;
-    for (int i = 0; i < n; i++) p *= d[i];
-    return p;
-}
-
-/* Advances the multi-index idx over dims (last dim fastest); returns 0
- * after the last index (idx is then all zeros again). */
-static inline int kiln__next_index(int n, const int64_t *dims, int64_t *idx) {
-    for (int i = n - 1; i >= 0; i--) {
-        if (++idx[i] < dims[i]) return 1;
-        idx[i] = 0;
-    }
-    return 0;
-}
-
-/* Advances idx over the box [lo, hi) of the first n dims (last fastest);
- * returns 0 after the last index (n == 0: a single index). */
-static inline int kiln__next_in_box(int n, const int64_t *lo, const int64_t *hi, int64_t *idx) {
-    for (int i = n - 1; i >= 0; i--) {
-        if (++idx[i] < hi[i]) return 1;
-        idx[i] = lo[i];
-    }
-    return 0;
 }
 
 #endif

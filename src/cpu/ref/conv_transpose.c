@@ -53,13 +53,7 @@ static kiln_status tconv_setup(const kiln__kctx *c, tconv_prob *p, int64_t *dims
     memset(p, 0, sizeof(*p));
     const kiln_tensor *x = c->in[0], *w = c->in[1];
     char b1[96], b2[96];
-    if (x->ndim < 3)
-        return kiln__err(KILN_E_SHAPE, "input 'X' has shape %s, expected (N, C, D1, ...)",
-                         kiln__shape_str(x->ndim, x->dims, b1, sizeof b1));
-    if (w->ndim != x->ndim)
-        return kiln__err(KILN_E_SHAPE, "input 'W' has shape %s, expected rank %d like X %s",
-                         kiln__shape_str(w->ndim, w->dims, b1, sizeof b1), x->ndim,
-                         kiln__shape_str(x->ndim, x->dims, b2, sizeof b2));
+    KILN__TRY(kiln__conv_check_ranks(x, w));
     int64_t group = kiln__attr_i(c->node, "group", 1);
     if (group < 1 || group > (x->dims[1] > 1 ? x->dims[1] : 1) || x->dims[1] % group != 0 ||
         w->dims[0] != x->dims[1])
@@ -75,10 +69,9 @@ static kiln_status tconv_setup(const kiln__kctx *c, tconv_prob *p, int64_t *dims
     p->G = group;
     p->Cg = p->C / group;
     p->Mg = w->dims[1];
-    if (p->Mg > KILN__MAX_NUMEL / group)
+    if (!kiln__dims_mul(p->Mg, group, &p->M))
         return kiln__err(KILN_E_LIMIT, "W %s with group %lld gives too many output channels",
                          kiln__shape_str(w->ndim, w->dims, b1, sizeof b1), (long long)group);
-    p->M = p->Mg * group;
     int nsp = x->ndim - 2, has_shape, has_opad;
     kiln__win *win = &p->w;
     KILN__TRY(kiln__win_read(c->node, nsp, x->dims + 2, w->dims + 2, win));
@@ -106,9 +99,9 @@ static kiln_status tconv_setup(const kiln__kctx *c, tconv_prob *p, int64_t *dims
                                  (long long)win->out[i]);
         }
     }
-    p->in_size = kiln__prod(nsp, win->in);
-    p->out_size = kiln__prod(nsp, win->out);
-    p->k_size = kiln__prod(nsp, win->k);
+    p->in_size = kiln__dims_prod(win->in, 0, nsp);
+    p->out_size = kiln__dims_prod(win->out, 0, nsp);
+    p->k_size = kiln__dims_prod(win->k, 0, nsp);
     dims[0] = p->N;
     dims[1] = p->M;
     memcpy(dims + 2, win->out, nsp * sizeof(int64_t));
@@ -209,11 +202,7 @@ static void tconv_run(const kiln__kctx *c, const tconv_prob *p) {
 /* x: (N,C,D1..Dk), w: (C,M/group,K1..Kk), b: (M) optional, y: (N,M,O1..Ok);
  * f16 / bf16 / f32 / f64. */
 kiln_status kiln__infer_ConvTranspose(kiln__kctx *c) {
-    KILN__TRY(kiln__check_dtype(c->in[0], "X", KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16,
-                                KILN_DTYPE_BF16, 0));
-    if (c->in[1]->dtype != c->in[0]->dtype)
-        return kiln__err(KILN_E_TYPE, "input 'W' is %s, expected %s like X",
-                         kiln_dtype_name(c->in[1]->dtype), kiln_dtype_name(c->in[0]->dtype));
+    KILN__TRY(kiln__conv_check_float_xw(c));
     tconv_prob p;
     int64_t dims[KILN_MAX_DIMS];
     KILN__TRY(tconv_setup(c, &p, dims));
@@ -267,7 +256,7 @@ static kiln_status col2im_setup(const kiln__kctx *c, tconv_prob *p, int64_t *dim
                              i, (long long)image[i], i, (long long)block[i]);
     kiln__win *w = &p->w;
     KILN__TRY(kiln__win_read(c->node, ni, image, block, w));
-    int64_t K = kiln__prod(ni, block), L = 1;
+    int64_t K = kiln__dims_prod(block, 0, ni), L = 1;
     for (int i = 0; i < ni; i++) {
         w->out[i] = image[i];
         int64_t span = image[i] + w->pad0[i] + w->pad1[i] - kiln__win_extent(w, i);
@@ -284,7 +273,7 @@ static kiln_status col2im_setup(const kiln__kctx *c, tconv_prob *p, int64_t *dim
     p->M = p->C / K;
     p->k_size = K;
     p->in_size = L;
-    p->out_size = kiln__prod(ni, image);
+    p->out_size = kiln__dims_prod(image, 0, ni);
     dims[0] = p->N;
     dims[1] = p->M;
     memcpy(dims + 2, image, ni * sizeof(int64_t));

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cpu/ref/conv.h" /* kiln__ld_fast */
+#include "ops/op.h"
 
 #define EIN_LETTERS 52
 #define EIN_MAX_LABELS (EIN_LETTERS + KILN_MAX_DIMS)
@@ -178,10 +178,9 @@ static kiln_status ein_setup(const kiln__kctx *c, ein_prob *p, int *ondim, int64
     for (int j = 0; j < p->nloop; j++) {
         p->size[j] = lsize[order[j]];
         int64_t *prod = j < p->nout ? &p->out_size : &p->sum_size;
-        if (p->size[j] && *prod > KILN__MAX_NUMEL / p->size[j])
+        if (!kiln__dims_mul(*prod, p->size[j], prod))
             return kiln__err(KILN_E_LIMIT, "equation '%s' loops over too many index combinations",
                              eq);
-        *prod *= p->size[j];
     }
     for (int i = 0; i < p->nops; i++) {
         const kiln_tensor *t = c->in[i];
@@ -244,7 +243,7 @@ kiln_status kiln__ref_Einsum(kiln__kctx *c) {
                 iacc += prod;
             } else {
                 double prod = 1;
-                for (int i = 0; i < nops; i++) prod *= kiln__ld_fast(dt, c->in[i]->data, off[i]);
+                for (int i = 0; i < nops; i++) prod *= kiln__elem_ld_f(dt, c->in[i]->data, off[i]);
                 acc += prod;
             }
             for (int j = nsum - 1; j >= 0; j--) { /* next summed index, offsets in step */

@@ -12,10 +12,6 @@
 
 #include "ops/op.h"
 
-/* from shape_ops.c */
-kiln_status kiln__ref_copy_elems(kiln_dtype dt, void *dst, int64_t di, const void *src,
-                                 int64_t si, int64_t n);
-
 /* ---- helpers ---------------------------------------------------------------- */
 
 /* Element pos of the int32/int64 tensor t (input `what`), normalized into
@@ -34,12 +30,6 @@ static kiln_status load_index(const kiln_tensor *t, const char *what, int64_t po
 
 static kiln_status check_index_dtype(const kiln_tensor *t, const char *what) {
     return kiln__check_dtype(t, what, KILN_DTYPE_I64, KILN_DTYPE_I32, 0);
-}
-
-static int64_t dims_prod(const int64_t *dims, int lo, int hi) {
-    int64_t p = 1;
-    for (int i = lo; i < hi; i++) p *= dims[i];
-    return p;
 }
 
 /* Reads attribute 'axis' (default def) normalized for rank. */
@@ -102,7 +92,7 @@ static uint64_t reduce_u(uint64_t a, uint64_t b, scatter_red r) {
  * RED_NONE). */
 static kiln_status scatter_elems(kiln_dtype dt, void *dst, int64_t di, const void *src,
                                  int64_t si, int64_t n, scatter_red r) {
-    if (r == RED_NONE) return kiln__ref_copy_elems(dt, dst, di, src, si, n);
+    if (r == RED_NONE) return kiln__elem_copy(dt, dst, di, src, si, n);
     for (int64_t j = 0; j < n; j++) {
         if (kiln__dtype_is_float(dt))
             kiln__st_f(dt, dst, di + j, reduce_f(kiln__ld_f(dt, dst, di + j),
@@ -140,13 +130,13 @@ kiln_status kiln__ref_Gather(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0], *idx = c->in[1];
     int axis;
     KILN__TRY(axis_attr(c, 0, x->ndim, &axis));
-    int64_t outer = dims_prod(x->dims, 0, axis), dim = x->dims[axis];
-    int64_t inner = dims_prod(x->dims, axis + 1, x->ndim), ni = kiln__n(idx);
+    int64_t outer = kiln__dims_prod(x->dims, 0, axis), dim = x->dims[axis];
+    int64_t inner = kiln__dims_prod(x->dims, axis + 1, x->ndim), ni = kiln__n(idx);
     for (int64_t j = 0; j < ni; j++) {
         int64_t k;
         KILN__TRY(load_index(idx, "indices", j, dim, &k));
         for (int64_t o = 0; o < outer; o++)
-            KILN__TRY(kiln__ref_copy_elems(x->dtype, c->out[0]->data, (o * ni + j) * inner,
+            KILN__TRY(kiln__elem_copy(x->dtype, c->out[0]->data, (o * ni + j) * inner,
                                            x->data, (o * dim + k) * inner, inner));
     }
     return KILN_OK;
@@ -202,7 +192,7 @@ kiln_status kiln__infer_GatherElements(kiln__kctx *c) {
 }
 
 static kiln_status gather_one(kiln__kctx *c, const void *arg, int64_t k, int64_t data_off) {
-    return kiln__ref_copy_elems(c->in[0]->dtype, c->out[0]->data, k, c->in[0]->data, data_off, 1);
+    return kiln__elem_copy(c->in[0]->dtype, c->out[0]->data, k, c->in[0]->data, data_off, 1);
 }
 
 kiln_status kiln__ref_GatherElements(kiln__kctx *c) {
@@ -255,7 +245,7 @@ static kiln_status nd_offset(const kiln_tensor *x, const kiln_tensor *idx, int b
     kiln__contiguous_strides(x->ndim, x->dims, xs);
     *off = 0;
     for (int i = 0; i < k; i++) {
-        int64_t j;
+        int64_t j = 0;
         KILN__TRY(load_index(idx, "indices", tuple * k + i, x->dims[batch + i], &j));
         *off += j * xs[batch + i];
     }
@@ -294,14 +284,14 @@ kiln_status kiln__ref_GatherND(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0], *idx = c->in[1];
     int b = c->opset >= 12 ? (int)kiln__attr_i(c->node, "batch_dims", 0) : 0;
     int k = (int)idx->dims[idx->ndim - 1];
-    int64_t batches = dims_prod(x->dims, 0, b), block = dims_prod(x->dims, b, x->ndim);
-    int64_t tuples = dims_prod(idx->dims, b, idx->ndim - 1);
-    int64_t slice = dims_prod(x->dims, b + k, x->ndim);
+    int64_t batches = kiln__dims_prod(x->dims, 0, b), block = kiln__dims_prod(x->dims, b, x->ndim);
+    int64_t tuples = kiln__dims_prod(idx->dims, b, idx->ndim - 1);
+    int64_t slice = kiln__dims_prod(x->dims, b + k, x->ndim);
     for (int64_t bi = 0; bi < batches; bi++) {
         for (int64_t m = 0; m < tuples; m++) {
             int64_t t = bi * tuples + m, off;
             KILN__TRY(nd_offset(x, idx, b, t, k, &off));
-            KILN__TRY(kiln__ref_copy_elems(x->dtype, c->out[0]->data, t * slice, x->data,
+            KILN__TRY(kiln__elem_copy(x->dtype, c->out[0]->data, t * slice, x->data,
                                            bi * block + off, slice));
         }
     }
@@ -339,7 +329,8 @@ kiln_status kiln__ref_ScatterND(kiln__kctx *c) {
     KILN__TRY(scatter_reduction(c, x->dtype, &r));
     if (c->out[0]->data != x->data) KILN__TRY(kiln__tensor_copy_data(c->out[0], x));
     int k = (int)idx->dims[idx->ndim - 1];
-    int64_t tuples = dims_prod(idx->dims, 0, idx->ndim - 1), slice = dims_prod(x->dims, k, x->ndim);
+    int64_t tuples = kiln__dims_prod(idx->dims, 0, idx->ndim - 1),
+            slice = kiln__dims_prod(x->dims, k, x->ndim);
     for (int64_t t = 0; t < tuples; t++) {
         int64_t off;
         KILN__TRY(nd_offset(x, idx, 0, t, k, &off));
@@ -393,9 +384,10 @@ kiln_status kiln__ref_TensorScatter(kiln__kctx *c) {
     int axis, circular;
     KILN__TRY(tensor_scatter_args(c, &axis, &circular));
     if (c->out[0]->data != x->data) KILN__TRY(kiln__tensor_copy_data(c->out[0], x));
-    int64_t prefixes = dims_prod(x->dims, 0, axis), per_batch = dims_prod(x->dims, 1, axis);
+    int64_t prefixes = kiln__dims_prod(x->dims, 0, axis),
+            per_batch = kiln__dims_prod(x->dims, 1, axis);
     int64_t max = x->dims[axis], len = upd->dims[axis];
-    int64_t inner = dims_prod(x->dims, axis + 1, x->ndim);
+    int64_t inner = kiln__dims_prod(x->dims, axis + 1, x->ndim);
     for (int64_t p = 0; p < prefixes; p++) {
         int64_t b = p / per_batch, start = w ? kiln__ld_i(w->dtype, w->data, b) : 0;
         if (circular && max > 0) start = (start % max + max) % max;
@@ -405,7 +397,7 @@ kiln_status kiln__ref_TensorScatter(kiln__kctx *c) {
                              (long long)b, (long long)len, (long long)(max - len));
         for (int64_t s = 0; s < len; s++) {
             int64_t pos = circular ? (start + s) % max : start + s;
-            KILN__TRY(kiln__ref_copy_elems(x->dtype, c->out[0]->data, (p * max + pos) * inner,
+            KILN__TRY(kiln__elem_copy(x->dtype, c->out[0]->data, (p * max + pos) * inner,
                                            upd->data, (p * len + s) * inner, inner));
         }
     }
@@ -466,9 +458,9 @@ static kiln_status compress_plan(const kiln__kctx *c, int *axis, int64_t *outer,
     *dim = kiln__n(x);
     if (kiln__attr_find(c->node, "axis")) {
         KILN__TRY(axis_attr(c, 0, x->ndim, axis));
-        *outer = dims_prod(x->dims, 0, *axis);
+        *outer = kiln__dims_prod(x->dims, 0, *axis);
         *dim = x->dims[*axis];
-        *inner = dims_prod(x->dims, *axis + 1, x->ndim);
+        *inner = kiln__dims_prod(x->dims, *axis + 1, x->ndim);
     }
     KILN__NEED(c, 1);
     const uint8_t *cv = cond->data;
@@ -507,7 +499,7 @@ kiln_status kiln__ref_Compress(kiln__kctx *c) {
         int64_t k = 0;
         for (int64_t i = 0; i < n; i++) {
             if (!cv[i]) continue;
-            KILN__TRY(kiln__ref_copy_elems(x->dtype, c->out[0]->data, (o * count + k) * inner,
+            KILN__TRY(kiln__elem_copy(x->dtype, c->out[0]->data, (o * count + k) * inner,
                                            x->data, (o * dim + i) * inner, inner));
             k++;
         }
@@ -535,9 +527,9 @@ static kiln_status unique_view_make(const kiln__kctx *c, unique_view *v) {
     v->n = kiln__n(x);
     if (kiln__attr_find(c->node, "axis")) {
         KILN__TRY(axis_attr(c, 0, x->ndim, &v->axis));
-        v->outer = dims_prod(x->dims, 0, v->axis);
+        v->outer = kiln__dims_prod(x->dims, 0, v->axis);
         v->n = x->dims[v->axis];
-        v->inner = dims_prod(x->dims, v->axis + 1, x->ndim);
+        v->inner = kiln__dims_prod(x->dims, v->axis + 1, x->ndim);
     }
     return KILN_OK;
 }
@@ -668,7 +660,7 @@ kiln_status kiln__ref_Unique(kiln__kctx *c) {
         return kiln__err(KILN_E_INTERNAL, "Unique count changed since infer");
     for (int64_t g = 0; g < groups; g++) {
         for (int64_t o = 0; o < v.outer; o++)
-            KILN__TRY(kiln__ref_copy_elems(v.dt, y->data, (o * groups + pos[g]) * v.inner, v.data,
+            KILN__TRY(kiln__elem_copy(v.dt, y->data, (o * groups + pos[g]) * v.inner, v.data,
                                            (o * v.n + first[g]) * v.inner, v.inner));
         if (indices) ((int64_t *)indices->data)[pos[g]] = first[g];
         if (cnt) ((int64_t *)cnt->data)[pos[g]] = counts[g];

@@ -6,15 +6,6 @@
 
 #include "ops/op.h"
 
-/* from shape_ops.c */
-kiln_status kiln__ref_copy_elems(kiln_dtype dt, void *dst, int64_t di, const void *src,
-                                 int64_t si, int64_t n);
-kiln_status kiln__ref_fill_elems(kiln_dtype dt, void *dst, int64_t di, int64_t n,
-                                 const void *value);
-const void *kiln__ref_zero_elem(kiln_dtype dt);
-kiln_status kiln__ref_ints_arg(const kiln__kctx *c, int from_input, const char *name, int input,
-                               int64_t *v, int max, int *n);
-
 /* ---- Constant ------------------------------------------------------------- */
 
 /* The value attributes of Constant: name, attribute type, output dtype and
@@ -91,8 +82,8 @@ kiln_status kiln__ref_Constant(kiln__kctx *c) {
     case KILN__ATTR_FLOATS: memcpy(y->data, a->floats, sizeof(float) * (size_t)len); return KILN_OK;
     case KILN__ATTR_INT: *(int64_t *)y->data = a->i; return KILN_OK;
     case KILN__ATTR_INTS: memcpy(y->data, a->ints, sizeof(int64_t) * (size_t)len); return KILN_OK;
-    case KILN__ATTR_STRING: return kiln__ref_copy_elems(dt, y->data, 0, &a->s, 0, 1);
-    case KILN__ATTR_STRINGS: return kiln__ref_copy_elems(dt, y->data, 0, a->strings, 0, len);
+    case KILN__ATTR_STRING: return kiln__elem_copy(dt, y->data, 0, &a->s, 0, 1);
+    case KILN__ATTR_STRINGS: return kiln__elem_copy(dt, y->data, 0, a->strings, 0, len);
     default:
         return kiln__err(KILN_E_INVAL, "attribute '%s' has the wrong attribute type %d", a->name,
                          (int)a->type);
@@ -107,7 +98,7 @@ static kiln_status constant_of_shape_value(const kiln__kctx *c, kiln_dtype *dt,
     const kiln_tensor *v = kiln__attr_tensor(c->node, "value");
     if (!v) {
         *dt = KILN_DTYPE_F32;
-        *value = kiln__ref_zero_elem(KILN_DTYPE_F32);
+        *value = kiln__elem_zero(KILN_DTYPE_F32);
         return KILN_OK;
     }
     if (kiln__n(v) != 1)
@@ -125,7 +116,7 @@ kiln_status kiln__infer_ConstantOfShape(kiln__kctx *c) {
     kiln_dtype dt;
     const void *value;
     KILN__TRY(constant_of_shape_value(c, &dt, &value));
-    KILN__TRY(kiln__ref_ints_arg(c, 1, "input", 0, shape, KILN_MAX_DIMS, &n));
+    KILN__TRY(kiln__ints_arg(c, 1, "input", 0, shape, KILN_MAX_DIMS, &n));
     for (int i = 0; i < n; i++)
         if (shape[i] < 0)
             return kiln__err(KILN_E_INVAL, "input 'input' has negative dim %lld at position %d",
@@ -137,7 +128,7 @@ kiln_status kiln__ref_ConstantOfShape(kiln__kctx *c) {
     kiln_dtype dt;
     const void *value;
     KILN__TRY(constant_of_shape_value(c, &dt, &value));
-    return kiln__ref_fill_elems(dt, c->out[0]->data, 0, kiln__n(c->out[0]), value);
+    return kiln__elem_fill(dt, c->out[0]->data, 0, kiln__n(c->out[0]), value);
 }
 
 /* ---- Range ------------------------------------------------------------------ */
@@ -228,7 +219,7 @@ static kiln_status eyelike_dtype(const kiln__kctx *c, kiln_dtype *dt) {
 // input: (N, M) (values unused), output: (N, M) of dtype, 1 where col - row == k
 kiln_status kiln__infer_EyeLike(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
-    kiln_dtype dt;
+    kiln_dtype dt = KILN_DTYPE_UNDEFINED;
     if (x->ndim != 2) return kiln__err(KILN_E_SHAPE, "input must be 2-D, got rank %d", x->ndim);
     KILN__TRY(eyelike_dtype(c, &dt));
     return kiln__out_shape(c, 0, dt, 2, x->dims);
@@ -290,7 +281,7 @@ kiln_status kiln__ref_OneHot(kiln__kctx *c) {
     int64_t depth;
     int axis;
     KILN__TRY(onehot_args(c, &depth, &axis));
-    KILN__TRY(kiln__ref_fill_elems(y->dtype, y->data, 0, kiln__n(y), values->data));
+    KILN__TRY(kiln__elem_fill(y->dtype, y->data, 0, kiln__n(y), values->data));
     int64_t outer = 1, inner = 1;
     for (int i = 0; i < idx->ndim; i++) *(i < axis ? &outer : &inner) *= idx->dims[i];
     for (int64_t o = 0; o < outer; o++) {
@@ -309,7 +300,7 @@ kiln_status kiln__ref_OneHot(kiln__kctx *c) {
             }
             if (v < 0) v += depth;
             if (v < 0 || v >= depth) continue;
-            KILN__TRY(kiln__ref_copy_elems(y->dtype, y->data, (o * depth + v) * inner + i,
+            KILN__TRY(kiln__elem_copy(y->dtype, y->data, (o * depth + v) * inner + i,
                                            values->data, 1, 1));
         }
     }
@@ -338,7 +329,7 @@ kiln_status kiln__ref_Trilu(kiln__kctx *c) {
     int upper = kiln__attr_i(c->node, "upper", 1) != 0;
     if (k < -rows - 1) k = -rows - 1; /* beyond this the result no longer changes */
     if (k > cols + 1) k = cols + 1;
-    const void *zero = kiln__ref_zero_elem(x->dtype);
+    const void *zero = kiln__elem_zero(x->dtype);
     int64_t mats = rows > 0 && cols > 0 ? kiln__n(x) / (rows * cols) : 0;
     for (int64_t m = 0; m < mats; m++) {
         for (int64_t i = 0; i < rows; i++) {
@@ -347,10 +338,10 @@ kiln_status kiln__ref_Trilu(kiln__kctx *c) {
             int64_t lo = upper ? i + k : 0, hi = upper ? cols : i + k + 1;
             lo = lo < 0 ? 0 : lo > cols ? cols : lo;
             hi = hi < lo ? lo : hi > cols ? cols : hi;
-            KILN__TRY(kiln__ref_fill_elems(x->dtype, y->data, row, lo, zero));
+            KILN__TRY(kiln__elem_fill(x->dtype, y->data, row, lo, zero));
             KILN__TRY(
-                kiln__ref_copy_elems(x->dtype, y->data, row + lo, x->data, row + lo, hi - lo));
-            KILN__TRY(kiln__ref_fill_elems(x->dtype, y->data, row + hi, cols - hi, zero));
+                kiln__elem_copy(x->dtype, y->data, row + lo, x->data, row + lo, hi - lo));
+            KILN__TRY(kiln__elem_fill(x->dtype, y->data, row + hi, cols - hi, zero));
         }
     }
     return KILN_OK;

@@ -45,10 +45,7 @@ static inline int key_better(sort_key a, sort_key b, int largest) {
 // x: (d0,...,dr-1) numeric, y: (.., 1 or dropped at axis, ..) int64
 static kiln_status arg_infer(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
-    if (!kiln__dtype_is_float(x->dtype) && !kiln__dtype_is_int(x->dtype) &&
-        x->dtype != KILN_DTYPE_BOOL)
-        return kiln__err(KILN_E_TYPE, "input 'data' has dtype %s, expected a numeric tensor",
-                         kiln_dtype_name(x->dtype));
+    KILN__TRY(kiln__check_numeric(x, "input 'data'", 1));
     int axis;
     KILN__TRY(kiln__axis(kiln__attr_i(c->node, "axis", 0), x->ndim, "attribute 'axis'", &axis));
     if (x->dims[axis] == 0)
@@ -128,9 +125,7 @@ static kiln_status topk_k(kiln__kctx *c, int axis, int64_t *k) {
 // x: (.., n at axis, ..), K: (1) int64 -> values: (.., k, ..) like x, indices: int64
 kiln_status kiln__infer_TopK(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
-    if (!kiln__dtype_is_float(x->dtype) && !kiln__dtype_is_int(x->dtype))
-        return kiln__err(KILN_E_TYPE, "input 'X' has dtype %s, expected a numeric tensor",
-                         kiln_dtype_name(x->dtype));
+    KILN__TRY(kiln__check_numeric(x, "input 'X'", 0));
     int axis;
     KILN__TRY(kiln__axis(kiln__attr_i(c->node, "axis", -1), x->ndim, "attribute 'axis'", &axis));
     int64_t k, dims[KILN_MAX_DIMS];
@@ -214,10 +209,8 @@ kiln_status kiln__ref_TopK(kiln__kctx *c) {
 kiln_status kiln__infer_NonMaxSuppression(kiln__kctx *c) {
     const kiln_tensor *boxes = c->in[0], *scores = c->in[1];
     char b1[128], b2[128];
-    KILN__TRY(kiln__check_dtype(boxes, "input 'boxes'", KILN_DTYPE_F32, KILN_DTYPE_F64,
-                                KILN_DTYPE_F16, KILN_DTYPE_BF16, 0));
-    KILN__TRY(kiln__check_dtype(scores, "input 'scores'", KILN_DTYPE_F32, KILN_DTYPE_F64,
-                                KILN_DTYPE_F16, KILN_DTYPE_BF16, 0));
+    KILN__TRY(kiln__check_dtype(boxes, "input 'boxes'", KILN__FLOAT_DTYPES));
+    KILN__TRY(kiln__check_dtype(scores, "input 'scores'", KILN__FLOAT_DTYPES));
     if (boxes->ndim != 3 || boxes->dims[2] != 4 || scores->ndim != 3 ||
         scores->dims[0] != boxes->dims[0] || scores->dims[2] != boxes->dims[1])
         return kiln__err(KILN_E_SHAPE,

@@ -14,20 +14,11 @@
 
 #include "ops/op.h"
 
-/* from shape_ops.c */
-kiln_status kiln__ref_copy_elems(kiln_dtype dt, void *dst, int64_t di, const void *src,
-                                 int64_t si, int64_t n);
-kiln_status kiln__ref_fill_elems(kiln_dtype dt, void *dst, int64_t di, int64_t n,
-                                 const void *value);
-const void *kiln__ref_zero_elem(kiln_dtype dt);
-kiln_status kiln__ref_ints_arg(const kiln__kctx *c, int from_input, const char *name, int input,
-                               int64_t *v, int max, int *n);
-
 /* ---- drivers ---------------------------------------------------------------- */
 
 /* out[k + j] = in[src + j * step] for j < row: fixed-size moves by element
  * size (memcpy of a constant size compiles to one load/store, without
- * aliasing concerns), strings through kiln__ref_copy_elems. */
+ * aliasing concerns), strings through kiln__elem_copy. */
 static kiln_status strided_row(kiln_dtype dt, void *out, int64_t k, const void *in, int64_t src,
                                int64_t step, int64_t row) {
 #define STRIDED_ROW(ES)                                                      \
@@ -44,7 +35,7 @@ static kiln_status strided_row(kiln_dtype dt, void *out, int64_t k, const void *
     case 8: STRIDED_ROW(8); return KILN_OK;
     default:
         for (int64_t j = 0; j < row; j++)
-            KILN__TRY(kiln__ref_copy_elems(dt, out, k + j, in, src + j * step, 1));
+            KILN__TRY(kiln__elem_copy(dt, out, k + j, in, src + j * step, 1));
         return KILN_OK;
     }
 #undef STRIDED_ROW
@@ -56,7 +47,7 @@ static kiln_status strided_copy(kiln_dtype dt, void *out, int ndim, const int64_
                                 const void *in, int64_t base, const int64_t *strides) {
     int64_t n = kiln__numel(ndim, odims);
     if (n <= 0) return KILN_OK;
-    if (ndim == 0) return kiln__ref_copy_elems(dt, out, 0, in, base, 1);
+    if (ndim == 0) return kiln__elem_copy(dt, out, 0, in, base, 1);
     int64_t row = odims[ndim - 1], step = strides[ndim - 1];
     int64_t st[KILN__ITER_MAX_OPS][KILN_MAX_DIMS];
     memcpy(st[0], strides, sizeof(int64_t) * (size_t)(ndim - 1));
@@ -65,7 +56,7 @@ static kiln_status strided_copy(kiln_dtype dt, void *out, int ndim, const int64_
     for (int64_t k = 0; k < n; k += row, kiln__iter_next(&it)) {
         int64_t src = base + it.off[0];
         if (step == 1) {
-            KILN__TRY(kiln__ref_copy_elems(dt, out, k, in, src, row));
+            KILN__TRY(kiln__elem_copy(dt, out, k, in, src, row));
             continue;
         }
         KILN__TRY(strided_row(dt, out, k, in, src, step, row));
@@ -79,15 +70,8 @@ static kiln_status block_copy(kiln_dtype dt, void *dst, int64_t doff, int64_t ds
                               const void *src, int64_t soff, int64_t sstride, int64_t rows,
                               int64_t len) {
     for (int64_t r = 0; r < rows; r++)
-        KILN__TRY(kiln__ref_copy_elems(dt, dst, doff + r * dstride, src, soff + r * sstride, len));
+        KILN__TRY(kiln__elem_copy(dt, dst, doff + r * dstride, src, soff + r * sstride, len));
     return KILN_OK;
-}
-
-/* Product of dims[lo, hi). */
-static int64_t dims_prod(const int64_t *dims, int lo, int hi) {
-    int64_t p = 1;
-    for (int i = lo; i < hi; i++) p *= dims[i];
-    return p;
 }
 
 typedef enum { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP } pad_mode;
@@ -120,7 +104,7 @@ static kiln_status pad_copy(const kiln_tensor *x, kiln_tensor *y, const int64_t 
     int nd = y->ndim;
     int64_t n = kiln__n(y);
     if (n == 0) return KILN_OK;
-    if (nd == 0) return kiln__ref_copy_elems(dt, y->data, 0, x->data, 0, 1);
+    if (nd == 0) return kiln__elem_copy(dt, y->data, 0, x->data, 0, 1);
     int64_t xstride[KILN_MAX_DIMS], idx[KILN_MAX_DIMS] = {0};
     kiln__contiguous_strides(x->ndim, x->dims, xstride);
     int64_t row = y->dims[nd - 1];
@@ -133,14 +117,14 @@ static kiln_status pad_copy(const kiln_tensor *x, kiln_tensor *y, const int64_t 
             src += s * xstride[d];
         }
         if (!inside) {
-            KILN__TRY(kiln__ref_fill_elems(dt, y->data, k, row, value));
+            KILN__TRY(kiln__elem_fill(dt, y->data, k, row, value));
         } else {
             for (int64_t j = 0; j < row; j++) {
                 int64_t s = pad_source(j, x->dims[nd - 1], begin[nd - 1], mode);
                 if (s < 0)
-                    KILN__TRY(kiln__ref_fill_elems(dt, y->data, k + j, 1, value));
+                    KILN__TRY(kiln__elem_fill(dt, y->data, k + j, 1, value));
                 else
-                    KILN__TRY(kiln__ref_copy_elems(dt, y->data, k + j, x->data, src + s, 1));
+                    KILN__TRY(kiln__elem_copy(dt, y->data, k + j, x->data, src + s, 1));
             }
         }
         for (int d = nd - 2; d >= 0; d--) { /* next row */
@@ -235,7 +219,8 @@ kiln_status kiln__ref_Concat(kiln__kctx *c) {
     kiln_tensor *y = c->out[0];
     int axis;
     KILN__TRY(kiln__axis(kiln__attr_i(c->node, "axis", 0), y->ndim, "attribute 'axis'", &axis));
-    int64_t outer = dims_prod(y->dims, 0, axis), inner = dims_prod(y->dims, axis + 1, y->ndim);
+    int64_t outer = kiln__dims_prod(y->dims, 0, axis),
+            inner = kiln__dims_prod(y->dims, axis + 1, y->ndim);
     int64_t ystride = y->dims[axis] * inner, off = 0;
     for (int i = 0; i < c->n_in; i++) {
         int64_t len = c->in[i]->dims[axis] * inner;
@@ -257,7 +242,7 @@ static kiln_status split_sizes(const kiln__kctx *c, int64_t dim, int64_t *sizes)
     if (c->n_out > SPLIT_MAX_OUTPUTS)
         return kiln__err(KILN_E_LIMIT, "%d outputs, at most %d supported", c->n_out,
                          SPLIT_MAX_OUTPUTS);
-    KILN__TRY(kiln__ref_ints_arg(c, c->opset >= 13, "split", 1, sizes, SPLIT_MAX_OUTPUTS, &n));
+    KILN__TRY(kiln__ints_arg(c, c->opset >= 13, "split", 1, sizes, SPLIT_MAX_OUTPUTS, &n));
     if (n >= 0) {
         if (n != c->n_out)
             return kiln__err(KILN_E_INVAL, "'split' has %d entries for %d outputs", n, c->n_out);
@@ -310,7 +295,8 @@ kiln_status kiln__ref_Split(kiln__kctx *c) {
     KILN__TRY(kiln__axis(kiln__attr_i(c->node, "axis", 0), x->ndim, "attribute 'axis'", &axis));
     int64_t sizes[SPLIT_MAX_OUTPUTS];
     KILN__TRY(split_sizes(c, x->dims[axis], sizes));
-    int64_t outer = dims_prod(x->dims, 0, axis), inner = dims_prod(x->dims, axis + 1, x->ndim);
+    int64_t outer = kiln__dims_prod(x->dims, 0, axis),
+            inner = kiln__dims_prod(x->dims, axis + 1, x->ndim);
     int64_t xstride = x->dims[axis] * inner, off = 0;
     for (int i = 0; i < c->n_out; i++) {
         int64_t len = sizes[i] * inner;
@@ -335,10 +321,10 @@ static kiln_status slice_plan_make(const kiln__kctx *c, const kiln_tensor *x, sl
     int64_t starts[KILN_MAX_DIMS], ends[KILN_MAX_DIMS], axes[KILN_MAX_DIMS], steps[KILN_MAX_DIMS];
     int ns, ne, na, nst = -1;
     int from_input = c->opset >= 10;
-    KILN__TRY(kiln__ref_ints_arg(c, from_input, "starts", 1, starts, KILN_MAX_DIMS, &ns));
-    KILN__TRY(kiln__ref_ints_arg(c, from_input, "ends", 2, ends, KILN_MAX_DIMS, &ne));
-    KILN__TRY(kiln__ref_ints_arg(c, from_input, "axes", 3, axes, KILN_MAX_DIMS, &na));
-    if (from_input) KILN__TRY(kiln__ref_ints_arg(c, 1, "steps", 4, steps, KILN_MAX_DIMS, &nst));
+    KILN__TRY(kiln__ints_arg(c, from_input, "starts", 1, starts, KILN_MAX_DIMS, &ns));
+    KILN__TRY(kiln__ints_arg(c, from_input, "ends", 2, ends, KILN_MAX_DIMS, &ne));
+    KILN__TRY(kiln__ints_arg(c, from_input, "axes", 3, axes, KILN_MAX_DIMS, &na));
+    if (from_input) KILN__TRY(kiln__ints_arg(c, 1, "steps", 4, steps, KILN_MAX_DIMS, &nst));
     if (ns < 0 || ne < 0) return kiln__err(KILN_E_INVAL, "'starts' and 'ends' are required");
     if (ne != ns || (na >= 0 && na != ns) || (nst >= 0 && nst != ns))
         return kiln__err(KILN_E_INVAL,
@@ -410,7 +396,7 @@ static kiln_status expand_shape(const kiln__kctx *c, int *nd, int64_t *dims) {
     const kiln_tensor *x = c->in[0];
     int64_t shape[KILN_MAX_DIMS];
     int n;
-    KILN__TRY(kiln__ref_ints_arg(c, 1, "shape", 1, shape, KILN_MAX_DIMS, &n));
+    KILN__TRY(kiln__ints_arg(c, 1, "shape", 1, shape, KILN_MAX_DIMS, &n));
     if (n < 0) return kiln__err(KILN_E_INVAL, "input 'shape' is missing");
     for (int i = 0; i < n; i++)
         if (shape[i] < 0)
@@ -440,7 +426,7 @@ kiln_status kiln__ref_Expand(kiln__kctx *c) {
 static kiln_status tile_repeats(const kiln__kctx *c, int64_t *reps) {
     const kiln_tensor *x = c->in[0];
     int n;
-    KILN__TRY(kiln__ref_ints_arg(c, 1, "repeats", 1, reps, KILN_MAX_DIMS, &n));
+    KILN__TRY(kiln__ints_arg(c, 1, "repeats", 1, reps, KILN_MAX_DIMS, &n));
     if (n != x->ndim)
         return kiln__err(KILN_E_SHAPE, "input 'repeats' has %d entries, 'input' has rank %d", n,
                          x->ndim);
@@ -488,9 +474,9 @@ static kiln_status pad_plan_make(const kiln__kctx *c, const kiln_tensor *x, pad_
                           "edge%s", mode, c->opset >= 19 ? " or wrap" : "");
     int64_t pads[2 * KILN_MAX_DIMS], axes[KILN_MAX_DIMS];
     int np, na = -1;
-    KILN__TRY(kiln__ref_ints_arg(c, c->opset >= 11, "pads", 1, pads, 2 * KILN_MAX_DIMS, &np));
+    KILN__TRY(kiln__ints_arg(c, c->opset >= 11, "pads", 1, pads, 2 * KILN_MAX_DIMS, &np));
     if (np < 0) return kiln__err(KILN_E_INVAL, "'pads' is required");
-    if (c->opset >= 18) KILN__TRY(kiln__ref_ints_arg(c, 1, "axes", 3, axes, KILN_MAX_DIMS, &na));
+    if (c->opset >= 18) KILN__TRY(kiln__ints_arg(c, 1, "axes", 3, axes, KILN_MAX_DIMS, &na));
     if (na < 0) {
         na = x->ndim;
         for (int i = 0; i < na; i++) axes[i] = i;
@@ -541,7 +527,7 @@ kiln_status kiln__ref_Pad(kiln__kctx *c) {
     pad_plan p;
     KILN__TRY(pad_plan_make(c, x, &p));
     uint64_t buf[2] = {0, 0};
-    const void *value = kiln__ref_zero_elem(x->dtype);
+    const void *value = kiln__elem_zero(x->dtype);
     const kiln_tensor *v = kiln__in(c, 2);
     if (c->opset < 11) {
         if (x->dtype == KILN_DTYPE_STRING)
@@ -563,8 +549,8 @@ static kiln_status center_crop_pad_plan(const kiln__kctx *c, int64_t *begin, int
     const kiln_tensor *x = c->in[0];
     int64_t shape[KILN_MAX_DIMS], axes[KILN_MAX_DIMS];
     int ns, na;
-    KILN__TRY(kiln__ref_ints_arg(c, 1, "shape", 1, shape, KILN_MAX_DIMS, &ns));
-    KILN__TRY(kiln__ref_ints_arg(c, 0, "axes", -1, axes, KILN_MAX_DIMS, &na));
+    KILN__TRY(kiln__ints_arg(c, 1, "shape", 1, shape, KILN_MAX_DIMS, &ns));
+    KILN__TRY(kiln__ints_arg(c, 0, "axes", -1, axes, KILN_MAX_DIMS, &na));
     if (ns < 0) return kiln__err(KILN_E_INVAL, "input 'shape' is missing");
     if (na < 0) {
         na = x->ndim;
@@ -599,7 +585,7 @@ kiln_status kiln__infer_CenterCropPad(kiln__kctx *c) {
 kiln_status kiln__ref_CenterCropPad(kiln__kctx *c) {
     int64_t begin[KILN_MAX_DIMS], dims[KILN_MAX_DIMS];
     KILN__TRY(center_crop_pad_plan(c, begin, dims));
-    const void *zero = kiln__ref_zero_elem(c->in[0]->dtype);
+    const void *zero = kiln__elem_zero(c->in[0]->dtype);
     return pad_copy(c->in[0], c->out[0], begin, PAD_CONSTANT, zero);
 }
 
@@ -721,7 +707,7 @@ kiln_status kiln__ref_ReverseSequence(kiln__kctx *c) {
     const int64_t *lens = c->in[1]->data;
     int ba, ta;
     KILN__TRY(reverse_axes(c, &ba, &ta));
-    int64_t T = x->dims[ta], B = x->dims[ba], inner = dims_prod(x->dims, 2, x->ndim);
+    int64_t T = x->dims[ta], B = x->dims[ba], inner = kiln__dims_prod(x->dims, 2, x->ndim);
     int64_t tstride = (ta == 0 ? B : 1) * inner, bstride = (ba == 0 ? T : 1) * inner;
     for (int64_t b = 0; b < B; b++) {
         if (lens[b] < 0 || lens[b] > T)
@@ -730,7 +716,7 @@ kiln_status kiln__ref_ReverseSequence(kiln__kctx *c) {
                              (long long)T);
         for (int64_t t = 0; t < T; t++) {
             int64_t src = t < lens[b] ? lens[b] - 1 - t : t;
-            KILN__TRY(kiln__ref_copy_elems(x->dtype, c->out[0]->data, b * bstride + t * tstride,
+            KILN__TRY(kiln__elem_copy(x->dtype, c->out[0]->data, b * bstride + t * tstride,
                                            x->data, b * bstride + src * tstride, inner));
         }
     }

@@ -11,15 +11,6 @@
 
 #include "ops/op.h"
 
-static inline double ldf(kiln_dtype dt, const void *p, int64_t i) {
-    return dt == KILN_DTYPE_F32 ? (double)((const float *)p)[i] : kiln__ld_f(dt, p, i);
-}
-static inline void stf(kiln_dtype dt, void *p, int64_t i, double v) {
-    if (dt == KILN_DTYPE_F32)
-        ((float *)p)[i] = (float)v;
-    else
-        kiln__st_f(dt, p, i, v);
-}
 
 typedef enum { RED_NONE, RED_SUM, RED_MEAN } loss_reduction;
 
@@ -40,8 +31,7 @@ static kiln_status loss_infer(kiln__kctx *c, int softmax) {
     const kiln_tensor *x = c->in[0], *t = c->in[1], *w = kiln__in(c, 2);
     char bx[128], bt[128];
     loss_reduction red;
-    KILN__TRY(kiln__check_dtype(x, softmax ? "scores" : "input", KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16,
-                                KILN_DTYPE_BF16, 0));
+    KILN__TRY(kiln__check_dtype(x, softmax ? "scores" : "input", KILN__FLOAT_DTYPES));
     KILN__TRY(kiln__check_dtype(t, softmax ? "labels" : "target", KILN_DTYPE_I32, KILN_DTYPE_I64, 0));
     KILN__TRY(loss_reduction_attr(c, &red));
     int ok = x->ndim >= 2 && t->ndim == x->ndim - 1 && t->dims[0] == x->dims[0];
@@ -51,7 +41,7 @@ static kiln_status loss_infer(kiln__kctx *c, int softmax) {
                          kiln__shape_str(x->ndim, x->dims, bx, sizeof bx),
                          kiln__shape_str(t->ndim, t->dims, bt, sizeof bt));
     if (w) {
-        KILN__TRY(kiln__check_dtype(w, "weight", KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16, KILN_DTYPE_BF16, 0));
+        KILN__TRY(kiln__check_dtype(w, "weight", KILN__FLOAT_DTYPES));
         if (w->ndim != 1 || w->dims[0] != x->dims[1])
             return kiln__err(KILN_E_SHAPE, "input 'weight' has shape %s, expected (%lld)",
                              kiln__shape_str(w->ndim, w->dims, bt, sizeof bt), (long long)x->dims[1]);
@@ -81,15 +71,16 @@ static kiln_status loss_run(kiln__kctx *c, int softmax) {
             if (softmax) {
                 double max = -INFINITY, sum = 0;
                 for (int64_t k = 0; k < C; k++) {
-                    double v = ldf(x->dtype, x->data, base + k * D);
+                    double v = kiln__elem_ld_f(x->dtype, x->data, base + k * D);
                     if (v > max) max = v;
                 }
-                for (int64_t k = 0; k < C; k++) sum += exp(ldf(x->dtype, x->data, base + k * D) - max);
+                for (int64_t k = 0; k < C; k++)
+                    sum += exp(kiln__elem_ld_f(x->dtype, x->data, base + k * D) - max);
                 log_norm = max + log(sum);
                 if (log_prob)
                     for (int64_t k = 0; k < C; k++)
-                        stf(log_prob->dtype, log_prob->data, base + k * D,
-                            ldf(x->dtype, x->data, base + k * D) - log_norm);
+                        kiln__elem_st_f(log_prob->dtype, log_prob->data, base + k * D,
+                            kiln__elem_ld_f(x->dtype, x->data, base + k * D) - log_norm);
             }
             int64_t cls = kiln__ld_i(t->dtype, t->data, n * D + d);
             double l = 0, wt = 0;
@@ -97,15 +88,16 @@ static kiln_status loss_run(kiln__kctx *c, int softmax) {
                 if (cls < 0 || cls >= C)
                     return kiln__err(KILN_E_RANGE, "target value %lld at position %lld is outside [0, %lld)",
                                      (long long)cls, (long long)(n * D + d), (long long)C);
-                wt = w ? ldf(w->dtype, w->data, cls) : 1.0;
-                l = -wt * (ldf(x->dtype, x->data, base + cls * D) - log_norm);
+                wt = w ? kiln__elem_ld_f(w->dtype, w->data, cls) : 1.0;
+                l = -wt * (kiln__elem_ld_f(x->dtype, x->data, base + cls * D) - log_norm);
             }
-            if (red == RED_NONE) stf(loss->dtype, loss->data, n * D + d, l);
+            if (red == RED_NONE) kiln__elem_st_f(loss->dtype, loss->data, n * D + d, l);
             total += l;
             weight_sum += wt;
         }
     }
-    if (red != RED_NONE) stf(loss->dtype, loss->data, 0, red == RED_SUM ? total : total / weight_sum);
+    if (red != RED_NONE)
+        kiln__elem_st_f(loss->dtype, loss->data, 0, red == RED_SUM ? total : total / weight_sum);
     return KILN_OK;
 }
 

@@ -345,23 +345,36 @@ static kiln_status matmul_integer_setup(kiln__kctx *c, mm_prob *p, int *nd, int6
     return KILN_OK;
 }
 
-kiln_status kiln__infer_MatMulInteger(kiln__kctx *c) {
+/* Validates the inputs of a quantized matmul, fills p and the output shape. */
+typedef kiln_status (*mm_setup_fn)(kiln__kctx *c, mm_prob *p, int *nd, int64_t *dims);
+
+/* Infer of the quantized matmuls: output 0 of dtype yt and setup's shape. */
+static kiln_status mm_quant_infer(kiln__kctx *c, mm_setup_fn setup, kiln_dtype yt) {
     mm_prob p;
     int nd;
     int64_t dims[KILN_MAX_DIMS];
-    KILN__TRY(matmul_integer_setup(c, &p, &nd, dims));
-    return kiln__out_shape(c, 0, KILN_DTYPE_I32, nd, dims);
+    KILN__TRY(setup(c, &p, &nd, dims));
+    return kiln__out_shape(c, 0, yt, nd, dims);
+}
+
+/* Kernel of the quantized matmuls: output 0 written element by element by emit. */
+static kiln_status mm_quant_ref(kiln__kctx *c, mm_setup_fn setup, mm_emit_fn emit) {
+    mm_prob p;
+    int nd;
+    int64_t dims[KILN_MAX_DIMS];
+    KILN__TRY(setup(c, &p, &nd, dims));
+    p.y = c->out[0];
+    p.emit = emit;
+    mm_run(c, &p);
+    return KILN_OK;
+}
+
+kiln_status kiln__infer_MatMulInteger(kiln__kctx *c) {
+    return mm_quant_infer(c, matmul_integer_setup, KILN_DTYPE_I32);
 }
 
 kiln_status kiln__ref_MatMulInteger(kiln__kctx *c) {
-    mm_prob p;
-    int nd;
-    int64_t dims[KILN_MAX_DIMS];
-    KILN__TRY(matmul_integer_setup(c, &p, &nd, dims));
-    p.y = c->out[0];
-    p.emit = emit_store;
-    mm_run(c, &p);
-    return KILN_OK;
+    return mm_quant_ref(c, matmul_integer_setup, emit_store);
 }
 
 /* ---- QLinearMatMul ----------------------------------------------------------- */
@@ -397,23 +410,12 @@ static kiln_status qlinear_matmul_setup(kiln__kctx *c, mm_prob *p, int *nd, int6
 }
 
 kiln_status kiln__infer_QLinearMatMul(kiln__kctx *c) {
-    mm_prob p;
-    int nd;
-    int64_t dims[KILN_MAX_DIMS];
-    KILN__TRY(qlinear_matmul_setup(c, &p, &nd, dims));
-    kiln_dtype yt = kiln__in(c, 7) ? c->in[7]->dtype : c->in[0]->dtype;
-    return kiln__out_shape(c, 0, yt, nd, dims);
+    kiln_dtype yt = kiln__in(c, 7) ? c->in[7]->dtype : c->in[0]->dtype; /* setup checks it */
+    return mm_quant_infer(c, qlinear_matmul_setup, yt);
 }
 
 kiln_status kiln__ref_QLinearMatMul(kiln__kctx *c) {
-    mm_prob p;
-    int nd;
-    int64_t dims[KILN_MAX_DIMS];
-    KILN__TRY(qlinear_matmul_setup(c, &p, &nd, dims));
-    p.y = c->out[0];
-    p.emit = emit_qlinear;
-    mm_run(c, &p);
-    return KILN_OK;
+    return mm_quant_ref(c, qlinear_matmul_setup, emit_qlinear);
 }
 
 /* ---- Gemm -------------------------------------------------------------------- */

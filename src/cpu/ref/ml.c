@@ -8,28 +8,9 @@
  */
 #include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "ops/op.h"
-
-/* Replaces element i of string tensor t with a copy of s. */
-static kiln_status ml_str_set(kiln_tensor *t, int64_t i, const char *s) {
-    char *copy = kiln__strdup(s ? s : "");
-    if (!copy) return kiln__err(KILN_E_NOMEM, "out of memory for a string");
-    char **slot = (char **)t->data + i;
-    free(*slot);
-    *slot = copy;
-    return KILN_OK;
-}
-
-/* Copies element si of src (dtype dt) to element di of dst (same dtype). */
-static kiln_status ml_copy_elem(kiln_tensor *dst, int64_t di, const void *src, int64_t si) {
-    if (dst->dtype == KILN_DTYPE_STRING) return ml_str_set(dst, di, ((char *const *)src)[si]);
-    size_t es = kiln_dtype_size(dst->dtype);
-    memcpy((uint8_t *)dst->data + di * es, (const uint8_t *)src + si * es, es);
-    return KILN_OK;
-}
 
 /* ---- ArrayFeatureExtractor -------------------------------------------------- */
 
@@ -61,7 +42,7 @@ kiln_status kiln__ref_ArrayFeatureExtractor(kiln__kctx *c) {
                              (long long)iv[j], (long long)j, (long long)cols - 1);
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < k; j++)
-            KILN__TRY(ml_copy_elem(z, r * k + j, x->data, r * cols + iv[j]));
+            KILN__TRY(kiln__elem_copy(z->dtype, z->data, r * k + j, x->data, r * cols + iv[j], 1));
     return KILN_OK;
 }
 
@@ -205,11 +186,12 @@ kiln_status kiln__ref_LabelEncoder(kiln__kctx *c) {
         for (int64_t k = p.keys.n - 1; k >= 0 && j < 0; k--)
             if (le_match(&p, x, i, k)) j = k;
         if (y->dtype == KILN_DTYPE_STRING)
-            KILN__TRY(ml_str_set(y, i, j >= 0 ? ((char *const *)p.values.data)[j] : p.def.s));
+            KILN__TRY(kiln__str_take(
+                y, i, kiln__strdup(j >= 0 ? ((char *const *)p.values.data)[j] : p.def.s)));
         else if (p.index_mode)
             kiln__st_i(y->dtype, y->data, i, j >= 0 ? j : p.def.i);
         else if (j >= 0)
-            KILN__TRY(ml_copy_elem(y, i, p.values.data, j));
+            KILN__TRY(kiln__elem_copy(y->dtype, y->data, i, p.values.data, j, 1));
         else if (kiln__dtype_is_float(y->dtype))
             kiln__st_f(y->dtype, y->data, i, p.def.f);
         else

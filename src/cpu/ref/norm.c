@@ -12,31 +12,11 @@
 
 #include "ops/op.h"
 
-#define NORM_FLOAT_TYPES KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16, KILN_DTYPE_BF16, 0
-
-/* Element i of a float buffer as double / store v rounded to dt (typed f32
- * path, generic otherwise). */
-static inline double ldf(kiln_dtype dt, const void *p, int64_t i) {
-    return dt == KILN_DTYPE_F32 ? (double)((const float *)p)[i] : kiln__ld_f(dt, p, i);
-}
-static inline void stf(kiln_dtype dt, void *p, int64_t i, double v) {
-    if (dt == KILN_DTYPE_F32)
-        ((float *)p)[i] = (float)v;
-    else
-        kiln__st_f(dt, p, i, v);
-}
-
-/* Product of dims[lo..hi). */
-static int64_t dims_prod(const int64_t *dims, int lo, int hi) {
-    int64_t n = 1;
-    for (int i = lo; i < hi; i++) n *= dims[i];
-    return n;
-}
 
 /* Fails unless t is a float tensor of exactly n elements. */
 static kiln_status check_param(const kiln_tensor *t, const char *what, int64_t n) {
     char buf[128];
-    KILN__TRY(kiln__check_dtype(t, what, NORM_FLOAT_TYPES));
+    KILN__TRY(kiln__check_dtype(t, what, KILN__FLOAT_DTYPES));
     if (kiln__n(t) != n)
         return kiln__err(KILN_E_SHAPE, "input '%s' has shape %s (%lld elements), expected %lld elements",
                          what, kiln__shape_str(t->ndim, t->dims, buf, sizeof buf), (long long)kiln__n(t),
@@ -64,10 +44,10 @@ static kiln_status check_unidir(const kiln_tensor *x, const kiln_tensor *p, cons
 static double mean_var(kiln_dtype dt, const void *x, int64_t base, int64_t n, int64_t stride,
                        double *var) {
     double sum = 0, sq = 0;
-    for (int64_t k = 0; k < n; k++) sum += ldf(dt, x, base + k * stride);
+    for (int64_t k = 0; k < n; k++) sum += kiln__elem_ld_f(dt, x, base + k * stride);
     double mean = sum / (double)n;
     for (int64_t k = 0; k < n; k++) {
-        double d = ldf(dt, x, base + k * stride) - mean;
+        double d = kiln__elem_ld_f(dt, x, base + k * stride) - mean;
         sq += d * d;
     }
     *var = sq / (double)n;
@@ -86,7 +66,7 @@ static double mean_var(kiln_dtype dt, const void *x, int64_t base, int64_t n, in
 /* Features F and elements per feature per sample (inner) of x. */
 static void bn_layout(const kiln__kctx *c, int64_t *F, int64_t *inner) {
     const kiln_tensor *x = c->in[0];
-    int64_t C = x->dims[1], S = dims_prod(x->dims, 2, x->ndim);
+    int64_t C = x->dims[1], S = kiln__dims_prod(x->dims, 2, x->ndim);
     int per_activation = c->opset < 9 && kiln__attr_i(c->node, "spatial", 1) == 0 &&
                          kiln__n(c->in[1]) == C * S && S != 1;
     *F = per_activation ? C * S : C;
@@ -103,7 +83,7 @@ static int bn_training(const kiln__kctx *c) {
 kiln_status kiln__infer_BatchNormalization(kiln__kctx *c) {
     static const char *names[] = {"X", "scale", "B", "input_mean", "input_var"};
     const kiln_tensor *x = c->in[0];
-    KILN__TRY(kiln__check_dtype(x, "X", NORM_FLOAT_TYPES));
+    KILN__TRY(kiln__check_dtype(x, "X", KILN__FLOAT_DTYPES));
     if (x->ndim < 2) return kiln__err(KILN_E_SHAPE, "input 'X' has rank %d, expected at least 2", x->ndim);
     for (int i = 1; i < 5; i++)
         if (!c->in[i]) return kiln__err(KILN_E_INVAL, "input '%s' is required", names[i]);
@@ -134,33 +114,36 @@ kiln_status kiln__ref_BatchNormalization(kiln__kctx *c) {
     kiln_tensor *o_smean = c->opset < 14 ? kiln__out(c, 3) : NULL;
     kiln_tensor *o_svar = c->opset < 14 ? kiln__out(c, 4) : NULL;
     for (int64_t f = lo; f < hi; f++) {
-        double mean = ldf(rm->dtype, rm->data, f), var = ldf(rv->dtype, rv->data, f);
+        double mean = kiln__elem_ld_f(rm->dtype, rm->data, f),
+               var = kiln__elem_ld_f(rv->dtype, rv->data, f);
         double run_mean = mean, run_var = var;
         if (training) {
             /* statistics over N samples of `inner` contiguous elements */
             double sum = 0, sq = 0, cnt = (double)(N * inner);
             for (int64_t n = 0; n < N; n++)
-                for (int64_t i = 0; i < inner; i++) sum += ldf(x->dtype, x->data, (n * F + f) * inner + i);
+                for (int64_t i = 0; i < inner; i++)
+                    sum += kiln__elem_ld_f(x->dtype, x->data, (n * F + f) * inner + i);
             mean = sum / cnt;
             for (int64_t n = 0; n < N; n++)
                 for (int64_t i = 0; i < inner; i++) {
-                    double d = ldf(x->dtype, x->data, (n * F + f) * inner + i) - mean;
+                    double d = kiln__elem_ld_f(x->dtype, x->data, (n * F + f) * inner + i) - mean;
                     sq += d * d;
                 }
             var = sq / cnt;
             run_mean = run_mean * momentum + mean * (1 - momentum);
             run_var = run_var * momentum + var * (1 - momentum);
         }
-        if (o_mean) stf(o_mean->dtype, o_mean->data, f, run_mean);
-        if (o_var) stf(o_var->dtype, o_var->data, f, run_var);
-        if (o_smean) stf(o_smean->dtype, o_smean->data, f, mean);
-        if (o_svar) stf(o_svar->dtype, o_svar->data, f, var);
-        double a = ldf(sc->dtype, sc->data, f) / sqrt(var + eps);
-        double b = ldf(bi->dtype, bi->data, f) - mean * a;
+        if (o_mean) kiln__elem_st_f(o_mean->dtype, o_mean->data, f, run_mean);
+        if (o_var) kiln__elem_st_f(o_var->dtype, o_var->data, f, run_var);
+        if (o_smean) kiln__elem_st_f(o_smean->dtype, o_smean->data, f, mean);
+        if (o_svar) kiln__elem_st_f(o_svar->dtype, o_svar->data, f, var);
+        double a = kiln__elem_ld_f(sc->dtype, sc->data, f) / sqrt(var + eps);
+        double b = kiln__elem_ld_f(bi->dtype, bi->data, f) - mean * a;
         for (int64_t n = 0; n < N; n++)
             for (int64_t i = 0; i < inner; i++) {
                 int64_t off = (n * F + f) * inner + i;
-                stf(y->dtype, y->data, off, ldf(x->dtype, x->data, off) * a + b);
+                kiln__elem_st_f(y->dtype, y->data, off,
+                                kiln__elem_ld_f(x->dtype, x->data, off) * a + b);
             }
     }
     return KILN_OK;
@@ -173,7 +156,7 @@ kiln_status kiln__ref_BatchNormalization(kiln__kctx *c) {
 
 static kiln_status group_norm_infer(kiln__kctx *c, int64_t groups) {
     const kiln_tensor *x = c->in[0];
-    KILN__TRY(kiln__check_dtype(x, "X", NORM_FLOAT_TYPES));
+    KILN__TRY(kiln__check_dtype(x, "X", KILN__FLOAT_DTYPES));
     if (x->ndim < 2) return kiln__err(KILN_E_SHAPE, "input 'X' has rank %d, expected at least 2", x->ndim);
     int64_t C = x->dims[1];
     if (groups <= 0 || C % groups != 0)
@@ -192,7 +175,7 @@ static kiln_status group_norm_infer(kiln__kctx *c, int64_t groups) {
 static kiln_status group_norm_run(kiln__kctx *c, int64_t groups, double eps) {
     const kiln_tensor *x = c->in[0], *sc = c->in[1], *bi = c->in[2];
     kiln_tensor *y = c->out[0];
-    int64_t N = x->dims[0], C = x->dims[1], S = dims_prod(x->dims, 2, x->ndim);
+    int64_t N = x->dims[0], C = x->dims[1], S = kiln__dims_prod(x->dims, 2, x->ndim);
     int64_t cpg = C / groups, lo, hi;
     int per_channel = kiln__n(sc) == C;
     kiln__split(N * groups, c->ith, c->nth, &lo, &hi);
@@ -202,10 +185,12 @@ static kiln_status group_norm_run(kiln__kctx *c, int64_t groups, double eps) {
         double inv = 1.0 / sqrt(var + eps);
         for (int64_t k = 0; k < cpg; k++) {
             int64_t p = per_channel ? g * cpg + k : g;
-            double a = ldf(sc->dtype, sc->data, p) * inv, b = ldf(bi->dtype, bi->data, p);
+            double a = kiln__elem_ld_f(sc->dtype, sc->data, p) * inv,
+                   b = kiln__elem_ld_f(bi->dtype, bi->data, p);
             for (int64_t s = 0; s < S; s++) {
                 int64_t off = base + k * S + s;
-                stf(y->dtype, y->data, off, (ldf(x->dtype, x->data, off) - mean) * a + b);
+                kiln__elem_st_f(y->dtype, y->data, off,
+                                (kiln__elem_ld_f(x->dtype, x->data, off) - mean) * a + b);
             }
         }
     }
@@ -223,7 +208,7 @@ kiln_status kiln__ref_GroupNormalization(kiln__kctx *c) {
 }
 
 kiln_status kiln__infer_InstanceNormalization(kiln__kctx *c) {
-    KILN__TRY(kiln__check_dtype(c->in[0], "input", NORM_FLOAT_TYPES));
+    KILN__TRY(kiln__check_dtype(c->in[0], "input", KILN__FLOAT_DTYPES));
     if (c->in[0]->ndim < 2)
         return kiln__err(KILN_E_SHAPE, "input 'input' has rank %d, expected at least 2", c->in[0]->ndim);
     return group_norm_infer(c, c->in[0]->dims[1] > 0 ? c->in[0]->dims[1] : 1);
@@ -242,14 +227,14 @@ kiln_status kiln__ref_InstanceNormalization(kiln__kctx *c) {
 
 static kiln_status row_norm_infer(kiln__kctx *c, int with_stats) {
     const kiln_tensor *x = c->in[0];
-    KILN__TRY(kiln__check_dtype(x, "X", NORM_FLOAT_TYPES));
+    KILN__TRY(kiln__check_dtype(x, "X", KILN__FLOAT_DTYPES));
     int axis;
     KILN__TRY(kiln__axis(kiln__attr_i(c->node, "axis", -1), x->ndim, "axis", &axis));
-    KILN__TRY(kiln__check_dtype(c->in[1], "Scale", NORM_FLOAT_TYPES));
+    KILN__TRY(kiln__check_dtype(c->in[1], "Scale", KILN__FLOAT_DTYPES));
     KILN__TRY(check_unidir(x, c->in[1], "Scale"));
     kiln_tensor *b = kiln__in(c, 2);
     if (b) {
-        KILN__TRY(kiln__check_dtype(b, "B", NORM_FLOAT_TYPES));
+        KILN__TRY(kiln__check_dtype(b, "B", KILN__FLOAT_DTYPES));
         KILN__TRY(check_unidir(x, b, "B"));
     }
     int64_t stash = kiln__attr_i(c->node, "stash_type", KILN_DTYPE_F32);
@@ -273,7 +258,8 @@ static kiln_status row_norm_run(kiln__kctx *c, int center) {
     double eps = kiln__attr_f(c->node, "epsilon", 1e-5f);
     int axis;
     KILN__TRY(kiln__axis(kiln__attr_i(c->node, "axis", -1), x->ndim, "axis", &axis));
-    int64_t rows = dims_prod(x->dims, 0, axis), cols = dims_prod(x->dims, axis, x->ndim), lo, hi;
+    int64_t rows = kiln__dims_prod(x->dims, 0, axis),
+            cols = kiln__dims_prod(x->dims, axis, x->ndim), lo, hi;
     if (cols == 0) return KILN_OK;
     int64_t strides[KILN__ITER_MAX_OPS][KILN_MAX_DIMS];
     kiln__bcast_strides(sc->ndim, sc->dims, x->ndim, x->dims, strides[0]);
@@ -289,19 +275,20 @@ static kiln_status row_norm_run(kiln__kctx *c, int center) {
         } else {
             double sq = 0;
             for (int64_t k = 0; k < cols; k++) {
-                double v = ldf(x->dtype, x->data, base + k);
+                double v = kiln__elem_ld_f(x->dtype, x->data, base + k);
                 sq += v * v;
             }
             var = sq / (double)cols;
         }
         double inv = 1.0 / sqrt(var + eps);
-        if (o_mean) stf(o_mean->dtype, o_mean->data, r, mean);
-        if (o_inv) stf(o_inv->dtype, o_inv->data, r, inv);
+        if (o_mean) kiln__elem_st_f(o_mean->dtype, o_mean->data, r, mean);
+        if (o_inv) kiln__elem_st_f(o_inv->dtype, o_inv->data, r, inv);
         kiln__iter_seek(&it, base);
         for (int64_t k = 0; k < cols; k++, kiln__iter_next(&it)) {
-            double v = (ldf(x->dtype, x->data, base + k) - mean) * inv * ldf(sc->dtype, sc->data, it.off[0]);
-            if (bi) v += ldf(bi->dtype, bi->data, it.off[1]);
-            stf(y->dtype, y->data, base + k, v);
+            double v = (kiln__elem_ld_f(x->dtype, x->data, base + k) - mean) * inv *
+                       kiln__elem_ld_f(sc->dtype, sc->data, it.off[0]);
+            if (bi) v += kiln__elem_ld_f(bi->dtype, bi->data, it.off[1]);
+            kiln__elem_st_f(y->dtype, y->data, base + k, v);
         }
     }
     return KILN_OK;
@@ -318,7 +305,7 @@ kiln_status kiln__ref_RMSNormalization(kiln__kctx *c) { return row_norm_run(c, 0
 
 kiln_status kiln__infer_LpNormalization(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
-    KILN__TRY(kiln__check_dtype(x, "input", NORM_FLOAT_TYPES));
+    KILN__TRY(kiln__check_dtype(x, "input", KILN__FLOAT_DTYPES));
     int axis;
     KILN__TRY(kiln__axis(kiln__attr_i(c->node, "axis", -1), x->ndim, "axis", &axis));
     int64_t p = kiln__attr_i(c->node, "p", 2);
@@ -334,20 +321,21 @@ kiln_status kiln__ref_LpNormalization(kiln__kctx *c) {
     int axis;
     KILN__TRY(kiln__axis(kiln__attr_i(c->node, "axis", -1), x->ndim, "axis", &axis));
     int p = (int)kiln__attr_i(c->node, "p", 2);
-    int64_t n = x->dims[axis], inner = dims_prod(x->dims, axis + 1, x->ndim);
-    int64_t lines = dims_prod(x->dims, 0, axis) * inner, lo, hi;
+    int64_t n = x->dims[axis], inner = kiln__dims_prod(x->dims, axis + 1, x->ndim);
+    int64_t lines = kiln__dims_prod(x->dims, 0, axis) * inner, lo, hi;
     kiln__split(lines, c->ith, c->nth, &lo, &hi);
     for (int64_t l = lo; l < hi; l++) {
         int64_t base = (l / inner) * n * inner + l % inner;
         double norm = 0;
         for (int64_t k = 0; k < n; k++) {
-            double v = ldf(x->dtype, x->data, base + k * inner);
+            double v = kiln__elem_ld_f(x->dtype, x->data, base + k * inner);
             norm += p == 1 ? fabs(v) : v * v;
         }
         if (p == 2) norm = sqrt(norm);
         for (int64_t k = 0; k < n; k++) {
             int64_t off = base + k * inner;
-            stf(y->dtype, y->data, off, norm == 0 ? 0.0 : ldf(x->dtype, x->data, off) / norm);
+            kiln__elem_st_f(y->dtype, y->data, off,
+                            norm == 0 ? 0.0 : kiln__elem_ld_f(x->dtype, x->data, off) / norm);
         }
     }
     return KILN_OK;
@@ -360,7 +348,7 @@ kiln_status kiln__ref_LpNormalization(kiln__kctx *c) {
 
 kiln_status kiln__infer_LRN(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
-    KILN__TRY(kiln__check_dtype(x, "X", NORM_FLOAT_TYPES));
+    KILN__TRY(kiln__check_dtype(x, "X", KILN__FLOAT_DTYPES));
     if (x->ndim < 2) return kiln__err(KILN_E_SHAPE, "input 'X' has rank %d, expected at least 2", x->ndim);
     if (kiln__attr_i(c->node, "size", 0) <= 0)
         return kiln__err(KILN_E_INVAL, "attribute 'size' is %lld, expected a positive integer (required)",
@@ -375,7 +363,7 @@ kiln_status kiln__ref_LRN(kiln__kctx *c) {
     double alpha = kiln__attr_f(c->node, "alpha", 1e-4f), beta = kiln__attr_f(c->node, "beta", 0.75f);
     double bias = kiln__attr_f(c->node, "bias", 1.0f);
     int64_t size = kiln__attr_i(c->node, "size", 1);
-    int64_t C = x->dims[1], S = dims_prod(x->dims, 2, x->ndim), lo, hi;
+    int64_t C = x->dims[1], S = kiln__dims_prod(x->dims, 2, x->ndim), lo, hi;
     int64_t before = (size - 1) / 2, after = size / 2; /* floor and ceil of (size-1)/2 */
     kiln__split(x->dims[0] * C, c->ith, c->nth, &lo, &hi);
     for (int64_t nc = lo; nc < hi; nc++) {
@@ -384,11 +372,13 @@ kiln_status kiln__ref_LRN(kiln__kctx *c) {
         for (int64_t s = 0; s < S; s++) {
             double sq = 0;
             for (int64_t k = c0; k <= c1; k++) {
-                double v = ldf(x->dtype, x->data, (n * C + k) * S + s);
+                double v = kiln__elem_ld_f(x->dtype, x->data, (n * C + k) * S + s);
                 sq += v * v;
             }
             int64_t off = nc * S + s;
-            stf(y->dtype, y->data, off, ldf(x->dtype, x->data, off) / pow(bias + alpha / (double)size * sq, beta));
+            kiln__elem_st_f(y->dtype, y->data, off,
+                            kiln__elem_ld_f(x->dtype, x->data, off) /
+                                pow(bias + alpha / (double)size * sq, beta));
         }
     }
     return KILN_OK;
@@ -422,7 +412,7 @@ static kiln_status mvn_axes(const kiln__kctx *c, int rank, int *reduced) {
 kiln_status kiln__infer_MeanVarianceNormalization(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
     int reduced[KILN_MAX_DIMS];
-    KILN__TRY(kiln__check_dtype(x, "X", NORM_FLOAT_TYPES));
+    KILN__TRY(kiln__check_dtype(x, "X", KILN__FLOAT_DTYPES));
     KILN__TRY(mvn_axes(c, x->ndim, reduced));
     return kiln__out_like(c, 0, x);
 }
@@ -449,18 +439,20 @@ kiln_status kiln__ref_MeanVarianceNormalization(kiln__kctx *c) {
         int64_t base = outer.off[0];
         double sum = 0, sq = 0;
         kiln__iter_init(&in, x->ndim, red_dims, 1, strides);
-        for (int64_t k = 0; k < count; k++, kiln__iter_next(&in)) sum += ldf(x->dtype, x->data, base + in.off[0]);
+        for (int64_t k = 0; k < count; k++, kiln__iter_next(&in))
+            sum += kiln__elem_ld_f(x->dtype, x->data, base + in.off[0]);
         double mean = sum / (double)count;
         kiln__iter_init(&in, x->ndim, red_dims, 1, strides);
         for (int64_t k = 0; k < count; k++, kiln__iter_next(&in)) {
-            double d = ldf(x->dtype, x->data, base + in.off[0]) - mean;
+            double d = kiln__elem_ld_f(x->dtype, x->data, base + in.off[0]) - mean;
             sq += d * d;
         }
         double denom = sqrt(sq / (double)count) + 1e-9;
         kiln__iter_init(&in, x->ndim, red_dims, 1, strides);
         for (int64_t k = 0; k < count; k++, kiln__iter_next(&in)) {
             int64_t off = base + in.off[0];
-            stf(y->dtype, y->data, off, (ldf(x->dtype, x->data, off) - mean) / denom);
+            kiln__elem_st_f(y->dtype, y->data, off,
+                            (kiln__elem_ld_f(x->dtype, x->data, off) - mean) / denom);
         }
     }
     return KILN_OK;
@@ -509,10 +501,10 @@ static double mt_uniform(mt19937 *r) {
 
 kiln_status kiln__infer_Dropout(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
-    KILN__TRY(kiln__check_dtype(x, "data", NORM_FLOAT_TYPES));
+    KILN__TRY(kiln__check_dtype(x, "data", KILN__FLOAT_DTYPES));
     kiln_tensor *ratio = kiln__in(c, 1), *train = kiln__in(c, 2);
     if (ratio) {
-        KILN__TRY(kiln__check_dtype(ratio, "ratio", NORM_FLOAT_TYPES));
+        KILN__TRY(kiln__check_dtype(ratio, "ratio", KILN__FLOAT_DTYPES));
         if (kiln__n(ratio) != 1) return kiln__err(KILN_E_SHAPE, "input 'ratio' must be a scalar");
     }
     if (train) {
@@ -527,13 +519,13 @@ kiln_status kiln__ref_Dropout(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0], *ratio_t = kiln__in(c, 1), *train_t = kiln__in(c, 2);
     kiln_tensor *y = c->out[0], *mask = kiln__out(c, 1);
     float ratio = c->opset >= 12 ? 0.5f : kiln__attr_f(c->node, "ratio", 0.5f);
-    if (ratio_t) ratio = (float)ldf(ratio_t->dtype, ratio_t->data, 0);
+    if (ratio_t) ratio = (float)kiln__elem_ld_f(ratio_t->dtype, ratio_t->data, 0);
     int training = c->opset >= 12 && train_t && ((const uint8_t *)train_t->data)[0];
     int64_t n = kiln__n(x);
     if (!training || ratio == 0) {
         if (y->data != x->data) memcpy(y->data, x->data, kiln__tensor_bytes(x));
         if (mask)
-            for (int64_t i = 0; i < n; i++) stf(mask->dtype, mask->data, i, 1.0);
+            for (int64_t i = 0; i < n; i++) kiln__elem_st_f(mask->dtype, mask->data, i, 1.0);
         return KILN_OK;
     }
     if (!(ratio > 0 && ratio <= 1))
@@ -545,8 +537,9 @@ kiln_status kiln__ref_Dropout(kiln__kctx *c) {
     float scale = 1.0f / (1.0f - ratio); /* in float, as numpy does for f32 ratio */
     for (int64_t i = 0; i < n; i++) {
         int keep = mt_uniform(&rng) >= (double)ratio;
-        stf(y->dtype, y->data, i, keep ? ldf(x->dtype, x->data, i) * (double)scale : 0.0);
-        if (mask) stf(mask->dtype, mask->data, i, keep);
+        kiln__elem_st_f(y->dtype, y->data, i,
+                        keep ? kiln__elem_ld_f(x->dtype, x->data, i) * (double)scale : 0.0);
+        if (mask) kiln__elem_st_f(mask->dtype, mask->data, i, keep);
     }
     return KILN_OK;
 }

@@ -46,8 +46,7 @@ static kiln_status pool_check_x(const kiln_tensor *x, int ints_ok) {
     if (ints_ok)
         return kiln__check_dtype(x, "X", KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16,
                                  KILN_DTYPE_BF16, KILN_DTYPE_I8, KILN_DTYPE_U8, 0);
-    return kiln__check_dtype(x, "X", KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16,
-                             KILN_DTYPE_BF16, 0);
+    return kiln__check_dtype(x, "X", KILN__FLOAT_DTYPES);
 }
 
 /* Fills p for pool `kind` on X = in[0]; global pools use the whole plane as
@@ -75,9 +74,9 @@ static kiln_status pool_setup(const kiln__kctx *c, pool_kind kind, int global, p
         KILN__TRY(kiln__win_forward(&p->w, ceil_mode != 0));
     }
     p->NC = x->dims[0] * x->dims[1];
-    p->in_size = kiln__prod(nsp, p->w.in);
-    p->out_size = kiln__prod(nsp, p->w.out);
-    p->k_size = kiln__prod(nsp, p->w.k);
+    p->in_size = kiln__dims_prod(p->w.in, 0, nsp);
+    p->out_size = kiln__dims_prod(p->w.out, 0, nsp);
+    p->k_size = kiln__dims_prod(p->w.k, 0, nsp);
     dims[0] = x->dims[0];
     dims[1] = x->dims[1];
     memcpy(dims + 2, p->w.out, nsp * sizeof(int64_t));
@@ -113,7 +112,7 @@ static void pool_plane(const pool_prob *p, int64_t nc) {
             in_pads += in_padded;
             if (!in_x) continue;
             inside++;
-            double v = kiln__ld_fast(dt, p->x->data, xbase + xoff);
+            double v = kiln__elem_ld_f(dt, p->x->data, xbase + xoff);
             if (p->kind == POOL_MAX) {
                 if (best < 0 || v > acc) {
                     acc = v;
@@ -226,7 +225,7 @@ kiln_status kiln__ref_MaxUnpool(kiln__kctx *c) {
     int64_t udims[KILN_MAX_DIMS], ydims[KILN_MAX_DIMS];
     KILN__TRY(unpool_setup(c, udims, ydims));
     int nd = x->ndim;
-    int64_t n = kiln__n(x), nu = kiln__prod(nd, udims);
+    int64_t n = kiln__n(x), nu = kiln__dims_prod(udims, 0, nd);
     memset(y->data, 0, kiln__tensor_bytes(y));
     for (int64_t i = 0; i < n; i++) {
         int64_t at = ((const int64_t *)ind->data)[i], yi = 0, mul = 1;

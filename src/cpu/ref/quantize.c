@@ -10,8 +10,14 @@
  *   per axis:   1-D of x.dims[axis] elements (opset 13+);
  *   blocked:    same rank as x, dims[axis] = ceil(x.dims[axis] / block_size)
  *               and the other dims equal to x's (opset 21+).
- * Quantized types kiln has: uint8, int8, uint16, int16 (int32 as a
- * DequantizeLinear input). float8/int4/int2/float4 are not kiln dtypes.
+ * Quantized types: the integers uint8, int8, uint16, int16, uint4, int4,
+ * uint2, int2 (int32 as a DequantizeLinear input), which round half to even
+ * and saturate to their range; and the floats float8e4m3fn, float8e4m3fnuz,
+ * float8e5m2, float8e5m2fnuz (round to nearest even; attribute 'saturate',
+ * default 1, clamps out-of-range values to +-max, else they become inf/NaN
+ * as Cast does) and float4e2m1 (always saturates). The zero point is added
+ * (subtracted) in every case; for the float types it is normally 0.
+ * The scale may also be float8e8m0 (opset 25).
  */
 #include <math.h>
 #include <string.h>
@@ -45,7 +51,10 @@ static kiln_status quant_map_init(const kiln__kctx *c, const kiln_tensor *x,
                                   const char *scale_name, const char *zp_name, quant_map *m) {
     memset(m, 0, sizeof *m);
     char got[128], want[128];
-    if (zp && !kiln__same_shape(zp, scale))
+    /* per tensor, () and (1,) mix (the ONNX tests pair a () scale with a (1,) zero point) */
+    int both_scalar = zp && kiln__n(zp) == 1 && kiln__n(scale) == 1 && zp->ndim <= 1 &&
+                      scale->ndim <= 1;
+    if (zp && !both_scalar && !kiln__same_shape(zp, scale))
         return kiln__err(KILN_E_SHAPE, "input '%s' has shape %s, expected the shape of '%s' %s",
                          zp_name, kiln__shape_str(zp->ndim, zp->dims, got, sizeof got),
                          scale_name, kiln__shape_str(scale->ndim, scale->dims, want, sizeof want));
@@ -89,19 +98,42 @@ static kiln_status quant_map_init(const kiln__kctx *c, const kiln_tensor *x,
     return KILN_OK;
 }
 
-/* Range of a quantized integer dtype; fails for other dtypes. */
-static kiln_status quant_range(kiln_dtype dt, const char *what, double *lo, double *hi) {
+/* What a quantized dtype is: an integer of range [lo, hi], or a narrow float. */
+typedef struct quant_type {
+    int is_float; /* float8 or float4e2m1 */
+    double lo, hi;
+} quant_type;
+
+/* The quantized type of dt; fails (naming what) for other dtypes. */
+static kiln_status quant_type_of(kiln_dtype dt, const char *what, quant_type *q) {
+    q->is_float = 0;
     switch (dt) {
-    case KILN_DTYPE_U8: *lo = 0, *hi = 255; return KILN_OK;
-    case KILN_DTYPE_I8: *lo = -128, *hi = 127; return KILN_OK;
-    case KILN_DTYPE_U16: *lo = 0, *hi = 65535; return KILN_OK;
-    case KILN_DTYPE_I16: *lo = -32768, *hi = 32767; return KILN_OK;
-    case KILN_DTYPE_I32: *lo = -2147483648.0, *hi = 2147483647.0; return KILN_OK;
+    case KILN_DTYPE_U8: q->lo = 0, q->hi = 255; return KILN_OK;
+    case KILN_DTYPE_I8: q->lo = -128, q->hi = 127; return KILN_OK;
+    case KILN_DTYPE_U16: q->lo = 0, q->hi = 65535; return KILN_OK;
+    case KILN_DTYPE_I16: q->lo = -32768, q->hi = 32767; return KILN_OK;
+    case KILN_DTYPE_I32: q->lo = -2147483648.0, q->hi = 2147483647.0; return KILN_OK;
+    case KILN_DTYPE_U4: q->lo = 0, q->hi = 15; return KILN_OK;
+    case KILN_DTYPE_I4: q->lo = -8, q->hi = 7; return KILN_OK;
+    case KILN_DTYPE_U2: q->lo = 0, q->hi = 3; return KILN_OK;
+    case KILN_DTYPE_I2: q->lo = -2, q->hi = 1; return KILN_OK;
+    case KILN_DTYPE_F8E4M3FN: case KILN_DTYPE_F8E4M3FNUZ: case KILN_DTYPE_F8E5M2:
+    case KILN_DTYPE_F8E5M2FNUZ: case KILN_DTYPE_F4E2M1:
+        q->is_float = 1;
+        q->lo = q->hi = 0;
+        return KILN_OK;
     default:
         return kiln__err(KILN_E_UNSUPPORTED, "%s has type %s (%d); kiln quantizes to uint8, int8, "
-                         "uint16 and int16 only", what, kiln_dtype_valid(dt) ?
-                         kiln_dtype_name(dt) : "not a kiln dtype", (int)dt);
+                         "uint16, int16, uint4, int4, uint2, int2, float8e4m3fn, float8e4m3fnuz, "
+                         "float8e5m2, float8e5m2fnuz and float4e2m1 only", what,
+                         kiln_dtype_valid(dt) ? kiln_dtype_name(dt) : "not a kiln dtype", (int)dt);
     }
+}
+
+/* Fails unless the scale named what is a float type a scale may have. */
+static kiln_status check_scale(const kiln_tensor *scale, const char *what) {
+    return kiln__check_dtype(scale, what, KILN_DTYPE_F32, KILN_DTYPE_F16, KILN_DTYPE_BF16,
+                             KILN_DTYPE_F64, KILN_DTYPE_F8E8M0, 0);
 }
 
 /* Rounds half to even and saturates into [lo, hi]; NaN gives 0. */
@@ -121,8 +153,8 @@ static kiln_status quantize_out_dtype(const kiln__kctx *c, kiln_dtype *out) {
     if (zp && attr && attr != zp->dtype)
         return kiln__err(KILN_E_TYPE, "attribute 'output_dtype' is %lld but 'y_zero_point' is %s",
                          (long long)attr, kiln_dtype_name(zp->dtype));
-    double lo, hi;
-    KILN__TRY(quant_range(dt, zp ? "input 'y_zero_point'" : "the output", &lo, &hi));
+    quant_type q;
+    KILN__TRY(quant_type_of(dt, zp ? "input 'y_zero_point'" : "the output", &q));
     if (dt == KILN_DTYPE_I32)
         return kiln__err(KILN_E_UNSUPPORTED, "QuantizeLinear output type int32 is not allowed");
     *out = dt;
@@ -130,14 +162,13 @@ static kiln_status quantize_out_dtype(const kiln__kctx *c, kiln_dtype *out) {
 }
 
 // x: any shape f32/f16/bf16/f64/i32, y_scale: see header, y_zero_point: like
-// y_scale (u8/i8/u16/i16), y: shape of x
+// y_scale (a quantized type, see header), y: shape of x
 kiln_status kiln__infer_QuantizeLinear(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0], *scale = c->in[1];
     if (!x || !scale) return kiln__err(KILN_E_INVAL, "inputs 'x' and 'y_scale' are required");
     KILN__TRY(kiln__check_dtype(x, "x", KILN_DTYPE_F32, KILN_DTYPE_F16, KILN_DTYPE_BF16,
                                 KILN_DTYPE_F64, KILN_DTYPE_I32, 0));
-    KILN__TRY(kiln__check_dtype(scale, "y_scale", KILN_DTYPE_F32, KILN_DTYPE_F16,
-                                KILN_DTYPE_BF16, KILN_DTYPE_F64, 0));
+    KILN__TRY(check_scale(scale, "y_scale"));
     kiln_dtype dt = KILN_DTYPE_U8;
     KILN__TRY(quantize_out_dtype(c, &dt));
     quant_map m;
@@ -150,8 +181,9 @@ kiln_status kiln__ref_QuantizeLinear(kiln__kctx *c) {
     kiln_tensor *y = c->out[0];
     quant_map m;
     KILN__TRY(quant_map_init(c, x, scale, zp, "y_scale", "y_zero_point", &m));
-    double lo, hi;
-    KILN__TRY(quant_range(y->dtype, "the output", &lo, &hi));
+    quant_type qt;
+    KILN__TRY(quant_type_of(y->dtype, "the output", &qt));
+    int saturate = kiln__attr_i(c->node, "saturate", 1) != 0;
     /* The division runs in the precision of y_scale (or attribute
      * 'precision'): double for f64, float otherwise; int32 and f64 x divide
      * in double (as numpy promotes them). */
@@ -163,32 +195,42 @@ kiln_status kiln__ref_QuantizeLinear(kiln__kctx *c) {
         int64_t k = quant_index(&m, i);
         double xv = kiln__ld_f(x->dtype, x->data, i), sv = kiln__ld_f(scale->dtype, scale->data, k);
         double q = in_double ? xv / sv : (double)((float)xv / (float)sv);
+        if (qt.is_float) { /* float8 / float4: add the zero point, round once into y */
+            if (zp) {
+                double z = kiln__ld_f(zp->dtype, zp->data, k);
+                q = in_double ? q + z : (double)((float)q + (float)z);
+            }
+            ((uint8_t *)y->data)[i] = kiln__minifloat_from_f(y->dtype, q, saturate);
+            continue;
+        }
         if (!isnan(q)) q = nearbyint(q);
         if (zp) q += (double)kiln__ld_i(zp->dtype, zp->data, k);
-        kiln__st_f(y->dtype, y->data, i, quant_round_sat(q, lo, hi));
+        kiln__st_f(y->dtype, y->data, i, quant_round_sat(q, qt.lo, qt.hi));
     }
     return KILN_OK;
 }
 
 /* ---- DequantizeLinear ------------------------------------------------------ */
 
-// x: any shape u8/i8/u16/i16/i32, x_scale: see header (float), x_zero_point:
-// like x_scale with x's dtype, y: shape of x, dtype output_dtype or x_scale's
+// x: any shape, a quantized type (see header) or i32, x_scale: see header
+// (float), x_zero_point: like x_scale with x's dtype, y: shape of x, dtype
+// output_dtype or x_scale's
 kiln_status kiln__infer_DequantizeLinear(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0], *scale = c->in[1], *zp = kiln__in(c, 2);
     if (!x || !scale) return kiln__err(KILN_E_INVAL, "inputs 'x' and 'x_scale' are required");
-    double lo, hi;
-    KILN__TRY(quant_range(x->dtype, "input 'x'", &lo, &hi));
-    KILN__TRY(kiln__check_dtype(scale, "x_scale", KILN_DTYPE_F32, KILN_DTYPE_F16,
-                                KILN_DTYPE_BF16, KILN_DTYPE_F64, 0));
+    quant_type qt;
+    KILN__TRY(quant_type_of(x->dtype, "input 'x'", &qt));
+    KILN__TRY(check_scale(scale, "x_scale"));
     if (zp && zp->dtype != x->dtype)
         return kiln__err(KILN_E_TYPE, "input 'x_zero_point' is %s, expected %s like 'x'",
                          kiln_dtype_name(zp->dtype), kiln_dtype_name(x->dtype));
     int64_t attr = kiln__attr_i(c->node, "output_dtype", 0);
     kiln_dtype out = attr ? (kiln_dtype)attr : scale->dtype;
-    if (!kiln_dtype_valid((int)out) || !kiln__dtype_is_float(out))
-        return kiln__err(KILN_E_UNSUPPORTED, "attribute 'output_dtype' is %lld, expected a float "
-                         "type (float32, float16, bfloat16, float64)", (long long)attr);
+    if (!kiln_dtype_valid((int)out) || !kiln__dtype_is_float(out) || kiln__dtype_is_minifloat(out))
+        return kiln__err(KILN_E_UNSUPPORTED, "output type is %s (attribute 'output_dtype' %lld, "
+                         "else x_scale's), expected float32, float16, bfloat16 or float64",
+                         kiln_dtype_valid((int)out) ? kiln_dtype_name(out) : "not a kiln dtype",
+                         (long long)attr);
     quant_map m;
     KILN__TRY(quant_map_init(c, x, scale, zp, "x_scale", "x_zero_point", &m));
     return kiln__out_shape(c, 0, out, x->ndim, x->dims);
@@ -199,12 +241,20 @@ kiln_status kiln__ref_DequantizeLinear(kiln__kctx *c) {
     kiln_tensor *y = c->out[0];
     quant_map m;
     KILN__TRY(quant_map_init(c, x, scale, zp, "x_scale", "x_zero_point", &m));
+    int is_float = kiln__dtype_is_minifloat(x->dtype);
     int64_t n = kiln__n(x);
     for (int64_t i = 0; i < n; i++) {
         int64_t k = quant_index(&m, i);
-        int64_t q = kiln__ld_i(x->dtype, x->data, i);
-        if (zp) q -= kiln__ld_i(zp->dtype, zp->data, k);
-        kiln__st_f(y->dtype, y->data, i, (double)q * kiln__ld_f(scale->dtype, scale->data, k));
+        double q; /* exact: the difference of two quantized values */
+        if (is_float) {
+            q = kiln__ld_f(x->dtype, x->data, i);
+            if (zp) q -= kiln__ld_f(zp->dtype, zp->data, k);
+        } else {
+            int64_t qi = kiln__ld_i(x->dtype, x->data, i);
+            if (zp) qi -= kiln__ld_i(zp->dtype, zp->data, k);
+            q = (double)qi;
+        }
+        kiln__st_f(y->dtype, y->data, i, q * kiln__ld_f(scale->dtype, scale->data, k));
     }
     return KILN_OK;
 }

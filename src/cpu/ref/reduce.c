@@ -12,52 +12,6 @@
 
 /* ---- shared helpers ------------------------------------------------------ */
 
-/* Fast typed loads for the common float dtypes; any other dtype goes through
- * the generic accessor. */
-static inline double load_f(kiln_dtype dt, const void *base, int64_t i) {
-    if (dt == KILN_DTYPE_F32) return ((const float *)base)[i];
-    if (dt == KILN_DTYPE_F64) return ((const double *)base)[i];
-    return kiln__ld_f(dt, base, i);
-}
-static inline void store_f(kiln_dtype dt, void *base, int64_t i, double v) {
-    if (dt == KILN_DTYPE_F32) ((float *)base)[i] = (float)v;
-    else if (dt == KILN_DTYPE_F64) ((double *)base)[i] = v;
-    else kiln__st_f(dt, base, i, v);
-}
-/* Integer element as int64 bits (uint64 keeps its bit pattern). */
-static inline int64_t load_i(kiln_dtype dt, const void *base, int64_t i) {
-    if (dt == KILN_DTYPE_I64) return ((const int64_t *)base)[i];
-    if (dt == KILN_DTYPE_I32) return ((const int32_t *)base)[i];
-    if (dt == KILN_DTYPE_U64) return (int64_t)kiln__ld_u(dt, base, i);
-    return kiln__ld_i(dt, base, i);
-}
-static inline void store_i(kiln_dtype dt, void *base, int64_t i, int64_t v) {
-    if (dt == KILN_DTYPE_U64) kiln__st_u(dt, base, i, (uint64_t)v);
-    else kiln__st_i(dt, base, i, v);
-}
-
-/* Smallest and largest value of an integer (or bool) dtype, as int64 bits. */
-static void int_range(kiln_dtype dt, int64_t *lo, int64_t *hi) {
-    switch (dt) {
-    case KILN_DTYPE_I8: *lo = INT8_MIN; *hi = INT8_MAX; break;
-    case KILN_DTYPE_U8: *lo = 0; *hi = UINT8_MAX; break;
-    case KILN_DTYPE_I16: *lo = INT16_MIN; *hi = INT16_MAX; break;
-    case KILN_DTYPE_U16: *lo = 0; *hi = UINT16_MAX; break;
-    case KILN_DTYPE_I32: *lo = INT32_MIN; *hi = INT32_MAX; break;
-    case KILN_DTYPE_U32: *lo = 0; *hi = UINT32_MAX; break;
-    case KILN_DTYPE_U64: *lo = 0; *hi = -1; break; /* UINT64_MAX bits */
-    case KILN_DTYPE_BOOL: *lo = 0; *hi = 1; break;
-    default: *lo = INT64_MIN; *hi = INT64_MAX; break;
-    }
-}
-
-/* Fails unless t is a float or integer tensor (or bool, if allowed). */
-static kiln_status check_numeric(const kiln_tensor *t, const char *what, int allow_bool) {
-    if (kiln__dtype_is_float(t->dtype) || kiln__dtype_is_int(t->dtype)) return KILN_OK;
-    if (allow_bool && t->dtype == KILN_DTYPE_BOOL) return KILN_OK;
-    return kiln__err(KILN_E_TYPE, "%s has dtype %s, expected a numeric%s tensor", what,
-                     kiln_dtype_name(t->dtype), allow_bool ? " or bool" : "");
-}
 
 /* ---- Reduce* -------------------------------------------------------------- */
 
@@ -80,25 +34,13 @@ typedef enum {
  * axes, or none when noop_with_empty_axes is set. */
 static kiln_status reduce_axes(kiln__kctx *c, int axes_input_opset, int rank, uint8_t *red) {
     int64_t axes[KILN_MAX_DIMS];
-    int n = 0, noop = 0;
-    if (c->opset >= axes_input_opset) {
-        const kiln_tensor *a = kiln__in(c, 1);
-        if (a) {
-            KILN__NEED(c, 1);
-            KILN__TRY(kiln__read_ints(a, "input 'axes'", axes, KILN_MAX_DIMS, &n));
-        }
-        noop = kiln__attr_i(c->node, "noop_with_empty_axes", 0) != 0;
-    } else {
-        if (kiln__in(c, 1))
-            return kiln__err(KILN_E_INVAL, "opset %d takes 'axes' as an attribute, not an input",
-                             c->opset);
-        const int64_t *v;
-        int na = kiln__attr_ints(c->node, "axes", &v);
-        if (na > KILN_MAX_DIMS)
-            return kiln__err(KILN_E_INVAL, "attribute 'axes' has %d entries, at most %d allowed",
-                             na, KILN_MAX_DIMS);
-        for (int i = 0; i < na; i++) axes[n++] = v[i];
-    }
+    int n, from_input = c->opset >= axes_input_opset;
+    if (!from_input && kiln__in(c, 1))
+        return kiln__err(KILN_E_INVAL, "opset %d takes 'axes' as an attribute, not an input",
+                         c->opset);
+    KILN__TRY(kiln__ints_arg(c, from_input, "axes", 1, axes, KILN_MAX_DIMS, &n));
+    if (n < 0) n = 0; /* absent: all axes (or none with noop_with_empty_axes) */
+    int noop = from_input && kiln__attr_i(c->node, "noop_with_empty_axes", 0) != 0;
     memset(red, 0, (size_t)(rank > 0 ? rank : 1));
     if (n == 0) {
         if (!noop) memset(red, 1, (size_t)(rank > 0 ? rank : 1));
@@ -117,7 +59,7 @@ static kiln_status reduce_axes(kiln__kctx *c, int axes_input_opset, int rank, ui
 // x: (d0,...,dr-1) -> y: reduced axes dropped (keepdims=0) or set to 1
 static kiln_status reduce_infer(kiln__kctx *c, int axes_input_opset, int allow_bool) {
     const kiln_tensor *x = c->in[0];
-    KILN__TRY(check_numeric(x, "input 'data'", allow_bool));
+    KILN__TRY(kiln__check_numeric(x, "input 'data'", allow_bool));
     uint8_t red[KILN_MAX_DIMS];
     KILN__TRY(reduce_axes(c, axes_input_opset, x->ndim, red));
     int keep = kiln__attr_i(c->node, "keepdims", 1) != 0;
@@ -161,7 +103,7 @@ static double reduce_one_f(const reduce_plan *p, int64_t base) {
         for (int64_t r = 0; r < n_rows; r++, kiln__iter_next(&it)) {
             int64_t off = base + it.off[0];
             for (int64_t j = 0; j < p->len; j++, off += p->stride) {
-                double v = load_f(p->dt, p->x, off);
+                double v = kiln__elem_ld_f(p->dt, p->x, off);
                 if (pass == 0) {
                     if (isfinite(v) && v > mx) mx = v;
                     continue;
@@ -194,7 +136,7 @@ static double reduce_one_f(const reduce_plan *p, int64_t base) {
 static int64_t reduce_one_i(const reduce_plan *p, int64_t base, double *fres) {
     int is_u64 = p->dt == KILN_DTYPE_U64;
     int64_t lo, hi, acc;
-    int_range(p->dt, &lo, &hi);
+    kiln__int_range(p->dt, &lo, &hi);
     switch (p->kind) {
     case RED_PROD: acc = 1; break;
     case RED_MAX: acc = lo; break;
@@ -207,7 +149,7 @@ static int64_t reduce_one_i(const reduce_plan *p, int64_t base, double *fres) {
     for (int64_t r = 0; r < n_rows; r++, kiln__iter_next(&it)) {
         int64_t off = base + it.off[0];
         for (int64_t j = 0; j < p->len; j++, off += p->stride) {
-            int64_t v = load_i(p->dt, p->x, off);
+            int64_t v = kiln__elem_ld_i(p->dt, p->x, off);
             uint64_t uv = (uint64_t)v, ua = (uint64_t)acc;
             switch (p->kind) {
             case RED_SUM: case RED_MEAN: case RED_LOGSUM: acc = (int64_t)(ua + uv); break;
@@ -273,13 +215,13 @@ static kiln_status reduce_ref(kiln__kctx *c, reduce_kind kind, int axes_input_op
     for (int64_t o = lo; o < hi; o++, kiln__iter_next(&it)) {
         if (float_path) {
             double v = reduce_one_f(&p, it.off[0]);
-            if (kiln__dtype_is_float(y->dtype)) store_f(y->dtype, y->data, o, v);
+            if (kiln__dtype_is_float(y->dtype)) kiln__elem_st_f(y->dtype, y->data, o, v);
             else kiln__st_f(y->dtype, y->data, o, v);
         } else {
             double fv = 0;
             int64_t v = reduce_one_i(&p, it.off[0], &fv);
             if (kind == RED_L2 || kind == RED_LOGSUM) kiln__st_f(y->dtype, y->data, o, fv);
-            else store_i(y->dtype, y->data, o, v);
+            else kiln__elem_st_i(y->dtype, y->data, o, v);
         }
     }
     return KILN_OK;
@@ -322,7 +264,7 @@ static kiln_status cum_axis(const kiln__kctx *c, int *axis) {
 // x: (d0,...,dr-1), axis: scalar int32/int64, y: like x
 static kiln_status cum_infer(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
-    KILN__TRY(check_numeric(x, "input 'x'", 0));
+    KILN__TRY(kiln__check_numeric(x, "input 'x'", 0));
     KILN__TRY(kiln__check_dtype(c->in[1], "input 'axis'", KILN_DTYPE_I32, KILN_DTYPE_I64, 0));
     if (x->ndim == 0) return kiln__err(KILN_E_SHAPE, "input 'x' is a scalar, expected rank >= 1");
     if (c->in[1]->data) {
@@ -354,14 +296,14 @@ static kiln_status cum_ref(kiln__kctx *c, int product) {
         for (int64_t j = 0; j < len; j++) {
             int64_t off = base + (reverse ? len - 1 - j : j) * inner;
             if (is_float) {
-                double v = load_f(x->dtype, x->data, off);
+                double v = kiln__elem_ld_f(x->dtype, x->data, off);
                 if (!exclusive) facc = product ? facc * v : facc + v;
-                store_f(y->dtype, y->data, off, facc);
+                kiln__elem_st_f(y->dtype, y->data, off, facc);
                 if (exclusive) facc = product ? facc * v : facc + v;
             } else {
-                uint64_t v = (uint64_t)load_i(x->dtype, x->data, off);
+                uint64_t v = (uint64_t)kiln__elem_ld_i(x->dtype, x->data, off);
                 if (!exclusive) iacc = product ? iacc * v : iacc + v;
-                store_i(y->dtype, y->data, off, (int64_t)iacc);
+                kiln__elem_st_i(y->dtype, y->data, off, (int64_t)iacc);
                 if (exclusive) iacc = product ? iacc * v : iacc + v;
             }
         }
@@ -379,8 +321,7 @@ kiln_status kiln__ref_CumProd(kiln__kctx *c) { return cum_ref(c, 1); }
 // x: (*, M, M) float, y: (*)
 kiln_status kiln__infer_Det(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
-    KILN__TRY(kiln__check_dtype(x, "input 'X'", KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16,
-                                KILN_DTYPE_BF16, 0));
+    KILN__TRY(kiln__check_dtype(x, "input 'X'", KILN__FLOAT_DTYPES));
     char buf[128];
     if (x->ndim < 2 || x->dims[x->ndim - 1] != x->dims[x->ndim - 2])
         return kiln__err(KILN_E_SHAPE, "input 'X' has shape %s, expected (*, M, M)",
@@ -398,7 +339,8 @@ kiln_status kiln__ref_Det(kiln__kctx *c) {
     int64_t m = x->dims[x->ndim - 1], n_mat = kiln__n(y);
     double *a = c->scratch;
     for (int64_t b = 0; b < n_mat; b++) {
-        for (int64_t i = 0; i < m * m; i++) a[i] = load_f(x->dtype, x->data, b * m * m + i);
+        for (int64_t i = 0; i < m * m; i++)
+            a[i] = kiln__elem_ld_f(x->dtype, x->data, b * m * m + i);
         double det = 1;
         for (int64_t k = 0; k < m && det != 0; k++) {
             int64_t piv = k;
@@ -422,7 +364,7 @@ kiln_status kiln__ref_Det(kiln__kctx *c) {
                 for (int64_t j = k + 1; j < m; j++) a[i * m + j] -= f * a[k * m + j];
             }
         }
-        store_f(y->dtype, y->data, b, det);
+        kiln__elem_st_f(y->dtype, y->data, b, det);
     }
     return KILN_OK;
 }

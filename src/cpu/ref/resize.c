@@ -340,10 +340,7 @@ static int resize_taps(const resize_plan *p, const resize_axis *a, int64_t o, in
 
 static kiln_status resize_infer(kiln__kctx *c, int is_upsample) {
     const kiln_tensor *x = c->in[0];
-    if (!kiln__dtype_is_float(x->dtype) && !kiln__dtype_is_int(x->dtype) &&
-        x->dtype != KILN_DTYPE_BOOL)
-        return kiln__err(KILN_E_TYPE, "input 'X' has dtype %s, expected a numeric tensor",
-                         kiln_dtype_name(x->dtype));
+    KILN__TRY(kiln__check_numeric(x, "input 'X'", 1));
     resize_plan p;
     KILN__TRY(resize_plan_build(c, is_upsample, 0, &p));
     if (x->dtype == KILN_DTYPE_BOOL && p.mode != MODE_NEAREST)
@@ -363,13 +360,11 @@ typedef struct tap_set {
 } tap_set;
 
 /* base_w * sum over the product of the active taps of weight * x[base + offset]. */
-static inline double resize_ld(const kiln_tensor *x, int64_t i) {
-    return x->dtype == KILN_DTYPE_F32 ? ((const float *)x->data)[i] : kiln__ld_f(x->dtype, x->data, i);
-}
 static double resize_gather(const kiln_tensor *x, int64_t base, double base_w, const tap_set *ts) {
     if (ts->n == 1) { /* 1-D and the common 2-D cases without the odometer */
         double v = 0;
-        for (int a = 0; a < ts->cnt[0]; a++) v += ts->w[0][a] * resize_ld(x, base + ts->off[0][a]);
+        for (int a = 0; a < ts->cnt[0]; a++)
+            v += ts->w[0][a] * kiln__elem_ld_f(x->dtype, x->data, base + ts->off[0][a]);
         return base_w * v;
     }
     if (ts->n == 2) {
@@ -377,7 +372,8 @@ static double resize_gather(const kiln_tensor *x, int64_t base, double base_w, c
         for (int a = 0; a < ts->cnt[0]; a++) {
             double s = 0;
             int64_t row = base + ts->off[0][a];
-            for (int b = 0; b < ts->cnt[1]; b++) s += ts->w[1][b] * resize_ld(x, row + ts->off[1][b]);
+            for (int b = 0; b < ts->cnt[1]; b++)
+                s += ts->w[1][b] * kiln__elem_ld_f(x->dtype, x->data, row + ts->off[1][b]);
             v += ts->w[0][a] * s;
         }
         return base_w * v;
@@ -391,7 +387,7 @@ static double resize_gather(const kiln_tensor *x, int64_t base, double base_w, c
             xo += ts->off[a][t[a]];
             wt *= ts->w[a][t[a]];
         }
-        v += wt * resize_ld(x, xo);
+        v += wt * kiln__elem_ld_f(x->dtype, x->data, xo);
         int a = ts->n - 1;
         while (a >= 0 && ++t[a] == ts->cnt[a]) t[a--] = 0;
         if (a < 0) return v;

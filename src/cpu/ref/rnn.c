@@ -112,21 +112,6 @@ static const char *rnn_cell_name(rnn_cell cell) {
 
 static size_t rnn_align(size_t n) { return (n + 63) & ~(size_t)63; }
 
-/* Fails unless t (if present) has the given shape. */
-static kiln_status rnn_check_shape(const kiln_tensor *t, const char *what, int ndim,
-                                   const int64_t *dims) {
-    if (!t) return KILN_OK;
-    if (t->ndim == ndim) {
-        int same = 1;
-        for (int i = 0; i < ndim; i++) same &= t->dims[i] == dims[i];
-        if (same) return KILN_OK;
-    }
-    char got[128], want[128];
-    return kiln__err(KILN_E_SHAPE, "input '%s' has shape %s, expected %s", what,
-                     kiln__shape_str(t->ndim, t->dims, got, sizeof got),
-                     kiln__shape_str(ndim, dims, want, sizeof want));
-}
-
 /* Reads the activations, activation_alpha and activation_beta attributes into
  * p->act. Alphas and betas are consumed in order by the activations that use
  * them (as ONNX Runtime does); missing ones take the operator defaults. */
@@ -212,8 +197,7 @@ static kiln_status rnn_parse(const kiln__kctx *c, rnn_cell cell, rnn_params *p) 
     const kiln_tensor *x = kiln__in(c, IN_X), *w = kiln__in(c, IN_W), *r = kiln__in(c, IN_R);
     if (!x || !w || !r)
         return kiln__err(KILN_E_INVAL, "inputs 'X', 'W' and 'R' are required");
-    KILN__TRY(kiln__check_dtype(x, "X", KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16,
-                                KILN_DTYPE_BF16, 0));
+    KILN__TRY(kiln__check_dtype(x, "X", KILN__FLOAT_DTYPES));
     p->dt = x->dtype;
     p->wt = p->dt == KILN_DTYPE_F64 ? KILN_DTYPE_F64 : KILN_DTYPE_F32;
     if (x->ndim != 3) {
@@ -239,17 +223,17 @@ static kiln_status rnn_parse(const kiln__kctx *c, rnn_cell cell, rnn_params *p) 
     const int64_t w_dims[3] = {D, GH, p->input}, r_dims[3] = {D, GH, H};
     const int64_t b_dims[2] = {D, 2 * GH}, n_dims[1] = {N}, p_dims[2] = {D, 3 * H};
     const int64_t state_dims[3] = {p->layout ? N : D, p->layout ? D : N, H};
-    KILN__TRY(rnn_check_shape(w, "W", 3, w_dims));
-    KILN__TRY(rnn_check_shape(r, "R", 3, r_dims));
-    KILN__TRY(rnn_check_shape(kiln__in(c, IN_B), "B", 2, b_dims));
-    KILN__TRY(rnn_check_shape(kiln__in(c, IN_SEQ_LENS), "sequence_lens", 1, n_dims));
-    KILN__TRY(rnn_check_shape(kiln__in(c, IN_INITIAL_H), "initial_h", 3, state_dims));
+    KILN__TRY(kiln__check_shape(w, "W", 3, w_dims));
+    KILN__TRY(kiln__check_shape(r, "R", 3, r_dims));
+    KILN__TRY(kiln__check_shape(kiln__in(c, IN_B), "B", 2, b_dims));
+    KILN__TRY(kiln__check_shape(kiln__in(c, IN_SEQ_LENS), "sequence_lens", 1, n_dims));
+    KILN__TRY(kiln__check_shape(kiln__in(c, IN_INITIAL_H), "initial_h", 3, state_dims));
     static const char *const names[] = {"X", "W", "R", "B", "sequence_lens", "initial_h",
                                         "initial_c", "P"};
     int n_float_inputs = IN_INITIAL_H + 1;
     if (cell == RNN_CELL_LSTM) {
-        KILN__TRY(rnn_check_shape(kiln__in(c, IN_INITIAL_C), "initial_c", 3, state_dims));
-        KILN__TRY(rnn_check_shape(kiln__in(c, IN_P), "P", 2, p_dims));
+        KILN__TRY(kiln__check_shape(kiln__in(c, IN_INITIAL_C), "initial_c", 3, state_dims));
+        KILN__TRY(kiln__check_shape(kiln__in(c, IN_P), "P", 2, p_dims));
         n_float_inputs = IN_P + 1;
     } else if (c->n_in > IN_INITIAL_H + 1) {
         return kiln__err(KILN_E_INVAL, "%s takes at most 6 inputs, got %d",

@@ -1,90 +1,13 @@
 /* src/cpu/ref/shape_ops.c: ops that only change or report a tensor's shape
- * (Reshape, Flatten, Squeeze, Unsqueeze, Shape, Size), plus the element-move
- * helpers shared by the tensor-family reference kernels (layout.c,
- * gather_scatter.c, generate.c declare them where they use them).
+ * (Reshape, Flatten, Squeeze, Unsqueeze, Shape, Size).
  *
  * Data movement is dtype-generic: elements are moved as raw bytes of their
  * size, except STRING elements (char *, owned by their tensor), which are
  * duplicated.
  */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "ops/op.h"
-
-/* ---- helpers shared by the tensor-family kernels ------------------------ */
-
-/* Copies elements src[si .. si+n) to dst[di .. di+n) of dtype dt (memmove of
- * the element bytes; STRING elements are duplicated and the previous string
- * in each destination slot is freed). */
-kiln_status kiln__ref_copy_elems(kiln_dtype dt, void *dst, int64_t di, const void *src,
-                                 int64_t si, int64_t n) {
-    if (n <= 0) return KILN_OK;
-    if (dt == KILN_DTYPE_STRING) {
-        char **d = (char **)dst + di;
-        char *const *s = (char *const *)src + si;
-        for (int64_t i = 0; i < n; i++) {
-            char *copy = kiln__strdup(s[i] ? s[i] : "");
-            if (!copy) return kiln__err(KILN_E_NOMEM, "out of memory copying a string element");
-            free(d[i]);
-            d[i] = copy;
-        }
-        return KILN_OK;
-    }
-    size_t es = kiln_dtype_size(dt);
-    memmove((char *)dst + (size_t)di * es, (const char *)src + (size_t)si * es, (size_t)n * es);
-    return KILN_OK;
-}
-
-/* Sets dst[di .. di+n) to the single element *value (of dtype dt; for STRING
- * value points to a char *). */
-kiln_status kiln__ref_fill_elems(kiln_dtype dt, void *dst, int64_t di, int64_t n,
-                                 const void *value) {
-    if (dt == KILN_DTYPE_STRING) {
-        for (int64_t i = 0; i < n; i++)
-            KILN__TRY(kiln__ref_copy_elems(dt, dst, di + i, value, 0, 1));
-        return KILN_OK;
-    }
-    size_t es = kiln_dtype_size(dt);
-    char *d = (char *)dst + (size_t)di * es;
-    for (int64_t i = 0; i < n; i++) memcpy(d + (size_t)i * es, value, es);
-    return KILN_OK;
-}
-
-/* A zero element of any dtype ("" for STRING), for fills. */
-const void *kiln__ref_zero_elem(kiln_dtype dt) {
-    static const uint64_t zero[2] = {0, 0};
-    static const char empty[] = "";
-    static const char *const empty_ptr = empty;
-    return dt == KILN_DTYPE_STRING ? (const void *)&empty_ptr : (const void *)zero;
-}
-
-/* Reads an integer list that older opsets give as attribute `name` and newer
- * ones as input number `input` (from_input selects which). *n = -1 when it is
- * absent. Returns KILN__NEED_VALUE when the input's values are not known yet
- * (so infer functions may call it directly). */
-kiln_status kiln__ref_ints_arg(const kiln__kctx *c, int from_input, const char *name, int input,
-                               int64_t *v, int max, int *n) {
-    *n = -1;
-    if (from_input) {
-        const kiln_tensor *t = kiln__in(c, input);
-        if (!t) return KILN_OK;
-        if (!t->data) return KILN__NEED_VALUE;
-        char what[64];
-        snprintf(what, sizeof what, "input '%s'", name);
-        return kiln__read_ints(t, what, v, max, n);
-    }
-    const int64_t *a;
-    int k = kiln__attr_ints(c->node, name, &a);
-    if (k < 0) return KILN_OK;
-    if (k > max)
-        return kiln__err(KILN_E_LIMIT, "attribute '%s' has %d values, at most %d are supported",
-                         name, k, max);
-    if (k > 0) memcpy(v, a, (size_t)k * sizeof(*v));
-    *n = k;
-    return KILN_OK;
-}
 
 /* Kernel shared by the pure reshaping ops: output = input's elements. */
 static kiln_status copy_input(kiln__kctx *c) {
@@ -99,7 +22,7 @@ kiln_status kiln__infer_Reshape(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
     int64_t shape[KILN_MAX_DIMS];
     int n;
-    KILN__TRY(kiln__ref_ints_arg(c, c->opset >= 5, "shape", 1, shape, KILN_MAX_DIMS, &n));
+    KILN__TRY(kiln__ints_arg(c, c->opset >= 5, "shape", 1, shape, KILN_MAX_DIMS, &n));
     if (n < 0)
         return kiln__err(KILN_E_INVAL, "the 'shape' %s is missing",
                          c->opset >= 5 ? "input" : "attribute");
@@ -126,10 +49,9 @@ kiln_status kiln__infer_Reshape(kiln__kctx *c) {
                                  i, x->ndim);
             shape[i] = x->dims[i];
         }
-        if (shape[i] > 0 && known > KILN__MAX_NUMEL / shape[i])
+        if (!kiln__dims_mul(known, shape[i], &known))
             return kiln__err(KILN_E_LIMIT, "input 'shape' %s is too large",
                              kiln__shape_str(n, shape, buf, sizeof buf));
-        known *= shape[i];
     }
     if (infer_at >= 0) {
         if (known == 0 || total % known != 0)
@@ -175,7 +97,7 @@ kiln_status kiln__ref_Flatten(kiln__kctx *c) { return copy_input(c); }
 static kiln_status read_axes(const kiln__kctx *c, int rank, int *is_axis, int *n) {
     int64_t axes[KILN_MAX_DIMS];
     memset(is_axis, 0, sizeof(int) * KILN_MAX_DIMS);
-    KILN__TRY(kiln__ref_ints_arg(c, c->opset >= 13, "axes", 1, axes, KILN_MAX_DIMS, n));
+    KILN__TRY(kiln__ints_arg(c, c->opset >= 13, "axes", 1, axes, KILN_MAX_DIMS, n));
     for (int i = 0; i < *n; i++) {
         int a;
         KILN__TRY(kiln__axis(axes[i], rank, "axes", &a));
@@ -214,7 +136,7 @@ kiln_status kiln__infer_Unsqueeze(kiln__kctx *c) {
     int64_t probe[KILN_MAX_DIMS];
     int np;
     /* the output rank (needed to normalize the axes) is rank + number of axes */
-    KILN__TRY(kiln__ref_ints_arg(c, c->opset >= 13, "axes", 1, probe, KILN_MAX_DIMS, &np));
+    KILN__TRY(kiln__ints_arg(c, c->opset >= 13, "axes", 1, probe, KILN_MAX_DIMS, &np));
     if (np < 0)
         return kiln__err(KILN_E_INVAL, "the 'axes' %s is missing",
                          c->opset >= 13 ? "input" : "attribute");

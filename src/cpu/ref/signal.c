@@ -15,14 +15,6 @@
 #define M_PI 3.14159265358979323846
 #endif
 
-static inline double load_f(kiln_dtype dt, const void *base, int64_t i) {
-    if (dt == KILN_DTYPE_F32) return ((const float *)base)[i];
-    return kiln__ld_f(dt, base, i);
-}
-static inline void store_f(kiln_dtype dt, void *base, int64_t i, double v) {
-    if (dt == KILN_DTYPE_F32) ((float *)base)[i] = (float)v;
-    else kiln__st_f(dt, base, i, v);
-}
 
 /* Reads a scalar (or 1-element) integer input. */
 static kiln_status read_scalar_int(const kiln__kctx *c, int i, const char *what, int64_t *v) {
@@ -76,7 +68,7 @@ static kiln_status window_ref(kiln__kctx *c, int kind) {
         else if (kind == WIN_BLACKMAN) v = 0.42 - 0.5 * cos(a) + 0.08 * cos(2 * a);
         else if (kind == WIN_HAMMING) v = 25.0 / 46.0 - (21.0 / 46.0) * cos(a);
         else v = sin(a / 2) * sin(a / 2);
-        store_f(y->dtype, y->data, i, v);
+        kiln__elem_st_f(y->dtype, y->data, i, v);
     }
     return KILN_OK;
 }
@@ -181,8 +173,7 @@ static kiln_status dft_plan_build(kiln__kctx *c, dft_plan *p) {
 kiln_status kiln__infer_DFT(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
     char b[128];
-    KILN__TRY(kiln__check_dtype(x, "input 'input'", KILN_DTYPE_F32, KILN_DTYPE_F64,
-                                KILN_DTYPE_F16, KILN_DTYPE_BF16, 0));
+    KILN__TRY(kiln__check_dtype(x, "input 'input'", KILN__FLOAT_DTYPES));
     if (x->ndim < 2 || (x->dims[x->ndim - 1] != 1 && x->dims[x->ndim - 1] != 2))
         return kiln__err(KILN_E_SHAPE, "input 'input' has shape %s, expected (.., 1) or (.., 2)",
                          kiln__shape_str(x->ndim, x->dims, b, sizeof b));
@@ -213,13 +204,14 @@ kiln_status kiln__ref_DFT(kiln__kctx *c) {
         for (int64_t i = 0; i < inner; i++) {
             for (int64_t t = 0; t < m; t++) {
                 int64_t off = ((o * m + t) * inner + i) * cin;
-                line[2 * t] = load_f(x->dtype, x->data, off);
-                line[2 * t + 1] = cin == 2 ? load_f(x->dtype, x->data, off + 1) : 0;
+                line[2 * t] = kiln__elem_ld_f(x->dtype, x->data, off);
+                line[2 * t + 1] = cin == 2 ? kiln__elem_ld_f(x->dtype, x->data, off + 1) : 0;
             }
             transform_line(p.kind, line, m, p.len, p.n_out, tw, res);
             for (int64_t k = 0; k < p.n_out; k++) {
                 int64_t off = ((o * p.n_out + k) * inner + i) * cout;
-                for (int64_t j = 0; j < cout; j++) store_f(y->dtype, y->data, off + j, res[cout * k + j]);
+                for (int64_t j = 0; j < cout; j++)
+                    kiln__elem_st_f(y->dtype, y->data, off + j, res[cout * k + j]);
             }
         }
     }
@@ -265,8 +257,7 @@ static kiln_status stft_plan_build(kiln__kctx *c, stft_plan *p) {
 kiln_status kiln__infer_STFT(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0], *win = kiln__in(c, 2);
     char b[128];
-    KILN__TRY(kiln__check_dtype(x, "input 'signal'", KILN_DTYPE_F32, KILN_DTYPE_F64,
-                                KILN_DTYPE_F16, KILN_DTYPE_BF16, 0));
+    KILN__TRY(kiln__check_dtype(x, "input 'signal'", KILN__FLOAT_DTYPES));
     if (x->ndim != 3 || (x->dims[2] != 1 && x->dims[2] != 2))
         return kiln__err(KILN_E_SHAPE, "input 'signal' has shape %s, expected (B, n, 1 or 2)",
                          kiln__shape_str(x->ndim, x->dims, b, sizeof b));
@@ -291,13 +282,14 @@ kiln_status kiln__ref_STFT(kiln__kctx *c) {
         for (int64_t f = 0; f < p.n_frames; f++) {
             for (int64_t t = 0; t < len; t++) {
                 int64_t off = (b * n + f * p.step + t) * cin;
-                double w = win ? load_f(win->dtype, win->data, t) : 1;
-                line[2 * t] = w * load_f(x->dtype, x->data, off);
-                line[2 * t + 1] = cin == 2 ? w * load_f(x->dtype, x->data, off + 1) : 0;
+                double w = win ? kiln__elem_ld_f(win->dtype, win->data, t) : 1;
+                line[2 * t] = w * kiln__elem_ld_f(x->dtype, x->data, off);
+                line[2 * t + 1] = cin == 2 ? w * kiln__elem_ld_f(x->dtype, x->data, off + 1) : 0;
             }
             transform_line(XF_FORWARD, line, len, len, p.bins, tw, res);
             int64_t yo = (b * p.n_frames + f) * p.bins * 2;
-            for (int64_t k = 0; k < 2 * p.bins; k++) store_f(y->dtype, y->data, yo + k, res[k]);
+            for (int64_t k = 0; k < 2 * p.bins; k++)
+                kiln__elem_st_f(y->dtype, y->data, yo + k, res[k]);
         }
     }
     return KILN_OK;
@@ -354,16 +346,18 @@ kiln_status kiln__ref_MelWeightMatrix(kiln__kctx *c) {
         int64_t center = mel_bin(i + 1, step, lo_mel, dft, rate);
         int64_t right = mel_bin(i + 2, step, lo_mel, dft, rate);
         if (center == left) {
-            if (center >= 0 && center < n_spec) store_f(y->dtype, y->data, center * mel + i, 1);
+            if (center >= 0 && center < n_spec)
+                kiln__elem_st_f(y->dtype, y->data, center * mel + i, 1);
         } else {
             for (int64_t j = left; j <= center; j++)
                 if (j >= 0 && j < n_spec)
-                    store_f(y->dtype, y->data, j * mel + i,
+                    kiln__elem_st_f(y->dtype, y->data, j * mel + i,
                             (double)(j - left) / (double)(center - left));
         }
         for (int64_t j = center; j < right; j++)
             if (j >= 0 && j < n_spec)
-                store_f(y->dtype, y->data, j * mel + i, (double)(right - j) / (double)(right - center));
+                kiln__elem_st_f(y->dtype, y->data, j * mel + i,
+                                (double)(right - j) / (double)(right - center));
     }
     return KILN_OK;
 }

@@ -11,15 +11,6 @@
 
 typedef enum { SM_SOFTMAX, SM_LOGSOFTMAX, SM_HARDMAX } sm_kind;
 
-static inline double ldf(kiln_dtype dt, const void *p, int64_t i) {
-    return dt == KILN_DTYPE_F32 ? (double)((const float *)p)[i] : kiln__ld_f(dt, p, i);
-}
-static inline void stf(kiln_dtype dt, void *p, int64_t i, double v) {
-    if (dt == KILN_DTYPE_F32)
-        ((float *)p)[i] = (float)v;
-    else
-        kiln__st_f(dt, p, i, v);
-}
 
 /* The (outer, n, inner) view of x for this node's axis and opset. */
 static kiln_status sm_view(const kiln__kctx *c, int64_t *outer, int64_t *n, int64_t *inner) {
@@ -40,8 +31,7 @@ static kiln_status sm_view(const kiln__kctx *c, int64_t *outer, int64_t *n, int6
 
 static kiln_status sm_infer(kiln__kctx *c) {
     int64_t outer, n, inner;
-    KILN__TRY(kiln__check_dtype(c->in[0], "input", KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16,
-                                KILN_DTYPE_BF16, 0));
+    KILN__TRY(kiln__check_dtype(c->in[0], "input", KILN__FLOAT_DTYPES));
     KILN__TRY(sm_view(c, &outer, &n, &inner));
     return kiln__out_like(c, 0, c->in[0]);
 }
@@ -57,23 +47,25 @@ static kiln_status sm_run(kiln__kctx *c, sm_kind kind) {
     kiln__split(outer * inner, c->ith, c->nth, &lo, &hi);
     for (int64_t l = lo; l < hi; l++) {
         int64_t base = (l / inner) * n * inner + l % inner;
-        double max = ldf(dt, x->data, base);
+        double max = kiln__elem_ld_f(dt, x->data, base);
         int64_t arg = 0;
         for (int64_t k = 1; k < n; k++) {
-            double v = ldf(dt, x->data, base + k * inner);
+            double v = kiln__elem_ld_f(dt, x->data, base + k * inner);
             if (v > max) max = v, arg = k;
         }
         if (kind == SM_HARDMAX) {
-            for (int64_t k = 0; k < n; k++) stf(dt, y->data, base + k * inner, k == arg);
+            for (int64_t k = 0; k < n; k++)
+                kiln__elem_st_f(dt, y->data, base + k * inner, k == arg);
             continue;
         }
         double sum = 0;
-        for (int64_t k = 0; k < n; k++) sum += exp(ldf(dt, x->data, base + k * inner) - max);
+        for (int64_t k = 0; k < n; k++)
+            sum += exp(kiln__elem_ld_f(dt, x->data, base + k * inner) - max);
         double log_sum = log(sum);
         for (int64_t k = 0; k < n; k++) {
             int64_t off = base + k * inner;
-            double d = ldf(dt, x->data, off) - max;
-            stf(dt, y->data, off, kind == SM_SOFTMAX ? exp(d) / sum : d - log_sum);
+            double d = kiln__elem_ld_f(dt, x->data, off) - max;
+            kiln__elem_st_f(dt, y->data, off, kind == SM_SOFTMAX ? exp(d) / sum : d - log_sum);
         }
     }
     return KILN_OK;

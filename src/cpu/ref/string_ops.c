@@ -8,8 +8,9 @@
  *   TfIdfVectorizer   n-gram counts (with skips) of int or string rows
  *
  * STRING tensors hold one owned char* per element; kernels replace an output
- * element with str_set (frees the old string). These are the only mallocs of
- * the kernels here (plus regcomp's own in RegexFullMatch).
+ * element with kiln__str_set / kiln__str_take (core/elem.h; they free the
+ * old string). These are the only mallocs of the kernels here (plus
+ * regcomp's own in RegexFullMatch).
  */
 #include <ctype.h>
 #include <locale.h>
@@ -20,26 +21,6 @@
 #include <wctype.h>
 
 #include "ops/op.h"
-
-/* Stores the malloc'd string s (taking ownership) as element i of string
- * tensor t, freeing the previous one. s NULL: fails with KILN_E_NOMEM. */
-static kiln_status str_take(kiln_tensor *t, int64_t i, char *s) {
-    if (!s) return kiln__err(KILN_E_NOMEM, "out of memory for an output string");
-    char **slot = (char **)t->data + i;
-    free(*slot);
-    *slot = s;
-    return KILN_OK;
-}
-
-/* Replaces element i of string tensor t with a copy of s[0..len). */
-static kiln_status str_set(kiln_tensor *t, int64_t i, const char *s, size_t len) {
-    char *copy = malloc(len + 1);
-    if (copy) {
-        memcpy(copy, s, len);
-        copy[len] = 0;
-    }
-    return str_take(t, i, copy);
-}
 
 static inline const char *str_at(const kiln_tensor *t, int64_t i) {
     const char *s = ((char *const *)t->data)[i];
@@ -76,7 +57,7 @@ kiln_status kiln__ref_StringConcat(kiln__kctx *c) {
             memcpy(s, a, la);
             memcpy(s + la, b, lb + 1);
         }
-        KILN__TRY(str_take(z, k, s));
+        KILN__TRY(kiln__str_take(z, k, s));
     }
     return KILN_OK;
 }
@@ -222,9 +203,9 @@ kiln_status kiln__ref_StringNormalizer(kiln__kctx *c) {
         }
         char *t = malloc(str_change_case(s, p.action, loc, NULL) + 1);
         if (t) str_change_case(s, p.action, loc, t);
-        st = str_take(y, o++, t);
+        st = kiln__str_take(y, o++, t);
     }
-    if (st == KILN_OK && o == 0) st = str_set(y, 0, "", 0);
+    if (st == KILN_OK && o == 0) st = kiln__str_set(y, 0, "", 0);
     if (loc) freelocale(loc);
     return st;
 }
@@ -313,7 +294,7 @@ static kiln_status split_emit(void *arg, int64_t k, const char *piece, size_t le
     if (k >= r->width)
         return kiln__err(KILN_E_SHAPE, "StringSplit output has %lld columns, too few",
                          (long long)r->width);
-    return str_set(r->y, r->base + k, piece, len);
+    return kiln__str_set(r->y, r->base + k, piece, len);
 }
 
 kiln_status kiln__ref_StringSplit(kiln__kctx *c) {
@@ -327,7 +308,7 @@ kiln_status kiln__ref_StringSplit(kiln__kctx *c) {
         split_row row = {y, i * width, width};
         int64_t k;
         KILN__TRY(str_split(str_at(x, i), delim, maxsplit, y ? split_emit : NULL, &row, &k));
-        for (int64_t j = k; y && j < width; j++) KILN__TRY(str_set(y, i * width + j, "", 0));
+        for (int64_t j = k; y && j < width; j++) KILN__TRY(kiln__str_set(y, i * width + j, "", 0));
         if (lengths) ((int64_t *)lengths->data)[i] = k;
     }
     return KILN_OK;

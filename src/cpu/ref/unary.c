@@ -110,11 +110,15 @@ KILN__EW_UNARY_OP(IsNaN, FLOATS, KILN_DTYPE_BOOL, NULL, f_isnan, NULL, NULL)
 
 /* ---- Identity -------------------------------------------------------------------- */
 
-// input: any shape, any dtype (strings copied); output: same
+// input: any shape, any dtype (strings copied), or a sequence / optional
+// (deep-copied); output: same
 kiln_status kiln__infer_Identity(kiln__kctx *c) {
+    if (kiln__is_container(c->in[0]->dtype)) return kiln__out_like(c, 0, c->in[0]);
     return kiln__ew_infer_unary(c, KILN__EW_ANY, NONE);
 }
 
 kiln_status kiln__ref_Identity(kiln__kctx *c) {
+    if (kiln__is_container(c->in[0]->dtype)) /* one deep copy, on the first thread */
+        return c->ith == 0 ? kiln__tensor_copy_data(c->out[0], c->in[0]) : KILN_OK;
     return kiln__ew_copy_run(c, c->in[0], c->out[0]);
 }

@@ -6,19 +6,6 @@
 
 #include "ops/op.h"
 
-static inline double load_f(kiln_dtype dt, const void *base, int64_t i) {
-    if (dt == KILN_DTYPE_F32) return ((const float *)base)[i];
-    return kiln__ld_f(dt, base, i);
-}
-static inline void store_f(kiln_dtype dt, void *base, int64_t i, double v) {
-    if (dt == KILN_DTYPE_F32) ((float *)base)[i] = (float)v;
-    else kiln__st_f(dt, base, i, v);
-}
-
-static kiln_status check_float(const kiln_tensor *t, const char *what) {
-    return kiln__check_dtype(t, what, KILN_DTYPE_F32, KILN_DTYPE_F64, KILN_DTYPE_F16,
-                             KILN_DTYPE_BF16, 0);
-}
 
 /* ---- GridSample --------------------------------------------------------------- */
 
@@ -50,10 +37,8 @@ static kiln_status gs_read_params(const kiln__kctx *c, gs_params *p) {
 kiln_status kiln__infer_GridSample(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0], *g = c->in[1];
     char b1[128], b2[128];
-    if (!kiln__dtype_is_float(x->dtype) && !kiln__dtype_is_int(x->dtype))
-        return kiln__err(KILN_E_TYPE, "input 'X' has dtype %s, expected a numeric tensor",
-                         kiln_dtype_name(x->dtype));
-    KILN__TRY(check_float(g, "input 'grid'"));
+    KILN__TRY(kiln__check_numeric(x, "input 'X'", 0));
+    KILN__TRY(kiln__check_dtype(g, "input 'grid'", KILN__FLOAT_DTYPES));
     gs_params p;
     KILN__TRY(gs_read_params(c, &p));
     int r = x->ndim - 2;
@@ -136,7 +121,7 @@ kiln_status kiln__ref_GridSample(kiln__kctx *c) {
             int64_t d = x->dims[2 + i];
             double blo = p.align_corners ? 0 : -0.5, bhi = p.align_corners ? d - 1.0 : d - 0.5;
             /* grid's last axis lists coordinates innermost axis first */
-            double gv = load_f(g->dtype, g->data, (n * n_pts + pt) * r + (r - 1 - i));
+            double gv = kiln__elem_ld_f(g->dtype, g->data, (n * n_pts + pt) * r + (r - 1 - i));
             double xc = p.align_corners ? (gv + 1) / 2 * (double)(d - 1)
                                         : ((gv + 1) * (double)d - 1) / 2;
             if (g->dtype == KILN_DTYPE_F32) xc = (float)xc; /* as the reference computes */
@@ -182,13 +167,13 @@ kiln_status kiln__ref_GridSample(kiln__kctx *c) {
                     else xo += tap_off[i][t[i]];
                     wt *= tap_w[i][t[i]];
                 }
-                if (wt != 0) v += wt * load_f(x->dtype, x->data, xo);
+                if (wt != 0) v += wt * kiln__elem_ld_f(x->dtype, x->data, xo);
                 int i = r - 1;
                 while (i >= 0 && ++t[i] == cnt[i]) t[i--] = 0;
                 if (i < 0) break;
             }
             int64_t yo = (n * n_chan + ch) * n_pts + pt;
-            if (kiln__dtype_is_float(y->dtype)) store_f(y->dtype, y->data, yo, v);
+            if (kiln__dtype_is_float(y->dtype)) kiln__elem_st_f(y->dtype, y->data, yo, v);
             else kiln__st_f(y->dtype, y->data, yo, rint(v));
         }
     }
@@ -214,7 +199,7 @@ static kiln_status affine_size(const kiln__kctx *c, int64_t *size, int *n) {
 kiln_status kiln__infer_AffineGrid(kiln__kctx *c) {
     const kiln_tensor *theta = c->in[0];
     char b[128];
-    KILN__TRY(check_float(theta, "input 'theta'"));
+    KILN__TRY(kiln__check_dtype(theta, "input 'theta'", KILN__FLOAT_DTYPES));
     KILN__NEED(c, 1);
     int64_t size[5];
     int n;
@@ -259,8 +244,9 @@ kiln_status kiln__ref_AffineGrid(kiln__kctx *c) {
             for (int j = 0; j < r; j++) {
                 double v = 0;
                 for (int k = 0; k <= r; k++)
-                    v += load_f(theta->dtype, theta->data, (b * r + j) * (r + 1) + k) * base[k];
-                store_f(grid->dtype, grid->data, (b * n_pts + pt) * r + j, v);
+                    v += kiln__elem_ld_f(theta->dtype, theta->data, (b * r + j) * (r + 1) + k) *
+                         base[k];
+                kiln__elem_st_f(grid->dtype, grid->data, (b * n_pts + pt) * r + j, v);
             }
         }
     }
@@ -274,8 +260,8 @@ kiln_status kiln__ref_AffineGrid(kiln__kctx *c) {
 kiln_status kiln__infer_RoiAlign(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0], *rois = c->in[1], *bi = c->in[2];
     char b1[128], b2[128], b3[128];
-    KILN__TRY(check_float(x, "input 'X'"));
-    KILN__TRY(check_float(rois, "input 'rois'"));
+    KILN__TRY(kiln__check_dtype(x, "input 'X'", KILN__FLOAT_DTYPES));
+    KILN__TRY(kiln__check_dtype(rois, "input 'rois'", KILN__FLOAT_DTYPES));
     KILN__TRY(kiln__check_dtype(bi, "input 'batch_indices'", KILN_DTYPE_I64, 0));
     if (x->ndim != 4 || rois->ndim != 2 || rois->dims[1] != 4 || bi->ndim != 1 ||
         bi->dims[0] != rois->dims[0])
@@ -366,7 +352,8 @@ kiln_status kiln__ref_RoiAlign(kiln__kctx *c) {
         int sp = x->dtype != KILN_DTYPE_F64;
         double off = half_pixel ? 0.5 : 0, roi[4];
         for (int k = 0; k < 4; k++)
-            roi[k] = roi_q(sp, roi_q(sp, load_f(rois->dtype, rois->data, n * 4 + k) * scale) - off);
+            roi[k] = roi_q(
+                sp, roi_q(sp, kiln__elem_ld_f(rois->dtype, rois->data, n * 4 + k) * scale) - off);
         double rw = roi_q(sp, roi[2] - roi[0]), rh = roi_q(sp, roi[3] - roi[1]);
         if (!half_pixel) { /* malformed rois become 1x1 */
             rw = fmax(rw, 1);
@@ -393,7 +380,8 @@ kiln_status kiln__ref_RoiAlign(kiln__kctx *c) {
                         int64_t pos[4];
                         double wt[4], v[4];
                         roi_bilinear(yy, xx, h, w, pos, wt);
-                        for (int k = 0; k < 4; k++) v[k] = wt[k] * load_f(x->dtype, x->data, plane + pos[k]);
+                        for (int k = 0; k < 4; k++)
+                            v[k] = wt[k] * kiln__elem_ld_f(x->dtype, x->data, plane + pos[k]);
                         if (is_max) {
                             double m = fmax(fmax(v[0], v[1]), fmax(v[2], v[3]));
                             acc = first ? m : fmax(acc, m);
@@ -404,7 +392,7 @@ kiln_status kiln__ref_RoiAlign(kiln__kctx *c) {
                     }
                 }
                 if (!is_max) acc /= count;
-                store_f(y->dtype, y->data, ((n * n_chan + ch) * oh + ph) * ow + pw, acc);
+                kiln__elem_st_f(y->dtype, y->data, ((n * n_chan + ch) * oh + ph) * ow + pw, acc);
             }
         }
     }
