@@ -20,7 +20,8 @@ extern "C" {
 typedef struct kiln_session kiln_session;
 
 typedef struct kiln_session_options {
-    int threads; /* worker threads; <= 0: all online cores */
+    int threads;         /* worker threads; <= 0: all online cores */
+    size_t memory_limit; /* bytes a plan's arena may take; 0: no limit */
 } kiln_session_options;
 
 /* g must outlive the session. opt may be NULL for defaults. */

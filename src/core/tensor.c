@@ -7,23 +7,25 @@
 #include "core/core.h"
 
 int64_t kiln__numel(int ndim, const int64_t *dims) {
-    int64_t n = 1;
+    /* the product of the non-zero dims must fit too: strides are computed from it */
+    int64_t n = 1, zero = 0;
     for (int i = 0; i < ndim; i++) {
         if (dims[i] < 0) return -1;
-        if (dims[i] == 0) return 0;
-    }
-    for (int i = 0; i < ndim; i++) {
+        if (dims[i] == 0) {
+            zero = 1;
+            continue;
+        }
         if (n > KILN__MAX_NUMEL / dims[i]) return -1;
         n *= dims[i];
     }
-    return n;
+    return zero ? 0 : n;
 }
 
 void kiln__contiguous_strides(int ndim, const int64_t *dims, int64_t *strides) {
-    int64_t s = 1;
+    uint64_t s = 1; /* unsigned: callers may pass unvalidated dims; no UB on overflow */
     for (int i = ndim - 1; i >= 0; i--) {
-        strides[i] = s;
-        s *= dims[i] > 0 ? dims[i] : 1;
+        strides[i] = (int64_t)s;
+        s *= dims[i] > 0 ? (uint64_t)dims[i] : 1;
     }
 }
 

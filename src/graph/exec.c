@@ -148,7 +148,10 @@ static kiln_status check_arity(const kiln__plan *p, const kiln__node *n, const k
                   def->max_out);
         return node_error(p, n, KILN_E_FORMAT);
     }
-    for (int k = 0; k < def->min_in && k < n_in; k++)
+    /* required inputs; every input of a variadic op (Concat, Sum, Einsum, ...)
+     * is required, except for control flow, whose kernels check their own */
+    int required = def->max_in < 0 && !(def->flags & KILN_OPF_ALLOC_OUT) ? n_in : def->min_in;
+    for (int k = 0; k < required && k < n_in; k++)
         if (n->in[k] < 0) {
             kiln__err(KILN_E_FORMAT, "required input %d is missing", k);
             return node_error(p, n, KILN_E_FORMAT);
@@ -334,6 +337,7 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
         /* a container's length is not part of the plan: its consumers run dynamically */
         p->vs[v] = kiln__is_container(in[i]->dtype) ? VS_DYN : heap_value(in[i]->dtype) ? VS_HEAP : VS_INPUT;
     }
+    size_t folded_bytes = 0; /* values computed at plan time */
     /* steps: infer, fold */
     kiln_tensor **pp = p->ptrs;
     for (int i = 0; i < g->n_nodes; i++) {
@@ -412,6 +416,15 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
                    (all_const || (def->flags & KILN_OPF_SHAPE_ONLY));
         for (int k = 0; infer_only && fold && k < nd->n_out; k++)
             if (c->out[k] && kiln__tensor_bytes(c->out[k]) > INFER_FOLD_LIMIT) fold = 0;
+        for (int k = 0; fold && k < nd->n_out; k++) {
+            folded_bytes += c->out[k] ? kiln__tensor_bytes(c->out[k]) : 0;
+            if (r->memory_limit && folded_bytes > r->memory_limit) {
+                kiln__err(KILN_E_LIMIT, "constants folded at plan time exceed the session's "
+                          "memory limit of %.1f MB", r->memory_limit / 1048576.0);
+                s = node_error(p, nd, KILN_E_LIMIT);
+                goto fail;
+            }
+        }
         for (int k = 0; k < nd->n_out; k++) {
             int v = nd->out[k];
             if (v < 0) continue;
@@ -484,6 +497,13 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
     free(first), free(last);
     size_t total = 0;
     if ((s = place_buffers(bufs, nb, &total)) != KILN_OK) goto fail;
+    if (r->memory_limit && total > r->memory_limit) {
+        s = kiln__err(KILN_E_LIMIT, "%s: the plan needs %.1f MB for its values, above the "
+                      "session's memory limit of %.1f MB",
+                      kiln__graph_root(g)->path ? kiln__graph_root(g)->path : "model",
+                      total / 1048576.0, r->memory_limit / 1048576.0);
+        goto fail;
+    }
     if ((s = kiln__arena_reserve(&p->arena, total ? total : 64)) != KILN_OK) goto fail;
     for (int v = 0; v < p->nv; v++)
         if (p->vs[v] == VS_ARENA || p->vs[v] == VS_INPUT) p->vals[v].data = p->arena.base + p->off[v];
@@ -522,8 +542,14 @@ static kiln_status run_dynamic_step(kiln__runner *r, kiln__plan *p, step *st,
     if (s == KILN__NEED_VALUE)
         return kiln__err(KILN_E_INTERNAL, "shape inference needs a value that is missing at run time");
     if (s != KILN_OK) return s;
-    for (int k = 0; k < nd->n_out; k++)
-        if (c->out[k]) KILN__TRY(kiln__tensor_reserve(c->out[k]));
+    for (int k = 0; k < nd->n_out; k++) {
+        if (!c->out[k]) continue;
+        if (r->memory_limit && kiln__tensor_bytes(c->out[k]) > r->memory_limit)
+            return kiln__err(KILN_E_LIMIT, "output %d needs %.1f MB, above the session's memory "
+                             "limit of %.1f MB", k, kiln__tensor_bytes(c->out[k]) / 1048576.0,
+                             r->memory_limit / 1048576.0);
+        KILN__TRY(kiln__tensor_reserve(c->out[k]));
+    }
     if (c->scratch_bytes > st->dyn_scratch_cap) {
         kiln__aligned_free(st->dyn_scratch);
         st->dyn_scratch_cap = 0;
@@ -673,6 +699,7 @@ kiln_status kiln__subgraph_runner(kiln__kctx *c, const kiln_graph *body, kiln__r
     kiln__runner *r = calloc(1, sizeof *r);
     if (!r) return kiln__err(KILN_E_NOMEM, "out of memory");
     kiln_status s = kiln__runner_init(r, body, c->runner->pool, c->threads);
+    r->memory_limit = c->runner->memory_limit;
     if (s != KILN_OK) {
         free(r);
         return s;

@@ -25,6 +25,7 @@ typedef struct kiln__runner {
     kiln__pool *pool;   /* shared with sub-runners; owned if owns_pool */
     int owns_pool;
     int threads;
+    size_t memory_limit; /* arena bytes a plan may take (0: unlimited) */
     kiln__plan **plans; /* most recently used first */
     int n_plans;
     kiln__plan *last;   /* plan of the last successful run */

@@ -20,6 +20,7 @@ kiln_status kiln_session_create(const kiln_graph *g, const kiln_session_options 
     s->inputs = calloc((size_t)g->n_inputs + 1, sizeof *s->inputs);
     kiln_status st = s->inputs ? KILN_OK : kiln__err(KILN_E_NOMEM, "out of memory");
     if (st == KILN_OK) st = kiln__runner_init(&s->r, g, NULL, opt ? opt->threads : 0);
+    if (st == KILN_OK && opt) s->r.memory_limit = opt->memory_limit;
     if (st != KILN_OK) {
         free(s->inputs);
         free(s);

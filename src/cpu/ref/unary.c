@@ -112,10 +112,7 @@ KILN__EW_UNARY_OP(IsNaN, FLOATS, KILN_DTYPE_BOOL, NULL, f_isnan, NULL, NULL)
 
 // input: any shape, any dtype (strings copied), or a sequence / optional
 // (deep-copied); output: same
-kiln_status kiln__infer_Identity(kiln__kctx *c) {
-    if (kiln__is_container(c->in[0]->dtype)) return kiln__out_like(c, 0, c->in[0]);
-    return kiln__ew_infer_unary(c, KILN__EW_ANY, NONE);
-}
+kiln_status kiln__infer_Identity(kiln__kctx *c) { return kiln__out_like(c, 0, c->in[0]); }
 
 kiln_status kiln__ref_Identity(kiln__kctx *c) {
     if (kiln__is_container(c->in[0]->dtype)) /* one deep copy, on the first thread */
