@@ -137,25 +137,20 @@ static kiln_status node_error(const kiln__plan *p, const kiln__node *n, kiln_sta
     return kiln__err_prefix(s, "%s, opset %d", kiln__node_desc(n, d, sizeof d), n->opset);
 }
 
-static kiln_status check_arity(const kiln__plan *p, const kiln__node *n, const kiln__op_def *def) {
+static kiln_status check_arity(const kiln__node *n, const kiln__op_def *def) {
     int n_in = n->n_in - n->n_implicit;
     int last_in = n_in; /* trailing omitted optional inputs do not count */
     while (last_in > 0 && n->in[last_in - 1] < 0) last_in--;
     if (last_in < def->min_in || (def->max_in >= 0 && last_in > def->max_in) ||
-        n->n_out > def->max_out || n->n_out < 1) {
-        kiln__err(KILN_E_FORMAT, "has %d inputs and %d outputs; the op takes %d..%d inputs and "
-                  "%d..%d outputs", last_in, n->n_out, def->min_in, def->max_in, def->min_out,
-                  def->max_out);
-        return node_error(p, n, KILN_E_FORMAT);
-    }
+        n->n_out > def->max_out || n->n_out < 1)
+        return kiln__err(KILN_E_FORMAT, "has %d inputs and %d outputs; the op takes %d..%d inputs "
+                         "and %d..%d outputs", last_in, n->n_out, def->min_in, def->max_in,
+                         def->min_out, def->max_out);
     /* required inputs; every input of a variadic op (Concat, Sum, Einsum, ...)
      * is required, except for control flow, whose kernels check their own */
     int required = def->max_in < 0 && !(def->flags & KILN_OPF_ALLOC_OUT) ? n_in : def->min_in;
     for (int k = 0; k < required && k < n_in; k++)
-        if (n->in[k] < 0) {
-            kiln__err(KILN_E_FORMAT, "required input %d is missing", k);
-            return node_error(p, n, KILN_E_FORMAT);
-        }
+        if (n->in[k] < 0) return kiln__err(KILN_E_FORMAT, "required input %d is missing", k);
     return KILN_OK;
 }
 
@@ -273,6 +268,17 @@ static kiln_status place_buffers(buf *bufs, int nb, size_t *total) {
 /* Values that own what their elements point to live on the heap, not in the arena. */
 static int heap_value(kiln_dtype dt) { return dt == KILN_DTYPE_STRING || kiln__is_container(dt); }
 
+/* A node's shapes cannot be planned (status s, message set): in shape
+ * inference its outputs become unknown and KILN_OK is returned (the caller
+ * skips the node); otherwise the error, prefixed with the node. */
+static void mark_unknown(kiln__plan *p, step *st, const kiln__node *nd);
+static kiln_status plan_failure(kiln__plan *p, step *st, const kiln__node *nd, kiln_status s,
+                                int infer_only) {
+    if (!infer_only) return node_error(p, nd, s);
+    mark_unknown(p, st, nd);
+    return KILN_OK;
+}
+
 /* The node runs with shapes known only at run time: its outputs are dynamic. */
 static void mark_unknown(kiln__plan *p, step *st, const kiln__node *nd) {
     st->dynamic = 1;
@@ -359,16 +365,11 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
         for (int k = 0; k < nd->n_in; k++) c->in[k] = nd->in[k] >= 0 ? &p->vals[nd->in[k]] : NULL;
         for (int k = 0; k < nd->n_out; k++)
             c->out[k] = nd->out[k] >= 0 ? &p->vals[nd->out[k]] : NULL;
-        if (nd->op < 0 || (s = check_arity(p, nd, &kiln__ops[nd->op < 0 ? 0 : nd->op])) != KILN_OK) {
-            if (infer_only) {
-                mark_unknown(p, st, nd);
-                continue;
-            }
-            if (nd->op < 0) {
-                kiln__err(KILN_E_UNSUPPORTED, "kiln has no kernel for this op");
-                s = node_error(p, nd, KILN_E_UNSUPPORTED);
-            }
-            goto fail;
+        if (nd->op < 0) s = kiln__err(KILN_E_UNSUPPORTED, "kiln has no kernel for this op");
+        else s = check_arity(nd, &kiln__ops[nd->op]);
+        if (s != KILN_OK) {
+            if ((s = plan_failure(p, st, nd, s, infer_only)) != KILN_OK) goto fail;
+            continue;
         }
         const kiln__op_def *def = &kiln__ops[nd->op];
         int all_const = 1, any_dyn = 0;
@@ -383,13 +384,8 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
             if (p->vs[v] == VS_DYN) any_dyn = 1;
         }
         if ((s = check_containers(c, def)) != KILN_OK) {
-            if (infer_only) {
-                mark_unknown(p, st, nd);
-                s = KILN_OK;
-                continue;
-            }
-            s = node_error(p, nd, s);
-            goto fail;
+            if ((s = plan_failure(p, st, nd, s, infer_only)) != KILN_OK) goto fail;
+            continue;
         }
         int dynamic = any_dyn || (def->flags & KILN_OPF_ALLOC_OUT);
         if (!dynamic) {
@@ -399,13 +395,8 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
                 dynamic = 1;
                 s = KILN_OK;
             } else if (s != KILN_OK) {
-                if (infer_only) {
-                    mark_unknown(p, st, nd);
-                    s = KILN_OK;
-                    continue;
-                }
-                s = node_error(p, nd, s);
-                goto fail;
+                if ((s = plan_failure(p, st, nd, s, infer_only)) != KILN_OK) goto fail;
+                continue;
             }
         }
         if (dynamic) {
@@ -447,14 +438,9 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
             s = run_kernel(r, st, def, 0);
             c->scratch = NULL;
             kiln__aligned_free(scratch);
-            if (s != KILN_OK && infer_only) { /* e.g. a Reshape of probe dims that do not divide */
-                mark_unknown(p, st, nd);
-                s = KILN_OK;
+            if (s != KILN_OK) { /* in shape inference: e.g. a Reshape of probe dims that do not divide */
+                if ((s = plan_failure(p, st, nd, s, infer_only)) != KILN_OK) goto fail;
                 continue;
-            }
-            if (s != KILN_OK) {
-                s = node_error(p, nd, s);
-                goto fail;
             }
             st->folded = 1;
         }

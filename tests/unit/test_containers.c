@@ -14,15 +14,9 @@
 
 #include "graph/exec.h"
 #include "graph/ir.h"
+#include "graph_builder.h"
 
 /* ---- helpers -------------------------------------------------------------------- */
-
-static kiln_tensor *vec(kiln_dtype dt, int64_t n, const double *vals) {
-    kiln_tensor *t;
-    assert_int_equal(kiln_tensor_create(dt, 1, &n, &t), KILN_OK);
-    for (int64_t i = 0; i < n; i++) kiln__st_f(dt, kiln_tensor_data(t), i, vals[i]);
-    return t;
-}
 
 static kiln_tensor *scalar_i64(int64_t v) {
     kiln_tensor *t;
@@ -38,16 +32,6 @@ static void assert_values(const kiln_tensor *t, int64_t n, const double *want) {
         assert_true(kiln__ld_f(kiln_tensor_dtype(t), kiln_tensor_data(t), i) == want[i]);
 }
 
-static kiln_graph *new_graph(kiln_graph *parent) {
-    kiln_graph *g = kiln__graph_new(parent);
-    if (parent) return g;
-    g->opsets = calloc(1, sizeof *g->opsets);
-    g->opsets[0].domain = kiln__strdup("");
-    g->opsets[0].version = 17;
-    g->n_opsets = 1;
-    return g;
-}
-
 /* Graph input of a tensor (container 0) or of a sequence / optional of dt,
  * of rank ndim (-1 unknown) with dynamic dims. */
 static void add_input(kiln_graph *g, const char *name, int container, kiln_dtype dt, int ndim) {
@@ -61,30 +45,6 @@ static void add_input(kiln_graph *g, const char *name, int container, kiln_dtype
     g->values[v].is_sequence = container != 0;
     g->inputs = realloc(g->inputs, (size_t)(g->n_inputs + 1) * sizeof *g->inputs);
     g->inputs[g->n_inputs++] = v;
-}
-
-static void add_output(kiln_graph *g, const char *name) {
-    g->outputs = realloc(g->outputs, (size_t)(g->n_outputs + 1) * sizeof *g->outputs);
-    g->outputs[g->n_outputs++] = kiln__graph_value(g, name);
-}
-
-/* node(g, op, "out", "in1", "in2", NULL): one output; "" is an omitted input. */
-static kiln__node *node(kiln_graph *g, const char *op, const char *out, ...) {
-    const char *ins[8];
-    int n = 0;
-    va_list ap;
-    va_start(ap, out);
-    for (const char *s; (s = va_arg(ap, const char *));) ins[n++] = s;
-    va_end(ap);
-    int i = kiln__graph_add_node(g, out, op, "", n, 1);
-    for (int k = 0; k < n; k++) g->nodes[i].in[k] = ins[k][0] ? kiln__graph_value(g, ins[k]) : -1;
-    g->nodes[i].out[0] = kiln__graph_value(g, out);
-    return &g->nodes[i];
-}
-
-static void int_attr(kiln__node *n, const char *name, int64_t v) {
-    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
-    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup(name), .type = KILN__ATTR_INT, .i = v};
 }
 
 /* ---- public API ------------------------------------------------------------------ */

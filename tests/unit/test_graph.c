@@ -13,17 +13,9 @@
 
 #include "graph/exec.h"
 #include "graph/ir.h"
+#include "graph_builder.h"
 
 /* ---- a tiny graph builder for tests ------------------------------------------- */
-
-static kiln_graph *new_graph(void) {
-    kiln_graph *g = kiln__graph_new(NULL);
-    g->opsets = calloc(1, sizeof *g->opsets);
-    g->opsets[0].domain = kiln__strdup("");
-    g->opsets[0].version = 17;
-    g->n_opsets = 1;
-    return g;
-}
 
 static int add_input(kiln_graph *g, const char *name, kiln_dtype dt, int ndim, const int64_t *dims) {
     int v = kiln__graph_add_value(g, name);
@@ -36,11 +28,6 @@ static int add_input(kiln_graph *g, const char *name, kiln_dtype dt, int ndim, c
     return v;
 }
 
-static void add_output(kiln_graph *g, const char *name) {
-    g->outputs = realloc(g->outputs, (size_t)(g->n_outputs + 1) * sizeof *g->outputs);
-    g->outputs[g->n_outputs++] = kiln__graph_value(g, name);
-}
-
 static void add_init(kiln_graph *g, const char *name, kiln_tensor *t) {
     int v = kiln__graph_add_value(g, name);
     g->values[v].kind = KILN__VAL_INIT;
@@ -49,32 +36,11 @@ static void add_init(kiln_graph *g, const char *name, kiln_tensor *t) {
     g->inits[g->n_inits++] = v;
 }
 
-/* node(op, "out", "in1", "in2", NULL): one output */
-static int node(kiln_graph *g, const char *op, const char *out, ...) {
-    const char *ins[8];
-    int n = 0;
-    va_list ap;
-    va_start(ap, out);
-    for (const char *s; (s = va_arg(ap, const char *));) ins[n++] = s;
-    va_end(ap);
-    int i = kiln__graph_add_node(g, out, op, "", n, 1);
-    for (int k = 0; k < n; k++) g->nodes[i].in[k] = ins[k][0] ? kiln__graph_value(g, ins[k]) : -1;
-    g->nodes[i].out[0] = kiln__graph_value(g, out);
-    return i;
-}
-
-static kiln_tensor *vec(kiln_dtype dt, int64_t n, const double *vals) {
-    kiln_tensor *t;
-    assert_int_equal(kiln_tensor_create(dt, 1, &n, &t), KILN_OK);
-    for (int64_t i = 0; i < n; i++) kiln__st_f(dt, kiln_tensor_data(t), i, vals[i]);
-    return t;
-}
-
 /* ---- tests ------------------------------------------------------------------------ */
 
 static void test_toposort_and_errors(void **state) {
     int64_t d[] = {4};
-    kiln_graph *g = new_graph();
+    kiln_graph *g = new_graph(NULL);
     add_input(g, "x", KILN_DTYPE_F32, 1, d);
     /* nodes given out of order */
     node(g, "Neg", "c", "b", NULL);
@@ -87,7 +53,7 @@ static void test_toposort_and_errors(void **state) {
     assert_int_equal(g->values[kiln__graph_find(g, "b")].producer, 1);
     kiln_graph_free(g);
 
-    g = new_graph(); /* a cycle */
+    g = new_graph(NULL); /* a cycle */
     add_input(g, "x", KILN_DTYPE_F32, 1, d);
     node(g, "Add", "p", "x", "q", NULL);
     node(g, "Neg", "q", "p", NULL);
@@ -96,7 +62,7 @@ static void test_toposort_and_errors(void **state) {
     assert_non_null(strstr(kiln_last_error(), "cycle"));
     kiln_graph_free(g);
 
-    g = new_graph(); /* an undefined input */
+    g = new_graph(NULL); /* an undefined input */
     add_input(g, "x", KILN_DTYPE_F32, 1, d);
     node(g, "Add", "y", "x", "ghost", NULL);
     add_output(g, "y");
@@ -104,7 +70,7 @@ static void test_toposort_and_errors(void **state) {
     assert_non_null(strstr(kiln_last_error(), "ghost"));
     kiln_graph_free(g);
 
-    g = new_graph(); /* an op kiln lacks: finalize keeps it, the session refuses */
+    g = new_graph(NULL); /* an op kiln lacks: finalize keeps it, the session refuses */
     add_input(g, "x", KILN_DTYPE_F32, 1, d);
     node(g, "NoSuchOp", "y", "x", NULL);
     add_output(g, "y");
@@ -119,7 +85,7 @@ static void test_toposort_and_errors(void **state) {
  * planner reuse two or three slots instead of forty. */
 static void test_arena_reuse_and_plan_cache(void **state) {
     int64_t d[] = {1024, 256};
-    kiln_graph *g = new_graph();
+    kiln_graph *g = new_graph(NULL);
     add_input(g, "x", KILN_DTYPE_F32, 2, d);
     char prev[16] = "x", cur[16];
     for (int i = 0; i < 40; i++) {
@@ -155,6 +121,14 @@ static void test_arena_reuse_and_plan_cache(void **state) {
     assert_int_equal(kiln__runner_num_plans(&r), 2);
     assert_int_equal(kiln_tensor_dims(kiln__runner_output(&r, 0))[1], 5);
     kiln__runner_free(&r);
+    /* a memory limit below what the plan needs is refused with the sizes */
+    kiln_session_options opt = {1, 512 * 1024};
+    kiln_session *s;
+    assert_int_equal(kiln_session_create(g, &opt, &s), KILN_OK);
+    const char *names[] = {"x"};
+    assert_int_equal(kiln_session_run(s, 1, names, in), KILN_E_LIMIT);
+    assert_non_null(strstr(kiln_last_error(), "memory limit of 0.5 MB"));
+    kiln_session_free(s);
     kiln_tensor_free(x), kiln_tensor_free(x2);
     kiln_graph_free(g);
 }
@@ -163,20 +137,14 @@ static void test_arena_reuse_and_plan_cache(void **state) {
  * dynamic steps. */
 static void test_folding_and_dynamic_shapes(void **state) {
     int64_t d[] = {2, 3};
-    kiln_graph *g = new_graph();
+    kiln_graph *g = new_graph(NULL);
     add_input(g, "x", KILN_DTYPE_F32, 2, d);
     double flat[] = {-1};
     add_init(g, "minus1", vec(KILN_DTYPE_I64, 1, flat));
     node(g, "Shape", "s", "x", NULL);            /* folded: (2,3) */
     node(g, "Reshape", "flat", "x", "minus1", NULL);
     node(g, "NonZero", "nz", "flat", NULL);      /* dynamic: (1, count) */
-    node(g, "Cast", "nzf", "nz", NULL);
-    kiln__node *cast = &g->nodes[3];
-    cast->attr = calloc(1, sizeof *cast->attr);
-    cast->attr[0].name = kiln__strdup("to");
-    cast->attr[0].type = KILN__ATTR_INT;
-    cast->attr[0].i = KILN_DTYPE_F32;
-    cast->n_attr = 1;
+    int_attr(node(g, "Cast", "nzf", "nz", NULL), "to", KILN_DTYPE_F32);
     add_output(g, "s");
     add_output(g, "nzf");
     assert_int_equal(kiln__graph_finalize(g), KILN_OK);
@@ -224,7 +192,7 @@ static void test_folding_and_dynamic_shapes(void **state) {
 /* If with branches that capture a value of the enclosing graph. */
 static void test_if_with_captures(void **state) {
     int64_t d[] = {3};
-    kiln_graph *g = new_graph();
+    kiln_graph *g = new_graph(NULL);
     add_input(g, "x", KILN_DTYPE_F32, 1, d);
     add_input(g, "c", KILN_DTYPE_BOOL, 0, d);
     kiln_graph *br[2];
@@ -274,17 +242,13 @@ static void test_if_with_captures(void **state) {
  * Transpose -> MatMul with itself: (N,1,3)x(N,3,1)=(N,1,1); NonZero unknown. */
 static void test_symbolic_shapes(void **state) {
     int64_t d[] = {-1, 3};
-    kiln_graph *g = new_graph();
+    kiln_graph *g = new_graph(NULL);
     int x = add_input(g, "x", KILN_DTYPE_F32, 2, d);
     g->values[x].dims[0].sym = kiln__strdup("N");
     double one[] = {1};
     add_init(g, "one", vec(KILN_DTYPE_I64, 1, one));
     node(g, "Shape", "s", "x", NULL);
-    node(g, "Concat", "s3", "s", "one", NULL);
-    kiln__node *cat = &g->nodes[1];
-    cat->attr = calloc(1, sizeof *cat->attr);
-    cat->attr[0] = (kiln__attr){.name = kiln__strdup("axis"), .type = KILN__ATTR_INT, .i = 0};
-    cat->n_attr = 1;
+    int_attr(node(g, "Concat", "s3", "s", "one", NULL), "axis", 0);
     node(g, "Reshape", "r", "x", "s3", NULL);
     node(g, "Transpose", "t", "r", NULL);
     kiln__node *tr = &g->nodes[3];

@@ -27,6 +27,19 @@ static int cmp_count(const void *a, const void *b) {
     return strcmp(x->op, y->op);
 }
 
+/* Prints "title:" and one "  name: dtype[dims]" line per value. */
+static void print_values(const kiln_graph *g, const char *title, int n,
+                         kiln_status (*info)(const kiln_graph *, int, kiln_value_info *)) {
+    char buf[1024];
+    printf("%s:\n", title);
+    for (int i = 0; i < n; i++) {
+        kiln_value_info v;
+        if (info(g, i, &v) != KILN_OK) continue;
+        kiln_cli_describe(&v, buf, sizeof buf);
+        printf("  %s: %s\n", v.name, buf);
+    }
+}
+
 int kiln_cmd_info(int argc, char **argv) {
     const char *path = NULL;
     int shapes = 0;
@@ -65,29 +78,10 @@ int kiln_cmd_info(int argc, char **argv) {
         kiln_graph_opset(g, i, &dom, &ver);
         printf(" %s=%lld", dom[0] ? dom : "ai.onnx", (long long)ver);
     }
-    printf("\ninputs:\n");
-    for (int i = 0; i < kiln_graph_num_inputs(g); i++) {
-        kiln_value_info v;
-        kiln_graph_input_info(g, i, &v);
-        kiln_cli_describe(&v, buf, sizeof buf);
-        printf("  %s: %s\n", v.name, buf);
-    }
-    printf("outputs:\n");
-    for (int i = 0; i < kiln_graph_num_outputs(g); i++) {
-        kiln_value_info v;
-        kiln_graph_output_info(g, i, &v);
-        kiln_cli_describe(&v, buf, sizeof buf);
-        printf("  %s: %s\n", v.name, buf);
-    }
-    if (shapes) {
-        printf("values:\n");
-        for (int i = 0; i < kiln_graph_num_values(g); i++) {
-            kiln_value_info v;
-            kiln_graph_value_info(g, i, &v);
-            kiln_cli_describe(&v, buf, sizeof buf);
-            printf("  %s: %s\n", v.name, buf);
-        }
-    }
+    printf("\n");
+    print_values(g, "inputs", kiln_graph_num_inputs(g), kiln_graph_input_info);
+    print_values(g, "outputs", kiln_graph_num_outputs(g), kiln_graph_output_info);
+    if (shapes) print_values(g, "values", kiln_graph_num_values(g), kiln_graph_value_info);
     int nn = kiln_graph_num_nodes(g), nk = 0;
     op_count *hist = calloc((size_t)nn + 1, sizeof *hist);
     if (!hist) {

@@ -190,6 +190,22 @@ static kiln_status save_output(const char *outdir, const char *fname, const kiln
     return KILN_OK;
 }
 
+/* Splits "NAME=VALUE" (arg is modified) into *name and *value and counts it
+ * in *n; prints the usage of opt and returns -1 if malformed or too many. */
+static int split_pair(const char *opt, const char *form, char *arg, const char **name,
+                      const char **value, int *n) {
+    char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || *n == MAX_INPUTS) {
+        fprintf(stderr, "kiln run: %s expects %s, got '%s'\n", opt, form, arg);
+        return -1;
+    }
+    *eq = 0;
+    *name = arg;
+    *value = eq + 1;
+    (*n)++;
+    return 0;
+}
+
 int kiln_cmd_run(int argc, char **argv) {
     const char *path = NULL, *outdir = NULL;
     const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
@@ -203,23 +219,12 @@ int kiln_cmd_run(int argc, char **argv) {
             fputs(help, stdout);
             return 0;
         } else if (!strcmp(a, "-i") && has_val) {
-            char *eq = strchr(argv[++i], '=');
-            if (!eq || eq == argv[i] || n_in == MAX_INPUTS) {
-                fprintf(stderr, "kiln run: -i expects NAME=FILE.npy, got '%s'\n", argv[i]);
+            if (split_pair("-i", "NAME=FILE.npy", argv[++i], &in_names[n_in], &in_files[n_in], &n_in) != 0)
                 return 2;
-            }
-            *eq = 0;
-            in_names[n_in] = argv[i];
-            in_files[n_in++] = eq + 1;
         } else if (!strcmp(a, "--shape") && has_val) {
-            char *eq = strchr(argv[++i], '=');
-            if (!eq || eq == argv[i] || n_shapes == MAX_INPUTS) {
-                fprintf(stderr, "kiln run: --shape expects NAME=d0,d1,..., got '%s'\n", argv[i]);
+            if (split_pair("--shape", "NAME=d0,d1,...", argv[++i], &shape_names[n_shapes],
+                           &shape_dims[n_shapes], &n_shapes) != 0)
                 return 2;
-            }
-            *eq = 0;
-            shape_names[n_shapes] = argv[i];
-            shape_dims[n_shapes++] = eq + 1;
         } else if (!strcmp(a, "-o") && has_val) {
             outdir = argv[++i];
         } else if (!strcmp(a, "-t") && has_val) {

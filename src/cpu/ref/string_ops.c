@@ -552,8 +552,9 @@ static kiln_status tfidf_parse(const kiln__kctx *c, tfidf_params *p) {
                              (long long)p->counts[i], p->n_pool);
     p->out_size = 0;
     for (int i = 0; i < p->n_indexes; i++) {
-        if (p->indexes[i] < 0)
-            return kiln__err(KILN_E_INVAL, "attribute 'ngram_indexes'[%d] is negative", i);
+        if (p->indexes[i] < 0 || p->indexes[i] >= KILN__MAX_NUMEL)
+            return kiln__err(KILN_E_INVAL, "attribute 'ngram_indexes'[%d] = %lld is out of range",
+                             i, (long long)p->indexes[i]);
         if (p->indexes[i] + 1 > p->out_size) p->out_size = p->indexes[i] + 1;
     }
 
@@ -573,6 +574,11 @@ static kiln_status tfidf_parse(const kiln__kctx *c, tfidf_params *p) {
         return kiln__err(KILN_E_SHAPE, "input 'X' has shape %s, expected [C] or [N,C]",
                          kiln__shape_str(x->ndim, x->dims, got, sizeof got));
     }
+    /* The pool has no n-grams longer than n_counts, and a skip of cols or more
+     * fits no n-gram of 2+ items in a row: clamp so hostile lengths and skips
+     * cost no empty passes (nor overflow skip * (n - 1)). */
+    if (p->max_n > p->n_counts) p->max_n = p->n_counts;
+    if (p->max_skip > p->cols) p->max_skip = p->cols;
     return KILN_OK;
 }
 
