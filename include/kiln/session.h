@@ -39,6 +39,22 @@ kiln_status kiln_session_run(kiln_session *s, int n, const char *const *names,
  * until the next run or kiln_session_free. */
 kiln_status kiln_session_output(const kiln_session *s, int i, const kiln_tensor **out);
 
+/* Per-node profile of the runs since profiling was turned on. */
+typedef struct kiln_node_profile {
+    const char *name;      /* node name ("" if unnamed) */
+    const char *op_type;   /* e.g. "Conv" */
+    const char *algorithm; /* kernel that ran: "reference", or "folded" when the
+                              node was computed once at plan time */
+    double total_ms;       /* wall time summed over calls */
+    int64_t calls;
+} kiln_node_profile;
+
+/* Turns profiling on (counters reset) or off. Costs two clock reads per node. */
+kiln_status kiln_session_set_profiling(kiln_session *s, int on);
+/* Number of nodes of the top-level graph; fills out[0..min(n, max)) in
+ * execution order. Strings belong to the graph. */
+int kiln_session_profile(const kiln_session *s, kiln_node_profile *out, int max);
+
 /* Number of threads the session runs with. */
 int kiln_session_threads(const kiln_session *s);
 

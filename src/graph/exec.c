@@ -151,6 +151,11 @@ static kiln_status check_arity(const kiln__node *n, const kiln__op_def *def) {
     int required = def->max_in < 0 && !(def->flags & KILN_OPF_ALLOC_OUT) ? n_in : def->min_in;
     for (int k = 0; k < required && k < n_in; k++)
         if (n->in[k] < 0) return kiln__err(KILN_E_FORMAT, "required input %d is missing", k);
+    /* required outputs too (fuzzfix): kernels write c->out[k] for k < min_out
+     * without a NULL check (an output named "" is omitted) */
+    for (int k = 0; k < def->min_out; k++)
+        if (k >= n->n_out || n->out[k] < 0)
+            return kiln__err(KILN_E_FORMAT, "required output %d is missing", k);
     return KILN_OK;
 }
 
@@ -571,7 +576,12 @@ static kiln_status plan_run(kiln__runner *r, kiln__plan *p, int n, const kiln_te
         if (st->folded) continue;
         const kiln__node *nd = &g->nodes[i];
         const kiln__op_def *def = &kiln__ops[nd->op];
+        double t0 = r->prof ? kiln__now_s() : 0;
         kiln_status s = st->dynamic ? run_dynamic_step(r, p, st, def) : run_kernel(r, st, def, 1);
+        if (r->prof) {
+            r->prof[i].seconds += kiln__now_s() - t0;
+            r->prof[i].calls++;
+        }
         if (s != KILN_OK) return node_error(p, nd, s);
     }
     return KILN_OK;
@@ -605,6 +615,7 @@ void kiln__runner_free(kiln__runner *r) {
     for (int i = 0; i < r->n_plans; i++) plan_free(r->plans[i]);
     free(r->plans);
     free(r->par);
+    free(r->prof);
     if (r->owns_pool) kiln__pool_free(r->pool);
     memset(r, 0, sizeof *r);
 }
@@ -640,6 +651,18 @@ kiln_status kiln__runner_run(kiln__runner *r, int n, const kiln_tensor *const *i
 kiln_tensor *kiln__runner_output(const kiln__runner *r, int i) {
     if (!r->last || i < 0 || i >= r->g->n_outputs) return NULL;
     return &r->last->vals[r->g->outputs[i]];
+}
+
+kiln_status kiln__runner_profile(kiln__runner *r, int on) {
+    free(r->prof);
+    r->prof = NULL;
+    if (on && !(r->prof = calloc((size_t)r->g->n_nodes + 1, sizeof *r->prof)))
+        return kiln__err(KILN_E_NOMEM, "out of memory");
+    return KILN_OK;
+}
+
+int kiln__runner_folded(const kiln__runner *r, int node) {
+    return r->last && node >= 0 && node < r->last->ns && r->last->steps[node].folded;
 }
 
 kiln_status kiln__infer_types(const kiln_graph *g, int n, const kiln_tensor *const *in,

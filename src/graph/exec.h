@@ -30,6 +30,10 @@ typedef struct kiln__runner {
     int n_plans;
     kiln__plan *last;   /* plan of the last successful run */
     struct par_arg *par; /* scratch for parallel kernel calls (no malloc per run) */
+    struct kiln__node_time {
+        double seconds;
+        int64_t calls;
+    } *prof; /* per node while profiling (kiln__runner_profile), else NULL */
 } kiln__runner;
 
 /* pool NULL: creates one with threads threads. */
@@ -41,6 +45,11 @@ void kiln__runner_free(kiln__runner *r);
 kiln_status kiln__runner_run(kiln__runner *r, int n, const kiln_tensor *const *inputs);
 /* Output i of the last run (valid until the next run). */
 kiln_tensor *kiln__runner_output(const kiln__runner *r, int i);
+
+/* Turns per-node timing on (counters reset to 0) or off. */
+kiln_status kiln__runner_profile(kiln__runner *r, int on);
+/* 1 if node was evaluated at plan time in the last run's plan. */
+int kiln__runner_folded(const kiln__runner *r, int node);
 
 /* Shape inference only: plans g for the input headers in (positional, as
  * kiln__runner_run; data NULL) without placing buffers and without failing on

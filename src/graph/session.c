@@ -145,3 +145,17 @@ kiln_status kiln_session_output(const kiln_session *s, int i, const kiln_tensor 
     *out = t;
     return KILN_OK;
 }
+
+kiln_status kiln_session_set_profiling(kiln_session *s, int on) { return kiln__runner_profile(&s->r, on); }
+
+int kiln_session_profile(const kiln_session *s, kiln_node_profile *out, int max) {
+    const kiln_graph *g = s->r.g;
+    for (int i = 0; i < g->n_nodes && i < max; i++) {
+        out[i].name = g->nodes[i].name;
+        out[i].op_type = g->nodes[i].op_type;
+        out[i].algorithm = kiln__runner_folded(&s->r, i) ? "folded" : "reference";
+        out[i].total_ms = s->r.prof ? s->r.prof[i].seconds * 1e3 : 0;
+        out[i].calls = s->r.prof ? s->r.prof[i].calls : 0;
+    }
+    return g->n_nodes;
+}

@@ -44,7 +44,7 @@ PY
 
 check "--version" bash -c "'$KILN' --version | grep -q '^kiln [0-9]'"
 check "--help lists commands" bash -c "'$KILN' --help | grep -q 'run'"
-for c in info run; do
+for c in info run bench; do
   check "$c --help" bash -c "'$KILN' $c --help | grep -q '^usage: kiln $c'"
 done
 check "unknown command fails" bash -c "! '$KILN' frobnicate"
@@ -64,6 +64,10 @@ check "--random is seeded" bash -c "
   '$KILN' run '$TMP/m.onnx' --random --seed 5 --shape x=2,3 -o '$TMP/r1' &&
   '$KILN' run '$TMP/m.onnx' --random --seed 5 --shape x=2,3 -o '$TMP/r2' &&
   cmp '$TMP/r1/y_out_0.npy' '$TMP/r2/y_out_0.npy'"
+check "bench --json" bash -c "'$KILN' bench '$TMP/m.onnx' --iters 5 --json | $PY -c '
+import json, sys; r = json.load(sys.stdin); l = r[\"latency_ms\"]
+assert l[\"p50\"] <= l[\"p99\"] and r[\"throughput_per_s\"] > 0 and r[\"iters\"] == 5'"
+check "bench --profile" bash -c "'$KILN' bench '$TMP/m.onnx' --iters 3 --profile --shape x=8,3 | grep -qE '^  MatMul +- +reference'"
 check "-t 1 works" "$KILN" run "$TMP/m.onnx" -i "x=$TMP/x.npy" -t 1
 
 # errors: non-zero exit and one line naming what is wrong
@@ -88,6 +92,7 @@ err "wrong input dtype" "int32" run "$TMP/m.onnx" -i "x=$TMP/badtype.npy"
 err "unknown input name" "'nope'" run "$TMP/m.onnx" -i "nope=$TMP/x.npy"
 err "missing input" "'x'" run "$TMP/m.onnx"
 err "missing npy" "missing.npy" run "$TMP/m.onnx" -i "x=$TMP/missing.npy"
+err "bench bad --iters" "iters" bench "$TMP/m.onnx" --iters 0
 err "bad thread count" "thread" run "$TMP/m.onnx" --random -t 0
 
 echo "cli: $pass passed, $fail failed"

@@ -6,12 +6,37 @@
 
 int kiln_cmd_info(int argc, char **argv);
 int kiln_cmd_run(int argc, char **argv);
+int kiln_cmd_bench(int argc, char **argv);
 
 /* Prints "kiln <cmd>: <what>: <last error>" to stderr and returns 1. */
 int kiln_cli_fail(const char *cmd, kiln_status s);
+/* Monotonic clock in milliseconds. */
+double kiln_cli_now_ms(void);
 /* Parses a positive thread count; returns -1 if invalid. */
 int kiln_cli_threads(const char *s);
 /* "float32[1,3,224,224]" style description of a value. */
 void kiln_cli_describe(const kiln_value_info *v, char *buf, size_t len);
+
+/* Input options shared by run and bench: -i NAME=FILE.npy, --shape
+ * NAME=d0,d1,..., --random, --seed S. Zero-initialize, set seed = 1. */
+#define KILN_CLI_MAX_INPUTS 256
+typedef struct kiln_cli_inputs {
+    int n_files, n_shapes, random;
+    unsigned long long seed;
+    const char *file_names[KILN_CLI_MAX_INPUTS], *files[KILN_CLI_MAX_INPUTS];
+    const char *shape_names[KILN_CLI_MAX_INPUTS], *shape_dims[KILN_CLI_MAX_INPUTS];
+    /* filled by kiln_cli_prepare_inputs */
+    int n;
+    const char *names[KILN_CLI_MAX_INPUTS];
+    kiln_tensor *tensors[KILN_CLI_MAX_INPUTS];
+} kiln_cli_inputs;
+/* If argv[*i] is an input option, takes it (and its value, advancing *i):
+ * returns 1; 0 if it is not one; -1 (message printed) if malformed. */
+int kiln_cli_input_option(kiln_cli_inputs *in, const char *cmd, int argc, char **argv, int *i);
+/* Loads the -i files and makes random tensors for the other inputs of g
+ * (with --random; dynamic dims 1 unless --shape). Prints an error, returns -1. */
+int kiln_cli_prepare_inputs(kiln_cli_inputs *in, const char *cmd, const char *path,
+                            const kiln_graph *g);
+void kiln_cli_free_inputs(kiln_cli_inputs *in);
 
 #endif

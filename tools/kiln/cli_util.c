@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 
@@ -33,4 +34,10 @@ void kiln_cli_describe(const kiln_value_info *v, char *buf, size_t len) {
                                   v->dim_names[d] ? v->dim_names[d] : "?");
     }
     if (k < len) snprintf(buf + k, len - k, "]");
+}
+
+double kiln_cli_now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }

@@ -31,51 +31,6 @@ static const char *help =
     "                     for each dynamic dim)\n"
     "  --repeat K         run K more times and report the mean latency\n";
 
-#define MAX_INPUTS 256
-
-static uint64_t rng_state;
-static uint64_t rng_next(void) {
-    uint64_t x = rng_state;
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    return rng_state = x;
-}
-
-static void fill_random(kiln_tensor *t) {
-    int64_t n = kiln_tensor_numel(t);
-    void *d = kiln_tensor_data(t);
-    kiln_dtype dt = kiln_tensor_dtype(t);
-    for (int64_t i = 0; i < n; i++) {
-        double u = (double)(rng_next() >> 11) / 9007199254740992.0;
-        switch (dt) {
-        case KILN_DTYPE_F32: ((float *)d)[i] = (float)u; break;
-        case KILN_DTYPE_F64: ((double *)d)[i] = u; break;
-        case KILN_DTYPE_F16: ((uint16_t *)d)[i] = kiln_f32_to_f16((float)u); break;
-        case KILN_DTYPE_BF16: ((uint16_t *)d)[i] = kiln_f32_to_bf16((float)u); break;
-        case KILN_DTYPE_BOOL: ((uint8_t *)d)[i] = u < 0.5; break;
-        case KILN_DTYPE_I8: case KILN_DTYPE_U8: ((uint8_t *)d)[i] = (uint8_t)(u * 10); break;
-        case KILN_DTYPE_I16: case KILN_DTYPE_U16: ((uint16_t *)d)[i] = (uint16_t)(u * 10); break;
-        case KILN_DTYPE_I32: case KILN_DTYPE_U32: ((uint32_t *)d)[i] = (uint32_t)(u * 10); break;
-        case KILN_DTYPE_I64: case KILN_DTYPE_U64: ((uint64_t *)d)[i] = (uint64_t)(u * 10); break;
-        default: break;
-        }
-    }
-}
-
-static int parse_dims(const char *s, int64_t *dims, int *ndim) {
-    *ndim = 0;
-    if (!*s) return 0;
-    for (;;) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(s, &end, 10);
-        if (end == s || errno || v < 0 || *ndim >= KILN_MAX_DIMS) return -1;
-        dims[(*ndim)++] = v;
-        if (*end == 0) return 0;
-        if (*end != ',') return -1;
-        s = end + 1;
-    }
-}
-
 /* Output file name: characters outside [A-Za-z0-9._-] become '_'; the names
  * "", "." and ".." (which are not file names) become "_", "_" and "__". */
 static void sanitize(const char *name, char *out, size_t len) {
@@ -190,41 +145,18 @@ static kiln_status save_output(const char *outdir, const char *fname, const kiln
     return KILN_OK;
 }
 
-/* Splits "NAME=VALUE" (arg is modified) into *name and *value and counts it
- * in *n; prints the usage of opt and returns -1 if malformed or too many. */
-static int split_pair(const char *opt, const char *form, char *arg, const char **name,
-                      const char **value, int *n) {
-    char *eq = strchr(arg, '=');
-    if (!eq || eq == arg || *n == MAX_INPUTS) {
-        fprintf(stderr, "kiln run: %s expects %s, got '%s'\n", opt, form, arg);
-        return -1;
-    }
-    *eq = 0;
-    *name = arg;
-    *value = eq + 1;
-    (*n)++;
-    return 0;
-}
-
 int kiln_cmd_run(int argc, char **argv) {
     const char *path = NULL, *outdir = NULL;
-    const char *in_names[MAX_INPUTS], *in_files[MAX_INPUTS];
-    const char *shape_names[MAX_INPUTS], *shape_dims[MAX_INPUTS];
-    int n_in = 0, n_shapes = 0, threads = 0, random = 0, repeat = 0;
-    unsigned long long seed = 1;
+    int threads = 0, repeat = 0;
+    kiln_cli_inputs in = {.seed = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int has_val = i + 1 < argc;
+        int has_val = i + 1 < argc, taken;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(help, stdout);
             return 0;
-        } else if (!strcmp(a, "-i") && has_val) {
-            if (split_pair("-i", "NAME=FILE.npy", argv[++i], &in_names[n_in], &in_files[n_in], &n_in) != 0)
-                return 2;
-        } else if (!strcmp(a, "--shape") && has_val) {
-            if (split_pair("--shape", "NAME=d0,d1,...", argv[++i], &shape_names[n_shapes],
-                           &shape_dims[n_shapes], &n_shapes) != 0)
-                return 2;
+        } else if ((taken = kiln_cli_input_option(&in, "run", argc, argv, &i)) != 0) {
+            if (taken < 0) return 2;
         } else if (!strcmp(a, "-o") && has_val) {
             outdir = argv[++i];
         } else if (!strcmp(a, "-t") && has_val) {
@@ -232,13 +164,9 @@ int kiln_cmd_run(int argc, char **argv) {
                 fprintf(stderr, "kiln run: -t expects a thread count in 1..256, got '%s'\n", argv[i]);
                 return 2;
             }
-        } else if (!strcmp(a, "--seed") && has_val) {
-            seed = strtoull(argv[++i], NULL, 10);
         } else if (!strcmp(a, "--repeat") && has_val) {
             repeat = atoi(argv[++i]);
             if (repeat < 0) repeat = 0;
-        } else if (!strcmp(a, "--random")) {
-            random = 1;
         } else if (a[0] == '-' || path) {
             fprintf(stderr, "kiln run: unexpected argument '%s'\n%s", a, help);
             return 2;
@@ -250,61 +178,15 @@ int kiln_cmd_run(int argc, char **argv) {
         fputs(help, stderr);
         return 2;
     }
-    rng_state = seed * 0x9E3779B97F4A7C15ull + 1;
     int rc = 1;
     kiln_graph *g = NULL;
     kiln_session *sess = NULL;
-    const char *names[MAX_INPUTS];
-    kiln_tensor *tensors[MAX_INPUTS] = {0};
-    int n = 0;
     kiln_status s = kiln_graph_load_onnx(path, &g);
     if (s != KILN_OK) return kiln_cli_fail("run", s);
-    for (int k = 0; k < n_in; k++) {
-        int found = 0;
-        for (int i = 0; i < kiln_graph_num_inputs(g); i++) {
-            kiln_value_info v;
-            kiln_graph_input_info(g, i, &v);
-            found |= !strcmp(v.name, in_names[k]);
-        }
-        if (!found) {
-            fprintf(stderr, "kiln run: error: %s has no input named '%s'\n", path, in_names[k]);
-            goto done;
-        }
-        if ((s = kiln_tensor_load_npy(in_files[k], &tensors[n])) != KILN_OK) {
-            kiln_cli_fail("run", s);
-            goto done;
-        }
-        names[n++] = in_names[k];
-    }
-    for (int i = 0; i < kiln_graph_num_inputs(g); i++) {
-        kiln_value_info v;
-        kiln_graph_input_info(g, i, &v);
-        int given = 0;
-        for (int k = 0; k < n; k++) given |= !strcmp(names[k], v.name);
-        if (given) continue;
-        if (!random) {
-            char d[256];
-            kiln_cli_describe(&v, d, sizeof d);
-            fprintf(stderr, "kiln run: error: input '%s' (%s) not given: use -i %s=FILE.npy or --random\n",
-                    v.name, d, v.name);
-            goto done;
-        }
-        int64_t dims[KILN_MAX_DIMS];
-        int ndim = v.ndim < 0 ? 0 : v.ndim;
-        for (int d = 0; d < ndim; d++) dims[d] = v.dims[d] >= 0 ? v.dims[d] : 1;
-        for (int k = 0; k < n_shapes; k++)
-            if (!strcmp(shape_names[k], v.name) && parse_dims(shape_dims[k], dims, &ndim) != 0) {
-                fprintf(stderr, "kiln run: error: bad --shape for '%s': '%s'\n", v.name, shape_dims[k]);
-                goto done;
-            }
-        kiln_dtype dt = v.dtype == KILN_DTYPE_UNDEFINED ? KILN_DTYPE_F32 : v.dtype;
-        if ((s = kiln_tensor_create(dt, ndim, dims, &tensors[n])) != KILN_OK) {
-            kiln_cli_fail("run", s);
-            goto done;
-        }
-        fill_random(tensors[n]);
-        names[n++] = v.name;
-    }
+    if (kiln_cli_prepare_inputs(&in, "run", path, g) != 0) goto done;
+    const char **names = in.names;
+    kiln_tensor **tensors = in.tensors;
+    int n = in.n;
     kiln_session_options opt = {threads};
     if ((s = kiln_session_create(g, &opt, &sess)) != KILN_OK) {
         kiln_cli_fail("run", s);
@@ -359,7 +241,7 @@ int kiln_cmd_run(int argc, char **argv) {
     printf("\n");
     rc = 0;
 done:
-    for (int k = 0; k < n; k++) kiln_tensor_free(tensors[k]);
+    kiln_cli_free_inputs(&in);
     kiln_session_free(sess);
     kiln_graph_free(g);
     return rc;

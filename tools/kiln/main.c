@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
     {"info", kiln_cmd_info, "show a model's inputs, outputs, opsets, ops and parameters"},
     {"run", kiln_cmd_run, "run a model on .npy inputs and write .npy outputs"},
+    {"bench", kiln_cmd_bench, "measure a model's latency and throughput (per-node profile)"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,166 @@
+/* tools/kiln/cmd_bench.c: `kiln bench MODEL`: latency and throughput, in the
+ * spirit of trtexec and onnxruntime_perf_test. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char *help =
+    "usage: kiln bench MODEL.onnx [-i NAME=FILE.npy ...] [--shape NAME=d0,d1,...]\n"
+    "                  [--seed S] [-t N] [--warmup W] [--iters K] [--profile] [--json]\n"
+    "\n"
+    "Runs the model W times to warm up, then K timed times, and prints the latency\n"
+    "(mean, p50, p90, p99, min, max) and the throughput (runs per second). Inputs\n"
+    "not given with -i get seeded random data (dynamic dims 1 unless --shape).\n"
+    "\n"
+    "  -t N        threads (default: all cores)\n"
+    "  --warmup W  untimed runs first (default 3; the first one also plans)\n"
+    "  --iters K   timed runs (default 20)\n"
+    "  --profile   add a per-node table: op, node, kernel, time per run, share\n"
+    "  --json      print one JSON object instead of text:\n"
+    "              {\"latency_ms\": {\"mean\", \"p50\", \"p90\", \"p99\", \"min\", \"max\"},\n"
+    "               \"throughput_per_s\", \"plan_ms\", \"threads\", \"iters\"}\n";
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_profile(const void *a, const void *b) {
+    const kiln_node_profile *x = a, *y = b;
+    return x->total_ms < y->total_ms ? 1 : x->total_ms > y->total_ms ? -1 : 0;
+}
+
+/* Writes s as a JSON string literal. */
+static void json_string(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') printf("\\%c", ch);
+        else if (ch < 0x20) printf("\\u%04x", ch);
+        else putchar(ch);
+    }
+    putchar('"');
+}
+
+/* Nearest-rank percentile of sorted v[0..n). */
+static double percentile(const double *v, int n, double p) {
+    int k = (int)(p / 100.0 * n + 0.999999) - 1;
+    return v[k < 0 ? 0 : k >= n ? n - 1 : k];
+}
+
+static void print_profile(kiln_session *s, int iters) {
+    int n = kiln_session_profile(s, NULL, 0);
+    kiln_node_profile *p = calloc((size_t)n + 1, sizeof *p);
+    if (!p) return;
+    kiln_session_profile(s, p, n);
+    double total = 0;
+    for (int i = 0; i < n; i++) total += p[i].total_ms;
+    qsort(p, (size_t)n, sizeof *p, cmp_profile);
+    printf("\nper node (%d runs):\n  %-22s %-28s %-10s %12s %7s\n", iters, "op", "node", "kernel",
+           "ms/run", "share");
+    for (int i = 0; i < n; i++)
+        printf("  %-22s %-28.28s %-10s %12.4f %6.1f%%\n", p[i].op_type, p[i].name[0] ? p[i].name : "-",
+               p[i].algorithm, p[i].total_ms / iters, total > 0 ? 100 * p[i].total_ms / total : 0);
+    free(p);
+}
+
+int kiln_cmd_bench(int argc, char **argv) {
+    const char *path = NULL;
+    int threads = 0, warmup = 3, iters = 20, profile = 0, json = 0;
+    kiln_cli_inputs in = {.seed = 1, .random = 1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has_val = i + 1 < argc, taken;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(help, stdout);
+            return 0;
+        } else if (strcmp(a, "--random") && (taken = kiln_cli_input_option(&in, "bench", argc, argv, &i)) != 0) {
+            if (taken < 0) return 2;
+        } else if (!strcmp(a, "-t") && has_val) {
+            if ((threads = kiln_cli_threads(argv[++i])) < 0) {
+                fprintf(stderr, "kiln bench: -t expects a thread count in 1..256, got '%s'\n", argv[i]);
+                return 2;
+            }
+        } else if ((!strcmp(a, "--warmup") || !strcmp(a, "--iters")) && has_val) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 0 || v > 1000000 || (!strcmp(a, "--iters") && v < 1)) {
+                fprintf(stderr, "kiln bench: %s expects a count, got '%s'\n", a, argv[i]);
+                return 2;
+            }
+            *(!strcmp(a, "--iters") ? &iters : &warmup) = (int)v;
+        } else if (!strcmp(a, "--profile")) {
+            profile = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (a[0] == '-' || path) {
+            fprintf(stderr, "kiln bench: unexpected argument '%s'\n%s", a, help);
+            return 2;
+        } else {
+            path = a;
+        }
+    }
+    if (!path) {
+        fputs(help, stderr);
+        return 2;
+    }
+    int rc = 1;
+    kiln_graph *g = NULL;
+    kiln_session *sess = NULL;
+    double *lat = calloc((size_t)iters, sizeof *lat);
+    kiln_status s = kiln_graph_load_onnx(path, &g);
+    if (s != KILN_OK || !lat) {
+        free(lat);
+        return kiln_cli_fail("bench", s);
+    }
+    if (kiln_cli_prepare_inputs(&in, "bench", path, g) != 0) goto done;
+    kiln_session_options opt = {threads, 0};
+    if ((s = kiln_session_create(g, &opt, &sess)) != KILN_OK) goto fail;
+    const kiln_tensor *const *tensors = (const kiln_tensor *const *)in.tensors;
+    double plan_ms = 0;
+    for (int w = 0; w < (warmup > 0 ? warmup : 1); w++) {
+        double t0 = kiln_cli_now_ms();
+        if ((s = kiln_session_run(sess, in.n, in.names, tensors)) != KILN_OK) goto fail;
+        if (w == 0) plan_ms = kiln_cli_now_ms() - t0;
+    }
+    if (profile && (s = kiln_session_set_profiling(sess, 1)) != KILN_OK) goto fail;
+    double total = 0;
+    for (int k = 0; k < iters; k++) {
+        double t0 = kiln_cli_now_ms();
+        if ((s = kiln_session_run(sess, in.n, in.names, tensors)) != KILN_OK) goto fail;
+        lat[k] = kiln_cli_now_ms() - t0;
+        total += lat[k];
+    }
+    qsort(lat, (size_t)iters, sizeof *lat, cmp_double);
+    double mean = total / iters;
+    if (json) {
+        printf("{\"model\": ");
+        json_string(path);
+        printf(", \"threads\": %d, \"iters\": %d, \"plan_ms\": %.4f, "
+               "\"latency_ms\": {\"mean\": %.4f, \"p50\": %.4f, \"p90\": %.4f, \"p99\": %.4f, "
+               "\"min\": %.4f, \"max\": %.4f}, \"throughput_per_s\": %.3f}\n",
+               kiln_session_threads(sess), iters, plan_ms, mean, percentile(lat, iters, 50),
+               percentile(lat, iters, 90), percentile(lat, iters, 99), lat[0], lat[iters - 1],
+               1000.0 / mean);
+    } else {
+        printf("model: %s\nthreads: %d\nfirst run (plans): %.3f ms\n", path,
+               kiln_session_threads(sess), plan_ms);
+        printf("latency over %d runs (ms): mean %.3f  p50 %.3f  p90 %.3f  p99 %.3f  min %.3f  max %.3f\n",
+               iters, mean, percentile(lat, iters, 50), percentile(lat, iters, 90),
+               percentile(lat, iters, 99), lat[0], lat[iters - 1]);
+        printf("throughput: %.2f runs/s\n", 1000.0 / mean);
+        if (profile) print_profile(sess, iters);
+    }
+    rc = 0;
+    goto done;
+fail:
+    kiln_cli_fail("bench", s);
+done:
+    kiln_cli_free_inputs(&in);
+    kiln_session_free(sess);
+    kiln_graph_free(g);
+    free(lat);
+    return rc;
+}
