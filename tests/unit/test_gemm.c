@@ -1,0 +1,501 @@
+/* tests/unit/test_gemm.c: the f32 GEMM kernel (src/cpu/kernels/gemm.h)
+ * against a plain triple loop accumulating in double, on fresh random inputs:
+ * shapes around and between the tile sizes, every transpose combination,
+ * alpha/beta, every epilogue, prepacked B, each ISA path, 1..4 threads.
+ * Checks the normalized error ||out - ref|| / ||ref|| < 1e-5, that nothing
+ * outside C's (M,N) elements is written (row padding and guard floats after C),
+ * NaN/Inf parity, and that bad arguments fail without touching C. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "cpu/kernels/gemm.h"
+
+#define GUARD 64 /* floats after C checked untouched */
+static const uint32_t SENTINEL = 0x7fc0dead; /* a NaN nobody computes */
+
+/* ---- random numbers --------------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static float rnd(void) { /* uniform in [-1, 1) */
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((double)(rng_state >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
+}
+static float *rnd_buf(int64_t n) {
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    assert_non_null(p);
+    for (int64_t i = 0; i < n; i++) p[i] = rnd();
+    return p;
+}
+
+/* ---- the case and its reference -------------------------------------------- */
+
+typedef struct gcase {
+    int64_t m, n, k;
+    int ta, tb;
+    float alpha, beta;
+    kiln__gemm_bias bias;
+    int residual;
+    kiln__gemm_act act;
+    int prepack;
+    kiln__gemm_isa isa;
+    int nth;      /* threads */
+    int use_pool; /* through kiln__sgemm_run, else kiln__sgemm per ith in turn */
+    int pad;      /* extra floats per row in every leading dimension */
+} gcase;
+
+static double ref_act(double x, kiln__gemm_act act) {
+    switch (act) {
+    case KILN__GEMM_ACT_RELU: return x < 0 ? 0 : x;
+    case KILN__GEMM_ACT_GELU_ERF: return 0.5 * x * (1 + erf(x / sqrt(2.0)));
+    case KILN__GEMM_ACT_GELU_TANH:
+        return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    case KILN__GEMM_ACT_SILU: return x / (1 + exp(-x));
+    case KILN__GEMM_ACT_CLIP: return x < -0.5 ? -0.5 : (x > 0.7 ? 0.7 : x);
+    default: return x;
+    }
+}
+
+typedef struct operands {
+    float *a, *b, *c, *c0, *bias, *res, *packed;
+    int64_t lda, ldb, ldc, ldr, c_floats;
+} operands;
+
+static void make_operands(const gcase *t, operands *o) {
+    memset(o, 0, sizeof *o);
+    o->lda = (t->ta ? t->m : t->k) + t->pad;
+    o->ldb = (t->tb ? t->k : t->n) + t->pad;
+    o->ldc = t->n + t->pad;
+    o->ldr = t->n + 2 * t->pad + 1;
+    o->a = rnd_buf((t->ta ? t->k : t->m) * o->lda);
+    o->b = rnd_buf((t->tb ? t->n : t->k) * o->ldb);
+    o->c_floats = t->m * o->ldc + GUARD;
+    o->c0 = rnd_buf(o->c_floats);
+    o->c = malloc((size_t)o->c_floats * sizeof(float));
+    assert_non_null(o->c);
+    o->bias = rnd_buf(t->m > t->n ? t->m : t->n);
+    o->res = rnd_buf(t->m * o->ldr);
+}
+
+static void free_operands(operands *o) {
+    free(o->a);
+    free(o->b);
+    free(o->c);
+    free(o->c0);
+    free(o->bias);
+    free(o->res);
+    free(o->packed);
+}
+
+/* C as the kernel receives it: c0's values in the (M,N) elements (NaN when
+ * beta == 0, which must not be read) and the sentinel everywhere else. */
+static void prime_c(const gcase *t, operands *o) {
+    for (int64_t x = 0; x < o->c_floats; x++) memcpy(&o->c[x], &SENTINEL, sizeof(float));
+    for (int64_t i = 0; i < t->m; i++)
+        for (int64_t j = 0; j < t->n; j++)
+            o->c[i * o->ldc + j] = t->beta == 0.0f ? NAN : o->c0[i * o->ldc + j];
+}
+
+/* ref (M,N) in double: act(alpha * op(A) op(B) + beta * C0 + bias + R). */
+static double *reference(const gcase *t, const operands *o) {
+    double *ref = malloc((size_t)(t->m * t->n > 0 ? t->m * t->n : 1) * sizeof(double));
+    assert_non_null(ref);
+    for (int64_t i = 0; i < t->m; i++)
+        for (int64_t j = 0; j < t->n; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < t->k; p++) {
+                double av = t->ta ? o->a[p * o->lda + i] : o->a[i * o->lda + p];
+                double bv = t->tb ? o->b[j * o->ldb + p] : o->b[p * o->ldb + j];
+                s += av * bv;
+            }
+            double v = (double)t->alpha * s;
+            if (t->beta != 0.0f) v += (double)t->beta * o->c0[i * o->ldc + j];
+            if (t->bias == KILN__GEMM_BIAS_COL) v += o->bias[j];
+            if (t->bias == KILN__GEMM_BIAS_ROW) v += o->bias[i];
+            if (t->residual) v += o->res[i * o->ldr + j];
+            ref[i * t->n + j] = ref_act(v, t->act);
+        }
+    return ref;
+}
+
+static kiln__gemm_args args_of(const gcase *t, const operands *o) {
+    kiln__gemm_args g = {
+        .m = t->m, .n = t->n, .k = t->k, .trans_a = t->ta, .trans_b = t->tb,
+        .alpha = t->alpha, .beta = t->beta, .a = o->a, .lda = o->lda, .b = o->b,
+        .ldb = o->ldb, .c = o->c, .ldc = o->ldc, .bias_kind = t->bias, .bias = o->bias,
+        .residual = t->residual ? o->res : NULL, .ldr = o->ldr, .act = t->act,
+        .act_min = -0.5f, .act_max = 0.7f, .isa = t->isa,
+    };
+    if (t->prepack) {
+        g.b = o->packed;
+        g.b_packed = 1;
+    }
+    return g;
+}
+
+/* Runs the kernel on o->c as case t says. */
+static kiln_status run_kernel(const gcase *t, operands *o) {
+    if (t->prepack) {
+        size_t bytes = kiln__sgemm_packed_b_bytes(t->isa, t->k, t->n);
+        assert_true(bytes > 0);
+        free(o->packed);
+        o->packed = malloc(bytes);
+        assert_non_null(o->packed);
+        kiln_status st = kiln__sgemm_pack_b(t->isa, t->tb, t->k, t->n, o->b, o->ldb, o->packed,
+                                            bytes);
+        if (st != KILN_OK) return st;
+    }
+    kiln__gemm_args g = args_of(t, o);
+    size_t sbytes = kiln__sgemm_scratch_bytes(&g, t->nth);
+    void *scratch = malloc(sbytes ? sbytes : 1);
+    assert_non_null(scratch);
+    kiln_status st = KILN_OK;
+    if (t->use_pool) {
+        kiln__pool *pool;
+        assert_int_equal(kiln__pool_create(t->nth, &pool), KILN_OK);
+        st = kiln__sgemm_run(pool, &g, scratch);
+        kiln__pool_free(pool);
+    } else {
+        g.scratch = scratch;
+        for (int ith = 0; ith < t->nth && st == KILN_OK; ith++) st = kiln__sgemm(&g, ith, t->nth);
+    }
+    free(scratch);
+    return st;
+}
+
+static void describe(const gcase *t, char *buf, size_t n) {
+    snprintf(buf, n,
+             "M=%lld N=%lld K=%lld ta=%d tb=%d alpha=%g beta=%g bias=%d res=%d act=%d "
+             "prepack=%d isa=%s nth=%d pool=%d pad=%d",
+             (long long)t->m, (long long)t->n, (long long)t->k, t->ta, t->tb, t->alpha,
+             t->beta, t->bias, t->residual, t->act, t->prepack, kiln__gemm_isa_name(t->isa),
+             t->nth, t->use_pool, t->pad);
+}
+
+/* Nothing but C's (M,N) elements changed. */
+static void check_untouched(const gcase *t, const operands *o, const char *what) {
+    for (int64_t x = 0; x < o->c_floats; x++) {
+        int64_t i = o->ldc ? x / o->ldc : t->m, j = o->ldc ? x % o->ldc : 0;
+        if (i < t->m && j < t->n) continue;
+        if (memcmp(&o->c[x], &SENTINEL, sizeof(float)) != 0)
+            fail_msg("%s: float %lld outside C (row %lld col %lld) was written", what,
+                     (long long)x, (long long)i, (long long)j);
+    }
+}
+
+/* Runs case t and checks it against the reference. */
+static void check_case(const gcase *t) {
+    char what[256];
+    describe(t, what, sizeof what);
+    operands o;
+    make_operands(t, &o);
+    prime_c(t, &o);
+    double *ref = reference(t, &o);
+    kiln_status st = run_kernel(t, &o);
+    if (st != KILN_OK) fail_msg("%s: status %d (%s)", what, st, kiln_last_error());
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < t->m; i++)
+        for (int64_t j = 0; j < t->n; j++) {
+            double r = ref[i * t->n + j], d = o.c[i * o.ldc + j] - r;
+            num += d * d;
+            den += r * r;
+        }
+    double err = den > 0 ? sqrt(num / den) : sqrt(num);
+    if (!(err < 1e-5)) fail_msg("%s: normalized error %g", what, err);
+    check_untouched(t, &o, what);
+    free(ref);
+    free_operands(&o);
+}
+
+/* ---- the ISAs this CPU runs -------------------------------------------------- */
+
+static int isas(kiln__gemm_isa *out) {
+    int n = 0;
+    for (int i = KILN__GEMM_ISA_GENERIC; i < KILN__GEMM_ISA_COUNT; i++)
+        if (kiln__gemm_isa_supported((kiln__gemm_isa)i)) out[n++] = (kiln__gemm_isa)i;
+    return n;
+}
+
+static gcase plain(int64_t m, int64_t n, int64_t k, kiln__gemm_isa isa) {
+    gcase t = {.m = m, .n = n, .k = k, .alpha = 1.0f, .beta = 0.0f, .isa = isa, .nth = 1};
+    return t;
+}
+
+/* ---- tests --------------------------------------------------------------------- */
+
+static void test_isa_dispatch(void **state) {
+    assert_true(kiln__gemm_isa_supported(KILN__GEMM_ISA_AUTO));
+    assert_true(kiln__gemm_isa_supported(KILN__GEMM_ISA_GENERIC));
+    assert_false(kiln__gemm_isa_supported((kiln__gemm_isa)99));
+    kiln__gemm_isa best = kiln__gemm_isa_best();
+    assert_true(kiln__gemm_isa_supported(best));
+    assert_int_not_equal(best, KILN__GEMM_ISA_AUTO);
+    print_message("gemm: best isa on this CPU: %s\n", kiln__gemm_isa_name(best));
+}
+
+/* Shapes around the tile sizes (4x16, 6x16, 14x32) and blocks (KC 256). */
+static const int64_t shapes[][3] = {
+    {1, 1, 1},    {2, 3, 5},     {7, 13, 11},  {4, 16, 8},    {6, 16, 9},    {14, 32, 256},
+    {15, 33, 257}, {13, 31, 255}, {29, 67, 17}, {1, 100, 37},  {100, 1, 37},  {64, 64, 0},
+    {3, 17, 1},   {28, 64, 513}, {97, 131, 301}, {31, 7, 600}, {113, 520, 40}, {1, 1, 1000},
+};
+
+static void test_shapes_transposes(void **state) {
+    kiln__gemm_isa list[KILN__GEMM_ISA_COUNT];
+    int ni = isas(list);
+    for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
+        for (int ii = 0; ii < ni; ii++)
+            for (int tr = 0; tr < 4; tr++) {
+                gcase t = plain(shapes[s][0], shapes[s][1], shapes[s][2], list[ii]);
+                t.ta = tr & 1;
+                t.tb = tr >> 1;
+                t.pad = (s + tr) % 3;
+                check_case(&t);
+            }
+}
+
+static void test_empty(void **state) {
+    kiln__gemm_isa list[KILN__GEMM_ISA_COUNT];
+    int ni = isas(list);
+    for (int ii = 0; ii < ni; ii++) {
+        gcase t = plain(0, 5, 3, list[ii]);
+        check_case(&t);
+        t = plain(5, 0, 3, list[ii]);
+        check_case(&t);
+        t = plain(0, 0, 0, list[ii]);
+        check_case(&t);
+        /* K == 0: C = act(beta C + bias + R) */
+        t = plain(9, 40, 0, list[ii]);
+        t.beta = 0.5f;
+        t.bias = KILN__GEMM_BIAS_COL;
+        t.residual = 1;
+        t.act = KILN__GEMM_ACT_SILU;
+        check_case(&t);
+    }
+}
+
+static void test_large(void **state) {
+    kiln__gemm_isa list[KILN__GEMM_ISA_COUNT];
+    int ni = isas(list);
+    for (int ii = 0; ii < ni; ii++) {
+        gcase t = plain(517, 1031, 259, list[ii]);
+        t.nth = 2;
+        t.use_pool = 1;
+        t.beta = 1.0f;
+        t.bias = KILN__GEMM_BIAS_COL;
+        t.act = KILN__GEMM_ACT_GELU_ERF;
+        t.ta = ii & 1;
+        t.tb = (ii >> 1) & 1;
+        check_case(&t);
+    }
+}
+
+static void test_alpha_beta(void **state) {
+    static const float alphas[] = {1.0f, 0.5f, -2.0f, 0.0f};
+    static const float betas[] = {0.0f, 1.0f, 0.75f, -1.5f};
+    kiln__gemm_isa list[KILN__GEMM_ISA_COUNT];
+    int ni = isas(list);
+    for (int ii = 0; ii < ni; ii++)
+        for (int a = 0; a < 4; a++)
+            for (int b = 0; b < 4; b++) {
+                gcase t = plain(37, 70, 300, list[ii]);
+                t.alpha = alphas[a];
+                t.beta = betas[b];
+                t.ta = a & 1;
+                t.tb = b & 1;
+                t.pad = 1;
+                if (alphas[a] == 0.0f && betas[b] == 0.0f) t.bias = KILN__GEMM_BIAS_ROW;
+                check_case(&t);
+            }
+}
+
+static void test_epilogues(void **state) {
+    kiln__gemm_isa list[KILN__GEMM_ISA_COUNT];
+    int ni = isas(list);
+    for (int ii = 0; ii < ni; ii++)
+        for (int act = 0; act < KILN__GEMM_ACT_COUNT; act++)
+            for (int bias = 0; bias < 3; bias++)
+                for (int res = 0; res < 2; res++) {
+                    /* K spans two blocks: the epilogue must run once, at the end */
+                    gcase t = plain(23, 45, 260 + act, list[ii]);
+                    t.act = (kiln__gemm_act)act;
+                    t.bias = (kiln__gemm_bias)bias;
+                    t.residual = res;
+                    t.beta = res ? 0.5f : 0.0f;
+                    t.alpha = 0.25f; /* values around the activations' bends */
+                    t.pad = bias;
+                    check_case(&t);
+                }
+}
+
+static void test_prepacked_b(void **state) {
+    kiln__gemm_isa list[KILN__GEMM_ISA_COUNT];
+    int ni = isas(list);
+    for (int ii = 0; ii < ni; ii++)
+        for (int tb = 0; tb < 2; tb++) {
+            static const int64_t ps[][3] = {{1, 1, 1}, {15, 33, 257}, {50, 100, 600}, {3, 530, 9}};
+            for (int s = 0; s < 4; s++) {
+                gcase t = plain(ps[s][0], ps[s][1], ps[s][2], list[ii]);
+                t.tb = tb;
+                t.prepack = 1;
+                t.bias = KILN__GEMM_BIAS_COL;
+                t.act = KILN__GEMM_ACT_RELU;
+                t.nth = 1 + s % 3;
+                check_case(&t);
+            }
+        }
+    /* AUTO packs for the best isa, and runs with it */
+    gcase t = plain(40, 70, 90, KILN__GEMM_ISA_AUTO);
+    t.prepack = 1;
+    check_case(&t);
+}
+
+static void test_threads(void **state) {
+    kiln__gemm_isa list[KILN__GEMM_ISA_COUNT];
+    int ni = isas(list);
+    static const int64_t ts[][3] = {{1, 1, 5}, {5, 3, 7}, {14, 32, 10}, {100, 40, 70},
+                                    {30, 700, 33}, {257, 129, 65}};
+    for (int ii = 0; ii < ni; ii++)
+        for (int nth = 1; nth <= 4; nth++)
+            for (int s = 0; s < 6; s++)
+                for (int pool = 0; pool < 2; pool++) {
+                    gcase t = plain(ts[s][0], ts[s][1], ts[s][2], list[ii]);
+                    t.nth = nth;
+                    t.use_pool = pool;
+                    t.beta = 0.5f;
+                    t.residual = 1;
+                    t.bias = KILN__GEMM_BIAS_ROW;
+                    t.ta = s & 1;
+                    check_case(&t);
+                }
+}
+
+/* NaN in A row i0 poisons row i0; Inf in B column j1 gives +-Inf in column
+ * j1; Inf in C with beta != 0 stays Inf: exactly where the reference says. */
+static void test_nan_inf(void **state) {
+    kiln__gemm_isa list[KILN__GEMM_ISA_COUNT];
+    int ni = isas(list);
+    static const kiln__gemm_act acts[] = {KILN__GEMM_ACT_NONE, KILN__GEMM_ACT_RELU,
+                                          KILN__GEMM_ACT_CLIP};
+    for (int ii = 0; ii < ni; ii++)
+        for (int ai = 0; ai < 3; ai++) {
+            gcase t = plain(20, 40, 300, list[ii]);
+            t.beta = 1.0f;
+            t.act = acts[ai];
+            char what[256];
+            describe(&t, what, sizeof what);
+            operands o;
+            make_operands(&t, &o);
+            o.a[3 * o.lda + 100] = NAN;            /* row 3 */
+            o.b[280 * o.ldb + 17] = INFINITY;      /* column 17, second K block */
+            o.c0[11 * o.ldc + 33] = -INFINITY;     /* one element */
+            prime_c(&t, &o);
+            double *ref = reference(&t, &o);
+            assert_int_equal(run_kernel(&t, &o), KILN_OK);
+            int nonfinite = 0;
+            for (int64_t i = 0; i < t.m; i++)
+                for (int64_t j = 0; j < t.n; j++) {
+                    double r = ref[i * t.n + j];
+                    float v = o.c[i * o.ldc + j];
+                    if (isnan(r) != isnan(v) || (isinf(r) && (double)v != r))
+                        fail_msg("%s: (%lld,%lld) = %g, reference %g", what, (long long)i,
+                                 (long long)j, v, r);
+                    if (isfinite(r) && fabs(v - r) > 1e-4 * (1 + fabs(r)))
+                        fail_msg("%s: (%lld,%lld) = %g, reference %g", what, (long long)i,
+                                 (long long)j, v, r);
+                    nonfinite += !isfinite(r);
+                }
+            if (acts[ai] == KILN__GEMM_ACT_NONE) assert_true(nonfinite >= t.n + t.m - 1);
+            check_untouched(&t, &o, what);
+            free(ref);
+            free_operands(&o);
+        }
+}
+
+static void test_bad_args(void **state) {
+    gcase t = plain(8, 9, 10, KILN__GEMM_ISA_AUTO);
+    operands o;
+    make_operands(&t, &o);
+    prime_c(&t, &o);
+    float *c_before = malloc((size_t)o.c_floats * sizeof(float));
+    assert_non_null(c_before);
+    memcpy(c_before, o.c, (size_t)o.c_floats * sizeof(float));
+    char scratch[64];
+    kiln__gemm_args g = args_of(&t, &o);
+    g.scratch = scratch;
+
+    kiln__gemm_args bad = g;
+    bad.lda = 9; /* < K */
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    bad = g;
+    bad.ldb = 3;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    bad = g;
+    bad.ldc = 8;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    bad = g;
+    bad.m = -1;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    bad = g;
+    bad.a = NULL;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    bad = g;
+    bad.bias_kind = KILN__GEMM_BIAS_COL;
+    bad.bias = NULL;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    bad = g;
+    bad.act = (kiln__gemm_act)77;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    bad = g;
+    bad.isa = (kiln__gemm_isa)42;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_UNSUPPORTED);
+    bad = g;
+    bad.scratch = NULL;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    assert_int_equal(kiln__sgemm(&g, 2, 2), KILN_E_INVAL);
+    assert_int_equal(kiln__sgemm_run(NULL, &bad, NULL), KILN_E_INVAL);
+    /* B packed for another K, a short packing buffer, raw B flagged as packed */
+    float *b11 = rnd_buf(11 * 9);
+    size_t pbytes = kiln__sgemm_packed_b_bytes(KILN__GEMM_ISA_AUTO, 11, 9);
+    void *packed = calloc(1, pbytes);
+    assert_non_null(packed);
+    assert_int_equal(kiln__sgemm_pack_b(KILN__GEMM_ISA_AUTO, 0, 11, 9, b11, 9, packed, pbytes - 4),
+                     KILN_E_INVAL);
+    assert_int_equal(kiln__sgemm_pack_b(KILN__GEMM_ISA_AUTO, 0, 11, 9, b11, 9, packed, pbytes),
+                     KILN_OK);
+    bad = g;
+    bad.b = packed;
+    bad.b_packed = 1;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    free(b11);
+    bad = g;
+    bad.b = o.b; /* raw B flagged as packed */
+    bad.b_packed = 1;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    assert_memory_equal(o.c, c_before, (size_t)o.c_floats * sizeof(float));
+    assert_true(strlen(kiln_last_error()) > 0);
+    free(packed);
+    free(c_before);
+    free_operands(&o);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_isa_dispatch),  cmocka_unit_test(test_shapes_transposes),
+        cmocka_unit_test(test_empty),         cmocka_unit_test(test_large),
+        cmocka_unit_test(test_alpha_beta),    cmocka_unit_test(test_epilogues),
+        cmocka_unit_test(test_prepacked_b),   cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_nan_inf),       cmocka_unit_test(test_bad_args),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
