@@ -95,11 +95,15 @@ static kiln_status attn_setup(const kiln__kctx *c, attn_ctx *a) {
         a->Skv = k->dims[1];
         if (q->dims[2] % a->Hq) return attn_shape_err("Q", q, "a hidden size divisible by q_num_heads");
         a->dk = q->dims[2] / a->Hq;
-        if (k->dims[0] != a->B || k->dims[2] != a->Hkv * a->dk)
+        if (k->dims[0] != a->B || k->dims[2] % a->Hkv || k->dims[2] / a->Hkv != a->dk) /* no Hkv * dk overflow */
             return attn_shape_err("K", k, "(B, kv_sequence_length, kv_num_heads * head_size of Q)");
         if (v->dims[0] != a->B || v->dims[1] != a->Skv || v->dims[2] % a->Hkv)
             return attn_shape_err("V", v, "(B, kv_sequence_length, kv_num_heads * v_head_size)");
         a->dv = v->dims[2] / a->Hkv;
+        int64_t hidden_out; /* Y is (B, Sq, Hq * dv): huge head counts pass the checks above when dims are 0 */
+        if (!kiln__dims_mul(a->Hq, a->dv, &hidden_out))
+            return kiln__err(KILN_E_LIMIT, "q_num_heads %lld * v_head_size %lld is too large",
+                             (long long)a->Hq, (long long)a->dv);
     } else {
         a->Hq = q->dims[1];
         a->Sq = q->dims[2];

@@ -129,7 +129,10 @@ typedef struct stack {
     int64_t count;
 } stack;
 
-static kiln_status stack_push(stack *s, const kiln_tensor *t, int k) {
+/* limit: the session's memory limit (0: none); the stacked output would be
+ * refused by kiln__out_alloc anyway, so a Loop fails as soon as a scan
+ * output outgrows it instead of growing the heap for ~2^31 iterations. */
+static kiln_status stack_push(stack *s, const kiln_tensor *t, int k, size_t limit) {
     char buf[128];
     if (kiln__is_container(t->dtype))
         return kiln__err(KILN_E_TYPE, "scan output %d is %s; scan outputs must be tensors", k,
@@ -142,6 +145,9 @@ static kiln_status stack_push(stack *s, const kiln_tensor *t, int k) {
     if (t->dtype == KILN_DTYPE_STRING)
         return kiln__err(KILN_E_UNSUPPORTED, "string scan outputs are not supported");
     size_t b = kiln__tensor_bytes(t);
+    if (limit && s->used + b > limit)
+        return kiln__err(KILN_E_LIMIT, "scan output %d exceeds the session's memory limit of "
+                         "%.1f MB after %lld iterations", k, limit / 1048576.0, (long long)s->count);
     if (s->used + b > s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 256;
         while (cap < s->used + b) cap *= 2;
@@ -229,7 +235,8 @@ kiln_status kiln__ref_Loop(kiln__kctx *c) {
         for (int j = 0; j < N; j++)
             if ((s = keep_copy(&carried[j], kiln__runner_output(r, 1 + j))) != KILN_OK) goto done;
         for (int k = 0; k < K; k++)
-            if ((s = stack_push(&scans[k], kiln__runner_output(r, 1 + N + k), k)) != KILN_OK) goto done;
+            if ((s = stack_push(&scans[k], kiln__runner_output(r, 1 + N + k), k,
+                                 c->runner ? c->runner->memory_limit : 0)) != KILN_OK) goto done;
     }
     for (int j = 0; j < N && s == KILN_OK; j++) s = kiln__out_assign(c, j, carried[j]);
     for (int k = 0; k < K && s == KILN_OK; k++) s = stack_output(c, N + k, &scans[k]);
@@ -340,12 +347,13 @@ kiln_status kiln__ref_Scan(kiln__kctx *c) {
     if (!body) return kiln__err(KILN_E_FORMAT, "attribute 'body' is required");
     int v8 = c->opset < 9;
     int n_decl = nd->n_in - nd->n_implicit - v8;
-    int M = (int)kiln__attr_i(nd, "num_scan_inputs", -1);
+    int64_t m_attr = kiln__attr_i(nd, "num_scan_inputs", -1);
+    int M = m_attr < 1 || m_attr > n_decl ? -1 : (int)m_attr; /* checked before any arithmetic */
     int N = n_decl - M, K = c->n_out - N;
     if (M < 1 || N < 0 || K < 0 || body->n_inputs != N + M || body->n_outputs != N + K ||
         N + M > MAX_BODY_IO)
-        return kiln__err(KILN_E_FORMAT, "num_scan_inputs=%d does not match %d inputs, %d outputs "
-                         "and a body with %d inputs and %d outputs", M, n_decl, c->n_out,
+        return kiln__err(KILN_E_FORMAT, "num_scan_inputs=%lld does not match %d inputs, %d outputs "
+                         "and a body with %d inputs and %d outputs", (long long)m_attr, n_decl, c->n_out,
                          body->n_inputs, body->n_outputs);
     int64_t in_axis[MAX_BODY_IO], in_dir[MAX_BODY_IO], out_axis[MAX_BODY_IO], out_dir[MAX_BODY_IO];
     KILN__TRY(scan_axes(nd, "scan_input_axes", M, 0, in_axis));

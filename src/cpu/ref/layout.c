@@ -660,7 +660,10 @@ kiln_status kiln__infer_SpaceToDepth(kiln__kctx *c) {
     if (x->dims[2] % b || x->dims[3] % b)
         return kiln__err(KILN_E_SHAPE, "H %lld and W %lld must be divisible by blocksize %lld",
                          (long long)x->dims[2], (long long)x->dims[3], (long long)b);
-    int64_t dims[4] = {x->dims[0], x->dims[1] * b * b, x->dims[2] / b, x->dims[3] / b};
+    int64_t dims[4] = {x->dims[0], 0, x->dims[2] / b, x->dims[3] / b};
+    if (!kiln__dims_mul(x->dims[1], b * b, &dims[1])) /* C may be huge when H or W is 0 */
+        return kiln__err(KILN_E_LIMIT, "channels %lld * blocksize^2 %lld is too large",
+                         (long long)x->dims[1], (long long)(b * b));
     return kiln__out_shape(c, 0, x->dtype, 4, dims);
 }
 

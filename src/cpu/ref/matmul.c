@@ -236,7 +236,8 @@ static void mm_row_generic(const mm_prob *p, int64_t ao, int64_t bo, int64_t yo,
             for (int64_t k = 0; k < p->K; k++)
                 acc += (kiln__ld_f(at, A, ai + k * p->a_cs) - za) *
                        (kiln__ld_f(bt, B, bi + k * p->b_rs) - zb);
-            p->emit(p, poff, m, n, acc, (int64_t)acc, yo + m * p->N + n);
+            /* float operands: emitters read acc only (an int64 cast of a NaN or huge acc would be UB) */
+            p->emit(p, poff, m, n, acc, 0, yo + m * p->N + n);
         }
     }
 }

@@ -435,7 +435,7 @@ kiln_status kiln__ref_TreeEnsemble(kiln__kctx *c) {
                     return kiln__err(KILN_E_INVAL, "tree %lld has a cycle", (long long)t);
                 double v = kiln__ld_f(x->dtype, x->data, r * p.n_features + p.feature[id]);
                 int go_true = tree_goes_true(&p, id, v, set_start[id]);
-                is_leaf = (int)(go_true ? p.true_leaf[id] : p.false_leaf[id]);
+                is_leaf = (go_true ? p.true_leaf[id] : p.false_leaf[id]) != 0; /* any nonzero flag, as validated */
                 id = go_true ? p.true_id[id] : p.false_id[id];
             }
             double w = kiln__ld_f(p.leaf_weights->dtype, p.leaf_weights->data, id);

@@ -499,6 +499,12 @@ static double mt_uniform(mt19937 *r) {
     return (a * 67108864.0 + b) / 9007199254740992.0;
 }
 
+/* A seed from the clock: nanoseconds reduced mod 2^32 (a double beyond
+ * UINT32_MAX converted straight to uint32_t is undefined behaviour). */
+static uint32_t clock_seed(void) {
+    return (uint32_t)(uint64_t)fmod(kiln__now_s() * 1e9, 4294967296.0);
+}
+
 kiln_status kiln__infer_Dropout(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0];
     KILN__TRY(kiln__check_dtype(x, "data", KILN__FLOAT_DTYPES));
@@ -531,7 +537,7 @@ kiln_status kiln__ref_Dropout(kiln__kctx *c) {
     if (!(ratio > 0 && ratio <= 1))
         return kiln__err(KILN_E_RANGE, "input 'ratio' is %g, expected a value in [0, 1]", (double)ratio);
     uint32_t seed = kiln__attr_find(c->node, "seed") ? (uint32_t)kiln__attr_i(c->node, "seed", 0)
-                                                     : (uint32_t)(kiln__now_s() * 1e9);
+                                                     : clock_seed();
     mt19937 rng;
     mt_seed(&rng, seed);
     float scale = 1.0f / (1.0f - ratio); /* in float, as numpy does for f32 ratio */

@@ -22,7 +22,7 @@ typedef struct pool_prob {
     int count_include_pad; /* AVG */
     double p;              /* LP */
     int storage_order;     /* MAX indices: 0 row-major, 1 column-major */
-    int64_t NC, in_size, out_size, k_size;
+    int64_t NC, in_size, out_size;
     const kiln_tensor *x;
     kiln_tensor *y, *ind; /* ind: MaxPool Indices or NULL */
 } pool_prob;
@@ -76,7 +76,6 @@ static kiln_status pool_setup(const kiln__kctx *c, pool_kind kind, int global, p
     p->NC = x->dims[0] * x->dims[1];
     p->in_size = kiln__dims_prod(p->w.in, 0, nsp);
     p->out_size = kiln__dims_prod(p->w.out, 0, nsp);
-    p->k_size = kiln__dims_prod(p->w.k, 0, nsp);
     dims[0] = x->dims[0];
     dims[1] = x->dims[1];
     memcpy(dims + 2, p->w.out, nsp * sizeof(int64_t));
@@ -84,7 +83,10 @@ static kiln_status pool_setup(const kiln__kctx *c, pool_kind kind, int global, p
 }
 
 /* Plane nc: y[nc, o] = reduce over the taps j of window o of
- * X[nc, o*stride - pad0 + j*dil] (taps outside X skipped). */
+ * X[nc, o*stride - pad0 + j*dil]. Only the taps inside X are visited (a
+ * hostile kernel_shape with SAME padding may have ~2^34 taps, nearly all in
+ * the padding); the taps inside the padded input (count_include_pad) are
+ * counted per dim. */
 static void pool_plane(const pool_prob *p, int64_t nc) {
     const kiln__win *w = &p->w;
     int nsp = w->nsp;
@@ -97,21 +99,25 @@ static void pool_plane(const pool_prob *p, int64_t nc) {
     int64_t xbase = nc * p->in_size, o[KILN_MAX_DIMS] = {0};
     for (int64_t i = 0; i < p->out_size; i++, kiln__next_index(nsp, w->out, o)) {
         double acc = p->kind == POOL_MAX ? -INFINITY : 0.0;
-        int64_t inside = 0, in_pads = 0, best = -1;
-        int64_t tap[KILN_MAX_DIMS] = {0};
-        for (int64_t t = 0; t < p->k_size; t++, kiln__next_index(nsp, w->k, tap)) {
+        int64_t inside = 1, in_pads = 1, best = -1;
+        int64_t base[KILN_MAX_DIMS], lo[KILN_MAX_DIMS], hi[KILN_MAX_DIMS], tap[KILN_MAX_DIMS];
+        for (int d = 0; d < nsp; d++) {
+            int64_t plo, phi;
+            base[d] = o[d] * w->stride[d] - w->pad0[d];
+            kiln__stride_range(base[d], w->dil[d], w->in[d], w->k[d], &lo[d], &hi[d]);
+            kiln__stride_range(base[d] + w->pad0[d], w->dil[d], w->in[d] + w->pad0[d] + w->pad1[d],
+                               w->k[d], &plo, &phi);
+            inside *= hi[d] - lo[d];
+            in_pads *= phi - plo;
+            tap[d] = lo[d];
+        }
+        for (int more = inside > 0; more; more = kiln__next_in_box(nsp, lo, hi, tap)) {
             int64_t xoff = 0, ioff = 0;
-            int in_x = 1, in_padded = 1;
             for (int d = 0; d < nsp; d++) {
-                int64_t pos = o[d] * w->stride[d] - w->pad0[d] + tap[d] * w->dil[d];
-                in_x &= pos >= 0 && pos < w->in[d];
-                in_padded &= pos >= -w->pad0[d] && pos < w->in[d] + w->pad1[d];
+                int64_t pos = base[d] + tap[d] * w->dil[d];
                 xoff = xoff * w->in[d] + pos;
                 ioff += pos * istr[d];
             }
-            in_pads += in_padded;
-            if (!in_x) continue;
-            inside++;
             double v = kiln__elem_ld_f(dt, p->x->data, xbase + xoff);
             if (p->kind == POOL_MAX) {
                 if (best < 0 || v > acc) {

@@ -85,7 +85,7 @@ static kiln_status quant_map_init(const kiln__kctx *c, const kiln_tensor *x,
     }
     m->mode = QUANT_BLOCKED;
     m->block = block_size;
-    m->n_blocks = (m->axis_dim + block_size - 1) / block_size;
+    m->n_blocks = m->axis_dim ? (m->axis_dim - 1) / block_size + 1 : 0; /* no overflow for huge block_size */
     int ok = scale->ndim == x->ndim;
     for (int i = 0; ok && i < x->ndim; i++)
         ok = scale->dims[i] == (i == ax ? m->n_blocks : x->dims[i]);

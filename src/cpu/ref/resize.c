@@ -214,7 +214,11 @@ static kiln_status resize_plan_build(kiln__kctx *c, int is_upsample, int need_ro
         for (int i = 0; i < n_axes; i++) {
             resize_axis *a = &p->ax[axes[i]];
             a->scale = common;
-            a->out = (int64_t)(common * (double)a->in + 0.5);
+            double o = common * (double)a->in + 0.5; /* checked before the int conversion */
+            if (!(o <= (double)KILN__MAX_NUMEL))
+                return kiln__err(KILN_E_LIMIT, "input 'sizes' with keep_aspect_ratio_policy '%s' "
+                                 "makes axis %lld too large (%g)", policy, (long long)axes[i], o);
+            a->out = (int64_t)o;
         }
     }
     int total_taps = 0;

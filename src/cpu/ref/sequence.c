@@ -249,7 +249,7 @@ static kiln_status make_split_plan(const kiln__kctx *c, split_plan *sp) {
         sp->size = kiln__ld_i(split->dtype, split->data, 0);
         if (sp->size <= 0)
             return kiln__err(KILN_E_RANGE, "input 'split' is %" PRId64 ", expected a positive length", sp->size);
-        sp->n = (sp->dim + sp->size - 1) / sp->size;
+        sp->n = sp->dim ? (sp->dim - 1) / sp->size + 1 : 0; /* ceil, no overflow for huge sizes */
         return KILN_OK;
     }
     if (split->ndim != 1)
