@@ -10,6 +10,15 @@ int kiln_cmd_bench(int argc, char **argv);
 
 /* Prints "kiln <cmd>: <what>: <last error>" to stderr and returns 1. */
 int kiln_cli_fail(const char *cmd, kiln_status s);
+/* The options every model command shares, for the end of its option chain:
+ * -t N (into *threads) and the positional MODEL (into *path). Returns 1 if
+ * argv[*i] was taken, -1 after printing a usage error (a bad -t, a second
+ * MODEL, or an option nobody knows). */
+int kiln_cli_common_option(const char *cmd, const char *help, int argc, char **argv, int *i,
+                           int *threads, const char **path);
+/* Prints the usage to stderr and returns 2 if no MODEL was given, else 0. */
+int kiln_cli_need_model(const char *help, const char *path);
+
 /* Monotonic clock in milliseconds. */
 double kiln_cli_now_ms(void);
 /* Parses a positive thread count; returns -1 if invalid. */

@@ -41,3 +41,27 @@ double kiln_cli_now_ms(void) {
     clock_gettime(CLOCK_MONOTONIC, &t);
     return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
+
+int kiln_cli_common_option(const char *cmd, const char *help, int argc, char **argv, int *i,
+                           int *threads, const char **path) {
+    const char *a = argv[*i];
+    if (!strcmp(a, "-t") && *i + 1 < argc) {
+        if ((*threads = kiln_cli_threads(argv[++*i])) < 0) {
+            fprintf(stderr, "kiln %s: -t expects a thread count in 1..256, got '%s'\n", cmd, argv[*i]);
+            return -1;
+        }
+        return 1;
+    }
+    if (a[0] == '-' || *path) {
+        fprintf(stderr, "kiln %s: unexpected argument '%s'\n%s", cmd, a, help);
+        return -1;
+    }
+    *path = a;
+    return 1;
+}
+
+int kiln_cli_need_model(const char *help, const char *path) {
+    if (path) return 0;
+    fputs(help, stderr);
+    return 2;
+}

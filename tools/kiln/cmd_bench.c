@@ -78,11 +78,6 @@ int kiln_cmd_bench(int argc, char **argv) {
             return 0;
         } else if (strcmp(a, "--random") && (taken = kiln_cli_input_option(&in, "bench", argc, argv, &i)) != 0) {
             if (taken < 0) return 2;
-        } else if (!strcmp(a, "-t") && has_val) {
-            if ((threads = kiln_cli_threads(argv[++i])) < 0) {
-                fprintf(stderr, "kiln bench: -t expects a thread count in 1..256, got '%s'\n", argv[i]);
-                return 2;
-            }
         } else if ((!strcmp(a, "--warmup") || !strcmp(a, "--iters")) && has_val) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -95,17 +90,11 @@ int kiln_cmd_bench(int argc, char **argv) {
             profile = 1;
         } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (a[0] == '-' || path) {
-            fprintf(stderr, "kiln bench: unexpected argument '%s'\n%s", a, help);
+        } else if (kiln_cli_common_option("bench", help, argc, argv, &i, &threads, &path) < 0) {
             return 2;
-        } else {
-            path = a;
         }
     }
-    if (!path) {
-        fputs(help, stderr);
-        return 2;
-    }
+    if (kiln_cli_need_model(help, path)) return 2;
     int rc = 1;
     kiln_graph *g = NULL;
     kiln_session *sess = NULL;

@@ -159,25 +159,14 @@ int kiln_cmd_run(int argc, char **argv) {
             if (taken < 0) return 2;
         } else if (!strcmp(a, "-o") && has_val) {
             outdir = argv[++i];
-        } else if (!strcmp(a, "-t") && has_val) {
-            if ((threads = kiln_cli_threads(argv[++i])) < 0) {
-                fprintf(stderr, "kiln run: -t expects a thread count in 1..256, got '%s'\n", argv[i]);
-                return 2;
-            }
         } else if (!strcmp(a, "--repeat") && has_val) {
             repeat = atoi(argv[++i]);
             if (repeat < 0) repeat = 0;
-        } else if (a[0] == '-' || path) {
-            fprintf(stderr, "kiln run: unexpected argument '%s'\n%s", a, help);
+        } else if (kiln_cli_common_option("run", help, argc, argv, &i, &threads, &path) < 0) {
             return 2;
-        } else {
-            path = a;
         }
     }
-    if (!path) {
-        fputs(help, stderr);
-        return 2;
-    }
+    if (kiln_cli_need_model(help, path)) return 2;
     int rc = 1;
     kiln_graph *g = NULL;
     kiln_session *sess = NULL;
