@@ -23,10 +23,9 @@ const kiln_tensor *kiln_tensor_item(const kiln_tensor *t, int64_t i) {
 /* New container of kind holding copies of items[0..n). */
 static kiln_status container_new(kiln_dtype kind, kiln_dtype elem, int64_t n,
                                  const kiln_tensor *const *items, kiln_tensor **out) {
-    kiln_tensor *c = calloc(1, sizeof *c);
-    if (!c) return kiln__err(KILN_E_NOMEM, "out of memory");
-    kiln_status s = kiln__container_init(c, kind, elem, n);
-    if (s == KILN_OK) s = kiln__tensor_reserve(c);
+    kiln_tensor *c;
+    KILN__TRY(kiln__container_new(kind, elem, n, &c));
+    kiln_status s = KILN_OK;
     for (int64_t i = 0; s == KILN_OK && i < n; i++) {
         kiln_tensor *copy = NULL;
         s = kiln_tensor_copy(items[i], KILN_DTYPE_UNDEFINED, &copy);

@@ -76,6 +76,8 @@ static inline int kiln__is_container(kiln_dtype dt) {
 }
 /* Header of a container of n (empty) slots; no storage (see tensor_reserve). */
 kiln_status kiln__container_init(kiln_tensor *t, kiln_dtype kind, kiln_dtype elem, int64_t n);
+/* New owned container of kind with n empty slots. The caller owns *out. */
+kiln_status kiln__container_new(kiln_dtype kind, kiln_dtype elem, int64_t n, kiln_tensor **out);
 /* Element i of a container (NULL if the slot is empty). */
 static inline kiln_tensor *kiln__container_item(const kiln_tensor *t, int64_t i) {
     return ((kiln_tensor *const *)t->data)[i];

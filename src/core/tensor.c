@@ -316,21 +316,31 @@ kiln_status kiln__tensor_copy_data(kiln_tensor *dst, const kiln_tensor *src) {
     return KILN_OK;
 }
 
-/* Deep copy of a container (dt must be UNDEFINED or the container's kind). */
-static kiln_status container_clone(const kiln_tensor *t, kiln_dtype dt, kiln_tensor **out) {
-    if (dt != KILN_DTYPE_UNDEFINED && dt != t->dtype)
-        return kiln__err(KILN_E_TYPE, "cannot convert a sequence or optional to %s", kiln_dtype_name(dt));
+kiln_status kiln__container_new(kiln_dtype kind, kiln_dtype elem, int64_t n, kiln_tensor **out) {
+    *out = NULL;
     kiln_tensor *c = calloc(1, sizeof *c);
     if (!c) return kiln__err(KILN_E_NOMEM, "out of memory");
-    kiln_status s = kiln__container_init(c, t->dtype, t->elem, t->dims[0]);
+    kiln_status s = kiln__container_init(c, kind, elem, n);
     if (s == KILN_OK) s = kiln__tensor_reserve(c);
-    if (s == KILN_OK) s = kiln__tensor_copy_data(c, t);
     if (s != KILN_OK) {
         kiln_tensor_free(c);
         return s;
     }
     *out = c;
     return KILN_OK;
+}
+
+/* Deep copy of a container (dt must be UNDEFINED or the container's kind). */
+static kiln_status container_clone(const kiln_tensor *t, kiln_dtype dt, kiln_tensor **out) {
+    if (dt != KILN_DTYPE_UNDEFINED && dt != t->dtype)
+        return kiln__err(KILN_E_TYPE, "cannot convert a sequence or optional to %s", kiln_dtype_name(dt));
+    KILN__TRY(kiln__container_new(t->dtype, t->elem, t->dims[0], out));
+    kiln_status s = kiln__tensor_copy_data(*out, t);
+    if (s != KILN_OK) {
+        kiln_tensor_free(*out);
+        *out = NULL;
+    }
+    return s;
 }
 
 /* Converts element si of src (dtype sd) into element di of dst (dtype dd). */

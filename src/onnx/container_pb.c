@@ -99,20 +99,6 @@ static kiln_status tensor_from_bytes(const pb_field *f, const kiln__onnx_src *sr
     return st;
 }
 
-/* New container of kind with elem and n empty slots. */
-static kiln_status new_container(kiln_dtype kind, kiln_dtype elem, int64_t n, kiln_tensor **out) {
-    kiln_tensor *c = calloc(1, sizeof *c);
-    if (!c) return kiln__err(KILN_E_NOMEM, "out of memory");
-    kiln_status st = kiln__container_init(c, kind, elem, n);
-    if (st == KILN_OK) st = kiln__tensor_reserve(c);
-    if (st != KILN_OK) {
-        kiln_tensor_free(c);
-        return st;
-    }
-    *out = c;
-    return KILN_OK;
-}
-
 /* SequenceProto bytes -> sequence of tensors (one dtype). */
 static kiln_status parse_sequence(const uint8_t *buf, size_t len, const kiln__onnx_src *src,
                                   kiln_tensor **out, char **name) {
@@ -127,7 +113,7 @@ static kiln_status parse_sequence(const uint8_t *buf, size_t len, const kiln__on
     }
     if (r < 0) return bad_message("SequenceProto");
     kiln_tensor *seq;
-    KILN__TRY(new_container(KILN__DTYPE_SEQUENCE, KILN_DTYPE_UNDEFINED, n, &seq));
+    KILN__TRY(kiln__container_new(KILN__DTYPE_SEQUENCE, KILN_DTYPE_UNDEFINED, n, &seq));
     kiln_status st = KILN_OK;
     int64_t k = 0;
     for (p = buf; st == KILN_OK && next_field(&p, end, &f) > 0;) {
@@ -181,7 +167,7 @@ static kiln_status parse_optional(const uint8_t *buf, size_t len, const kiln__on
     if (st == KILN_OK && r < 0) st = bad_message("OptionalProto");
     kiln_tensor *opt = NULL;
     if (st == KILN_OK)
-        st = new_container(KILN__DTYPE_OPTIONAL,
+        st = kiln__container_new(KILN__DTYPE_OPTIONAL,
                            !item ? KILN_DTYPE_UNDEFINED : kiln__is_container(item->dtype) ? item->elem
                                                                                            : item->dtype,
                            item ? 1 : 0, &opt);
