@@ -19,9 +19,33 @@ extern "C" {
 
 typedef struct kiln_session kiln_session;
 
+/* Arithmetic a session computes in. Low-precision products accumulate in f32;
+ * reductions (softmax, norms) stay f32. */
+typedef enum kiln_precision {
+    KILN_PRECISION_FP32 = 0, /* f32 everywhere (default) */
+    KILN_PRECISION_BF16,     /* bf16 weights (converted once at plan time) and
+                                bf16 products (AVX512_BF16) with f32 accumulation */
+    KILN_PRECISION_INT8,     /* quantized models (QDQ / QLinear*) on u8 x s8
+                                products (AVX512_VNNI) */
+} kiln_precision;
+
+/* "fp32", "bf16", "int8"; NULL for a bad value. */
+const char *kiln_precision_name(kiln_precision p);
+/* Parses a precision name; KILN_E_INVAL naming the accepted ones otherwise. */
+kiln_status kiln_precision_parse(const char *name, kiln_precision *out);
+
+/* How a session plans. Zero-initialized options are the defaults. */
 typedef struct kiln_session_options {
     int threads;         /* worker threads; <= 0: all online cores */
     size_t memory_limit; /* bytes a plan's arena may take; 0: no limit */
+    kiln_precision precision;
+    int reference;       /* 1: run the graph as written on the reference kernels
+                            (no graph passes, no fast algorithms): the oracle */
+    int no_graph_passes; /* 1: fast algorithms, but no graph rewriting */
+    int tune;            /* 1: time every candidate algorithm of every node on
+                            its real shapes when planning, keep the fastest */
+    const char *timing_cache; /* file of tuned choices (read at create, written
+                                 after tuning); NULL: none. Copied. */
 } kiln_session_options;
 
 /* g must outlive the session. opt may be NULL for defaults. */

@@ -63,6 +63,12 @@ typedef struct kiln__kctx {
     int threads;          /* threads of the session (for subgraph sessions) */
     void *state;          /* per-node state owned by the executor (subgraph plans) */
     struct kiln__runner *runner; /* runner executing this node (subgraphs) */
+    /* algorithms (algo.h) */
+    kiln__pool *pool; /* the session's pool: non-parallel algorithms may drive it */
+    int nth_plan;     /* threads the plan runs on (kiln__pool_size(pool)) */
+    int precision;    /* kiln_precision of the session */
+    void *kstate;     /* algorithm state from prepare (owned by the plan) */
+    double flops;     /* operations of one run (from prepare; profiles) */
 } kiln__kctx;
 
 typedef kiln_status (*kiln__op_fn)(kiln__kctx *c);

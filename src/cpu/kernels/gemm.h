@@ -62,6 +62,14 @@ typedef enum kiln__gemm_bias {
     KILN__GEMM_BIAS_ROW, /* bias[m] added to row m */
 } kiln__gemm_bias;
 
+/* Arithmetic of the product. Every array stays f32 in memory whatever the
+ * compute type: BF16 rounds op(A) and op(B) to bf16 while packing them (or
+ * takes B prepacked as bf16) and accumulates in f32 with vdpbf16ps. */
+typedef enum kiln__gemm_compute {
+    KILN__GEMM_F32 = 0,
+    KILN__GEMM_BF16, /* needs AVX512_BF16 (kiln__gemm_compute_supported) */
+} kiln__gemm_compute;
+
 typedef struct kiln__gemm_args {
     int64_t m, n, k;
     int trans_a;       /* 0: A is (M,K); 1: A is (K,M) and op(A) = A^T */
@@ -82,6 +90,7 @@ typedef struct kiln__gemm_args {
     kiln__gemm_act act;
     float act_min, act_max; /* CLIP bounds */
     kiln__gemm_isa isa;     /* AUTO, or a forced path (fails if unsupported) */
+    kiln__gemm_compute compute; /* F32 (default) or BF16 */
     void *scratch;          /* kiln__sgemm_scratch_bytes(args, nth) bytes */
 } kiln__gemm_args;
 

@@ -160,6 +160,9 @@ static kiln_status check_args(const kiln__gemm_args *g, const kiln__sgemm_kernel
         g->k > KILN__MAX_NUMEL)
         return kiln__err(KILN_E_INVAL, "sgemm: bad sizes M=%lld N=%lld K=%lld", (long long)g->m,
                          (long long)g->n, (long long)g->k);
+    if (g->compute != KILN__GEMM_F32)
+        return kiln__err(KILN_E_UNSUPPORTED, "sgemm: compute type %d not implemented",
+                         (int)g->compute);
     const int64_t m = g->m, n = g->n, k = g->k;
     kiln__gemm_isa isa = g->isa;
     if (g->b_packed && k > 0 && n > 0) {
