@@ -67,8 +67,10 @@ kiln_status kiln_session_output(const kiln_session *s, int i, const kiln_tensor 
 typedef struct kiln_node_profile {
     const char *name;      /* node name ("" if unnamed) */
     const char *op_type;   /* e.g. "Conv" */
-    const char *algorithm; /* kernel that ran: "reference", or "folded" when the
-                              node was computed once at plan time */
+    const char *algorithm; /* kernel that ran: an algorithm's name ("conv_im2col"),
+                              "reference", or "folded" when the node was computed
+                              once at plan time */
+    double flops;          /* operations of one call (0 if the kernel does not say) */
     double total_ms;       /* wall time summed over calls */
     int64_t calls;
 } kiln_node_profile;

@@ -169,6 +169,11 @@ static inline void kiln__split(int64_t n, int ith, int nth, int64_t *lo, int64_t
     *hi = *lo + q + (ith < r ? 1 : 0);
 }
 
+/* ---- cpu ---------------------------------------------------------------- */
+/* The CPU's model name (/proc/cpuinfo "model name", else "unknown-cpu"), with
+ * spaces turned into '_'; a static string. */
+const char *kiln__cpu_model(void);
+
 /* ---- time -------------------------------------------------------------- */
 double kiln__now_s(void); /* monotonic seconds */
 

@@ -27,6 +27,7 @@ typedef struct step {
     int node;
     int dynamic; /* re-infers shapes and (re)allocates outputs when run */
     int folded;  /* evaluated at plan time */
+    const kiln__algo *algo; /* chosen algorithm; NULL: the reference kernel */
     kiln__kctx ctx;
     size_t scratch_off;  /* arena offset of static scratch */
     void *dyn_scratch;   /* dynamic steps: grow-only scratch */
@@ -118,6 +119,7 @@ static void plan_free(kiln__plan *p) {
             free(ss);
         }
         kiln__aligned_free(st->dyn_scratch);
+        if (st->algo && st->algo->release && st->ctx.kstate) st->algo->release(st->ctx.kstate);
     }
     for (int v = 0; v < p->nv; v++)
         if (p->vals[v].owns) kiln__tensor_release(&p->vals[v]);
@@ -174,45 +176,15 @@ static kiln_status check_containers(const kiln__kctx *c, const kiln__op_def *def
     return KILN_OK;
 }
 
-/* Runs a kernel on the pool (or inline). Keeps the first error message. */
-typedef struct par_arg {
-    const kiln__kctx *ctx;
-    kiln__op_fn fn;
-    kiln_status st[256];
-    char msg[1024];
-    int failed;
-} par_arg;
-
-static void par_task(void *a, int ith, int nth) {
-    par_arg *pa = a;
-    kiln__kctx c = *pa->ctx;
-    c.ith = ith;
-    c.nth = nth;
-    pa->st[ith] = pa->fn(&c);
-    if (pa->st[ith] != KILN_OK && !__atomic_exchange_n(&pa->failed, 1, __ATOMIC_ACQ_REL))
-        snprintf(pa->msg, sizeof pa->msg, "%s", kiln_last_error());
-}
-
-static kiln_status run_kernel(kiln__runner *r, step *st, const kiln__op_def *def, int parallel) {
-    st->ctx.ith = 0;
-    st->ctx.nth = 1;
-    if (!parallel || !(def->flags & KILN_OPF_PARALLEL) || kiln__pool_size(r->pool) <= 1)
+/* Runs step st's kernel: its algorithm, or the reference kernel def; on the
+ * pool when parallel (else inline, as when folding at plan time). */
+static kiln_status run_kernel(step *st, const kiln__op_def *def, int parallel) {
+    if (!parallel) {
+        st->ctx.ith = 0;
+        st->ctx.nth = 1;
         return def->ref(&st->ctx);
-    par_arg *pa = r->par;
-    pa->failed = 0;
-    pa->ctx = &st->ctx;
-    pa->fn = def->ref;
-    int nth = kiln__pool_size(r->pool);
-    if (nth > 256) nth = 256;
-    kiln__pool_run(r->pool, nth, par_task, pa);
-    kiln_status s = KILN_OK;
-    for (int i = 0; i < nth; i++)
-        if (pa->st[i] != KILN_OK) {
-            s = pa->st[i];
-            kiln__err(s, "%s", pa->msg);
-            break;
-        }
-    return s;
+    }
+    return kiln__run_node(st->algo, def, &st->ctx);
 }
 
 typedef struct buf {
@@ -361,6 +333,9 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
         c->opset = nd->opset;
         c->threads = r->threads;
         c->runner = r;
+        c->pool = r->pool;
+        c->nth_plan = r->threads;
+        c->precision = r->sel.precision;
         c->n_in = nd->n_in;
         c->n_out = nd->n_out;
         c->in = pp;
@@ -440,7 +415,7 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
                 goto fail;
             }
             c->scratch = scratch;
-            s = run_kernel(r, st, def, 0);
+            s = run_kernel(st, def, 0);
             c->scratch = NULL;
             kiln__aligned_free(scratch);
             if (s != KILN_OK) { /* in shape inference: e.g. a Reshape of probe dims that do not divide */
@@ -448,6 +423,11 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
                 continue;
             }
             st->folded = 1;
+        } else if (!infer_only) {
+            if ((s = kiln__select_algo(&r->sel, c, &st->algo)) != KILN_OK) {
+                s = node_error(p, nd, s);
+                goto fail;
+            }
         }
     }
     if (infer_only) {
@@ -526,7 +506,7 @@ static kiln_status run_dynamic_step(kiln__runner *r, kiln__plan *p, step *st,
     if (def->flags & KILN_OPF_ALLOC_OUT) {
         c->scratch = NULL;
         c->scratch_bytes = 0;
-        return run_kernel(r, st, def, 1);
+        return run_kernel(st, def, 1);
     }
     c->scratch_bytes = 0;
     kiln_status s = def->infer(c);
@@ -548,7 +528,7 @@ static kiln_status run_dynamic_step(kiln__runner *r, kiln__plan *p, step *st,
         st->dyn_scratch_cap = c->scratch_bytes;
     }
     c->scratch = st->dyn_scratch;
-    return run_kernel(r, st, def, 1);
+    return run_kernel(st, def, 1);
 }
 
 static kiln_status plan_run(kiln__runner *r, kiln__plan *p, int n, const kiln_tensor *const *in) {
@@ -577,7 +557,7 @@ static kiln_status plan_run(kiln__runner *r, kiln__plan *p, int n, const kiln_te
         const kiln__node *nd = &g->nodes[i];
         const kiln__op_def *def = &kiln__ops[nd->op];
         double t0 = r->prof ? kiln__now_s() : 0;
-        kiln_status s = st->dynamic ? run_dynamic_step(r, p, st, def) : run_kernel(r, st, def, 1);
+        kiln_status s = st->dynamic ? run_dynamic_step(r, p, st, def) : run_kernel(st, def, 1);
         if (r->prof) {
             r->prof[i].seconds += kiln__now_s() - t0;
             r->prof[i].calls++;
@@ -603,8 +583,7 @@ kiln_status kiln__runner_init(kiln__runner *r, const kiln_graph *g, kiln__pool *
     }
     r->threads = kiln__pool_size(r->pool);
     r->plans = calloc(MAX_PLANS, sizeof *r->plans);
-    r->par = calloc(1, sizeof *r->par);
-    if (!r->plans || !r->par) {
+    if (!r->plans) {
         kiln__runner_free(r);
         return kiln__err(KILN_E_NOMEM, "out of memory");
     }
@@ -614,7 +593,6 @@ kiln_status kiln__runner_init(kiln__runner *r, const kiln_graph *g, kiln__pool *
 void kiln__runner_free(kiln__runner *r) {
     for (int i = 0; i < r->n_plans; i++) plan_free(r->plans[i]);
     free(r->plans);
-    free(r->par);
     free(r->prof);
     if (r->owns_pool) kiln__pool_free(r->pool);
     memset(r, 0, sizeof *r);
@@ -665,6 +643,16 @@ int kiln__runner_folded(const kiln__runner *r, int node) {
     return r->last && node >= 0 && node < r->last->ns && r->last->steps[node].folded;
 }
 
+const kiln__algo *kiln__runner_algo(const kiln__runner *r, int node) {
+    return r->last && node >= 0 && node < r->last->ns ? r->last->steps[node].algo : NULL;
+}
+
+double kiln__runner_flops(const kiln__runner *r, int node) {
+    return r->last && node >= 0 && node < r->last->ns && r->last->steps[node].algo
+               ? r->last->steps[node].ctx.flops
+               : 0;
+}
+
 kiln_status kiln__infer_types(const kiln_graph *g, int n, const kiln_tensor *const *in,
                               kiln_tensor *types) {
     kiln__runner r;
@@ -709,6 +697,7 @@ kiln_status kiln__subgraph_runner(kiln__kctx *c, const kiln_graph *body, kiln__r
     if (!r) return kiln__err(KILN_E_NOMEM, "out of memory");
     kiln_status s = kiln__runner_init(r, body, c->runner->pool, c->threads);
     r->memory_limit = c->runner->memory_limit;
+    r->sel = c->runner->sel;
     if (s != KILN_OK) {
         free(r);
         return s;

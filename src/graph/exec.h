@@ -15,6 +15,7 @@
 #define KILN_EXEC_H
 
 #include "graph/ir.h"
+#include "graph/select.h"
 #include "ops/op.h"
 
 typedef struct kiln__plan kiln__plan;
@@ -29,7 +30,7 @@ typedef struct kiln__runner {
     kiln__plan **plans; /* most recently used first */
     int n_plans;
     kiln__plan *last;   /* plan of the last successful run */
-    struct par_arg *par; /* scratch for parallel kernel calls (no malloc per run) */
+    kiln__select_opts sel; /* algorithm choice (precision, tuning, cache); sub-runners inherit it */
     struct kiln__node_time {
         double seconds;
         int64_t calls;
@@ -50,6 +51,10 @@ kiln_tensor *kiln__runner_output(const kiln__runner *r, int i);
 kiln_status kiln__runner_profile(kiln__runner *r, int on);
 /* 1 if node was evaluated at plan time in the last run's plan. */
 int kiln__runner_folded(const kiln__runner *r, int node);
+/* The algorithm that runs node in the last run's plan (NULL: the reference
+ * kernel) and the operations of one run of it (0 if unknown). */
+const kiln__algo *kiln__runner_algo(const kiln__runner *r, int node);
+double kiln__runner_flops(const kiln__runner *r, int node);
 
 /* Shape inference only: plans g for the input headers in (positional, as
  * kiln__runner_run; data NULL) without placing buffers and without failing on

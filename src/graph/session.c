@@ -9,7 +9,40 @@
 struct kiln_session {
     kiln__runner r;
     const kiln_tensor **inputs; /* per position, scratch for runs */
+    kiln__timing_cache *cache;  /* tuned choices (owned) */
 };
+
+static const char *const precision_names[] = {"fp32", "bf16", "int8"};
+
+const char *kiln_precision_name(kiln_precision p) {
+    return (unsigned)p < sizeof precision_names / sizeof *precision_names ? precision_names[p] : NULL;
+}
+
+kiln_status kiln_precision_parse(const char *name, kiln_precision *out) {
+    for (int i = 0; i < (int)(sizeof precision_names / sizeof *precision_names); i++)
+        if (name && strcmp(name, precision_names[i]) == 0) {
+            *out = (kiln_precision)i;
+            return KILN_OK;
+        }
+    return kiln__err(KILN_E_INVAL, "unknown precision '%s' (expected fp32, bf16 or int8)",
+                     name ? name : "(null)");
+}
+
+/* Planner settings from the options: precision, reference, tuning, cache. */
+static kiln_status apply_options(kiln_session *s, const kiln_session_options *opt) {
+    s->r.memory_limit = opt->memory_limit;
+    if (!kiln_precision_name(opt->precision))
+        return kiln__err(KILN_E_INVAL, "kiln_session_create: bad precision %d", (int)opt->precision);
+    s->r.sel.precision = opt->precision;
+    s->r.sel.reference = opt->reference != 0;
+    s->r.sel.tune = opt->tune != 0;
+    if (opt->tune || opt->timing_cache) {
+        KILN__TRY(kiln__timing_cache_create(opt->timing_cache, &s->cache));
+        KILN__TRY(kiln__timing_cache_load(s->cache));
+    }
+    s->r.sel.cache = s->cache;
+    return KILN_OK;
+}
 
 kiln_status kiln_session_create(const kiln_graph *g, const kiln_session_options *opt,
                                 kiln_session **out) {
@@ -20,10 +53,9 @@ kiln_status kiln_session_create(const kiln_graph *g, const kiln_session_options 
     s->inputs = calloc((size_t)g->n_inputs + 1, sizeof *s->inputs);
     kiln_status st = s->inputs ? KILN_OK : kiln__err(KILN_E_NOMEM, "out of memory");
     if (st == KILN_OK) st = kiln__runner_init(&s->r, g, NULL, opt ? opt->threads : 0);
-    if (st == KILN_OK && opt) s->r.memory_limit = opt->memory_limit;
+    if (st == KILN_OK && opt) st = apply_options(s, opt);
     if (st != KILN_OK) {
-        free(s->inputs);
-        free(s);
+        kiln_session_free(s);
         return st;
     }
     /* opsets newer than the ones whose operator versions kiln knows */
@@ -47,6 +79,7 @@ kiln_status kiln_session_create(const kiln_graph *g, const kiln_session_options 
 void kiln_session_free(kiln_session *s) {
     if (!s) return;
     kiln__runner_free(&s->r);
+    kiln__timing_cache_free(s->cache);
     free(s->inputs);
     free(s);
 }
@@ -132,7 +165,10 @@ kiln_status kiln_session_run(kiln_session *s, int n, const char *const *names,
             return kiln__err(KILN_E_INVAL, "%s: input '%s' (%s) was not given", file, v->name,
                              kiln_dtype_name(v->dtype));
         }
-    return kiln__runner_run(&s->r, g->n_inputs, s->inputs);
+    KILN__TRY(kiln__runner_run(&s->r, g->n_inputs, s->inputs));
+    /* a new plan may have tuned nodes: keep the winners for the next start */
+    if (s->cache) KILN__TRY(kiln__timing_cache_save(s->cache));
+    return KILN_OK;
 }
 
 kiln_status kiln_session_output(const kiln_session *s, int i, const kiln_tensor **out) {
@@ -153,7 +189,9 @@ int kiln_session_profile(const kiln_session *s, kiln_node_profile *out, int max)
     for (int i = 0; i < g->n_nodes && i < max; i++) {
         out[i].name = g->nodes[i].name;
         out[i].op_type = g->nodes[i].op_type;
-        out[i].algorithm = kiln__runner_folded(&s->r, i) ? "folded" : "reference";
+        const kiln__algo *a = kiln__runner_algo(&s->r, i);
+        out[i].algorithm = kiln__runner_folded(&s->r, i) ? "folded" : a ? a->name : "reference";
+        out[i].flops = kiln__runner_flops(&s->r, i);
         out[i].total_ms = s->r.prof ? s->r.prof[i].seconds * 1e3 : 0;
         out[i].calls = s->r.prof ? s->r.prof[i].calls : 0;
     }

@@ -1,0 +1,432 @@
+/* src/graph/select.c: algorithm choice per node (heuristic or tuned), the
+ * timing cache, and running a node's chosen kernel (select.h). */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/select.h"
+
+/* ---- running a node ------------------------------------------------------ */
+
+#define MAX_THREADS 256
+
+typedef struct par_arg {
+    const kiln__kctx *ctx;
+    kiln__op_fn fn;
+    kiln_status st[MAX_THREADS];
+    char msg[1024];
+    int failed;
+} par_arg;
+
+static void par_task(void *a, int ith, int nth) {
+    par_arg *pa = a;
+    kiln__kctx c = *pa->ctx;
+    c.ith = ith;
+    c.nth = nth;
+    pa->st[ith] = pa->fn(&c);
+    if (pa->st[ith] != KILN_OK && !__atomic_exchange_n(&pa->failed, 1, __ATOMIC_ACQ_REL))
+        snprintf(pa->msg, sizeof pa->msg, "%s", kiln_last_error());
+}
+
+kiln_status kiln__run_node(const kiln__algo *algo, const kiln__op_def *def, kiln__kctx *c) {
+    kiln__op_fn fn = algo ? algo->run : def->ref;
+    int flags = algo ? algo->flags : def->flags;
+    c->ith = 0;
+    c->nth = 1;
+    if (!(flags & KILN_OPF_PARALLEL) || !c->pool || kiln__pool_size(c->pool) <= 1) return fn(c);
+    par_arg pa; /* ~2 KB on the stack: no allocation per run */
+    pa.failed = 0;
+    pa.ctx = c;
+    pa.fn = fn;
+    int nth = kiln__pool_size(c->pool);
+    if (nth > MAX_THREADS) nth = MAX_THREADS;
+    kiln__pool_run(c->pool, nth, par_task, &pa);
+    for (int i = 0; i < nth; i++)
+        if (pa.st[i] != KILN_OK) return kiln__err(pa.st[i], "%s", pa.msg);
+    return KILN_OK;
+}
+
+/* ---- timing cache --------------------------------------------------------- */
+
+typedef struct entry {
+    char *key;
+    const kiln__algo *algo;
+    double ms;
+} entry;
+
+struct kiln__timing_cache {
+    char *path;
+    entry *e;
+    int n, cap;
+    int dirty;
+};
+
+kiln_status kiln__timing_cache_create(const char *path, kiln__timing_cache **out) {
+    kiln__timing_cache *tc = calloc(1, sizeof *tc);
+    if (!tc || (path && !(tc->path = kiln__strdup(path)))) {
+        free(tc);
+        return kiln__err(KILN_E_NOMEM, "out of memory");
+    }
+    *out = tc;
+    return KILN_OK;
+}
+
+void kiln__timing_cache_free(kiln__timing_cache *tc) {
+    if (!tc) return;
+    for (int i = 0; i < tc->n; i++) free(tc->e[i].key);
+    free(tc->e);
+    free(tc->path);
+    free(tc);
+}
+
+int kiln__timing_cache_size(const kiln__timing_cache *tc) { return tc ? tc->n : 0; }
+
+static entry *cache_find(const kiln__timing_cache *tc, const char *key) {
+    for (int i = 0; tc && i < tc->n; i++)
+        if (strcmp(tc->e[i].key, key) == 0) return &tc->e[i];
+    return NULL;
+}
+
+static kiln_status cache_put(kiln__timing_cache *tc, const char *key, const kiln__algo *a, double ms) {
+    entry *e = cache_find(tc, key);
+    if (e) {
+        e->algo = a;
+        e->ms = ms;
+        return KILN_OK;
+    }
+    if (tc->n == tc->cap) {
+        int cap = tc->cap ? 2 * tc->cap : 32;
+        entry *ne = realloc(tc->e, (size_t)cap * sizeof *ne);
+        if (!ne) return kiln__err(KILN_E_NOMEM, "out of memory");
+        tc->e = ne;
+        tc->cap = cap;
+    }
+    char *k = kiln__strdup(key);
+    if (!k) return kiln__err(KILN_E_NOMEM, "out of memory");
+    tc->e[tc->n++] = (entry){k, a, ms};
+    return KILN_OK;
+}
+
+kiln_status kiln__timing_cache_load(kiln__timing_cache *tc) {
+    if (!tc->path) return KILN_OK;
+    FILE *f = fopen(tc->path, "r");
+    if (!f) {
+        if (errno == ENOENT) return KILN_OK;
+        return kiln__err(KILN_E_IO, "%s: cannot open timing cache: %s", tc->path, strerror(errno));
+    }
+    char line[4096];
+    int lineno = 0;
+    kiln_status s = KILN_OK;
+    while (s == KILN_OK && fgets(line, sizeof line, f)) {
+        lineno++;
+        size_t len = strlen(line);
+        if (len && line[len - 1] == '\n') line[--len] = 0;
+        else if (len == sizeof line - 1) {
+            s = kiln__err(KILN_E_FORMAT, "%s:%d: line too long", tc->path, lineno);
+            break;
+        }
+        if (!line[0] || line[0] == '#') continue;
+        char name[128];
+        double ms;
+        int used = 0;
+        if (sscanf(line, "%127s %lf %n", name, &ms, &used) != 2 || !line[used] || !(ms >= 0)) {
+            s = kiln__err(KILN_E_FORMAT, "%s:%d: expected '<algorithm> <ms> <key>'", tc->path, lineno);
+            break;
+        }
+        const kiln__algo *a = kiln__algo_find(name);
+        if (a) s = cache_put(tc, line + used, a, ms);
+    }
+    fclose(f);
+    tc->dirty = 0;
+    return s;
+}
+
+kiln_status kiln__timing_cache_save(kiln__timing_cache *tc) {
+    if (!tc->path || !tc->dirty) return KILN_OK;
+    size_t n = strlen(tc->path) + 16;
+    char *tmp = malloc(n);
+    if (!tmp) return kiln__err(KILN_E_NOMEM, "out of memory");
+    snprintf(tmp, n, "%s.tmp", tc->path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        kiln_status s = kiln__err(KILN_E_IO, "%s: cannot write timing cache: %s", tmp, strerror(errno));
+        free(tmp);
+        return s;
+    }
+    fprintf(f, "# kiln timing cache: <algorithm> <median ms> <cpu|threads|precision|node signature>\n");
+    for (int i = 0; i < tc->n; i++)
+        fprintf(f, "%s %.6f %s\n", tc->e[i].algo->name, tc->e[i].ms, tc->e[i].key);
+    int bad = ferror(f);
+    bad |= fclose(f) != 0;
+    kiln_status s = KILN_OK;
+    if (bad || rename(tmp, tc->path) != 0) {
+        s = kiln__err(KILN_E_IO, "%s: cannot write timing cache: %s", tc->path, strerror(errno));
+        remove(tmp);
+    } else {
+        tc->dirty = 0;
+    }
+    free(tmp);
+    return s;
+}
+
+/* ---- node signature ---------------------------------------------------------- */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = 1;
+            return;
+        }
+        if (b->p && b->len + (size_t)n < b->cap) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = (b->cap ? b->cap * 2 : 256) + (size_t)n;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+/* "cpu|threads|precision|domain.op|in: dtype[dims]c ...|attrs" (malloc'd). */
+static char *node_key(const kiln__kctx *c) {
+    sbuf b = {0};
+    const kiln__node *nd = c->node;
+    sb_printf(&b, "%s|t%d|p%d|%s.%s|", kiln__cpu_model(), c->nth_plan, c->precision, nd->domain,
+              nd->op_type);
+    for (int k = 0; k < c->n_in; k++) {
+        const kiln_tensor *t = c->in[k];
+        if (!t) {
+            sb_printf(&b, "-;");
+            continue;
+        }
+        sb_printf(&b, "%s[", kiln_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++) sb_printf(&b, d ? ",%" PRId64 : "%" PRId64, t->dims[d]);
+        sb_printf(&b, "]%s;", t->data ? "c" : "");
+    }
+    sb_printf(&b, "|");
+    for (int i = 0; i < nd->n_attr; i++) {
+        const kiln__attr *a = &nd->attr[i];
+        sb_printf(&b, "%s=", a->name);
+        switch (a->type) {
+        case KILN__ATTR_INT: sb_printf(&b, "%" PRId64, a->i); break;
+        case KILN__ATTR_FLOAT: sb_printf(&b, "%.9g", a->f); break;
+        case KILN__ATTR_STRING: sb_printf(&b, "%.64s", a->s); break;
+        case KILN__ATTR_INTS:
+            for (int j = 0; j < a->n; j++) sb_printf(&b, j ? ",%" PRId64 : "%" PRId64, a->ints[j]);
+            break;
+        case KILN__ATTR_FLOATS:
+            for (int j = 0; j < a->n; j++) sb_printf(&b, j ? ",%.9g" : "%.9g", a->floats[j]);
+            break;
+        default: sb_printf(&b, "t%d", (int)a->type); break;
+        }
+        sb_printf(&b, ";");
+    }
+    for (size_t i = 0; b.p && i < b.len; i++) /* one line, no separators inside */
+        if (b.p[i] == '\n' || b.p[i] == '\r' || b.p[i] == ' ' || b.p[i] == '\t') b.p[i] = '_';
+    if (b.oom) {
+        free(b.p);
+        kiln__err(KILN_E_NOMEM, "out of memory");
+        return NULL;
+    }
+    return b.p;
+}
+
+/* ---- tuning ---------------------------------------------------------------------- */
+
+/* Fills t with seeded values a kernel can run on: floats in [-1, 1),
+ * integers 0 (valid as indices and counts), booleans false. */
+static void fill_random(kiln_tensor *t, uint32_t *seed) {
+    int64_t n = kiln__numel(t->ndim, t->dims);
+    if (kiln__dtype_is_float(t->dtype)) {
+        for (int64_t i = 0; i < n; i++) {
+            *seed = *seed * 1664525u + 1013904223u;
+            kiln__st_f(t->dtype, t->data, i, (double)(*seed >> 8) / (1 << 23) - 1.0);
+        }
+    } else {
+        memset(t->data, 0, kiln__tensor_bytes(t));
+    }
+}
+
+/* Median of the run times of algo on c in milliseconds: the inputs without
+ * data get random values, outputs and scratch temporary storage. */
+static kiln_status time_algo(const kiln__algo *algo, kiln__kctx *c, double *ms) {
+    kiln_status s = KILN_OK;
+    kiln_tensor *saved_in[64], *saved_out[64];
+    kiln_tensor tin[64], tout[64];
+    int n_in = c->n_in < 64 ? c->n_in : 64, n_out = c->n_out < 64 ? c->n_out : 64;
+    uint32_t seed = 12345;
+    void *scratch = NULL;
+    memset(tin, 0, sizeof tin);
+    memset(tout, 0, sizeof tout);
+    for (int k = 0; k < n_in; k++) {
+        saved_in[k] = c->in[k];
+        if (!c->in[k] || c->in[k]->data) continue;
+        if ((s = kiln__tensor_init(&tin[k], c->in[k]->dtype, c->in[k]->ndim, c->in[k]->dims)) != KILN_OK ||
+            (s = kiln__tensor_reserve(&tin[k])) != KILN_OK)
+            goto done;
+        fill_random(&tin[k], &seed);
+        c->in[k] = &tin[k];
+    }
+    for (int k = 0; k < n_out; k++) {
+        saved_out[k] = c->out[k];
+        if (!c->out[k]) continue;
+        if ((s = kiln__tensor_init(&tout[k], c->out[k]->dtype, c->out[k]->ndim, c->out[k]->dims)) != KILN_OK ||
+            (s = kiln__tensor_reserve(&tout[k])) != KILN_OK)
+            goto done;
+        c->out[k] = &tout[k];
+    }
+    if (c->scratch_bytes && !(scratch = kiln__aligned_alloc(c->scratch_bytes))) {
+        s = KILN_E_NOMEM;
+        goto done;
+    }
+    c->scratch = scratch;
+    double times[9];
+    int runs = 0;
+    double t_start = kiln__now_s();
+    if ((s = kiln__run_node(algo, NULL, c)) != KILN_OK) goto done; /* warm-up */
+    /* up to 9 timed runs, at least 3, stopping after ~50 ms */
+    while (runs < 9 && (runs < 3 || kiln__now_s() - t_start < 0.05)) {
+        double t0 = kiln__now_s();
+        if ((s = kiln__run_node(algo, NULL, c)) != KILN_OK) goto done;
+        times[runs++] = (kiln__now_s() - t0) * 1e3;
+    }
+    for (int i = 1; i < runs; i++) /* insertion sort */
+        for (int j = i; j > 0 && times[j] < times[j - 1]; j--) {
+            double t = times[j];
+            times[j] = times[j - 1];
+            times[j - 1] = t;
+        }
+    *ms = times[runs / 2];
+done:
+    c->scratch = NULL;
+    kiln__aligned_free(scratch);
+    for (int k = 0; k < n_in; k++) {
+        if (c->in[k] == &tin[k]) c->in[k] = saved_in[k];
+        kiln__tensor_release(&tin[k]);
+    }
+    for (int k = 0; k < n_out; k++) {
+        if (c->out[k] == &tout[k]) c->out[k] = saved_out[k];
+        kiln__tensor_release(&tout[k]);
+    }
+    return s;
+}
+
+/* ---- choice ------------------------------------------------------------------------ */
+
+typedef struct cand {
+    const kiln__algo *algo;
+    void *kstate;
+    size_t scratch_bytes;
+    double flops, cost;
+} cand;
+
+#define MAX_CANDS 16
+
+static void release_cand(cand *k) {
+    if (k->kstate && k->algo->release) k->algo->release(k->kstate);
+    k->kstate = NULL;
+}
+
+kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const kiln__algo **out) {
+    *out = NULL;
+    if (o->reference) return KILN_OK;
+    const kiln__node *nd = c->node;
+    cand cands[MAX_CANDS];
+    int nc = 0;
+    size_t ref_scratch = c->scratch_bytes;
+    kiln_status s = KILN_OK;
+    for (int i = 0; kiln__algos[i] && nc < MAX_CANDS; i++) {
+        const kiln__algo *a = kiln__algos[i];
+        if (strcmp(a->op_type, nd->op_type) != 0 || strcmp(a->domain, nd->domain) != 0) continue;
+        if (o->force_algo && strcmp(a->name, o->force_algo) != 0) continue;
+        c->scratch_bytes = 0;
+        c->kstate = NULL;
+        c->flops = 0;
+        s = a->prepare(c);
+        if (s == KILN_E_UNSUPPORTED) {
+            if (c->kstate && a->release) a->release(c->kstate);
+            continue;
+        }
+        if (s != KILN_OK) goto fail;
+        cands[nc++] = (cand){a, c->kstate, c->scratch_bytes, c->flops, a->cost ? a->cost(c) : 1.0};
+    }
+    c->kstate = NULL;
+    c->scratch_bytes = ref_scratch;
+    c->flops = 0;
+    if (nc == 0) return KILN_OK;
+    int best = 0;
+    for (int i = 1; i < nc; i++)
+        if (cands[i].cost < cands[best].cost) best = i;
+    if (o->tune && nc > 1 && c->n_in <= 64 && c->n_out <= 64) {
+        char *key = node_key(c);
+        if (!key) {
+            s = KILN_E_NOMEM;
+            goto fail;
+        }
+        entry *e = cache_find(o->cache, key);
+        int found = -1;
+        for (int i = 0; e && i < nc; i++)
+            if (cands[i].algo == e->algo) found = i;
+        if (found >= 0) {
+            best = found;
+        } else {
+            double best_ms = INFINITY;
+            for (int i = 0; i < nc; i++) {
+                double ms;
+                c->kstate = cands[i].kstate;
+                c->scratch_bytes = cands[i].scratch_bytes;
+                s = time_algo(cands[i].algo, c, &ms);
+                c->kstate = NULL;
+                c->scratch_bytes = ref_scratch;
+                if (s != KILN_OK) {
+                    free(key);
+                    goto fail;
+                }
+                if (ms < best_ms) {
+                    best_ms = ms;
+                    best = i;
+                }
+            }
+            if (o->cache && (s = cache_put(o->cache, key, cands[best].algo, best_ms)) != KILN_OK) {
+                free(key);
+                goto fail;
+            }
+            if (o->cache) o->cache->dirty = 1;
+        }
+        free(key);
+    }
+    for (int i = 0; i < nc; i++)
+        if (i != best) release_cand(&cands[i]);
+    c->kstate = cands[best].kstate;
+    c->scratch_bytes = cands[best].scratch_bytes;
+    c->flops = cands[best].flops;
+    *out = cands[best].algo;
+    return KILN_OK;
+fail:
+    for (int i = 0; i < nc; i++) release_cand(&cands[i]);
+    c->kstate = NULL;
+    c->scratch_bytes = ref_scratch;
+    c->flops = 0;
+    return s;
+}
