@@ -283,6 +283,7 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
     kiln__plan *p = calloc(1, sizeof *p);
     buf *bufs = NULL;
     size_t *scratch_off = NULL;
+    int *alias = NULL;
     if (!p) return kiln__err(KILN_E_NOMEM, "out of memory");
     p->r = r;
     p->nv = g->n_values;
@@ -439,9 +440,10 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
     /* liveness of arena buffers */
     int *first = malloc(((size_t)p->nv + 1) * sizeof *first);
     int *last = malloc(((size_t)p->nv + 1) * sizeof *last);
+    alias = malloc(((size_t)p->nv + 1) * sizeof *alias);
     bufs = calloc((size_t)p->nv + (size_t)p->ns + 1, sizeof *bufs);
     scratch_off = calloc((size_t)p->ns + 1, sizeof *scratch_off);
-    if (!first || !last || !bufs || !scratch_off) {
+    if (!first || !last || !alias || !bufs || !scratch_off) {
         free(first), free(last);
         s = kiln__err(KILN_E_NOMEM, "out of memory");
         goto fail;
@@ -456,9 +458,31 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
         for (int k = 0; k < nd->n_in; k++)
             if (nd->in[k] >= 0 && last[nd->in[k]] < i) last[nd->in[k]] = i;
     }
+    /* in-place: the output of an elementwise step takes the buffer of an input
+     * that dies there (alias[v]: the value whose buffer v shares, or -1) */
+    for (int v = 0; v < p->nv; v++) alias[v] = -1;
+    for (int i = 0; i < p->ns; i++) {
+        const step *st = &p->steps[i];
+        const kiln__node *nd = &g->nodes[i];
+        if (st->folded || st->dynamic || !(kiln__ops[nd->op].flags & KILN_OPF_INPLACE)) continue;
+        int v = nd->out[0];
+        if (v < 0 || p->vs[v] != VS_ARENA) continue;
+        for (int k = 0; k < nd->n_in; k++) {
+            int u = nd->in[k], root = u;
+            if (u < 0 || (p->vs[u] != VS_ARENA && p->vs[u] != VS_INPUT)) continue;
+            while (alias[root] >= 0) root = alias[root];
+            if (last[root] != i || p->vals[u].dtype != p->vals[v].dtype ||
+                p->vals[u].ndim != p->vals[v].ndim ||
+                memcmp(p->vals[u].dims, p->vals[v].dims, (size_t)p->vals[v].ndim * sizeof(int64_t)))
+                continue;
+            alias[v] = root;
+            last[root] = last[v] > i ? last[v] : i;
+            break;
+        }
+    }
     int nb = 0;
     for (int v = 0; v < p->nv; v++)
-        if (p->vs[v] == VS_ARENA || p->vs[v] == VS_INPUT)
+        if ((p->vs[v] == VS_ARENA || p->vs[v] == VS_INPUT) && alias[v] < 0)
             bufs[nb++] = (buf){align64(kiln__tensor_bytes(&p->vals[v])), first[v], last[v], &p->off[v]};
     for (int i = 0; i < p->ns; i++) {
         step *st = &p->steps[i];
@@ -476,8 +500,13 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
         goto fail;
     }
     if ((s = kiln__arena_reserve(&p->arena, total ? total : 64)) != KILN_OK) goto fail;
-    for (int v = 0; v < p->nv; v++)
-        if (p->vs[v] == VS_ARENA || p->vs[v] == VS_INPUT) p->vals[v].data = p->arena.base + p->off[v];
+    for (int v = 0; v < p->nv; v++) {
+        if (p->vs[v] != VS_ARENA && p->vs[v] != VS_INPUT) continue;
+        int root = v;
+        while (alias[root] >= 0) root = alias[root];
+        p->off[v] = p->off[root];
+        p->vals[v].data = p->arena.base + p->off[v];
+    }
     for (int i = 0; i < p->ns; i++) {
         step *st = &p->steps[i];
         if (!st->folded && !st->dynamic && st->ctx.scratch_bytes)
@@ -485,11 +514,13 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
     }
     free(bufs);
     free(scratch_off);
+    free(alias);
     *out = p;
     return KILN_OK;
 fail:
     free(bufs);
     free(scratch_off);
+    free(alias);
     plan_free(p);
     return s;
 }

@@ -378,7 +378,7 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
     int best = 0;
     for (int i = 1; i < nc; i++)
         if (cands[i].cost < cands[best].cost) best = i;
-    if (o->tune && nc > 1 && c->n_in <= 64 && c->n_out <= 64) {
+    if ((o->tune || o->cache) && nc > 1 && c->n_in <= 64 && c->n_out <= 64) {
         char *key = node_key(c);
         if (!key) {
             s = KILN_E_NOMEM;
@@ -390,7 +390,7 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
             if (cands[i].algo == e->algo) found = i;
         if (found >= 0) {
             best = found;
-        } else {
+        } else if (o->tune) {
             double best_ms = INFINITY;
             for (int i = 0; i < nc; i++) {
                 double ms;

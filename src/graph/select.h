@@ -2,7 +2,8 @@
  * timing cache that remembers tuned choices.
  *
  * Heuristic (default): every registered algorithm for the node's op is asked
- * to prepare; the one whose cost() is lowest runs. Tuning: each candidate
+ * to prepare; the one whose cost() is lowest runs, unless the timing cache
+ * (when the session has one) holds a tuned winner for the node's key. Tuning: each candidate
  * that prepared is run on the node's real shapes (inputs not known at plan
  * time get seeded random values) and the fastest median wins; winners are
  * kept in the timing cache under a key of CPU model, thread count, precision

@@ -47,6 +47,11 @@
                                   folded at plan time whenever shapes are known */
 #define KILN_OPF_CONTAINERS 0x10 /* takes sequences/optionals as inputs; every other op
                                     is refused them by the executor */
+#define KILN_OPF_INPLACE 0x20 /* output 0 may share the buffer of an input of the same
+                                 dtype and shape: element i of the output depends only on
+                                 element i of that input, read before the write (unary
+                                 and binary elementwise ops); algorithms for these ops
+                                 must allow it too */
 
 struct kiln__runner;
 

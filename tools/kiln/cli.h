@@ -16,6 +16,26 @@ int kiln_cli_fail(const char *cmd, kiln_status s);
  * MODEL, or an option nobody knows). */
 int kiln_cli_common_option(const char *cmd, const char *help, int argc, char **argv, int *i,
                            int *threads, const char **path);
+/* Planning options shared by run and bench: --precision P, --tune,
+ * --timing-cache FILE, --reference, --no-graph-passes (into opt). Returns 1
+ * if argv[*i] was one (value taken, *i advanced), 0 if not, -1 after printing
+ * an error. */
+int kiln_cli_plan_option(const char *cmd, int argc, char **argv, int *i, kiln_session_options *opt);
+/* After parsing: --tune without --timing-cache uses the default cache file,
+ * $XDG_CACHE_HOME/kiln/timing-cache.txt (else ~/.cache/...; its directory
+ * created). Returns -1 after printing an error. */
+int kiln_cli_plan_finish(const char *cmd, kiln_session_options *opt);
+/* Help lines for the planning options. */
+#define KILN_CLI_PLAN_HELP                                                                        \
+    "  --precision P      fp32 (default), bf16 (bf16 products, f32 accumulation) or\n"           \
+    "                     int8 (quantized QDQ/QLinear models on int8 products)\n"                \
+    "  --tune             time every candidate algorithm of every node on the real\n"            \
+    "                     shapes and keep the fastest; winners go to the timing cache\n"         \
+    "  --timing-cache F   timing cache file to read (and, with --tune, to write);\n"             \
+    "                     default with --tune: ~/.cache/kiln/timing-cache.txt\n"                 \
+    "  --reference        run the graph as written on the reference kernels only\n"              \
+    "  --no-graph-passes  fast algorithms, but no graph rewriting (fusion, folding)\n"
+
 /* Prints the usage to stderr and returns 2 if no MODEL was given, else 0. */
 int kiln_cli_need_model(const char *help, const char *path);
 

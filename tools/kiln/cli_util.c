@@ -1,7 +1,9 @@
 /* tools/kiln/cli_util.c: helpers shared by the subcommands. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli.h"
@@ -58,6 +60,61 @@ int kiln_cli_common_option(const char *cmd, const char *help, int argc, char **a
     }
     *path = a;
     return 1;
+}
+
+int kiln_cli_plan_option(const char *cmd, int argc, char **argv, int *i, kiln_session_options *opt) {
+    const char *a = argv[*i];
+    int has_val = *i + 1 < argc;
+    if (!strcmp(a, "--precision") && has_val) {
+        if (kiln_precision_parse(argv[++*i], &opt->precision) != KILN_OK) {
+            fprintf(stderr, "kiln %s: --precision: %s\n", cmd, kiln_last_error());
+            return -1;
+        }
+    } else if (!strcmp(a, "--tune")) {
+        opt->tune = 1;
+    } else if (!strcmp(a, "--timing-cache") && has_val) {
+        opt->timing_cache = argv[++*i];
+    } else if (!strcmp(a, "--reference")) {
+        opt->reference = 1;
+    } else if (!strcmp(a, "--no-graph-passes")) {
+        opt->no_graph_passes = 1;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+int kiln_cli_plan_finish(const char *cmd, kiln_session_options *opt) {
+    static char path[4096];
+    if (opt->reference && (opt->tune || opt->precision != KILN_PRECISION_FP32)) {
+        fprintf(stderr, "kiln %s: --reference runs fp32 reference kernels; it does not combine with "
+                "--tune or --precision\n", cmd);
+        return -1;
+    }
+    if (!opt->tune || opt->timing_cache) return 0;
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && xdg[0]) snprintf(path, sizeof path, "%s/kiln", xdg);
+    else if (home && home[0]) snprintf(path, sizeof path, "%s/.cache/kiln", home);
+    else {
+        fprintf(stderr, "kiln %s: --tune: no HOME or XDG_CACHE_HOME for the timing cache; give "
+                "--timing-cache FILE\n", cmd);
+        return -1;
+    }
+    /* mkdir -p */
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(path, 0755);
+            *p = '/';
+        }
+    if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "kiln %s: --tune: cannot create %s: %s\n", cmd, path, strerror(errno));
+        return -1;
+    }
+    size_t n = strlen(path);
+    snprintf(path + n, sizeof path - n, "/timing-cache.txt");
+    opt->timing_cache = path;
+    return 0;
 }
 
 int kiln_cli_need_model(const char *help, const char *path) {

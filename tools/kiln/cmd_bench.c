@@ -8,7 +8,8 @@
 
 static const char *help =
     "usage: kiln bench MODEL.onnx [-i NAME=FILE.npy ...] [--shape NAME=d0,d1,...]\n"
-    "                  [--seed S] [-t N] [--warmup W] [--iters K] [--profile] [--json]\n"
+    "                  [--seed S] [-t N] [--precision P] [--tune] [--timing-cache F]\n"
+    "                  [--warmup W] [--iters K] [--profile] [--json]\n"
     "\n"
     "Runs the model W times to warm up, then K timed times, and prints the latency\n"
     "(mean, p50, p90, p99, min, max) and the throughput (runs per second). Inputs\n"
@@ -17,10 +18,14 @@ static const char *help =
     "  -t N        threads (default: all cores)\n"
     "  --warmup W  untimed runs first (default 3; the first one also plans)\n"
     "  --iters K   timed runs (default 20)\n"
-    "  --profile   add a per-node table: op, node, kernel, time per run, share\n"
+    "  --profile   add a per-node table: op, node, algorithm, time per run, share,\n"
+    "              GFLOP/s (where the algorithm counts its operations)\n"
     "  --json      print one JSON object instead of text:\n"
     "              {\"latency_ms\": {\"mean\", \"p50\", \"p90\", \"p99\", \"min\", \"max\"},\n"
-    "               \"throughput_per_s\", \"plan_ms\", \"threads\", \"iters\"}\n";
+    "               \"throughput_per_s\", \"plan_ms\", \"threads\", \"iters\", \"precision\"}\n"
+    "              (with --profile also \"nodes\": [{\"op\", \"name\", \"algorithm\",\n"
+    "               \"ms\", \"gflops\"}], slowest first)\n"
+    KILN_CLI_PLAN_HELP;
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -50,7 +55,12 @@ static double percentile(const double *v, int n, double p) {
     return v[k < 0 ? 0 : k >= n ? n - 1 : k];
 }
 
-static void print_profile(kiln_session *s, int iters) {
+/* GFLOP/s of a node over its calls (0 if unknown). */
+static double node_gflops(const kiln_node_profile *p) {
+    return p->flops > 0 && p->total_ms > 0 ? p->flops * (double)p->calls / (p->total_ms * 1e6) : 0;
+}
+
+static void print_profile(kiln_session *s, int iters, int json) {
     int n = kiln_session_profile(s, NULL, 0);
     kiln_node_profile *p = calloc((size_t)n + 1, sizeof *p);
     if (!p) return;
@@ -58,11 +68,30 @@ static void print_profile(kiln_session *s, int iters) {
     double total = 0;
     for (int i = 0; i < n; i++) total += p[i].total_ms;
     qsort(p, (size_t)n, sizeof *p, cmp_profile);
-    printf("\nper node (%d runs):\n  %-22s %-28s %-10s %12s %7s\n", iters, "op", "node", "kernel",
-           "ms/run", "share");
-    for (int i = 0; i < n; i++)
-        printf("  %-22s %-28.28s %-10s %12.4f %6.1f%%\n", p[i].op_type, p[i].name[0] ? p[i].name : "-",
-               p[i].algorithm, p[i].total_ms / iters, total > 0 ? 100 * p[i].total_ms / total : 0);
+    if (json) {
+        printf(", \"nodes\": [");
+        for (int i = 0; i < n; i++) {
+            printf("%s{\"op\": ", i ? ", " : "");
+            json_string(p[i].op_type);
+            printf(", \"name\": ");
+            json_string(p[i].name);
+            printf(", \"algorithm\": ");
+            json_string(p[i].algorithm);
+            printf(", \"ms\": %.5f, \"gflops\": %.3f}", p[i].total_ms / iters, node_gflops(&p[i]));
+        }
+        printf("]");
+        free(p);
+        return;
+    }
+    printf("\nper node (%d runs):\n  %-22s %-28s %-20s %12s %7s %9s\n", iters, "op", "node",
+           "algorithm", "ms/run", "share", "GFLOP/s");
+    for (int i = 0; i < n; i++) {
+        char gf[32] = "-";
+        if (node_gflops(&p[i]) > 0) snprintf(gf, sizeof gf, "%.1f", node_gflops(&p[i]));
+        printf("  %-22s %-28.28s %-20s %12.4f %6.1f%% %9s\n", p[i].op_type,
+               p[i].name[0] ? p[i].name : "-", p[i].algorithm, p[i].total_ms / iters,
+               total > 0 ? 100 * p[i].total_ms / total : 0, gf);
+    }
     free(p);
 }
 
@@ -70,6 +99,7 @@ int kiln_cmd_bench(int argc, char **argv) {
     const char *path = NULL;
     int threads = 0, warmup = 3, iters = 20, profile = 0, json = 0;
     kiln_cli_inputs in = {.seed = 1, .random = 1};
+    kiln_session_options opt = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc, taken;
@@ -86,6 +116,8 @@ int kiln_cmd_bench(int argc, char **argv) {
                 return 2;
             }
             *(!strcmp(a, "--iters") ? &iters : &warmup) = (int)v;
+        } else if ((taken = kiln_cli_plan_option("bench", argc, argv, &i, &opt)) != 0) {
+            if (taken < 0) return 2;
         } else if (!strcmp(a, "--profile")) {
             profile = 1;
         } else if (!strcmp(a, "--json")) {
@@ -95,6 +127,8 @@ int kiln_cmd_bench(int argc, char **argv) {
         }
     }
     if (kiln_cli_need_model(help, path)) return 2;
+    if (kiln_cli_plan_finish("bench", &opt) != 0) return 2;
+    opt.threads = threads;
     int rc = 1;
     kiln_graph *g = NULL;
     kiln_session *sess = NULL;
@@ -105,7 +139,6 @@ int kiln_cmd_bench(int argc, char **argv) {
         return kiln_cli_fail("bench", s);
     }
     if (kiln_cli_prepare_inputs(&in, "bench", path, g) != 0) goto done;
-    kiln_session_options opt = {threads, 0};
     if ((s = kiln_session_create(g, &opt, &sess)) != KILN_OK) goto fail;
     const kiln_tensor *const *tensors = (const kiln_tensor *const *)in.tensors;
     double plan_ms = 0;
@@ -127,20 +160,22 @@ int kiln_cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model\": ");
         json_string(path);
-        printf(", \"threads\": %d, \"iters\": %d, \"plan_ms\": %.4f, "
+        printf(", \"threads\": %d, \"precision\": \"%s\", \"iters\": %d, \"plan_ms\": %.4f, "
                "\"latency_ms\": {\"mean\": %.4f, \"p50\": %.4f, \"p90\": %.4f, \"p99\": %.4f, "
-               "\"min\": %.4f, \"max\": %.4f}, \"throughput_per_s\": %.3f}\n",
-               kiln_session_threads(sess), iters, plan_ms, mean, percentile(lat, iters, 50),
-               percentile(lat, iters, 90), percentile(lat, iters, 99), lat[0], lat[iters - 1],
-               1000.0 / mean);
+               "\"min\": %.4f, \"max\": %.4f}, \"throughput_per_s\": %.3f",
+               kiln_session_threads(sess), kiln_precision_name(opt.precision), iters, plan_ms, mean,
+               percentile(lat, iters, 50), percentile(lat, iters, 90), percentile(lat, iters, 99),
+               lat[0], lat[iters - 1], 1000.0 / mean);
+        if (profile) print_profile(sess, iters, 1);
+        printf("}\n");
     } else {
-        printf("model: %s\nthreads: %d\nfirst run (plans): %.3f ms\n", path,
-               kiln_session_threads(sess), plan_ms);
+        printf("model: %s\nthreads: %d\nprecision: %s\nfirst run (plans): %.3f ms\n", path,
+               kiln_session_threads(sess), kiln_precision_name(opt.precision), plan_ms);
         printf("latency over %d runs (ms): mean %.3f  p50 %.3f  p90 %.3f  p99 %.3f  min %.3f  max %.3f\n",
                iters, mean, percentile(lat, iters, 50), percentile(lat, iters, 90),
                percentile(lat, iters, 99), lat[0], lat[iters - 1]);
         printf("throughput: %.2f runs/s\n", 1000.0 / mean);
-        if (profile) print_profile(sess, iters);
+        if (profile) print_profile(sess, iters, 0);
     }
     rc = 0;
     goto done;

@@ -12,6 +12,7 @@
 static const char *help =
     "usage: kiln run MODEL.onnx [-i NAME=FILE.npy ...] [-o OUTDIR] [-t N]\n"
     "                [--random] [--seed S] [--shape NAME=d0,d1,...] [--repeat K]\n"
+    "                [--precision P] [--tune] [--timing-cache F] [--reference]\n"
     "\n"
     "Runs the model and writes OUTDIR/<output name>.npy for every graph output\n"
     "(characters outside [A-Za-z0-9._-] in names become '_'). A sequence output\n"
@@ -29,7 +30,8 @@ static const char *help =
     "  --seed S           seed for --random (default 1)\n"
     "  --shape NAME=DIMS  shape for a random input with dynamic dims (default: 1\n"
     "                     for each dynamic dim)\n"
-    "  --repeat K         run K more times and report the mean latency\n";
+    "  --repeat K         run K more times and report the mean latency\n"
+    KILN_CLI_PLAN_HELP;
 
 /* Output file name: characters outside [A-Za-z0-9._-] become '_'; the names
  * "", "." and ".." (which are not file names) become "_", "_" and "__". */
@@ -149,6 +151,7 @@ int kiln_cmd_run(int argc, char **argv) {
     const char *path = NULL, *outdir = NULL;
     int threads = 0, repeat = 0;
     kiln_cli_inputs in = {.seed = 1};
+    kiln_session_options opt = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_val = i + 1 < argc, taken;
@@ -156,6 +159,8 @@ int kiln_cmd_run(int argc, char **argv) {
             fputs(help, stdout);
             return 0;
         } else if ((taken = kiln_cli_input_option(&in, "run", argc, argv, &i)) != 0) {
+            if (taken < 0) return 2;
+        } else if ((taken = kiln_cli_plan_option("run", argc, argv, &i, &opt)) != 0) {
             if (taken < 0) return 2;
         } else if (!strcmp(a, "-o") && has_val) {
             outdir = argv[++i];
@@ -167,6 +172,8 @@ int kiln_cmd_run(int argc, char **argv) {
         }
     }
     if (kiln_cli_need_model(help, path)) return 2;
+    if (kiln_cli_plan_finish("run", &opt) != 0) return 2;
+    opt.threads = threads;
     int rc = 1;
     kiln_graph *g = NULL;
     kiln_session *sess = NULL;
@@ -176,7 +183,6 @@ int kiln_cmd_run(int argc, char **argv) {
     const char **names = in.names;
     kiln_tensor **tensors = in.tensors;
     int n = in.n;
-    kiln_session_options opt = {threads};
     if ((s = kiln_session_create(g, &opt, &sess)) != KILN_OK) {
         kiln_cli_fail("run", s);
         goto done;
