@@ -353,16 +353,22 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
             continue;
         }
         const kiln__op_def *def = &kiln__ops[nd->op];
-        int all_const = 1, any_dyn = 0;
+        int all_const = 1, any_dyn = 0, any_unknown = 0;
         for (int k = 0; k < nd->n_in; k++) {
             int v = nd->in[k];
             if (v < 0) continue;
             if (p->vs[v] == VS_UNKNOWN) { /* optional input absent (e.g. subgraph capture) */
                 c->in[k] = NULL;
+                any_unknown = 1;
                 continue;
             }
             if (p->vs[v] != VS_CONST) all_const = 0;
             if (p->vs[v] == VS_DYN) any_dyn = 1;
+        }
+        if (infer_only && any_unknown) { /* shape inference of a graph whose input type it
+                                            could not probe (optional inputs): unknown */
+            mark_unknown(p, st, nd);
+            continue;
         }
         if ((s = check_containers(c, def)) != KILN_OK) {
             if ((s = plan_failure(p, st, nd, s, infer_only)) != KILN_OK) goto fail;

@@ -67,7 +67,11 @@ check "--random is seeded" bash -c "
 check "bench --json" bash -c "'$KILN' bench '$TMP/m.onnx' --iters 5 --json | $PY -c '
 import json, sys; r = json.load(sys.stdin); l = r[\"latency_ms\"]
 assert l[\"p50\"] <= l[\"p99\"] and r[\"throughput_per_s\"] > 0 and r[\"iters\"] == 5'"
-check "bench --profile" bash -c "'$KILN' bench '$TMP/m.onnx' --iters 3 --profile --shape x=8,3 | grep -qE '^  MatMul +- +reference'"
+check "bench --profile" bash -c "'$KILN' bench '$TMP/m.onnx' --iters 3 --profile --shape x=8,3 | grep -qE '^  MatMul +- +[a-z0-9_]+ '"
+check "bench --reference runs reference kernels" bash -c "'$KILN' bench '$TMP/m.onnx' --iters 3 --profile --reference | grep -qE '^  MatMul +- +reference '"
+check "bench --json --profile lists nodes" bash -c "'$KILN' bench '$TMP/m.onnx' --iters 2 --json --profile | $PY -c '
+import json, sys; r = json.load(sys.stdin); n = r[\"nodes\"]
+assert r[\"precision\"] == \"fp32\" and len(n) == 1 and n[0][\"op\"] == \"MatMul\" and n[0][\"ms\"] >= 0'"
 check "-t 1 works" "$KILN" run "$TMP/m.onnx" -i "x=$TMP/x.npy" -t 1
 
 # errors: non-zero exit and one line naming what is wrong
@@ -94,6 +98,8 @@ err "missing input" "'x'" run "$TMP/m.onnx"
 err "missing npy" "missing.npy" run "$TMP/m.onnx" -i "x=$TMP/missing.npy"
 err "bench bad --iters" "iters" bench "$TMP/m.onnx" --iters 0
 err "bad thread count" "thread" run "$TMP/m.onnx" --random -t 0
+err "unknown precision" "precision 'fp7'" bench "$TMP/m.onnx" --precision fp7
+err "--reference with --tune" "reference" run "$TMP/m.onnx" --random --reference --tune
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,0 +1,169 @@
+/* src/cpu/kernels/eltwise_generic.c: the portable C table of the f32 row
+ * kernels (eltwise.h): plain loops the compiler may vectorize, libm math
+ * (vmath.h scalar forms), sums accumulated in double. */
+#include <math.h>
+
+#include "cpu/kernels/eltwise.h"
+#include "cpu/kernels/vmath.h"
+
+/* min(max(v, 0), 1) with NaN passing through. */
+static inline float clamp01(float v) { return v > 1.0f ? 1.0f : v < 0.0f ? 0.0f : v; }
+
+/* always_inline: each loop below gets its op's body, not a call */
+static inline __attribute__((always_inline)) float unary1(const kiln__eltw_unary *u, float x) {
+    switch (u->op) {
+    case KILN__ELTW_RELU: return x < 0.0f ? 0.0f : x;
+    case KILN__ELTW_LEAKY_RELU: return x < 0.0f ? u->alpha * x : x;
+    case KILN__ELTW_SIGMOID: return kiln__vm_sigmoid(x);
+    case KILN__ELTW_TANH: return kiln__vm_tanh(x);
+    case KILN__ELTW_GELU_ERF: return kiln__vm_gelu_erf(x);
+    case KILN__ELTW_GELU_TANH: return kiln__vm_gelu_tanh(x);
+    case KILN__ELTW_HARD_SIGMOID: return clamp01(u->alpha * x + u->beta);
+    case KILN__ELTW_HARD_SWISH: return x * clamp01(x * (1.0f / 6.0f) + 0.5f);
+    case KILN__ELTW_CLIP: {
+        float v = x < u->alpha ? u->alpha : x;
+        return v > u->beta ? u->beta : v;
+    }
+    case KILN__ELTW_EXP: return kiln__vm_exp(x);
+    case KILN__ELTW_ERF: return kiln__vm_erf(x);
+    case KILN__ELTW_SQRT: return sqrtf(x);
+    case KILN__ELTW_NEG: return -x;
+    case KILN__ELTW_ABS: return fabsf(x);
+    case KILN__ELTW_AFFINE: return u->alpha * x + u->beta;
+    case KILN__ELTW_SQUARE: return x * x;
+    case KILN__ELTW_CUBE: return x * x * x;
+    default: return x; /* COPY */
+    }
+}
+
+/* The switch sits outside each loop: one loop per op. */
+static void unary_generic(const kiln__eltw_unary *u, const float *x, float *y, int64_t n) {
+    switch (u->op) {
+#define CASE(OP)                                                \
+    case OP: {                                                  \
+        const kiln__eltw_unary uu = {OP, u->alpha, u->beta};    \
+        for (int64_t i = 0; i < n; i++) y[i] = unary1(&uu, x[i]); \
+        break;                                                  \
+    }
+        CASE(KILN__ELTW_RELU)
+        CASE(KILN__ELTW_LEAKY_RELU)
+        CASE(KILN__ELTW_SIGMOID)
+        CASE(KILN__ELTW_TANH)
+        CASE(KILN__ELTW_GELU_ERF)
+        CASE(KILN__ELTW_GELU_TANH)
+        CASE(KILN__ELTW_HARD_SIGMOID)
+        CASE(KILN__ELTW_HARD_SWISH)
+        CASE(KILN__ELTW_CLIP)
+        CASE(KILN__ELTW_EXP)
+        CASE(KILN__ELTW_ERF)
+        CASE(KILN__ELTW_SQRT)
+        CASE(KILN__ELTW_NEG)
+        CASE(KILN__ELTW_ABS)
+        CASE(KILN__ELTW_AFFINE)
+        CASE(KILN__ELTW_SQUARE)
+        CASE(KILN__ELTW_CUBE)
+#undef CASE
+    default:
+        for (int64_t i = 0; i < n; i++) y[i] = x[i];
+    }
+}
+
+static inline __attribute__((always_inline)) float binary1(kiln__eltw_op op, float a, float b) {
+    switch (op) {
+    case KILN__ELTW_ADD: return a + b;
+    case KILN__ELTW_SUB: return a - b;
+    case KILN__ELTW_MUL: return a * b;
+    case KILN__ELTW_DIV: return a / b;
+    case KILN__ELTW_MAX: return a != a ? a : b != b ? b : a > b ? a : b;
+    default: return a != a ? a : b != b ? b : a < b ? a : b; /* MIN */
+    }
+}
+
+static void binary_generic(kiln__eltw_op op, const float *a, int as, const float *b, int bs,
+                           float *y, int64_t n) {
+    switch (op) {
+#define CASE(OP)                                                                    \
+    case OP:                                                                        \
+        if (as && bs)                                                               \
+            for (int64_t i = 0; i < n; i++) y[i] = binary1(OP, a[i], b[i]);         \
+        else if (as)                                                                \
+            for (int64_t i = 0; i < n; i++) y[i] = binary1(OP, a[i], b[0]);       \
+        else if (bs)                                                                \
+            for (int64_t i = 0; i < n; i++) y[i] = binary1(OP, a[0], b[i]);       \
+        else                                                                        \
+            for (int64_t i = 0; i < n; i++) y[i] = binary1(OP, a[0], b[0]);         \
+        break;
+        CASE(KILN__ELTW_ADD)
+        CASE(KILN__ELTW_SUB)
+        CASE(KILN__ELTW_MUL)
+        CASE(KILN__ELTW_DIV)
+        CASE(KILN__ELTW_MAX)
+        CASE(KILN__ELTW_MIN)
+#undef CASE
+    default: break;
+    }
+}
+
+static float max_generic(const float *x, int64_t n) {
+    float m = x[0];
+    for (int64_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+static float sum_generic(const float *x, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += x[i];
+    return (float)s;
+}
+
+static void softmax_generic(const float *x, float *y, int64_t n, int log_softmax) {
+    float max = max_generic(x, n);
+    double sum = 0;
+    if (log_softmax) {
+        for (int64_t i = 0; i < n; i++) sum += kiln__vm_exp(x[i] - max);
+        float lsum = (float)log(sum);
+        for (int64_t i = 0; i < n; i++) y[i] = (x[i] - max) - lsum;
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = kiln__vm_exp(x[i] - max);
+        sum += y[i];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int64_t i = 0; i < n; i++) y[i] *= inv;
+}
+
+static void norm_generic(const float *x, float *y, int64_t n, const float *scale,
+                         const float *bias, float eps, int center, float *mean_out,
+                         float *inv_out) {
+    double mean = 0, var = 0;
+    if (center) {
+        for (int64_t i = 0; i < n; i++) mean += x[i];
+        mean /= (double)n;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double d = x[i] - mean;
+        var += d * d;
+    }
+    var /= (double)n;
+    float m = (float)mean, inv = (float)(1.0 / sqrt(var + eps));
+    *mean_out = m;
+    *inv_out = inv;
+    for (int64_t i = 0; i < n; i++) {
+        float v = (x[i] - m) * inv * scale[i];
+        y[i] = bias ? v + bias[i] : v;
+    }
+}
+
+static void pool_row_generic(const kiln__pool_row *p) { kiln__pool_row_span(p, 0, p->OW); }
+
+const kiln__eltw_kernels kiln__eltw_generic = {
+    .name = "generic",
+    .unary = unary_generic,
+    .binary = binary_generic,
+    .softmax = softmax_generic,
+    .sum = sum_generic,
+    .max = max_generic,
+    .norm = norm_generic,
+    .pool_row = pool_row_generic,
+};

@@ -1,0 +1,637 @@
+/* tests/unit/test_fastops.c: the fast f32 elementwise, softmax, norm, pool
+ * and attention algorithms (src/cpu/kernels/{eltwise,softmax,norm,pool,
+ * attention}.c) against the reference kernels, and the vector math of
+ * vmath.h against libm.
+ *
+ * Every algorithm runs through the one-node harness (algo_harness.h) on
+ * fresh random inputs, forced, on each ISA table (generic C, and AVX-512
+ * when the CPU has it) at 1 and 2 threads: normalized error under 1e-5, NaN
+ * and Inf at the reference's places. Sizes 1, 15, 16, 17, 1000 and one
+ * spanning several thread units; broadcasts; pools with pads, strides,
+ * ceil_mode, auto_pad and count_include_pad; attention with and without
+ * masks, causal, GQA and several row blocks. Cases an algorithm must leave
+ * to the reference are checked to run there (and still match). */
+#include <float.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "algo_harness.h"
+#include "cpu/kernels/eltwise.h"
+#include "cpu/kernels/vmath.h"
+
+#define TOL 1e-5
+#define F32 KILN_DTYPE_F32
+
+static unsigned seed = 12345;
+
+/* ---- helpers ------------------------------------------------------------------- */
+
+static kiln_tensor *rnd(int ndim, const int64_t *dims, float lo, float hi) {
+    return ah_random(F32, ndim, dims, &seed, lo, hi);
+}
+
+/* Puts NaN, +Inf and -Inf at a few spread positions of t (n >= 3). */
+static void poison(kiln_tensor *t) {
+    int64_t n = kiln__n(t);
+    float *p = kiln_tensor_data(t);
+    if (n < 3) return;
+    p[n / 3] = NAN;
+    p[n / 2] = INFINITY;
+    p[n - 1] = -INFINITY;
+}
+
+static kiln_tensor *scalar_f32(float v) {
+    kiln_tensor *t;
+    assert_int_equal(kiln_tensor_create(F32, 0, NULL, &t), KILN_OK);
+    *(float *)kiln_tensor_data(t) = v;
+    return t;
+}
+
+/* The tables to check: generic, and AVX-512 where the CPU has it. */
+static int tables(const kiln__eltw_kernels **t) {
+    int n = 0;
+    t[n++] = &kiln__eltw_generic;
+#if defined(__x86_64__) || defined(__i386__)
+    if (kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX512)) t[n++] = &kiln__eltw_avx512;
+#endif
+    return n;
+}
+
+/* Runs case c with algorithm algo forced, on every table, at 1 and 2 threads. */
+static void run_all(ah_case *c, const char *algo, double tol) {
+    const kiln__eltw_kernels *t[2];
+    int nt = tables(t);
+    for (int i = 0; i < nt; i++)
+        for (int threads = 1; threads <= 2; threads++) {
+            kiln__eltw_forced = t[i];
+            ah_run_algo(c, algo, KILN_PRECISION_FP32, threads, tol);
+        }
+    kiln__eltw_forced = NULL;
+}
+
+/* Asserts that algo does not take case c (the reference runs it, or
+ * another algorithm), and that the result still matches. */
+static void refused(ah_case *c, const char *algo) {
+    const char *ran = ah_run(c, KILN_PRECISION_FP32, 1, TOL);
+    if (strcmp(ran, algo) == 0) fail_msg("algorithm %s took a case it must refuse", algo);
+}
+
+/* ---- vmath against libm --------------------------------------------------------------- */
+
+#if defined(__x86_64__) || defined(__i386__)
+typedef enum { VM_EXP, VM_LOG, VM_TANH, VM_ERF, VM_SIGMOID, VM_GELU_ERF, VM_GELU_TANH } vm_fn;
+
+static KILN__VM_AVX512 void vm_eval16(vm_fn f, const float *x, float *y) {
+    __m512 v = _mm512_loadu_ps(x), r;
+    switch (f) {
+    case VM_EXP: r = kiln__vm_exp16(v); break;
+    case VM_LOG: r = kiln__vm_log16(v); break;
+    case VM_TANH: r = kiln__vm_tanh16(v); break;
+    case VM_ERF: r = kiln__vm_erf16(v); break;
+    case VM_SIGMOID: r = kiln__vm_sigmoid16(v); break;
+    case VM_GELU_ERF: r = kiln__vm_gelu_erf16(v); break;
+    default: r = kiln__vm_gelu_tanh16(v); break;
+    }
+    _mm512_storeu_ps(y, r);
+}
+
+static double vm_want(vm_fn f, double x) {
+    switch (f) {
+    case VM_EXP: return exp(x);
+    case VM_LOG: return log(x);
+    case VM_TANH: return tanh(x);
+    case VM_ERF: return erf(x);
+    case VM_SIGMOID: return 1.0 / (1.0 + exp(-x));
+    case VM_GELU_ERF: return x < 0 ? 0.5 * x * erfc(-x / sqrt(2.0)) : 0.5 * x * (1 + erf(x / sqrt(2.0)));
+    default: /* 0.5 x (1 + tanh(y)) without the cancellation of 1 + tanh(y) */
+        return x / (1 + exp(-2 * sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    }
+}
+
+/* Error of got in units of the spacing of floats at want (rounded to f32);
+ * 0 for matching NaN / infinities, huge for mismatches. */
+static double ulp_err(float got, double want) {
+    if (isnan(want)) return isnan(got) ? 0 : 1e30;
+    float wf = (float)want;
+    if (isinf(wf)) /* beyond FLT_MAX: inf, or FLT_MAX when want is just past it */
+        return (isinf(got) || fabsf(got) == FLT_MAX) && (got > 0) == (want > 0) ? 0 : 1e30;
+    if (isnan(got) || isinf(got)) return 1e30;
+    double a = fabs((double)wf), spacing = (double)nextafterf((float)a, INFINITY) - a;
+    return fabs((double)got - want) / spacing;
+}
+
+/* Largest ulp error of f over a sweep of all f32 bit patterns (step 997,
+ * both signs: normals, denormals, zeros, infinities, NaNs) plus the
+ * special values; fails above max_ulp. */
+static void vm_check(vm_fn f, double max_ulp, const char *name) {
+    static const float specials[16] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 1.0f, -1.0f,
+                                       FLT_MIN, -FLT_MIN, 1e-45f, -1e-45f, FLT_MAX, -FLT_MAX,
+                                       88.72f, -103.9f, 0.625f};
+    float x[16], y[16];
+    double worst = 0, worst_x = 0;
+    vm_eval16(f, specials, y);
+    for (int i = 0; i < 16; i++) {
+        double e = ulp_err(y[i], vm_want(f, specials[i]));
+        if (e > worst) worst = e, worst_x = specials[i];
+    }
+    int k = 0;
+    for (uint64_t b = 0; b < (1ull << 32); b += 997) {
+        uint32_t bits = (uint32_t)b;
+        memcpy(&x[k], &bits, sizeof bits);
+        if (++k < 16) continue;
+        k = 0;
+        vm_eval16(f, x, y);
+        for (int i = 0; i < 16; i++) {
+            double e = ulp_err(y[i], vm_want(f, x[i]));
+            if (e > worst) worst = e, worst_x = x[i];
+        }
+    }
+    print_message("vmath %s: max error %.2f ulp (at %g)\n", name, worst, worst_x);
+    if (!(worst <= max_ulp)) fail_msg("vmath %s: %.3g ulp at x = %.9g", name, worst, worst_x);
+}
+
+/* The activations' relative error on [-30, 30], at most max_rel * (1 + x^2/8):
+ * their exp(-c x^2)-like tails amplify the rounding of the f32 exponent
+ * argument in proportion to it (all of them are below 1e-6 there). */
+static void vm_check_rel(vm_fn f, double max_rel, const char *name) {
+    float x[16], y[16];
+    double worst = 0, worst_x = 0;
+    for (int i = 0; i < 200000; i += 16) {
+        for (int j = 0; j < 16; j++) x[j] = -30.0f + 60.0f * (float)(i + j) / 200000.0f;
+        vm_eval16(f, x, y);
+        for (int j = 0; j < 16; j++) {
+            double w = vm_want(f, x[j]), e = fabs(y[j] - w) / fmax(fabs(w), 1e-30);
+            if (fabs(w) < 1e-37) e = fabs(y[j] - w) < 1e-37 ? 0 : 1; /* underflow to denormals */
+            e /= 1 + x[j] * x[j] / 8.0;
+            if (e > worst) worst = e, worst_x = x[j];
+        }
+    }
+    float sp[16] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f}, ys[16];
+    vm_eval16(f, sp, ys);
+    for (int j = 0; j < 5; j++) {
+        double w = vm_want(f, sp[j]);
+        if (isnan(w) != isnan(ys[j]) || (!isnan(w) && ys[j] != (float)w))
+            fail_msg("vmath %s(%g) = %g, want %g", name, sp[j], ys[j], w);
+    }
+    print_message("vmath %s: max scaled relative error %.3g (at %g)\n", name, worst, worst_x);
+    if (!(worst <= max_rel)) fail_msg("vmath %s: relative error %.3g at x = %.9g", name, worst, worst_x);
+}
+#endif
+
+static void test_vmath(void **state) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (!kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX512)) skip();
+    vm_check(VM_EXP, 2.0, "exp");
+    vm_check(VM_LOG, 2.0, "log");
+    vm_check(VM_TANH, 3.0, "tanh");
+    vm_check(VM_ERF, 3.0, "erf");
+    vm_check_rel(VM_SIGMOID, 4e-7, "sigmoid");
+    vm_check_rel(VM_GELU_ERF, 1.5e-6, "gelu_erf");
+    vm_check_rel(VM_GELU_TANH, 1e-6, "gelu_tanh");
+#else
+    skip();
+#endif
+}
+
+/* ---- unary ------------------------------------------------------------------------- */
+
+static const int64_t sizes[] = {1, 15, 16, 17, 1000, 40000};
+#define N_SIZES (int)(sizeof sizes / sizeof sizes[0])
+
+typedef struct unary_case {
+    const char *op, *algo;
+    int opset;
+    float lo, hi;
+    const char *sattr, *sval; /* a string attribute, or NULL */
+    const char *fattr1;       /* float attributes, or NULL */
+    float f1;
+    const char *fattr2;
+    float f2;
+} unary_case;
+
+static void test_unary(void **state) {
+    static const unary_case cases[] = {
+        {"Relu", "relu_f32", 14, -3, 3},
+        {"LeakyRelu", "leaky_relu_f32", 16, -3, 3, NULL, NULL, "alpha", 0.07f},
+        {"Sigmoid", "sigmoid_f32", 13, -20, 20},
+        {"Tanh", "tanh_f32", 13, -6, 6},
+        {"Gelu", "gelu_f32", 20, -6, 6},
+        {"Gelu", "gelu_f32", 20, -6, 6, "approximate", "tanh"},
+        {"HardSigmoid", "hard_sigmoid_f32", 6, -6, 6, NULL, NULL, "alpha", 0.3f, "beta", 0.4f},
+        {"HardSwish", "hard_swish_f32", 14, -6, 6},
+        {"Clip", "clip_f32", 6, -3, 3, NULL, NULL, "min", -0.5f, "max", 1.5f},
+        {"Clip", "clip_f32", 13, -3, 3}, /* no bounds */
+        {"Exp", "exp_f32", 13, -20, 20},
+        {"Erf", "erf_f32", 13, -4, 4},
+        {"Sqrt", "sqrt_f32", 13, -1, 10}, /* negatives: NaN in both */
+        {"Neg", "neg_f32", 13, -3, 3},
+        {"Abs", "abs_f32", 13, -3, 3},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const unary_case *u = &cases[i];
+        for (int s = 0; s < N_SIZES; s++) {
+            for (int poisoned = 0; poisoned < 2; poisoned++) {
+                ah_case c;
+                ah_case_init(&c, u->op, "", u->opset, 1);
+                kiln_tensor *x = rnd(1, &sizes[s], u->lo, u->hi);
+                if (poisoned) poison(x);
+                ah_input(&c, x, 0);
+                if (u->sattr) ah_attr_string(&c, u->sattr, u->sval);
+                if (u->fattr1) ah_attr_float(&c, u->fattr1, u->f1);
+                if (u->fattr2) ah_attr_float(&c, u->fattr2, u->f2);
+                run_all(&c, u->algo, TOL);
+                ah_case_free(&c);
+            }
+        }
+    }
+}
+
+/* Clip-11+: bounds as inputs, constant or computed, one or both, min > max. */
+static void test_clip_inputs(void **state) {
+    static const float bounds[][2] = {{-0.5f, 1.5f}, {0.7f, 0.2f}};
+    for (int b = 0; b < 2; b++)
+        for (int constant = 0; constant < 2; constant++)
+            for (int which = 0; which < 3; which++) { /* min only, max only, both */
+                int64_t n = 1000;
+                ah_case c;
+                ah_case_init(&c, "Clip", "", 13, 1);
+                kiln_tensor *x = rnd(1, &n, -3, 3);
+                poison(x);
+                ah_input(&c, x, 0);
+                ah_input(&c, which != 1 ? scalar_f32(bounds[b][0]) : NULL, constant);
+                if (which != 0) ah_input(&c, scalar_f32(bounds[b][1]), constant);
+                run_all(&c, "clip_f32", TOL);
+                ah_case_free(&c);
+            }
+}
+
+/* ---- binary ------------------------------------------------------------------------ */
+
+typedef struct shape {
+    int ndim;
+    int64_t d[4];
+} shape;
+
+static void binary_case(const char *op, const char *algo, int opset, shape a, shape b, int poisoned,
+                        int expect_taken) {
+    ah_case c;
+    ah_case_init(&c, op, "", opset, 1);
+    kiln_tensor *ta = rnd(a.ndim, a.d, -2, 2), *tb = rnd(b.ndim, b.d, -2, 2);
+    if (strcmp(op, "Div") == 0) { /* keep divisors away from 0 */
+        float *p = kiln_tensor_data(tb);
+        for (int64_t i = 0; i < kiln__n(tb); i++) p[i] = p[i] < 0 ? p[i] - 0.5f : p[i] + 0.5f;
+    }
+    if (poisoned) {
+        poison(ta);
+        poison(tb);
+    }
+    ah_input(&c, ta, 0);
+    ah_input(&c, tb, 0);
+    if (expect_taken)
+        run_all(&c, algo, TOL);
+    else
+        refused(&c, algo);
+    ah_case_free(&c);
+}
+
+static void test_binary(void **state) {
+    static const struct {
+        const char *op, *algo;
+        int opset;
+    } ops[] = {{"Add", "add_f32", 14}, {"Sub", "sub_f32", 14}, {"Mul", "mul_f32", 14},
+               {"Div", "div_f32", 14}, {"Max", "max_f32", 13}, {"Min", "min_f32", 13}};
+    static const struct {
+        shape a, b;
+    } taken[] = {
+        {{1, {1}}, {1, {1}}},
+        {{1, {17}}, {1, {17}}},
+        {{1, {40000}}, {1, {40000}}},
+        {{2, {3, 1000}}, {0, {0}}},             /* scalar */
+        {{0, {0}}, {2, {3, 1000}}},             /* scalar first */
+        {{3, {3, 5, 17}}, {1, {17}}},           /* row */
+        {{1, {16}}, {2, {7, 16}}},              /* row first */
+        {{4, {2, 16, 5, 5}}, {3, {16, 1, 1}}},  /* channel */
+        {{3, {15, 1, 1}}, {4, {2, 15, 3, 7}}},  /* channel first */
+        {{4, {2, 3, 4, 5}}, {4, {2, 3, 1, 1}}}, /* (N,C,1,1) */
+        {{3, {4, 1000, 16}}, {2, {1000, 16}}},  /* several thread units */
+        {{3, {2, 1, 17}}, {2, {1, 17}}},        /* size-1 axes in Y */
+    };
+    static const struct {
+        shape a, b;
+    } left[] = {
+        {{2, {5, 1}}, {2, {1, 7}}},       /* outer product */
+        {{3, {4, 5, 6}}, {3, {4, 1, 6}}}, /* two blocks */
+    };
+    for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
+        for (size_t i = 0; i < sizeof taken / sizeof taken[0]; i++)
+            for (int p = 0; p < 2; p++)
+                binary_case(ops[o].op, ops[o].algo, ops[o].opset, taken[i].a, taken[i].b, p, 1);
+        for (size_t i = 0; i < sizeof left / sizeof left[0]; i++)
+            binary_case(ops[o].op, ops[o].algo, ops[o].opset, left[i].a, left[i].b, 0, 0);
+    }
+}
+
+static void pow_case(float e, int constant, int expect_taken) {
+    int64_t n = 1000;
+    ah_case c;
+    ah_case_init(&c, "Pow", "", 15, 1);
+    kiln_tensor *x = rnd(1, &n, -3, 3);
+    poison(x);
+    ah_input(&c, x, 0);
+    ah_input(&c, scalar_f32(e), constant);
+    if (expect_taken)
+        run_all(&c, "pow_f32", TOL);
+    else
+        refused(&c, "pow_f32");
+    ah_case_free(&c);
+}
+
+static void test_pow(void **state) {
+    pow_case(1.0f, 1, 1);
+    pow_case(2.0f, 1, 1);
+    pow_case(3.0f, 1, 1);
+    pow_case(0.5f, 1, 0);
+    pow_case(2.0f, 0, 0); /* exponent not known at plan time */
+}
+
+/* ---- softmax ---------------------------------------------------------------------- */
+
+static void softmax_case(const char *op, int opset, int ndim, const int64_t *dims, int axis, int has_axis,
+                         int poisoned, int expect_taken) {
+    const char *algo = strcmp(op, "Softmax") == 0 ? "softmax_f32" : "log_softmax_f32";
+    ah_case c;
+    ah_case_init(&c, op, "", opset, 1);
+    kiln_tensor *x = rnd(ndim, dims, -20, 20);
+    if (poisoned) poison(x);
+    ah_input(&c, x, 0);
+    if (has_axis) ah_attr_int(&c, "axis", axis);
+    if (expect_taken)
+        run_all(&c, algo, TOL);
+    else
+        refused(&c, algo);
+    ah_case_free(&c);
+}
+
+static void test_softmax(void **state) {
+    static const char *ops[] = {"Softmax", "LogSoftmax"};
+    for (int o = 0; o < 2; o++) {
+        for (int s = 0; s < N_SIZES; s++) {
+            int64_t d2[2] = {3, sizes[s]};
+            for (int p = 0; p < 2; p++) softmax_case(ops[o], 13, 2, d2, -1, 0, p, 1);
+        }
+        int64_t d1[1] = {1}, d3[3] = {2, 3, 5};
+        softmax_case(ops[o], 13, 1, d1, 0, 1, 0, 1);
+        softmax_case(ops[o], 13, 3, d3, 2, 1, 1, 1);
+        softmax_case(ops[o], 11, 3, d3, 1, 1, 1, 1); /* coerced to (2, 15) */
+        softmax_case(ops[o], 11, 3, d3, 0, 0, 0, 1); /* default axis 1 */
+        softmax_case(ops[o], 13, 3, d3, 1, 1, 0, 0); /* a middle axis: the reference's */
+    }
+    /* a row of -inf only, and a row of one +inf: NaN rows in both */
+    for (int o = 0; o < 2; o++) {
+        int64_t d[2] = {2, 17};
+        ah_case c;
+        ah_case_init(&c, ops[o], "", 13, 1);
+        kiln_tensor *x = rnd(2, d, -1, 1);
+        float *p = kiln_tensor_data(x);
+        for (int j = 0; j < 17; j++) p[j] = -INFINITY;
+        p[17 + 4] = INFINITY;
+        ah_input(&c, x, 0);
+        run_all(&c, o ? "log_softmax_f32" : "softmax_f32", TOL);
+        ah_case_free(&c);
+    }
+}
+
+/* ---- normalizations ----------------------------------------------------------------- */
+
+static void layer_norm_case(const char *op, int ndim, const int64_t *dims, int axis, int bias, int n_out,
+                            int poisoned, int params_constant) {
+    int rms = strcmp(op, "RMSNormalization") == 0;
+    ah_case c;
+    ah_case_init(&c, op, "", rms ? 23 : 17, n_out);
+    kiln_tensor *x = rnd(ndim, dims, -3, 3);
+    if (poisoned) poison(x);
+    int a = axis < 0 ? axis + ndim : axis;
+    ah_input(&c, x, 0);
+    ah_input(&c, rnd(ndim - a, dims + a, 0.5f, 1.5f), params_constant);
+    if (bias) ah_input(&c, rnd(ndim - a, dims + a, -1, 1), params_constant);
+    ah_attr_int(&c, "axis", axis);
+    ah_attr_float(&c, "epsilon", 1e-4f);
+    run_all(&c, rms ? "rms_norm_f32" : "layer_norm_f32", TOL);
+    ah_case_free(&c);
+}
+
+static void test_layer_norm(void **state) {
+    for (int s = 0; s < N_SIZES; s++) {
+        int64_t d[2] = {4, sizes[s]};
+        layer_norm_case("LayerNormalization", 2, d, -1, 1, 1, s == 4, 1);
+        layer_norm_case("LayerNormalization", 2, d, -1, 0, 1, 0, 0);
+        layer_norm_case("RMSNormalization", 2, d, -1, 0, 1, s == 4, 1);
+    }
+    int64_t d3[3] = {2, 3, 16};
+    layer_norm_case("LayerNormalization", 3, d3, 1, 1, 3, 0, 1); /* Mean, InvStdDev too */
+    layer_norm_case("LayerNormalization", 3, d3, -1, 1, 3, 1, 1);
+    layer_norm_case("RMSNormalization", 3, d3, 1, 0, 1, 0, 1);
+    /* scale broadcasting over part of the normalized axes: the reference's */
+    ah_case c;
+    ah_case_init(&c, "LayerNormalization", "", 17, 1);
+    ah_input(&c, rnd(3, d3, -1, 1), 0);
+    int64_t sd[2] = {1, 16};
+    ah_input(&c, rnd(2, sd, 0.5f, 1.5f), 1);
+    ah_attr_int(&c, "axis", 1);
+    refused(&c, "layer_norm_f32");
+    ah_case_free(&c);
+}
+
+static void batch_norm_case(int ndim, const int64_t *dims, int poisoned, int opset, int training) {
+    ah_case c;
+    ah_case_init(&c, "BatchNormalization", "", opset, 1);
+    kiln_tensor *x = rnd(ndim, dims, -3, 3);
+    if (poisoned) poison(x);
+    ah_input(&c, x, 0);
+    int64_t C = dims[1];
+    ah_input(&c, rnd(1, &C, 0.5f, 1.5f), 1);
+    ah_input(&c, rnd(1, &C, -1, 1), 1);
+    ah_input(&c, rnd(1, &C, -1, 1), 1);
+    ah_input(&c, rnd(1, &C, 0.5f, 2), 1);
+    ah_attr_float(&c, "epsilon", 1e-3f);
+    if (training) {
+        ah_attr_int(&c, "training_mode", 1);
+        refused(&c, "batch_norm_f32");
+    } else {
+        run_all(&c, "batch_norm_f32", TOL);
+    }
+    ah_case_free(&c);
+}
+
+static void test_batch_norm(void **state) {
+    int64_t a[4] = {2, 16, 7, 7}, b[2] = {3, 5}, d[4] = {1, 17, 1, 1}, e[3] = {2, 3, 1000};
+    batch_norm_case(4, a, 1, 15, 0);
+    batch_norm_case(2, b, 0, 15, 0);
+    batch_norm_case(4, d, 0, 9, 0);
+    batch_norm_case(3, e, 1, 15, 0);
+    batch_norm_case(4, a, 0, 15, 1);
+}
+
+/* ---- pooling -------------------------------------------------------------------------- */
+
+typedef struct pool_case {
+    int64_t x[4];
+    int64_t k[2], s[2], pads[4];
+    int ceil_mode, include_pad;
+    const char *auto_pad;
+} pool_case;
+
+static void test_pool(void **state) {
+    static const pool_case cases[] = {
+        {{1, 3, 15, 17}, {3, 3}, {1, 1}, {1, 1, 1, 1}},
+        {{1, 3, 15, 17}, {3, 3}, {2, 2}, {1, 1, 1, 1}, 1},
+        {{2, 4, 16, 16}, {2, 2}, {2, 2}, {0, 0, 0, 0}},
+        {{1, 2, 15, 17}, {3, 3}, {1, 1}, {1, 1, 1, 1}, 0, 1},
+        {{1, 2, 15, 17}, {3, 3}, {2, 2}, {0, 0, 0, 0}, 0, 0, "SAME_UPPER"},
+        {{1, 2, 17, 40}, {7, 5}, {3, 2}, {0, 2, 3, 1}, 1, 1},
+        {{1, 1, 1, 1000}, {1, 17}, {1, 1}, {0, 8, 0, 8}},
+        {{1, 2, 9, 50}, {1, 1}, {3, 3}, {0, 0, 0, 0}},
+        {{1, 1, 1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}},
+        {{1, 1, 5, 5}, {3, 3}, {2, 2}, {2, 2, 2, 2}, 1, 0}, /* edge windows mostly padding */
+        {{1, 64, 56, 56}, {3, 3}, {2, 2}, {1, 1, 1, 1}},    /* ResNet stem: several thread units */
+    };
+    static const char *ops[] = {"MaxPool", "AveragePool"};
+    for (int o = 0; o < 2; o++)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            for (int p = 0; p < 2; p++) {
+                const pool_case *pc = &cases[i];
+                ah_case c;
+                ah_case_init(&c, ops[o], "", o ? 19 : 12, 1);
+                kiln_tensor *x = rnd(4, pc->x, -3, 3);
+                if (p) poison(x);
+                ah_input(&c, x, 0);
+                ah_attr_ints(&c, "kernel_shape", 2, pc->k);
+                ah_attr_ints(&c, "strides", 2, pc->s);
+                if (pc->auto_pad)
+                    ah_attr_string(&c, "auto_pad", pc->auto_pad);
+                else
+                    ah_attr_ints(&c, "pads", 4, pc->pads);
+                if (pc->ceil_mode) ah_attr_int(&c, "ceil_mode", 1);
+                if (o && pc->include_pad) ah_attr_int(&c, "count_include_pad", 1);
+                run_all(&c, o ? "average_pool2d_f32" : "max_pool2d_f32", TOL);
+                ah_case_free(&c);
+            }
+    /* MaxPool with Indices, and dilations: the reference's */
+    int64_t x[4] = {1, 2, 8, 8}, k[2] = {2, 2}, dil[2] = {2, 2};
+    ah_case c;
+    ah_case_init(&c, "MaxPool", "", 12, 2);
+    ah_input(&c, rnd(4, x, -1, 1), 0);
+    ah_attr_ints(&c, "kernel_shape", 2, k);
+    refused(&c, "max_pool2d_f32");
+    ah_case_free(&c);
+    ah_case_init(&c, "MaxPool", "", 12, 1);
+    ah_input(&c, rnd(4, x, -1, 1), 0);
+    ah_attr_ints(&c, "kernel_shape", 2, k);
+    ah_attr_ints(&c, "dilations", 2, dil);
+    refused(&c, "max_pool2d_f32");
+    ah_case_free(&c);
+}
+
+static void test_global_pool(void **state) {
+    static const shape shapes[] = {{4, {2, 16, 7, 7}}, {3, {1, 3, 1000}}, {4, {1, 1, 1, 1}},
+                                   {4, {2, 3, 4, 5}}, {3, {2, 600, 17}}};
+    static const char *ops[] = {"GlobalMaxPool", "GlobalAveragePool"};
+    for (int o = 0; o < 2; o++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            for (int p = 0; p < 2; p++) {
+                ah_case c;
+                ah_case_init(&c, ops[o], "", 13, 1);
+                kiln_tensor *x = rnd(shapes[i].ndim, shapes[i].d, -3, 3);
+                if (p) poison(x);
+                ah_input(&c, x, 0);
+                run_all(&c, o ? "global_average_pool_f32" : "global_max_pool_f32", TOL);
+                ah_case_free(&c);
+            }
+}
+
+/* ---- attention ------------------------------------------------------------------------ */
+
+typedef struct attn_case {
+    int64_t B, Hq, Hkv, Sq, T, dk, dv;
+    int mask;        /* 0 none, 1 bool (Sq, T), 2 float (B, 1, Sq, T), 3 float (Sq, T - 7) */
+    int causal;
+    float scale;     /* 0: default */
+    int poisoned;
+} attn_case;
+
+static void attention_case(const attn_case *a, int expect_taken, int with_past) {
+    ah_case c;
+    ah_case_init(&c, "Attention", "", 23, 1);
+    int64_t q[4] = {a->B, a->Hq, a->Sq, a->dk}, k[4] = {a->B, a->Hkv, a->T, a->dk},
+            v[4] = {a->B, a->Hkv, a->T, a->dv};
+    kiln_tensor *tq = rnd(4, q, -1, 1);
+    if (a->poisoned) poison(tq);
+    ah_input(&c, tq, 0);
+    ah_input(&c, rnd(4, k, -1, 1), 0);
+    ah_input(&c, rnd(4, v, -1, 1), 0);
+    if (a->mask == 1) {
+        int64_t md[2] = {a->Sq, a->T};
+        kiln_tensor *m;
+        assert_int_equal(kiln_tensor_create(KILN_DTYPE_BOOL, 2, md, &m), KILN_OK);
+        uint8_t *p = kiln_tensor_data(m);
+        for (int64_t i = 0; i < a->Sq * a->T; i++) p[i] = (i * 7919 % 10) < 7;
+        ah_input(&c, m, 0);
+    } else if (a->mask == 2) {
+        int64_t md[4] = {a->B, 1, a->Sq, a->T};
+        ah_input(&c, rnd(4, md, -3, 0), 0);
+    } else if (a->mask == 3) {
+        int64_t md[2] = {a->Sq, a->T - 7};
+        ah_input(&c, rnd(2, md, -3, 0), 1);
+    } else if (with_past) {
+        ah_input(&c, NULL, 0);
+    }
+    if (with_past) {
+        int64_t pk[4] = {a->B, a->Hkv, 3, a->dk}, pv[4] = {a->B, a->Hkv, 3, a->dv};
+        ah_input(&c, rnd(4, pk, -1, 1), 0);
+        ah_input(&c, rnd(4, pv, -1, 1), 0);
+    }
+    if (a->causal) ah_attr_int(&c, "is_causal", 1);
+    if (a->scale != 0) ah_attr_float(&c, "scale", a->scale);
+    if (expect_taken)
+        run_all(&c, "attention_f32", TOL);
+    else
+        refused(&c, "attention_f32");
+    ah_case_free(&c);
+}
+
+static void test_attention(void **state) {
+    static const attn_case cases[] = {
+        {1, 2, 2, 15, 17, 16, 8},
+        {1, 1, 1, 1, 1, 1, 1},
+        {2, 2, 2, 16, 16, 16, 16, 1},
+        {1, 3, 3, 17, 15, 8, 16, 2},
+        {2, 2, 1, 33, 33, 16, 16, 0, 1},       /* causal, MQA */
+        {1, 2, 2, 33, 40, 16, 16, 1, 1},       /* causal with a mask, T > Sq */
+        {1, 4, 2, 70, 1000, 64, 64, 3},        /* GQA, row blocks, short mask */
+        {1, 2, 2, 128, 128, 64, 64, 0, 0, 0.3f},
+        {1, 2, 2, 15, 17, 16, 8, 2, 0, 0, 1},  /* NaN / Inf in Q */
+        {1, 12, 12, 128, 128, 64, 64, 2},      /* a BERT-base layer at sequence 128 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) attention_case(&cases[i], 1, 0);
+    attention_case(&cases[0], 0, 1); /* past key/value: the reference's */
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_vmath),       cmocka_unit_test(test_unary),
+        cmocka_unit_test(test_clip_inputs), cmocka_unit_test(test_binary),
+        cmocka_unit_test(test_pow),         cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_layer_norm),  cmocka_unit_test(test_batch_norm),
+        cmocka_unit_test(test_pool),        cmocka_unit_test(test_global_pool),
+        cmocka_unit_test(test_attention),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
