@@ -1,7 +1,10 @@
 /* tests/unit/test_gemm.c: the f32 GEMM kernel (src/cpu/kernels/gemm.h)
  * against a plain triple loop accumulating in double, on fresh random inputs:
  * shapes around and between the tile sizes, every transpose combination,
- * alpha/beta, every epilogue, prepacked B, each ISA path, 1..4 threads.
+ * alpha/beta, every epilogue, prepacked B, each ISA path, 1..4 threads; and
+ * the bf16 compute type (where the CPU has AVX512_BF16) against the same
+ * double loop over the bf16-rounded inputs (tight) and over the f32 inputs
+ * (bf16 tolerance), with the same epilogues, edges, prepacking and threads.
  * Checks the normalized error ||out - ref|| / ||ref|| < 1e-5, that nothing
  * outside C's (M,N) elements is written (row padding and guard floats after C),
  * NaN/Inf parity, and that bad arguments fail without touching C. */
@@ -52,6 +55,7 @@ typedef struct gcase {
     int nth;      /* threads */
     int use_pool; /* through kiln__sgemm_run, else kiln__sgemm per ith in turn */
     int pad;      /* extra floats per row in every leading dimension */
+    kiln__gemm_compute compute;
 } gcase;
 
 static double ref_act(double x, kiln__gemm_act act) {
@@ -106,17 +110,24 @@ static void prime_c(const gcase *t, operands *o) {
             o->c[i * o->ldc + j] = t->beta == 0.0f ? NAN : o->c0[i * o->ldc + j];
 }
 
-/* ref (M,N) in double: act(alpha * op(A) op(B) + beta * C0 + bias + R). */
-static double *reference(const gcase *t, const operands *o) {
+/* x as the bf16 kernel sees it: rounded to nearest even, denormals zero. */
+static double bf16_round(float x) {
+    if (fabsf(x) < 1.17549435e-38f) return 0.0;
+    return kiln_bf16_to_f32(kiln_f32_to_bf16(x));
+}
+
+/* ref (M,N) in double: act(alpha * op(A) op(B) + beta * C0 + bias + R), with
+ * A and B rounded to bf16 first when `rounded`. */
+static double *reference_ex(const gcase *t, const operands *o, int rounded) {
     double *ref = malloc((size_t)(t->m * t->n > 0 ? t->m * t->n : 1) * sizeof(double));
     assert_non_null(ref);
     for (int64_t i = 0; i < t->m; i++)
         for (int64_t j = 0; j < t->n; j++) {
             double s = 0;
             for (int64_t p = 0; p < t->k; p++) {
-                double av = t->ta ? o->a[p * o->lda + i] : o->a[i * o->lda + p];
-                double bv = t->tb ? o->b[j * o->ldb + p] : o->b[p * o->ldb + j];
-                s += av * bv;
+                float af = t->ta ? o->a[p * o->lda + i] : o->a[i * o->lda + p];
+                float bf = t->tb ? o->b[j * o->ldb + p] : o->b[p * o->ldb + j];
+                s += rounded ? bf16_round(af) * bf16_round(bf) : (double)af * bf;
             }
             double v = (double)t->alpha * s;
             if (t->beta != 0.0f) v += (double)t->beta * o->c0[i * o->ldc + j];
@@ -128,13 +139,18 @@ static double *reference(const gcase *t, const operands *o) {
     return ref;
 }
 
+/* The reference of the arithmetic t computes in. */
+static double *reference(const gcase *t, const operands *o) {
+    return reference_ex(t, o, t->compute == KILN__GEMM_BF16);
+}
+
 static kiln__gemm_args args_of(const gcase *t, const operands *o) {
     kiln__gemm_args g = {
         .m = t->m, .n = t->n, .k = t->k, .trans_a = t->ta, .trans_b = t->tb,
         .alpha = t->alpha, .beta = t->beta, .a = o->a, .lda = o->lda, .b = o->b,
         .ldb = o->ldb, .c = o->c, .ldc = o->ldc, .bias_kind = t->bias, .bias = o->bias,
         .residual = t->residual ? o->res : NULL, .ldr = o->ldr, .act = t->act,
-        .act_min = -0.5f, .act_max = 0.7f, .isa = t->isa,
+        .act_min = -0.5f, .act_max = 0.7f, .isa = t->isa, .compute = t->compute,
     };
     if (t->prepack) {
         g.b = o->packed;
@@ -146,13 +162,18 @@ static kiln__gemm_args args_of(const gcase *t, const operands *o) {
 /* Runs the kernel on o->c as case t says. */
 static kiln_status run_kernel(const gcase *t, operands *o) {
     if (t->prepack) {
-        size_t bytes = kiln__sgemm_packed_b_bytes(t->isa, t->k, t->n);
+        size_t bytes = t->compute == KILN__GEMM_F32
+                           ? kiln__sgemm_packed_b_bytes(t->isa, t->k, t->n)
+                           : kiln__gemm_packed_b_bytes_ex(t->isa, t->compute, t->k, t->n);
         assert_true(bytes > 0);
         free(o->packed);
         o->packed = malloc(bytes);
         assert_non_null(o->packed);
-        kiln_status st = kiln__sgemm_pack_b(t->isa, t->tb, t->k, t->n, o->b, o->ldb, o->packed,
-                                            bytes);
+        kiln_status st = t->compute == KILN__GEMM_F32
+                             ? kiln__sgemm_pack_b(t->isa, t->tb, t->k, t->n, o->b, o->ldb,
+                                                  o->packed, bytes)
+                             : kiln__gemm_pack_b_ex(t->isa, t->compute, t->tb, t->k, t->n, o->b,
+                                                    o->ldb, o->packed, bytes);
         if (st != KILN_OK) return st;
     }
     kiln__gemm_args g = args_of(t, o);
@@ -176,10 +197,10 @@ static kiln_status run_kernel(const gcase *t, operands *o) {
 static void describe(const gcase *t, char *buf, size_t n) {
     snprintf(buf, n,
              "M=%lld N=%lld K=%lld ta=%d tb=%d alpha=%g beta=%g bias=%d res=%d act=%d "
-             "prepack=%d isa=%s nth=%d pool=%d pad=%d",
+             "prepack=%d isa=%s nth=%d pool=%d pad=%d compute=%s",
              (long long)t->m, (long long)t->n, (long long)t->k, t->ta, t->tb, t->alpha,
              t->beta, t->bias, t->residual, t->act, t->prepack, kiln__gemm_isa_name(t->isa),
-             t->nth, t->use_pool, t->pad);
+             t->nth, t->use_pool, t->pad, kiln__gemm_compute_name(t->compute));
 }
 
 /* Nothing but C's (M,N) elements changed. */
@@ -193,6 +214,18 @@ static void check_untouched(const gcase *t, const operands *o, const char *what)
     }
 }
 
+/* ||C - ref|| / ||ref|| over C's (M,N) elements. */
+static double normalized_error(const gcase *t, const operands *o, const double *ref) {
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < t->m; i++)
+        for (int64_t j = 0; j < t->n; j++) {
+            double r = ref[i * t->n + j], d = o->c[i * o->ldc + j] - r;
+            num += d * d;
+            den += r * r;
+        }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
 /* Runs case t and checks it against the reference. */
 static void check_case(const gcase *t) {
     char what[256];
@@ -203,15 +236,16 @@ static void check_case(const gcase *t) {
     double *ref = reference(t, &o);
     kiln_status st = run_kernel(t, &o);
     if (st != KILN_OK) fail_msg("%s: status %d (%s)", what, st, kiln_last_error());
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < t->m; i++)
-        for (int64_t j = 0; j < t->n; j++) {
-            double r = ref[i * t->n + j], d = o.c[i * o.ldc + j] - r;
-            num += d * d;
-            den += r * r;
-        }
-    double err = den > 0 ? sqrt(num / den) : sqrt(num);
+    double err = normalized_error(t, &o, ref);
     if (!(err < 1e-5)) fail_msg("%s: normalized error %g", what, err);
+    /* and against the f32 product, where enough elements make the norm a
+     * statistic (one element of a cancelling sum can lose more) */
+    if (t->compute == KILN__GEMM_BF16 && t->m * t->n >= 16) {
+        double *ref32 = reference_ex(t, &o, 0);
+        double err32 = normalized_error(t, &o, ref32);
+        if (!(err32 < 1e-2)) fail_msg("%s: normalized error vs f32 %g", what, err32);
+        free(ref32);
+    }
     check_untouched(t, &o, what);
     free(ref);
     free_operands(&o);
@@ -382,44 +416,205 @@ static void test_threads(void **state) {
 
 /* NaN in A row i0 poisons row i0; Inf in B column j1 gives +-Inf in column
  * j1; Inf in C with beta != 0 stays Inf: exactly where the reference says. */
+static void nan_inf_case(kiln__gemm_isa isa, kiln__gemm_act act, kiln__gemm_compute compute,
+                         int prepack) {
+    gcase t = plain(20, 40, 300, isa);
+    t.beta = 1.0f;
+    t.act = act;
+    t.compute = compute;
+    t.prepack = prepack;
+    char what[256];
+    describe(&t, what, sizeof what);
+    operands o;
+    make_operands(&t, &o);
+    o.a[3 * o.lda + 100] = NAN;            /* row 3 */
+    o.b[280 * o.ldb + 17] = INFINITY;      /* column 17, second K block */
+    o.c0[11 * o.ldc + 33] = -INFINITY;     /* one element */
+    prime_c(&t, &o);
+    double *ref = reference(&t, &o);
+    assert_int_equal(run_kernel(&t, &o), KILN_OK);
+    int nonfinite = 0;
+    for (int64_t i = 0; i < t.m; i++)
+        for (int64_t j = 0; j < t.n; j++) {
+            double r = ref[i * t.n + j];
+            float v = o.c[i * o.ldc + j];
+            if (isnan(r) != isnan(v) || (isinf(r) && (double)v != r))
+                fail_msg("%s: (%lld,%lld) = %g, reference %g", what, (long long)i,
+                         (long long)j, v, r);
+            if (isfinite(r) && fabs(v - r) > 1e-4 * (1 + fabs(r)))
+                fail_msg("%s: (%lld,%lld) = %g, reference %g", what, (long long)i,
+                         (long long)j, v, r);
+            nonfinite += !isfinite(r);
+        }
+    if (act == KILN__GEMM_ACT_NONE) assert_true(nonfinite >= t.n + t.m - 1);
+    check_untouched(&t, &o, what);
+    free(ref);
+    free_operands(&o);
+}
+
 static void test_nan_inf(void **state) {
     kiln__gemm_isa list[KILN__GEMM_ISA_COUNT];
     int ni = isas(list);
     static const kiln__gemm_act acts[] = {KILN__GEMM_ACT_NONE, KILN__GEMM_ACT_RELU,
                                           KILN__GEMM_ACT_CLIP};
     for (int ii = 0; ii < ni; ii++)
-        for (int ai = 0; ai < 3; ai++) {
-            gcase t = plain(20, 40, 300, list[ii]);
-            t.beta = 1.0f;
-            t.act = acts[ai];
-            char what[256];
-            describe(&t, what, sizeof what);
-            operands o;
-            make_operands(&t, &o);
-            o.a[3 * o.lda + 100] = NAN;            /* row 3 */
-            o.b[280 * o.ldb + 17] = INFINITY;      /* column 17, second K block */
-            o.c0[11 * o.ldc + 33] = -INFINITY;     /* one element */
-            prime_c(&t, &o);
-            double *ref = reference(&t, &o);
-            assert_int_equal(run_kernel(&t, &o), KILN_OK);
-            int nonfinite = 0;
-            for (int64_t i = 0; i < t.m; i++)
-                for (int64_t j = 0; j < t.n; j++) {
-                    double r = ref[i * t.n + j];
-                    float v = o.c[i * o.ldc + j];
-                    if (isnan(r) != isnan(v) || (isinf(r) && (double)v != r))
-                        fail_msg("%s: (%lld,%lld) = %g, reference %g", what, (long long)i,
-                                 (long long)j, v, r);
-                    if (isfinite(r) && fabs(v - r) > 1e-4 * (1 + fabs(r)))
-                        fail_msg("%s: (%lld,%lld) = %g, reference %g", what, (long long)i,
-                                 (long long)j, v, r);
-                    nonfinite += !isfinite(r);
-                }
-            if (acts[ai] == KILN__GEMM_ACT_NONE) assert_true(nonfinite >= t.n + t.m - 1);
-            check_untouched(&t, &o, what);
-            free(ref);
-            free_operands(&o);
+        for (int ai = 0; ai < 3; ai++) nan_inf_case(list[ii], acts[ai], KILN__GEMM_F32, 0);
+}
+
+/* ---- bf16 compute -------------------------------------------------------------- */
+
+/* Skips the test (with a message) where this CPU cannot compute in bf16. */
+static int bf16_available(void) {
+    if (kiln__gemm_compute_supported(KILN__GEMM_BF16)) return 1;
+    print_message("gemm: no AVX512_BF16 on this CPU or build: bf16 cases skipped\n");
+    return 0;
+}
+
+static gcase plain_bf16(int64_t m, int64_t n, int64_t k) {
+    gcase t = plain(m, n, k, KILN__GEMM_ISA_AUTO);
+    t.compute = KILN__GEMM_BF16;
+    return t;
+}
+
+static void test_bf16_dispatch(void **state) {
+    assert_true(kiln__gemm_compute_supported(KILN__GEMM_F32));
+    assert_false(kiln__gemm_compute_supported((kiln__gemm_compute)9));
+    print_message("gemm: bf16 compute %s\n",
+                  kiln__gemm_compute_supported(KILN__GEMM_BF16) ? "available" : "unavailable");
+    if (!kiln__gemm_compute_supported(KILN__GEMM_BF16)) { /* refused, never wrong */
+        gcase t = plain_bf16(4, 4, 4);
+        operands o;
+        make_operands(&t, &o);
+        prime_c(&t, &o);
+        assert_int_equal(run_kernel(&t, &o), KILN_E_UNSUPPORTED);
+        free_operands(&o);
+        return;
+    }
+    /* only the AVX-512 path computes in bf16 */
+    gcase t = plain_bf16(4, 4, 4);
+    t.isa = KILN__GEMM_ISA_GENERIC;
+    operands o;
+    make_operands(&t, &o);
+    prime_c(&t, &o);
+    assert_int_equal(run_kernel(&t, &o), KILN_E_UNSUPPORTED);
+    free_operands(&o);
+}
+
+static void test_bf16_shapes(void **state) {
+    if (!bf16_available()) return;
+    for (int s = 0; s < (int)(sizeof shapes / sizeof shapes[0]); s++)
+        for (int tr = 0; tr < 8; tr++) {
+            gcase t = plain_bf16(shapes[s][0], shapes[s][1], shapes[s][2]);
+            t.ta = tr & 1;
+            t.tb = (tr >> 1) & 1;
+            t.prepack = tr >> 2;
+            t.isa = (s & 1) ? KILN__GEMM_ISA_AVX512 : KILN__GEMM_ISA_AUTO;
+            t.pad = (s + tr) % 3;
+            check_case(&t);
         }
+    /* K blocks of the bf16 kernel (512) with odd tails, beyond one MC block */
+    static const int64_t big[][3] = {{1031, 67, 1025}, {29, 1100, 513}, {300, 300, 1}};
+    for (int s = 0; s < 3; s++)
+        for (int pp = 0; pp < 2; pp++) {
+            gcase t = plain_bf16(big[s][0], big[s][1], big[s][2]);
+            t.prepack = pp;
+            t.ta = t.tb = s == 1;
+            t.beta = 0.5f;
+            check_case(&t);
+        }
+}
+
+static void test_bf16_epilogues(void **state) {
+    if (!bf16_available()) return;
+    for (int act = 0; act < KILN__GEMM_ACT_COUNT; act++)
+        for (int bias = 0; bias < 3; bias++)
+            for (int res = 0; res < 2; res++) {
+                gcase t = plain_bf16(23, 45, 515 + act); /* two K blocks */
+                t.act = (kiln__gemm_act)act;
+                t.bias = (kiln__gemm_bias)bias;
+                t.residual = res;
+                t.beta = res ? 0.5f : 0.0f;
+                t.alpha = 0.25f;
+                t.pad = bias;
+                t.prepack = act & 1;
+                check_case(&t);
+            }
+    static const float alphas[] = {1.0f, -2.0f, 0.0f};
+    static const float betas[] = {0.0f, 1.0f, -1.5f};
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+            gcase t = plain_bf16(37, 70, 300);
+            t.alpha = alphas[a];
+            t.beta = betas[b];
+            if (alphas[a] == 0.0f && betas[b] == 0.0f) t.bias = KILN__GEMM_BIAS_ROW;
+            check_case(&t);
+        }
+}
+
+static void test_bf16_threads(void **state) {
+    if (!bf16_available()) return;
+    static const int64_t ts[][3] = {{1, 1, 5}, {14, 32, 10}, {100, 40, 70}, {30, 700, 33},
+                                    {257, 129, 65}};
+    for (int nth = 1; nth <= 3; nth++)
+        for (int s = 0; s < 5; s++)
+            for (int pool = 0; pool < 2; pool++) {
+                gcase t = plain_bf16(ts[s][0], ts[s][1], ts[s][2]);
+                t.nth = nth;
+                t.use_pool = pool;
+                t.prepack = (s + nth) & 1;
+                t.residual = 1;
+                t.bias = KILN__GEMM_BIAS_COL;
+                t.act = KILN__GEMM_ACT_GELU_TANH;
+                t.ta = s & 1;
+                t.tb = pool;
+                check_case(&t);
+            }
+}
+
+static void test_bf16_nan_inf(void **state) {
+    if (!bf16_available()) return;
+    static const kiln__gemm_act acts[] = {KILN__GEMM_ACT_NONE, KILN__GEMM_ACT_RELU,
+                                          KILN__GEMM_ACT_CLIP};
+    for (int ai = 0; ai < 3; ai++)
+        for (int pp = 0; pp < 2; pp++)
+            nan_inf_case(KILN__GEMM_ISA_AUTO, acts[ai], KILN__GEMM_BF16, pp);
+}
+
+/* Packed B carries its compute type: an f32 buffer is refused by a bf16
+ * product and the other way round. */
+static void test_bf16_packed_mismatch(void **state) {
+    if (!bf16_available()) return;
+    gcase t = plain_bf16(8, 9, 10);
+    operands o;
+    make_operands(&t, &o);
+    prime_c(&t, &o);
+    size_t b16 = kiln__gemm_packed_b_bytes_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_BF16, 10, 9);
+    size_t b32 = kiln__sgemm_packed_b_bytes(KILN__GEMM_ISA_AVX512, 10, 9);
+    assert_true(b16 > 0 && b32 > b16);
+    void *p16 = malloc(b16), *p32 = malloc(b32);
+    assert_non_null(p16);
+    assert_non_null(p32);
+    assert_int_equal(kiln__gemm_pack_b_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_BF16, 0, 10, 9, o.b,
+                                          o.ldb, p16, b16),
+                     KILN_OK);
+    assert_int_equal(kiln__sgemm_pack_b(KILN__GEMM_ISA_AVX512, 0, 10, 9, o.b, o.ldb, p32, b32),
+                     KILN_OK);
+    char scratch[4096];
+    kiln__gemm_args g = args_of(&t, &o);
+    g.scratch = scratch;
+    g.b_packed = 1;
+    g.b = p32; /* f32 buffer, bf16 product */
+    assert_int_equal(kiln__sgemm(&g, 0, 1), KILN_E_INVAL);
+    g.b = p16;
+    g.compute = KILN__GEMM_F32; /* bf16 buffer, f32 product */
+    assert_int_equal(kiln__sgemm(&g, 0, 1), KILN_E_INVAL);
+    g.b = o.b;
+    g.b_packed = 0;
+    g.compute = (kiln__gemm_compute)5;
+    assert_int_equal(kiln__sgemm(&g, 0, 1), KILN_E_UNSUPPORTED);
+    free(p16);
+    free(p32);
+    free_operands(&o);
 }
 
 static void test_bad_args(void **state) {
@@ -496,6 +691,9 @@ int main(void) {
         cmocka_unit_test(test_alpha_beta),    cmocka_unit_test(test_epilogues),
         cmocka_unit_test(test_prepacked_b),   cmocka_unit_test(test_threads),
         cmocka_unit_test(test_nan_inf),       cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_bf16_dispatch), cmocka_unit_test(test_bf16_shapes),
+        cmocka_unit_test(test_bf16_epilogues), cmocka_unit_test(test_bf16_threads),
+        cmocka_unit_test(test_bf16_nan_inf),  cmocka_unit_test(test_bf16_packed_mismatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

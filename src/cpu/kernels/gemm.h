@@ -17,7 +17,10 @@
  * Edge tiles use masked loads/stores: nothing outside the given matrices is
  * read or written. ISAs: AVX-512F (14x32 tile), AVX2+FMA (6x16), generic C
  * (4x16), picked at run time (or forced through args.isa, for tests and the
- * tuner).
+ * tuner). With compute = KILN__GEMM_BF16 (AVX512_BF16 only) the panels hold
+ * bf16 pairs along K (op(A), op(B) rounded to nearest even while packing;
+ * NaN stays NaN, denormal inputs count as zero) and the 14x32 tile
+ * accumulates vdpbf16ps products in f32, with the same epilogue.
  *
  * Threads: kiln__sgemm(args, ith, nth) computes thread ith's share of C (a
  * grid of C blocks over nth threads, in whole tiles); every thread packs its
@@ -100,10 +103,15 @@ int kiln__gemm_isa_supported(kiln__gemm_isa isa);
 kiln__gemm_isa kiln__gemm_isa_best(void);
 /* "generic", "avx2", "avx512" ("auto"); never NULL. */
 const char *kiln__gemm_isa_name(kiln__gemm_isa isa);
+/* 1 if this CPU (and build) can compute in `compute`: F32 always, BF16 with
+ * AVX512_BF16 (+F/BW/VL) and a compiler that has its intrinsics. */
+int kiln__gemm_compute_supported(kiln__gemm_compute compute);
+/* "f32", "bf16"; never NULL. */
+const char *kiln__gemm_compute_name(kiln__gemm_compute compute);
 
 /* Bytes of scratch kiln__sgemm needs for nth threads (any alignment is
- * accepted; 0 when nothing needs packing). Depends on m, n, k, b_packed and
- * the resolved isa only. */
+ * accepted; 0 when nothing needs packing). Depends on m, n, k, b_packed,
+ * compute and the resolved isa only. */
 size_t kiln__sgemm_scratch_bytes(const kiln__gemm_args *args, int nth);
 
 /* Computes thread ith's share of C (0 <= ith < nth). Every thread of the
@@ -118,10 +126,18 @@ kiln_status kiln__sgemm(const kiln__gemm_args *args, int ith, int nth);
 kiln_status kiln__sgemm_run(kiln__pool *pool, const kiln__gemm_args *args, void *scratch);
 
 /* ---- B packed once (constant weights) -----------------------------------
- * Packs op(B) (K,N) for the isa path (AUTO: the best) into `packed`, of at
- * least kiln__sgemm_packed_b_bytes(isa, k, n) bytes. The buffer records isa,
- * K and N; pass it as args.b with args.b_packed = 1 (args.isa AUTO or the
- * same isa). Returns 0 bytes for a bad isa or size. */
+ * Packs op(B) (K,N) for the isa path (AUTO: the best that computes in
+ * `compute`) into `packed`, of at least kiln__gemm_packed_b_bytes_ex(isa,
+ * compute, k, n) bytes (a bf16 buffer is about half an f32 one). The buffer
+ * records isa, compute, K and N; pass it as args.b with args.b_packed = 1,
+ * the same args.compute and args.isa AUTO or the same isa. Returns 0 bytes
+ * for a bad isa, compute or size. Does not allocate. */
+size_t kiln__gemm_packed_b_bytes_ex(kiln__gemm_isa isa, kiln__gemm_compute compute, int64_t k,
+                                    int64_t n);
+kiln_status kiln__gemm_pack_b_ex(kiln__gemm_isa isa, kiln__gemm_compute compute, int trans_b,
+                                 int64_t k, int64_t n, const float *b, int64_t ldb, void *packed,
+                                 size_t packed_bytes);
+/* The same with compute = KILN__GEMM_F32. */
 size_t kiln__sgemm_packed_b_bytes(kiln__gemm_isa isa, int64_t k, int64_t n);
 kiln_status kiln__sgemm_pack_b(kiln__gemm_isa isa, int trans_b, int64_t k, int64_t n,
                                const float *b, int64_t ldb, void *packed, size_t packed_bytes);

@@ -7,9 +7,9 @@
 #define GEN_NR 16
 
 /* C (mr,nr) = epilogue(pa (kc,MR) x pb (kc,NR)); see kiln__sgemm_tile_fn. */
-static void tile_generic(int mr, int nr, int64_t kc, const float *restrict pa,
-                         const float *restrict pb, float *c, int64_t ldc,
-                         const kiln__gemm_tile_ep *ep) {
+static void tile_generic(int mr, int nr, int64_t kc, const void *pav, const void *pbv, float *c,
+                         int64_t ldc, const kiln__gemm_tile_ep *ep) {
+    const float *restrict pa = pav, *restrict pb = pbv;
     float acc[GEN_MR][GEN_NR] = {{0}};
     for (int64_t k = 0; k < kc; k++) {
         const float *a = pa + k * GEN_MR, *b = pb + k * GEN_NR;
@@ -34,10 +34,13 @@ static void tile_generic(int mr, int nr, int64_t kc, const float *restrict pa,
 
 const kiln__sgemm_kernel kiln__sgemm_kernel_generic = {
     .isa = KILN__GEMM_ISA_GENERIC,
+    .compute = KILN__GEMM_F32,
     .mr = GEN_MR,
     .nr = GEN_NR,
     .kc = 256,
     .nc = 512,
     .mc = 4 * 252,
+    .kgroup = 1,
+    .esize = 4,
     .tile = tile_generic,
 };

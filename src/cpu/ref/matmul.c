@@ -208,7 +208,7 @@ KILN__F32_CLONES static void mm_rows_f32(const mm_prob *p, const float *A, const
     for (int64_t m = m0; m < m1; m++)
         for (int64_t n = 0; n < N; n++) {
             float v = alpha * y[m * N + n];
-            if (C) v += beta * C[m * p->c_rs + n * p->c_cs];
+            if (C && beta != 0.0f) v += beta * C[m * p->c_rs + n * p->c_cs]; /* beta 0 ignores C (NaN too), as onnxruntime */
             y[m * N + n] = v;
         }
 }
@@ -243,6 +243,8 @@ static void mm_row_generic(const mm_prob *p, int64_t ao, int64_t bo, int64_t yo,
 }
 
 /* Runs this thread's share of the batch*M output rows. */
+/* kiln__ref_FusedMatMul (fused_matmul.c) relies on this split: thread ith
+ * computes rows [lo, hi) of kiln__split(nbatch * M, ith, nth). */
 static void mm_run(const kiln__kctx *c, const mm_prob *p) {
     int64_t nbatch = 1, lo, hi;
     for (int d = 0; d < p->nb; d++) nbatch *= p->bdims[d];
@@ -277,7 +279,7 @@ static void emit_store(const mm_prob *p, const int64_t *poff, int64_t m, int64_t
 static void emit_gemm(const mm_prob *p, const int64_t *poff, int64_t m, int64_t n, double acc,
                       int64_t iacc, int64_t yi) {
     double v = p->alpha * acc;
-    if (p->c) v += p->beta * kiln__ld_f(p->c->dtype, p->c->data, m * p->c_rs + n * p->c_cs);
+    if (p->c && p->beta != 0.0) v += p->beta * kiln__ld_f(p->c->dtype, p->c->data, m * p->c_rs + n * p->c_cs);
     kiln__st_f(p->y->dtype, p->y->data, yi, v);
 }
 

@@ -44,11 +44,14 @@ typedef __m256i gs_mask;
 
 const kiln__sgemm_kernel kiln__sgemm_kernel_avx2 = {
     .isa = KILN__GEMM_ISA_AVX2,
+    .compute = KILN__GEMM_F32,
     .mr = GS_MR,
     .nr = GS_W * GS_NV,
     .kc = 256,
     .nc = 512,
     .mc = 6 * 168,
+    .kgroup = 1,
+    .esize = 4,
     .tile = tile_avx2,
 };
 

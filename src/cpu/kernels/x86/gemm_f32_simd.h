@@ -1,6 +1,7 @@
 /* src/cpu/kernels/x86/gemm_f32_simd.h: the f32 GEMM register-tile kernel and
  * its vector epilogue, written once and instantiated per x86 ISA by
- * gemm_f32_avx512.c and gemm_f32_avx2.c (include this after defining):
+ * gemm_f32_avx512.c and gemm_f32_avx2.c, and with bf16 products by
+ * gemm_bf16_avx512.c (include this after defining):
  *
  *   GS_ATTR          attribute enabling the ISA on each function
  *   GS_FN(x)         per-ISA name of x
@@ -15,6 +16,8 @@
  *   gs_select_neg(x, if_neg, if_pos)   per lane: x < 0 ? if_neg : if_pos
  *   gs_mask_first(n) lanes [0, n) (n >= 1; n >= W: all)
  *   gs_maskload(p, m) (other lanes 0, not read), gs_maskstore(p, m, v)
+ *   GS_BF16          (optional, AVX-512 only) the panels hold bf16 pairs along
+ *                    K and the products are vdpbf16ps (f32 accumulation)
  *
  * Tile: for each k, NV vectors of the packed B row are loaded and each of the
  * MR A values is broadcast into NV FMAs: MR*NV accumulators stay in registers
@@ -88,8 +91,8 @@ static inline GS_ATTR gs_v GS_FN(gs_act)(gs_v v, const kiln__gemm_tile_ep *ep) {
  * caller's nr needs nv vectors). Always inlined into one function per
  * (mr, nv) so the accumulators become registers. */
 static inline __attribute__((always_inline)) GS_ATTR void GS_FN(tile_body)(
-    const int mr, const int nv, int nr, int64_t kc, const float *restrict pa,
-    const float *restrict pb, float *c, int64_t ldc, const kiln__gemm_tile_ep *ep) {
+    const int mr, const int nv, int nr, int64_t kc, const void *pav, const void *pbv, float *c,
+    int64_t ldc, const kiln__gemm_tile_ep *ep) {
     gs_v acc[GS_MR][GS_NV];
 #pragma GCC unroll 16
     for (int i = 0; i < mr; i++)
@@ -99,6 +102,26 @@ static inline __attribute__((always_inline)) GS_ATTR void GS_FN(tile_body)(
     /* Bring the C tile toward L1 while the products run. */
     for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
 
+#ifdef GS_BF16
+    /* per K pair: NV vectors of 16 columns x 2 bf16, one broadcast pair per row */
+    const int32_t *restrict pa = pav;
+    const int16_t *restrict pb = pbv;
+#pragma GCC unroll 2
+    for (int64_t k = 0; k < kc; k += 2) {
+        __m512bh b[GS_NV];
+#pragma GCC unroll 4
+        for (int j = 0; j < nv; j++) b[j] = (__m512bh)_mm512_loadu_si512(pb + j * 2 * GS_W);
+#pragma GCC unroll 16
+        for (int i = 0; i < mr; i++) {
+            __m512bh a = (__m512bh)_mm512_set1_epi32(pa[i]);
+#pragma GCC unroll 4
+            for (int j = 0; j < nv; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], a, b[j]);
+        }
+        pa += GS_MR;
+        pb += 2 * GS_NR;
+    }
+#else
+    const float *restrict pa = pav, *restrict pb = pbv;
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
         gs_v b[GS_NV];
@@ -113,6 +136,7 @@ static inline __attribute__((always_inline)) GS_ATTR void GS_FN(tile_body)(
         pa += GS_MR;
         pb += GS_NR;
     }
+#endif
 
     /* Epilogue: full vectors unmasked, the last partial one masked. */
     const gs_v alpha = gs_set1(ep->alpha), beta = gs_set1(ep->beta);
@@ -149,8 +173,8 @@ static inline __attribute__((always_inline)) GS_ATTR void GS_FN(tile_body)(
 }
 
 #define GS_TILE_DEF(MRV, NVV)                                                              \
-    static GS_ATTR void GS_FN(tile_##MRV##_##NVV)(int nr, int64_t kc, const float *pa,      \
-                                                  const float *pb, float *c, int64_t ldc, \
+    static GS_ATTR void GS_FN(tile_##MRV##_##NVV)(int nr, int64_t kc, const void *pa,       \
+                                                  const void *pb, float *c, int64_t ldc,  \
                                                   const kiln__gemm_tile_ep *ep) {          \
         GS_FN(tile_body)(MRV, NVV, nr, kc, pa, pb, c, ldc, ep);                            \
     }
@@ -160,13 +184,13 @@ static inline __attribute__((always_inline)) GS_ATTR void GS_FN(tile_body)(
 #define GS_DEF_ROW(r) GS_TILE_DEF(r, 1) GS_TILE_DEF(r, 2)
 GS_ROWS(GS_DEF_ROW)
 
-typedef void (*GS_FN(gs_tile_fn))(int nr, int64_t kc, const float *pa, const float *pb, float *c,
+typedef void (*GS_FN(gs_tile_fn))(int nr, int64_t kc, const void *pa, const void *pb, float *c,
                                   int64_t ldc, const kiln__gemm_tile_ep *ep);
 #define GS_ROW_ENTRY(r) {GS_FN(tile_##r##_1), GS_FN(tile_##r##_2)},
 static const GS_FN(gs_tile_fn) GS_FN(tiles)[GS_MR][GS_NV] = {GS_ROWS(GS_ROW_ENTRY)};
 
 /* The kiln__sgemm_tile_fn of this ISA. */
-static void GS_FN(tile)(int mr, int nr, int64_t kc, const float *pa, const float *pb, float *c,
+static void GS_FN(tile)(int mr, int nr, int64_t kc, const void *pa, const void *pb, float *c,
                         int64_t ldc, const kiln__gemm_tile_ep *ep) {
     const int nv = (nr + GS_W - 1) / GS_W;
     GS_FN(tiles)[mr - 1][nv - 1](nr, kc, pa, pb, c, ldc, ep);

@@ -1,0 +1,104 @@
+/* src/cpu/kernels/conv_algo.h: what the f32 convolution algorithms (Conv and
+ * kiln.FusedConv; src/ops/algo.h) share: the 2-D geometry read from a node,
+ * the fused epilogue (bias, residual Z, activation) expressed for the GEMM,
+ * the split of a convolution's work into independent items for the threads,
+ * and the cost model. Internal to src/cpu/kernels.
+ *
+ * Layouts (NCHW, as ONNX): x: (N,C,H,W), w: (K,C/G,R,S), b: (K), z and y:
+ * (N,K,P,Q). For group g, image n:
+ *     Y[n, g*Kg:(g+1)*Kg] (Kg, P*Q) = W_g (Kg, Cg*R*S) x cols (Cg*R*S, P*Q)
+ * so the output channel is the GEMM row and the bias is per row.
+ *
+ * Algorithms (one file each):
+ *   conv_gemm.c       conv_1x1 (one GEMM per image, stride > 1 by gathering)
+ *                     and conv_im2col (any 2-D conv, im2col in column tiles)
+ *   conv_depthwise.c  conv_depthwise (group == C, direct; x86/ AVX-512 rows)
+ *   winograd.c        conv_winograd_f2 / conv_winograd_f4 (3x3, stride 1)
+ * 1-D and 3-D convolutions stay on the reference kernel.
+ */
+#ifndef KILN_CPU_KERNELS_CONV_ALGO_H
+#define KILN_CPU_KERNELS_CONV_ALGO_H
+
+#include "cpu/kernels/gemm.h"
+#include "ops/algo.h"
+#include "ops/fused.h"
+
+/* Geometry and operands of a 2-D f32 convolution node. Along each spatial
+ * dim, output o and tap j read input o*stride - pad + j*dil (zero outside). */
+typedef struct kiln__conv2d {
+    int64_t N, C, K, G;   /* batch, input / output channels, groups */
+    int64_t Cg, Kg;       /* channels per group (input, output) */
+    int64_t H, W, P, Q;   /* input and output spatial sizes */
+    int64_t R, S;         /* kernel */
+    int64_t sh, sw;       /* strides */
+    int64_t dh, dw;       /* dilations */
+    int64_t ph, pw;       /* begin pads (end pads are implied by P, Q) */
+    int fused;            /* kiln.FusedConv (act, Z) rather than Conv */
+    int has_bias, has_z;  /* B and Z inputs present */
+    kiln__act act;        /* NONE for Conv */
+} kiln__conv2d;
+
+/* Reads the geometry of c's node (Conv or kiln.FusedConv) for an algorithm's
+ * prepare: KILN_E_UNSUPPORTED unless X, W, B, Z and Y are f32 and the conv
+ * is 2-D; infer already validated the attributes and shapes. */
+kiln_status kiln__conv2d_read(const kiln__kctx *c, kiln__conv2d *g);
+
+/* Run time: the operands of c (NULL when absent). */
+typedef struct kiln__conv_io {
+    const float *x, *w, *b, *z;
+    float *y;
+} kiln__conv_io;
+void kiln__conv_io_get(const kiln__kctx *c, kiln__conv_io *io);
+
+/* KILN_OK if a GEMM-based algorithm computing in ct suits c's session and
+ * this CPU: F32 always (also in a bf16 session, where it competes on cost),
+ * BF16 (bf16 products, f32 sums) only when the session asks for bf16 and the
+ * GEMM runs it here; else KILN_E_UNSUPPORTED. Each GEMM-based algorithm is
+ * registered as <name> (F32) and <name>_bf16, except Winograd F4 (f32 only:
+ * its transforms amplify bf16 rounding past 1e-2). */
+kiln_status kiln__conv_accept_compute(const kiln__kctx *c, kiln__gemm_compute ct);
+
+/* Fills the epilogue fields of a GEMM whose rows are output channels:
+ * bias (ROW, `bias` = B already offset to the first row, or NULL), residual
+ * z (already offset, leading dimension ldz, or NULL) and g's activation. */
+void kiln__conv_gemm_epilogue(const kiln__conv2d *g, kiln__gemm_args *a, const float *bias,
+                              const float *z, int64_t ldz);
+
+/* y (m, n), leading dimension ld = act(y + bias[row] + z) with z (m, n) of
+ * the same leading dimension (bias, z NULL: absent), vectorized through the
+ * GEMM's epilogue (a K == 0 product). Nothing to do when g has no bias, no Z
+ * and no activation and bias/z are NULL. */
+void kiln__conv_epilogue_rows(const kiln__conv2d *g, float *y, int64_t m, int64_t n, int64_t ld,
+                              const float *bias, const float *z);
+
+/* ---- work split ------------------------------------------------------------
+ * An algorithm cuts its run into `base` independent blocks (images x column
+ * or tile blocks) of M output rows each; when the blocks do not spread
+ * evenly (within 15%) over nth threads it also cuts M into the fewest chunks
+ * that do (the threads then redo the cheap
+ * per-block step, im2col or input transform, for their own chunk). Items
+ * are (block, chunk) with the chunk varying fastest; thread ith runs items
+ * kiln__split(items, ith, nth). */
+int64_t kiln__conv_mchunks(int64_t base, int64_t M, int nth, int64_t align);
+/* Rows [*lo, *hi) of M in chunk i of nch, boundaries at multiples of align. */
+void kiln__conv_chunk(int64_t M, int64_t align, int64_t i, int64_t nch, int64_t *lo, int64_t *hi);
+
+/* Threads the plan runs on (>= 1). */
+static inline int kiln__conv_nth(const kiln__kctx *c) { return c->nth_plan > 0 ? c->nth_plan : 1; }
+
+/* Rounds bytes up to a 64-byte multiple (scratch slices). */
+static inline size_t kiln__conv_align64(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+/* ---- cost model --------------------------------------------------------------- */
+
+/* The direct operation count 2*N*K*P*Q*Cg*R*S (c->flops of every algorithm,
+ * Winograd included, so GFLOP/s compare). */
+double kiln__conv_direct_flops(const kiln__conv2d *g);
+/* Bytes of X, W and Y (and Z) one run touches at least once. */
+double kiln__conv_io_bytes(const kiln__conv2d *g);
+/* Fraction of f32 peak a packed GEMM of (m, n, k) computing in ct reaches
+ * (small dims waste the register tile and the pipeline; bf16 does twice the
+ * products per instruction). */
+double kiln__conv_gemm_efficiency(double m, double n, double k, kiln__gemm_compute ct);
+
+#endif

@@ -1,0 +1,221 @@
+/* src/cpu/kernels/conv_gemm.c: convolution lowered to the f32 GEMM
+ * (conv_algo.h), two registered algorithms for Conv and kiln.FusedConv:
+ *
+ *   conv_1x1     1x1 kernels: with stride 1 and no padding X itself is the
+ *                GEMM's B (C/G, H*W) for each image and group; otherwise the
+ *                strided / padded pixels are gathered like im2col.
+ *   conv_im2col  any 2-D convolution (stride, padding, dilation, groups):
+ *                the output columns P*Q are cut into blocks small enough that
+ *                the block's im2col matrix (Cg*R*S, nb) stays in cache; each
+ *                block is gathered and multiplied at once (implicit-GEMM
+ *                style), groups looped.
+ *
+ * For image n, group g, column block [j0, j0+nb), rows [m0, m1) of the group:
+ *   Y[n, g*Kg+m0 : g*Kg+m1, j0 : j0+nb] = act(W_g[m0:m1] (., CgRS) x cols + B + Z)
+ * with bias, residual and activation in the GEMM epilogue.
+ *
+ * Threads: one PARALLEL pass. Work items are (image, group, column block,
+ * row chunk); each thread gathers into and multiplies from its own scratch
+ * slice with a single-threaded GEMM, so no barrier is needed. With few
+ * blocks (batch 1, small images) the rows are cut into chunks so that every
+ * thread gets work (a chunk's thread regathers its block: Cg*R*S*nb copies
+ * against 2*Kg*Cg*R*S*nb flops).
+ *
+ * The weights are the GEMM's A and are packed by the GEMM on every run
+ * (K*Cg*R*S floats per block, against 2*K*Cg*R*S*nb flops); they may be
+ * non-constant inputs.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/kernels/conv_algo.h"
+#include "cpu/ref/conv.h"
+
+/* Bytes the im2col block of one thread may take. */
+#define COLS_BYTES (256 * 1024)
+
+typedef struct gemm_conv {
+    kiln__conv2d g;
+    int direct;            /* B = X (1x1, stride 1, no padding) */
+    int64_t crs;           /* Cg*R*S: the GEMM's K */
+    int64_t nb, nblk;      /* columns per block; blocks per (image, group) */
+    int64_t mch, malign;   /* row chunks per group and their alignment */
+    int workers;           /* threads the scratch has slices for */
+    size_t cols_bytes;     /* im2col block per slice (0 when direct) */
+    size_t slice;          /* scratch bytes per thread */
+    kiln__gemm_compute compute;
+} gemm_conv;
+
+/* cols (Cg*R*S, nbk) = columns [j0, j0+nbk) of the im2col matrix of one image
+ * and group: row (c, r, s), column j = p*Q + q holds
+ * x[c, p*sh - ph + r*dh, q*sw - pw + s*dw] (0 outside). x: (Cg, H, W). */
+static void im2col_block(const kiln__conv2d *g, const float *x, int64_t j0, int64_t nbk,
+                         float *restrict cols) {
+    const int64_t H = g->H, W = g->W, Q = g->Q, sw = g->sw;
+    for (int64_t ch = 0; ch < g->Cg; ch++) {
+        const float *xc = x + ch * H * W;
+        for (int64_t r = 0; r < g->R; r++)
+            for (int64_t s = 0; s < g->S; s++) {
+                float *dst = cols + ((ch * g->R + r) * g->S + s) * nbk;
+                const int64_t xoff = s * g->dw - g->pw; /* input column = q*sw + xoff */
+                int64_t qlo, qhi;
+                kiln__stride_range(xoff, sw, W, Q, &qlo, &qhi);
+                int64_t p = j0 / Q, q = j0 % Q;
+                for (int64_t j = j0; j < j0 + nbk; p++, q = 0) {
+                    const int64_t qend = Q < q + (j0 + nbk - j) ? Q : q + (j0 + nbk - j);
+                    const int64_t ih = p * g->sh - g->ph + r * g->dh;
+                    const int64_t len = qend - q;
+                    if (ih < 0 || ih >= H) {
+                        memset(dst, 0, (size_t)len * sizeof(float));
+                    } else {
+                        const float *xr = xc + ih * W;
+                        int64_t a = q > qlo ? q : qlo, b = qend < qhi ? qend : qhi;
+                        if (b < a) b = a;
+                        for (int64_t t = q; t < a; t++) dst[t - q] = 0.0f;
+                        if (sw == 1)
+                            memcpy(dst + (a - q), xr + a + xoff, (size_t)(b - a) * sizeof(float));
+                        else
+                            for (int64_t t = a; t < b; t++) dst[t - q] = xr[t * sw + xoff];
+                        for (int64_t t = b; t < qend; t++) dst[t - q] = 0.0f;
+                    }
+                    dst += len;
+                    j += len;
+                }
+            }
+    }
+}
+
+/* A GEMM of (m, n, k) shaped like the ones run() issues, with placeholder
+ * (non-NULL) operands: only for kiln__sgemm_scratch_bytes. */
+static size_t gemm_scratch(int64_t m, int64_t n, int64_t k, kiln__gemm_compute compute) {
+    static const float dummy[1];
+    kiln__gemm_args a = {.m = m, .n = n, .k = k, .alpha = 1.0f, .a = dummy, .lda = k > 1 ? k : 1,
+                         .b = dummy, .ldb = n > 1 ? n : 1, .c = (float *)dummy,
+                         .ldc = n > 1 ? n : 1, .compute = compute};
+    return kiln__sgemm_scratch_bytes(&a, 1);
+}
+
+static kiln_status gemm_conv_prepare(kiln__kctx *c, int only_1x1, kiln__gemm_compute ct) {
+    kiln__conv2d g;
+    KILN__TRY(kiln__conv_accept_compute(c, ct));
+    KILN__TRY(kiln__conv2d_read(c, &g));
+    if (only_1x1 && (g.R != 1 || g.S != 1))
+        return kiln__err(KILN_E_UNSUPPORTED, "conv_1x1: kernel %lldx%lld", (long long)g.R,
+                         (long long)g.S);
+    gemm_conv *s = calloc(1, sizeof *s);
+    if (!s) return kiln__err(KILN_E_NOMEM, "conv: out of memory");
+    s->g = g;
+    s->compute = ct;
+    s->crs = g.Cg * g.R * g.S;
+    s->direct = g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
+                g.P == g.H && g.Q == g.W;
+    const int64_t PQ = g.P * g.Q;
+    /* column blocks: the block's B (CgRS, nb) within COLS_BYTES, whole GEMM tiles */
+    int64_t nb = COLS_BYTES / (4 * (s->crs > 0 ? s->crs : 1));
+    nb = nb < 64 ? 64 : nb / 32 * 32;
+    s->nb = nb < PQ ? nb : (PQ > 0 ? PQ : 1);
+    s->nblk = PQ > 0 ? (PQ + s->nb - 1) / s->nb : 0;
+    s->workers = kiln__conv_nth(c);
+    s->malign = 16;
+    s->mch = kiln__conv_mchunks(g.N * g.G * s->nblk, g.Kg, s->workers, s->malign);
+    int64_t mrows = g.Kg, lo, hi;
+    if (s->mch > 1) {
+        kiln__conv_chunk(g.Kg, s->malign, 0, s->mch, &lo, &hi); /* chunk 0 is a largest */
+        mrows = hi - lo;
+    }
+    s->cols_bytes = s->direct ? 0 : kiln__conv_align64((size_t)s->crs * (size_t)s->nb * 4);
+    s->slice = s->cols_bytes + kiln__conv_align64(gemm_scratch(mrows, s->nb, s->crs, s->compute));
+    c->scratch_bytes = s->slice * (size_t)s->workers;
+    c->kstate = s;
+    c->flops = kiln__conv_direct_flops(&g);
+    return KILN_OK;
+}
+
+static kiln_status conv_1x1_prepare(kiln__kctx *c) {
+    return gemm_conv_prepare(c, 1, KILN__GEMM_F32);
+}
+static kiln_status conv_im2col_prepare(kiln__kctx *c) {
+    return gemm_conv_prepare(c, 0, KILN__GEMM_F32);
+}
+static kiln_status conv_1x1_bf16_prepare(kiln__kctx *c) {
+    return gemm_conv_prepare(c, 1, KILN__GEMM_BF16);
+}
+static kiln_status conv_im2col_bf16_prepare(kiln__kctx *c) {
+    return gemm_conv_prepare(c, 0, KILN__GEMM_BF16);
+}
+
+/* Seconds of the GEMMs plus the memory traffic: the gathering (written once,
+ * read once by the GEMM's packing, mostly in cache) and the weights, which
+ * the GEMM packs (reads and writes) once per column block. */
+static double gemm_conv_cost(const kiln__kctx *c) {
+    const gemm_conv *s = c->kstate;
+    const kiln__conv2d *g = &s->g;
+    double mrows = (double)g->Kg / (double)s->mch;
+    double eff = kiln__conv_gemm_efficiency(mrows, (double)s->nb, (double)s->crs, s->compute);
+    double gather = s->direct ? 0.0
+                              : 2.0 * 4.0 * (double)g->N * g->G * (double)s->crs * g->P * g->Q *
+                                    (double)s->mch;
+    double wpack = 2.0 * 4.0 * (double)g->N * s->nblk * (double)g->K * (double)s->crs;
+    return kiln__cost_seconds(c, kiln__conv_direct_flops(g), eff,
+                              kiln__conv_io_bytes(g) + 0.25 * gather + wpack);
+}
+
+static kiln_status gemm_conv_run(kiln__kctx *c) {
+    const gemm_conv *s = c->kstate;
+    const kiln__conv2d *g = &s->g;
+    int workers = c->nth < s->workers ? c->nth : s->workers;
+    if (c->ith >= workers) return KILN_OK;
+    kiln__conv_io io;
+    kiln__conv_io_get(c, &io);
+    const int64_t PQ = g->P * g->Q, HW = g->H * g->W;
+    const int64_t items = g->N * g->G * s->nblk * s->mch;
+    int64_t lo, hi;
+    kiln__split(items, c->ith, workers, &lo, &hi);
+    char *slice = (char *)c->scratch + (size_t)c->ith * s->slice;
+    float *cols = (float *)slice;
+    int64_t gathered = -1; /* block whose im2col matrix cols holds */
+    for (int64_t it = lo; it < hi; it++) {
+        const int64_t chunk = it % s->mch, block = it / s->mch;
+        const int64_t blk = block % s->nblk, ng = block / s->nblk;
+        const int64_t grp = ng % g->G, n = ng / g->G;
+        const int64_t j0 = blk * s->nb, nbk = PQ - j0 < s->nb ? PQ - j0 : s->nb;
+        const float *xg = io.x + (n * g->C + grp * g->Cg) * HW;
+        kiln__gemm_args a = {.n = nbk, .k = s->crs, .alpha = 1.0f, .beta = 0.0f,
+                             .compute = s->compute, .scratch = slice + s->cols_bytes};
+        if (s->direct) {
+            a.b = xg + j0;
+            a.ldb = HW;
+        } else {
+            if (gathered != block) im2col_block(g, xg, j0, nbk, cols);
+            gathered = block;
+            a.b = cols;
+            a.ldb = nbk;
+        }
+        int64_t m0 = 0, m1 = g->Kg;
+        if (s->mch > 1) kiln__conv_chunk(g->Kg, s->malign, chunk, s->mch, &m0, &m1);
+        const int64_t row = grp * g->Kg + m0, yoff = (n * g->K + row) * PQ + j0;
+        a.m = m1 - m0;
+        a.a = io.w + row * s->crs;
+        a.lda = s->crs;
+        a.c = io.y + yoff;
+        a.ldc = PQ;
+        kiln__conv_gemm_epilogue(g, &a, io.b ? io.b + row : NULL, io.z ? io.z + yoff : NULL, PQ);
+        KILN__TRY(kiln__sgemm(&a, 0, 1));
+    }
+    return KILN_OK;
+}
+
+static void gemm_conv_release(void *kstate) { free(kstate); }
+
+/* Conv and kiln.FusedConv, each in f32 and bf16 */
+#define GEMM_CONV_ALGO(name, domain, op, prep)                                                  \
+    const kiln__algo kiln__algo_##name = {#name, domain, op, KILN_OPF_PARALLEL, prep,          \
+                                          gemm_conv_cost, gemm_conv_run, gemm_conv_release};
+GEMM_CONV_ALGO(conv_1x1, "", "Conv", conv_1x1_prepare)
+GEMM_CONV_ALGO(conv_im2col, "", "Conv", conv_im2col_prepare)
+GEMM_CONV_ALGO(conv_1x1_bf16, "", "Conv", conv_1x1_bf16_prepare)
+GEMM_CONV_ALGO(conv_im2col_bf16, "", "Conv", conv_im2col_bf16_prepare)
+GEMM_CONV_ALGO(fused_conv_1x1, "kiln", "FusedConv", conv_1x1_prepare)
+GEMM_CONV_ALGO(fused_conv_im2col, "kiln", "FusedConv", conv_im2col_prepare)
+GEMM_CONV_ALGO(fused_conv_1x1_bf16, "kiln", "FusedConv", conv_1x1_bf16_prepare)
+GEMM_CONV_ALGO(fused_conv_im2col_bf16, "kiln", "FusedConv", conv_im2col_bf16_prepare)

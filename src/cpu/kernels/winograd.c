@@ -1,0 +1,389 @@
+/* src/cpu/kernels/winograd.c: Winograd convolution F(2x2,3x3) and F(4x4,3x3)
+ * (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks") for
+ * 3x3, stride 1, dilation 1, ungrouped 2-D f32 convolutions with constant
+ * weights: the algorithms conv_winograd_f2 / conv_winograd_f4 (Conv) and
+ * fused_conv_winograd_f2 / _f4 (kiln.FusedConv).
+ *
+ * With output tiles of m x m (m = 2 or 4) and input tiles of a x a (a = m+2)
+ * overlapping by 2, every tile's output is
+ *     Y_tile = A^T [ (G g G^T) .* (B^T d B) ] A
+ * summed over input channels; the a*a products per (tile, channel) are
+ * regrouped as T = a*a GEMMs, one per transform point t:
+ *     M_t (tiles, K) = V_t^T (tiles, C) x U_t (C, K)
+ * with U_t = (G g G^T)[t] over (c, k) transformed in double and packed for
+ * the GEMM once in prepare (c->kstate), V_t (C, tiles) the input transform
+ * (read transposed by the GEMM) and M_t back through A^T . A into Y. Bias,
+ * residual and activation follow in one pass over each finished block of
+ * rows while it is in cache (the GEMM epilogue, conv_algo.h).
+ *
+ * Blocking and threads: the work is cut into blocks of whole tile rows
+ * (V and M of a block sized to stay in L2/L3 per transform point). When
+ * there are too few blocks for the threads, layers with more tiles than
+ * output channels get smaller blocks (each block streams all the packed
+ * weights), the others get K cut into chunks (a chunk's thread redoes the
+ * block's input transform). Items (image, block, chunk)
+ * run in one PARALLEL pass, each thread in its own scratch slice with a
+ * single-threaded GEMM: no barrier.
+ *
+ * Accuracy: the transforms add rounding (F4 more, its matrices hold 4, 5, 8
+ * and 1/24); the unit test bounds the normalized error against the
+ * reference (measured on uniform inputs: F2 1e-7..7.5e-7, F4 1e-6..3e-6,
+ * growing slowly with C; im2col gives 1e-7..6e-7). NaN/Inf in a tile's
+ * inputs spread to the whole output tile (the reference keeps them to the
+ * windows that read them).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/kernels/conv_algo.h"
+
+/* Bytes of V and M one thread's block may take. */
+#define BLOCK_BYTES (4 * 1024 * 1024)
+#define AMAX 6 /* input tile of F(4x4,3x3) */
+
+/* ---- transforms ---------------------------------------------------------- */
+
+/* o (a) = B^T d (a): the input transform along one dim. */
+static inline __attribute__((always_inline)) void in1d(int m, const float *d, float *o) {
+    if (m == 2) {
+        o[0] = d[0] - d[2];
+        o[1] = d[1] + d[2];
+        o[2] = d[2] - d[1];
+        o[3] = d[1] - d[3];
+    } else {
+        o[0] = 4.0f * d[0] - 5.0f * d[2] + d[4];
+        o[1] = -4.0f * (d[1] + d[2]) + d[3] + d[4];
+        o[2] = 4.0f * (d[1] - d[2]) - d[3] + d[4];
+        o[3] = 2.0f * (d[3] - d[1]) - d[2] + d[4];
+        o[4] = 2.0f * (d[1] - d[3]) - d[2] + d[4];
+        o[5] = 4.0f * d[1] - 5.0f * d[3] + d[5];
+    }
+}
+
+/* o (m) = A^T d (a): the output transform along one dim. */
+static inline __attribute__((always_inline)) void out1d(int m, const float *d, float *o) {
+    if (m == 2) {
+        o[0] = d[0] + d[1] + d[2];
+        o[1] = d[1] - d[2] - d[3];
+    } else {
+        const float p12 = d[1] + d[2], m12 = d[1] - d[2];
+        const float p34 = d[3] + d[4], m34 = d[3] - d[4];
+        o[0] = d[0] + p12 + p34;
+        o[1] = m12 + 2.0f * m34;
+        o[2] = p12 + 4.0f * p34;
+        o[3] = m12 + 8.0f * m34 + d[5];
+    }
+}
+
+/* G (a x 3) of F(m x m, 3x3). */
+static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+static const double G4[6][3] = {{1.0 / 4, 0, 0},
+                                {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                {0, 0, 1}};
+
+/* ---- state ---------------------------------------------------------------- */
+
+typedef struct wino {
+    kiln__conv2d g;
+    int m, a, T;           /* output tile, input tile, points a*a */
+    int64_t th, tw;        /* tile rows and columns */
+    int64_t rpb, nblk;     /* tile rows per block, blocks per image */
+    int64_t ntmax;         /* tiles per block (rpb * tw) */
+    int64_t kch, kalign;   /* K chunks, their alignment */
+    int64_t kcmax;         /* columns of the largest chunk */
+    int64_t wp;            /* padded input row: tw*m + 2 */
+    int workers;
+    size_t off_tmp, off_v, off_m, off_gemm, slice; /* scratch slice layout */
+    void **packed;         /* [T * kch]: U_t's chunk columns, packed for the GEMM */
+    kiln__gemm_compute compute;
+} wino;
+
+static void wino_release(void *kstate) {
+    wino *s = kstate;
+    if (!s) return;
+    if (s->packed)
+        for (int64_t i = 0; i < (int64_t)s->T * s->kch; i++) kiln__aligned_free(s->packed[i]);
+    free(s->packed);
+    free(s);
+}
+
+/* U (T, C, K): U[t][c][k] = (G w[k][c] G^T)[t], in double. */
+static void transform_weights(const wino *s, const float *w, float *U) {
+    const kiln__conv2d *g = &s->g;
+    const int a = s->a;
+    const double(*G)[3] = s->m == 2 ? G2 : G4;
+    for (int64_t k = 0; k < g->K; k++)
+        for (int64_t ch = 0; ch < g->C; ch++) {
+            const float *f = w + (k * g->C + ch) * 9;
+            double gf[AMAX][3]; /* G f */
+            for (int i = 0; i < a; i++)
+                for (int j = 0; j < 3; j++)
+                    gf[i][j] = G[i][0] * f[j] + G[i][1] * f[3 + j] + G[i][2] * f[6 + j];
+            for (int i = 0; i < a; i++)
+                for (int j = 0; j < a; j++) {
+                    double u = gf[i][0] * G[j][0] + gf[i][1] * G[j][1] + gf[i][2] * G[j][2];
+                    U[((int64_t)(i * a + j) * g->C + ch) * g->K + k] = (float)u;
+                }
+        }
+}
+
+static kiln_status wino_prepare(kiln__kctx *c, int m, kiln__gemm_compute ct) {
+    kiln__conv2d g;
+    KILN__TRY(kiln__conv_accept_compute(c, ct));
+    KILN__TRY(kiln__conv2d_read(c, &g));
+    if (g.R != 3 || g.S != 3 || g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1 || g.G != 1)
+        return kiln__err(KILN_E_UNSUPPORTED, "winograd: 3x3 stride-1 ungrouped only");
+    if (!c->in[1]->data) return kiln__err(KILN_E_UNSUPPORTED, "winograd: weights not constant");
+    if (g.N * g.P * g.Q * g.K == 0 || g.C == 0)
+        return kiln__err(KILN_E_UNSUPPORTED, "winograd: empty convolution");
+    kiln_status st = KILN_OK;
+    float *U = NULL;
+    wino *s = calloc(1, sizeof *s);
+    if (!s) return kiln__err(KILN_E_NOMEM, "winograd: out of memory");
+    s->g = g;
+    s->m = m;
+    s->a = m + 2;
+    s->T = s->a * s->a;
+    s->compute = ct;
+    s->th = (g.P + m - 1) / m;
+    s->tw = (g.Q + m - 1) / m;
+    s->wp = s->tw * m + 2;
+    s->workers = kiln__conv_nth(c);
+    /* blocks of tile rows whose V (T, C, tiles) and M (T, tiles, K) fit BLOCK_BYTES */
+    double row_bytes = 4.0 * s->T * (double)s->tw * (double)(g.C + g.K);
+    s->rpb = (int64_t)(BLOCK_BYTES / row_bytes);
+    if (s->rpb < 1) s->rpb = 1;
+    if (s->rpb > s->th) s->rpb = s->th;
+    s->nblk = (s->th + s->rpb - 1) / s->rpb;
+    /* too few blocks for the threads: with more tiles than output channels cut
+     * the tile rows finer (each block streams all the weights); otherwise cut
+     * K below (each chunk redoes the block's input transform) */
+    const int64_t want = (4 * (int64_t)s->workers + g.N - 1) / g.N;
+    if (s->workers > 1 && s->nblk < want && s->th * s->tw >= g.K)
+        s->nblk = want < s->th ? want : s->th;
+    s->rpb = (s->th + s->nblk - 1) / s->nblk; /* even blocks */
+    s->nblk = (s->th + s->rpb - 1) / s->rpb;
+    s->ntmax = s->rpb * s->tw;
+    s->kalign = 32;
+    s->kch = kiln__conv_mchunks(g.N * s->nblk, g.K, s->workers, s->kalign);
+    int64_t lo, hi;
+    kiln__conv_chunk(g.K, s->kalign, 0, s->kch, &lo, &hi);
+    s->kcmax = hi - lo;
+
+    /* weights: transform, then pack each (point, chunk) as a GEMM B (C, chunk) */
+    U = malloc((size_t)s->T * (size_t)g.C * (size_t)g.K * sizeof(float));
+    s->packed = calloc((size_t)s->T * (size_t)s->kch, sizeof *s->packed);
+    if (!U || !s->packed) {
+        st = kiln__err(KILN_E_NOMEM, "winograd: out of memory for the transformed weights");
+        goto fail;
+    }
+    transform_weights(s, (const float *)c->in[1]->data, U);
+    for (int t = 0; t < s->T; t++)
+        for (int64_t ch = 0; ch < s->kch; ch++) {
+            kiln__conv_chunk(g.K, s->kalign, ch, s->kch, &lo, &hi);
+            size_t bytes = kiln__gemm_packed_b_bytes_ex(KILN__GEMM_ISA_AUTO, ct, g.C, hi - lo);
+            void **p = &s->packed[t * s->kch + ch];
+            if (!(*p = kiln__aligned_alloc(bytes))) {
+                st = kiln__err(KILN_E_NOMEM, "winograd: out of memory for the packed weights");
+                goto fail;
+            }
+            st = kiln__gemm_pack_b_ex(KILN__GEMM_ISA_AUTO, ct, 0, g.C, hi - lo,
+                                      U + (int64_t)t * g.C * g.K + lo, g.K, *p, bytes);
+            if (st != KILN_OK) goto fail;
+        }
+    free(U);
+    U = NULL;
+
+    /* scratch slice: padded rows (a, wp), vertical transform (a, wp), V, M, GEMM */
+    kiln__gemm_args ga = {.m = s->ntmax, .n = s->kcmax, .k = g.C, .trans_a = 1, .alpha = 1.0f,
+                          .a = (const float *)s->packed[0], .lda = s->ntmax, .b = s->packed[0],
+                          .b_packed = 1, .c = (float *)s->packed[0], .ldc = s->kcmax,
+                          .compute = s->compute};
+    size_t rows = kiln__conv_align64((size_t)s->a * (size_t)s->wp * sizeof(float));
+    s->off_tmp = rows;
+    s->off_v = s->off_tmp + rows;
+    s->off_m = s->off_v + kiln__conv_align64((size_t)s->T * g.C * s->ntmax * sizeof(float));
+    s->off_gemm = s->off_m + kiln__conv_align64((size_t)s->T * s->ntmax * s->kcmax * sizeof(float));
+    s->slice = s->off_gemm + kiln__conv_align64(kiln__sgemm_scratch_bytes(&ga, 1));
+    c->scratch_bytes = s->slice * (size_t)s->workers;
+    c->kstate = s;
+    c->flops = kiln__conv_direct_flops(&g);
+    return KILN_OK;
+fail:
+    free(U);
+    wino_release(s);
+    return st;
+}
+
+static kiln_status wino_f2_prepare(kiln__kctx *c) { return wino_prepare(c, 2, KILN__GEMM_F32); }
+static kiln_status wino_f4_prepare(kiln__kctx *c) { return wino_prepare(c, 4, KILN__GEMM_F32); }
+static kiln_status wino_f2_bf16_prepare(kiln__kctx *c) {
+    return wino_prepare(c, 2, KILN__GEMM_BF16);
+}
+
+static double wino_cost(const kiln__kctx *c) {
+    const wino *s = c->kstate;
+    const kiln__conv2d *g = &s->g;
+    const double tiles = (double)g->N * s->th * s->tw, T = s->T;
+    const double gemm = 2.0 * tiles * T * (double)g->C * (double)g->K;
+    const double eff =
+        kiln__conv_gemm_efficiency((double)s->ntmax, (double)s->kcmax, (double)g->C, s->compute);
+    /* transforms: ~8 (input) and ~6 (output) operations per point, vector code */
+    const double xform = tiles * T * (8.0 * g->C * s->kch + 6.0 * g->K);
+    /* V and M written and read once per block (mostly cache), the packed weights
+     * streamed from memory once per block */
+    const double vm = 2.0 * 4.0 * tiles * T * ((double)g->C * s->kch + g->K);
+    const double wts = (s->compute == KILN__GEMM_BF16 ? 2.0 : 4.0) * g->N * s->nblk * T * (double)g->C * g->K;
+    return kiln__cost_seconds(c, gemm, eff, kiln__conv_io_bytes(g) + 0.25 * vm + wts) +
+           kiln__cost_seconds(c, xform, 0.08, 0);
+}
+
+/* V[t][ch][0 .. (ty1-ty0)*tw) = B^T d B of the tiles of tile rows [ty0, ty1)
+ * of channel plane x (H, W); V: (T, C, ntmax). rb, tmp: (a, wp) buffers. */
+static inline __attribute__((always_inline)) void input_tiles(const wino *s, int m,
+                                                              const float *x, int64_t ch,
+                                                              int64_t ty0, int64_t ty1,
+                                                              float *restrict rb,
+                                                              float *restrict tmp,
+                                                              float *restrict V) {
+    const kiln__conv2d *g = &s->g;
+    const int a = m + 2;
+    const int64_t wp = s->wp, tw = s->tw, W = g->W;
+    const int64_t x0 = g->pw < wp ? g->pw : wp;                      /* rb[j] = x[j - pw] */
+    const int64_t x1 = W + g->pw < wp ? W + g->pw : wp;              /* for j in [x0, x1) */
+    for (int64_t ty = ty0; ty < ty1; ty++) {
+        for (int i = 0; i < a; i++) { /* the a input rows, zero-padded */
+            float *r = rb + i * wp;
+            const int64_t iy = ty * m - g->ph + i;
+            if (iy < 0 || iy >= g->H || x1 <= x0) {
+                memset(r, 0, (size_t)wp * sizeof(float));
+                continue;
+            }
+            for (int64_t j = 0; j < x0; j++) r[j] = 0.0f;
+            memcpy(r + x0, x + iy * W + (x0 - g->pw), (size_t)(x1 - x0) * sizeof(float));
+            for (int64_t j = x1; j < wp; j++) r[j] = 0.0f;
+        }
+        for (int64_t j = 0; j < wp; j++) { /* vertical: tmp[i][j] = (B^T rows)[i][j] */
+            float d[AMAX], o[AMAX];
+            for (int i = 0; i < a; i++) d[i] = rb[i * wp + j];
+            in1d(m, d, o);
+            for (int i = 0; i < a; i++) tmp[i * wp + j] = o[i];
+        }
+        float *v = V + ch * s->ntmax + (ty - ty0) * tw;
+        const int64_t pstride = g->C * s->ntmax; /* between points */
+        for (int i = 0; i < a; i++) /* horizontal, per tile: point (i, j) */
+            for (int64_t q = 0; q < tw; q++) {
+                float d[AMAX], o[AMAX];
+                for (int l = 0; l < a; l++) d[l] = tmp[i * wp + q * m + l];
+                in1d(m, d, o);
+                for (int j = 0; j < a; j++) v[(i * a + j) * pstride + q] = o[j];
+            }
+    }
+}
+
+/* Output tiles: Y[k0 + l][tile] = A^T M A for l in [0, kc), the tiles of
+ * tile rows [ty0, ty1). Mb: (T, ntmax, kcmax); y: image n's (K, P, Q) at
+ * channel k0. Vectorized over 16 channels at a time. */
+static inline __attribute__((always_inline)) void output_tiles(const wino *s, int m,
+                                                               const float *Mb, int64_t ty0,
+                                                               int64_t ty1, int64_t kc,
+                                                               float *y) {
+    const kiln__conv2d *g = &s->g;
+    const int a = m + 2;
+    const int64_t PQ = g->P * g->Q, tstride = s->ntmax * s->kcmax;
+    for (int64_t ty = ty0; ty < ty1; ty++)
+        for (int64_t tx = 0; tx < s->tw; tx++) {
+            const float *mt = Mb + ((ty - ty0) * s->tw + tx) * s->kcmax;
+            const int64_t oy = ty * m, ox = tx * m;
+            const int hm = g->P - oy < m ? (int)(g->P - oy) : m;
+            const int wm = g->Q - ox < m ? (int)(g->Q - ox) : m;
+            for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+                const int L = kc - k0 < 16 ? (int)(kc - k0) : 16;
+                float sv[AMAX][4][16], res[4][4][16];
+                for (int j = 0; j < a; j++) /* vertical: column j of A^T M */
+                    for (int l = 0; l < L; l++) {
+                        float d[AMAX], o[4];
+                        for (int i = 0; i < a; i++) d[i] = mt[(i * a + j) * tstride + k0 + l];
+                        out1d(m, d, o);
+                        for (int i = 0; i < m; i++) sv[j][i][l] = o[i];
+                    }
+                for (int i = 0; i < m; i++) /* horizontal */
+                    for (int l = 0; l < L; l++) {
+                        float d[AMAX], o[4];
+                        for (int j = 0; j < a; j++) d[j] = sv[j][i][l];
+                        out1d(m, d, o);
+                        for (int j = 0; j < m; j++) res[i][j][l] = o[j];
+                    }
+                for (int l = 0; l < L; l++) {
+                    float *yk = y + (k0 + l) * PQ + oy * g->Q + ox;
+                    for (int i = 0; i < hm; i++)
+                        for (int j = 0; j < wm; j++) yk[i * g->Q + j] = res[i][j][l];
+                }
+            }
+        }
+}
+
+/* One thread's items; m constant when inlined. */
+static inline __attribute__((always_inline)) kiln_status wino_items(kiln__kctx *c, const wino *s,
+                                                                    int m, int workers) {
+    const kiln__conv2d *g = &s->g;
+    kiln__conv_io io;
+    kiln__conv_io_get(c, &io);
+    char *slice = (char *)c->scratch + (size_t)c->ith * s->slice;
+    float *rb = (float *)slice, *tmp = (float *)(slice + s->off_tmp);
+    float *V = (float *)(slice + s->off_v), *Mb = (float *)(slice + s->off_m);
+    const int64_t PQ = g->P * g->Q, HW = g->H * g->W, items = g->N * s->nblk * s->kch;
+    int64_t lo, hi, done = -1; /* block whose input transform V holds */
+    kiln__split(items, c->ith, workers, &lo, &hi);
+    for (int64_t it = lo; it < hi; it++) {
+        const int64_t chunk = it % s->kch, block = it / s->kch;
+        const int64_t blk = block % s->nblk, n = block / s->nblk;
+        const int64_t ty0 = blk * s->rpb, ty1 = ty0 + s->rpb < s->th ? ty0 + s->rpb : s->th;
+        const int64_t nt = (ty1 - ty0) * s->tw;
+        if (done != block)
+            for (int64_t ch = 0; ch < g->C; ch++)
+                input_tiles(s, m, io.x + (n * g->C + ch) * HW, ch, ty0, ty1, rb, tmp, V);
+        done = block;
+        int64_t k0, k1;
+        kiln__conv_chunk(g->K, s->kalign, chunk, s->kch, &k0, &k1);
+        for (int t = 0; t < s->T; t++) {
+            kiln__gemm_args a = {.m = nt, .n = k1 - k0, .k = g->C, .trans_a = 1, .alpha = 1.0f,
+                                 .beta = 0.0f, .a = V + (int64_t)t * g->C * s->ntmax,
+                                 .lda = s->ntmax, .b = s->packed[t * s->kch + chunk],
+                                 .b_packed = 1, .c = Mb + (int64_t)t * s->ntmax * s->kcmax,
+                                 .ldc = s->kcmax, .compute = s->compute,
+                                 .scratch = slice + s->off_gemm};
+            KILN__TRY(kiln__sgemm(&a, 0, 1));
+        }
+        float *y = io.y + (n * g->K + k0) * PQ;
+        output_tiles(s, m, Mb, ty0, ty1, k1 - k0, y);
+        const int64_t r0 = ty0 * m, r1 = ty1 * m < g->P ? ty1 * m : g->P;
+        const int64_t off = (n * g->K + k0) * PQ + r0 * g->Q;
+        kiln__conv_epilogue_rows(g, io.y + off, k1 - k0, (r1 - r0) * g->Q, PQ,
+                                 io.b ? io.b + k0 : NULL, io.z ? io.z + off : NULL);
+    }
+    return KILN_OK;
+}
+
+static kiln_status wino_run(kiln__kctx *c) {
+    const wino *s = c->kstate;
+    int workers = c->nth < s->workers ? c->nth : s->workers;
+    if (c->ith >= workers) return KILN_OK;
+    return s->m == 2 ? wino_items(c, s, 2, workers) : wino_items(c, s, 4, workers);
+}
+
+/* Conv and kiln.FusedConv, F2 and F4 in f32, F2 also in bf16 (F4's larger
+ * transform coefficients amplify bf16 rounding past the 1e-2 bound: 2.3e-2
+ * measured on the unit test's layers) */
+#define WINO_ALGO(name, domain, op, prep)                                                    \
+    const kiln__algo kiln__algo_##name = {#name, domain, op, KILN_OPF_PARALLEL, prep,       \
+                                          wino_cost, wino_run, wino_release};
+WINO_ALGO(conv_winograd_f2, "", "Conv", wino_f2_prepare)
+WINO_ALGO(conv_winograd_f4, "", "Conv", wino_f4_prepare)
+WINO_ALGO(conv_winograd_f2_bf16, "", "Conv", wino_f2_bf16_prepare)
+WINO_ALGO(fused_conv_winograd_f2, "kiln", "FusedConv", wino_f2_prepare)
+WINO_ALGO(fused_conv_winograd_f4, "kiln", "FusedConv", wino_f4_prepare)
+WINO_ALGO(fused_conv_winograd_f2_bf16, "kiln", "FusedConv", wino_f2_bf16_prepare)

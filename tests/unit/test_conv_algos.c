@@ -1,0 +1,543 @@
+/* tests/unit/test_conv_algos.c: the convolution algorithms of Conv and
+ * kiln.FusedConv (src/cpu/kernels/conv_gemm.c, conv_depthwise.c, winograd.c)
+ * against the reference kernels on fresh random inputs, and kiln.FusedConv's
+ * own reference kernel against a double-precision loop.
+ *
+ * Through the planner (algo_harness.h), every algorithm forced on shapes it
+ * takes, at 1 and 2 threads: odd sizes, asymmetric padding, stride 2 and 3,
+ * dilation 2, groups, channel multipliers, N = 2, bias absent / present,
+ * the residual Z, every activation, blocks and row chunks that do not
+ * divide evenly; NaN / Inf parity (not for Winograd, whose transforms
+ * spread a non-finite input over its tile); bf16 within 1e-2 where this CPU
+ * runs it; the Winograd error bound; the cases each algorithm refuses; and
+ * the heuristic's choice on ResNet-50 / MobileNetV2 layers. By hand: the
+ * depthwise row kernels (portable and AVX-512) against each other. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "algo_harness.h"
+#include "cpu/kernels/conv_depthwise.h"
+#include "cpu/kernels/gemm.h"
+#include "ops/fused.h"
+
+#define TOL_F32 1e-5
+#define TOL_BF16 1e-2
+
+static unsigned seed = 4242;
+
+/* ---- cases ------------------------------------------------------------------ */
+
+typedef struct conv_spec {
+    int64_t n, c, h, w; /* X */
+    int64_t k, r, s;    /* W: (k, c/group, r, s) */
+    int64_t group;
+    int64_t stride[2], dil[2], pads[4]; /* zeros: defaults (1, 1, 0) */
+    int bias, z;        /* inputs present */
+    const char *act;    /* FusedConv activation ("" none); NULL: plain Conv */
+    float clip[2];      /* Clip bounds */
+    int wconst;         /* W an initializer (Winograd needs it) */
+} conv_spec;
+
+static int64_t out_dim(int64_t in, int64_t k, int64_t s, int64_t d, int64_t p0, int64_t p1) {
+    return (in + p0 + p1 - ((k - 1) * d + 1)) / s + 1;
+}
+
+static void spec_defaults(conv_spec *sp) {
+    if (!sp->group) sp->group = 1;
+    for (int i = 0; i < 2; i++) {
+        if (!sp->stride[i]) sp->stride[i] = 1;
+        if (!sp->dil[i]) sp->dil[i] = 1;
+    }
+}
+
+/* Builds the case of sp; X gets values from x_fill when not NULL. */
+static void build(ah_case *c, conv_spec sp) {
+    spec_defaults(&sp);
+    int fused = sp.act != NULL;
+    if (fused)
+        ah_case_init(c, "FusedConv", "kiln", 1, 1);
+    else
+        ah_case_init(c, "Conv", "", 17, 1);
+    int64_t xd[4] = {sp.n, sp.c, sp.h, sp.w}, wd[4] = {sp.k, sp.c / sp.group, sp.r, sp.s};
+    ah_input(c, ah_random(KILN_DTYPE_F32, 4, xd, &seed, -1, 1), 0);
+    ah_input(c, ah_random(KILN_DTYPE_F32, 4, wd, &seed, -1, 1), sp.wconst);
+    int64_t bd[1] = {sp.k};
+    if (sp.bias || sp.z) ah_input(c, sp.bias ? ah_random(KILN_DTYPE_F32, 1, bd, &seed, -1, 1) : NULL, 1);
+    if (sp.z) {
+        int64_t yd[4] = {sp.n, sp.k,
+                         out_dim(sp.h, sp.r, sp.stride[0], sp.dil[0], sp.pads[0], sp.pads[2]),
+                         out_dim(sp.w, sp.s, sp.stride[1], sp.dil[1], sp.pads[1], sp.pads[3])};
+        ah_input(c, ah_random(KILN_DTYPE_F32, 4, yd, &seed, -1, 1), 0);
+    }
+    ah_attr_ints(c, "strides", 2, sp.stride);
+    ah_attr_ints(c, "dilations", 2, sp.dil);
+    ah_attr_ints(c, "pads", 4, sp.pads);
+    if (sp.group != 1) ah_attr_int(c, "group", sp.group);
+    if (fused && sp.act[0]) ah_attr_string(c, "activation", sp.act);
+    if (fused && strcmp(sp.act, "Clip") == 0) ah_attr_floats(c, "activation_params", 2, sp.clip);
+}
+
+/* The name of algorithm base for sp's op ("fused_" prefix for FusedConv). */
+static const char *algo_name(const conv_spec *sp, const char *base, char *buf, size_t n) {
+    snprintf(buf, n, "%s%s", sp->act ? "fused_" : "", base);
+    return buf;
+}
+
+/* Forces algorithm base on sp at 1 and 2 threads (and its _bf16 twin when
+ * bf16 runs here and the output is big enough for a stable bf16 error;
+ * depthwise and Winograd F4 have none). */
+static void check(conv_spec sp, const char *base, double tol) {
+    ah_case c;
+    build(&c, sp);
+    char name[64];
+    algo_name(&sp, base, name, sizeof name);
+    for (int t = 1; t <= 2; t++) ah_run_algo(&c, name, KILN_PRECISION_FP32, t, tol);
+    spec_defaults(&sp);
+    int64_t ny = sp.n * sp.k *
+                 out_dim(sp.h, sp.r, sp.stride[0], sp.dil[0], sp.pads[0], sp.pads[2]) *
+                 out_dim(sp.w, sp.s, sp.stride[1], sp.dil[1], sp.pads[1], sp.pads[3]);
+    if (strcmp(base, "conv_depthwise") != 0 && strcmp(base, "conv_winograd_f4") != 0 &&
+        kiln__gemm_compute_supported(KILN__GEMM_BF16) && ny >= 64) {
+        char bf[80];
+        snprintf(bf, sizeof bf, "%s_bf16", name);
+        for (int t = 1; t <= 2; t++) ah_run_algo(&c, bf, KILN_PRECISION_BF16, t, TOL_BF16);
+    }
+    ah_case_free(&c);
+}
+
+/* Asserts algorithm base refuses sp (the planner falls back to another). */
+static void refuses(conv_spec sp, const char *base) {
+    ah_case c;
+    build(&c, sp);
+    assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
+    c.finalized = 1;
+    char name[64];
+    algo_name(&sp, base, name, sizeof name);
+    kiln__select_opts so = {.force_algo = name};
+    kiln_tensor *out[1] = {0};
+    const char *ran;
+    ah_exec(&c, &so, 1, out, &ran);
+    if (strcmp(ran, name) == 0) fail_msg("%s took a case it should refuse", name);
+    kiln_tensor_free(out[0]);
+    ah_case_free(&c);
+}
+
+/* ---- conv_1x1 ----------------------------------------------------------------- */
+
+static void test_conv_1x1(void **state) {
+    (void)state;
+    conv_spec cases[] = {
+        {.n = 1, .c = 1, .h = 1, .w = 1, .k = 1, .r = 1, .s = 1},
+        {.n = 1, .c = 8, .h = 7, .w = 9, .k = 5, .r = 1, .s = 1},
+        {.n = 2, .c = 16, .h = 5, .w = 5, .k = 33, .r = 1, .s = 1, .bias = 1},
+        {.n = 1, .c = 70, .h = 31, .w = 37, .k = 40, .r = 1, .s = 1, .bias = 1}, /* blocks */
+        {.n = 1, .c = 12, .h = 9, .w = 11, .k = 7, .r = 1, .s = 1, .stride = {2, 2}},
+        {.n = 2, .c = 6, .h = 8, .w = 7, .k = 5, .r = 1, .s = 1, .stride = {2, 3}, .bias = 1},
+        {.n = 1, .c = 6, .h = 5, .w = 6, .k = 4, .r = 1, .s = 1, .pads = {1, 0, 0, 2}},
+        {.n = 2, .c = 12, .h = 6, .w = 5, .k = 9, .r = 1, .s = 1, .group = 3, .bias = 1},
+        {.n = 1, .c = 8, .h = 7, .w = 9, .k = 6, .r = 1, .s = 1, .wconst = 1, .bias = 1},
+        {.n = 1, .c = 8, .h = 6, .w = 6, .k = 40, .r = 1, .s = 1, .bias = 1}, /* row chunks */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        check(cases[i], "conv_1x1", TOL_F32);
+        check(cases[i], "conv_im2col", TOL_F32);
+    }
+    refuses((conv_spec){.n = 1, .c = 4, .h = 5, .w = 5, .k = 4, .r = 3, .s = 3}, "conv_1x1");
+}
+
+/* ---- conv_im2col -------------------------------------------------------------- */
+
+static void test_conv_im2col(void **state) {
+    (void)state;
+    conv_spec cases[] = {
+        {.n = 1, .c = 3, .h = 8, .w = 8, .k = 4, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
+        {.n = 2, .c = 5, .h = 9, .w = 11, .k = 7, .r = 3, .s = 2, .bias = 1},
+        {.n = 1, .c = 4, .h = 13, .w = 10, .k = 6, .r = 3, .s = 3, .stride = {2, 2},
+         .pads = {1, 1, 1, 1}, .bias = 1},
+        {.n = 1, .c = 4, .h = 12, .w = 14, .k = 5, .r = 3, .s = 3, .dil = {2, 2},
+         .pads = {2, 2, 2, 2}},
+        {.n = 2, .c = 3, .h = 11, .w = 9, .k = 4, .r = 3, .s = 3, .pads = {0, 1, 2, 1},
+         .stride = {1, 2}, .dil = {2, 1}, .bias = 1},
+        {.n = 2, .c = 6, .h = 7, .w = 7, .k = 9, .r = 3, .s = 3, .group = 3, .pads = {1, 1, 1, 1}},
+        {.n = 1, .c = 6, .h = 9, .w = 9, .k = 6, .r = 3, .s = 3, .group = 6, .pads = {1, 1, 1, 1}},
+        {.n = 1, .c = 3, .h = 23, .w = 23, .k = 8, .r = 7, .s = 7, .stride = {2, 2},
+         .pads = {3, 3, 3, 3}, .bias = 1},
+        /* several column blocks (partial rows) and, on 2 threads, row chunks */
+        {.n = 1, .c = 64, .h = 20, .w = 19, .k = 37, .r = 3, .s = 3, .pads = {1, 1, 1, 1},
+         .bias = 1},
+        {.n = 1, .c = 2, .h = 1, .w = 1, .k = 3, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
+        {.n = 1, .c = 8, .h = 6, .w = 6, .k = 40, .r = 3, .s = 3, .pads = {1, 1, 1, 1},
+         .bias = 1}, /* one block: row chunks of 32 and 8 on 2 threads */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check(cases[i], "conv_im2col", TOL_F32);
+}
+
+/* ---- conv_depthwise ----------------------------------------------------------- */
+
+static void test_conv_depthwise(void **state) {
+    (void)state;
+    conv_spec cases[] = {
+        {.n = 1, .c = 16, .h = 17, .w = 19, .k = 16, .r = 3, .s = 3, .group = 16,
+         .pads = {1, 1, 1, 1}, .bias = 1},
+        {.n = 2, .c = 8, .h = 150, .w = 141, .k = 8, .r = 3, .s = 3, .group = 8,
+         .pads = {1, 1, 1, 1}}, /* 64-wide interior blocks */
+        {.n = 1, .c = 8, .h = 29, .w = 133, .k = 8, .r = 3, .s = 3, .group = 8,
+         .stride = {2, 2}, .pads = {1, 1, 1, 1}, .bias = 1},
+        {.n = 1, .c = 5, .h = 21, .w = 90, .k = 5, .r = 5, .s = 5, .group = 5,
+         .pads = {2, 2, 2, 2}, .bias = 1},
+        {.n = 1, .c = 5, .h = 21, .w = 90, .k = 5, .r = 5, .s = 5, .group = 5,
+         .stride = {2, 2}, .pads = {2, 1, 2, 1}},
+        {.n = 1, .c = 4, .h = 20, .w = 70, .k = 4, .r = 7, .s = 7, .group = 4,
+         .pads = {3, 3, 3, 3}}, /* generic kernel size */
+        {.n = 1, .c = 4, .h = 20, .w = 70, .k = 4, .r = 3, .s = 3, .group = 4,
+         .dil = {2, 2}, .pads = {2, 2, 2, 2}},
+        {.n = 1, .c = 4, .h = 20, .w = 70, .k = 4, .r = 3, .s = 3, .group = 4,
+         .stride = {3, 3}, .pads = {0, 1, 2, 0}}, /* gathers */
+        {.n = 2, .c = 3, .h = 9, .w = 40, .k = 6, .r = 3, .s = 3, .group = 3,
+         .pads = {1, 1, 1, 1}, .bias = 1}, /* channel multiplier 2 */
+        {.n = 1, .c = 2, .h = 2, .w = 3, .k = 2, .r = 3, .s = 3, .group = 2,
+         .pads = {1, 1, 1, 1}}, /* no interior */
+        {.n = 1, .c = 1, .h = 7, .w = 5, .k = 1, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        check(cases[i], "conv_depthwise", TOL_F32);
+        if (i < 3) check(cases[i], "conv_im2col", TOL_F32);
+    }
+    refuses((conv_spec){.n = 1, .c = 4, .h = 5, .w = 5, .k = 4, .r = 3, .s = 3, .group = 2},
+            "conv_depthwise");
+}
+
+/* The AVX-512 row kernel against the portable one, every stride path,
+ * interiors of every length. */
+static void test_depthwise_rows(void **state) {
+    (void)state;
+#ifdef KILN__DW_X86
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f")) skip();
+    float x[3][400], w[49], y0[200], y1[200];
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 400; j++) x[i][j] = (float)((j * 37 + i * 11) % 17) / 8.0f - 1.0f;
+    for (int i = 0; i < 49; i++) w[i] = (float)((i * 13) % 7) / 3.0f - 1.0f;
+    const float *rows[3] = {x[0], NULL, x[2]};
+    int64_t S_list[] = {3, 5, 4}, sw_list[] = {1, 2, 3};
+    for (int si = 0; si < 3; si++)
+        for (int ti = 0; ti < 3; ti++)
+            for (int64_t Q = 1; Q < 110; Q += 7) {
+                int64_t S = S_list[si], sw = sw_list[ti], pw = S / 2, qlo[8], qhi[8];
+                int64_t W = (Q - 1) * sw + 1;
+                kiln__dw_geom d = {.W = W, .Q = Q, .R = 3, .S = S, .sw = sw, .dw = 1, .pw = pw,
+                                   .qi0 = 0, .qi1 = Q, .qlo = qlo, .qhi = qhi};
+                for (int64_t s = 0; s < S; s++) {
+                    int64_t b = s - pw;
+                    qlo[s] = b >= 0 ? 0 : (-b + sw - 1) / sw;
+                    qhi[s] = W - 1 - b < 0 ? 0 : (W - 1 - b) / sw + 1;
+                    if (qhi[s] > Q) qhi[s] = Q;
+                    if (qlo[s] > qhi[s]) qlo[s] = qhi[s];
+                    if (qlo[s] > d.qi0) d.qi0 = qlo[s];
+                    if (qhi[s] < d.qi1) d.qi1 = qhi[s];
+                }
+                kiln__dw_row_generic(&d, rows, w, 0.5f, y0);
+                kiln__dw_row_avx512(&d, rows, w, 0.5f, y1);
+                for (int64_t q = 0; q < Q; q++)
+                    if (fabsf(y0[q] - y1[q]) > 1e-5f * (1.0f + fabsf(y0[q])))
+                        fail_msg("S %lld sw %lld Q %lld: q %lld: %g vs %g", (long long)S,
+                                 (long long)sw, (long long)Q, (long long)q, y0[q], y1[q]);
+            }
+#else
+    skip();
+#endif
+}
+
+/* ---- Winograd ------------------------------------------------------------------- */
+
+/* Winograd forced on these cases (normalized error under bound). */
+static void winograd_cases(const char *base, double bound) {
+    conv_spec cases[] = {
+        {.n = 1, .c = 1, .h = 3, .w = 3, .k = 1, .r = 3, .s = 3},
+        {.n = 1, .c = 3, .h = 8, .w = 8, .k = 4, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
+        {.n = 2, .c = 5, .h = 11, .w = 9, .k = 7, .r = 3, .s = 3, .pads = {1, 1, 1, 1},
+         .bias = 1},
+        {.n = 1, .c = 6, .h = 13, .w = 10, .k = 5, .r = 3, .s = 3, .pads = {0, 2, 1, 0}},
+        {.n = 1, .c = 4, .h = 10, .w = 17, .k = 3, .r = 3, .s = 3}, /* no padding */
+        /* K in several chunks on 2 threads, blocks of several tile rows */
+        {.n = 1, .c = 32, .h = 14, .w = 14, .k = 80, .r = 3, .s = 3, .pads = {1, 1, 1, 1},
+         .bias = 1},
+        {.n = 2, .c = 64, .h = 56, .w = 56, .k = 64, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        cases[i].wconst = 1;
+        check(cases[i], base, bound);
+    }
+}
+
+/* Normalized error against the reference, uniform [-1, 1) inputs, measured
+ * (AMD EPYC, Zen 5): F2 1.3e-7 (C = 3) .. 3.4e-7 (C = 64) .. 7.5e-7 (C = 512);
+ * F4 1.1e-6 (C = 3) .. 1.7e-6 (C = 64) .. 3.0e-6 (C = 256). The error grows
+ * slowly with C; the bounds below are for this suite's layers (C <= 64). */
+static void test_winograd_f2(void **state) {
+    (void)state;
+    winograd_cases("conv_winograd_f2", 1e-6);
+}
+static void test_winograd_f4(void **state) {
+    (void)state;
+    winograd_cases("conv_winograd_f4", 5e-6);
+}
+
+static void test_winograd_refuses(void **state) {
+    (void)state;
+    conv_spec base = {.n = 1, .c = 4, .h = 9, .w = 9, .k = 4, .r = 3, .s = 3, .wconst = 1};
+    conv_spec sp = base;
+    sp.stride[0] = 2;
+    refuses(sp, "conv_winograd_f4");
+    sp = base;
+    sp.dil[1] = 2;
+    refuses(sp, "conv_winograd_f2");
+    sp = base;
+    sp.group = 2;
+    refuses(sp, "conv_winograd_f4");
+    sp = base;
+    sp.r = 5;
+    sp.s = 5;
+    refuses(sp, "conv_winograd_f4");
+    sp = base;
+    sp.wconst = 0; /* runtime weights: nothing to transform at plan time */
+    refuses(sp, "conv_winograd_f2");
+}
+
+/* ---- kiln.FusedConv ---------------------------------------------------------------- */
+
+static const char *const ACTS[] = {"", "Relu", "Clip", "Gelu", "GeluTanh", "Silu"};
+
+/* Every activation, with and without bias and Z, on every algorithm. */
+static void test_fused(void **state) {
+    (void)state;
+    for (size_t a = 0; a < sizeof ACTS / sizeof *ACTS; a++)
+        for (int variant = 0; variant < 3; variant++) {
+            int bias = variant != 1, z = variant != 0;
+            conv_spec one = {.n = 2, .c = 6, .h = 7, .w = 9, .k = 5, .r = 1, .s = 1,
+                             .bias = bias, .z = z, .act = ACTS[a], .clip = {-0.3f, 0.4f}};
+            check(one, "conv_1x1", TOL_F32);
+            conv_spec gen = {.n = 1, .c = 4, .h = 9, .w = 8, .k = 6, .r = 3, .s = 3,
+                             .stride = {2, 1}, .pads = {1, 0, 1, 2}, .bias = bias, .z = z,
+                             .act = ACTS[a], .clip = {-0.3f, 0.4f}};
+            check(gen, "conv_im2col", TOL_F32);
+            conv_spec dw = {.n = 1, .c = 6, .h = 11, .w = 37, .k = 6, .r = 3, .s = 3,
+                            .group = 6, .pads = {1, 1, 1, 1}, .bias = bias, .z = z,
+                            .act = ACTS[a], .clip = {-0.3f, 0.4f}};
+            check(dw, "conv_depthwise", TOL_F32);
+            conv_spec wg = {.n = 1, .c = 5, .h = 10, .w = 11, .k = 6, .r = 3, .s = 3,
+                            .pads = {1, 1, 1, 1}, .bias = bias, .z = z, .act = ACTS[a],
+                            .clip = {-0.3f, 0.4f}, .wconst = 1};
+            check(wg, "conv_winograd_f2", TOL_F32);
+            check(wg, "conv_winograd_f4", TOL_F32);
+        }
+}
+
+/* kiln.FusedConv's reference against act(conv + B + Z) in double. */
+static void test_fused_reference(void **state) {
+    (void)state;
+    for (size_t a = 0; a < sizeof ACTS / sizeof *ACTS; a++) {
+        conv_spec sp = {.n = 2, .c = 4, .h = 6, .w = 7, .k = 6, .r = 3, .s = 2, .group = 2,
+                        .stride = {1, 2}, .pads = {1, 0, 0, 1}, .bias = 1, .z = 1,
+                        .act = ACTS[a], .clip = {-0.25f, 0.5f}};
+        ah_case c;
+        build(&c, sp);
+        spec_defaults(&sp);
+        assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
+        c.finalized = 1;
+        kiln__select_opts so = {.reference = 1};
+        kiln_tensor *out[1] = {0};
+        const char *ran;
+        ah_exec(&c, &so, 2, out, &ran);
+        const float *x = kiln_tensor_data(c.in[0]), *w = kiln_tensor_data(c.in[1]);
+        const float *b = kiln_tensor_data(c.in[2]), *z = kiln_tensor_data(c.in[3]);
+        const float *y = kiln_tensor_data(out[0]);
+        int64_t P = out_dim(sp.h, sp.r, 1, 1, 1, 0), Q = out_dim(sp.w, sp.s, 2, 1, 0, 1);
+        int64_t cg = sp.c / sp.group, kg = sp.k / sp.group;
+        kiln__act act = {.kind = (kiln__act_kind)a, .lo = -0.25f, .hi = 0.5f};
+        for (int64_t n = 0; n < sp.n; n++)
+            for (int64_t k = 0; k < sp.k; k++)
+                for (int64_t p = 0; p < P; p++)
+                    for (int64_t q = 0; q < Q; q++) {
+                        double acc = b[k];
+                        for (int64_t ci = 0; ci < cg; ci++)
+                            for (int64_t r = 0; r < sp.r; r++)
+                                for (int64_t s = 0; s < sp.s; s++) {
+                                    int64_t ih = p - 1 + r, iw = q * 2 + s;
+                                    if (ih < 0 || ih >= sp.h || iw < 0 || iw >= sp.w) continue;
+                                    int64_t cin = (k / kg) * cg + ci;
+                                    acc += (double)x[((n * sp.c + cin) * sp.h + ih) * sp.w + iw] *
+                                           w[((k * cg + ci) * sp.r + r) * sp.s + s];
+                                }
+                        int64_t i = ((n * sp.k + k) * P + p) * Q + q;
+                        double want = kiln__act_apply(&act, (float)(acc + z[i]));
+                        if (fabs(y[i] - want) > 1e-5 * (1 + fabs(want)))
+                            fail_msg("act %s: y[%lld] = %g, want %g", ACTS[a], (long long)i, y[i],
+                                     want);
+                    }
+        kiln_tensor_free(out[0]);
+        ah_case_free(&c);
+    }
+}
+
+/* ---- NaN / Inf ---------------------------------------------------------------------- */
+
+/* NaN and +-Inf in X reach the same outputs as in the reference. */
+static void test_nonfinite(void **state) {
+    (void)state;
+    conv_spec specs[] = {
+        {.n = 1, .c = 4, .h = 9, .w = 10, .k = 3, .r = 1, .s = 1, .bias = 1},
+        {.n = 1, .c = 4, .h = 9, .w = 10, .k = 3, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
+        {.n = 1, .c = 4, .h = 9, .w = 70, .k = 4, .r = 3, .s = 3, .group = 4,
+         .pads = {1, 1, 1, 1}, .bias = 1},
+    };
+    const char *algos[] = {"conv_1x1", "conv_im2col", "conv_depthwise"};
+    for (int i = 0; i < 3; i++) {
+        ah_case c;
+        build(&c, specs[i]);
+        float *x = kiln_tensor_data(c.in[0]);
+        x[5] = NAN;
+        x[40] = INFINITY;
+        x[200] = -INFINITY;
+        for (int t = 1; t <= 2; t++) ah_run_algo(&c, algos[i], KILN_PRECISION_FP32, t, TOL_F32);
+        ah_case_free(&c);
+    }
+}
+
+/* ---- the heuristic ----------------------------------------------------------------- */
+
+/* The kiln conv algorithm (conv.def; other backends' algorithms such as
+ * oneDNN's left out) with the lowest cost() for case c at `threads`, as the
+ * planner ranks them; each one that takes the node must also match the
+ * reference. */
+static const char *cheapest(ah_case *c, int threads) {
+    static const char *const mine[] = {"conv_1x1", "conv_im2col", "conv_depthwise",
+                                       "conv_winograd_f2", "conv_winograd_f4"};
+    assert_int_equal(kiln__graph_finalize(c->g), KILN_OK);
+    c->finalized = 1;
+    const kiln__node *nd = &c->g->nodes[c->node];
+    int fused = strcmp(nd->op_type, "FusedConv") == 0;
+    int op = kiln__op_find(nd->domain, nd->op_type);
+    assert_true(op >= 0);
+    kiln_tensor y;
+    kiln_tensor *outs[1] = {&y};
+    memset(&y, 0, sizeof y);
+    kiln__kctx k = {.node = nd, .graph = c->g, .opset = 17, .n_in = c->n_in, .n_out = 1,
+                    .in = c->in, .out = outs, .nth = 1, .nth_plan = threads};
+    assert_int_equal(kiln__ops[op].infer(&k), KILN_OK);
+    /* prepare sees only constants' data, as at plan time */
+    void *data[AH_MAX_IO];
+    for (int i = 0; i < c->n_in; i++)
+        if (c->in[i]) {
+            data[i] = c->in[i]->data;
+            if (!c->constant[i]) c->in[i]->data = NULL;
+        }
+    const char *best = NULL;
+    double best_cost = INFINITY;
+    for (size_t i = 0; i < sizeof mine / sizeof *mine; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s%s", fused ? "fused_" : "", mine[i]);
+        const kiln__algo *a = kiln__algo_find(name);
+        assert_non_null(a);
+        k.kstate = NULL;
+        k.scratch_bytes = 0;
+        if (a->prepare(&k) != KILN_OK) continue;
+        double cost = a->cost(&k);
+        if (a->release) a->release(k.kstate);
+        if (cost < best_cost) {
+            best_cost = cost;
+            best = a->name;
+        }
+    }
+    for (int i = 0; i < c->n_in; i++)
+        if (c->in[i]) c->in[i]->data = data[i];
+    assert_non_null(best);
+    ah_run_algo(c, best, KILN_PRECISION_FP32, threads, TOL_F32);
+    return best;
+}
+
+static void expect_choice(conv_spec sp, int threads, const char *want) {
+    ah_case c;
+    build(&c, sp);
+    const char *got = cheapest(&c, threads);
+    if (strcmp(got, want) != 0)
+        fail_msg("layer %lldx%lld %lld->%lld at %lldx%lld (group %lld), %d threads: chose %s, "
+                 "expected %s",
+                 (long long)sp.r, (long long)sp.s, (long long)sp.c, (long long)sp.k,
+                 (long long)sp.h, (long long)sp.w, (long long)sp.group, threads, got, want);
+    ah_case_free(&c);
+}
+
+/* ResNet-50 and MobileNetV2 layers at batch 1. */
+static void test_heuristic(void **state) {
+    (void)state;
+    for (int t = 1; t <= 2; t++) {
+        /* ResNet-50 */
+        expect_choice((conv_spec){.n = 1, .c = 64, .h = 56, .w = 56, .k = 256, .r = 1, .s = 1,
+                                  .bias = 1, .wconst = 1},
+                      t, "conv_1x1");
+        expect_choice((conv_spec){.n = 1, .c = 64, .h = 56, .w = 56, .k = 64, .r = 3, .s = 3,
+                                  .pads = {1, 1, 1, 1}, .bias = 1, .wconst = 1},
+                      t, "conv_winograd_f4");
+        expect_choice((conv_spec){.n = 1, .c = 128, .h = 28, .w = 28, .k = 128, .r = 3, .s = 3,
+                                  .pads = {1, 1, 1, 1}, .bias = 1, .wconst = 1},
+                      t, "conv_winograd_f4");
+        expect_choice((conv_spec){.n = 1, .c = 256, .h = 14, .w = 14, .k = 256, .r = 3, .s = 3,
+                                  .pads = {1, 1, 1, 1}, .bias = 1, .wconst = 1},
+                      t, "conv_winograd_f2");
+        expect_choice((conv_spec){.n = 1, .c = 512, .h = 7, .w = 7, .k = 512, .r = 3, .s = 3,
+                                  .pads = {1, 1, 1, 1}, .bias = 1, .wconst = 1},
+                      t, "conv_winograd_f2");
+        expect_choice((conv_spec){.n = 1, .c = 128, .h = 56, .w = 56, .k = 128, .r = 3, .s = 3,
+                                  .stride = {2, 2}, .pads = {1, 1, 1, 1}, .bias = 1,
+                                  .wconst = 1},
+                      t, "conv_im2col");
+        expect_choice((conv_spec){.n = 1, .c = 3, .h = 64, .w = 64, .k = 64, .r = 7, .s = 7,
+                                  .stride = {2, 2}, .pads = {3, 3, 3, 3}, .bias = 1,
+                                  .wconst = 1},
+                      t, "conv_im2col");
+        expect_choice((conv_spec){.n = 1, .c = 256, .h = 28, .w = 28, .k = 512, .r = 1, .s = 1,
+                                  .stride = {2, 2}, .bias = 1, .wconst = 1},
+                      t, "conv_1x1");
+        /* MobileNetV2 */
+        expect_choice((conv_spec){.n = 1, .c = 96, .h = 56, .w = 56, .k = 96, .r = 3, .s = 3,
+                                  .group = 96, .pads = {1, 1, 1, 1}, .bias = 1, .wconst = 1},
+                      t, "conv_depthwise");
+        expect_choice((conv_spec){.n = 1, .c = 144, .h = 56, .w = 56, .k = 144, .r = 3, .s = 3,
+                                  .group = 144, .stride = {2, 2}, .pads = {1, 1, 1, 1},
+                                  .bias = 1, .wconst = 1},
+                      t, "conv_depthwise");
+        expect_choice((conv_spec){.n = 1, .c = 32, .h = 56, .w = 56, .k = 16, .r = 1, .s = 1,
+                                  .bias = 1, .wconst = 1},
+                      t, "conv_1x1");
+        expect_choice((conv_spec){.n = 1, .c = 96, .h = 28, .w = 28, .k = 24, .r = 1, .s = 1,
+                                  .bias = 1, .z = 1, .act = "Clip", .clip = {0, 6},
+                                  .wconst = 1},
+                      t, "fused_conv_1x1");
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv_1x1),
+        cmocka_unit_test(test_conv_im2col),
+        cmocka_unit_test(test_conv_depthwise),
+        cmocka_unit_test(test_depthwise_rows),
+        cmocka_unit_test(test_winograd_f2),
+        cmocka_unit_test(test_winograd_f4),
+        cmocka_unit_test(test_winograd_refuses),
+        cmocka_unit_test(test_fused),
+        cmocka_unit_test(test_fused_reference),
+        cmocka_unit_test(test_nonfinite),
+        cmocka_unit_test(test_heuristic),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
