@@ -17,11 +17,11 @@ const kiln__algo *kiln__algo_find(const char *name) {
     return NULL;
 }
 
-/* Rough figures of one Zen 5 core (AVX-512: two 16-lane FMA pipes at ~3 GHz
- * would give ~190 GFLOP/s; measured ~340 with boost, bench/peak.c) and of
+/* Rough figures of one core of this machine's EPYC: one 16-lane zmm FMA per
+ * cycle, measured ~106 GFLOP/s f32 by bench/peak.c on a quiet moment; and
  * the memory bandwidth a core sees. Only the ranking of candidates depends
  * on them. */
-#define PEAK_FLOPS_PER_CORE 300e9
+#define PEAK_FLOPS_PER_CORE 106e9
 #define BYTES_PER_S_PER_CORE 20e9
 
 double kiln__cost_seconds(const kiln__kctx *c, double flops, double efficiency, double bytes) {
