@@ -59,6 +59,13 @@ void kiln_session_free(kiln_session *s);
 kiln_status kiln_session_run(kiln_session *s, int n, const char *const *names,
                              const kiln_tensor *const *inputs);
 
+/* Plans the graph for inputs of these dtypes and shapes (their data is not
+ * read and may be NULL) without running it: graph passes ran at create; this
+ * does shape inference, folding, algorithm choice (and tuning) and memory
+ * planning, so the first run with such inputs starts at once. */
+kiln_status kiln_session_plan(kiln_session *s, int n, const char *const *names,
+                              const kiln_tensor *const *inputs);
+
 /* Output i of the last run. The tensor belongs to the session and is valid
  * until the next run or kiln_session_free. */
 kiln_status kiln_session_output(const kiln_session *s, int i, const kiln_tensor **out);

@@ -635,7 +635,8 @@ void kiln__runner_free(kiln__runner *r) {
     memset(r, 0, sizeof *r);
 }
 
-kiln_status kiln__runner_run(kiln__runner *r, int n, const kiln_tensor *const *inputs) {
+/* The cached plan for inputs (moved to the front), or a new one. */
+static kiln_status find_plan(kiln__runner *r, int n, const kiln_tensor *const *inputs, kiln__plan **out) {
     const kiln_graph *g = r->g;
     if (n != n_positions(g))
         return kiln__err(KILN_E_INTERNAL, "runner given %d inputs, graph has %d", n, n_positions(g));
@@ -657,6 +658,18 @@ kiln_status kiln__runner_run(kiln__runner *r, int n, const kiln_tensor *const *i
         r->plans[0] = p;
         r->n_plans++;
     }
+    *out = p;
+    return KILN_OK;
+}
+
+kiln_status kiln__runner_plan(kiln__runner *r, int n, const kiln_tensor *const *inputs) {
+    kiln__plan *p;
+    return find_plan(r, n, inputs, &p);
+}
+
+kiln_status kiln__runner_run(kiln__runner *r, int n, const kiln_tensor *const *inputs) {
+    kiln__plan *p;
+    KILN__TRY(find_plan(r, n, inputs, &p));
     r->last = NULL;
     KILN__TRY(plan_run(r, p, n, inputs));
     r->last = p;

@@ -44,6 +44,9 @@ void kiln__runner_free(kiln__runner *r);
 /* Runs with positional inputs: g->n_inputs formal inputs, then g->n_outer
  * captures. NULL entries are allowed only for absent optional values. */
 kiln_status kiln__runner_run(kiln__runner *r, int n, const kiln_tensor *const *inputs);
+/* Builds (or finds) the plan for inputs' dtypes and shapes without running
+ * it (data unused). */
+kiln_status kiln__runner_plan(kiln__runner *r, int n, const kiln_tensor *const *inputs);
 /* Output i of the last run (valid until the next run). */
 kiln_tensor *kiln__runner_output(const kiln__runner *r, int i);
 

@@ -348,6 +348,36 @@ static void release_cand(cand *k) {
     k->kstate = NULL;
 }
 
+/* Prepares cands[best] without probe (candidates' states already released).
+ * Should it refuse now (it must not), the next cheapest heuristic choice is
+ * tried; none left: the reference (*out NULL). */
+static kiln_status full_prepare(kiln__kctx *c, cand *cands, int nc, int best, size_t ref_scratch,
+                                const kiln__algo **out) {
+    for (;;) {
+        const kiln__algo *a = cands[best].algo;
+        c->scratch_bytes = 0;
+        c->kstate = NULL;
+        c->flops = 0;
+        kiln_status s = a->prepare(c);
+        if (s == KILN_OK) {
+            *out = a;
+            return KILN_OK;
+        }
+        if (c->kstate && a->release) a->release(c->kstate);
+        c->kstate = NULL;
+        c->scratch_bytes = ref_scratch;
+        c->flops = 0;
+        if (s != KILN_E_UNSUPPORTED) return s;
+        cands[best].cost = INFINITY;
+        best = -1;
+        for (int i = 0; i < nc; i++)
+            if (isfinite(cands[i].cost) && !(cands[i].algo->flags & KILN_ALGOF_TUNE_ONLY) &&
+                (best < 0 || cands[i].cost < cands[best].cost))
+                best = i;
+        if (best < 0) return KILN_OK;
+    }
+}
+
 kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const kiln__algo **out) {
     *out = NULL;
     if (o->reference) return KILN_OK;
@@ -356,14 +386,22 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
     int nc = 0;
     size_t ref_scratch = c->scratch_bytes;
     kiln_status s = KILN_OK;
+    /* tuning-only algorithms: chosen by tuning, a cache entry or force_algo, never by cost */
+    const int by_cost_only = !o->tune && !o->cache && !o->force_algo;
+    /* Without timing, only estimates are compared: candidates are prepared in
+     * probe mode (algo.h) and only the chosen one fully (full_prepare). */
+    const int probed = !o->tune && !o->force_algo;
     for (int i = 0; kiln__algos[i] && nc < MAX_CANDS; i++) {
         const kiln__algo *a = kiln__algos[i];
         if (strcmp(a->op_type, nd->op_type) != 0 || strcmp(a->domain, nd->domain) != 0) continue;
         if (o->force_algo && strcmp(a->name, o->force_algo) != 0) continue;
+        if (by_cost_only && (a->flags & KILN_ALGOF_TUNE_ONLY)) continue; /* not even prepared */
         c->scratch_bytes = 0;
         c->kstate = NULL;
         c->flops = 0;
+        c->probe = probed;
         s = a->prepare(c);
+        c->probe = 0;
         if (s == KILN_E_UNSUPPORTED) {
             if (c->kstate && a->release) a->release(c->kstate);
             continue;
@@ -375,10 +413,12 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
     c->scratch_bytes = ref_scratch;
     c->flops = 0;
     if (nc == 0) return KILN_OK;
-    int best = 0;
-    for (int i = 1; i < nc; i++)
-        if (cands[i].cost < cands[best].cost) best = i;
-    if ((o->tune || o->cache) && nc > 1 && c->n_in <= 64 && c->n_out <= 64) {
+    int best = -1; /* by cost, among the candidates the heuristic may choose (-1: none) */
+    for (int i = 0; i < nc; i++) {
+        if ((cands[i].algo->flags & KILN_ALGOF_TUNE_ONLY) && !o->force_algo) continue;
+        if (best < 0 || cands[i].cost < cands[best].cost) best = i;
+    }
+    if ((o->tune || o->cache) && (nc > 1 || best < 0) && c->n_in <= 64 && c->n_out <= 64) {
         char *key = node_key(c);
         if (!key) {
             s = KILN_E_NOMEM;
@@ -415,6 +455,14 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
             if (o->cache) o->cache->dirty = 1;
         }
         free(key);
+    }
+    if (best < 0) { /* only tuning-only candidates, and no tuning chose one: the reference */
+        for (int i = 0; i < nc; i++) release_cand(&cands[i]);
+        return KILN_OK;
+    }
+    if (probed) {
+        for (int i = 0; i < nc; i++) release_cand(&cands[i]);
+        return full_prepare(c, cands, nc, best, ref_scratch, out);
     }
     for (int i = 0; i < nc; i++)
         if (i != best) release_cand(&cands[i]);

@@ -1,8 +1,10 @@
 /* src/graph/select.h: choosing an algorithm per node (algo.h) and the
  * timing cache that remembers tuned choices.
  *
- * Heuristic (default): every registered algorithm for the node's op is asked
- * to prepare; the one whose cost() is lowest runs, unless the timing cache
+ * Heuristic (default): every registered algorithm for the node's op (except
+ * KILN_ALGOF_TUNE_ONLY ones, which only tuning or a cache entry may choose)
+ * is asked to prepare in probe mode; the one whose cost() is lowest is
+ * prepared fully and runs, unless the timing cache
  * (when the session has one) holds a tuned winner for the node's key. Tuning: each candidate
  * that prepared is run on the node's real shapes (inputs not known at plan
  * time get seeded random values) and the fastest median wins; winners are

@@ -5,11 +5,13 @@
 #include <string.h>
 
 #include "graph/exec.h"
+#include "graph/optimize.h"
 
 struct kiln_session {
     kiln__runner r;
     const kiln_tensor **inputs; /* per position, scratch for runs */
     kiln__timing_cache *cache;  /* tuned choices (owned) */
+    kiln_graph *optimized;      /* the passes' rewrite of the user's graph (owned), or NULL */
 };
 
 static const char *const precision_names[] = {"fp32", "bf16", "int8"};
@@ -48,29 +50,34 @@ kiln_status kiln_session_create(const kiln_graph *g, const kiln_session_options 
                                 kiln_session **out) {
     *out = NULL;
     if (!g) return kiln__err(KILN_E_INVAL, "kiln_session_create: graph is NULL");
+    const char *file = g->path ? g->path : "model";
+    /* opsets newer than the ones whose operator versions kiln knows */
+    int64_t v = kiln__graph_opset(g, "");
+    if (v > KILN__MAX_OPSET)
+        return kiln__err(KILN_E_UNSUPPORTED, "%s: the model imports ai.onnx opset %lld; kiln supports "
+                         "opsets up to %d", file, (long long)v, KILN__MAX_OPSET);
+    /* every node must have a kernel: report the first one that has none */
+    char buf[512];
+    if (kiln_graph_unsupported_ops(g, buf, sizeof buf) > 0)
+        return kiln__err(KILN_E_UNSUPPORTED, "%s: unsupported op(s): %s", file, buf);
     kiln_session *s = calloc(1, sizeof *s);
     if (!s) return kiln__err(KILN_E_NOMEM, "out of memory");
     s->inputs = calloc((size_t)g->n_inputs + 1, sizeof *s->inputs);
     kiln_status st = s->inputs ? KILN_OK : kiln__err(KILN_E_NOMEM, "out of memory");
+    /* the graph passes rewrite a private copy; the user's graph stays as it is */
+    if (st == KILN_OK && !(opt && (opt->reference || opt->no_graph_passes))) {
+        kiln__opt_options oo = {.precision = opt ? (int)opt->precision : 0};
+        if (!(s->optimized = kiln__graph_clone_borrowing(g))) st = KILN_E_NOMEM;
+        else if ((st = kiln__graph_optimize(s->optimized, &oo)) != KILN_OK)
+            kiln__err_prefix(st, "%s: graph optimization", file);
+        else
+            g = s->optimized;
+    }
     if (st == KILN_OK) st = kiln__runner_init(&s->r, g, NULL, opt ? opt->threads : 0);
     if (st == KILN_OK && opt) st = apply_options(s, opt);
     if (st != KILN_OK) {
         kiln_session_free(s);
         return st;
-    }
-    /* opsets newer than the ones whose operator versions kiln knows */
-    int64_t v = kiln__graph_opset(g, "");
-    if (v > KILN__MAX_OPSET) {
-        kiln_session_free(s);
-        return kiln__err(KILN_E_UNSUPPORTED, "%s: the model imports ai.onnx opset %lld; kiln supports "
-                         "opsets up to %d", g->path ? g->path : "model", (long long)v, KILN__MAX_OPSET);
-    }
-    /* every node must have a kernel: report the first one that has none */
-    char buf[512];
-    if (kiln_graph_unsupported_ops(g, buf, sizeof buf) > 0) {
-        kiln_session_free(s);
-        return kiln__err(KILN_E_UNSUPPORTED, "%s: unsupported op(s): %s",
-                         g->path ? g->path : "model", buf);
     }
     *out = s;
     return KILN_OK;
@@ -80,6 +87,7 @@ void kiln_session_free(kiln_session *s) {
     if (!s) return;
     kiln__runner_free(&s->r);
     kiln__timing_cache_free(s->cache);
+    kiln_graph_free(s->optimized);
     free(s->inputs);
     free(s);
 }
@@ -143,18 +151,19 @@ static kiln_status check_input(const kiln_graph *g, const kiln__value *v, const 
                      v->name, kiln__shape_str(t->ndim, t->dims, got, sizeof got), want);
 }
 
-kiln_status kiln_session_run(kiln_session *s, int n, const char *const *names,
-                             const kiln_tensor *const *inputs) {
+/* Checks the named inputs against the graph's declared types and puts them
+ * in s->inputs by position. need_data: every tensor must hold data. */
+static kiln_status bind_inputs(kiln_session *s, int n, const char *const *names,
+                               const kiln_tensor *const *inputs, int need_data) {
     const kiln_graph *g = s->r.g;
     const char *file = g->path ? g->path : "model";
-    kiln__err_clear();
     for (int i = 0; i < g->n_inputs; i++) s->inputs[i] = NULL;
     for (int k = 0; k < n; k++) {
         int pos = -1;
         for (int i = 0; i < g->n_inputs; i++)
             if (strcmp(g->values[g->inputs[i]].name, names[k]) == 0) pos = i;
         if (pos < 0) return kiln__err(KILN_E_NOTFOUND, "%s: the model has no input named '%s'", file, names[k]);
-        if (!inputs[k] || (!inputs[k]->data && kiln__numel(inputs[k]->ndim, inputs[k]->dims) > 0))
+        if (!inputs[k] || (need_data && !inputs[k]->data && kiln__numel(inputs[k]->ndim, inputs[k]->dims) > 0))
             return kiln__err(KILN_E_INVAL, "%s: input '%s' has no data", file, names[k]);
         KILN__TRY(check_input(g, &g->values[g->inputs[pos]], inputs[k]));
         s->inputs[pos] = inputs[k];
@@ -165,8 +174,24 @@ kiln_status kiln_session_run(kiln_session *s, int n, const char *const *names,
             return kiln__err(KILN_E_INVAL, "%s: input '%s' (%s) was not given", file, v->name,
                              kiln_dtype_name(v->dtype));
         }
-    KILN__TRY(kiln__runner_run(&s->r, g->n_inputs, s->inputs));
+    return KILN_OK;
+}
+
+kiln_status kiln_session_run(kiln_session *s, int n, const char *const *names,
+                             const kiln_tensor *const *inputs) {
+    kiln__err_clear();
+    KILN__TRY(bind_inputs(s, n, names, inputs, 1));
+    KILN__TRY(kiln__runner_run(&s->r, s->r.g->n_inputs, s->inputs));
     /* a new plan may have tuned nodes: keep the winners for the next start */
+    if (s->cache) KILN__TRY(kiln__timing_cache_save(s->cache));
+    return KILN_OK;
+}
+
+kiln_status kiln_session_plan(kiln_session *s, int n, const char *const *names,
+                              const kiln_tensor *const *inputs) {
+    kiln__err_clear();
+    KILN__TRY(bind_inputs(s, n, names, inputs, 0));
+    KILN__TRY(kiln__runner_plan(&s->r, s->r.g->n_inputs, s->inputs));
     if (s->cache) KILN__TRY(kiln__timing_cache_save(s->cache));
     return KILN_OK;
 }

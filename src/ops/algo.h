@@ -29,6 +29,11 @@
  *                (a message is optional and not shown); any other error fails
  *                the plan (out of memory, say). It must not change the output
  *                shapes and must leave c->kstate NULL when it fails.
+ *                Probing: with c->probe set, the planner only compares costs;
+ *                prepare may then skip expensive work (weight transforms,
+ *                packing) as long as cost() works on the kstate it leaves.
+ *                run() never sees a probed kstate: the winner is prepared
+ *                again without probe.
  *   cost(c)      after a successful prepare: the estimated seconds of one run
  *                on c->nth_plan threads (kiln__cost_seconds helps). Lower wins.
  *   run(c)       run time, with c->in/out data set and c->kstate from prepare.
@@ -38,6 +43,12 @@
  *                (kiln__pool_run), e.g. for phases that need a barrier
  *                between them. No malloc: scratch comes from c->scratch.
  *   release(s)   frees a kstate (may be NULL if prepare never sets one).
+ *
+ * An algorithm flagged KILN_ALGOF_TUNE_ONLY is never chosen by cost (nor
+ * prepared when nothing else could choose it): only tuning, a timing cache
+ * entry tuning wrote, or a test's force_algo picks it. For external
+ * libraries whose edge semantics differ from the reference (oneDNN's relu
+ * and clip turn NaN into a number) or that allocate inside run.
  *
  * Precision: an algorithm computing in bf16 (weights converted once in
  * prepare, products accumulated in f32) or int8 accepts a node only when
@@ -50,11 +61,13 @@
 
 #include "ops/op.h"
 
+#define KILN_ALGOF_TUNE_ONLY 0x100 /* chosen only by tuning, never by the heuristic (external libraries whose edge semantics differ from the reference) */
+
 typedef struct kiln__algo {
     const char *name;    /* unique; shown in profiles, stored in timing caches */
     const char *domain;  /* "" for ai.onnx, "kiln" for kiln's fused ops */
     const char *op_type; /* the op it runs */
-    int flags;           /* KILN_OPF_PARALLEL or 0 */
+    int flags;           /* KILN_OPF_PARALLEL, KILN_ALGOF_TUNE_ONLY, or 0 */
     kiln_status (*prepare)(kiln__kctx *c);
     double (*cost)(const kiln__kctx *c);
     kiln_status (*run)(kiln__kctx *c);

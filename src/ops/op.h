@@ -74,6 +74,8 @@ typedef struct kiln__kctx {
     int precision;    /* kiln_precision of the session */
     void *kstate;     /* algorithm state from prepare (owned by the plan) */
     double flops;     /* operations of one run (from prepare; profiles) */
+    int probe;        /* prepare: 1 when the planner only asks whether the algorithm
+                         takes the node and what it costs (algo.h) */
 } kiln__kctx;
 
 typedef kiln_status (*kiln__op_fn)(kiln__kctx *c);

@@ -30,7 +30,9 @@
 #include "graph/ir.h"
 #include "ops/algo.h"
 
-#define AH_MAX_IO 8
+#ifndef AH_MAX_IO
+#define AH_MAX_IO 12 /* QLinearConv has 9 inputs */
+#endif
 
 typedef struct ah_case {
     kiln_graph *g;

@@ -172,6 +172,11 @@ static kiln_status wino_prepare(kiln__kctx *c, int m, kiln__gemm_compute ct) {
     int64_t lo, hi;
     kiln__conv_chunk(g.K, s->kalign, 0, s->kch, &lo, &hi);
     s->kcmax = hi - lo;
+    if (c->probe) { /* cost() needs the blocking only: skip the weight transform */
+        c->kstate = s;
+        c->flops = kiln__conv_direct_flops(&g);
+        return KILN_OK;
+    }
 
     /* weights: transform, then pack each (point, chunk) as a GEMM B (C, chunk) */
     U = malloc((size_t)s->T * (size_t)g.C * (size_t)g.K * sizeof(float));
