@@ -26,9 +26,11 @@ suite() {
 }
 
 suite "unit tests" ctest --test-dir "$BUILD" --output-on-failure
-suite "ONNX conformance" "$BUILD/tests/kiln_conformance" --baseline "$BASELINE"
-suite "models vs onnxruntime + export round trip" \
+suite "ONNX conformance (graph passes, fast algorithms)" "$BUILD/tests/kiln_conformance" --baseline "$BASELINE"
+suite "ONNX conformance (reference kernels)" "$BUILD/tests/kiln_conformance" --baseline "$BASELINE" --reference
+suite "models vs onnxruntime (fp32, bf16) + export round trip" \
   .venv/bin/python tests/models/check_models.py --kiln "$BUILD/kiln" --roundtrip "$BUILD/tests/kiln_roundtrip"
+suite "quantized models vs onnxruntime (int8)" .venv/bin/python tests/models/check_int8.py --kiln "$BUILD/kiln"
 suite "CLI" tests/cli/test_cli.sh "$BUILD/kiln"
 suite "unit tests (ASan+UBSan)" ctest --test-dir "$ASAN_BUILD" --output-on-failure
 suite "ONNX conformance (ASan+UBSan)" "$ASAN_BUILD/tests/kiln_conformance" --baseline "$BASELINE"

@@ -64,6 +64,7 @@ typedef struct {
     int threads; /* -t; -1: 1, and all cores for the light suite */
     int timeout_s;
     int roundtrip;          /* save and reload every model before running it */
+    int reference;          /* sessions on the reference kernels only (no passes, no algorithms) */
     const char *export_dir; /* write kiln's export of every model here */
 } options;
 
@@ -456,7 +457,8 @@ static void run_test_body(const options *opt, const char *suite_name, const char
     /* one thread unless -t says otherwise: a crash on the calling thread is
      * recoverable, one in a worker is not. The light models are big enough
      * to want every core. */
-    kiln_session_options so = {.threads = opt->threads >= 0 ? opt->threads : light_prefix ? 0 : 1};
+    kiln_session_options so = {.threads = opt->threads >= 0 ? opt->threads : light_prefix ? 0 : 1,
+                               .reference = opt->reference};
     st = kiln_session_create(ts->g, &so, &ts->s);
     if (st != KILN_OK) {
         set_error(o, st, "session");
@@ -682,6 +684,9 @@ static void usage(FILE *f) {
             "simple,light]\n"
             "                        [--filter SUBSTR] [--baseline FILE] [--update-baseline FILE]\n"
             "                        [-v] [-t THREADS] [--timeout SECONDS] [--roundtrip] [--export DIR]\n"
+            "                        [--reference]\n"
+            "--reference: run on the reference kernels only (default: graph passes and fast\n"
+            "  algorithms, as kiln run does)\n"
             "-t THREADS: session threads (default 1, all cores for the light suite; a crash\n"
             "  is recoverable only on the calling thread)\n"
             "--timeout SECONDS: per-test limit (default 120)\n"
@@ -700,6 +705,7 @@ int main(int argc, char **argv) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) opt.verbose = 1;
         else if (strcmp(a, "--roundtrip") == 0) opt.roundtrip = 1;
+        else if (strcmp(a, "--reference") == 0) opt.reference = 1;
         else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
