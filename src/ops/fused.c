@@ -46,3 +46,7 @@ float kiln__act_apply(const kiln__act *a, float x) {
     }
     return x;
 }
+
+void kiln__act_store(const kiln__act *a, kiln_dtype dt, void *data, int64_t i, double v) {
+    kiln__st_f(dt, data, i, a->kind == KILN__ACT_NONE ? v : kiln__act_apply(a, (float)v));
+}

@@ -43,5 +43,8 @@ kiln_status kiln__act_from_node(const kiln__node *n, kiln__act *out);
 const char *kiln__act_name(kiln__act_kind kind);
 /* The scalar reference of the activation. */
 float kiln__act_apply(const kiln__act *a, float x);
+/* Stores act(v) as element i of data (a float dtype): the activation is f32
+ * (kiln__act_apply); without one, an f64 sum keeps its precision. */
+void kiln__act_store(const kiln__act *a, kiln_dtype dt, void *data, int64_t i, double v);
 
 #endif

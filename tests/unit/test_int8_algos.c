@@ -73,29 +73,6 @@ static kiln_tensor *zero_point(kiln_dtype dt, int mode, int64_t n) {
     }
 }
 
-/* Appends constant input t (an initializer owned by the graph) to the case's
- * node without a slot in c->in: for a 9th input (algo_harness.h holds
- * AH_MAX_IO = 8). */
-static void const_input_extra(ah_case *c, kiln_tensor *t) {
-    kiln_graph *g = c->g;
-    char name[16];
-    snprintf(name, sizeof name, "x%d", g->nodes[c->node].n_in);
-    int v = kiln__graph_add_value(g, name);
-    assert_true(v >= 0);
-    kiln__value *val = &g->values[v];
-    val->dtype = t->dtype;
-    val->ndim = t->ndim;
-    for (int d = 0; d < t->ndim; d++) val->dims[d].v = t->dims[d];
-    val->has_type = 1;
-    val->kind = KILN__VAL_INIT;
-    val->init = t;
-    g->inits = realloc(g->inits, (size_t)(g->n_inits + 1) * sizeof *g->inits);
-    g->inits[g->n_inits++] = v;
-    kiln__node *nd = &g->nodes[c->node];
-    nd->in = realloc(nd->in, (size_t)(nd->n_in + 1) * sizeof *nd->in);
-    nd->in[nd->n_in++] = v;
-}
-
 /* Runs the case on every isa this CPU has, at 1 and 2 threads, exactly. */
 static void run_exact(ah_case *c, const char *algo) {
     kiln__gemm_isa isas[] = {KILN__GEMM_ISA_AUTO, KILN__GEMM_ISA_GENERIC, KILN__GEMM_ISA_AVX512};
@@ -278,7 +255,7 @@ static void conv_case(const conv_spec *sp0, const char *force) {
         ah_input(&c, wz ? wz : scalar_t(sp.wt, 0), 1);
         ah_input(&c, scalar_t(KILN_DTYPE_F32, ys), 1);
         ah_input(&c, sp.xz ? zero_point(sp.yt, 2, 1) : scalar_t(sp.yt, 0), 1);
-        if (sp.bias) const_input_extra(&c, vec_rand(KILN_DTYPE_I32, sp.k, -30000, 30000));
+        if (sp.bias) ah_input(&c, vec_rand(KILN_DTYPE_I32, sp.k, -30000, 30000), 1);
     }
     const int64_t *st = sp.stride, *dl = sp.dil;
     if (sp.nsp == 1) {

@@ -2,62 +2,23 @@
  * AVX-512F (16 hidden units per vector, masked tails; semantics in rnn.h).
  * Compiled through target attributes only; rnn_gates.c calls them only when
  * the CPU has AVX-512F.
- *
- * exp is Cephes expf (range reduction by ln 2 in two parts, degree-6
- * polynomial; ~2 ulp), sigmoid(x) = 1 / (1 + exp(-x)), tanh is Cephes tanhf
- * (odd polynomial below |x| = 0.625, 1 - 2 / (exp(2|x|) + 1) above, sign
- * restored). Inputs are clamped into exp's range in an order that lets NaN
- * through, so NaN propagates as in the reference; +-inf give the limits. */
+ * sigmoid and tanh come from vmath.h. */
 #if defined(__x86_64__) || defined(__i386__)
 
 #include <immintrin.h>
 
 #include "cpu/kernels/rnn.h"
+#include "cpu/kernels/vmath.h"
 
 #define ATTR __attribute__((target("avx512f,avx2,fma")))
 #define INLINE static inline __attribute__((always_inline)) ATTR
 
 INLINE __m512 v1(float x) { return _mm512_set1_ps(x); }
 
-/* exp(x); x clamped to [-87.3, 88.3] (max/min return the second operand on
- * NaN, so NaN survives). */
-INLINE __m512 v_exp(__m512 x) {
-    x = _mm512_max_ps(v1(-87.3f), x);
-    x = _mm512_min_ps(v1(88.3f), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, v1(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fmadd_ps(n, v1(-0.693359375f), x);
-    r = _mm512_fmadd_ps(n, v1(2.12194440e-4f), r);
-    __m512 p = v1(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, v1(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, v1(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, v1(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, v1(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, v1(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, v1(1.0f)));
-    return _mm512_scalef_ps(p, n);
-}
-
-INLINE __m512 v_sigmoid(__m512 x) {
-    return _mm512_div_ps(v1(1.0f), _mm512_add_ps(v1(1.0f), v_exp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-}
-
-INLINE __m512 v_tanh(__m512 x) {
-    const __m512 t = _mm512_abs_ps(x);
-    const __m512 s = _mm512_mul_ps(t, t);
-    __m512 p = v1(-5.70498872745e-3f);
-    p = _mm512_fmadd_ps(p, s, v1(2.06390887954e-2f));
-    p = _mm512_fmadd_ps(p, s, v1(-5.37397155531e-2f));
-    p = _mm512_fmadd_ps(p, s, v1(1.33314422036e-1f));
-    p = _mm512_fmadd_ps(p, s, v1(-3.33332819422e-1f));
-    p = _mm512_fmadd_ps(_mm512_mul_ps(p, s), t, t); /* |x| < 0.625 */
-    const __m512 e = v_exp(_mm512_add_ps(t, t));
-    const __m512 big = _mm512_sub_ps(v1(1.0f), _mm512_div_ps(v1(2.0f), _mm512_add_ps(e, v1(1.0f))));
-    const __mmask16 small = _mm512_cmp_ps_mask(t, v1(0.625f), _CMP_LT_OQ);
-    const __m512 r = _mm512_mask_blend_ps(small, big, p);
-    const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN));
-    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(r), sign));
-}
+/* sigmoid and tanh: the vectorized functions the elementwise kernels use
+ * (vmath.h: a few ulp against libm; NaN propagates, +-inf give the limits). */
+#define v_sigmoid kiln__vm_sigmoid16
+#define v_tanh kiln__vm_tanh16
 
 /* min(max(v, -clip), clip), NaN passing through. */
 INLINE __m512 v_clip(int has_clip, float clip, __m512 v) {

@@ -41,9 +41,7 @@ static void fused_conv_epilogue(const kiln__kctx *c, const kiln__act *act, int64
     for (int64_t i = p0 * plane; i < p1 * plane; i++) {
         double v = kiln__ld_f(y->dtype, y->data, i);
         if (z) v += kiln__ld_f(z->dtype, z->data, i);
-        /* the activation is f32 (kiln__act_apply); f64 sums keep their precision without one */
-        kiln__st_f(y->dtype, y->data, i,
-                   act->kind == KILN__ACT_NONE ? v : kiln__act_apply(act, (float)v));
+        kiln__act_store(act, y->dtype, y->data, i, v);
     }
 }
 
