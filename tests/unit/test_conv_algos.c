@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "algo_harness.h"
+#include "cpu/kernels/conv_algo.h"
 #include "cpu/kernels/conv_depthwise.h"
 #include "cpu/kernels/gemm.h"
 #include "ops/fused.h"
@@ -525,6 +526,236 @@ static void test_heuristic(void **state) {
     }
 }
 
+/* ---- depthwise kernel paths ------------------------------------------------------ */
+
+/* Depthwise spec: C channels (multiplier mult), H x W, k x k, stride, pads
+ * (top, left, bottom, right). */
+static conv_spec dw_spec(int64_t n, int64_t c, int64_t mult, int64_t h, int64_t w, int64_t k,
+                         int64_t stride, int64_t p0, int64_t p1, int64_t p2, int64_t p3) {
+    conv_spec sp = {.n = n, .c = c, .h = h, .w = w, .k = c * mult, .r = k, .s = k, .group = c,
+                    .stride = {stride, stride}, .pads = {p0, p1, p2, p3}, .bias = 1,
+                    .wconst = 1};
+    return sp;
+}
+
+/* Every kernel of conv_depthwise.c by the geometry that selects it (on
+ * AVX-512 CPUs; elsewhere all run the portable rows), at 1 and 2 threads:
+ * flat over the input ("same" stride 1: 7x7, 14x14, 112x112, odd sizes,
+ * 1x1, one plane cut in chunks on 2 threads), flat with column masks
+ * (planes past the whole-plane table: 224x224, odd 150x141), flat over
+ * phase planes (stride 2 "same": 112->56, 14->7, odd 13->7, stride 3, 5x5),
+ * AVX-512 rows (no padding, stride 2 past the table, stride 2 and 3 whose
+ * last column falls outside the phase planes: permutes and gathers). */
+static void test_depthwise_paths(void **state) {
+    (void)state;
+    const conv_spec cases[] = {
+        /* flat, direct, whole-plane masks */
+        dw_spec(1, 24, 1, 7, 7, 3, 1, 1, 1, 1, 1),
+        dw_spec(1, 20, 1, 14, 14, 3, 1, 1, 1, 1, 1),
+        dw_spec(1, 3, 1, 112, 112, 3, 1, 1, 1, 1, 1),
+        dw_spec(2, 5, 1, 17, 33, 3, 1, 1, 1, 1, 1),
+        dw_spec(1, 4, 1, 1, 1, 3, 1, 1, 1, 1, 1),
+        dw_spec(1, 3, 1, 5, 2, 3, 1, 1, 1, 1, 1),
+        dw_spec(1, 1, 1, 19, 21, 3, 1, 1, 1, 1, 1),  /* one plane: chunks on 2 threads */
+        dw_spec(1, 6, 2, 9, 9, 3, 1, 1, 1, 1, 1),    /* channel multiplier 2 */
+        dw_spec(1, 4, 1, 11, 12, 5, 1, 2, 2, 2, 2),  /* 5x5 */
+        dw_spec(1, 4, 1, 10, 9, 3, 1, 2, 1, 0, 1),   /* taller top pad: Q == W, P != H */
+        /* flat, direct, column masks */
+        dw_spec(1, 2, 1, 224, 224, 3, 1, 1, 1, 1, 1),
+        dw_spec(1, 1, 1, 150, 141, 3, 1, 1, 1, 1, 1),
+        /* flat over phase planes */
+        dw_spec(1, 4, 1, 112, 112, 3, 2, 1, 1, 1, 1),
+        dw_spec(1, 16, 1, 14, 14, 3, 2, 1, 1, 1, 1),
+        dw_spec(2, 7, 1, 13, 13, 3, 2, 1, 1, 1, 1),
+        dw_spec(1, 1, 1, 28, 28, 3, 2, 1, 1, 1, 1),  /* one plane: chunks, partial fills */
+        dw_spec(1, 3, 2, 15, 20, 3, 2, 1, 1, 1, 1),
+        dw_spec(1, 3, 1, 21, 22, 5, 2, 2, 2, 2, 2),
+        dw_spec(1, 3, 1, 16, 17, 3, 3, 1, 1, 1, 1),
+        dw_spec(1, 3, 1, 2, 2, 3, 2, 1, 1, 1, 1),
+        /* AVX-512 rows */
+        dw_spec(1, 5, 1, 9, 40, 3, 1, 0, 0, 0, 0),   /* valid: Q != W */
+        dw_spec(1, 2, 1, 256, 256, 3, 2, 1, 1, 1, 1),
+        dw_spec(1, 3, 1, 14, 14, 3, 2, 0, 0, 0, 0),  /* last column outside the phases */
+        dw_spec(1, 3, 1, 16, 17, 3, 3, 0, 1, 2, 0),  /* stride 3, phased */
+        dw_spec(1, 3, 1, 20, 70, 5, 3, 0, 1, 2, 0),  /* stride 3 past the phases: gathers */
+        dw_spec(1, 3, 2, 9, 37, 3, 2, 0, 0, 1, 1),
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check(cases[i], "conv_depthwise", TOL_F32);
+    conv_spec dil = dw_spec(1, 3, 1, 15, 15, 3, 1, 2, 2, 2, 2);
+    dil.dil[0] = dil.dil[1] = 2; /* flat with dilation */
+    check(dil, "conv_depthwise", TOL_F32);
+    dil.stride[0] = dil.stride[1] = 2; /* phased with dilation */
+    check(dil, "conv_depthwise", TOL_F32);
+    conv_spec nob = dw_spec(1, 8, 1, 7, 7, 3, 1, 1, 1, 1, 1);
+    nob.bias = 0;
+    check(nob, "conv_depthwise", TOL_F32);
+}
+
+/* kiln.FusedConv on every depthwise path: each activation, with and without
+ * bias and the residual Z (MobileNetV2's Clip(0, 6) among them). */
+static void test_depthwise_fused_paths(void **state) {
+    (void)state;
+    const conv_spec shapes[] = {
+        dw_spec(1, 10, 1, 7, 7, 3, 1, 1, 1, 1, 1),      /* flat */
+        dw_spec(1, 2, 1, 224, 200, 3, 1, 1, 1, 1, 1),   /* flat, column masks */
+        dw_spec(2, 6, 1, 14, 14, 3, 2, 1, 1, 1, 1),     /* phased */
+        dw_spec(1, 4, 1, 9, 40, 3, 1, 0, 0, 0, 0),      /* rows */
+        dw_spec(1, 3, 1, 20, 70, 5, 3, 0, 1, 2, 0),     /* rows, gathers */
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (size_t a = 0; a < sizeof ACTS / sizeof *ACTS; a++)
+            for (int variant = 0; variant < 3; variant++) {
+                conv_spec sp = shapes[i];
+                sp.bias = variant != 1;
+                sp.z = variant != 0;
+                sp.act = ACTS[a];
+                sp.clip[0] = a == 2 && variant == 2 ? 0.0f : -0.3f;
+                sp.clip[1] = a == 2 && variant == 2 ? 6.0f : 0.4f;
+                check(sp, "conv_depthwise", TOL_F32);
+            }
+}
+
+/* NaN / Inf parity on every depthwise path: in X (spread to every output
+ * whose taps reach it), and in W, where the reference skips the taps that
+ * fall in the padding (so a non-finite corner tap leaves the border outputs
+ * finite): the kernels must skip them too, not multiply them by zero. */
+static void test_depthwise_nonfinite(void **state) {
+    (void)state;
+    const conv_spec shapes[] = {
+        dw_spec(1, 4, 1, 7, 7, 3, 1, 1, 1, 1, 1),
+        dw_spec(1, 4, 1, 224, 200, 3, 1, 1, 1, 1, 1),
+        dw_spec(1, 4, 1, 14, 14, 3, 2, 1, 1, 1, 1),
+        dw_spec(1, 4, 1, 9, 40, 3, 1, 0, 1, 0, 1),
+        dw_spec(1, 4, 1, 20, 70, 5, 3, 1, 1, 2, 0),
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (int where = 0; where < 2; where++) {
+            conv_spec sp = shapes[i]; /* 4 channels: planes 0..3 below */
+            sp.act = "Clip";
+            sp.clip[0] = 0.0f;
+            sp.clip[1] = 6.0f;
+            sp.z = 1;
+            ah_case c;
+            build(&c, sp);
+            if (where == 0) {
+                float *x = kiln_tensor_data(c.in[0]);
+                int64_t hw = sp.h * sp.w;
+                x[0] = NAN;                 /* corner of plane 0 */
+                x[hw + sp.w + 3] = INFINITY; /* plane 1 */
+                x[2 * hw + hw / 2] = -INFINITY;
+                x[3 * hw + hw - 1] = NAN;   /* last element of plane 3 */
+            } else {
+                float *w = kiln_tensor_data(c.in[1]);
+                int64_t taps = sp.r * sp.s;
+                w[0] = INFINITY;                  /* channel 0, tap (0, 0) */
+                w[2 * taps - 1] = NAN;            /* channel 1, the last tap */
+                w[2 * taps + sp.s] = -INFINITY;   /* channel 2, tap (1, 0) */
+            }
+            for (int t = 1; t <= 2; t++)
+                ah_run_algo(&c, "fused_conv_depthwise", KILN_PRECISION_FP32, t, TOL_F32);
+            ah_case_free(&c);
+        }
+}
+
+/* Each depthwise kernel called directly on one plane against the portable
+ * rows (kiln__dw_rows_generic, which the planner never picks on AVX-512
+ * CPUs): AVX-512 rows, flat over the input with the whole-plane table and
+ * with column masks, flat over phase planes; with the residual and
+ * activations, NaN / Inf in the input; the guard floats after the output
+ * stay untouched. */
+static void test_depthwise_kernels(void **state) {
+    (void)state;
+#ifdef KILN__DW_X86
+    if (!kiln__dw_have_avx512()) skip();
+    /* H, W, R(=S), stride, dilation, pad top, left, bottom, right */
+    static const int64_t geo[][9] = {
+        {7, 7, 3, 1, 1, 1, 1, 1, 1},    {14, 14, 3, 2, 1, 1, 1, 1, 1}, {13, 13, 3, 2, 1, 1, 1, 1, 1},
+        {17, 33, 3, 1, 1, 1, 1, 1, 1},  {30, 37, 5, 2, 1, 2, 2, 2, 2}, {9, 40, 3, 1, 1, 0, 0, 0, 0},
+        {20, 70, 5, 3, 1, 0, 1, 2, 0},  {16, 17, 3, 3, 1, 1, 1, 1, 1}, {15, 15, 3, 2, 2, 2, 2, 2, 2},
+        {1, 1, 3, 1, 1, 1, 1, 1, 1},    {2, 2, 3, 2, 1, 1, 1, 1, 1},   {12, 100, 4, 1, 1, 2, 1, 1, 2},
+    };
+    static const kiln__act acts[] = {{KILN__ACT_NONE, 0, 0}, {KILN__ACT_CLIP, 0.0f, 6.0f},
+                                     {KILN__ACT_SILU, 0, 0}, {KILN__ACT_GELU, 0, 0}};
+    enum { MAXN = 4096, GUARD = 32 };
+    static float x[MAXN], z[MAXN], y0[MAXN + GUARD], y1[MAXN + GUARD], ph[4 * MAXN];
+    float w[25];
+    const float *rows[4 * 5];
+    for (size_t gi = 0; gi < sizeof geo / sizeof *geo; gi++)
+        for (size_t ai = 0; ai < sizeof acts / sizeof *acts; ai++) {
+            const int64_t *e = geo[gi];
+            kiln__conv2d g = {.H = e[0], .W = e[1], .R = e[2], .S = e[2], .sh = e[3], .sw = e[3],
+                              .dh = e[4], .dw = e[4], .ph = e[5], .pw = e[6], .act = acts[ai]};
+            g.P = out_dim(g.H, g.R, g.sh, g.dh, e[5], e[7]);
+            g.Q = out_dim(g.W, g.S, g.sw, g.dw, e[6], e[8]);
+            int64_t ranges[10], PQ = g.P * g.Q, HW = g.H * g.W;
+            assert_true(PQ <= MAXN && HW <= MAXN);
+            kiln__dw_geom d;
+            kiln__dw_geom_init(&d, &g, ranges);
+            for (int64_t i = 0; i < HW; i++) x[i] = (float)((i * 37 + gi * 11) % 23) / 7.0f - 1.5f;
+            for (int64_t i = 0; i < PQ; i++) z[i] = (float)((i * 13) % 17) / 9.0f - 0.9f;
+            for (int64_t i = 0; i < g.R * g.S; i++) w[i] = (float)((i * 7 + ai) % 11) / 5.0f - 1.0f;
+            x[HW / 3] = NAN;
+            x[HW - 1] = INFINITY;
+            for (int with_z = 0; with_z < 2; with_z++) {
+                kiln__dw_plane pl = {.x = x, .w = w, .bias = 0.25f, .z = with_z ? z : NULL,
+                                     .y = y0, .rows = rows};
+                kiln__dw_rows_generic(&d, &pl, 0, g.P);
+                for (int kind = 0; kind < 4; kind++) {
+                    kiln__dw_geom dk = d;
+                    uint16_t *table = NULL;
+                    int64_t tapoff[25], units = (PQ + 15) / 16;
+                    kiln__dw_plane pk = pl;
+                    pk.y = y1;
+                    if (kind == 0) { /* AVX-512 rows */
+                        table = malloc((size_t)kiln__dw_row_masks_len(g.Q, g.S) * 2);
+                        kiln__dw_row_masks(&dk, table);
+                        dk.vmask = table;
+                        units = g.P;
+                    } else if (kind == 3) { /* phase planes */
+                        dk.phased = 1;
+                        dk.Hp = (g.H + g.sh - 1) / g.sh;
+                        if (!kiln__dw_phase_ok(&dk) || kiln__dw_phase_len(&dk) > 4 * MAXN) continue;
+                        kiln__dw_phase_fill_avx512(&dk, x, ph, 0, g.H);
+                        pk.x = ph;
+                    } else if (!kiln__dw_flat_ok(&d)) {
+                        continue;
+                    }
+                    if (kind == 1 || kind == 3) { /* whole-plane table */
+                        table = malloc((size_t)kiln__dw_flat_tapmasks_len(&dk) * 2);
+                        kiln__dw_flat_tapmasks(&dk, table);
+                        kiln__dw_tapoffs(&dk, tapoff);
+                        dk.tapmask = table;
+                        dk.tapoff = tapoff;
+                    } else if (kind == 2) { /* column masks */
+                        dk.period = kiln__dw_flat_period(g.Q);
+                        table = malloc((size_t)(dk.period * g.S) * 2);
+                        kiln__dw_flat_masks(&dk, table);
+                        dk.colmask = table;
+                    }
+                    for (int i = 0; i < GUARD; i++) y1[PQ + i] = 1234.5f;
+                    kiln__dw_plane_fn fn = kind == 0 ? kiln__dw_rows_avx512_pick(&dk)
+                                                     : kiln__dw_flat_avx512_pick(&dk);
+                    fn(&dk, &pk, 0, units);
+                    free(table);
+                    for (int i = 0; i < GUARD; i++)
+                        if (y1[PQ + i] != 1234.5f)
+                            fail_msg("geometry %zu kernel %d: wrote past the plane", gi, kind);
+                    for (int64_t i = 0; i < PQ; i++) {
+                        int same = isnan(y0[i]) ? isnan(y1[i])
+                                   : y0[i] == y1[i] ||
+                                         fabsf(y0[i] - y1[i]) <= 1e-5f * (1 + fabsf(y0[i]));
+                        if (!same)
+                            fail_msg("geometry %zu act %zu z %d kernel %d: y[%lld] = %g, portable %g",
+                                     gi, ai, with_z, kind, (long long)i, y1[i], y0[i]);
+                    }
+                }
+            }
+        }
+#else
+    skip();
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_1x1),
@@ -538,6 +769,10 @@ int main(void) {
         cmocka_unit_test(test_fused_reference),
         cmocka_unit_test(test_nonfinite),
         cmocka_unit_test(test_heuristic),
+        cmocka_unit_test(test_depthwise_paths),
+        cmocka_unit_test(test_depthwise_fused_paths),
+        cmocka_unit_test(test_depthwise_nonfinite),
+        cmocka_unit_test(test_depthwise_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
