@@ -1,7 +1,8 @@
 /* tests/unit/test_gemm.c: the f32 GEMM kernel (src/cpu/kernels/gemm.h)
  * against a plain triple loop accumulating in double, on fresh random inputs:
  * shapes around and between the tile sizes, every transpose combination,
- * alpha/beta, every epilogue, prepacked B, each ISA path, 1..4 threads; and
+ * alpha/beta, every epilogue, prepacked B, prepacked A (alone and with
+ * prepacked B), each ISA path, 1..4 threads; and
  * the bf16 compute type (where the CPU has AVX512_BF16) against the same
  * double loop over the bf16-rounded inputs (tight) and over the f32 inputs
  * (bf16 tolerance), with the same epilogues, edges, prepacking and threads.
@@ -50,7 +51,8 @@ typedef struct gcase {
     kiln__gemm_bias bias;
     int residual;
     kiln__gemm_act act;
-    int prepack;
+    int prepack;   /* B packed once (kiln__gemm_pack_b_ex) */
+    int prepack_a; /* A packed once (kiln__gemm_pack_a_ex) */
     kiln__gemm_isa isa;
     int nth;      /* threads */
     int use_pool; /* through kiln__sgemm_run, else kiln__sgemm per ith in turn */
@@ -71,7 +73,7 @@ static double ref_act(double x, kiln__gemm_act act) {
 }
 
 typedef struct operands {
-    float *a, *b, *c, *c0, *bias, *res, *packed;
+    float *a, *b, *c, *c0, *bias, *res, *packed, *packed_a;
     int64_t lda, ldb, ldc, ldr, c_floats;
 } operands;
 
@@ -99,6 +101,7 @@ static void free_operands(operands *o) {
     free(o->bias);
     free(o->res);
     free(o->packed);
+    free(o->packed_a);
 }
 
 /* C as the kernel receives it: c0's values in the (M,N) elements (NaN when
@@ -156,6 +159,11 @@ static kiln__gemm_args args_of(const gcase *t, const operands *o) {
         g.b = o->packed;
         g.b_packed = 1;
     }
+    if (t->prepack_a) {
+        g.a = o->packed_a;
+        g.a_packed = 1;
+        g.lda = 0; /* ignored */
+    }
     return g;
 }
 
@@ -174,6 +182,16 @@ static kiln_status run_kernel(const gcase *t, operands *o) {
                                                   o->packed, bytes)
                              : kiln__gemm_pack_b_ex(t->isa, t->compute, t->tb, t->k, t->n, o->b,
                                                     o->ldb, o->packed, bytes);
+        if (st != KILN_OK) return st;
+    }
+    if (t->prepack_a) {
+        size_t bytes = kiln__gemm_packed_a_bytes_ex(t->isa, t->compute, t->m, t->k);
+        assert_true(bytes > 0);
+        free(o->packed_a);
+        o->packed_a = malloc(bytes);
+        assert_non_null(o->packed_a);
+        kiln_status st = kiln__gemm_pack_a_ex(t->isa, t->compute, t->ta, t->m, t->k, o->a, o->lda,
+                                              o->packed_a, bytes);
         if (st != KILN_OK) return st;
     }
     kiln__gemm_args g = args_of(t, o);
@@ -197,9 +215,10 @@ static kiln_status run_kernel(const gcase *t, operands *o) {
 static void describe(const gcase *t, char *buf, size_t n) {
     snprintf(buf, n,
              "M=%lld N=%lld K=%lld ta=%d tb=%d alpha=%g beta=%g bias=%d res=%d act=%d "
-             "prepack=%d isa=%s nth=%d pool=%d pad=%d compute=%s",
+             "prepack=%d prepack_a=%d isa=%s nth=%d pool=%d pad=%d compute=%s",
              (long long)t->m, (long long)t->n, (long long)t->k, t->ta, t->tb, t->alpha,
-             t->beta, t->bias, t->residual, t->act, t->prepack, kiln__gemm_isa_name(t->isa),
+             t->beta, t->bias, t->residual, t->act, t->prepack, t->prepack_a,
+             kiln__gemm_isa_name(t->isa),
              t->nth, t->use_pool, t->pad, kiln__gemm_compute_name(t->compute));
 }
 
@@ -277,11 +296,13 @@ static void test_isa_dispatch(void **state) {
     print_message("gemm: best isa on this CPU: %s\n", kiln__gemm_isa_name(best));
 }
 
-/* Shapes around the tile sizes (4x16, 6x16, 14x32) and blocks (KC 256). */
+/* Shapes around the tile sizes (4x16, 6x16, 14x32) and blocks (KC 256 for
+ * generic and AVX2, 384 for AVX-512, 512 for bf16). */
 static const int64_t shapes[][3] = {
     {1, 1, 1},    {2, 3, 5},     {7, 13, 11},  {4, 16, 8},    {6, 16, 9},    {14, 32, 256},
     {15, 33, 257}, {13, 31, 255}, {29, 67, 17}, {1, 100, 37},  {100, 1, 37},  {64, 64, 0},
     {3, 17, 1},   {28, 64, 513}, {97, 131, 301}, {31, 7, 600}, {113, 520, 40}, {1, 1, 1000},
+    {15, 33, 385}, {29, 800, 383},
 };
 
 static void test_shapes_transposes(void **state) {
@@ -322,7 +343,7 @@ static void test_large(void **state) {
     kiln__gemm_isa list[KILN__GEMM_ISA_COUNT];
     int ni = isas(list);
     for (int ii = 0; ii < ni; ii++) {
-        gcase t = plain(517, 1031, 259, list[ii]);
+        gcase t = plain(517, 1031, 400, list[ii]); /* two K blocks everywhere */
         t.nth = 2;
         t.use_pool = 1;
         t.beta = 1.0f;
@@ -361,7 +382,7 @@ static void test_epilogues(void **state) {
             for (int bias = 0; bias < 3; bias++)
                 for (int res = 0; res < 2; res++) {
                     /* K spans two blocks: the epilogue must run once, at the end */
-                    gcase t = plain(23, 45, 260 + act, list[ii]);
+                    gcase t = plain(23, 45, 400 + act, list[ii]);
                     t.act = (kiln__gemm_act)act;
                     t.bias = (kiln__gemm_bias)bias;
                     t.residual = res;
@@ -417,18 +438,19 @@ static void test_threads(void **state) {
 /* NaN in A row i0 poisons row i0; Inf in B column j1 gives +-Inf in column
  * j1; Inf in C with beta != 0 stays Inf: exactly where the reference says. */
 static void nan_inf_case(kiln__gemm_isa isa, kiln__gemm_act act, kiln__gemm_compute compute,
-                         int prepack) {
-    gcase t = plain(20, 40, 300, isa);
+                         int prepack) { /* prepack: 1 B, 2 A, 3 both */
+    gcase t = plain(20, 40, 500, isa);
     t.beta = 1.0f;
     t.act = act;
     t.compute = compute;
-    t.prepack = prepack;
+    t.prepack = prepack & 1;
+    t.prepack_a = prepack >> 1;
     char what[256];
     describe(&t, what, sizeof what);
     operands o;
     make_operands(&t, &o);
     o.a[3 * o.lda + 100] = NAN;            /* row 3 */
-    o.b[280 * o.ldb + 17] = INFINITY;      /* column 17, second K block */
+    o.b[420 * o.ldb + 17] = INFINITY;      /* column 17, second K block */
     o.c0[11 * o.ldc + 33] = -INFINITY;     /* one element */
     prime_c(&t, &o);
     double *ref = reference(&t, &o);
@@ -458,7 +480,187 @@ static void test_nan_inf(void **state) {
     static const kiln__gemm_act acts[] = {KILN__GEMM_ACT_NONE, KILN__GEMM_ACT_RELU,
                                           KILN__GEMM_ACT_CLIP};
     for (int ii = 0; ii < ni; ii++)
-        for (int ai = 0; ai < 3; ai++) nan_inf_case(list[ii], acts[ai], KILN__GEMM_F32, 0);
+        for (int ai = 0; ai < 3; ai++)
+            for (int pp = 0; pp < 4; pp += 2) nan_inf_case(list[ii], acts[ai], KILN__GEMM_F32, pp);
+}
+
+/* ---- prepacked A ---------------------------------------------------------------- */
+
+/* Shapes for prepacked A: edge rows (M not a multiple of any row tile), one
+ * row, one column, K across blocks with odd tails, K == 0. */
+static const int64_t pa_shapes[][3] = {{1, 1, 1},    {15, 33, 257}, {50, 100, 600}, {3, 530, 9},
+                                       {29, 7, 513}, {100, 1, 37},  {1, 70, 1030}, {43, 64, 0},
+                                       {257, 129, 65}};
+#define N_PA_SHAPES ((int)(sizeof pa_shapes / sizeof pa_shapes[0]))
+
+/* Prepacked A on every isa, both layouts of A, with and without prepacked B,
+ * 1..3 threads (pool or not), every epilogue across the cases. */
+static void prepacked_a_cases(kiln__gemm_isa isa, kiln__gemm_compute compute) {
+    for (int s = 0; s < N_PA_SHAPES; s++)
+        for (int v = 0; v < 4; v++) {
+            gcase t = plain(pa_shapes[s][0], pa_shapes[s][1], pa_shapes[s][2], isa);
+            t.compute = compute;
+            t.prepack_a = 1;
+            t.ta = v & 1;
+            t.prepack = v >> 1;
+            t.tb = (s + v) & 1;
+            t.nth = 1 + (s + v) % 3;
+            t.use_pool = (s >> 1) & 1;
+            t.pad = s % 3;
+            t.act = (kiln__gemm_act)((s + v) % KILN__GEMM_ACT_COUNT);
+            t.bias = (kiln__gemm_bias)(v % 3);
+            t.residual = (s + v) & 1;
+            t.beta = t.residual ? 0.5f : 0.0f;
+            t.alpha = v == 3 ? -0.5f : 1.0f;
+            check_case(&t);
+        }
+    /* every epilogue over two K blocks, A and B both prepacked and not */
+    for (int act = 0; act < KILN__GEMM_ACT_COUNT; act++)
+        for (int bias = 0; bias < 3; bias++)
+            for (int res = 0; res < 2; res++) {
+                gcase t = plain(23, 45, 517 + act, isa);
+                t.compute = compute;
+                t.prepack_a = 1;
+                t.prepack = res;
+                t.act = (kiln__gemm_act)act;
+                t.bias = (kiln__gemm_bias)bias;
+                t.residual = res;
+                t.beta = res ? 0.5f : 0.0f;
+                t.alpha = 0.25f;
+                t.nth = 1 + (act + bias) % 3;
+                check_case(&t);
+            }
+    /* beyond one row block of the on-the-fly packing, split over threads */
+    gcase t = plain(1031, 67, 300, isa);
+    t.compute = compute;
+    t.prepack_a = 1;
+    t.nth = 3;
+    t.use_pool = 1;
+    t.bias = KILN__GEMM_BIAS_ROW;
+    check_case(&t);
+}
+
+static void test_prepacked_a(void **state) {
+    kiln__gemm_isa list[KILN__GEMM_ISA_COUNT];
+    int ni = isas(list);
+    for (int ii = 0; ii < ni; ii++) prepacked_a_cases(list[ii], KILN__GEMM_F32);
+    /* AUTO packs for the best isa, and runs with it */
+    gcase t = plain(40, 70, 90, KILN__GEMM_ISA_AUTO);
+    t.prepack_a = 1;
+    t.prepack = 1;
+    check_case(&t);
+}
+
+/* A packed buffer that does not fit the product is refused, C untouched. */
+static void test_prepacked_a_mismatch(void **state) {
+    gcase t = plain(8, 9, 10, KILN__GEMM_ISA_AUTO);
+    operands o;
+    make_operands(&t, &o);
+    prime_c(&t, &o);
+    float *c_before = malloc((size_t)o.c_floats * sizeof(float));
+    assert_non_null(c_before);
+    memcpy(c_before, o.c, (size_t)o.c_floats * sizeof(float));
+    _Alignas(64) char scratch[8192];
+    kiln__gemm_args g = args_of(&t, &o);
+    g.scratch = scratch;
+    const kiln__gemm_isa best = kiln__gemm_isa_best();
+    /* packing itself: bad lda, missing A, short buffer, bad isa */
+    size_t bytes = kiln__gemm_packed_a_bytes_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32, 8, 10);
+    assert_true(bytes > 0);
+    assert_int_equal(kiln__gemm_packed_a_bytes_ex((kiln__gemm_isa)42, KILN__GEMM_F32, 8, 10), 0);
+    assert_int_equal(kiln__gemm_packed_a_bytes_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32, -1, 10), 0);
+    void *pa = malloc(bytes), *pa9 = NULL, *pa11 = NULL;
+    assert_non_null(pa);
+    assert_int_equal(kiln__gemm_pack_a_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32, 0, 8, 10, o.a, 9,
+                                          pa, bytes),
+                     KILN_E_INVAL);
+    assert_int_equal(kiln__gemm_pack_a_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32, 0, 8, 10, NULL,
+                                          o.lda, pa, bytes),
+                     KILN_E_INVAL);
+    assert_int_equal(kiln__gemm_pack_a_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32, 0, 8, 10, o.a,
+                                          o.lda, pa, bytes - 4),
+                     KILN_E_INVAL);
+    assert_int_equal(kiln__gemm_pack_a_ex((kiln__gemm_isa)42, KILN__GEMM_F32, 0, 8, 10, o.a,
+                                          o.lda, pa, bytes),
+                     KILN_E_UNSUPPORTED);
+    assert_int_equal(kiln__gemm_pack_a_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32, 0, 8, 10, o.a,
+                                          o.lda, pa, bytes),
+                     KILN_OK);
+    kiln__gemm_args bad = g;
+    bad.a = pa;
+    bad.a_packed = 1;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_OK); /* the good one runs */
+    prime_c(&t, &o);
+    /* packed for other M or K */
+    size_t b9 = kiln__gemm_packed_a_bytes_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32, 9, 10);
+    size_t b11 = kiln__gemm_packed_a_bytes_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32, 8, 11);
+    pa9 = malloc(b9);
+    pa11 = malloc(b11);
+    assert_non_null(pa9);
+    assert_non_null(pa11);
+    float *a_big = rnd_buf(9 * 11);
+    assert_int_equal(kiln__gemm_pack_a_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32, 0, 9, 10, a_big,
+                                          11, pa9, b9),
+                     KILN_OK);
+    assert_int_equal(kiln__gemm_pack_a_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32, 0, 8, 11, a_big,
+                                          11, pa11, b11),
+                     KILN_OK);
+    bad.a = pa9;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    bad.a = pa11;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    /* raw A flagged as packed; a packed A passed as packed B */
+    bad.a = o.a;
+    assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+    kiln__gemm_args swap = g;
+    swap.b = pa;
+    swap.b_packed = 1;
+    assert_int_equal(kiln__sgemm(&swap, 0, 1), KILN_E_INVAL);
+    /* a forced isa other than the buffer's; A and B packed for different isas */
+    if (best != KILN__GEMM_ISA_GENERIC) {
+        bad = g;
+        bad.a = pa;
+        bad.a_packed = 1;
+        bad.isa = KILN__GEMM_ISA_GENERIC;
+        assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+        size_t bb = kiln__sgemm_packed_b_bytes(KILN__GEMM_ISA_GENERIC, 10, 9);
+        void *pb = malloc(bb);
+        assert_non_null(pb);
+        assert_int_equal(
+            kiln__sgemm_pack_b(KILN__GEMM_ISA_GENERIC, 0, 10, 9, o.b, o.ldb, pb, bb), KILN_OK);
+        bad.isa = KILN__GEMM_ISA_AUTO;
+        bad.b = pb;
+        bad.b_packed = 1;
+        assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+        free(pb);
+    }
+    /* an f32 A in a bf16 product, a bf16 A in an f32 one */
+    if (kiln__gemm_compute_supported(KILN__GEMM_BF16)) {
+        bad = g;
+        bad.a = pa;
+        bad.a_packed = 1;
+        bad.compute = KILN__GEMM_BF16;
+        assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+        size_t b16 = kiln__gemm_packed_a_bytes_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_BF16, 8, 10);
+        assert_true(b16 > 0 && b16 < bytes);
+        void *p16 = malloc(b16);
+        assert_non_null(p16);
+        assert_int_equal(kiln__gemm_pack_a_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_BF16, 0, 8, 10, o.a,
+                                              o.lda, p16, b16),
+                         KILN_OK);
+        bad.a = p16;
+        bad.compute = KILN__GEMM_F32;
+        assert_int_equal(kiln__sgemm(&bad, 0, 1), KILN_E_INVAL);
+        free(p16);
+    }
+    assert_memory_equal(o.c, c_before, (size_t)o.c_floats * sizeof(float));
+    assert_true(strlen(kiln_last_error()) > 0);
+    free(a_big);
+    free(pa);
+    free(pa9);
+    free(pa11);
+    free(c_before);
+    free_operands(&o);
 }
 
 /* ---- bf16 compute -------------------------------------------------------------- */
@@ -571,12 +773,24 @@ static void test_bf16_threads(void **state) {
             }
 }
 
+static void test_bf16_prepacked_a(void **state) {
+    if (!bf16_available()) return;
+    prepacked_a_cases(KILN__GEMM_ISA_AUTO, KILN__GEMM_BF16);
+    /* K blocks of the bf16 kernel (512) with an odd tail */
+    gcase t = plain_bf16(61, 90, 1025);
+    t.prepack_a = 1;
+    t.ta = 1;
+    t.nth = 2;
+    t.beta = 1.0f;
+    check_case(&t);
+}
+
 static void test_bf16_nan_inf(void **state) {
     if (!bf16_available()) return;
     static const kiln__gemm_act acts[] = {KILN__GEMM_ACT_NONE, KILN__GEMM_ACT_RELU,
                                           KILN__GEMM_ACT_CLIP};
     for (int ai = 0; ai < 3; ai++)
-        for (int pp = 0; pp < 2; pp++)
+        for (int pp = 0; pp < 4; pp++)
             nan_inf_case(KILN__GEMM_ISA_AUTO, acts[ai], KILN__GEMM_BF16, pp);
 }
 
@@ -691,9 +905,11 @@ int main(void) {
         cmocka_unit_test(test_alpha_beta),    cmocka_unit_test(test_epilogues),
         cmocka_unit_test(test_prepacked_b),   cmocka_unit_test(test_threads),
         cmocka_unit_test(test_nan_inf),       cmocka_unit_test(test_bad_args),
+        cmocka_unit_test(test_prepacked_a),   cmocka_unit_test(test_prepacked_a_mismatch),
         cmocka_unit_test(test_bf16_dispatch), cmocka_unit_test(test_bf16_shapes),
         cmocka_unit_test(test_bf16_epilogues), cmocka_unit_test(test_bf16_threads),
-        cmocka_unit_test(test_bf16_nan_inf),  cmocka_unit_test(test_bf16_packed_mismatch),
+        cmocka_unit_test(test_bf16_prepacked_a), cmocka_unit_test(test_bf16_nan_inf),
+        cmocka_unit_test(test_bf16_packed_mismatch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

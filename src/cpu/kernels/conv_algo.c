@@ -133,8 +133,12 @@ double kiln__conv_io_bytes(const kiln__conv2d *g) {
 }
 
 double kiln__conv_gemm_efficiency(double m, double n, double k, kiln__gemm_compute ct) {
-    /* register tiles of 14 x 32: edge tiles waste lanes */
-    double waste_m = m / (ceil(m / 14.0) * 14.0), waste_n = n / (ceil(n / 32.0) * 32.0);
+    /* register tiles of 14 x 32; the GEMM runs edge strips with kernels of
+     * their own rows (a few rows' cost at least) and edge tiles of <= 16
+     * columns with one vector, so only the lanes of those waste */
+    double rem_m = m - floor(m / 14.0) * 14.0, rem_n = n - floor(n / 32.0) * 32.0;
+    double waste_m = m / (floor(m / 14.0) * 14.0 + (rem_m > 0 ? fmax(rem_m, 4.0) : 0.0));
+    double waste_n = n / (floor(n / 32.0) * 32.0 + (rem_n > 0 ? (rem_n <= 16 ? 16.0 : 32.0) : 0.0));
     double e = 0.85 * (m / (m + 8.0)) * (n / (n + 16.0)) * (k / (k + 32.0)) * waste_m * waste_n;
     return ct == KILN__GEMM_BF16 ? 1.8 * e : e;
 }

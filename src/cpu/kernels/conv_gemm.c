@@ -21,9 +21,11 @@
  * thread gets work (a chunk's thread regathers its block: Cg*R*S*nb copies
  * against 2*Kg*Cg*R*S*nb flops).
  *
- * The weights are the GEMM's A and are packed by the GEMM on every run
- * (K*Cg*R*S floats per block, against 2*K*Cg*R*S*nb flops); they may be
- * non-constant inputs.
+ * The weights are the GEMM's A. When they are known at plan time (an
+ * initializer) prepare packs them once, per group and row chunk, in the
+ * GEMM's panel layout and compute type (kiln__gemm_pack_a_ex) and every block
+ * passes them with a_packed; a non-constant W is packed by the GEMM on every
+ * block (K*Cg*R*S floats per block, against 2*K*Cg*R*S*nb flops).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +46,18 @@ typedef struct gemm_conv {
     size_t cols_bytes;     /* im2col block per slice (0 when direct) */
     size_t slice;          /* scratch bytes per thread */
     kiln__gemm_compute compute;
+    /* W packed once (NULL when W is not known at plan time): the packed A of
+     * group grp, row chunk ch starts at wpack + woff[grp * mch + ch] */
+    char *wpack;
+    size_t *woff;
 } gemm_conv;
+
+static void gemm_conv_free(gemm_conv *s) {
+    if (!s) return;
+    kiln__aligned_free(s->wpack);
+    free(s->woff);
+    free(s);
+}
 
 /* cols (Cg*R*S, nbk) = columns [j0, j0+nbk) of the im2col matrix of one image
  * and group: row (c, r, s), column j = p*Q + q holds
@@ -86,13 +99,58 @@ static void im2col_block(const kiln__conv2d *g, const float *x, int64_t j0, int6
 }
 
 /* A GEMM of (m, n, k) shaped like the ones run() issues, with placeholder
- * (non-NULL) operands: only for kiln__sgemm_scratch_bytes. */
-static size_t gemm_scratch(int64_t m, int64_t n, int64_t k, kiln__gemm_compute compute) {
+ * (non-NULL) operands, A the packed buffer packed_a of m rows when not NULL:
+ * only for kiln__sgemm_scratch_bytes. */
+static size_t gemm_scratch(int64_t m, int64_t n, int64_t k, kiln__gemm_compute compute,
+                           const void *packed_a) {
     static const float dummy[1];
     kiln__gemm_args a = {.m = m, .n = n, .k = k, .alpha = 1.0f, .a = dummy, .lda = k > 1 ? k : 1,
                          .b = dummy, .ldb = n > 1 ? n : 1, .c = (float *)dummy,
                          .ldc = n > 1 ? n : 1, .compute = compute};
+    if (packed_a) {
+        a.a = packed_a;
+        a.a_packed = 1;
+    }
     return kiln__sgemm_scratch_bytes(&a, 1);
+}
+
+/* Rows [*m0, *m1) of a group that row chunk ch covers. */
+static void chunk_rows(const gemm_conv *s, int64_t ch, int64_t *m0, int64_t *m1) {
+    *m0 = 0;
+    *m1 = s->g.Kg;
+    if (s->mch > 1) kiln__conv_chunk(s->g.Kg, s->malign, ch, s->mch, m0, m1);
+}
+
+/* Packs W (K, Cg*R*S) once: one packed A per (group, row chunk), as run()
+ * multiplies them. */
+static kiln_status pack_weights(gemm_conv *s, const float *w) {
+    const kiln__conv2d *g = &s->g;
+    const int64_t n = g->G * s->mch;
+    s->woff = malloc((size_t)(n + 1) * sizeof *s->woff);
+    if (!s->woff) return kiln__err(KILN_E_NOMEM, "conv: out of memory for packed weights");
+    size_t total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t m0, m1;
+        chunk_rows(s, i % s->mch, &m0, &m1);
+        size_t bytes = kiln__gemm_packed_a_bytes_ex(KILN__GEMM_ISA_AUTO, s->compute, m1 - m0,
+                                                    s->crs);
+        if (bytes == 0) return kiln__err(KILN_E_UNSUPPORTED, "conv: weights too large to pack");
+        s->woff[i] = total;
+        total += kiln__conv_align64(bytes);
+    }
+    s->woff[n] = total;
+    s->wpack = kiln__aligned_alloc(total ? total : 64);
+    if (!s->wpack) return kiln__err(KILN_E_NOMEM, "conv: out of memory for packed weights");
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t grp = i / s->mch;
+        int64_t m0, m1;
+        chunk_rows(s, i % s->mch, &m0, &m1);
+        KILN__TRY(kiln__gemm_pack_a_ex(KILN__GEMM_ISA_AUTO, s->compute, 0, m1 - m0, s->crs,
+                                       w + (grp * g->Kg + m0) * s->crs,
+                                       s->crs > 0 ? s->crs : 1, s->wpack + s->woff[i],
+                                       s->woff[i + 1] - s->woff[i]));
+    }
+    return KILN_OK;
 }
 
 static kiln_status gemm_conv_prepare(kiln__kctx *c, int only_1x1, kiln__gemm_compute ct) {
@@ -118,13 +176,19 @@ static kiln_status gemm_conv_prepare(kiln__kctx *c, int only_1x1, kiln__gemm_com
     s->workers = kiln__conv_nth(c);
     s->malign = 16;
     s->mch = kiln__conv_mchunks(g.N * g.G * s->nblk, g.Kg, s->workers, s->malign);
-    int64_t mrows = g.Kg, lo, hi;
-    if (s->mch > 1) {
-        kiln__conv_chunk(g.Kg, s->malign, 0, s->mch, &lo, &hi); /* chunk 0 is a largest */
-        mrows = hi - lo;
+    int64_t lo, hi;
+    chunk_rows(s, 0, &lo, &hi); /* chunk 0 is a largest */
+    const kiln_tensor *w = kiln__in(c, 1);
+    if (w->data) {
+        kiln_status st = pack_weights(s, (const float *)w->data);
+        if (st != KILN_OK) {
+            gemm_conv_free(s);
+            return st;
+        }
     }
     s->cols_bytes = s->direct ? 0 : kiln__conv_align64((size_t)s->crs * (size_t)s->nb * 4);
-    s->slice = s->cols_bytes + kiln__conv_align64(gemm_scratch(mrows, s->nb, s->crs, s->compute));
+    s->slice = s->cols_bytes + kiln__conv_align64(gemm_scratch(hi - lo, s->nb, s->crs, s->compute,
+                                                               s->wpack));
     c->scratch_bytes = s->slice * (size_t)s->workers;
     c->kstate = s;
     c->flops = kiln__conv_direct_flops(&g);
@@ -145,8 +209,9 @@ static kiln_status conv_im2col_bf16_prepare(kiln__kctx *c) {
 }
 
 /* Seconds of the GEMMs plus the memory traffic: the gathering (written once,
- * read once by the GEMM's packing, mostly in cache) and the weights, which
- * the GEMM packs (reads and writes) once per column block. */
+ * read once by the GEMM's packing, mostly in cache) and the weights, once per
+ * column block: streamed from the buffer packed in prepare (f32 or bf16), or
+ * read and written again by the GEMM's own packing when W was not known. */
 static double gemm_conv_cost(const kiln__kctx *c) {
     const gemm_conv *s = c->kstate;
     const kiln__conv2d *g = &s->g;
@@ -155,7 +220,8 @@ static double gemm_conv_cost(const kiln__kctx *c) {
     double gather = s->direct ? 0.0
                               : 2.0 * 4.0 * (double)g->N * g->G * (double)s->crs * g->P * g->Q *
                                     (double)s->mch;
-    double wpack = 2.0 * 4.0 * (double)g->N * s->nblk * (double)g->K * (double)s->crs;
+    const double wbytes = s->wpack ? (s->compute == KILN__GEMM_BF16 ? 2.0 : 4.0) : 2.0 * 4.0;
+    double wpack = wbytes * (double)g->N * s->nblk * (double)g->K * (double)s->crs;
     return kiln__cost_seconds(c, kiln__conv_direct_flops(g), eff,
                               kiln__conv_io_bytes(g) + 0.25 * gather + wpack);
 }
@@ -191,12 +257,17 @@ static kiln_status gemm_conv_run(kiln__kctx *c) {
             a.b = cols;
             a.ldb = nbk;
         }
-        int64_t m0 = 0, m1 = g->Kg;
-        if (s->mch > 1) kiln__conv_chunk(g->Kg, s->malign, chunk, s->mch, &m0, &m1);
+        int64_t m0, m1;
+        chunk_rows(s, chunk, &m0, &m1);
         const int64_t row = grp * g->Kg + m0, yoff = (n * g->K + row) * PQ + j0;
         a.m = m1 - m0;
-        a.a = io.w + row * s->crs;
-        a.lda = s->crs;
+        if (s->wpack) {
+            a.a = (const float *)(s->wpack + s->woff[grp * s->mch + chunk]);
+            a.a_packed = 1;
+        } else {
+            a.a = io.w + row * s->crs;
+            a.lda = s->crs;
+        }
         a.c = io.y + yoff;
         a.ldc = PQ;
         kiln__conv_gemm_epilogue(g, &a, io.b ? io.b + row : NULL, io.z ? io.z + yoff : NULL, PQ);
@@ -205,7 +276,7 @@ static kiln_status gemm_conv_run(kiln__kctx *c) {
     return KILN_OK;
 }
 
-static void gemm_conv_release(void *kstate) { free(kstate); }
+static void gemm_conv_release(void *kstate) { gemm_conv_free(kstate); }
 
 /* Conv and kiln.FusedConv, each in f32 and bf16 */
 #define GEMM_CONV_ALGO(name, domain, op, prep)                                                  \

@@ -10,10 +10,11 @@
  * registers, so C is written once per K block.
  *
  * Algorithm (BLIS-style, packed panels): K is cut into KC-deep blocks; for
- * each, up to MC rows of op(A) are packed once into MR-row panels, then each
- * NC-column block of op(B) is packed into NR-wide panels (KC x NC, sized to
- * stay in L2; skipped when B comes prepacked), and for each MR-row A panel
- * (MR x KC, stays in L1) a register-tile microkernel sweeps the B panels.
+ * each, blocks of op(A) rows are packed into MR-row panels and NC-column
+ * blocks of op(B) into NR-wide panels (either skipped when that operand comes
+ * prepacked), the outer of the two packed once and the inner once per outer
+ * block, in the order that packs less; for each MR-row A panel (MR x KC,
+ * stays in L1) a register-tile microkernel sweeps the B panels of the block.
  * Edge tiles use masked loads/stores: nothing outside the given matrices is
  * read or written. ISAs: AVX-512F (14x32 tile), AVX2+FMA (6x16), generic C
  * (4x16), picked at run time (or forced through args.isa, for tests and the
@@ -75,11 +76,12 @@ typedef enum kiln__gemm_compute {
 
 typedef struct kiln__gemm_args {
     int64_t m, n, k;
-    int trans_a;       /* 0: A is (M,K); 1: A is (K,M) and op(A) = A^T */
+    int trans_a;       /* 0: A is (M,K); 1: A is (K,M) and op(A) = A^T; ignored when a_packed */
     int trans_b;       /* 0: B is (K,N); 1: B is (N,K) and op(B) = B^T */
     float alpha, beta;
-    const float *a;
-    int64_t lda;
+    const float *a;    /* or, when a_packed, a kiln__gemm_pack_a_ex buffer */
+    int64_t lda;       /* ignored when a_packed */
+    int a_packed;
     const float *b;    /* or, when b_packed, a kiln__sgemm_pack_b buffer */
     int64_t ldb;       /* ignored when b_packed (so is trans_b) */
     int b_packed;
@@ -110,8 +112,8 @@ int kiln__gemm_compute_supported(kiln__gemm_compute compute);
 const char *kiln__gemm_compute_name(kiln__gemm_compute compute);
 
 /* Bytes of scratch kiln__sgemm needs for nth threads (any alignment is
- * accepted; 0 when nothing needs packing). Depends on m, n, k, b_packed,
- * compute and the resolved isa only. */
+ * accepted; 0 when nothing needs packing). Depends on m, n, k, a_packed,
+ * b_packed, compute and the resolved isa only. */
 size_t kiln__sgemm_scratch_bytes(const kiln__gemm_args *args, int nth);
 
 /* Computes thread ith's share of C (0 <= ith < nth). Every thread of the
@@ -141,5 +143,21 @@ kiln_status kiln__gemm_pack_b_ex(kiln__gemm_isa isa, kiln__gemm_compute compute,
 size_t kiln__sgemm_packed_b_bytes(kiln__gemm_isa isa, int64_t k, int64_t n);
 kiln_status kiln__sgemm_pack_b(kiln__gemm_isa isa, int trans_b, int64_t k, int64_t n,
                                const float *b, int64_t ldb, void *packed, size_t packed_bytes);
+
+
+/* ---- A packed once (constant weights as the left operand) ----------------
+ * Packs op(A) (M,K) for the isa path (AUTO: the best that computes in
+ * `compute`) into `packed`, of at least kiln__gemm_packed_a_bytes_ex(isa,
+ * compute, m, k) bytes (bf16: about half). The buffer records isa, compute,
+ * M, K and the kernel's row tile and K block; pass it as args.a with
+ * args.a_packed = 1, the same args.m, args.k, args.compute and args.isa AUTO
+ * or the same isa (with B also prepacked, both must be for the same isa); a
+ * mismatch is refused naming it. Returns 0 bytes for a bad isa, compute or
+ * size. Does not allocate. */
+size_t kiln__gemm_packed_a_bytes_ex(kiln__gemm_isa isa, kiln__gemm_compute compute, int64_t m,
+                                    int64_t k);
+kiln_status kiln__gemm_pack_a_ex(kiln__gemm_isa isa, kiln__gemm_compute compute, int trans_a,
+                                 int64_t m, int64_t k, const float *a, int64_t lda, void *packed,
+                                 size_t packed_bytes);
 
 #endif

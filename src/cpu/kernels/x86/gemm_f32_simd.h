@@ -99,8 +99,14 @@ static inline __attribute__((always_inline)) GS_ATTR void GS_FN(tile_body)(
 #pragma GCC unroll 4
         for (int j = 0; j < nv; j++) acc[i][j] = gs_zero();
 
-    /* Bring the C tile toward L1 while the products run. */
-    for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+    /* Bring the C tile into L2 while the products run: every cache line of its
+     * rows (first, middle and last element; a 32-float row spans up to 3). */
+    for (int i = 0; i < mr; i++) {
+        const char *row = (const char *)(c + i * ldc);
+        _mm_prefetch(row, _MM_HINT_T1);
+        if (nr > GS_W) _mm_prefetch(row + GS_W * sizeof(float), _MM_HINT_T1);
+        _mm_prefetch(row + (nr - 1) * sizeof(float), _MM_HINT_T1);
+    }
 
 #ifdef GS_BF16
     /* per K pair: NV vectors of 16 columns x 2 bf16, one broadcast pair per row */
