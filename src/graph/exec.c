@@ -28,6 +28,7 @@ typedef struct step {
     int dynamic; /* re-infers shapes and (re)allocates outputs when run */
     int folded;  /* evaluated at plan time */
     const kiln__algo *algo; /* chosen algorithm; NULL: the reference kernel */
+    int inline_run;         /* parallel kernel with too little work to wake the pool */
     kiln__kctx ctx;
     size_t scratch_off;  /* arena offset of static scratch */
     void *dyn_scratch;   /* dynamic steps: grow-only scratch */
@@ -179,12 +180,47 @@ static kiln_status check_containers(const kiln__kctx *c, const kiln__op_def *def
 /* Runs step st's kernel: its algorithm, or the reference kernel def; on the
  * pool when parallel (else inline, as when folding at plan time). */
 static kiln_status run_kernel(step *st, const kiln__op_def *def, int parallel) {
-    if (!parallel) {
+    if (!parallel || st->inline_run) {
+        if (st->inline_run && st->algo) {
+            st->ctx.ith = 0;
+            st->ctx.nth = 1;
+            return st->algo->run(&st->ctx);
+        }
         st->ctx.ith = 0;
         st->ctx.nth = 1;
         return def->ref(&st->ctx);
     }
     return kiln__run_node(st->algo, def, &st->ctx);
+}
+
+/* Waking the pool costs some microseconds per node (more on a busy
+ * machine); a kernel that splits its work by ith/nth but has less than this
+ * much to do runs on the caller alone. */
+#define INLINE_SECONDS 10e-6
+#define INLINE_BYTES ((size_t)32 << 10)
+
+/* 1 if st is a parallel kernel with too little work for the pool: an
+ * algorithm whose one-thread cost estimate is below INLINE_SECONDS, or a
+ * reference kernel whose inputs and outputs total under INLINE_BYTES. Algorithms that
+ * drive the pool themselves decide for themselves. */
+static int small_work(step *st, const kiln__op_def *def) {
+    kiln__kctx *c = &st->ctx;
+    if (c->nth_plan <= 1) return 0;
+    if (st->algo) {
+        if (!(st->algo->flags & KILN_OPF_PARALLEL) || !st->algo->cost) return 0;
+        int nth = c->nth_plan;
+        c->nth_plan = 1;
+        double t = st->algo->cost(c);
+        c->nth_plan = nth;
+        return t < INLINE_SECONDS;
+    }
+    if (!(def->flags & KILN_OPF_PARALLEL)) return 0;
+    size_t bytes = 0;
+    for (int k = 0; k < c->n_in; k++)
+        if (c->in[k] && !kiln__is_container(c->in[k]->dtype)) bytes += kiln__tensor_bytes(c->in[k]);
+    for (int k = 0; k < c->n_out; k++)
+        if (c->out[k]) bytes += kiln__tensor_bytes(c->out[k]);
+    return bytes < INLINE_BYTES;
 }
 
 typedef struct buf {
@@ -435,6 +471,7 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
                 s = node_error(p, nd, s);
                 goto fail;
             }
+            st->inline_run = small_work(st, def);
         }
     }
     if (infer_only) {
