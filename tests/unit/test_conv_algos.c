@@ -235,15 +235,13 @@ static void test_depthwise_rows(void **state) {
                 int64_t S = S_list[si], sw = sw_list[ti], pw = S / 2, qlo[8], qhi[8];
                 int64_t W = (Q - 1) * sw + 1;
                 kiln__dw_geom d = {.W = W, .Q = Q, .R = 3, .S = S, .sw = sw, .dw = 1, .pw = pw,
-                                   .qi0 = 0, .qi1 = Q, .qlo = qlo, .qhi = qhi};
+                                   .qlo = qlo, .qhi = qhi};
                 for (int64_t s = 0; s < S; s++) {
                     int64_t b = s - pw;
                     qlo[s] = b >= 0 ? 0 : (-b + sw - 1) / sw;
                     qhi[s] = W - 1 - b < 0 ? 0 : (W - 1 - b) / sw + 1;
                     if (qhi[s] > Q) qhi[s] = Q;
                     if (qlo[s] > qhi[s]) qlo[s] = qhi[s];
-                    if (qlo[s] > d.qi0) d.qi0 = qlo[s];
-                    if (qhi[s] < d.qi1) d.qi1 = qhi[s];
                 }
                 kiln__dw_row_generic(&d, rows, w, 0.5f, y0);
                 kiln__dw_row_avx512(&d, rows, w, 0.5f, y1);

@@ -167,12 +167,10 @@ void kiln__dw_tapoffs(const kiln__dw_geom *d, int64_t *off) {
 void kiln__dw_geom_init(kiln__dw_geom *d, const kiln__conv2d *g, int64_t *ranges) {
     *d = (kiln__dw_geom){.H = g->H, .W = g->W, .P = g->P, .Q = g->Q, .R = g->R, .S = g->S,
                          .sh = g->sh, .sw = g->sw, .dh = g->dh, .dw = g->dw, .ph = g->ph,
-                         .pw = g->pw, .qi0 = 0, .qi1 = g->Q, .act = g->act,
+                         .pw = g->pw, .act = g->act,
                          .qlo = ranges, .qhi = ranges + g->S};
     for (int64_t t = 0; t < g->S; t++) {
         kiln__stride_range(t * g->dw - g->pw, g->sw, g->W, g->Q, &ranges[t], &ranges[g->S + t]);
-        if (ranges[t] > d->qi0) d->qi0 = ranges[t];
-        if (ranges[g->S + t] < d->qi1) d->qi1 = ranges[g->S + t];
     }
 }
 

@@ -43,8 +43,6 @@ typedef struct kiln__dw_geom {
     int64_t R, S;             /* kernel */
     int64_t sh, sw, dh, dw;   /* strides, dilations */
     int64_t ph, pw;           /* begin pads */
-    int64_t qi0, qi1;         /* outputs [qi0, qi1) of a row have every column tap inside
-                                 the row (qi0 >= qi1: none) */
     const int64_t *qlo, *qhi; /* [S]: column tap s is inside for q in [qlo[s], qhi[s]) */
     kiln__act act;            /* applied last (NONE: none) */
     /* row kernels (AVX-512): kiln__dw_row_masks's table, or NULL */
