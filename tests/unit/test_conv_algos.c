@@ -31,6 +31,7 @@
 
 #define TOL_F32 1e-5
 #define TOL_BF16 1e-2
+#define TOL_BF16_WINOGRAD 2e-2
 
 static unsigned seed = 4242;
 
@@ -109,7 +110,10 @@ static void check(conv_spec sp, const char *base, double tol) {
         kiln__gemm_compute_supported(KILN__GEMM_BF16) && ny >= 64) {
         char bf[80];
         snprintf(bf, sizeof bf, "%s_bf16", name);
-        for (int t = 1; t <= 2; t++) ah_run_algo(&c, bf, KILN_PRECISION_BF16, t, TOL_BF16);
+        /* Winograd rounds the transformed tiles (sums of up to 4 inputs) to
+         * bf16 too: up to 1.1e-2 seen on the few-channel cases here */
+        const double tol = strncmp(base, "conv_winograd", 13) == 0 ? TOL_BF16_WINOGRAD : TOL_BF16;
+        for (int t = 1; t <= 2; t++) ah_run_algo(&c, bf, KILN_PRECISION_BF16, t, tol);
     }
     ah_case_free(&c);
 }
@@ -146,6 +150,10 @@ static void test_conv_1x1(void **state) {
         {.n = 2, .c = 12, .h = 6, .w = 5, .k = 9, .r = 1, .s = 1, .group = 3, .bias = 1},
         {.n = 1, .c = 8, .h = 7, .w = 9, .k = 6, .r = 1, .s = 1, .wconst = 1, .bias = 1},
         {.n = 1, .c = 8, .h = 6, .w = 6, .k = 40, .r = 1, .s = 1, .bias = 1}, /* row chunks */
+        /* batch 1 at 2 threads: each product split by the GEMM's grid, groups too */
+        {.n = 1, .c = 12, .h = 6, .w = 5, .k = 9, .r = 1, .s = 1, .group = 3, .bias = 1},
+        {.n = 1, .c = 40, .h = 9, .w = 14, .k = 45, .r = 1, .s = 1, .bias = 1, .z = 1,
+         .act = "Relu"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         check(cases[i], "conv_1x1", TOL_F32);

@@ -223,6 +223,35 @@ static void test_thread_pool(void **state) {
     assert_int_equal(kiln__pool_create(100000, &p), KILN_E_INVAL);
 }
 
+/* The spin-then-sleep hand-off: with no spinning (every task wakes sleeping
+ * workers, the caller sleeps on the rest), with a short spin and pauses
+ * longer than it (threads fall asleep between tasks), and with the default;
+ * every task seen exactly once by every thread, fewer threads than the pool
+ * included. */
+static void test_thread_pool_handoff(void **state) {
+    (void)state;
+    const char *spins[] = {"0", "20", NULL};
+    for (int v = 0; v < 3; v++) {
+        if (spins[v])
+            setenv("KILN_POOL_SPIN_US", spins[v], 1);
+        else
+            unsetenv("KILN_POOL_SPIN_US");
+        kiln__pool *p;
+        assert_int_equal(kiln__pool_create(3, &p), KILN_OK);
+        int64_t hits[97] = {0};
+        pool_arg a = {97, hits};
+        int runs = 0;
+        for (int r = 0; r < 300; r++) {
+            kiln__pool_run(p, r % 3 == 0 ? 2 : 0, pool_task, &a);
+            runs++;
+            if (v == 1 && r % 50 == 0) usleep(200); /* past the 20 us spin */
+        }
+        for (int i = 0; i < 97; i++) assert_int_equal(hits[i], runs);
+        kiln__pool_free(p);
+    }
+    unsetenv("KILN_POOL_SPIN_US");
+}
+
 /* float8 / float4 / int4 / int2: traits, exhaustive code round trips, rounding
  * and saturation (expected codes from ml_dtypes, ONNX's reference). */
 static int nan_codes(kiln_dtype dt) {
@@ -404,6 +433,7 @@ int main(void) {
         cmocka_unit_test(test_npy_round_trip),
         cmocka_unit_test(test_broadcast_and_iter),
         cmocka_unit_test(test_thread_pool),
+        cmocka_unit_test(test_thread_pool_handoff),
         cmocka_unit_test(test_narrow_dtypes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

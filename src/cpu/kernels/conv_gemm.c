@@ -19,7 +19,11 @@
  * slice with a single-threaded GEMM, so no barrier is needed. With few
  * blocks (batch 1, small images) the rows are cut into chunks so that every
  * thread gets work (a chunk's thread regathers its block: Cg*R*S*nb copies
- * against 2*Kg*Cg*R*S*nb flops).
+ * against 2*Kg*Cg*R*S*nb flops). Direct 1x1 convolutions gather nothing, so
+ * their column block is the whole image; with fewer (image, group) products
+ * than twice the threads, every thread takes its share of each product
+ * through the GEMM's own thread grid (kiln__sgemm(ith, nth): whole tiles,
+ * rows or columns split by what it packs) instead of row chunks.
  *
  * The weights are the GEMM's A. When they are known at plan time (an
  * initializer) prepare packs them once, per group and row chunk, in the
@@ -39,6 +43,7 @@
 typedef struct gemm_conv {
     kiln__conv2d g;
     int direct;            /* B = X (1x1, stride 1, no padding) */
+    int shared;            /* direct, each product split over all threads */
     int64_t crs;           /* Cg*R*S: the GEMM's K */
     int64_t nb, nblk;      /* columns per block; blocks per (image, group) */
     int64_t mch, malign;   /* row chunks per group and their alignment */
@@ -168,14 +173,18 @@ static kiln_status gemm_conv_prepare(kiln__kctx *c, int only_1x1, kiln__gemm_com
     s->direct = g.R == 1 && g.S == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
                 g.P == g.H && g.Q == g.W;
     const int64_t PQ = g.P * g.Q;
-    /* column blocks: the block's B (CgRS, nb) within COLS_BYTES, whole GEMM tiles */
+    /* column blocks: the block's B (CgRS, nb) within COLS_BYTES, whole GEMM
+     * tiles; direct: the whole image (the GEMM blocks B itself) */
     int64_t nb = COLS_BYTES / (4 * (s->crs > 0 ? s->crs : 1));
     nb = nb < 64 ? 64 : nb / 32 * 32;
+    if (s->direct) nb = PQ;
     s->nb = nb < PQ ? nb : (PQ > 0 ? PQ : 1);
     s->nblk = PQ > 0 ? (PQ + s->nb - 1) / s->nb : 0;
     s->workers = kiln__conv_nth(c);
+    s->shared = s->direct && s->workers > 1 && g.N * g.G < 2 * (int64_t)s->workers;
     s->malign = 16;
-    s->mch = kiln__conv_mchunks(g.N * g.G * s->nblk, g.Kg, s->workers, s->malign);
+    s->mch = s->shared ? 1
+                       : kiln__conv_mchunks(g.N * g.G * s->nblk, g.Kg, s->workers, s->malign);
     int64_t lo, hi;
     chunk_rows(s, 0, &lo, &hi); /* chunk 0 is a largest */
     const kiln_tensor *w = kiln__in(c, 1);
@@ -215,8 +224,13 @@ static kiln_status conv_im2col_bf16_prepare(kiln__kctx *c) {
 static double gemm_conv_cost(const kiln__kctx *c) {
     const gemm_conv *s = c->kstate;
     const kiln__conv2d *g = &s->g;
-    double mrows = (double)g->Kg / (double)s->mch;
-    double eff = kiln__conv_gemm_efficiency(mrows, (double)s->nb, (double)s->crs, s->compute);
+    double mrows = (double)g->Kg / (double)s->mch, ncols = (double)s->nb;
+    if (s->shared) { /* the GEMM's grid: rows or columns over the threads */
+        const int w = s->workers;
+        if (mrows / w >= ncols / w && mrows >= 14.0 * w) mrows /= w;
+        else ncols /= w;
+    }
+    double eff = kiln__conv_gemm_efficiency(mrows, ncols, (double)s->crs, s->compute);
     double gather = s->direct ? 0.0
                               : 2.0 * 4.0 * (double)g->N * g->G * (double)s->crs * g->P * g->Q *
                                     (double)s->mch;
@@ -235,9 +249,11 @@ static kiln_status gemm_conv_run(kiln__kctx *c) {
     kiln__conv_io_get(c, &io);
     const int64_t PQ = g->P * g->Q, HW = g->H * g->W;
     const int64_t items = g->N * g->G * s->nblk * s->mch;
-    int64_t lo, hi;
-    kiln__split(items, c->ith, workers, &lo, &hi);
-    char *slice = (char *)c->scratch + (size_t)c->ith * s->slice;
+    int64_t lo = 0, hi = items;
+    if (!s->shared) kiln__split(items, c->ith, workers, &lo, &hi);
+    /* shared: every thread walks every product, kiln__sgemm picks its share
+     * and its packing space in the whole scratch */
+    char *slice = (char *)c->scratch + (s->shared ? 0 : (size_t)c->ith * s->slice);
     float *cols = (float *)slice;
     int64_t gathered = -1; /* block whose im2col matrix cols holds */
     for (int64_t it = lo; it < hi; it++) {
@@ -271,7 +287,7 @@ static kiln_status gemm_conv_run(kiln__kctx *c) {
         a.c = io.y + yoff;
         a.ldc = PQ;
         kiln__conv_gemm_epilogue(g, &a, io.b ? io.b + row : NULL, io.z ? io.z + yoff : NULL, PQ);
-        KILN__TRY(kiln__sgemm(&a, 0, 1));
+        KILN__TRY(s->shared ? kiln__sgemm(&a, c->ith, workers) : kiln__sgemm(&a, 0, 1));
     }
     return KILN_OK;
 }
