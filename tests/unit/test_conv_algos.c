@@ -26,6 +26,7 @@
 #include "algo_harness.h"
 #include "cpu/kernels/conv_algo.h"
 #include "cpu/kernels/conv_depthwise.h"
+#include "cpu/kernels/winograd.h"
 #include "cpu/kernels/gemm.h"
 #include "ops/fused.h"
 
@@ -278,11 +279,18 @@ static void winograd_cases(const char *base, double bound) {
         {.n = 1, .c = 32, .h = 14, .w = 14, .k = 80, .r = 3, .s = 3, .pads = {1, 1, 1, 1},
          .bias = 1},
         {.n = 2, .c = 64, .h = 56, .w = 56, .k = 64, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
+        /* more than 16 tiles a row (F4 too), channels past a multiple of 16 */
+        {.n = 1, .c = 3, .h = 6, .w = 75, .k = 17, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        cases[i].wconst = 1;
-        check(cases[i], base, bound);
+    /* the vectorized transforms where the CPU has them, then the portable ones */
+    for (int portable = 0; portable < 2; portable++) {
+        kiln__wino_portable_only = portable;
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            cases[i].wconst = 1;
+            check(cases[i], base, bound);
+        }
     }
+    kiln__wino_portable_only = 0;
 }
 
 /* Normalized error against the reference, uniform [-1, 1) inputs, measured

@@ -36,6 +36,9 @@
 #include <string.h>
 
 #include "cpu/kernels/conv_algo.h"
+#include "cpu/kernels/winograd.h"
+
+int kiln__wino_portable_only;
 
 /* Bytes of V and M one thread's block may take. */
 #define BLOCK_BYTES (4 * 1024 * 1024)
@@ -94,8 +97,9 @@ typedef struct wino {
     int64_t ntmax;         /* tiles per block (rpb * tw) */
     int64_t kch, kalign;   /* K chunks, their alignment */
     int64_t kcmax;         /* columns of the largest chunk */
-    int64_t wp;            /* padded input row: tw*m + 2 */
+    int64_t wp;            /* padded input row: tw*m + 2, room for vector over-reads */
     int workers;
+    int avx512;            /* transforms in AVX-512 (winograd.h) */
     size_t off_tmp, off_v, off_m, off_gemm, slice; /* scratch slice layout */
     void **packed;         /* [T * kch]: U_t's chunk columns, packed for the GEMM */
     kiln__gemm_compute compute;
@@ -150,7 +154,10 @@ static kiln_status wino_prepare(kiln__kctx *c, int m, kiln__gemm_compute ct) {
     s->compute = ct;
     s->th = (g.P + m - 1) / m;
     s->tw = (g.Q + m - 1) / m;
-    s->wp = s->tw * m + 2;
+    s->wp = kiln__wino_row_floats(m, s->tw);
+#ifdef KILN__WINO_X86
+    s->avx512 = !kiln__wino_portable_only && kiln__wino_avx512_ok();
+#endif
     s->workers = kiln__conv_nth(c);
     /* blocks of tile rows whose V (T, C, tiles) and M (T, tiles, K) fit BLOCK_BYTES */
     double row_bytes = 4.0 * s->T * (double)s->tw * (double)(g.C + g.K);
@@ -271,14 +278,20 @@ static inline __attribute__((always_inline)) void input_tiles(const wino *s, int
             memcpy(r + x0, x + iy * W + (x0 - g->pw), (size_t)(x1 - x0) * sizeof(float));
             for (int64_t j = x1; j < wp; j++) r[j] = 0.0f;
         }
+        float *v = V + ch * s->ntmax + (ty - ty0) * tw;
+        const int64_t pstride = g->C * s->ntmax; /* between points */
+#ifdef KILN__WINO_X86
+        if (s->avx512) {
+            kiln__wino_in_row_avx512(m, rb, tmp, wp, tw, v, pstride);
+            continue;
+        }
+#endif
         for (int64_t j = 0; j < wp; j++) { /* vertical: tmp[i][j] = (B^T rows)[i][j] */
             float d[AMAX], o[AMAX];
             for (int i = 0; i < a; i++) d[i] = rb[i * wp + j];
             in1d(m, d, o);
             for (int i = 0; i < a; i++) tmp[i * wp + j] = o[i];
         }
-        float *v = V + ch * s->ntmax + (ty - ty0) * tw;
-        const int64_t pstride = g->C * s->ntmax; /* between points */
         for (int i = 0; i < a; i++) /* horizontal, per tile: point (i, j) */
             for (int64_t q = 0; q < tw; q++) {
                 float d[AMAX], o[AMAX];
@@ -305,6 +318,12 @@ static inline __attribute__((always_inline)) void output_tiles(const wino *s, in
             const int64_t oy = ty * m, ox = tx * m;
             const int hm = g->P - oy < m ? (int)(g->P - oy) : m;
             const int wm = g->Q - ox < m ? (int)(g->Q - ox) : m;
+#ifdef KILN__WINO_X86
+            if (s->avx512) {
+                kiln__wino_out_tile_avx512(m, mt, tstride, kc, y + oy * g->Q + ox, PQ, g->Q, hm, wm);
+                continue;
+            }
+#endif
             for (int64_t k0 = 0; k0 < kc; k0 += 16) {
                 const int L = kc - k0 < 16 ? (int)(kc - k0) : 16;
                 float sv[AMAX][4][16], res[4][4][16];

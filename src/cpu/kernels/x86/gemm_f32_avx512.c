@@ -16,6 +16,7 @@
 
 #include "cpu/kernels/x86/gemm_avx512_ops.h"
 #include "cpu/kernels/x86/gemm_f32_simd.h"
+#include "cpu/kernels/x86/transpose16_avx512.h"
 
 /* ---- packing ------------------------------------------------------------------
  * The f32 panel layouts of kiln__sgemm_tile_fn with whole vectors: where the
@@ -23,35 +24,6 @@
  * (16 rows of 16 K values -> 16 K rows), elsewhere as masked row copies. */
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
-
-/* r[c] = column c of the 16x16 matrix whose rows were r[0..16). */
-static inline __attribute__((always_inline)) GS_ATTR void transpose16(__m512 r[16]) {
-    __m512 t[16];
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-#pragma GCC unroll 2
-    for (int h = 0; h < 16; h += 8)
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
-            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
-        }
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-    }
-}
 
 /* kiln__gemm_pack_a_fn: MR-row panels, panel ip at dst + ip*kc. */
 static GS_ATTR void pack_a_avx512(const kiln__sgemm_kernel *kr, const kiln__gemm_args *g,
@@ -72,7 +44,7 @@ static GS_ATTR void pack_a_avx512(const kiln__sgemm_kernel *kr, const kiln__gemm
                 for (int i = 0; i < 16; i++)
                     r[i] = i < mr ? _mm512_maskz_loadu_ps(mk, src + i * g->lda + k0)
                                   : _mm512_setzero_ps();
-                transpose16(r);
+                kiln__transpose16_avx512(r);
 #pragma GCC unroll 16
                 for (int kk = 0; kk < kn; kk++)
                     _mm512_mask_storeu_ps(panel + (k0 + kk) * GS_MR, mrow, r[kk]);
@@ -125,7 +97,7 @@ static GS_ATTR void pack_b_avx512(const kiln__sgemm_kernel *kr, int trans_b, con
                 for (int j = 0; j < 16; j++)
                     r[j] = j < rows ? _mm512_maskz_loadu_ps(mk, src + j * ldb + k0)
                                     : _mm512_setzero_ps();
-                transpose16(r);
+                kiln__transpose16_avx512(r);
 #pragma GCC unroll 16
                 for (int kk = 0; kk < kn; kk++)
                     _mm512_storeu_ps(panel + (k0 + kk) * PB_NR + h, r[kk]);
