@@ -170,10 +170,12 @@ INLINE void out_tile(int m, const float *mt, int64_t tstride, int64_t kc, float 
         float *yk = y + k0 * cs;
         if (m == 4 && hm == 4 && wm == 4) { /* r[l] = channel l's 4x4 tile, row-major */
             kiln__transpose16_avx512(r);
-            for (int l = 0; l < L; l++) {
-#pragma GCC unroll 4
-                for (int i = 0; i < 4; i++)
-                    _mm_storeu_ps(yk + l * cs + i * ldy, _mm512_extractf32x4_ps(r[l], i));
+            for (int l = 0; l < L; l++) { /* (the lane index must be a constant) */
+                float *yl = yk + l * cs;
+                _mm_storeu_ps(yl, _mm512_extractf32x4_ps(r[l], 0));
+                _mm_storeu_ps(yl + ldy, _mm512_extractf32x4_ps(r[l], 1));
+                _mm_storeu_ps(yl + 2 * ldy, _mm512_extractf32x4_ps(r[l], 2));
+                _mm_storeu_ps(yl + 3 * ldy, _mm512_extractf32x4_ps(r[l], 3));
             }
         } else { /* F2 (4 values a channel), or cut by the edge: through a buffer */
             _Alignas(64) float buf[16][16];
