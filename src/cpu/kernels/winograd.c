@@ -20,10 +20,13 @@
  * (V and M of a block sized to stay in L2/L3 per transform point). When
  * there are too few blocks for the threads, layers with more tiles than
  * output channels get smaller blocks (each block streams all the packed
- * weights), the others get K cut into chunks (a chunk's thread redoes the
- * block's input transform). Items (image, block, chunk)
- * run in one PARALLEL pass, each thread in its own scratch slice with a
- * single-threaded GEMM: no barrier.
+ * weights). With enough blocks, the blocks run as items over the threads,
+ * each thread in its own scratch slice with a single-threaded GEMM: one
+ * pool pass, no barrier. With fewer blocks than twice the threads (batch 1,
+ * small images) each block runs in three pool passes over shared V and M:
+ * input transform by channels, the T GEMMs by point, output transform and
+ * epilogue by output channels; so no thread redoes another's transform.
+ * The algorithm drives the pool itself (not KILN_OPF_PARALLEL).
  *
  * Accuracy: the transforms add rounding (F4 more, its matrices hold 4, 5, 8
  * and 1/24); the unit test bounds the normalized error against the
@@ -99,6 +102,7 @@ typedef struct wino {
     int64_t kcmax;         /* columns of the largest chunk */
     int64_t wp;            /* padded input row: tw*m + 2, room for vector over-reads */
     int workers;
+    int phased;            /* few blocks: each block in three pool passes */
     int avx512;            /* transforms in AVX-512 (winograd.h) */
     size_t off_tmp, off_v, off_m, off_gemm, slice; /* scratch slice layout */
     void **packed;         /* [T * kch]: U_t's chunk columns, packed for the GEMM */
@@ -175,7 +179,8 @@ static kiln_status wino_prepare(kiln__kctx *c, int m, kiln__gemm_compute ct) {
     s->nblk = (s->th + s->rpb - 1) / s->rpb;
     s->ntmax = s->rpb * s->tw;
     s->kalign = 32;
-    s->kch = kiln__conv_mchunks(g.N * s->nblk, g.K, s->workers, s->kalign);
+    s->phased = s->workers > 1 && g.N * s->nblk < 2 * (int64_t)s->workers;
+    s->kch = 1;
     int64_t lo, hi;
     kiln__conv_chunk(g.K, s->kalign, 0, s->kch, &lo, &hi);
     s->kcmax = hi - lo;
@@ -351,17 +356,18 @@ static inline __attribute__((always_inline)) void output_tiles(const wino *s, in
 }
 
 /* One thread's items; m constant when inlined. */
-static inline __attribute__((always_inline)) kiln_status wino_items(kiln__kctx *c, const wino *s,
-                                                                    int m, int workers) {
+static inline __attribute__((always_inline)) kiln_status wino_items(const kiln__kctx *c,
+                                                                    const wino *s, int m, int ith,
+                                                                    int workers) {
     const kiln__conv2d *g = &s->g;
     kiln__conv_io io;
     kiln__conv_io_get(c, &io);
-    char *slice = (char *)c->scratch + (size_t)c->ith * s->slice;
+    char *slice = (char *)c->scratch + (size_t)ith * s->slice;
     float *rb = (float *)slice, *tmp = (float *)(slice + s->off_tmp);
     float *V = (float *)(slice + s->off_v), *Mb = (float *)(slice + s->off_m);
     const int64_t PQ = g->P * g->Q, HW = g->H * g->W, items = g->N * s->nblk * s->kch;
     int64_t lo, hi, done = -1; /* block whose input transform V holds */
-    kiln__split(items, c->ith, workers, &lo, &hi);
+    kiln__split(items, ith, workers, &lo, &hi);
     for (int64_t it = lo; it < hi; it++) {
         const int64_t chunk = it % s->kch, block = it / s->kch;
         const int64_t blk = block % s->nblk, n = block / s->nblk;
@@ -392,18 +398,116 @@ static inline __attribute__((always_inline)) kiln_status wino_items(kiln__kctx *
     return KILN_OK;
 }
 
+/* One pool pass of wino_run: the items, or one phase of block (n, blk). */
+typedef struct wino_job {
+    const kiln__kctx *c;
+    const wino *s;
+    int workers;
+    int phase; /* 0: items; 1: input transform; 2: GEMMs; 3: output transform */
+    int64_t n, ty0, ty1;
+    int failed; /* a GEMM refused its arguments (a bug): the first status */
+} wino_job;
+
+static void phase_in(const wino_job *j, int m, int ith, float *V) {
+    const wino *s = j->s;
+    const kiln__conv2d *g = &s->g;
+    char *slice = (char *)j->c->scratch + (size_t)ith * s->slice;
+    const float *x = (const float *)j->c->in[0]->data + j->n * g->C * g->H * g->W;
+    int64_t lo, hi;
+    kiln__split(g->C, ith, j->workers, &lo, &hi);
+    for (int64_t ch = lo; ch < hi; ch++)
+        input_tiles(s, m, x + ch * g->H * g->W, ch, j->ty0, j->ty1, (float *)slice,
+                    (float *)(slice + s->off_tmp), V);
+}
+
+static kiln_status phase_gemm(const wino_job *j, int ith, const float *V, float *Mb) {
+    const wino *s = j->s;
+    const kiln__conv2d *g = &s->g;
+    char *slice = (char *)j->c->scratch + (size_t)ith * s->slice;
+    const int64_t nt = (j->ty1 - j->ty0) * s->tw;
+    int64_t lo, hi;
+    kiln__split(s->T, ith, j->workers, &lo, &hi);
+    for (int64_t t = lo; t < hi; t++) {
+        kiln__gemm_args a = {.m = nt, .n = g->K, .k = g->C, .trans_a = 1, .alpha = 1.0f,
+                             .beta = 0.0f, .a = V + t * g->C * s->ntmax, .lda = s->ntmax,
+                             .b = s->packed[t], .b_packed = 1, .c = Mb + t * s->ntmax * s->kcmax,
+                             .ldc = s->kcmax, .compute = s->compute,
+                             .scratch = slice + s->off_gemm};
+        KILN__TRY(kiln__sgemm(&a, 0, 1));
+    }
+    return KILN_OK;
+}
+
+static void phase_out(const wino_job *j, int m, int ith, const float *Mb) {
+    const wino *s = j->s;
+    const kiln__conv2d *g = &s->g;
+    kiln__conv_io io;
+    kiln__conv_io_get(j->c, &io);
+    int64_t k0, k1; /* output channels, whole vectors of 16 */
+    kiln__conv_chunk(g->K, 16, ith, j->workers, &k0, &k1);
+    if (k0 >= k1) return;
+    const int64_t PQ = g->P * g->Q;
+    output_tiles(s, m, Mb + k0, j->ty0, j->ty1, k1 - k0, io.y + (j->n * g->K + k0) * PQ);
+    const int64_t r0 = j->ty0 * m, r1 = j->ty1 * m < g->P ? j->ty1 * m : g->P;
+    const int64_t off = (j->n * g->K + k0) * PQ + r0 * g->Q;
+    kiln__conv_epilogue_rows(g, io.y + off, k1 - k0, (r1 - r0) * g->Q, PQ,
+                             io.b ? io.b + k0 : NULL, io.z ? io.z + off : NULL);
+}
+
+static inline __attribute__((always_inline)) kiln_status wino_pass(const wino_job *j, int m,
+                                                                   int ith) {
+    const wino *s = j->s;
+    if (j->phase == 0) return wino_items(j->c, s, m, ith, j->workers);
+    char *shared = (char *)j->c->scratch; /* V and M of slice 0 */
+    float *V = (float *)(shared + s->off_v), *Mb = (float *)(shared + s->off_m);
+    if (j->phase == 1) phase_in(j, m, ith, V);
+    if (j->phase == 2) return phase_gemm(j, ith, V, Mb);
+    if (j->phase == 3) phase_out(j, m, ith, Mb);
+    return KILN_OK;
+}
+
+static void wino_task(void *arg, int ith, int nth) {
+    wino_job *j = arg;
+    (void)nth;
+    if (ith >= j->workers) return;
+    kiln_status st = j->s->m == 2 ? wino_pass(j, 2, ith) : wino_pass(j, 4, ith);
+    int none = KILN_OK;
+    if (st != KILN_OK)
+        __atomic_compare_exchange_n(&j->failed, &none, (int)st, 0, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED);
+}
+
+/* Runs pass j on the pool (or the caller with one worker). */
+static kiln_status wino_pool_pass(kiln__pool *pool, wino_job *j) {
+    j->failed = KILN_OK;
+    if (j->workers <= 1)
+        wino_task(j, 0, 1);
+    else
+        kiln__pool_run(pool, j->workers, wino_task, j);
+    if (j->failed != KILN_OK)
+        return kiln__err((kiln_status)j->failed, "winograd: a GEMM failed (pass %d)", j->phase);
+    return KILN_OK;
+}
+
 static kiln_status wino_run(kiln__kctx *c) {
     const wino *s = c->kstate;
-    int workers = c->nth < s->workers ? c->nth : s->workers;
-    if (c->ith >= workers) return KILN_OK;
-    return s->m == 2 ? wino_items(c, s, 2, workers) : wino_items(c, s, 4, workers);
+    wino_job j = {.c = c, .s = s, .workers = c->pool ? kiln__pool_size(c->pool) : 1};
+    if (j.workers > s->workers) j.workers = s->workers;
+    if (!s->phased || j.workers <= 1) return wino_pool_pass(c->pool, &j);
+    for (j.n = 0; j.n < s->g.N; j.n++)
+        for (int64_t blk = 0; blk < s->nblk; blk++) {
+            j.ty0 = blk * s->rpb;
+            j.ty1 = j.ty0 + s->rpb < s->th ? j.ty0 + s->rpb : s->th;
+            for (j.phase = 1; j.phase <= 3; j.phase++) KILN__TRY(wino_pool_pass(c->pool, &j));
+        }
+    return KILN_OK;
 }
 
 /* Conv and kiln.FusedConv, F2 and F4 in f32, F2 also in bf16 (F4's larger
  * transform coefficients amplify bf16 rounding past the 1e-2 bound: 2.3e-2
  * measured on the unit test's layers) */
 #define WINO_ALGO(name, domain, op, prep)                                                    \
-    const kiln__algo kiln__algo_##name = {#name, domain, op, KILN_OPF_PARALLEL, prep,       \
+    const kiln__algo kiln__algo_##name = {#name, domain, op, 0, prep,                       \
                                           wino_cost, wino_run, wino_release};
 WINO_ALGO(conv_winograd_f2, "", "Conv", wino_f2_prepare)
 WINO_ALGO(conv_winograd_f4, "", "Conv", wino_f4_prepare)
