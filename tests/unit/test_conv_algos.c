@@ -264,6 +264,32 @@ static void test_depthwise_rows(void **state) {
 #endif
 }
 
+/* ---- the stride-2 im2col row copy ------------------------------------------------- */
+
+/* Every length 0..70 on both paths, from a source of exactly 2n-1 floats (so
+ * the sanitizer runs catch a read past it). */
+static void test_copy_stride2(void **state) {
+    (void)state;
+    for (int portable = 0; portable < 2; portable++) {
+        kiln__copy_stride2_portable_only = portable;
+        for (int64_t n = 0; n <= 70; n++) {
+            const int64_t len = n > 0 ? 2 * n - 1 : 0;
+            float *src = malloc((size_t)(len > 0 ? len : 1) * sizeof(float));
+            float *dst = malloc((size_t)(n + 1) * sizeof(float));
+            assert_non_null(src);
+            assert_non_null(dst);
+            for (int64_t i = 0; i < len; i++) src[i] = (float)i * 0.5f - 3.0f;
+            dst[n] = 12345.0f;
+            kiln__copy_stride2(dst, src, n);
+            for (int64_t t = 0; t < n; t++) assert_true(dst[t] == src[2 * t]);
+            assert_true(dst[n] == 12345.0f); /* nothing written past n */
+            free(src);
+            free(dst);
+        }
+    }
+    kiln__copy_stride2_portable_only = 0;
+}
+
 /* ---- Winograd ------------------------------------------------------------------- */
 
 /* Winograd forced on these cases (normalized error under bound). */
@@ -776,6 +802,7 @@ int main(void) {
         cmocka_unit_test(test_conv_im2col),
         cmocka_unit_test(test_conv_depthwise),
         cmocka_unit_test(test_depthwise_rows),
+        cmocka_unit_test(test_copy_stride2),
         cmocka_unit_test(test_winograd_f2),
         cmocka_unit_test(test_winograd_f4),
         cmocka_unit_test(test_winograd_refuses),

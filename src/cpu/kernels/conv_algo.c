@@ -1,10 +1,13 @@
 /* src/cpu/kernels/conv_algo.c: geometry, epilogue, work split and cost model
  * shared by the f32 convolution algorithms (conv_algo.h). */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "cpu/kernels/conv_algo.h"
 #include "cpu/ref/conv.h"
+
+int kiln__copy_stride2_portable_only;
 
 kiln_status kiln__conv2d_read(const kiln__kctx *c, kiln__conv2d *g) {
     memset(g, 0, sizeof *g);
@@ -97,6 +100,27 @@ void kiln__conv_epilogue_rows(const kiln__conv2d *g, float *y, int64_t m, int64_
     _Alignas(64) unsigned char scratch[256];
     a.scratch = scratch;
     if (kiln__sgemm_scratch_bytes(&a, 1) <= sizeof scratch) (void)kiln__sgemm(&a, 0, 1);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+void kiln__copy_stride2_avx512(float *restrict dst, const float *restrict src, int64_t n);
+#endif
+
+void kiln__copy_stride2(float *restrict dst, const float *restrict src, int64_t n) {
+#if defined(__x86_64__) || defined(__i386__)
+    static _Atomic int avx512 = -1; /* every thread computes the same value */
+    int have = atomic_load_explicit(&avx512, memory_order_relaxed);
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("avx512f") != 0;
+        atomic_store_explicit(&avx512, have, memory_order_relaxed);
+    }
+    if (have && !kiln__copy_stride2_portable_only) {
+        kiln__copy_stride2_avx512(dst, src, n);
+        return;
+    }
+#endif
+    for (int64_t t = 0; t < n; t++) dst[t] = src[2 * t];
 }
 
 /* ---- work split ------------------------------------------------------------- */

@@ -101,4 +101,10 @@ double kiln__conv_io_bytes(const kiln__conv2d *g);
  * products per instruction). */
 double kiln__conv_gemm_efficiency(double m, double n, double k, kiln__gemm_compute ct);
 
+/* dst[t] = src[2*t] for t in [0, n): the stride-2 row copy of the im2col
+ * gathers. Reads src[0 .. 2n-2] only. AVX-512 where the CPU has it. */
+void kiln__copy_stride2(float *restrict dst, const float *restrict src, int64_t n);
+/* Tests: nonzero makes kiln__copy_stride2 take its portable loop. */
+extern int kiln__copy_stride2_portable_only;
+
 #endif

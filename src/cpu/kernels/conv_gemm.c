@@ -92,6 +92,8 @@ static void im2col_block(const kiln__conv2d *g, const float *x, int64_t j0, int6
                         for (int64_t t = q; t < a; t++) dst[t - q] = 0.0f;
                         if (sw == 1)
                             memcpy(dst + (a - q), xr + a + xoff, (size_t)(b - a) * sizeof(float));
+                        else if (sw == 2)
+                            kiln__copy_stride2(dst + (a - q), xr + 2 * a + xoff, b - a);
                         else
                             for (int64_t t = a; t < b; t++) dst[t - q] = xr[t * sw + xoff];
                         for (int64_t t = b; t < qend; t++) dst[t - q] = 0.0f;
