@@ -136,6 +136,22 @@ static void refuses(conv_spec sp, const char *base) {
     ah_case_free(&c);
 }
 
+/* ---- the GEMM convolutions' two layouts ----------------------------------------- */
+
+/* The cases with constant weights, in each layout forced (conv_gemm.c:
+ * channel-major, and spatial-major: the transposed product through T). */
+static void both_layouts(const conv_spec *cases, size_t n, const char *base) {
+    for (int layout = 1; layout <= 2; layout++) {
+        kiln__conv_gemm_layout = layout;
+        for (size_t i = 0; i < n; i++) {
+            conv_spec sp = cases[i];
+            sp.wconst = 1;
+            check(sp, base, TOL_F32);
+        }
+    }
+    kiln__conv_gemm_layout = 0;
+}
+
 /* ---- conv_1x1 ----------------------------------------------------------------- */
 
 static void test_conv_1x1(void **state) {
@@ -160,6 +176,7 @@ static void test_conv_1x1(void **state) {
         check(cases[i], "conv_1x1", TOL_F32);
         check(cases[i], "conv_im2col", TOL_F32);
     }
+    both_layouts(cases, sizeof cases / sizeof *cases, "conv_1x1");
     refuses((conv_spec){.n = 1, .c = 4, .h = 5, .w = 5, .k = 4, .r = 3, .s = 3}, "conv_1x1");
 }
 
@@ -188,6 +205,7 @@ static void test_conv_im2col(void **state) {
          .bias = 1}, /* one block: row chunks of 32 and 8 on 2 threads */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check(cases[i], "conv_im2col", TOL_F32);
+    both_layouts(cases, sizeof cases / sizeof *cases, "conv_im2col");
 }
 
 /* ---- conv_depthwise ----------------------------------------------------------- */
@@ -271,7 +289,7 @@ static void test_depthwise_rows(void **state) {
 static void test_copy_stride2(void **state) {
     (void)state;
     for (int portable = 0; portable < 2; portable++) {
-        kiln__copy_stride2_portable_only = portable;
+        kiln__conv_copy_portable_only = portable;
         for (int64_t n = 0; n <= 70; n++) {
             const int64_t len = n > 0 ? 2 * n - 1 : 0;
             float *src = malloc((size_t)(len > 0 ? len : 1) * sizeof(float));
@@ -287,7 +305,7 @@ static void test_copy_stride2(void **state) {
             free(dst);
         }
     }
-    kiln__copy_stride2_portable_only = 0;
+    kiln__conv_copy_portable_only = 0;
 }
 
 /* ---- Winograd ------------------------------------------------------------------- */

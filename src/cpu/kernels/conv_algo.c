@@ -7,7 +7,7 @@
 #include "cpu/kernels/conv_algo.h"
 #include "cpu/ref/conv.h"
 
-int kiln__copy_stride2_portable_only;
+int kiln__conv_copy_portable_only;
 
 kiln_status kiln__conv2d_read(const kiln__kctx *c, kiln__conv2d *g) {
     memset(g, 0, sizeof *g);
@@ -104,23 +104,49 @@ void kiln__conv_epilogue_rows(const kiln__conv2d *g, float *y, int64_t m, int64_
 
 #if defined(__x86_64__) || defined(__i386__)
 void kiln__copy_stride2_avx512(float *restrict dst, const float *restrict src, int64_t n);
+void kiln__transpose_f32_avx512(const float *restrict src, int64_t lds, int64_t rows,
+                                int64_t cols, float *restrict dst, int64_t ldd);
 #endif
+
+/* 1 when the AVX-512 copies run here (and no test asked for the portable ones). */
+static int copy_avx512(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    static _Atomic int have = -1; /* every thread computes the same value */
+    int h = atomic_load_explicit(&have, memory_order_relaxed);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("avx512f") != 0;
+        atomic_store_explicit(&have, h, memory_order_relaxed);
+    }
+    return h && !kiln__conv_copy_portable_only;
+#else
+    return 0;
+#endif
+}
 
 void kiln__copy_stride2(float *restrict dst, const float *restrict src, int64_t n) {
 #if defined(__x86_64__) || defined(__i386__)
-    static _Atomic int avx512 = -1; /* every thread computes the same value */
-    int have = atomic_load_explicit(&avx512, memory_order_relaxed);
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx512f") != 0;
-        atomic_store_explicit(&avx512, have, memory_order_relaxed);
-    }
-    if (have && !kiln__copy_stride2_portable_only) {
+    if (copy_avx512()) {
         kiln__copy_stride2_avx512(dst, src, n);
         return;
     }
 #endif
     for (int64_t t = 0; t < n; t++) dst[t] = src[2 * t];
+}
+
+void kiln__transpose_f32(const float *restrict src, int64_t lds, int64_t rows, int64_t cols,
+                         float *restrict dst, int64_t ldd) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (copy_avx512()) {
+        kiln__transpose_f32_avx512(src, lds, rows, cols, dst, ldd);
+        return;
+    }
+#endif
+    for (int64_t r0 = 0; r0 < rows; r0 += 8) /* 8x8 blocks: few streams each way */
+        for (int64_t c0 = 0; c0 < cols; c0 += 8)
+            for (int64_t c = c0; c < cols && c < c0 + 8; c++)
+                for (int64_t r = r0; r < rows && r < r0 + 8; r++)
+                    dst[c * ldd + r] = src[r * lds + c];
 }
 
 /* ---- work split ------------------------------------------------------------- */

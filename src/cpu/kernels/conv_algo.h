@@ -104,7 +104,13 @@ double kiln__conv_gemm_efficiency(double m, double n, double k, kiln__gemm_compu
 /* dst[t] = src[2*t] for t in [0, n): the stride-2 row copy of the im2col
  * gathers. Reads src[0 .. 2n-2] only. AVX-512 where the CPU has it. */
 void kiln__copy_stride2(float *restrict dst, const float *restrict src, int64_t n);
-/* Tests: nonzero makes kiln__copy_stride2 take its portable loop. */
-extern int kiln__copy_stride2_portable_only;
+/* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols (no overlap). */
+void kiln__transpose_f32(const float *restrict src, int64_t lds, int64_t rows, int64_t cols,
+                         float *restrict dst, int64_t ldd);
+/* Tests: nonzero makes the two above take their portable loops. */
+extern int kiln__conv_copy_portable_only;
+/* Tests: the layout of the GEMM convolutions prepared afterwards (conv_gemm.c):
+ * 0 the cheaper (default), 1 channel-major, 2 spatial-major where W is constant. */
+extern int kiln__conv_gemm_layout;
 
 #endif
