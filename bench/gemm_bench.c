@@ -328,7 +328,10 @@ int main(int argc, char **argv) {
                 double t0 = now();
                 run_variant(&s, v);
                 r[v][rep] = flop / (now() - t0) * 1e-9;
-                if (v >= V_DNNL_F32) usleep(5000); /* let OpenMP workers go to sleep */
+                /* let the other side's idle workers go to sleep (OpenMP's, and
+                 * kiln's pool, which spins up to KILN_POOL_SPIN_US after a
+                 * task): every call starts alike, none shares the cores */
+                usleep(5000);
             }
         for (int v = 0; v < V_COUNT; v++)
             if (s.have[v]) {
