@@ -99,15 +99,21 @@ static inline __attribute__((always_inline)) GS_ATTR void GS_FN(tile_body)(
 #pragma GCC unroll 4
         for (int j = 0; j < nv; j++) acc[i][j] = gs_zero();
 
-    /* Bring the C tile, and the residual tile the last K block adds, into L2
-     * while the products run: every cache line of their rows (first, middle
-     * and last element; a 32-float row spans up to 3). */
+    /* Bring the C tile (when the product adds to it: beta != 0) and the
+     * residual tile the last K block adds into L2 while the products run:
+     * every cache line of their rows (first, middle and last element; a
+     * 32-float row spans up to 3). A C tile only written is not fetched:
+     * with few K values (1x1 convolutions of 16-32 channels) those fetches
+     * cost more than the stores' own misses. */
     const float *res = ep->last ? ep->res : NULL;
+    const int read_c_tile = ep->beta != 0.0f;
     for (int i = 0; i < mr; i++) {
         const char *row = (const char *)(c + i * ldc);
-        _mm_prefetch(row, _MM_HINT_T1);
-        if (nr > GS_W) _mm_prefetch(row + GS_W * sizeof(float), _MM_HINT_T1);
-        _mm_prefetch(row + (nr - 1) * sizeof(float), _MM_HINT_T1);
+        if (read_c_tile) {
+            _mm_prefetch(row, _MM_HINT_T1);
+            if (nr > GS_W) _mm_prefetch(row + GS_W * sizeof(float), _MM_HINT_T1);
+            _mm_prefetch(row + (nr - 1) * sizeof(float), _MM_HINT_T1);
+        }
         if (res) {
             const char *rrow = (const char *)(res + i * ep->ldr);
             _mm_prefetch(rrow, _MM_HINT_T1);
