@@ -98,14 +98,12 @@ typedef struct wino {
     int64_t th, tw;        /* tile rows and columns */
     int64_t rpb, nblk;     /* tile rows per block, blocks per image */
     int64_t ntmax;         /* tiles per block (rpb * tw) */
-    int64_t kch, kalign;   /* K chunks, their alignment */
-    int64_t kcmax;         /* columns of the largest chunk */
     int64_t wp;            /* padded input row: tw*m + 2, room for vector over-reads */
     int workers;
     int phased;            /* few blocks: each block in three pool passes */
     int avx512;            /* transforms in AVX-512 (winograd.h) */
     size_t off_tmp, off_v, off_m, off_gemm, slice; /* scratch slice layout */
-    void **packed;         /* [T * kch]: U_t's chunk columns, packed for the GEMM */
+    void **packed;         /* [T]: U_t (C, K), packed for the GEMM as B */
     kiln__gemm_compute compute;
 } wino;
 
@@ -113,7 +111,7 @@ static void wino_release(void *kstate) {
     wino *s = kstate;
     if (!s) return;
     if (s->packed)
-        for (int64_t i = 0; i < (int64_t)s->T * s->kch; i++) kiln__aligned_free(s->packed[i]);
+        for (int t = 0; t < s->T; t++) kiln__aligned_free(s->packed[t]);
     free(s->packed);
     free(s);
 }
@@ -170,60 +168,52 @@ static kiln_status wino_prepare(kiln__kctx *c, int m, kiln__gemm_compute ct) {
     if (s->rpb > s->th) s->rpb = s->th;
     s->nblk = (s->th + s->rpb - 1) / s->rpb;
     /* too few blocks for the threads: with more tiles than output channels cut
-     * the tile rows finer (each block streams all the weights); otherwise cut
-     * K below (each chunk redoes the block's input transform) */
+     * the tile rows finer (each block streams all the weights); blocks still
+     * too few for the threads run phased (below) */
     const int64_t want = (4 * (int64_t)s->workers + g.N - 1) / g.N;
     if (s->workers > 1 && s->nblk < want && s->th * s->tw >= g.K)
         s->nblk = want < s->th ? want : s->th;
     s->rpb = (s->th + s->nblk - 1) / s->nblk; /* even blocks */
     s->nblk = (s->th + s->rpb - 1) / s->rpb;
     s->ntmax = s->rpb * s->tw;
-    s->kalign = 32;
     s->phased = s->workers > 1 && g.N * s->nblk < 2 * (int64_t)s->workers;
-    s->kch = 1;
-    int64_t lo, hi;
-    kiln__conv_chunk(g.K, s->kalign, 0, s->kch, &lo, &hi);
-    s->kcmax = hi - lo;
     if (c->probe) { /* cost() needs the blocking only: skip the weight transform */
         c->kstate = s;
         c->flops = kiln__conv_direct_flops(&g);
         return KILN_OK;
     }
 
-    /* weights: transform, then pack each (point, chunk) as a GEMM B (C, chunk) */
+    /* weights: transform, then pack each point's U_t as a GEMM B (C, K) */
     U = malloc((size_t)s->T * (size_t)g.C * (size_t)g.K * sizeof(float));
-    s->packed = calloc((size_t)s->T * (size_t)s->kch, sizeof *s->packed);
+    s->packed = calloc((size_t)s->T, sizeof *s->packed);
     if (!U || !s->packed) {
         st = kiln__err(KILN_E_NOMEM, "winograd: out of memory for the transformed weights");
         goto fail;
     }
     transform_weights(s, (const float *)c->in[1]->data, U);
-    for (int t = 0; t < s->T; t++)
-        for (int64_t ch = 0; ch < s->kch; ch++) {
-            kiln__conv_chunk(g.K, s->kalign, ch, s->kch, &lo, &hi);
-            size_t bytes = kiln__gemm_packed_b_bytes_ex(KILN__GEMM_ISA_AUTO, ct, g.C, hi - lo);
-            void **p = &s->packed[t * s->kch + ch];
-            if (!(*p = kiln__aligned_alloc(bytes))) {
-                st = kiln__err(KILN_E_NOMEM, "winograd: out of memory for the packed weights");
-                goto fail;
-            }
-            st = kiln__gemm_pack_b_ex(KILN__GEMM_ISA_AUTO, ct, 0, g.C, hi - lo,
-                                      U + (int64_t)t * g.C * g.K + lo, g.K, *p, bytes);
-            if (st != KILN_OK) goto fail;
+    const size_t bytes = kiln__gemm_packed_b_bytes_ex(KILN__GEMM_ISA_AUTO, ct, g.C, g.K);
+    for (int t = 0; t < s->T; t++) {
+        if (!(s->packed[t] = kiln__aligned_alloc(bytes))) {
+            st = kiln__err(KILN_E_NOMEM, "winograd: out of memory for the packed weights");
+            goto fail;
         }
+        st = kiln__gemm_pack_b_ex(KILN__GEMM_ISA_AUTO, ct, 0, g.C, g.K,
+                                  U + (int64_t)t * g.C * g.K, g.K, s->packed[t], bytes);
+        if (st != KILN_OK) goto fail;
+    }
     free(U);
     U = NULL;
 
     /* scratch slice: padded rows (a, wp), vertical transform (a, wp), V, M, GEMM */
-    kiln__gemm_args ga = {.m = s->ntmax, .n = s->kcmax, .k = g.C, .trans_a = 1, .alpha = 1.0f,
+    kiln__gemm_args ga = {.m = s->ntmax, .n = g.K, .k = g.C, .trans_a = 1, .alpha = 1.0f,
                           .a = (const float *)s->packed[0], .lda = s->ntmax, .b = s->packed[0],
-                          .b_packed = 1, .c = (float *)s->packed[0], .ldc = s->kcmax,
+                          .b_packed = 1, .c = (float *)s->packed[0], .ldc = g.K,
                           .compute = s->compute};
     size_t rows = kiln__conv_align64((size_t)s->a * (size_t)s->wp * sizeof(float));
     s->off_tmp = rows;
     s->off_v = s->off_tmp + rows;
     s->off_m = s->off_v + kiln__conv_align64((size_t)s->T * g.C * s->ntmax * sizeof(float));
-    s->off_gemm = s->off_m + kiln__conv_align64((size_t)s->T * s->ntmax * s->kcmax * sizeof(float));
+    s->off_gemm = s->off_m + kiln__conv_align64((size_t)s->T * s->ntmax * g.K * sizeof(float));
     s->slice = s->off_gemm + kiln__conv_align64(kiln__sgemm_scratch_bytes(&ga, 1));
     c->scratch_bytes = s->slice * (size_t)s->workers;
     c->kstate = s;
@@ -247,12 +237,12 @@ static double wino_cost(const kiln__kctx *c) {
     const double tiles = (double)g->N * s->th * s->tw, T = s->T;
     const double gemm = 2.0 * tiles * T * (double)g->C * (double)g->K;
     const double eff =
-        kiln__conv_gemm_efficiency((double)s->ntmax, (double)s->kcmax, (double)g->C, s->compute);
+        kiln__conv_gemm_efficiency((double)s->ntmax, (double)g->K, (double)g->C, s->compute);
     /* transforms: ~8 (input) and ~6 (output) operations per point, vector code */
-    const double xform = tiles * T * (8.0 * g->C * s->kch + 6.0 * g->K);
+    const double xform = tiles * T * (8.0 * g->C + 6.0 * g->K);
     /* V and M written and read once per block (mostly cache), the packed weights
      * streamed from memory once per block */
-    const double vm = 2.0 * 4.0 * tiles * T * ((double)g->C * s->kch + g->K);
+    const double vm = 2.0 * 4.0 * tiles * T * ((double)g->C + g->K);
     const double wts = (s->compute == KILN__GEMM_BF16 ? 2.0 : 4.0) * g->N * s->nblk * T * (double)g->C * g->K;
     /* the packed weights stream through the GEMMs' B reads while they
      * compute: the slower of the two, not their sum; they come from memory
@@ -315,7 +305,7 @@ static inline __attribute__((always_inline)) void input_tiles(const wino *s, int
 }
 
 /* Output tiles: Y[k0 + l][tile] = A^T M A for l in [0, kc), the tiles of
- * tile rows [ty0, ty1). Mb: (T, ntmax, kcmax); y: image n's (K, P, Q) at
+ * tile rows [ty0, ty1). Mb: (T, ntmax, K); y: image n's (K, P, Q) at
  * channel k0. Vectorized over 16 channels at a time. */
 static inline __attribute__((always_inline)) void output_tiles(const wino *s, int m,
                                                                const float *Mb, int64_t ty0,
@@ -323,10 +313,10 @@ static inline __attribute__((always_inline)) void output_tiles(const wino *s, in
                                                                float *y) {
     const kiln__conv2d *g = &s->g;
     const int a = m + 2;
-    const int64_t PQ = g->P * g->Q, tstride = s->ntmax * s->kcmax;
+    const int64_t PQ = g->P * g->Q, tstride = s->ntmax * g->K;
     for (int64_t ty = ty0; ty < ty1; ty++)
         for (int64_t tx = 0; tx < s->tw; tx++) {
-            const float *mt = Mb + ((ty - ty0) * s->tw + tx) * s->kcmax;
+            const float *mt = Mb + ((ty - ty0) * s->tw + tx) * g->K;
             const int64_t oy = ty * m, ox = tx * m;
             const int hm = g->P - oy < m ? (int)(g->P - oy) : m;
             const int wm = g->Q - ox < m ? (int)(g->Q - ox) : m;
@@ -362,50 +352,53 @@ static inline __attribute__((always_inline)) void output_tiles(const wino *s, in
         }
 }
 
-/* One thread's items; m constant when inlined. */
-static inline __attribute__((always_inline)) kiln_status wino_items(const kiln__kctx *c,
-                                                                    const wino *s, int m, int ith,
-                                                                    int workers) {
+/* The three stages of block (image n, tile rows [ty0, ty1)), each over a
+ * range so that one thread can run a whole block (the item passes) or all
+ * threads a share of each stage (the phased passes). slice: the running
+ * thread's scratch (padded rows, GEMM packing); V, Mb: the block's. */
+
+/* V for input channels [ch0, ch1). */
+static inline __attribute__((always_inline)) void stage_in(const wino *s, int m, const float *x,
+                                                           int64_t ch0, int64_t ch1, int64_t ty0,
+                                                           int64_t ty1, char *slice, float *V) {
+    const int64_t HW = s->g.H * s->g.W;
+    for (int64_t ch = ch0; ch < ch1; ch++)
+        input_tiles(s, m, x + ch * HW, ch, ty0, ty1, (float *)slice,
+                    (float *)(slice + s->off_tmp), V);
+}
+
+/* M_t = V_t^T U_t for points [t0, t1). */
+static kiln_status stage_products(const wino *s, int64_t t0, int64_t t1, int64_t ty0,
+                                  int64_t ty1, char *slice, const float *V, float *Mb) {
     const kiln__conv2d *g = &s->g;
-    kiln__conv_io io;
-    kiln__conv_io_get(c, &io);
-    char *slice = (char *)c->scratch + (size_t)ith * s->slice;
-    float *rb = (float *)slice, *tmp = (float *)(slice + s->off_tmp);
-    float *V = (float *)(slice + s->off_v), *Mb = (float *)(slice + s->off_m);
-    const int64_t PQ = g->P * g->Q, HW = g->H * g->W, items = g->N * s->nblk * s->kch;
-    int64_t lo, hi, done = -1; /* block whose input transform V holds */
-    kiln__split(items, ith, workers, &lo, &hi);
-    for (int64_t it = lo; it < hi; it++) {
-        const int64_t chunk = it % s->kch, block = it / s->kch;
-        const int64_t blk = block % s->nblk, n = block / s->nblk;
-        const int64_t ty0 = blk * s->rpb, ty1 = ty0 + s->rpb < s->th ? ty0 + s->rpb : s->th;
-        const int64_t nt = (ty1 - ty0) * s->tw;
-        if (done != block)
-            for (int64_t ch = 0; ch < g->C; ch++)
-                input_tiles(s, m, io.x + (n * g->C + ch) * HW, ch, ty0, ty1, rb, tmp, V);
-        done = block;
-        int64_t k0, k1;
-        kiln__conv_chunk(g->K, s->kalign, chunk, s->kch, &k0, &k1);
-        for (int t = 0; t < s->T; t++) {
-            kiln__gemm_args a = {.m = nt, .n = k1 - k0, .k = g->C, .trans_a = 1, .alpha = 1.0f,
-                                 .beta = 0.0f, .a = V + (int64_t)t * g->C * s->ntmax,
-                                 .lda = s->ntmax, .b = s->packed[t * s->kch + chunk],
-                                 .b_packed = 1, .c = Mb + (int64_t)t * s->ntmax * s->kcmax,
-                                 .ldc = s->kcmax, .compute = s->compute,
-                                 .scratch = slice + s->off_gemm};
-            KILN__TRY(kiln__sgemm(&a, 0, 1));
-        }
-        float *y = io.y + (n * g->K + k0) * PQ;
-        output_tiles(s, m, Mb, ty0, ty1, k1 - k0, y);
-        const int64_t r0 = ty0 * m, r1 = ty1 * m < g->P ? ty1 * m : g->P;
-        const int64_t off = (n * g->K + k0) * PQ + r0 * g->Q;
-        kiln__conv_epilogue_rows(g, io.y + off, k1 - k0, (r1 - r0) * g->Q, PQ,
-                                 io.b ? io.b + k0 : NULL, io.z ? io.z + off : NULL);
+    for (int64_t t = t0; t < t1; t++) {
+        kiln__gemm_args a = {.m = (ty1 - ty0) * s->tw, .n = g->K, .k = g->C, .trans_a = 1,
+                             .alpha = 1.0f, .beta = 0.0f, .a = V + t * g->C * s->ntmax,
+                             .lda = s->ntmax, .b = s->packed[t], .b_packed = 1,
+                             .c = Mb + t * s->ntmax * g->K, .ldc = g->K, .compute = s->compute,
+                             .scratch = slice + s->off_gemm};
+        KILN__TRY(kiln__sgemm(&a, 0, 1));
     }
     return KILN_OK;
 }
 
-/* One pool pass of wino_run: the items, or one phase of block (n, blk). */
+/* Y of output channels [k0, k1) of image n, with the epilogue. */
+static inline __attribute__((always_inline)) void stage_out(const wino *s, int m,
+                                                            const kiln__conv_io *io, int64_t n,
+                                                            int64_t k0, int64_t k1, int64_t ty0,
+                                                            int64_t ty1, const float *Mb) {
+    const kiln__conv2d *g = &s->g;
+    if (k0 >= k1) return;
+    const int64_t PQ = g->P * g->Q;
+    output_tiles(s, m, Mb + k0, ty0, ty1, k1 - k0, io->y + (n * g->K + k0) * PQ);
+    const int64_t r0 = ty0 * m, r1 = ty1 * m < g->P ? ty1 * m : g->P;
+    const int64_t off = (n * g->K + k0) * PQ + r0 * g->Q;
+    kiln__conv_epilogue_rows(g, io->y + off, k1 - k0, (r1 - r0) * g->Q, PQ,
+                             io->b ? io->b + k0 : NULL, io->z ? io->z + off : NULL);
+}
+
+/* One pass of wino_run over the pool: the items, or one stage of block
+ * (n, ty0, ty1). */
 typedef struct wino_job {
     const kiln__kctx *c;
     const wino *s;
@@ -415,62 +408,58 @@ typedef struct wino_job {
     int failed; /* a GEMM refused its arguments (a bug): the first status */
 } wino_job;
 
-static void phase_in(const wino_job *j, int m, int ith, float *V) {
-    const wino *s = j->s;
-    const kiln__conv2d *g = &s->g;
-    char *slice = (char *)j->c->scratch + (size_t)ith * s->slice;
-    const float *x = (const float *)j->c->in[0]->data + j->n * g->C * g->H * g->W;
-    int64_t lo, hi;
-    kiln__split(g->C, ith, j->workers, &lo, &hi);
-    for (int64_t ch = lo; ch < hi; ch++)
-        input_tiles(s, m, x + ch * g->H * g->W, ch, j->ty0, j->ty1, (float *)slice,
-                    (float *)(slice + s->off_tmp), V);
-}
-
-static kiln_status phase_gemm(const wino_job *j, int ith, const float *V, float *Mb) {
-    const wino *s = j->s;
-    const kiln__conv2d *g = &s->g;
-    char *slice = (char *)j->c->scratch + (size_t)ith * s->slice;
-    const int64_t nt = (j->ty1 - j->ty0) * s->tw;
-    int64_t lo, hi;
-    kiln__split(s->T, ith, j->workers, &lo, &hi);
-    for (int64_t t = lo; t < hi; t++) {
-        kiln__gemm_args a = {.m = nt, .n = g->K, .k = g->C, .trans_a = 1, .alpha = 1.0f,
-                             .beta = 0.0f, .a = V + t * g->C * s->ntmax, .lda = s->ntmax,
-                             .b = s->packed[t], .b_packed = 1, .c = Mb + t * s->ntmax * s->kcmax,
-                             .ldc = s->kcmax, .compute = s->compute,
-                             .scratch = slice + s->off_gemm};
-        KILN__TRY(kiln__sgemm(&a, 0, 1));
-    }
-    return KILN_OK;
-}
-
-static void phase_out(const wino_job *j, int m, int ith, const float *Mb) {
+/* Thread ith's items (whole blocks, in its own slice's V and M); m constant
+ * when inlined. */
+static inline __attribute__((always_inline)) kiln_status wino_items(const wino_job *j, int m,
+                                                                    int ith) {
     const wino *s = j->s;
     const kiln__conv2d *g = &s->g;
     kiln__conv_io io;
     kiln__conv_io_get(j->c, &io);
-    int64_t k0, k1; /* output channels, whole vectors of 16 */
-    kiln__conv_chunk(g->K, 16, ith, j->workers, &k0, &k1);
-    if (k0 >= k1) return;
-    const int64_t PQ = g->P * g->Q;
-    output_tiles(s, m, Mb + k0, j->ty0, j->ty1, k1 - k0, io.y + (j->n * g->K + k0) * PQ);
-    const int64_t r0 = j->ty0 * m, r1 = j->ty1 * m < g->P ? j->ty1 * m : g->P;
-    const int64_t off = (j->n * g->K + k0) * PQ + r0 * g->Q;
-    kiln__conv_epilogue_rows(g, io.y + off, k1 - k0, (r1 - r0) * g->Q, PQ,
-                             io.b ? io.b + k0 : NULL, io.z ? io.z + off : NULL);
+    char *slice = (char *)j->c->scratch + (size_t)ith * s->slice;
+    float *V = (float *)(slice + s->off_v), *Mb = (float *)(slice + s->off_m);
+    int64_t lo, hi;
+    kiln__split(g->N * s->nblk, ith, j->workers, &lo, &hi);
+    for (int64_t block = lo; block < hi; block++) {
+        const int64_t blk = block % s->nblk, n = block / s->nblk;
+        const int64_t ty0 = blk * s->rpb, ty1 = ty0 + s->rpb < s->th ? ty0 + s->rpb : s->th;
+        stage_in(s, m, io.x + n * g->C * g->H * g->W, 0, g->C, ty0, ty1, slice, V);
+        KILN__TRY(stage_products(s, 0, s->T, ty0, ty1, slice, V, Mb));
+        stage_out(s, m, &io, n, 0, g->K, ty0, ty1, Mb);
+    }
+    return KILN_OK;
+}
+
+/* Thread ith's share of stage j->phase of block j (V and M of slice 0):
+ * input channels, points, or output channels in whole vectors of 16. */
+static inline __attribute__((always_inline)) kiln_status wino_stage(const wino_job *j, int m,
+                                                                    int ith) {
+    const wino *s = j->s;
+    const kiln__conv2d *g = &s->g;
+    char *slice = (char *)j->c->scratch + (size_t)ith * s->slice;
+    float *V = (float *)((char *)j->c->scratch + s->off_v);
+    float *Mb = (float *)((char *)j->c->scratch + s->off_m);
+    kiln__conv_io io;
+    kiln__conv_io_get(j->c, &io);
+    int64_t lo, hi;
+    switch (j->phase) {
+    case 1:
+        kiln__split(g->C, ith, j->workers, &lo, &hi);
+        stage_in(s, m, io.x + j->n * g->C * g->H * g->W, lo, hi, j->ty0, j->ty1, slice, V);
+        return KILN_OK;
+    case 2:
+        kiln__split(s->T, ith, j->workers, &lo, &hi);
+        return stage_products(s, lo, hi, j->ty0, j->ty1, slice, V, Mb);
+    default:
+        kiln__conv_chunk(g->K, 16, ith, j->workers, &lo, &hi);
+        stage_out(s, m, &io, j->n, lo, hi, j->ty0, j->ty1, Mb);
+        return KILN_OK;
+    }
 }
 
 static inline __attribute__((always_inline)) kiln_status wino_pass(const wino_job *j, int m,
                                                                    int ith) {
-    const wino *s = j->s;
-    if (j->phase == 0) return wino_items(j->c, s, m, ith, j->workers);
-    char *shared = (char *)j->c->scratch; /* V and M of slice 0 */
-    float *V = (float *)(shared + s->off_v), *Mb = (float *)(shared + s->off_m);
-    if (j->phase == 1) phase_in(j, m, ith, V);
-    if (j->phase == 2) return phase_gemm(j, ith, V, Mb);
-    if (j->phase == 3) phase_out(j, m, ith, Mb);
-    return KILN_OK;
+    return j->phase == 0 ? wino_items(j, m, ith) : wino_stage(j, m, ith);
 }
 
 static void wino_task(void *arg, int ith, int nth) {
