@@ -1,7 +1,6 @@
 /* src/cpu/kernels/conv_algo.c: geometry, epilogue, work split and cost model
  * shared by the f32 convolution algorithms (conv_algo.h). */
 #include <math.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #include "cpu/kernels/conv_algo.h"
@@ -108,20 +107,10 @@ void kiln__transpose_f32_avx512(const float *restrict src, int64_t lds, int64_t 
                                 int64_t cols, float *restrict dst, int64_t ldd);
 #endif
 
-/* 1 when the AVX-512 copies run here (and no test asked for the portable ones). */
+/* 1 when the AVX-512 copies run here (the CPU check the GEMM dispatch
+ * makes), and no test asked for the portable ones. */
 static int copy_avx512(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    static _Atomic int have = -1; /* every thread computes the same value */
-    int h = atomic_load_explicit(&have, memory_order_relaxed);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("avx512f") != 0;
-        atomic_store_explicit(&have, h, memory_order_relaxed);
-    }
-    return h && !kiln__conv_copy_portable_only;
-#else
-    return 0;
-#endif
+    return !kiln__conv_copy_portable_only && kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX512);
 }
 
 void kiln__copy_stride2(float *restrict dst, const float *restrict src, int64_t n) {
