@@ -34,6 +34,18 @@ const char *kiln_precision_name(kiln_precision p);
 /* Parses a precision name; KILN_E_INVAL naming the accepted ones otherwise. */
 kiln_status kiln_precision_parse(const char *name, kiln_precision *out);
 
+/* Where a session runs. */
+typedef enum kiln_device {
+    KILN_DEVICE_CPU = 0, /* default */
+    KILN_DEVICE_CUDA,    /* GPU 0: every node a CUDA kernel accepts runs there, the
+                            others on the CPU, with the copies between them planned */
+} kiln_device;
+
+/* "cpu", "cuda"; NULL for a bad value. */
+const char *kiln_device_name(kiln_device d);
+/* Parses a device name; KILN_E_INVAL naming the accepted ones otherwise. */
+kiln_status kiln_device_parse(const char *name, kiln_device *out);
+
 /* How a session plans. Zero-initialized options are the defaults. */
 typedef struct kiln_session_options {
     int threads;         /* worker threads; <= 0: all online cores */
@@ -46,6 +58,8 @@ typedef struct kiln_session_options {
                             its real shapes when planning, keep the fastest */
     const char *timing_cache; /* file of tuned choices (read at create, written
                                  after tuning); NULL: none. Copied. */
+    kiln_device device;  /* KILN_DEVICE_CUDA fails at create (KILN_E_UNSUPPORTED /
+                            KILN_E_DEVICE) when the build has no CUDA or no GPU is found */
 } kiln_session_options;
 
 /* g must outlive the session. opt may be NULL for defaults. */
@@ -90,6 +104,9 @@ int kiln_session_profile(const kiln_session *s, kiln_node_profile *out, int max)
 
 /* Number of threads the session runs with. */
 int kiln_session_threads(const kiln_session *s);
+/* The GPU a KILN_DEVICE_CUDA session runs on ("NVIDIA H100 80GB HBM3 (sm_90,
+ * 132 SMs, 79.2 GiB)"), or NULL for a CPU session. Belongs to the session. */
+const char *kiln_session_device_name(const kiln_session *s);
 
 #ifdef __cplusplus
 }

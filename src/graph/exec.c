@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/device.h"
 #include "graph/exec.h"
 
 enum {
@@ -33,6 +34,14 @@ typedef struct step {
     size_t scratch_off;  /* arena offset of static scratch */
     void *dyn_scratch;   /* dynamic steps: grow-only scratch */
     size_t dyn_scratch_cap;
+    /* device steps (algo flagged KILN_ALGOF_CUDA): ctx.in/out point at these
+     * headers, whose data are device addresses */
+    int on_device;
+    kiln_tensor *dev_io;  /* n_in + n_out headers (owned) */
+    kiln_tensor **dev_ptrs;
+    /* copies before the step: xfer[xfer_at .. + n_up) values to upload (device
+     * step), then n_down values to download (CPU step) */
+    int xfer_at, n_up, n_down;
 } step;
 
 struct kiln__plan {
@@ -47,6 +56,13 @@ struct kiln__plan {
     step *steps;
     kiln_tensor **ptrs;  /* backing store of every step's in/out arrays */
     kiln__arena arena;
+    /* with device steps: the device mirror of the arena (same offsets), device
+     * copies of the constants device steps read, and the copy lists */
+    kiln__device *dev;   /* the runner's; NULL: a CPU-only plan */
+    uint8_t *dbase;
+    void **dconst;       /* per value, or NULL */
+    int *xfer;           /* value ids; steps' slices, then the final downloads */
+    int n_xfer, final_at;
 };
 
 /* ---- signatures -------------------------------------------------------------- */
@@ -121,7 +137,15 @@ static void plan_free(kiln__plan *p) {
         }
         kiln__aligned_free(st->dyn_scratch);
         if (st->algo && st->algo->release && st->ctx.kstate) st->algo->release(st->ctx.kstate);
+        free(st->dev_io);
+        free(st->dev_ptrs);
     }
+    if (p->dev) {
+        for (int v = 0; p->dconst && v < p->nv; v++) kiln__device_free(p->dev, p->dconst[v]);
+        kiln__device_free(p->dev, p->dbase);
+    }
+    free(p->dconst);
+    free(p->xfer);
     for (int v = 0; v < p->nv; v++)
         if (p->vals[v].owns) kiln__tensor_release(&p->vals[v]);
     kiln__arena_free(&p->arena);
@@ -304,6 +328,130 @@ static void mark_unknown(kiln__plan *p, step *st, const kiln__node *nd) {
 }
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* ---- device steps ------------------------------------------------------------- */
+
+/* Device address of value v for a device step: its slot in the device
+ * arena, or its device copy when it is a constant (uploaded on first use). */
+static kiln_status device_value(kiln__plan *p, int v, void **out) {
+    if (p->vs[v] == VS_ARENA || p->vs[v] == VS_INPUT) {
+        *out = p->dbase + p->off[v];
+        return KILN_OK;
+    }
+    if (p->vs[v] != VS_CONST)
+        return kiln__err(KILN_E_INTERNAL, "a GPU kernel was given a value whose storage the plan "
+                         "keeps on the host only");
+    if (!p->dconst[v]) {
+        size_t bytes = kiln__tensor_bytes(&p->vals[v]);
+        KILN__TRY(kiln__device_alloc(p->dev, bytes, &p->dconst[v]));
+        KILN__TRY(kiln__device_upload(p->dev, p->dconst[v], p->vals[v].data, bytes));
+    }
+    *out = p->dconst[v];
+    return KILN_OK;
+}
+
+/* Gives the device steps (those whose algorithm is flagged KILN_ALGOF_CUDA)
+ * their device tensors: the device arena mirrors the host arena (total
+ * bytes, same offsets); constants get device copies. Then, walking the
+ * steps in order and tracking on which side each value is valid, lists the
+ * copies: before a device step the inputs valid only on the host (uploads),
+ * before a CPU step those valid only on the device (downloads), after the
+ * last step the graph outputs still on the device. */
+static kiln_status plan_device(kiln__plan *p, size_t total) {
+    const kiln_graph *g = p->r->g;
+    int any = 0;
+    for (int i = 0; i < p->ns; i++) {
+        step *st = &p->steps[i];
+        st->on_device = !st->folded && st->algo && (st->algo->flags & KILN_ALGOF_CUDA);
+        any |= st->on_device;
+    }
+    if (!any) return KILN_OK;
+    p->dev = p->r->sel.dev;
+    size_t cap = (size_t)g->n_outputs + 1;
+    for (int i = 0; i < p->ns; i++) cap += (size_t)g->nodes[i].n_in;
+    p->dconst = calloc((size_t)p->nv + 1, sizeof *p->dconst);
+    p->xfer = malloc(cap * sizeof *p->xfer);
+    unsigned char *on_host = malloc((size_t)p->nv + 1), *on_dev = calloc((size_t)p->nv + 1, 1);
+    kiln_status s = KILN_OK;
+    if (!p->dconst || !p->xfer || !on_host || !on_dev) {
+        s = kiln__err(KILN_E_NOMEM, "out of memory");
+        goto done;
+    }
+    memset(on_host, 1, (size_t)p->nv + 1);
+    if ((s = kiln__device_alloc(p->dev, total ? total : 64, (void **)&p->dbase)) != KILN_OK) goto done;
+    for (int i = 0; i < p->ns; i++) {
+        step *st = &p->steps[i];
+        if (st->folded) continue;
+        const kiln__node *nd = &g->nodes[i];
+        kiln__kctx *c = &st->ctx;
+        st->xfer_at = p->n_xfer;
+        for (int k = 0; k < nd->n_in; k++) {
+            int v = nd->in[k];
+            if (v < 0 || !c->in[k] || (p->vs[v] != VS_ARENA && p->vs[v] != VS_INPUT)) continue;
+            unsigned char *valid = st->on_device ? on_dev : on_host;
+            if (valid[v]) continue;
+            p->xfer[p->n_xfer++] = v;
+            valid[v] = 1;
+            if (st->on_device) st->n_up++;
+            else st->n_down++;
+        }
+        for (int k = 0; k < nd->n_out; k++) {
+            int v = nd->out[k];
+            if (v < 0) continue;
+            on_dev[v] = (unsigned char)st->on_device;
+            on_host[v] = (unsigned char)!st->on_device;
+        }
+        if (!st->on_device) continue;
+        int nio = c->n_in + c->n_out;
+        st->dev_io = calloc((size_t)nio + 1, sizeof *st->dev_io);
+        st->dev_ptrs = calloc((size_t)nio + 1, sizeof *st->dev_ptrs);
+        if (!st->dev_io || !st->dev_ptrs) {
+            s = kiln__err(KILN_E_NOMEM, "out of memory");
+            goto done;
+        }
+        for (int k = 0; k < nio; k++) {
+            kiln_tensor *t = k < c->n_in ? c->in[k] : c->out[k - c->n_in];
+            int v = k < c->n_in ? nd->in[k] : nd->out[k - c->n_in];
+            if (!t) continue;
+            st->dev_io[k] = *t;
+            st->dev_io[k].owns = 0;
+            st->dev_io[k].cap = 0;
+            if ((s = device_value(p, v, &st->dev_io[k].data)) != KILN_OK) {
+                s = node_error(p, nd, s);
+                goto done;
+            }
+            st->dev_ptrs[k] = &st->dev_io[k];
+        }
+        c->in = st->dev_ptrs;
+        c->out = st->dev_ptrs + c->n_in;
+        if (c->scratch_bytes) c->scratch = p->dbase + st->scratch_off;
+    }
+    p->final_at = p->n_xfer;
+    for (int i = 0; i < g->n_outputs; i++) {
+        int v = g->outputs[i];
+        if ((p->vs[v] == VS_ARENA || p->vs[v] == VS_INPUT) && !on_host[v]) {
+            p->xfer[p->n_xfer++] = v;
+            on_host[v] = 1;
+        }
+    }
+done:
+    free(on_host);
+    free(on_dev);
+    return s;
+}
+
+/* Runs the copies xfer[at .. at+n_up) host -> device and [at+n_up .. +n_down)
+ * device -> host; waits for the downloads (the CPU reads them next). */
+static kiln_status run_copies(kiln__plan *p, int at, int n_up, int n_down) {
+    for (int j = at; j < at + n_up + n_down; j++) {
+        int v = p->xfer[j];
+        size_t bytes = kiln__tensor_bytes(&p->vals[v]);
+        uint8_t *host = p->arena.base + p->off[v], *dev = p->dbase + p->off[v];
+        KILN__TRY(j < at + n_up ? kiln__device_upload(p->dev, dev, host, bytes)
+                                : kiln__device_download(p->dev, host, dev, bytes));
+    }
+    return n_down ? kiln__device_sync(p->dev) : KILN_OK;
+}
 
 /* Largest value folded during shape inference (symbolic probes can make
  * ConstantOfShape & co. large; the values are not needed, only shapes). */
@@ -555,6 +703,7 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
         if (!st->folded && !st->dynamic && st->ctx.scratch_bytes)
             st->ctx.scratch = p->arena.base + st->scratch_off;
     }
+    if ((s = plan_device(p, total)) != KILN_OK) goto fail;
     free(bufs);
     free(scratch_off);
     free(alias);
@@ -630,13 +779,20 @@ static kiln_status plan_run(kiln__runner *r, kiln__plan *p, int n, const kiln_te
         if (st->folded) continue;
         const kiln__node *nd = &g->nodes[i];
         const kiln__op_def *def = &kiln__ops[nd->op];
-        double t0 = r->prof ? kiln__now_s() : 0;
-        kiln_status s = st->dynamic ? run_dynamic_step(r, p, st, def) : run_kernel(st, def, 1);
+        double t0 = r->prof ? kiln__now_s() : 0; /* a step's time includes its copies */
+        kiln_status s = KILN_OK;
+        if (st->n_up + st->n_down) s = run_copies(p, st->xfer_at, st->n_up, st->n_down);
+        if (s == KILN_OK) s = st->dynamic ? run_dynamic_step(r, p, st, def) : run_kernel(st, def, 1);
+        if (s == KILN_OK && st->on_device && r->prof) s = kiln__device_sync(p->dev);
         if (r->prof) {
             r->prof[i].seconds += kiln__now_s() - t0;
             r->prof[i].calls++;
         }
         if (s != KILN_OK) return node_error(p, nd, s);
+    }
+    if (p->dev) { /* the outputs still on the device; waiting also reports a failed kernel */
+        KILN__TRY(run_copies(p, p->final_at, 0, p->n_xfer - p->final_at));
+        KILN__TRY(kiln__device_sync(p->dev));
     }
     return KILN_OK;
 }
@@ -785,6 +941,7 @@ kiln_status kiln__subgraph_runner(kiln__kctx *c, const kiln_graph *body, kiln__r
     kiln_status s = kiln__runner_init(r, body, c->runner->pool, c->threads);
     r->memory_limit = c->runner->memory_limit;
     r->sel = c->runner->sel;
+    r->sel.dev = NULL; /* subgraph bodies (control flow) run on the CPU */
     if (s != KILN_OK) {
         free(r);
         return s;

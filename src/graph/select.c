@@ -391,34 +391,45 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
     /* Without timing, only estimates are compared: candidates are prepared in
      * probe mode (algo.h) and only the chosen one fully (full_prepare). */
     const int probed = !o->tune && !o->force_algo;
-    for (int i = 0; kiln__algos[i] && nc < MAX_CANDS; i++) {
-        const kiln__algo *a = kiln__algos[i];
-        if (strcmp(a->op_type, nd->op_type) != 0 || strcmp(a->domain, nd->domain) != 0) continue;
-        if (o->force_algo && strcmp(a->name, o->force_algo) != 0) continue;
-        if (by_cost_only && (a->flags & KILN_ALGOF_TUNE_ONLY)) continue; /* not even prepared */
-        c->scratch_bytes = 0;
-        c->kstate = NULL;
-        c->flops = 0;
-        c->probe = probed;
-        s = a->prepare(c);
-        c->probe = 0;
-        if (s == KILN_E_UNSUPPORTED) {
-            if (c->kstate && a->release) a->release(c->kstate);
-            continue;
+    /* pass 0: the GPU's algorithms (with a device); pass 1: the CPU's, if none took the node */
+    int on_device = 0;
+    for (int pass = o->dev ? 0 : 1; pass < 2 && nc == 0; pass++) {
+        on_device = pass == 0;
+        c->dev = on_device ? o->dev : NULL;
+        for (int i = 0; kiln__algos[i] && nc < MAX_CANDS; i++) {
+            const kiln__algo *a = kiln__algos[i];
+            if (strcmp(a->op_type, nd->op_type) != 0 || strcmp(a->domain, nd->domain) != 0) continue;
+            if ((a->flags & KILN_ALGOF_CUDA) ? pass != 0 : pass != 1) continue;
+            if (o->force_algo && strcmp(a->name, o->force_algo) != 0) continue;
+            if (by_cost_only && (a->flags & KILN_ALGOF_TUNE_ONLY)) continue; /* not even prepared */
+            c->scratch_bytes = 0;
+            c->kstate = NULL;
+            c->flops = 0;
+            c->probe = probed;
+            s = a->prepare(c);
+            c->probe = 0;
+            if (s == KILN_E_UNSUPPORTED) {
+                if (c->kstate && a->release) a->release(c->kstate);
+                continue;
+            }
+            if (s != KILN_OK) goto fail;
+            cands[nc++] = (cand){a, c->kstate, c->scratch_bytes, c->flops, a->cost ? a->cost(c) : 1.0};
         }
-        if (s != KILN_OK) goto fail;
-        cands[nc++] = (cand){a, c->kstate, c->scratch_bytes, c->flops, a->cost ? a->cost(c) : 1.0};
     }
     c->kstate = NULL;
     c->scratch_bytes = ref_scratch;
     c->flops = 0;
-    if (nc == 0) return KILN_OK;
+    if (nc == 0) {
+        c->dev = NULL;
+        return KILN_OK;
+    }
     int best = -1; /* by cost, among the candidates the heuristic may choose (-1: none) */
     for (int i = 0; i < nc; i++) {
         if ((cands[i].algo->flags & KILN_ALGOF_TUNE_ONLY) && !o->force_algo) continue;
         if (best < 0 || cands[i].cost < cands[best].cost) best = i;
     }
-    if ((o->tune || o->cache) && (nc > 1 || best < 0) && c->n_in <= 64 && c->n_out <= 64) {
+    if ((o->tune || o->cache) && !on_device && (nc > 1 || best < 0) && c->n_in <= 64 &&
+        c->n_out <= 64) {
         char *key = node_key(c);
         if (!key) {
             s = KILN_E_NOMEM;
@@ -458,11 +469,14 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
     }
     if (best < 0) { /* only tuning-only candidates, and no tuning chose one: the reference */
         for (int i = 0; i < nc; i++) release_cand(&cands[i]);
+        c->dev = NULL;
         return KILN_OK;
     }
     if (probed) {
         for (int i = 0; i < nc; i++) release_cand(&cands[i]);
-        return full_prepare(c, cands, nc, best, ref_scratch, out);
+        s = full_prepare(c, cands, nc, best, ref_scratch, out);
+        if (!*out) c->dev = NULL;
+        return s;
     }
     for (int i = 0; i < nc; i++)
         if (i != best) release_cand(&cands[i]);
@@ -473,6 +487,7 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
     return KILN_OK;
 fail:
     for (int i = 0; i < nc; i++) release_cand(&cands[i]);
+    c->dev = NULL;
     c->kstate = NULL;
     c->scratch_bytes = ref_scratch;
     c->flops = 0;

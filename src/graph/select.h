@@ -45,13 +45,17 @@ typedef struct kiln__select_opts {
     int tune;               /* 1: time candidates */
     const char *force_algo; /* tests: the only algorithm offered (NULL: all) */
     kiln__timing_cache *cache; /* NULL: none (tuning then times every plan) */
+    struct kiln__device *dev;  /* the session's GPU (backend/device.h), or NULL: CPU only */
 } kiln__select_opts;
 
 /* Chooses the algorithm for the node of c (shapes inferred, constant inputs
  * with data, c->pool/nth_plan/precision set, c->scratch_bytes the reference's
  * request). On KILN_OK, *out is the algorithm (c->kstate, c->scratch_bytes
  * and c->flops from its prepare) or NULL for the reference kernel (c
- * unchanged). Errors other than "unsupported" from a prepare fail. */
+ * unchanged). Errors other than "unsupported" from a prepare fail.
+ * With o->dev, the KILN_ALGOF_CUDA algorithms are asked first and the
+ * cheapest that accepts runs the node (c->dev is then o->dev; they are not
+ * tuned); only when none does are the CPU algorithms asked (c->dev NULL). */
 kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const kiln__algo **out);
 
 /* Runs an algorithm (or, algo NULL, the reference kernel def) on c: on every

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/device.h"
 #include "graph/exec.h"
 #include "graph/optimize.h"
 
@@ -12,6 +13,7 @@ struct kiln_session {
     const kiln_tensor **inputs; /* per position, scratch for runs */
     kiln__timing_cache *cache;  /* tuned choices (owned) */
     kiln_graph *optimized;      /* the passes' rewrite of the user's graph (owned), or NULL */
+    kiln__device *dev;          /* KILN_DEVICE_CUDA: the GPU (owned), else NULL */
 };
 
 static const char *const precision_names[] = {"fp32", "bf16", "int8"};
@@ -30,7 +32,23 @@ kiln_status kiln_precision_parse(const char *name, kiln_precision *out) {
                      name ? name : "(null)");
 }
 
-/* Planner settings from the options: precision, reference, tuning, cache. */
+static const char *const device_names[] = {"cpu", "cuda"};
+
+const char *kiln_device_name(kiln_device d) {
+    return (unsigned)d < sizeof device_names / sizeof *device_names ? device_names[d] : NULL;
+}
+
+kiln_status kiln_device_parse(const char *name, kiln_device *out) {
+    for (int i = 0; i < (int)(sizeof device_names / sizeof *device_names); i++)
+        if (name && strcmp(name, device_names[i]) == 0) {
+            *out = (kiln_device)i;
+            return KILN_OK;
+        }
+    return kiln__err(KILN_E_INVAL, "unknown device '%s' (expected cpu or cuda)",
+                     name ? name : "(null)");
+}
+
+/* Planner settings from the options: precision, reference, tuning, cache, device. */
 static kiln_status apply_options(kiln_session *s, const kiln_session_options *opt) {
     s->r.memory_limit = opt->memory_limit;
     if (!kiln_precision_name(opt->precision))
@@ -43,6 +61,12 @@ static kiln_status apply_options(kiln_session *s, const kiln_session_options *op
         KILN__TRY(kiln__timing_cache_load(s->cache));
     }
     s->r.sel.cache = s->cache;
+    if (!kiln_device_name(opt->device))
+        return kiln__err(KILN_E_INVAL, "kiln_session_create: bad device %d", (int)opt->device);
+    if (opt->device == KILN_DEVICE_CUDA && !opt->reference) {
+        KILN__TRY(kiln__device_open(&s->dev));
+        s->r.sel.dev = s->dev;
+    }
     return KILN_OK;
 }
 
@@ -85,7 +109,8 @@ kiln_status kiln_session_create(const kiln_graph *g, const kiln_session_options 
 
 void kiln_session_free(kiln_session *s) {
     if (!s) return;
-    kiln__runner_free(&s->r);
+    kiln__runner_free(&s->r); /* before the device: plans give their device memory back */
+    kiln__device_close(s->dev);
     kiln__timing_cache_free(s->cache);
     kiln_graph_free(s->optimized);
     free(s->inputs);
@@ -93,6 +118,10 @@ void kiln_session_free(kiln_session *s) {
 }
 
 int kiln_session_threads(const kiln_session *s) { return s->r.threads; }
+
+const char *kiln_session_device_name(const kiln_session *s) {
+    return s->dev ? kiln__device_name(s->dev) : NULL;
+}
 
 /* "optional(sequence(float32))" for the declared type of v. */
 static const char *declared_str(const kiln__value *v, char *buf, size_t n) {

@@ -62,6 +62,14 @@
 #include "ops/op.h"
 
 #define KILN_ALGOF_TUNE_ONLY 0x100 /* chosen only by tuning, never by the heuristic (external libraries whose edge semantics differ from the reference) */
+#define KILN_ALGOF_CUDA 0x200 /* runs on the CUDA device (backend/device.h): offered only when the
+                                 session has one (c->dev), and then before every CPU algorithm:
+                                 a node runs on the GPU when any CUDA algorithm accepts it.
+                                 prepare() sees host data of the constant inputs (upload what
+                                 run needs into kstate, through c->dev); run() is called once,
+                                 gets device pointers in every c->in/out->data (constants
+                                 included) and in c->scratch, and enqueues its work on c->dev's
+                                 stream without waiting for it. Not tuned: chosen by cost. */
 
 typedef struct kiln__algo {
     const char *name;    /* unique; shown in profiles, stored in timing caches */

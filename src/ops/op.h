@@ -76,6 +76,7 @@ typedef struct kiln__kctx {
     double flops;     /* operations of one run (from prepare; profiles) */
     int probe;        /* prepare: 1 when the planner only asks whether the algorithm
                          takes the node and what it costs (algo.h) */
+    struct kiln__device *dev; /* KILN_ALGOF_CUDA algorithms: the device they run on (else NULL) */
 } kiln__kctx;
 
 typedef kiln_status (*kiln__op_fn)(kiln__kctx *c);

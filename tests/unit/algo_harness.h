@@ -204,6 +204,10 @@ static inline void ah_compare(const kiln_tensor *got, const kiln_tensor *want, d
     if (!(err <= tol)) fail_msg("%s: normalized error %.3g > %.3g", what, err, tol);
 }
 
+/* The device the fast runner may use (backend/device.h; NULL: CPU only).
+ * Set by tests of the CUDA algorithms. */
+static struct kiln__device *ah_device;
+
 static inline const char *ah_check(ah_case *c, const char *force, kiln_precision p, int threads,
                                    double tol) {
     if (!c->finalized) {
@@ -213,7 +217,7 @@ static inline const char *ah_check(ah_case *c, const char *force, kiln_precision
     kiln_tensor *ref[AH_MAX_IO] = {0}, *got[AH_MAX_IO] = {0};
     const char *ref_algo, *algo;
     kiln__select_opts sref = {.reference = 1};
-    kiln__select_opts sfast = {.precision = p, .force_algo = force};
+    kiln__select_opts sfast = {.precision = p, .force_algo = force, .dev = ah_device};
     ah_exec(c, &sref, threads, ref, &ref_algo);
     ah_exec(c, &sfast, threads, got, &algo);
     if (force && strcmp(algo, force) != 0)

@@ -16,7 +16,7 @@ int kiln_cli_fail(const char *cmd, kiln_status s);
  * MODEL, or an option nobody knows). */
 int kiln_cli_common_option(const char *cmd, const char *help, int argc, char **argv, int *i,
                            int *threads, const char **path);
-/* Planning options shared by run and bench: --precision P, --tune,
+/* Planning options shared by run and bench: --precision P, --device D, --tune,
  * --timing-cache FILE, --reference, --no-graph-passes (into opt). Returns 1
  * if argv[*i] was one (value taken, *i advanced), 0 if not, -1 after printing
  * an error. */
@@ -29,6 +29,8 @@ int kiln_cli_plan_finish(const char *cmd, kiln_session_options *opt);
 #define KILN_CLI_PLAN_HELP                                                                        \
     "  --precision P      fp32 (default), bf16 (bf16 products, f32 accumulation) or\n"           \
     "                     int8 (quantized QDQ/QLinear models on int8 products)\n"                \
+    "  --device D         cpu (default) or cuda: nodes with a CUDA kernel run on GPU 0,\n"      \
+    "                     the others on the CPU, with the copies between them planned\n"        \
     "  --tune             time every candidate algorithm of every node on the real\n"            \
     "                     shapes and keep the fastest; winners go to the timing cache\n"         \
     "  --timing-cache F   timing cache file to read (and, with --tune, to write);\n"             \

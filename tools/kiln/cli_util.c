@@ -70,6 +70,11 @@ int kiln_cli_plan_option(const char *cmd, int argc, char **argv, int *i, kiln_se
             fprintf(stderr, "kiln %s: --precision: %s\n", cmd, kiln_last_error());
             return -1;
         }
+    } else if (!strcmp(a, "--device") && has_val) {
+        if (kiln_device_parse(argv[++*i], &opt->device) != KILN_OK) {
+            fprintf(stderr, "kiln %s: --device: %s\n", cmd, kiln_last_error());
+            return -1;
+        }
     } else if (!strcmp(a, "--tune")) {
         opt->tune = 1;
     } else if (!strcmp(a, "--timing-cache") && has_val) {
@@ -86,9 +91,10 @@ int kiln_cli_plan_option(const char *cmd, int argc, char **argv, int *i, kiln_se
 
 int kiln_cli_plan_finish(const char *cmd, kiln_session_options *opt) {
     static char path[4096];
-    if (opt->reference && (opt->tune || opt->precision != KILN_PRECISION_FP32)) {
-        fprintf(stderr, "kiln %s: --reference runs fp32 reference kernels; it does not combine with "
-                "--tune or --precision\n", cmd);
+    if (opt->reference && (opt->tune || opt->precision != KILN_PRECISION_FP32 ||
+                           opt->device != KILN_DEVICE_CPU)) {
+        fprintf(stderr, "kiln %s: --reference runs fp32 reference kernels on the CPU; it does not "
+                "combine with --tune, --precision or --device\n", cmd);
         return -1;
     }
     if (!opt->tune || opt->timing_cache) return 0;

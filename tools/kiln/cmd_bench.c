@@ -8,7 +8,8 @@
 
 static const char *help =
     "usage: kiln bench MODEL.onnx [-i NAME=FILE.npy ...] [--shape NAME=d0,d1,...]\n"
-    "                  [--seed S] [-t N] [--precision P] [--tune] [--timing-cache F]\n"
+    "                  [--seed S] [-t N] [--precision P] [--device D] [--tune]\n"
+    "                  [--timing-cache F]\n"
     "                  [--warmup W] [--iters K] [--profile] [--json]\n"
     "\n"
     "Runs the model W times to warm up, then K timed times, and prints the latency\n"
@@ -23,7 +24,7 @@ static const char *help =
     "  --json      print one JSON object instead of text:\n"
     "              {\"latency_ms\": {\"mean\", \"p50\", \"p90\", \"p99\", \"min\", \"max\"},\n"
     "               \"throughput_per_s\", \"plan_ms\", \"first_run_ms\", \"threads\", \"iters\",\n"
-    "               \"precision\"}; plan_ms: session creation (graph passes) and planning\n"
+    "               \"precision\", \"device\"}; plan_ms: session creation (graph passes) and planning\n"
     "              (with --profile also \"nodes\": [{\"op\", \"name\", \"algorithm\",\n"
     "               \"ms\", \"gflops\"}], slowest first)\n"
     KILN_CLI_PLAN_HELP;
@@ -164,6 +165,8 @@ int kiln_cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"model\": ");
         json_string(path);
+        printf(", \"device\": ");
+        json_string(kiln_session_device_name(sess) ? kiln_session_device_name(sess) : "cpu");
         printf(", \"threads\": %d, \"precision\": \"%s\", \"iters\": %d, \"plan_ms\": %.4f, "
                "\"first_run_ms\": %.4f, "
                "\"latency_ms\": {\"mean\": %.4f, \"p50\": %.4f, \"p90\": %.4f, \"p99\": %.4f, "
@@ -174,8 +177,10 @@ int kiln_cmd_bench(int argc, char **argv) {
         if (profile) print_profile(sess, iters, 1);
         printf("}\n");
     } else {
-        printf("model: %s\nthreads: %d\nprecision: %s\nplanning (passes, shapes, algorithms, "
-               "memory): %.3f ms\nfirst run: %.3f ms\n", path, kiln_session_threads(sess),
+        printf("model: %s\n", path);
+        if (kiln_session_device_name(sess)) printf("device: %s\n", kiln_session_device_name(sess));
+        printf("threads: %d\nprecision: %s\nplanning (passes, shapes, algorithms, "
+               "memory): %.3f ms\nfirst run: %.3f ms\n", kiln_session_threads(sess),
                kiln_precision_name(opt.precision), plan_ms, first_ms);
         printf("latency over %d runs (ms): mean %.3f  p50 %.3f  p90 %.3f  p99 %.3f  min %.3f  max %.3f\n",
                iters, mean, percentile(lat, iters, 50), percentile(lat, iters, 90),

@@ -12,7 +12,8 @@
 static const char *help =
     "usage: kiln run MODEL.onnx [-i NAME=FILE.npy ...] [-o OUTDIR] [-t N]\n"
     "                [--random] [--seed S] [--shape NAME=d0,d1,...] [--repeat K]\n"
-    "                [--precision P] [--tune] [--timing-cache F] [--reference]\n"
+    "                [--precision P] [--device D] [--tune] [--timing-cache F]\n"
+    "                [--reference]\n"
     "\n"
     "Runs the model and writes OUTDIR/<output name>.npy for every graph output\n"
     "(characters outside [A-Za-z0-9._-] in names become '_'). A sequence output\n"

@@ -1,0 +1,22 @@
+/* src/cuda/cuda_algo.c: helpers shared by the CUDA algorithms (cuda_algo.h). */
+#include "cuda/cuda_algo.h"
+
+kiln_status kiln__cuda_all_f32(const kiln__kctx *c, int n) {
+    for (int k = 0; k < n && k < c->n_in; k++)
+        if (c->in[k] && c->in[k]->dtype != KILN_DTYPE_F32) return KILN_E_UNSUPPORTED;
+    for (int k = 0; k < c->n_out; k++)
+        if (c->out[k] && c->out[k]->dtype != KILN_DTYPE_F32) return KILN_E_UNSUPPORTED;
+    return KILN_OK;
+}
+
+/* Nominal H100 figures; only the ranking among CUDA candidates uses them. */
+#define GPU_F32_FLOPS 50e12
+#define GPU_BF16_FLOPS 700e12
+#define GPU_BYTES_PER_S 2.5e12
+#define GPU_LAUNCH_S 4e-6
+
+double kiln__cuda_cost(double flops, double efficiency, int tensor_cores, double bytes) {
+    if (efficiency <= 0) efficiency = 1e-3;
+    return flops / ((tensor_cores ? GPU_BF16_FLOPS : GPU_F32_FLOPS) * efficiency) +
+           bytes / GPU_BYTES_PER_S + GPU_LAUNCH_S;
+}

@@ -1,0 +1,28 @@
+/* src/cuda/cuda_algo.h: helpers the CUDA algorithms (KILN_ALGOF_CUDA, see
+ * ops/algo.h) share: dtype checks, the GPU cost model, the stream. */
+#ifndef KILN_CUDA_ALGO_H
+#define KILN_CUDA_ALGO_H
+
+#include "core/core.h"
+#include "cuda/cuda_internal.h"
+#include "ops/algo.h"
+
+/* KILN_OK if inputs [0, n) that are present and every output are f32
+ * tensors, else KILN_E_UNSUPPORTED (the node stays on the CPU). */
+kiln_status kiln__cuda_all_f32(const kiln__kctx *c, int n);
+
+/* Estimated seconds on the GPU: flops at `efficiency` of a nominal f32
+ * (or, tensor_cores, bf16) peak, bytes at a nominal memory bandwidth, plus a
+ * launch. Ranks the CUDA candidates of one node; every CUDA candidate wins
+ * over the CPU ones. */
+double kiln__cuda_cost(double flops, double efficiency, int tensor_cores, double bytes);
+
+/* The stream of the step's device. */
+static inline cudaStream_t kiln__cuda_stream(const kiln__kctx *c) { return c->dev->stream; }
+
+/* Converts a launcher's status (cuda_internal.h) for an algorithm's run. */
+static inline kiln_status kiln__cuda_launched(cudaError_t e, const char *what) {
+    return e == cudaSuccess ? KILN_OK : kiln__cuda_fail(e, what);
+}
+
+#endif

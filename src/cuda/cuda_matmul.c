@@ -1,0 +1,354 @@
+/* src/cuda/cuda_matmul.c: MatMul, Gemm and kiln.FusedMatMul on cuBLASLt
+ * (algorithms cuda_matmul, cuda_gemm, cuda_fused_matmul).
+ *
+ * Row-major Y(M,N) = A(M,K) B(K,N) is column-major Y^T = B^T A^T, so cuBLAS's
+ * first operand is our B and its second our A, and Y needs no transpose.
+ * Batches (MatMul of rank > 2) are strided batches; a 2-D B under a batched A
+ * folds the batch into M. Epilogues: a bias along N (FusedMatMul's Bias,
+ * Gemm's C of shape (N,) or (1,N)) and Relu / tanh-Gelu run in cuBLASLt's
+ * epilogue; a residual (FusedMatMul's Z, Gemm's full C) is cuBLAS's C with
+ * beta; other activations run after, in place (kiln__cu_bias_act).
+ *
+ * Precision fp32: f32 operands, f32 accumulation (CUBLAS_COMPUTE_32F, no
+ * TF32). bf16: the constant B converted once at plan time, A (and a B that is
+ * not constant) converted per run into scratch; bf16 products on the tensor
+ * cores with f32 accumulation and f32 output.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/cuda_algo.h"
+#include "ops/fused.h"
+
+typedef struct mm_geom {
+    int64_t m, n, k, batch;
+    int64_t stride_a, stride_b; /* elements between batches (0: shared) */
+    int trans_a, trans_b;
+} mm_geom;
+
+typedef struct mm_state {
+    kiln__device *dev;
+    mm_geom g;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t lx, lw, ly; /* cuBLAS A (our B), cuBLAS B (our A), C and D */
+    cublasLtMatmulAlgo_t algo;
+    int bf16;
+    void *b16;          /* bf16 copy of a constant B (device, owned), or NULL */
+    size_t a16_off, b16_off; /* scratch offsets of per-run bf16 conversions */
+    float alpha, beta;
+    int bias_in;        /* input holding the bias along N, or -1 */
+    float *bias_dev;    /* Gemm: beta * C as the bias (device, owned), or NULL */
+    int z_in;           /* input added through cuBLAS's C (beta), or -1 */
+    kiln__cu_op post;   /* activation after the product (KILN__CU_IDENTITY: none) */
+    float p0, p1;
+} mm_state;
+
+static void mm_release(void *ks) {
+    mm_state *s = ks;
+    if (!s) return;
+    if (s->lx) cublasLtMatrixLayoutDestroy(s->lx);
+    if (s->lw) cublasLtMatrixLayoutDestroy(s->lw);
+    if (s->ly) cublasLtMatrixLayoutDestroy(s->ly);
+    if (s->op) cublasLtMatmulDescDestroy(s->op);
+    kiln__device_free(s->dev, s->b16);
+    kiln__device_free(s->dev, s->bias_dev);
+    free(s);
+}
+
+/* Geometry of MatMul(A, B) -> Y: A (..., M, K), B (..., K, N) with equal
+ * batch dims, or one side 2-D (or all-ones batch dims). */
+static kiln_status matmul_geom(const kiln_tensor *a, const kiln_tensor *b, mm_geom *g) {
+    if (a->ndim < 2 || b->ndim < 2) return KILN_E_UNSUPPORTED;
+    memset(g, 0, sizeof *g);
+    g->k = a->dims[a->ndim - 1];
+    g->n = b->dims[b->ndim - 1];
+    int64_t ba = kiln__numel(a->ndim - 2, a->dims), bb = kiln__numel(b->ndim - 2, b->dims);
+    g->m = a->dims[a->ndim - 2];
+    g->batch = 1;
+    if (bb == 1) { /* B is one matrix: A's batches fold into M */
+        g->m *= ba;
+    } else if (ba == 1) {
+        g->batch = bb;
+        g->stride_b = g->k * g->n;
+    } else {
+        if (a->ndim != b->ndim) return KILN_E_UNSUPPORTED;
+        for (int d = 0; d < a->ndim - 2; d++)
+            if (a->dims[d] != b->dims[d]) return KILN_E_UNSUPPORTED;
+        g->batch = ba;
+        g->stride_a = g->m * g->k;
+        g->stride_b = g->k * g->n;
+    }
+    if (g->batch > 0x7fffffff) return KILN_E_UNSUPPORTED;
+    return KILN_OK;
+}
+
+static kiln_status layout(cublasLtMatrixLayout_t *l, cudaDataType_t t, int64_t rows, int64_t cols,
+                          int64_t ld, int64_t batch, int64_t stride) {
+    KILN__CUBLAS(cublasLtMatrixLayoutCreate(l, t, (uint64_t)rows, (uint64_t)cols, ld), "matrix layout");
+    if (batch > 1) {
+        int32_t bc = (int32_t)batch;
+        KILN__CUBLAS(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc,
+                                                      sizeof bc), "batch count");
+        KILN__CUBLAS(cublasLtMatrixLayoutSetAttribute(*l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                      &stride, sizeof stride), "batch stride");
+    }
+    return KILN_OK;
+}
+
+/* Largest power of two (at most 64, the arena's alignment) dividing every
+ * batch's start of an operand of elem-byte elements. */
+static uint32_t operand_align(int64_t stride, int elem) {
+    uint32_t a = 64;
+    int64_t bytes = stride * elem;
+    while (a > (uint32_t)elem && bytes % a) a >>= 1;
+    return a;
+}
+
+static cublasLtEpilogue_t epilogue_of(int bias, kiln__cu_op *post) {
+    kiln__cu_op act = *post;
+    if (act == KILN__CU_RELU) {
+        *post = KILN__CU_IDENTITY;
+        return bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU;
+    }
+    if (act == KILN__CU_GELU_TANH) {
+        *post = KILN__CU_IDENTITY;
+        return bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU;
+    }
+    return bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+}
+
+/* Descriptors, epilogue and the heuristic's algorithm for s->g. */
+static kiln_status mm_plan(kiln__device *d, mm_state *s) {
+    const mm_geom *g = &s->g;
+    cudaDataType_t in_t = s->bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    int in_elem = s->bf16 ? 2 : 4;
+    KILN__CUBLAS(cublasLtMatmulDescCreate(&s->op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul descriptor");
+    cublasOperation_t tx = g->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, tw = g->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+    KILN__CUBLAS(cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_TRANSA, &tx, sizeof tx), "transa");
+    KILN__CUBLAS(cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_TRANSB, &tw, sizeof tw), "transb");
+    int has_bias = s->bias_in >= 0 || s->bias_dev;
+    cublasLtEpilogue_t epi = epilogue_of(has_bias, &s->post);
+    KILN__CUBLAS(cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "epilogue");
+    if (has_bias) {
+        cudaDataType_t bt = CUDA_R_32F;
+        KILN__CUBLAS(cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt,
+                                                    sizeof bt), "bias type");
+    }
+    /* our B: (K,N) row-major is (N,K) column-major; transposed it is stored (N,K) */
+    KILN__TRY(layout(&s->lx, in_t, g->trans_b ? g->k : g->n, g->trans_b ? g->n : g->k,
+                     g->trans_b ? g->k : g->n, g->batch, g->stride_b));
+    KILN__TRY(layout(&s->lw, in_t, g->trans_a ? g->m : g->k, g->trans_a ? g->k : g->m,
+                     g->trans_a ? g->m : g->k, g->batch, g->stride_a));
+    KILN__TRY(layout(&s->ly, CUDA_R_32F, g->n, g->m, g->n, g->batch, g->m * g->n));
+    cublasLtMatmulPreference_t pref;
+    KILN__CUBLAS(cublasLtMatmulPreferenceCreate(&pref), "preference");
+    uint64_t ws = d->lt_ws_bytes;
+    uint32_t ax = operand_align(g->stride_b, in_elem), aw = operand_align(g->stride_a, in_elem),
+             ay = operand_align(g->m * g->n, 4);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &ax, sizeof ax);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &aw, sizeof aw);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ay, sizeof ay);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ay, sizeof ay);
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    cublasStatus_t e = cublasLtMatmulAlgoGetHeuristic(d->lt, s->op, s->lx, s->lw, s->ly, s->ly, pref, 1,
+                                                      &res, &nres);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (e != CUBLAS_STATUS_SUCCESS || nres == 0) return KILN_E_UNSUPPORTED;
+    s->algo = res.algo;
+    return KILN_OK;
+}
+
+/* Common prepare: state for geometry g with the inputs' roles set by the
+ * caller in tmpl (bias_in, z_in, post, alpha, beta). B is input 1. */
+static kiln_status mm_prepare(kiln__kctx *c, const mm_state *tmpl) {
+    if (c->precision != KILN_PRECISION_FP32 && c->precision != KILN_PRECISION_BF16)
+        return KILN_E_UNSUPPORTED;
+    mm_state *s = calloc(1, sizeof *s);
+    if (!s) return kiln__err(KILN_E_NOMEM, "out of memory");
+    *s = *tmpl;
+    s->dev = c->dev;
+    s->bf16 = c->precision == KILN_PRECISION_BF16;
+    c->kstate = s;
+    kiln_status st = mm_plan(c->dev, s);
+    if (st != KILN_OK) return st;
+    const mm_geom *g = &s->g;
+    int64_t a_elems = (g->stride_a ? g->batch : 1) * g->m * g->k;
+    int64_t b_elems = (g->stride_b ? g->batch : 1) * g->k * g->n;
+    const kiln_tensor *b = c->in[1];
+    if (s->bf16) {
+        size_t off = 0;
+        s->a16_off = off;
+        off += ((size_t)a_elems * 2 + 255) & ~(size_t)255;
+        if (!b->data) {
+            s->b16_off = off;
+            off += (size_t)b_elems * 2;
+        } else if (!c->probe) { /* constant B: converted once, on the device */
+            float *tmp;
+            KILN__TRY(kiln__device_alloc(c->dev, (size_t)b_elems * 4, (void **)&tmp));
+            kiln_status e = kiln__device_alloc(c->dev, (size_t)b_elems * 2, &s->b16);
+            if (e == KILN_OK) e = kiln__device_upload(c->dev, tmp, b->data, (size_t)b_elems * 4);
+            if (e == KILN_OK)
+                e = kiln__cuda_launched(kiln__cu_f32_to_bf16(c->dev->stream, tmp, s->b16, b_elems),
+                                        "bf16 weights");
+            kiln__device_free(c->dev, tmp);
+            KILN__TRY(e);
+        }
+        c->scratch_bytes = off;
+    }
+    double flops = 2.0 * (double)g->m * g->n * g->k * g->batch;
+    c->flops = flops;
+    return KILN_OK;
+}
+
+static double mm_cost(const kiln__kctx *c) {
+    const mm_state *s = c->kstate;
+    const mm_geom *g = &s->g;
+    double bytes = 4.0 * g->batch * ((double)g->m * g->k + (double)g->k * g->n + (double)g->m * g->n);
+    return kiln__cuda_cost(c->flops, 0.6, s->bf16, bytes);
+}
+
+static kiln_status mm_run(kiln__kctx *c) {
+    mm_state *s = c->kstate;
+    kiln__device *d = c->dev;
+    const mm_geom *g = &s->g;
+    const void *a = c->in[0]->data, *b = c->in[1]->data;
+    if (s->bf16) {
+        char *scratch = c->scratch;
+        int64_t a_elems = (g->stride_a ? g->batch : 1) * g->m * g->k;
+        int64_t b_elems = (g->stride_b ? g->batch : 1) * g->k * g->n;
+        KILN__TRY(kiln__cuda_launched(kiln__cu_f32_to_bf16(d->stream, a, (uint16_t *)(scratch + s->a16_off),
+                                                           a_elems), "bf16 activations"));
+        a = scratch + s->a16_off;
+        if (s->b16) {
+            b = s->b16;
+        } else {
+            KILN__TRY(kiln__cuda_launched(kiln__cu_f32_to_bf16(d->stream, b, (uint16_t *)(scratch + s->b16_off),
+                                                               b_elems), "bf16 activations"));
+            b = scratch + s->b16_off;
+        }
+    }
+    const void *bias = s->bias_dev ? s->bias_dev : s->bias_in >= 0 ? c->in[s->bias_in]->data : NULL;
+    if (bias)
+        KILN__CUBLAS(cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                    sizeof bias), "bias pointer");
+    float *y = c->out[0]->data;
+    const void *cin = s->z_in >= 0 ? c->in[s->z_in]->data : y;
+    float beta = s->z_in >= 0 ? s->beta : 0.0f;
+    KILN__CUBLAS(cublasLtMatmul(d->lt, s->op, &s->alpha, b, s->lx, a, s->lw, &beta, cin, s->ly, y, s->ly,
+                                &s->algo, d->lt_ws, d->lt_ws_bytes, d->stream), "matmul");
+    if (s->post != KILN__CU_IDENTITY)
+        KILN__TRY(kiln__cuda_launched(kiln__cu_bias_act(d->stream, y, NULL, 0, 1, NULL, y,
+                                                        kiln__n(c->out[0]), s->post, s->p0, s->p1),
+                                      "matmul activation"));
+    return KILN_OK;
+}
+
+/* ---- MatMul ------------------------------------------------------------------ */
+
+static kiln_status matmul_prepare(kiln__kctx *c) {
+    KILN__TRY(kiln__cuda_all_f32(c, 2));
+    mm_state t = {.bias_in = -1, .z_in = -1, .post = KILN__CU_IDENTITY, .alpha = 1, .beta = 0};
+    KILN__TRY(matmul_geom(c->in[0], c->in[1], &t.g));
+    return mm_prepare(c, &t);
+}
+
+const kiln__algo kiln__algo_cuda_matmul = {
+    "cuda_matmul", "", "MatMul", KILN_ALGOF_CUDA, matmul_prepare, mm_cost, mm_run, mm_release,
+};
+
+/* ---- kiln.FusedMatMul(A, B, Bias?, Z?) -------------------------------------- */
+
+/* The activation a fused node asks for, as a kernel op. */
+static kiln_status act_op(const kiln__node *n, kiln__cu_op *op, float *p0, float *p1) {
+    kiln__act a;
+    KILN__TRY(kiln__act_from_node(n, &a));
+    *p0 = a.lo;
+    *p1 = a.hi;
+    switch (a.kind) {
+    case KILN__ACT_NONE: *op = KILN__CU_IDENTITY; return KILN_OK;
+    case KILN__ACT_RELU: *op = KILN__CU_RELU; return KILN_OK;
+    case KILN__ACT_CLIP: *op = KILN__CU_CLIP; return KILN_OK;
+    case KILN__ACT_GELU: *op = KILN__CU_GELU; return KILN_OK;
+    case KILN__ACT_GELU_TANH: *op = KILN__CU_GELU_TANH; return KILN_OK;
+    case KILN__ACT_SILU: *op = KILN__CU_SILU; return KILN_OK;
+    }
+    return KILN_E_UNSUPPORTED;
+}
+
+static kiln_status fused_matmul_prepare(kiln__kctx *c) {
+    KILN__TRY(kiln__cuda_all_f32(c, 4));
+    mm_state t = {.bias_in = -1, .z_in = -1, .alpha = 1, .beta = 1};
+    KILN__TRY(matmul_geom(c->in[0], c->in[1], &t.g));
+    if (act_op(c->node, &t.post, &t.p0, &t.p1) != KILN_OK) return KILN_E_UNSUPPORTED;
+    const kiln_tensor *bias = kiln__in(c, 2), *z = kiln__in(c, 3);
+    if (bias) {
+        if (kiln__n(bias) != t.g.n || bias->ndim != 1) return KILN_E_UNSUPPORTED;
+        t.bias_in = 2;
+    }
+    if (z) {
+        const kiln_tensor *y = c->out[0];
+        if (z->ndim != y->ndim || memcmp(z->dims, y->dims, (size_t)y->ndim * sizeof *y->dims))
+            return KILN_E_UNSUPPORTED;
+        t.z_in = 3;
+    }
+    return mm_prepare(c, &t);
+}
+
+const kiln__algo kiln__algo_cuda_fused_matmul = {
+    "cuda_fused_matmul", "kiln", "FusedMatMul", KILN_ALGOF_CUDA, fused_matmul_prepare, mm_cost,
+    mm_run, mm_release,
+};
+
+/* ---- Gemm(A, B, C?) ------------------------------------------------------------ */
+
+static kiln_status gemm_prepare(kiln__kctx *c) {
+    KILN__TRY(kiln__cuda_all_f32(c, 3));
+    const kiln_tensor *a = c->in[0], *b = c->in[1], *cc = kiln__in(c, 2);
+    if (a->ndim != 2 || b->ndim != 2) return KILN_E_UNSUPPORTED;
+    mm_state t = {.bias_in = -1, .z_in = -1, .post = KILN__CU_IDENTITY};
+    t.g.trans_a = kiln__attr_i(c->node, "transA", 0) != 0;
+    t.g.trans_b = kiln__attr_i(c->node, "transB", 0) != 0;
+    t.g.m = a->dims[t.g.trans_a ? 1 : 0];
+    t.g.k = a->dims[t.g.trans_a ? 0 : 1];
+    t.g.n = b->dims[t.g.trans_b ? 0 : 1];
+    t.g.batch = 1;
+    t.alpha = kiln__attr_f(c->node, "alpha", 1.0f);
+    t.beta = kiln__attr_f(c->node, "beta", 1.0f);
+    int scaled_bias = 0;
+    if (cc && t.beta != 0.0f) {
+        int64_t n = kiln__n(cc);
+        int row = (cc->ndim == 1 && n == t.g.n) || (cc->ndim == 2 && cc->dims[0] == 1 && cc->dims[1] == t.g.n);
+        if (row && t.beta == 1.0f) {
+            t.bias_in = 2;
+        } else if (row && cc->data) {
+            scaled_bias = 1; /* beta * C uploaded below */
+        } else if (cc->ndim == 2 && cc->dims[0] == t.g.m && cc->dims[1] == t.g.n) {
+            t.z_in = 2;
+        } else {
+            return KILN_E_UNSUPPORTED; /* other broadcasts of C stay on the CPU */
+        }
+    }
+    if (scaled_bias && !c->probe) {
+        float *tmp = malloc((size_t)t.g.n * sizeof *tmp);
+        if (!tmp) return kiln__err(KILN_E_NOMEM, "out of memory");
+        for (int64_t j = 0; j < t.g.n; j++) tmp[j] = t.beta * ((const float *)cc->data)[j];
+        kiln_status e = kiln__device_alloc(c->dev, (size_t)t.g.n * 4, (void **)&t.bias_dev);
+        if (e == KILN_OK) e = kiln__device_upload(c->dev, t.bias_dev, tmp, (size_t)t.g.n * 4);
+        if (e == KILN_OK) e = kiln__device_sync(c->dev); /* tmp is freed next */
+        free(tmp);
+        if (e != KILN_OK) {
+            kiln__device_free(c->dev, t.bias_dev);
+            return e;
+        }
+    }
+    if (scaled_bias && c->probe) t.bias_in = 2; /* the epilogue the full prepare will ask for */
+    kiln_status s = mm_prepare(c, &t);
+    if (s != KILN_OK && !c->kstate) kiln__device_free(c->dev, t.bias_dev);
+    return s;
+}
+
+const kiln__algo kiln__algo_cuda_gemm = {
+    "cuda_gemm", "", "Gemm", KILN_ALGOF_CUDA, gemm_prepare, mm_cost, mm_run, mm_release,
+};
