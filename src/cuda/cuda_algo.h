@@ -25,4 +25,15 @@ static inline kiln_status kiln__cuda_launched(cudaError_t e, const char *what) {
     return e == cudaSuccess ? KILN_OK : kiln__cuda_fail(e, what);
 }
 
+/* A batched f32 product on cuBLASLt for kernels built of several steps
+ * (attention): batch x Y(m,n) = alpha * A(m,k) B(k,n), B transposed (stored
+ * (n,k)) when trans_b; row-major, batches stride_a / stride_b / m*n apart
+ * (cuda_matmul.c). */
+typedef struct kiln__cuda_gemm kiln__cuda_gemm;
+kiln_status kiln__cuda_gemm_new(kiln__device *d, int64_t m, int64_t n, int64_t k, int64_t batch,
+                                int64_t stride_a, int64_t stride_b, int trans_b, float alpha,
+                                kiln__cuda_gemm **out);
+kiln_status kiln__cuda_gemm_run(kiln__cuda_gemm *g, const float *a, const float *b, float *y);
+void kiln__cuda_gemm_free(kiln__cuda_gemm *g);
+
 #endif

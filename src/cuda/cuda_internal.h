@@ -110,6 +110,13 @@ cudaError_t kiln__cu_f32_to_bf16(cudaStream_t s, const float *x, uint16_t *y, in
 /* Softmax / LogSoftmax over the last of (rows, cols) (softmax.cu). */
 cudaError_t kiln__cu_softmax(cudaStream_t s, const float *x, float *y, int64_t rows, int64_t cols,
                              int log);
+/* Attention scores (rows = B*heads*S, cols = T), in place: the mask (f32
+ * added, or bool with false as -inf; element (b,h,i,j) at b*msb + h*msh +
+ * i*msq + j for j < mlen, -inf beyond), -inf for j > i when causal, then the
+ * softmax of each row (softmax.cu). */
+cudaError_t kiln__cu_attn_softmax(cudaStream_t s, float *x, int64_t rows, int64_t cols,
+                                  int64_t heads, int64_t S, const void *mask, int mask_bool,
+                                  int64_t msb, int64_t msh, int64_t msq, int64_t mlen, int causal);
 /* LayerNormalization over the last `cols` of (rows, cols): y = (x - mean) /
  * sqrt(var + eps) * scale + bias (bias may be NULL); mean/inv_std (may be
  * NULL) get the per-row statistics (norm.cu). */

@@ -352,3 +352,42 @@ static kiln_status gemm_prepare(kiln__kctx *c) {
 const kiln__algo kiln__algo_cuda_gemm = {
     "cuda_gemm", "", "Gemm", KILN_ALGOF_CUDA, gemm_prepare, mm_cost, mm_run, mm_release,
 };
+
+/* ---- batched products for other CUDA algorithms (cuda_algo.h) ------------------- */
+
+struct kiln__cuda_gemm {
+    mm_state s;
+};
+
+kiln_status kiln__cuda_gemm_new(kiln__device *d, int64_t m, int64_t n, int64_t k, int64_t batch,
+                                int64_t stride_a, int64_t stride_b, int trans_b, float alpha,
+                                kiln__cuda_gemm **out) {
+    *out = NULL;
+    if (batch > 0x7fffffff) return KILN_E_UNSUPPORTED;
+    mm_state *s = calloc(1, sizeof *s);
+    if (!s) return kiln__err(KILN_E_NOMEM, "out of memory");
+    s->dev = d;
+    s->g = (mm_geom){.m = m, .n = n, .k = k, .batch = batch, .stride_a = stride_a,
+                     .stride_b = stride_b, .trans_b = trans_b};
+    s->bias_in = s->z_in = -1;
+    s->post = KILN__CU_IDENTITY;
+    s->alpha = alpha;
+    kiln_status st = mm_plan(d, s);
+    if (st != KILN_OK) {
+        mm_release(s);
+        return st;
+    }
+    *out = (kiln__cuda_gemm *)s;
+    return KILN_OK;
+}
+
+kiln_status kiln__cuda_gemm_run(kiln__cuda_gemm *g, const float *a, const float *b, float *y) {
+    mm_state *s = &g->s;
+    kiln__device *d = s->dev;
+    const float beta = 0.0f;
+    KILN__CUBLAS(cublasLtMatmul(d->lt, s->op, &s->alpha, b, s->lx, a, s->lw, &beta, y, s->ly, y, s->ly,
+                                &s->algo, d->lt_ws, d->lt_ws_bytes, d->stream), "batched matmul");
+    return KILN_OK;
+}
+
+void kiln__cuda_gemm_free(kiln__cuda_gemm *g) { mm_release(g ? &g->s : NULL); }

@@ -114,6 +114,11 @@ err "bench bad --iters" "iters" bench "$TMP/m.onnx" --iters 0
 err "bad thread count" "thread" run "$TMP/m.onnx" --random -t 0
 err "unknown precision" "precision 'fp7'" bench "$TMP/m.onnx" --precision fp7
 err "--reference with --tune" "reference" run "$TMP/m.onnx" --random --reference --tune
+err "unknown device" "device 'tpu'" run "$TMP/m.onnx" --random --device tpu
+err "--reference with --device" "reference" run "$TMP/m.onnx" --random --reference --device cuda
+if ! nvidia-smi >/dev/null 2>&1; then # no GPU: --device cuda says why, in one line
+  err "--device cuda without a GPU" "CUDA" run "$TMP/m.onnx" --random --device cuda
+fi
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -2,7 +2,7 @@
  * kernels on fresh random inputs, through the planner (algo_harness.h with
  * ah_device set): every CUDA algorithm forced on its op over edge shapes
  * (odd sizes, batches, broadcasts, transposes, groups, strides, dilations,
- * pads), fp32 within 1e-5 and bf16 within 1e-2, NaN/Inf parity for the
+ * pads, attention masks), fp32 within 1e-5 and bf16 within 1e-2, NaN/Inf parity for the
  * elementwise kernels; and graphs that go back and forth between the GPU and
  * the CPU (the executor's planned copies), run twice with fresh inputs.
  *
@@ -290,6 +290,37 @@ static void test_rows(void **state) {
     ah_case_free(&c);
 }
 
+static void attention_case(int64_t b, int64_t h, int64_t s, int64_t t, int64_t dk, int64_t dv,
+                           int mask, int causal) {
+    ah_case c;
+    ah_case_init(&c, "Attention", "", 23, 1);
+    ah_input(&c, rnd(4, (int64_t[]){b, h, s, dk}), 0);
+    ah_input(&c, rnd(4, (int64_t[]){b, h, t, dk}), 0);
+    ah_input(&c, rnd(4, (int64_t[]){b, h, t, dv}), 0);
+    if (mask == 1) ah_input(&c, rnd(4, (int64_t[]){b, 1, 1, t}), 0);  /* additive, per batch */
+    if (mask == 2) ah_input(&c, rnd(2, (int64_t[]){s, t}), 1);         /* additive, shared */
+    if (mask == 3) {                                                   /* bool, row 0 kept */
+        kiln_tensor *m;
+        assert_int_equal(kiln_tensor_create(KILN_DTYPE_BOOL, 4, (int64_t[]){b, h, s, t}, &m), KILN_OK);
+        uint8_t *d = kiln_tensor_data(m);
+        for (int64_t i = 0; i < kiln__n(m); i++) d[i] = (uint8_t)(i % t == 0 || rand_r(&seed) % 3 != 0);
+        ah_input(&c, m, 0);
+    }
+    if (causal) ah_attr_int(&c, "is_causal", 1);
+    ah_run_algo(&c, "cuda_attention", KILN_PRECISION_FP32, 1, TOL_F32);
+    ah_case_free(&c);
+}
+
+static void test_attention(void **state) {
+    NEED_GPU();
+    for (int mask = 0; mask <= 3; mask++) {
+        attention_case(2, 3, 17, 17, 16, 16, mask, 0);
+        attention_case(1, 2, 5, 33, 8, 12, mask, 0);
+    }
+    attention_case(2, 4, 32, 32, 64, 64, 0, 1);
+    attention_case(1, 12, 128, 128, 64, 64, 1, 0); /* BERT-base's heads */
+}
+
 /* ---- plans that cross between GPU and CPU ---------------------------------------------- */
 
 static void run_graph(kiln_graph *g, const kiln__select_opts *sel, const kiln_tensor *x,
@@ -359,7 +390,7 @@ int main(void) {
         cmocka_unit_test(test_fused_matmul), cmocka_unit_test(test_conv),
         cmocka_unit_test(test_pool),       cmocka_unit_test(test_unary),
         cmocka_unit_test(test_binary),     cmocka_unit_test(test_rows),
-        cmocka_unit_test(test_mixed_plan),
+        cmocka_unit_test(test_attention),  cmocka_unit_test(test_mixed_plan),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     kiln__device_close(ah_device);
