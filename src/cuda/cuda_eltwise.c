@@ -34,12 +34,24 @@ static double ew_cost(const kiln__kctx *c) {
     return kiln__cuda_cost(0, 1, 0, bytes + (double)kiln__tensor_bytes(c->out[0]));
 }
 
-/* ---- unary ------------------------------------------------------------------- */
-
-static const struct {
+typedef struct op_entry {
     const char *op_type;
     kiln__cu_op op;
-} unary_ops[] = {
+} op_entry;
+
+/* The kernel op of the node's op type in table t (n entries); 0 if absent. */
+static int find_op(const op_entry *t, size_t n, const kiln__kctx *c, kiln__cu_op *out) {
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(t[i].op_type, c->node->op_type) == 0) {
+            *out = t[i].op;
+            return 1;
+        }
+    return 0;
+}
+
+/* ---- unary ------------------------------------------------------------------- */
+
+static const op_entry unary_ops[] = {
     {"Relu", KILN__CU_RELU},   {"Sigmoid", KILN__CU_SIGMOID}, {"Tanh", KILN__CU_TANH},
     {"Exp", KILN__CU_EXP},     {"Log", KILN__CU_LOG},         {"Sqrt", KILN__CU_SQRT},
     {"Neg", KILN__CU_NEG},     {"Abs", KILN__CU_ABS},         {"Erf", KILN__CU_ERF},
@@ -61,13 +73,7 @@ static kiln_status unary_prepare(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0], *y = c->out[0];
     if (x->dtype != KILN_DTYPE_F32 || y->dtype != KILN_DTYPE_F32) return KILN_E_UNSUPPORTED;
     ew_state t = {.op = KILN__CU_IDENTITY};
-    int found = 0;
-    for (size_t i = 0; i < sizeof unary_ops / sizeof unary_ops[0]; i++)
-        if (strcmp(unary_ops[i].op_type, c->node->op_type) == 0) {
-            t.op = unary_ops[i].op;
-            found = 1;
-        }
-    if (!found) return KILN_E_UNSUPPORTED;
+    if (!find_op(unary_ops, sizeof unary_ops / sizeof *unary_ops, c, &t.op)) return KILN_E_UNSUPPORTED;
     switch (t.op) {
     case KILN__CU_LEAKY_RELU: t.p0 = kiln__attr_f(c->node, "alpha", 0.01f); break;
     case KILN__CU_HARD_SIGMOID:
@@ -120,10 +126,7 @@ UNARY_ALGO(cuda_hard_sigmoid, HardSigmoid)
 
 /* ---- binary, with broadcasting ------------------------------------------------ */
 
-static const struct {
-    const char *op_type;
-    kiln__cu_op op;
-} binary_ops[] = {
+static const op_entry binary_ops[] = {
     {"Add", KILN__CU_ADD}, {"Sub", KILN__CU_SUB}, {"Mul", KILN__CU_MUL},
     {"Div", KILN__CU_DIV}, {"Pow", KILN__CU_POW},
 };
@@ -143,13 +146,7 @@ static kiln_status binary_prepare(kiln__kctx *c) {
     KILN__TRY(kiln__cuda_all_f32(c, 2));
     const kiln_tensor *a = c->in[0], *b = c->in[1], *y = c->out[0];
     ew_state t = {.op = KILN__CU_IDENTITY};
-    int found = 0;
-    for (size_t i = 0; i < sizeof binary_ops / sizeof binary_ops[0]; i++)
-        if (strcmp(binary_ops[i].op_type, c->node->op_type) == 0) {
-            t.op = binary_ops[i].op;
-            found = 1;
-        }
-    if (!found) return KILN_E_UNSUPPORTED;
+    if (!find_op(binary_ops, sizeof binary_ops / sizeof *binary_ops, c, &t.op)) return KILN_E_UNSUPPORTED;
     int64_t n = kiln__n(y);
     t.binary_same = kiln__n(a) == n && kiln__n(b) == n;
     if (!t.binary_same) {

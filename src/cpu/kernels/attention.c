@@ -30,6 +30,7 @@
 
 #include "cpu/kernels/eltwise.h"
 #include "cpu/kernels/gemm.h"
+#include "ops/attn_form.h"
 
 #define SCORES_FLOATS 32768 /* R * T target: 128 KiB of scores per thread */
 
@@ -56,33 +57,11 @@ static size_t gemm_bytes(int64_t m, int64_t n, int64_t k, int trans_b) {
 }
 
 static kiln_status attn_prepare(kiln__kctx *c) {
-    const kiln_tensor *q = c->in[0], *k = c->in[1], *v = c->in[2], *m = kiln__in(c, 3);
-    if (!kiln__eltw_f32(q) || !kiln__eltw_f32(k) || !kiln__eltw_f32(v) || !kiln__eltw_f32(c->out[0]))
-        return KILN_E_UNSUPPORTED;
-    if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4 || kiln__in(c, 4) || kiln__in(c, 5) ||
-        kiln__in(c, 6))
-        return KILN_E_UNSUPPORTED;
-    for (int i = 1; i < c->n_out; i++)
-        if (c->out[i]) return KILN_E_UNSUPPORTED;
-    if (kiln__attr_f(c->node, "softcap", 0.0f) != 0.0f) return KILN_E_UNSUPPORTED;
-    if (m && m->dtype != KILN_DTYPE_BOOL && m->dtype != KILN_DTYPE_F32) return KILN_E_UNSUPPORTED;
-    attn_state st = {.B = q->dims[0], .Hq = q->dims[1], .Sq = q->dims[2], .dk = q->dims[3],
-                     .Hkv = k->dims[1], .T = k->dims[2], .dv = v->dims[3]};
-    if (st.T == 0 || st.dk == 0 || st.dv == 0 || st.Hkv == 0 || st.Hq % st.Hkv) return KILN_E_UNSUPPORTED;
-    st.scale = kiln__attr_find(c->node, "scale") ? kiln__attr_f(c->node, "scale", 1.0f)
-                                                 : (float)(1.0 / sqrt((double)st.dk));
-    st.causal = kiln__attr_i(c->node, "is_causal", 0) != 0;
-    if (m) { /* the reference's broadcast of the mask (infer validated it) */
-        int64_t md[4] = {1, 1, 1, 1}, ms[4];
-        if (m->ndim < 1 || m->ndim > 4) return KILN_E_UNSUPPORTED;
-        for (int i = 0; i < m->ndim; i++) md[4 - m->ndim + i] = m->dims[i];
-        kiln__contiguous_strides(4, md, ms);
-        st.mask_bool = m->dtype == KILN_DTYPE_BOOL;
-        st.msb = md[0] == 1 ? 0 : ms[0];
-        st.msh = md[1] == 1 ? 0 : ms[1];
-        st.msq = md[2] == 1 ? 0 : ms[2];
-        st.mlen = md[3];
-    }
+    kiln__attn_form f;
+    KILN__TRY(kiln__attn_form_read(c, &f));
+    attn_state st = {.B = f.B, .Hq = f.Hq, .Sq = f.Sq, .dk = f.dk, .Hkv = f.Hkv, .T = f.T, .dv = f.dv,
+                     .scale = f.scale, .causal = f.causal, .mask_bool = f.mask_bool, .msb = f.msb,
+                     .msh = f.msh, .msq = f.msq, .mlen = f.mlen};
     /* blocks: R*T scores near SCORES_FLOATS, and at least 2 units per thread when rows allow */
     int nth = c->nth_plan > 0 ? c->nth_plan : 1;
     st.R = SCORES_FLOATS / st.T;
