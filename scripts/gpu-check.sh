@@ -39,8 +39,8 @@ trap 'rm -rf "$M"' EXIT
 python3 bench/models.py "$M" --only resnet50,bert_base --no-check >/dev/null
 printf '| model | batch | precision | kiln ms | PyTorch eager ms (with copies) | PyTorch eager ms (resident) | kiln / eager (with copies) |\n'
 printf '|---|---|---|---|---|---|---|\n'
-for cfg in "resnet50 64 input" "bert_base 1 input_ids" "bert_base 8 input_ids"; do
-  read -r model batch _ <<<"$cfg"
+for cfg in "resnet50 64" "bert_base 1" "bert_base 8"; do
+  read -r model batch <<<"$cfg"
   for prec in fp32 bf16; do
     shape=()
     if [[ $model == resnet50 ]]; then shape=(--shape "input=$batch,3,224,224"); fi

@@ -1,5 +1,6 @@
 /* src/cuda/cuda_algo.c: helpers shared by the CUDA algorithms (cuda_algo.h). */
 #include "cuda/cuda_algo.h"
+#include "ops/fused.h"
 
 kiln_status kiln__cuda_all_f32(const kiln__kctx *c, int n) {
     for (int k = 0; k < n && k < c->n_in; k++)
@@ -19,4 +20,20 @@ double kiln__cuda_cost(double flops, double efficiency, int tensor_cores, double
     if (efficiency <= 0) efficiency = 1e-3;
     return flops / ((tensor_cores ? GPU_BF16_FLOPS : GPU_F32_FLOPS) * efficiency) +
            bytes / GPU_BYTES_PER_S + GPU_LAUNCH_S;
+}
+
+kiln_status kiln__cuda_fused_act(const kiln__node *n, kiln__cu_op *op, float *p0, float *p1) {
+    kiln__act a;
+    KILN__TRY(kiln__act_from_node(n, &a));
+    *p0 = a.lo;
+    *p1 = a.hi;
+    switch (a.kind) {
+    case KILN__ACT_NONE: *op = KILN__CU_IDENTITY; return KILN_OK;
+    case KILN__ACT_RELU: *op = KILN__CU_RELU; return KILN_OK;
+    case KILN__ACT_CLIP: *op = KILN__CU_CLIP; return KILN_OK;
+    case KILN__ACT_GELU: *op = KILN__CU_GELU; return KILN_OK;
+    case KILN__ACT_GELU_TANH: *op = KILN__CU_GELU_TANH; return KILN_OK;
+    case KILN__ACT_SILU: *op = KILN__CU_SILU; return KILN_OK;
+    }
+    return KILN_E_UNSUPPORTED;
 }

@@ -17,6 +17,10 @@ kiln_status kiln__cuda_all_f32(const kiln__kctx *c, int n);
  * over the CPU ones. */
 double kiln__cuda_cost(double flops, double efficiency, int tensor_cores, double bytes);
 
+/* The activation of a kiln fused node (ops/fused.h) as a kernel op (KILN__CU_IDENTITY
+ * for none) and its parameters (Clip's bounds); fails on a bad attribute. */
+kiln_status kiln__cuda_fused_act(const kiln__node *n, kiln__cu_op *op, float *p0, float *p1);
+
 /* The stream of the step's device. */
 static inline cudaStream_t kiln__cuda_stream(const kiln__kctx *c) { return c->dev->stream; }
 

@@ -17,7 +17,6 @@
 
 #include "cpu/ref/conv.h"
 #include "cuda/cuda_algo.h"
-#include "ops/fused.h"
 
 #define MAX_WORKSPACE ((size_t)256 << 20)
 
@@ -90,16 +89,7 @@ static kiln_status conv_prepare_with(kiln__kctx *c, int fused) {
     s->act = KILN__CU_IDENTITY;
     if (b && kiln__n(b) != s->k) return KILN_E_UNSUPPORTED;
     if (fused) {
-        kiln__act a;
-        if (kiln__act_from_node(c->node, &a) != KILN_OK) return KILN_E_UNSUPPORTED;
-        static const kiln__cu_op ops[] = {
-            [KILN__ACT_NONE] = KILN__CU_IDENTITY, [KILN__ACT_RELU] = KILN__CU_RELU,
-            [KILN__ACT_CLIP] = KILN__CU_CLIP,     [KILN__ACT_GELU] = KILN__CU_GELU,
-            [KILN__ACT_GELU_TANH] = KILN__CU_GELU_TANH, [KILN__ACT_SILU] = KILN__CU_SILU,
-        };
-        s->act = ops[a.kind];
-        s->p0 = a.lo;
-        s->p1 = a.hi;
+        if (kiln__cuda_fused_act(c->node, &s->act, &s->p0, &s->p1) != KILN_OK) return KILN_E_UNSUPPORTED;
         const kiln_tensor *z = kiln__in(c, 3);
         if (z) {
             if (kiln__n(z) != kiln__n(y)) return KILN_E_UNSUPPORTED;

@@ -18,7 +18,6 @@
 #include <string.h>
 
 #include "cuda/cuda_algo.h"
-#include "ops/fused.h"
 
 typedef struct mm_geom {
     int64_t m, n, k, batch;
@@ -260,28 +259,11 @@ const kiln__algo kiln__algo_cuda_matmul = {
 
 /* ---- kiln.FusedMatMul(A, B, Bias?, Z?) -------------------------------------- */
 
-/* The activation a fused node asks for, as a kernel op. */
-static kiln_status act_op(const kiln__node *n, kiln__cu_op *op, float *p0, float *p1) {
-    kiln__act a;
-    KILN__TRY(kiln__act_from_node(n, &a));
-    *p0 = a.lo;
-    *p1 = a.hi;
-    switch (a.kind) {
-    case KILN__ACT_NONE: *op = KILN__CU_IDENTITY; return KILN_OK;
-    case KILN__ACT_RELU: *op = KILN__CU_RELU; return KILN_OK;
-    case KILN__ACT_CLIP: *op = KILN__CU_CLIP; return KILN_OK;
-    case KILN__ACT_GELU: *op = KILN__CU_GELU; return KILN_OK;
-    case KILN__ACT_GELU_TANH: *op = KILN__CU_GELU_TANH; return KILN_OK;
-    case KILN__ACT_SILU: *op = KILN__CU_SILU; return KILN_OK;
-    }
-    return KILN_E_UNSUPPORTED;
-}
-
 static kiln_status fused_matmul_prepare(kiln__kctx *c) {
     KILN__TRY(kiln__cuda_all_f32(c, 4));
     mm_state t = {.bias_in = -1, .z_in = -1, .alpha = 1, .beta = 1};
     KILN__TRY(matmul_geom(c->in[0], c->in[1], &t.g));
-    if (act_op(c->node, &t.post, &t.p0, &t.p1) != KILN_OK) return KILN_E_UNSUPPORTED;
+    if (kiln__cuda_fused_act(c->node, &t.post, &t.p0, &t.p1) != KILN_OK) return KILN_E_UNSUPPORTED;
     const kiln_tensor *bias = kiln__in(c, 2), *z = kiln__in(c, 3);
     if (bias) {
         if (kiln__n(bias) != t.g.n || bias->ndim != 1) return KILN_E_UNSUPPORTED;

@@ -111,9 +111,9 @@ static kiln_status transpose_prepare(kiln__kctx *c) {
         xstride[d] = s;
         s *= x->dims[d];
     }
+    if (np >= 0 && np != x->ndim) return KILN_E_UNSUPPORTED;
     for (int d = 0; d < x->ndim; d++) {
         int64_t p = np >= 0 ? perm[d] : x->ndim - 1 - d;
-        if (np >= 0 && np != x->ndim) return KILN_E_UNSUPPORTED;
         if (p < 0) p += x->ndim;
         if (p < 0 || p >= x->ndim) return KILN_E_UNSUPPORTED;
         t.ydims[d] = y->dims[d];
