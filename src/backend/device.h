@@ -58,6 +58,12 @@ void kiln__device_free(kiln__device *d, void *ptr);
 kiln_status kiln__device_upload(kiln__device *d, void *dst, const void *src, size_t bytes);
 kiln_status kiln__device_download(kiln__device *d, void *dst, const void *src, size_t bytes);
 kiln_status kiln__device_copy(kiln__device *d, void *dst, const void *src, size_t bytes);
+/* Page-locks bytes of host memory at ptr (cudaHostRegister) so that copies
+ * from and to it run as DMA without staging, until
+ * kiln__device_host_unregister(d, ptr); ptr must not be freed before. Returns
+ * 0 if the memory could not be locked (the copies still work, slower). */
+int kiln__device_host_register(kiln__device *d, void *ptr, size_t bytes);
+void kiln__device_host_unregister(kiln__device *d, void *ptr);
 /* Waits for everything queued; reports an asynchronous kernel failure. */
 kiln_status kiln__device_sync(kiln__device *d);
 

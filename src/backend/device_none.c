@@ -25,4 +25,6 @@ void kiln__device_free(kiln__device *d, void *ptr) {}
 kiln_status kiln__device_upload(kiln__device *d, void *dst, const void *src, size_t n) { return closed(); }
 kiln_status kiln__device_download(kiln__device *d, void *dst, const void *src, size_t n) { return closed(); }
 kiln_status kiln__device_copy(kiln__device *d, void *dst, const void *src, size_t n) { return closed(); }
+int kiln__device_host_register(kiln__device *d, void *ptr, size_t bytes) { return 0; }
+void kiln__device_host_unregister(kiln__device *d, void *ptr) {}
 kiln_status kiln__device_sync(kiln__device *d) { return closed(); }

@@ -3,13 +3,17 @@
  * GlobalAveragePool / GlobalMaxPool on cuDNN's pooling (cuda_pool).
  *
  * Conv: cuDNN's forward convolution (groups, strides, dilations; symmetric
- * pads only: cuDNN's legacy descriptors have one pad per dim), with the
- * algorithm cuDNN's heuristic ranks first among those whose workspace fits
- * (the workspace is the step's scratch, in the device arena). The bias, a
+ * pads only: cuDNN's legacy descriptors have one pad per dim). Its algorithm
+ * is measured, not guessed: prepare runs cuDNN's own search
+ * (cudnnFindConvolutionForwardAlgorithm) on the node's shapes and takes the
+ * fastest whose workspace fits (the workspace is the step's scratch, in the
+ * device arena); the choice is this algorithm's variant (algo.h), so the
+ * timing cache keeps it and a signature is measured once. The bias, a
  * FusedConv residual Z and its activation follow in one elementwise pass
  * (kiln__cu_bias_act). Precision fp32: CUDNN_FMA_MATH (f32 products, no
- * TF32); bf16: cuDNN may use the tensor cores on the f32 data (TF32
- * products, f32 accumulation).
+ * TF32) and only the algorithms whose error is that of a direct sum (no FFT
+ * or non-fused Winograd); bf16: any algorithm, and cuDNN may use the tensor
+ * cores on the f32 data (TF32 products, f32 accumulation).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -49,6 +53,66 @@ static kiln_status tensor4(cudnnTensorDescriptor_t *d, const int64_t *dims) {
                                            (int)dims[1], (int)dims[2], (int)dims[3]),
                 "tensor descriptor");
     return KILN_OK;
+}
+
+/* A variant: cuDNN's algorithm and the math type it was measured with. */
+#define N_MATH 4 /* cudnnMathType_t values */
+static int variant_of(cudnnConvolutionFwdAlgo_t algo, cudnnMathType_t math) {
+    return (int)algo * N_MATH + (int)math;
+}
+
+static int algo_allowed(cudnnConvolutionFwdAlgo_t a, int precision) {
+    if (precision == KILN_PRECISION_BF16) return 1;
+    return a != CUDNN_CONVOLUTION_FWD_ALGO_FFT && a != CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING &&
+           a != CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+}
+
+/* Sets s->algo, the math type and s->ws_bytes: the variant c->variant names
+ * when it still applies; else, probing, cuDNN's heuristic first choice; else
+ * the fastest that cuDNN's search measures (c->variant, c->variant_ms).
+ * KILN_E_UNSUPPORTED if no allowed algorithm's workspace fits. */
+static kiln_status choose_algo(kiln__kctx *c, conv_state *s, cudnnHandle_t h) {
+    const int n_algo = CUDNN_CONVOLUTION_FWD_ALGO_COUNT;
+    if (c->variant >= 0 && c->variant < n_algo * N_MATH) {
+        cudnnConvolutionFwdAlgo_t a = (cudnnConvolutionFwdAlgo_t)(c->variant / N_MATH);
+        cudnnMathType_t m = (cudnnMathType_t)(c->variant % N_MATH);
+        size_t ws;
+        if (algo_allowed(a, c->precision) && (c->precision == KILN_PRECISION_BF16 || m == CUDNN_FMA_MATH) &&
+            cudnnSetConvolutionMathType(s->cd, m) == CUDNN_STATUS_SUCCESS &&
+            cudnnGetConvolutionForwardWorkspaceSize(h, s->xd, s->wd, s->cd, s->yd, a, &ws) ==
+                CUDNN_STATUS_SUCCESS &&
+            ws <= MAX_WORKSPACE) {
+            s->algo = a;
+            s->ws_bytes = ws;
+            return KILN_OK;
+        }
+    }
+    KILN__CUDNN(cudnnSetConvolutionMathType(s->cd, c->precision == KILN_PRECISION_BF16
+                                                       ? CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION
+                                                       : CUDNN_FMA_MATH),
+                "math type");
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int n = 0;
+    if (c->probe)
+        KILN__CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(h, s->xd, s->wd, s->cd, s->yd, n_algo, &n, perf),
+                    "algorithm heuristic");
+    else /* sorted by measured time */
+        KILN__CUDNN(cudnnFindConvolutionForwardAlgorithm(h, s->xd, s->wd, s->cd, s->yd, n_algo, &n, perf),
+                    "algorithm search");
+    for (int i = 0; i < n; i++) {
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > MAX_WORKSPACE ||
+            !algo_allowed(perf[i].algo, c->precision))
+            continue;
+        KILN__CUDNN(cudnnSetConvolutionMathType(s->cd, perf[i].mathType), "math type");
+        s->algo = perf[i].algo;
+        s->ws_bytes = perf[i].memory;
+        if (!c->probe) {
+            c->variant = variant_of(perf[i].algo, perf[i].mathType);
+            c->variant_ms = perf[i].time > 1e-6 ? perf[i].time : 1e-6;
+        }
+        return KILN_OK;
+    }
+    return KILN_E_UNSUPPORTED;
 }
 
 static int fits_int(const kiln_tensor *t) {
@@ -108,28 +172,13 @@ static kiln_status conv_prepare_with(kiln__kctx *c, int fused) {
                                                 CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                 "convolution descriptor");
     KILN__CUDNN(cudnnSetConvolutionGroupCount(s->cd, (int)group), "group count");
-    KILN__CUDNN(cudnnSetConvolutionMathType(s->cd, c->precision == KILN_PRECISION_BF16
-                                                       ? CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION
-                                                       : CUDNN_FMA_MATH),
-                "math type");
-    int n_out, dims[4];
+    int dims[4];
     KILN__CUDNN(cudnnGetConvolutionNdForwardOutputDim(s->cd, s->xd, s->wd, 4, dims), "output dims");
     for (int d = 0; d < 4; d++)
         if (dims[d] != y->dims[d]) return KILN_E_UNSUPPORTED; /* cuDNN sees another geometry */
     cudnnHandle_t h;
     KILN__TRY(kiln__cuda_dnn(c->dev, &h));
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    KILN__CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(h, s->xd, s->wd, s->cd, s->yd,
-                                                       CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n_out, perf),
-                "algorithm heuristic");
-    int found = 0;
-    for (int i = 0; i < n_out && !found; i++)
-        if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= MAX_WORKSPACE) {
-            s->algo = perf[i].algo;
-            s->ws_bytes = perf[i].memory;
-            found = 1;
-        }
-    if (!found) return KILN_E_UNSUPPORTED;
+    KILN__TRY(choose_algo(c, s, h));
     c->scratch_bytes = s->ws_bytes;
     c->flops = 2.0 * (double)kiln__n(y) * (double)(wt->dims[1] * wt->dims[2] * wt->dims[3]);
     return KILN_OK;

@@ -52,6 +52,12 @@ kiln_status kiln__device_open(kiln__device **out) {
         s = kiln__cublas_fail(be, "cublasLtCreate");
         goto fail;
     }
+    if ((ce = cudaHostAlloc((void **)&d->fault_host, sizeof(int), cudaHostAllocMapped)) != cudaSuccess ||
+        (ce = cudaHostGetDevicePointer((void **)&d->fault_dev, (void *)d->fault_host, 0)) != cudaSuccess) {
+        s = kiln__cuda_fail(ce, "fault flag");
+        goto fail;
+    }
+    *d->fault_host = KILN__CU_FAULT_NONE;
     d->lt_ws_bytes = LT_WORKSPACE_BYTES;
     if ((ce = cudaMalloc(&d->lt_ws, d->lt_ws_bytes)) != cudaSuccess) {
         s = kiln__cuda_fail(ce, "cuBLASLt workspace");
@@ -75,6 +81,7 @@ void kiln__device_close(kiln__device *d) {
     if (d->lt) cublasLtDestroy(d->lt);
     if (d->dnn) cudnnDestroy(d->dnn);
     if (d->stream) cudaStreamDestroy(d->stream);
+    if (d->fault_host) cudaFreeHost((void *)d->fault_host);
     free(d);
 }
 
@@ -187,7 +194,25 @@ kiln_status kiln__device_copy(kiln__device *d, void *dst, const void *src, size_
     return copy(d, dst, src, n, cudaMemcpyDeviceToDevice, "copy on the GPU");
 }
 
+int kiln__device_host_register(kiln__device *d, void *ptr, size_t bytes) {
+    (void)d;
+    if (cudaHostRegister(ptr, bytes, cudaHostRegisterDefault) == cudaSuccess) return 1;
+    cudaGetLastError(); /* not sticky: clear it */
+    return 0;
+}
+
+void kiln__device_host_unregister(kiln__device *d, void *ptr) {
+    (void)d;
+    if (cudaHostUnregister(ptr) != cudaSuccess) cudaGetLastError();
+}
+
 kiln_status kiln__device_sync(kiln__device *d) {
     KILN__CUDA(cudaStreamSynchronize(d->stream), "running the GPU kernels");
-    return KILN_OK;
+    int fault = *d->fault_host;
+    if (fault == KILN__CU_FAULT_NONE) return KILN_OK;
+    *d->fault_host = KILN__CU_FAULT_NONE;
+    if (fault == KILN__CU_FAULT_GATHER_INDEX)
+        return kiln__err(KILN_E_INVAL, "Gather on the GPU: an index is out of range (valid: -n "
+                         "to n-1 for an axis of n)");
+    return kiln__err(KILN_E_INTERNAL, "a GPU kernel reported fault %d", fault);
 }

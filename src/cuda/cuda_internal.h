@@ -34,6 +34,10 @@ struct kiln__device {
     void *lt_ws;          /* cuBLASLt workspace */
     size_t lt_ws_bytes;
     cudnnHandle_t dnn;    /* created on first use (kiln__cuda_dnn) */
+    /* faults kernels report (an index out of range): a kiln__cu_fault code,
+     * written by the kernels into mapped host memory, read after each sync */
+    volatile int *fault_host;
+    int *fault_dev;
     int sm;               /* compute capability, 90 for sm_90 */
     int n_sm;
     char name[192];
@@ -81,6 +85,13 @@ typedef enum kiln__cu_op {
     KILN__CU_LEAKY_RELU, KILN__CU_HARD_SIGMOID, KILN__CU_IDENTITY,
 } kiln__cu_op;
 
+/* What a kernel found wrong in its data (written to kiln__device.fault_dev;
+ * kiln__device_sync reports it). */
+typedef enum kiln__cu_fault {
+    KILN__CU_FAULT_NONE = 0,
+    KILN__CU_FAULT_GATHER_INDEX = 1, /* a Gather index outside [-n, n) */
+} kiln__cu_fault;
+
 /* Broadcast description of a binary op over an output of up to 6 dims:
  * element (i0..i5) of y reads a at sum(ik*as[k]) and b at sum(ik*bs[k])
  * (stride 0 along broadcast dims). */
@@ -106,6 +117,15 @@ cudaError_t kiln__cu_bias_act(cudaStream_t s, const float *x, const float *bias,
                               float p0, float p1);
 /* f32 <-> bf16 conversion of n elements. */
 cudaError_t kiln__cu_f32_to_bf16(cudaStream_t s, const float *x, uint16_t *y, int64_t n);
+
+/* Gather along one axis of data viewed as (outer, axis_n, inner) elements of
+ * elem_size bytes (1, 2, 4 or 8): y (outer, n_idx, inner) element (o, i, r)
+ * is data (o, idx[i], r), idx int64 (idx64) or int32, negative counting from
+ * the end; an index outside [-axis_n, axis_n) writes zeros there and sets
+ * *fault to KILN__CU_FAULT_GATHER_INDEX (gather.cu). */
+cudaError_t kiln__cu_gather(cudaStream_t s, const void *data, int elem_size, const void *idx,
+                            int idx64, void *y, int64_t outer, int64_t axis_n, int64_t n_idx,
+                            int64_t inner, int *fault);
 
 /* Softmax / LogSoftmax over the last of (rows, cols) (softmax.cu). */
 cudaError_t kiln__cu_softmax(cudaStream_t s, const float *x, float *y, int64_t rows, int64_t cols,

@@ -10,13 +10,23 @@
  * beta; other activations run after, in place (kiln__cu_bias_act).
  *
  * Precision fp32: f32 operands, f32 accumulation (CUBLAS_COMPUTE_32F, no
- * TF32). bf16: the constant B converted once at plan time, A (and a B that is
- * not constant) converted per run into scratch; bf16 products on the tensor
- * cores with f32 accumulation and f32 output.
+ * TF32). bf16: constant operands converted once at plan time, the others per
+ * run into scratch; bf16 products on the tensor cores with f32 accumulation
+ * and f32 output.
+ *
+ * A 1x1 convolution (stride 1, no pads, one group) is a product too
+ * (algorithms cuda_conv_1x1, cuda_fused_conv_1x1): per image, Y (K, H*W) =
+ * W (K, C) X (C, H*W), a strided batch with W shared; its bias runs along M,
+ * with the activation after the product in one pass (kiln__cu_bias_act), and
+ * a residual Z through cuBLAS's C. fp32 only: on the H100, ResNet-50 at
+ * batch 64 ran in 25.9 ms with them against 30.5 ms with cuDNN's legacy
+ * algorithms for its 1x1 layers, but at bf16 in 15.8 against 14.7 ms (the
+ * per-run bf16 conversion of the activations costs more than it gains).
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/ref/conv.h"
 #include "cuda/cuda_algo.h"
 
 typedef struct mm_geom {
@@ -32,10 +42,12 @@ typedef struct mm_state {
     cublasLtMatrixLayout_t lx, lw, ly; /* cuBLAS A (our B), cuBLAS B (our A), C and D */
     cublasLtMatmulAlgo_t algo;
     int bf16;
-    void *b16;          /* bf16 copy of a constant B (device, owned), or NULL */
-    size_t a16_off, b16_off; /* scratch offsets of per-run bf16 conversions */
+    int in_of[2];       /* the inputs that are A and B (0 and 1 unless a 1x1 convolution) */
+    void *c16[2];       /* bf16 copies of constant A / B (device, owned), or NULL */
+    size_t off16[2];    /* scratch offsets of the per-run bf16 conversions of A / B */
     float alpha, beta;
     int bias_in;        /* input holding the bias along N, or -1 */
+    int mbias_in;       /* input holding a bias along M (applied after, with post), or -1 */
     float *bias_dev;    /* Gemm: beta * C as the bias (device, owned), or NULL */
     int z_in;           /* input added through cuBLAS's C (beta), or -1 */
     kiln__cu_op post;   /* activation after the product (KILN__CU_IDENTITY: none) */
@@ -49,7 +61,8 @@ static void mm_release(void *ks) {
     if (s->lw) cublasLtMatrixLayoutDestroy(s->lw);
     if (s->ly) cublasLtMatrixLayoutDestroy(s->ly);
     if (s->op) cublasLtMatmulDescDestroy(s->op);
-    kiln__device_free(s->dev, s->b16);
+    kiln__device_free(s->dev, s->c16[0]);
+    kiln__device_free(s->dev, s->c16[1]);
     kiln__device_free(s->dev, s->bias_dev);
     free(s);
 }
@@ -116,6 +129,11 @@ static cublasLtEpilogue_t epilogue_of(int bias, kiln__cu_op *post) {
     return bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
 }
 
+/* Elements of operand A (o 0) or B (o 1) over all batches. */
+static int64_t operand_elems(const mm_geom *g, int o) {
+    return o == 0 ? (g->stride_a ? g->batch : 1) * g->m * g->k : (g->stride_b ? g->batch : 1) * g->k * g->n;
+}
+
 /* Descriptors, epilogue and the heuristic's algorithm for s->g. */
 static kiln_status mm_plan(kiln__device *d, mm_state *s) {
     const mm_geom *g = &s->g;
@@ -126,7 +144,8 @@ static kiln_status mm_plan(kiln__device *d, mm_state *s) {
     KILN__CUBLAS(cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_TRANSA, &tx, sizeof tx), "transa");
     KILN__CUBLAS(cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_TRANSB, &tw, sizeof tw), "transb");
     int has_bias = s->bias_in >= 0 || s->bias_dev;
-    cublasLtEpilogue_t epi = epilogue_of(has_bias, &s->post);
+    /* a bias along M comes after the product: so does the activation */
+    cublasLtEpilogue_t epi = s->mbias_in >= 0 ? CUBLASLT_EPILOGUE_DEFAULT : epilogue_of(has_bias, &s->post);
     KILN__CUBLAS(cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi), "epilogue");
     if (has_bias) {
         cudaDataType_t bt = CUDA_R_32F;
@@ -160,7 +179,7 @@ static kiln_status mm_plan(kiln__device *d, mm_state *s) {
 }
 
 /* Common prepare: state for geometry g with the inputs' roles set by the
- * caller in tmpl (bias_in, z_in, post, alpha, beta). B is input 1. */
+ * caller in tmpl (in_of, bias_in, mbias_in, z_in, post, alpha, beta). */
 static kiln_status mm_prepare(kiln__kctx *c, const mm_state *tmpl) {
     if (c->precision != KILN_PRECISION_FP32 && c->precision != KILN_PRECISION_BF16)
         return KILN_E_UNSUPPORTED;
@@ -173,29 +192,26 @@ static kiln_status mm_prepare(kiln__kctx *c, const mm_state *tmpl) {
     kiln_status st = mm_plan(c->dev, s);
     if (st != KILN_OK) return st;
     const mm_geom *g = &s->g;
-    int64_t a_elems = (g->stride_a ? g->batch : 1) * g->m * g->k;
-    int64_t b_elems = (g->stride_b ? g->batch : 1) * g->k * g->n;
-    const kiln_tensor *b = c->in[1];
-    if (s->bf16) {
-        size_t off = 0;
-        s->a16_off = off;
-        off += ((size_t)a_elems * 2 + 255) & ~(size_t)255;
-        if (!b->data) {
-            s->b16_off = off;
-            off += (size_t)b_elems * 2;
-        } else if (!c->probe) { /* constant B: converted once, on the device */
+    size_t off = 0;
+    for (int o = 0; s->bf16 && o < 2; o++) {
+        int64_t elems = operand_elems(g, o);
+        const kiln_tensor *t = c->in[s->in_of[o]];
+        if (!t->data) {
+            s->off16[o] = off;
+            off += ((size_t)elems * 2 + 255) & ~(size_t)255;
+        } else if (!c->probe) { /* a constant: converted once, on the device */
             float *tmp;
-            KILN__TRY(kiln__device_alloc(c->dev, (size_t)b_elems * 4, (void **)&tmp));
-            kiln_status e = kiln__device_alloc(c->dev, (size_t)b_elems * 2, &s->b16);
-            if (e == KILN_OK) e = kiln__device_upload(c->dev, tmp, b->data, (size_t)b_elems * 4);
+            KILN__TRY(kiln__device_alloc(c->dev, (size_t)elems * 4, (void **)&tmp));
+            kiln_status e = kiln__device_alloc(c->dev, (size_t)elems * 2, &s->c16[o]);
+            if (e == KILN_OK) e = kiln__device_upload(c->dev, tmp, t->data, (size_t)elems * 4);
             if (e == KILN_OK)
-                e = kiln__cuda_launched(kiln__cu_f32_to_bf16(c->dev->stream, tmp, s->b16, b_elems),
+                e = kiln__cuda_launched(kiln__cu_f32_to_bf16(c->dev->stream, tmp, s->c16[o], elems),
                                         "bf16 weights");
             kiln__device_free(c->dev, tmp);
             KILN__TRY(e);
         }
-        c->scratch_bytes = off;
     }
+    c->scratch_bytes = off;
     double flops = 2.0 * (double)g->m * g->n * g->k * g->batch;
     c->flops = flops;
     return KILN_OK;
@@ -204,7 +220,8 @@ static kiln_status mm_prepare(kiln__kctx *c, const mm_state *tmpl) {
 static double mm_cost(const kiln__kctx *c) {
     const mm_state *s = c->kstate;
     const mm_geom *g = &s->g;
-    double bytes = 4.0 * g->batch * ((double)g->m * g->k + (double)g->k * g->n + (double)g->m * g->n);
+    double bytes = 4.0 * ((double)operand_elems(g, 0) + (double)operand_elems(g, 1) +
+                          (double)g->batch * g->m * g->n);
     return kiln__cuda_cost(c->flops, 0.6, s->bf16, bytes);
 }
 
@@ -212,22 +229,18 @@ static kiln_status mm_run(kiln__kctx *c) {
     mm_state *s = c->kstate;
     kiln__device *d = c->dev;
     const mm_geom *g = &s->g;
-    const void *a = c->in[0]->data, *b = c->in[1]->data;
-    if (s->bf16) {
-        char *scratch = c->scratch;
-        int64_t a_elems = (g->stride_a ? g->batch : 1) * g->m * g->k;
-        int64_t b_elems = (g->stride_b ? g->batch : 1) * g->k * g->n;
-        KILN__TRY(kiln__cuda_launched(kiln__cu_f32_to_bf16(d->stream, a, (uint16_t *)(scratch + s->a16_off),
-                                                           a_elems), "bf16 activations"));
-        a = scratch + s->a16_off;
-        if (s->b16) {
-            b = s->b16;
-        } else {
-            KILN__TRY(kiln__cuda_launched(kiln__cu_f32_to_bf16(d->stream, b, (uint16_t *)(scratch + s->b16_off),
-                                                               b_elems), "bf16 activations"));
-            b = scratch + s->b16_off;
+    const void *ab[2] = {c->in[s->in_of[0]]->data, c->in[s->in_of[1]]->data};
+    for (int o = 0; s->bf16 && o < 2; o++) {
+        if (s->c16[o]) {
+            ab[o] = s->c16[o];
+            continue;
         }
+        uint16_t *to = (uint16_t *)((char *)c->scratch + s->off16[o]);
+        KILN__TRY(kiln__cuda_launched(kiln__cu_f32_to_bf16(d->stream, ab[o], to, operand_elems(g, o)),
+                                      "bf16 activations"));
+        ab[o] = to;
     }
+    const void *a = ab[0], *b = ab[1];
     const void *bias = s->bias_dev ? s->bias_dev : s->bias_in >= 0 ? c->in[s->bias_in]->data : NULL;
     if (bias)
         KILN__CUBLAS(cublasLtMatmulDescSetAttribute(s->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
@@ -237,10 +250,11 @@ static kiln_status mm_run(kiln__kctx *c) {
     float beta = s->z_in >= 0 ? s->beta : 0.0f;
     KILN__CUBLAS(cublasLtMatmul(d->lt, s->op, &s->alpha, b, s->lx, a, s->lw, &beta, cin, s->ly, y, s->ly,
                                 &s->algo, d->lt_ws, d->lt_ws_bytes, d->stream), "matmul");
-    if (s->post != KILN__CU_IDENTITY)
-        KILN__TRY(kiln__cuda_launched(kiln__cu_bias_act(d->stream, y, NULL, 0, 1, NULL, y,
+    const float *mbias = s->mbias_in >= 0 ? c->in[s->mbias_in]->data : NULL;
+    if (mbias || s->post != KILN__CU_IDENTITY)
+        KILN__TRY(kiln__cuda_launched(kiln__cu_bias_act(d->stream, y, mbias, mbias ? g->m : 0, g->n, NULL, y,
                                                         kiln__n(c->out[0]), s->post, s->p0, s->p1),
-                                      "matmul activation"));
+                                      "matmul epilogue"));
     return KILN_OK;
 }
 
@@ -248,7 +262,8 @@ static kiln_status mm_run(kiln__kctx *c) {
 
 static kiln_status matmul_prepare(kiln__kctx *c) {
     KILN__TRY(kiln__cuda_all_f32(c, 2));
-    mm_state t = {.bias_in = -1, .z_in = -1, .post = KILN__CU_IDENTITY, .alpha = 1, .beta = 0};
+    mm_state t = {.in_of = {0, 1}, .bias_in = -1, .mbias_in = -1, .z_in = -1, .post = KILN__CU_IDENTITY,
+                   .alpha = 1, .beta = 0};
     KILN__TRY(matmul_geom(c->in[0], c->in[1], &t.g));
     return mm_prepare(c, &t);
 }
@@ -261,7 +276,7 @@ const kiln__algo kiln__algo_cuda_matmul = {
 
 static kiln_status fused_matmul_prepare(kiln__kctx *c) {
     KILN__TRY(kiln__cuda_all_f32(c, 4));
-    mm_state t = {.bias_in = -1, .z_in = -1, .alpha = 1, .beta = 1};
+    mm_state t = {.in_of = {0, 1}, .bias_in = -1, .mbias_in = -1, .z_in = -1, .alpha = 1, .beta = 1};
     KILN__TRY(matmul_geom(c->in[0], c->in[1], &t.g));
     if (kiln__cuda_fused_act(c->node, &t.post, &t.p0, &t.p1) != KILN_OK) return KILN_E_UNSUPPORTED;
     const kiln_tensor *bias = kiln__in(c, 2), *z = kiln__in(c, 3);
@@ -289,7 +304,7 @@ static kiln_status gemm_prepare(kiln__kctx *c) {
     KILN__TRY(kiln__cuda_all_f32(c, 3));
     const kiln_tensor *a = c->in[0], *b = c->in[1], *cc = kiln__in(c, 2);
     if (a->ndim != 2 || b->ndim != 2) return KILN_E_UNSUPPORTED;
-    mm_state t = {.bias_in = -1, .z_in = -1, .post = KILN__CU_IDENTITY};
+    mm_state t = {.in_of = {0, 1}, .bias_in = -1, .mbias_in = -1, .z_in = -1, .post = KILN__CU_IDENTITY};
     t.g.trans_a = kiln__attr_i(c->node, "transA", 0) != 0;
     t.g.trans_b = kiln__attr_i(c->node, "transB", 0) != 0;
     t.g.m = a->dims[t.g.trans_a ? 1 : 0];
@@ -335,6 +350,54 @@ const kiln__algo kiln__algo_cuda_gemm = {
     "cuda_gemm", "", "Gemm", KILN_ALGOF_CUDA, gemm_prepare, mm_cost, mm_run, mm_release,
 };
 
+/* ---- 1x1 Conv and kiln.FusedConv(X, W, B?, Z?) as products ---------------------------- */
+
+static kiln_status conv_1x1_prepare_with(kiln__kctx *c, int fused) {
+    KILN__TRY(kiln__cuda_all_f32(c, fused ? 4 : 3));
+    if (c->precision != KILN_PRECISION_FP32) return KILN_E_UNSUPPORTED;
+    const kiln_tensor *x = c->in[0], *w = c->in[1], *y = c->out[0], *bias = kiln__in(c, 2);
+    if (x->ndim != 4 || w->ndim != 4 || w->dims[2] != 1 || w->dims[3] != 1 ||
+        kiln__attr_i(c->node, "group", 1) != 1)
+        return KILN_E_UNSUPPORTED;
+    kiln__win win;
+    if (kiln__win_read(c->node, 2, x->dims + 2, w->dims + 2, &win) != KILN_OK ||
+        kiln__win_forward(&win, 0) != KILN_OK)
+        return KILN_E_UNSUPPORTED;
+    for (int i = 0; i < 2; i++)
+        if (win.stride[i] != 1 || win.pad0[i] || win.pad1[i] || y->dims[2 + i] != x->dims[2 + i])
+            return KILN_E_UNSUPPORTED;
+    mm_state t = {.in_of = {1, 0}, .bias_in = -1, .mbias_in = -1, .z_in = -1, .post = KILN__CU_IDENTITY,
+                  .alpha = 1, .beta = 1};
+    int64_t hw = x->dims[2] * x->dims[3];
+    t.g = (mm_geom){.m = w->dims[0], .n = hw, .k = x->dims[1], .batch = x->dims[0],
+                    .stride_b = x->dims[1] * hw};
+    if (t.g.batch > 0x7fffffff) return KILN_E_UNSUPPORTED;
+    if (bias) {
+        if (kiln__n(bias) != t.g.m) return KILN_E_UNSUPPORTED;
+        t.mbias_in = 2;
+    }
+    if (fused) {
+        if (kiln__cuda_fused_act(c->node, &t.post, &t.p0, &t.p1) != KILN_OK) return KILN_E_UNSUPPORTED;
+        const kiln_tensor *z = kiln__in(c, 3);
+        if (z) {
+            if (kiln__n(z) != kiln__n(y)) return KILN_E_UNSUPPORTED;
+            t.z_in = 3;
+        }
+    }
+    return mm_prepare(c, &t);
+}
+
+static kiln_status conv_1x1_prepare(kiln__kctx *c) { return conv_1x1_prepare_with(c, 0); }
+static kiln_status fused_conv_1x1_prepare(kiln__kctx *c) { return conv_1x1_prepare_with(c, 1); }
+
+const kiln__algo kiln__algo_cuda_conv_1x1 = {
+    "cuda_conv_1x1", "", "Conv", KILN_ALGOF_CUDA, conv_1x1_prepare, mm_cost, mm_run, mm_release,
+};
+const kiln__algo kiln__algo_cuda_fused_conv_1x1 = {
+    "cuda_fused_conv_1x1", "kiln", "FusedConv", KILN_ALGOF_CUDA, fused_conv_1x1_prepare, mm_cost,
+    mm_run, mm_release,
+};
+
 /* ---- batched products for other CUDA algorithms (cuda_algo.h) ------------------- */
 
 struct kiln__cuda_gemm {
@@ -351,7 +414,8 @@ kiln_status kiln__cuda_gemm_new(kiln__device *d, int64_t m, int64_t n, int64_t k
     s->dev = d;
     s->g = (mm_geom){.m = m, .n = n, .k = k, .batch = batch, .stride_a = stride_a,
                      .stride_b = stride_b, .trans_b = trans_b};
-    s->bias_in = s->z_in = -1;
+    s->in_of[1] = 1;
+    s->bias_in = s->mbias_in = s->z_in = -1;
     s->post = KILN__CU_IDENTITY;
     s->alpha = alpha;
     kiln_status st = mm_plan(d, s);

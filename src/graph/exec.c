@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend/device.h"
 #include "graph/exec.h"
@@ -63,6 +64,10 @@ struct kiln__plan {
     void **dconst;       /* per value, or NULL */
     int *xfer;           /* value ids; steps' slices, then the final downloads */
     int n_xfer, final_at;
+    void **pinned;       /* starts of the page-locked arena ranges the copies use */
+    int n_pinned;
+    unsigned char *direct; /* per value: a graph input only device steps read, uploaded
+                              by the run straight from the caller's tensor */
 };
 
 /* ---- signatures -------------------------------------------------------------- */
@@ -143,7 +148,10 @@ static void plan_free(kiln__plan *p) {
     if (p->dev) {
         for (int v = 0; p->dconst && v < p->nv; v++) kiln__device_free(p->dev, p->dconst[v]);
         kiln__device_free(p->dev, p->dbase);
+        for (int i = 0; i < p->n_pinned; i++) kiln__device_host_unregister(p->dev, p->pinned[i]);
     }
+    free(p->pinned);
+    free(p->direct);
     free(p->dconst);
     free(p->xfer);
     for (int v = 0; v < p->nv; v++)
@@ -350,13 +358,47 @@ static kiln_status device_value(kiln__plan *p, int v, void **out) {
     return KILN_OK;
 }
 
+/* Page-locks the host side of the plan's copies (their arena bytes, merged
+ * into ranges at least two pages apart, so no page is locked twice): the
+ * copies then run as DMA straight from the arena. Where locking fails they
+ * stay pageable copies. */
+static kiln_status pin_copies(kiln__plan *p) {
+    span *sp = malloc(((size_t)p->n_xfer + 1) * sizeof *sp);
+    p->pinned = malloc(((size_t)p->n_xfer + 1) * sizeof *p->pinned);
+    if (!sp || !p->pinned) {
+        free(sp);
+        return kiln__err(KILN_E_NOMEM, "out of memory");
+    }
+    int n = 0;
+    for (int j = 0; j < p->n_xfer; j++) {
+        int v = p->xfer[j];
+        size_t bytes = kiln__tensor_bytes(&p->vals[v]);
+        if (bytes) sp[n++] = (span){p->off[v], p->off[v] + bytes};
+    }
+    qsort(sp, (size_t)n, sizeof *sp, cmp_span);
+    const size_t gap = 2 * (size_t)sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < n;) {
+        span m = sp[i++];
+        while (i < n && sp[i].lo <= m.hi + gap) {
+            if (sp[i].hi > m.hi) m.hi = sp[i].hi;
+            i++;
+        }
+        void *at = p->arena.base + m.lo;
+        if (kiln__device_host_register(p->dev, at, m.hi - m.lo)) p->pinned[p->n_pinned++] = at;
+    }
+    free(sp);
+    return KILN_OK;
+}
+
 /* Gives the device steps (those whose algorithm is flagged KILN_ALGOF_CUDA)
  * their device tensors: the device arena mirrors the host arena (total
  * bytes, same offsets); constants get device copies. Then, walking the
  * steps in order and tracking on which side each value is valid, lists the
  * copies: before a device step the inputs valid only on the host (uploads),
  * before a CPU step those valid only on the device (downloads), after the
- * last step the graph outputs still on the device. */
+ * last step the graph outputs still on the device. A graph input that only
+ * device steps read is not copied into the host arena at all: the run
+ * uploads it from the caller's tensor (p->direct). */
 static kiln_status plan_device(kiln__plan *p, size_t total) {
     const kiln_graph *g = p->r->g;
     int any = 0;
@@ -371,13 +413,26 @@ static kiln_status plan_device(kiln__plan *p, size_t total) {
     for (int i = 0; i < p->ns; i++) cap += (size_t)g->nodes[i].n_in;
     p->dconst = calloc((size_t)p->nv + 1, sizeof *p->dconst);
     p->xfer = malloc(cap * sizeof *p->xfer);
+    p->direct = calloc((size_t)p->nv + 1, 1);
     unsigned char *on_host = malloc((size_t)p->nv + 1), *on_dev = calloc((size_t)p->nv + 1, 1);
     kiln_status s = KILN_OK;
-    if (!p->dconst || !p->xfer || !on_host || !on_dev) {
+    if (!p->dconst || !p->xfer || !p->direct || !on_host || !on_dev) {
         s = kiln__err(KILN_E_NOMEM, "out of memory");
         goto done;
     }
     memset(on_host, 1, (size_t)p->nv + 1);
+    for (int i = 0; i < g->n_inputs; i++) {
+        int v = g->inputs[i];
+        p->direct[v] = p->vs[v] == VS_INPUT && !g->values[v].is_output;
+    }
+    for (int i = 0; i < p->ns; i++) {
+        const kiln__node *nd = &g->nodes[i];
+        if (p->steps[i].folded || p->steps[i].on_device) continue;
+        for (int k = 0; k < nd->n_in; k++)
+            if (nd->in[k] >= 0) p->direct[nd->in[k]] = 0;
+    }
+    for (int v = 0; v < p->nv; v++)
+        if (p->direct[v]) on_dev[v] = 1; /* there from the start of the run */
     if ((s = kiln__device_alloc(p->dev, total ? total : 64, (void **)&p->dbase)) != KILN_OK) goto done;
     for (int i = 0; i < p->ns; i++) {
         step *st = &p->steps[i];
@@ -434,6 +489,7 @@ static kiln_status plan_device(kiln__plan *p, size_t total) {
             on_host[v] = 1;
         }
     }
+    s = pin_copies(p);
 done:
     free(on_host);
     free(on_dev);
@@ -764,7 +820,18 @@ static kiln_status plan_run(kiln__runner *r, kiln__plan *p, int n, const kiln_te
             KILN__TRY(kiln__container_init(dst, in[i]->dtype, in[i]->elem, in[i]->dims[0]));
             KILN__TRY(kiln__tensor_reserve(dst));
         }
-        if (kiln_tensor_is_contiguous(in[i]) || kiln__is_container(in[i]->dtype)) {
+        if (p->direct && p->direct[v] && kiln_tensor_is_contiguous(in[i])) {
+            KILN__TRY(kiln__device_upload(p->dev, p->dbase + p->off[v], kiln_tensor_data(in[i]),
+                                          kiln__tensor_bytes(dst)));
+        } else if (p->direct && p->direct[v]) {
+            kiln_tensor *c; /* a view: made contiguous, uploaded, then freed after the copy */
+            KILN__TRY(kiln_tensor_copy(in[i], in[i]->dtype, &c));
+            kiln_status s = kiln__device_upload(p->dev, p->dbase + p->off[v], kiln_tensor_data(c),
+                                                kiln__tensor_bytes(dst));
+            if (s == KILN_OK) s = kiln__device_sync(p->dev);
+            kiln_tensor_free(c);
+            KILN__TRY(s);
+        } else if (kiln_tensor_is_contiguous(in[i]) || kiln__is_container(in[i]->dtype)) {
             KILN__TRY(kiln__tensor_copy_data(dst, in[i]));
         } else {
             kiln_tensor *c;

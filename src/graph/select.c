@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/device.h"
 #include "graph/select.h"
 
 /* ---- running a node ------------------------------------------------------ */
@@ -55,6 +56,7 @@ kiln_status kiln__run_node(const kiln__algo *algo, const kiln__op_def *def, kiln
 typedef struct entry {
     char *key;
     const kiln__algo *algo;
+    int variant; /* an algorithm with variants (algo.h): the one chosen; else -1 */
     double ms;
 } entry;
 
@@ -91,10 +93,13 @@ static entry *cache_find(const kiln__timing_cache *tc, const char *key) {
     return NULL;
 }
 
-static kiln_status cache_put(kiln__timing_cache *tc, const char *key, const kiln__algo *a, double ms) {
+static kiln_status cache_put(kiln__timing_cache *tc, const char *key, const kiln__algo *a,
+                             int variant, double ms) {
     entry *e = cache_find(tc, key);
+    tc->dirty = 1;
     if (e) {
         e->algo = a;
+        e->variant = variant;
         e->ms = ms;
         return KILN_OK;
     }
@@ -107,7 +112,7 @@ static kiln_status cache_put(kiln__timing_cache *tc, const char *key, const kiln
     }
     char *k = kiln__strdup(key);
     if (!k) return kiln__err(KILN_E_NOMEM, "out of memory");
-    tc->e[tc->n++] = (entry){k, a, ms};
+    tc->e[tc->n++] = (entry){k, a, variant, ms};
     return KILN_OK;
 }
 
@@ -132,13 +137,26 @@ kiln_status kiln__timing_cache_load(kiln__timing_cache *tc) {
         if (!line[0] || line[0] == '#') continue;
         char name[128];
         double ms;
-        int used = 0;
+        int used = 0, variant = -1;
         if (sscanf(line, "%127s %lf %n", name, &ms, &used) != 2 || !line[used] || !(ms >= 0)) {
-            s = kiln__err(KILN_E_FORMAT, "%s:%d: expected '<algorithm> <ms> <key>'", tc->path, lineno);
+            s = kiln__err(KILN_E_FORMAT, "%s:%d: expected '<algorithm>[#<variant>] <ms> <key>'",
+                          tc->path, lineno);
             break;
         }
+        char *hash = strchr(name, '#');
+        if (hash) {
+            char *end;
+            long v = strtol(hash + 1, &end, 10);
+            if (end == hash + 1 || *end || v < 0 || v > 0x7fffffff) {
+                s = kiln__err(KILN_E_FORMAT, "%s:%d: bad variant '%s' (expected '<algorithm>#<n>')",
+                              tc->path, lineno, name);
+                break;
+            }
+            *hash = 0;
+            variant = (int)v;
+        }
         const kiln__algo *a = kiln__algo_find(name);
-        if (a) s = cache_put(tc, line + used, a, ms);
+        if (a) s = cache_put(tc, line + used, a, variant, ms);
     }
     fclose(f);
     tc->dirty = 0;
@@ -157,9 +175,13 @@ kiln_status kiln__timing_cache_save(kiln__timing_cache *tc) {
         free(tmp);
         return s;
     }
-    fprintf(f, "# kiln timing cache: <algorithm> <median ms> <cpu|threads|precision|node signature>\n");
-    for (int i = 0; i < tc->n; i++)
-        fprintf(f, "%s %.6f %s\n", tc->e[i].algo->name, tc->e[i].ms, tc->e[i].key);
+    fprintf(f, "# kiln timing cache: <algorithm>[#<variant>] <median ms> "
+               "<cpu or gpu|threads|precision|node signature>\n");
+    for (int i = 0; i < tc->n; i++) {
+        const entry *e = &tc->e[i];
+        if (e->variant >= 0) fprintf(f, "%s#%d %.6f %s\n", e->algo->name, e->variant, e->ms, e->key);
+        else fprintf(f, "%s %.6f %s\n", e->algo->name, e->ms, e->key);
+    }
     int bad = ferror(f);
     bad |= fclose(f) != 0;
     kiln_status s = KILN_OK;
@@ -208,12 +230,13 @@ static void sb_printf(sbuf *b, const char *fmt, ...) {
     }
 }
 
-/* "cpu|threads|precision|domain.op|in: dtype[dims]c ...|attrs" (malloc'd). */
+/* "cpu|threads|precision|domain.op|in: dtype[dims]c ...|attrs" (malloc'd);
+ * for a node on a device (c->dev), the device's name in place of the CPU's. */
 static char *node_key(const kiln__kctx *c) {
     sbuf b = {0};
     const kiln__node *nd = c->node;
-    sb_printf(&b, "%s|t%d|p%d|%s.%s|", kiln__cpu_model(), c->nth_plan, c->precision, nd->domain,
-              nd->op_type);
+    sb_printf(&b, "%s|t%d|p%d|%s.%s|", c->dev ? kiln__device_name(c->dev) : kiln__cpu_model(),
+              c->nth_plan, c->precision, nd->domain, nd->op_type);
     for (int k = 0; k < c->n_in; k++) {
         const kiln_tensor *t = c->in[k];
         if (!t) {
@@ -339,6 +362,8 @@ typedef struct cand {
     void *kstate;
     size_t scratch_bytes;
     double flops, cost;
+    int variant;       /* c->variant after prepare */
+    double variant_ms; /* c->variant_ms after prepare: > 0 if it measured its variants */
 } cand;
 
 #define MAX_CANDS 16
@@ -358,6 +383,7 @@ static kiln_status full_prepare(kiln__kctx *c, cand *cands, int nc, int best, si
         c->scratch_bytes = 0;
         c->kstate = NULL;
         c->flops = 0;
+        c->variant = -1;
         kiln_status s = a->prepare(c);
         if (s == KILN_OK) {
             *out = a;
@@ -378,48 +404,72 @@ static kiln_status full_prepare(kiln__kctx *c, cand *cands, int nc, int best, si
     }
 }
 
+/* Asks the algorithms of the node's op that run on the device (pass 0) or
+ * the CPU (pass 1) to prepare; fills cands. A variant cache entry (e) is
+ * passed to the algorithm it names. */
+static kiln_status gather_cands(const kiln__select_opts *o, kiln__kctx *c, int pass, int probed,
+                                const entry *e, cand *cands, int *nc) {
+    const kiln__node *nd = c->node;
+    const int by_cost_only = !o->tune && !o->cache && !o->force_algo;
+    for (int i = 0; kiln__algos[i] && *nc < MAX_CANDS; i++) {
+        const kiln__algo *a = kiln__algos[i];
+        if (strcmp(a->op_type, nd->op_type) != 0 || strcmp(a->domain, nd->domain) != 0) continue;
+        if ((a->flags & KILN_ALGOF_CUDA) ? pass != 0 : pass != 1) continue;
+        if (o->force_algo && strcmp(a->name, o->force_algo) != 0) continue;
+        /* tuning-only algorithms: chosen by tuning, a cache entry or force_algo, never by cost */
+        if (by_cost_only && (a->flags & KILN_ALGOF_TUNE_ONLY)) continue; /* not even prepared */
+        c->scratch_bytes = 0;
+        c->kstate = NULL;
+        c->flops = 0;
+        c->probe = probed;
+        c->variant = e && e->algo == a ? e->variant : -1;
+        c->variant_ms = 0;
+        kiln_status s = a->prepare(c);
+        c->probe = 0;
+        if (s == KILN_E_UNSUPPORTED) {
+            if (c->kstate && a->release) a->release(c->kstate);
+            continue;
+        }
+        if (s != KILN_OK) return s;
+        cands[(*nc)++] = (cand){a,        c->kstate, c->scratch_bytes, c->flops, a->cost ? a->cost(c) : 1.0,
+                                c->variant, c->variant_ms};
+    }
+    return KILN_OK;
+}
+
 kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const kiln__algo **out) {
     *out = NULL;
     if (o->reference) return KILN_OK;
-    const kiln__node *nd = c->node;
     cand cands[MAX_CANDS];
     int nc = 0;
     size_t ref_scratch = c->scratch_bytes;
     kiln_status s = KILN_OK;
-    /* tuning-only algorithms: chosen by tuning, a cache entry or force_algo, never by cost */
-    const int by_cost_only = !o->tune && !o->cache && !o->force_algo;
-    /* Without timing, only estimates are compared: candidates are prepared in
-     * probe mode (algo.h) and only the chosen one fully (full_prepare). */
-    const int probed = !o->tune && !o->force_algo;
+    char *key = NULL;
+    const int keyed = (o->tune || o->cache) && c->n_in <= 64 && c->n_out <= 64;
     /* pass 0: the GPU's algorithms (with a device); pass 1: the CPU's, if none took the node */
     int on_device = 0;
     for (int pass = o->dev ? 0 : 1; pass < 2 && nc == 0; pass++) {
         on_device = pass == 0;
         c->dev = on_device ? o->dev : NULL;
-        for (int i = 0; kiln__algos[i] && nc < MAX_CANDS; i++) {
-            const kiln__algo *a = kiln__algos[i];
-            if (strcmp(a->op_type, nd->op_type) != 0 || strcmp(a->domain, nd->domain) != 0) continue;
-            if ((a->flags & KILN_ALGOF_CUDA) ? pass != 0 : pass != 1) continue;
-            if (o->force_algo && strcmp(a->name, o->force_algo) != 0) continue;
-            if (by_cost_only && (a->flags & KILN_ALGOF_TUNE_ONLY)) continue; /* not even prepared */
-            c->scratch_bytes = 0;
-            c->kstate = NULL;
-            c->flops = 0;
-            c->probe = probed;
-            s = a->prepare(c);
-            c->probe = 0;
-            if (s == KILN_E_UNSUPPORTED) {
-                if (c->kstate && a->release) a->release(c->kstate);
-                continue;
-            }
-            if (s != KILN_OK) goto fail;
-            cands[nc++] = (cand){a, c->kstate, c->scratch_bytes, c->flops, a->cost ? a->cost(c) : 1.0};
+        free(key);
+        key = NULL;
+        if (keyed && !(key = node_key(c))) {
+            s = KILN_E_NOMEM;
+            goto fail;
         }
+        /* Without timing, only estimates are compared: candidates are prepared
+         * in probe mode (algo.h) and only the chosen one fully (full_prepare).
+         * Device algorithms are prepared fully: they may measure variants. */
+        const int probed = !o->tune && !o->force_algo && !on_device;
+        if ((s = gather_cands(o, c, pass, probed, key ? cache_find(o->cache, key) : NULL, cands,
+                              &nc)) != KILN_OK)
+            goto fail;
     }
     c->kstate = NULL;
     c->scratch_bytes = ref_scratch;
     c->flops = 0;
     if (nc == 0) {
+        free(key);
         c->dev = NULL;
         return KILN_OK;
     }
@@ -428,13 +478,7 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
         if ((cands[i].algo->flags & KILN_ALGOF_TUNE_ONLY) && !o->force_algo) continue;
         if (best < 0 || cands[i].cost < cands[best].cost) best = i;
     }
-    if ((o->tune || o->cache) && !on_device && (nc > 1 || best < 0) && c->n_in <= 64 &&
-        c->n_out <= 64) {
-        char *key = node_key(c);
-        if (!key) {
-            s = KILN_E_NOMEM;
-            goto fail;
-        }
+    if (key && !on_device && (nc > 1 || best < 0)) {
         entry *e = cache_find(o->cache, key);
         int found = -1;
         for (int i = 0; e && i < nc; i++)
@@ -450,29 +494,29 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
                 s = time_algo(cands[i].algo, c, &ms);
                 c->kstate = NULL;
                 c->scratch_bytes = ref_scratch;
-                if (s != KILN_OK) {
-                    free(key);
-                    goto fail;
-                }
+                if (s != KILN_OK) goto fail;
                 if (ms < best_ms) {
                     best_ms = ms;
                     best = i;
                 }
             }
-            if (o->cache && (s = cache_put(o->cache, key, cands[best].algo, best_ms)) != KILN_OK) {
-                free(key);
+            if (o->cache && (s = cache_put(o->cache, key, cands[best].algo, -1, best_ms)) != KILN_OK)
                 goto fail;
-            }
-            if (o->cache) o->cache->dirty = 1;
         }
-        free(key);
     }
+    /* a device algorithm that measured its variants: its choice goes to the cache */
+    if (key && on_device && best >= 0 && o->cache && cands[best].variant_ms > 0 &&
+        (s = cache_put(o->cache, key, cands[best].algo, cands[best].variant,
+                       cands[best].variant_ms)) != KILN_OK)
+        goto fail;
+    free(key);
+    key = NULL;
     if (best < 0) { /* only tuning-only candidates, and no tuning chose one: the reference */
         for (int i = 0; i < nc; i++) release_cand(&cands[i]);
         c->dev = NULL;
         return KILN_OK;
     }
-    if (probed) {
+    if (!o->tune && !o->force_algo && !on_device) { /* probed */
         for (int i = 0; i < nc; i++) release_cand(&cands[i]);
         s = full_prepare(c, cands, nc, best, ref_scratch, out);
         if (!*out) c->dev = NULL;
@@ -486,6 +530,7 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
     *out = cands[best].algo;
     return KILN_OK;
 fail:
+    free(key);
     for (int i = 0; i < nc; i++) release_cand(&cands[i]);
     c->dev = NULL;
     c->kstate = NULL;

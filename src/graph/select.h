@@ -13,8 +13,13 @@
  * constant, attributes), so the next plan of the same signature, in this
  * process or (through the cache file) the next one, skips the timing.
  *
+ * On a device, nodes are not timed by the planner: the cheapest device
+ * algorithm that accepts a node runs it, and one with variants of its own
+ * measures them once per signature (algo.h) and keeps its choice in the
+ * cache under a key that names the GPU instead of the CPU.
+ *
  * Cache file format (text, one entry a line, '#' comments):
- *   <algorithm name> <median ms> <key>
+ *   <algorithm name>[#<variant>] <median ms> <key>
  * with the key the rest of the line. Unknown algorithm names are ignored
  * (a newer or older kiln wrote them).
  */
@@ -55,7 +60,8 @@ typedef struct kiln__select_opts {
  * unchanged). Errors other than "unsupported" from a prepare fail.
  * With o->dev, the KILN_ALGOF_CUDA algorithms are asked first and the
  * cheapest that accepts runs the node (c->dev is then o->dev; they are not
- * tuned); only when none does are the CPU algorithms asked (c->dev NULL). */
+ * timed here, only their variants by themselves); only when none does are the
+ * CPU algorithms asked (c->dev NULL). */
 kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const kiln__algo **out);
 
 /* Runs an algorithm (or, algo NULL, the reference kernel def) on c: on every

@@ -56,17 +56,20 @@ static kiln_status apply_options(kiln_session *s, const kiln_session_options *op
     s->r.sel.precision = opt->precision;
     s->r.sel.reference = opt->reference != 0;
     s->r.sel.tune = opt->tune != 0;
-    if (opt->tune || opt->timing_cache) {
-        KILN__TRY(kiln__timing_cache_create(opt->timing_cache, &s->cache));
-        KILN__TRY(kiln__timing_cache_load(s->cache));
-    }
-    s->r.sel.cache = s->cache;
     if (!kiln_device_name(opt->device))
         return kiln__err(KILN_E_INVAL, "kiln_session_create: bad device %d", (int)opt->device);
     if (opt->device == KILN_DEVICE_CUDA && !opt->reference) {
         KILN__TRY(kiln__device_open(&s->dev));
         s->r.sel.dev = s->dev;
     }
+    /* On a device the cache also keeps the variants device algorithms measure
+     * (cuDNN's convolution algorithms), so each signature is measured once
+     * per session, or once per cache file. */
+    if (opt->tune || opt->timing_cache || s->dev) {
+        KILN__TRY(kiln__timing_cache_create(opt->timing_cache, &s->cache));
+        KILN__TRY(kiln__timing_cache_load(s->cache));
+    }
+    s->r.sel.cache = s->cache;
     return KILN_OK;
 }
 

@@ -44,6 +44,14 @@
  *                between them. No malloc: scratch comes from c->scratch.
  *   release(s)   frees a kstate (may be NULL if prepare never sets one).
  *
+ * Variants: an algorithm with variants of its own (cuDNN's convolution
+ * algorithms) may choose among them in prepare by measuring them on the
+ * node's shapes (never when probing). It then sets c->variant to the one
+ * chosen and c->variant_ms to its time; with a timing cache the planner keeps
+ * that ("<name>#<variant>" in the file) and, for the same signature later,
+ * hands it back in c->variant (-1 otherwise), which prepare checks still
+ * applies and uses without measuring.
+ *
  * An algorithm flagged KILN_ALGOF_TUNE_ONLY is never chosen by cost (nor
  * prepared when nothing else could choose it): only tuning, a timing cache
  * entry tuning wrote, or a test's force_algo picks it. For external
@@ -69,7 +77,8 @@
                                  run needs into kstate, through c->dev); run() is called once,
                                  gets device pointers in every c->in/out->data (constants
                                  included) and in c->scratch, and enqueues its work on c->dev's
-                                 stream without waiting for it. Not tuned: chosen by cost. */
+                                 stream without waiting for it. Not timed by the planner:
+                                 chosen by cost (they may measure variants of their own). */
 
 typedef struct kiln__algo {
     const char *name;    /* unique; shown in profiles, stored in timing caches */

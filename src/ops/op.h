@@ -77,6 +77,9 @@ typedef struct kiln__kctx {
     int probe;        /* prepare: 1 when the planner only asks whether the algorithm
                          takes the node and what it costs (algo.h) */
     struct kiln__device *dev; /* KILN_ALGOF_CUDA algorithms: the device they run on (else NULL) */
+    int variant;       /* prepare of an algorithm with variants (algo.h): in, the variant a
+                          timing cache entry recorded (-1: none, choose); out, the one chosen */
+    double variant_ms; /* ... out: > 0 when prepare measured its variants, the chosen one's ms */
 } kiln__kctx;
 
 typedef kiln_status (*kiln__op_fn)(kiln__kctx *c);

@@ -3,7 +3,8 @@
  * ah_device set): every CUDA algorithm forced on its op over edge shapes
  * (odd sizes, batches, broadcasts, transposes, groups, strides, dilations,
  * pads, attention masks), fp32 within 1e-5 and bf16 within 1e-2, NaN/Inf parity for the
- * elementwise kernels; and graphs that go back and forth between the GPU and
+ * elementwise kernels, Gather exactly (and its out-of-range fault); cuDNN's
+ * algorithm search kept in a timing cache; and graphs that go back and forth between the GPU and
  * the CPU (the executor's planned copies), run twice with fresh inputs.
  *
  * Needs a GPU: without one (or in a build without CUDA) every test is
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -112,8 +114,9 @@ static void test_fused_matmul(void **state) {
 
 /* ---- convolutions and pools ----------------------------------------------------------- */
 
+/* gemm: force the 1x1 algorithms (products on cuBLASLt) instead of cuDNN's */
 static void conv_case(const char *op, const int64_t *x, const int64_t *w, int bias, int64_t group,
-                      int64_t stride, int64_t pad, int64_t dil, const char *act, int z) {
+                      int64_t stride, int64_t pad, int64_t dil, const char *act, int z, int gemm) {
     ah_case c;
     ah_case_init(&c, op, op[0] == 'F' ? "kiln" : "", op[0] == 'F' ? 1 : 17, 1);
     ah_input(&c, rnd(4, x), 0);
@@ -129,27 +132,37 @@ static void conv_case(const char *op, const int64_t *x, const int64_t *w, int bi
         int64_t p = (x[2] + 2 * pad - ext) / stride + 1, q = (x[3] + 2 * pad - ext) / stride + 1;
         ah_input(&c, rnd(4, (int64_t[]){x[0], w[0], p, q}), 0);
     }
-    const char *algo = op[0] == 'F' ? "cuda_fused_conv" : "cuda_conv";
+    const char *algo = op[0] == 'F' ? (gemm ? "cuda_fused_conv_1x1" : "cuda_fused_conv")
+                                    : (gemm ? "cuda_conv_1x1" : "cuda_conv");
     ah_run_algo(&c, algo, KILN_PRECISION_FP32, 1, TOL_F32);
-    ah_run_algo(&c, algo, KILN_PRECISION_BF16, 1, TOL_BF16);
+    if (!gemm) ah_run_algo(&c, algo, KILN_PRECISION_BF16, 1, TOL_BF16); /* the 1x1 products are fp32 only */
     ah_case_free(&c);
 }
 
 static void test_conv(void **state) {
     NEED_GPU();
     for (int bias = 0; bias <= 1; bias++) {
-        conv_case("Conv", (int64_t[]){2, 8, 15, 13}, (int64_t[]){16, 8, 3, 3}, bias, 1, 1, 1, 1, NULL, 0);
-        conv_case("Conv", (int64_t[]){1, 16, 20, 20}, (int64_t[]){24, 16, 1, 1}, bias, 1, 1, 0, 1, NULL, 0);
-        conv_case("Conv", (int64_t[]){2, 12, 17, 17}, (int64_t[]){12, 4, 3, 3}, bias, 3, 2, 1, 1, NULL, 0);
-        conv_case("Conv", (int64_t[]){1, 16, 14, 14}, (int64_t[]){16, 1, 3, 3}, bias, 16, 1, 1, 1, NULL, 0);
-        conv_case("Conv", (int64_t[]){1, 6, 19, 19}, (int64_t[]){10, 6, 5, 5}, bias, 1, 2, 2, 2, NULL, 0);
-        conv_case("Conv", (int64_t[]){1, 3, 32, 32}, (int64_t[]){8, 3, 7, 7}, bias, 1, 2, 3, 1, NULL, 0);
+        conv_case("Conv", (int64_t[]){2, 8, 15, 13}, (int64_t[]){16, 8, 3, 3}, bias, 1, 1, 1, 1, NULL, 0, 0);
+        conv_case("Conv", (int64_t[]){1, 16, 20, 20}, (int64_t[]){24, 16, 1, 1}, bias, 1, 1, 0, 1, NULL, 0, 0);
+        conv_case("Conv", (int64_t[]){2, 12, 17, 17}, (int64_t[]){12, 4, 3, 3}, bias, 3, 2, 1, 1, NULL, 0, 0);
+        conv_case("Conv", (int64_t[]){1, 16, 14, 14}, (int64_t[]){16, 1, 3, 3}, bias, 16, 1, 1, 1, NULL, 0, 0);
+        conv_case("Conv", (int64_t[]){1, 6, 19, 19}, (int64_t[]){10, 6, 5, 5}, bias, 1, 2, 2, 2, NULL, 0, 0);
+        conv_case("Conv", (int64_t[]){1, 3, 32, 32}, (int64_t[]){8, 3, 7, 7}, bias, 1, 2, 3, 1, NULL, 0, 0);
     }
     const char *acts[] = {NULL, "Relu", "Silu", "Clip"};
     for (int a = 0; a < 4; a++)
         for (int z = 0; z <= 1; z++)
             conv_case("FusedConv", (int64_t[]){2, 8, 12, 12}, (int64_t[]){16, 8, 3, 3}, 1, 1, 1, 1, 1,
-                      acts[a], z);
+                      acts[a], z, 0);
+    /* 1x1 as products: batches, odd sizes, bias along the channels, residual, activations */
+    for (int bias = 0; bias <= 1; bias++) {
+        conv_case("Conv", (int64_t[]){3, 16, 7, 9}, (int64_t[]){24, 16, 1, 1}, bias, 1, 1, 0, 1, NULL, 0, 1);
+        conv_case("Conv", (int64_t[]){1, 5, 1, 1}, (int64_t[]){3, 5, 1, 1}, bias, 1, 1, 0, 1, NULL, 0, 1);
+    }
+    for (int a = 0; a < 4; a++)
+        for (int z = 0; z <= 1; z++)
+            conv_case("FusedConv", (int64_t[]){2, 32, 5, 6}, (int64_t[]){20, 32, 1, 1}, a != 1, 1, 1, 0, 1,
+                      acts[a], z, 1);
 }
 
 static void pool_case(const char *op, const int64_t *x, int64_t k, int64_t stride, int64_t pad,
@@ -315,6 +328,109 @@ static void test_attention(void **state) {
     attention_case(1, 12, 128, 128, 64, 64, 1, 0); /* BERT-base's heads */
 }
 
+/* ---- Gather ---------------------------------------------------------------------------- */
+
+static void gather_case(kiln_dtype dt, int nd, const int64_t *d, int ni, const int64_t *id,
+                        kiln_dtype it, int idx_const, int64_t axis) {
+    ah_case c;
+    ah_case_init(&c, "Gather", "", 13, 1);
+    ah_input(&c, ah_random(dt, nd, d, &seed, dt == KILN_DTYPE_U8 ? 0 : -100, 100), 0);
+    ah_input(&c, ah_random(it, ni, id, &seed, (float)-d[axis], (float)d[axis]), idx_const);
+    ah_attr_int(&c, "axis", axis);
+    ah_run_algo(&c, "cuda_gather", KILN_PRECISION_FP32, 1, 0);
+    ah_case_free(&c);
+}
+
+static void test_gather(void **state) {
+    NEED_GPU();
+    /* embedding lookup, token ids from the input; negative ids count from the end */
+    gather_case(KILN_DTYPE_F32, 2, (int64_t[]){50, 16}, 2, (int64_t[]){3, 7}, KILN_DTYPE_I64, 0, 0);
+    gather_case(KILN_DTYPE_I64, 3, (int64_t[]){3, 10, 5}, 1, (int64_t[]){4}, KILN_DTYPE_I32, 1, 1);
+    gather_case(KILN_DTYPE_F16, 3, (int64_t[]){2, 6, 33}, 0, NULL, KILN_DTYPE_I64, 1, 1); /* scalar index */
+    gather_case(KILN_DTYPE_U8, 2, (int64_t[]){9, 7}, 2, (int64_t[]){2, 5}, KILN_DTYPE_I32, 0, 1);
+    /* an index out of range fails the run with a message; the device keeps working */
+    ah_case c;
+    ah_case_init(&c, "Gather", "", 13, 1);
+    ah_input(&c, rnd(2, (int64_t[]){5, 4}), 1);
+    kiln_tensor *idx = ah_random(KILN_DTYPE_I64, 1, (int64_t[]){3}, &seed, 0, 5);
+    ah_input(&c, idx, 0);
+    assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
+    c.finalized = 1;
+    kiln__select_opts sdev = {.dev = ah_device};
+    kiln__runner r;
+    assert_int_equal(kiln__runner_init(&r, c.g, NULL, 1), KILN_OK);
+    r.sel = sdev;
+    const kiln_tensor *ins[1] = {idx};
+    ((int64_t *)kiln_tensor_data(idx))[1] = 5;
+    assert_int_not_equal(kiln__runner_run(&r, 1, ins), KILN_OK);
+    assert_non_null(strstr(kiln_last_error(), "out of range"));
+    ((int64_t *)kiln_tensor_data(idx))[1] = -5;
+    if (kiln__runner_run(&r, 1, ins) != KILN_OK) fail_msg("run after the fault: %s", kiln_last_error());
+    assert_string_equal(kiln__runner_algo(&r, 0)->name, "cuda_gather");
+    kiln__runner_free(&r);
+    ah_case_free(&c);
+}
+
+/* ---- cuDNN's algorithm search and the timing cache ----------------------------------------- */
+
+/* A Conv plan measures cuDNN's algorithms once: its choice goes into the
+ * timing cache as a variant ("cuda_conv#<n>"), the file keeps it, and a plan
+ * from the reloaded cache uses it (as it does a variant that no longer
+ * applies: the search runs again); every plan matches the reference. */
+static void test_conv_search_cache(void **state) {
+    NEED_GPU();
+    char path[] = "/tmp/kiln-test-cuda-cacheXXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    ah_case c;
+    ah_case_init(&c, "Conv", "", 17, 1);
+    ah_input(&c, rnd(4, (int64_t[]){2, 8, 21, 19}), 0);
+    ah_input(&c, rnd(4, (int64_t[]){16, 8, 3, 3}), 1);
+    ah_attr_ints(&c, "pads", 4, (int64_t[]){1, 1, 1, 1});
+    assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
+    c.finalized = 1;
+    kiln_tensor *ref[1], *got[1];
+    const char *algo;
+    kiln__select_opts sref = {.reference = 1};
+    ah_exec(&c, &sref, 1, ref, &algo);
+    for (int round = 0; round < 3; round++) {
+        kiln__timing_cache *tc;
+        assert_int_equal(kiln__timing_cache_create(path, &tc), KILN_OK);
+        if (kiln__timing_cache_load(tc) != KILN_OK) fail_msg("load: %s", kiln_last_error());
+        assert_int_equal(kiln__timing_cache_size(tc), round == 0 ? 0 : 1);
+        kiln__select_opts sdev = {.dev = ah_device, .cache = tc};
+        ah_exec(&c, &sdev, 1, got, &algo);
+        assert_string_equal(algo, "cuda_conv");
+        ah_compare(got[0], ref[0], TOL_F32, "Conv from the timing cache");
+        kiln_tensor_free(got[0]);
+        assert_int_equal(kiln__timing_cache_size(tc), 1);
+        assert_int_equal(kiln__timing_cache_save(tc), KILN_OK);
+        kiln__timing_cache_free(tc);
+        FILE *f = fopen(path, "r");
+        char text[4096];
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[n] = 0;
+        if (round == 0) {
+            char *v = strstr(text, "\ncuda_conv#");
+            if (!v) fail_msg("no cuda_conv variant in the cache file:\n%s", text);
+            /* a variant that is not one of cuDNN's: the next plan searches again */
+            char *sp = strchr(v + 1, ' ');
+            char bad[4096];
+            snprintf(bad, sizeof bad, "%.*s999%s", (int)(v - text) + 11, text, sp);
+            f = fopen(path, "w");
+            fputs(bad, f);
+            fclose(f);
+        } else if (round == 1) {
+            assert_null(strstr(text, "cuda_conv#999 ")); /* replaced by the new search */
+        }
+    }
+    kiln_tensor_free(ref[0]);
+    ah_case_free(&c);
+    remove(path);
+}
+
 /* ---- plans that cross between GPU and CPU ---------------------------------------------- */
 
 static void run_graph(kiln_graph *g, const kiln__select_opts *sel, const kiln_tensor *x,
@@ -384,7 +500,8 @@ int main(void) {
         cmocka_unit_test(test_fused_matmul), cmocka_unit_test(test_conv),
         cmocka_unit_test(test_pool),       cmocka_unit_test(test_unary),
         cmocka_unit_test(test_binary),     cmocka_unit_test(test_rows),
-        cmocka_unit_test(test_attention),  cmocka_unit_test(test_mixed_plan),
+        cmocka_unit_test(test_attention),  cmocka_unit_test(test_gather),
+        cmocka_unit_test(test_conv_search_cache), cmocka_unit_test(test_mixed_plan),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     kiln__device_close(ah_device);

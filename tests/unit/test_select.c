@@ -48,6 +48,17 @@ static void test_timing_cache_file(void **state) {
     assert_int_equal(kiln__timing_cache_load(tc), KILN_E_FORMAT);
     assert_non_null(strstr(kiln_last_error(), ":2:"));
     kiln__timing_cache_free(tc);
+    /* an algorithm's own variant: "<name>#<n>"; a variant that is not a number fails */
+    write_file(path, "attention_f32#7 0.25 cpu|t1|p0|.Attention|f32[1];|\n");
+    assert_int_equal(kiln__timing_cache_create(path, &tc), KILN_OK);
+    assert_int_equal(kiln__timing_cache_load(tc), KILN_OK);
+    assert_int_equal(kiln__timing_cache_size(tc), 1);
+    kiln__timing_cache_free(tc);
+    write_file(path, "attention_f32#x7 0.25 cpu|t1|p0|.Attention|f32[1];|\n");
+    assert_int_equal(kiln__timing_cache_create(path, &tc), KILN_OK);
+    assert_int_equal(kiln__timing_cache_load(tc), KILN_E_FORMAT);
+    assert_non_null(strstr(kiln_last_error(), ":1: bad variant"));
+    kiln__timing_cache_free(tc);
     /* a missing file is an empty cache */
     remove(path);
     assert_int_equal(kiln__timing_cache_create(path, &tc), KILN_OK);
