@@ -37,3 +37,30 @@ kiln_status kiln__cuda_fused_act(const kiln__node *n, kiln__cu_op *op, float *p0
     }
     return KILN_E_UNSUPPORTED;
 }
+
+kiln_status kiln__cuda_conv_read(const kiln__kctx *c, int fused, kiln__cuda_conv_node *out) {
+    KILN__TRY(kiln__cuda_all_f32(c, fused ? 4 : 3));
+    const kiln_tensor *x = c->in[0], *wt = c->in[1], *y = c->out[0], *b = kiln__in(c, 2);
+    if (x->ndim != 4 || wt->ndim != 4 || !kiln__cuda_fits_int(x) || !kiln__cuda_fits_int(wt)) return KILN_E_UNSUPPORTED;
+    kiln__win *w = &out->w;
+    if (kiln__win_read(c->node, 2, x->dims + 2, wt->dims + 2, w) != KILN_OK ||
+        kiln__win_forward(w, 0) != KILN_OK)
+        return KILN_E_UNSUPPORTED;
+    for (int i = 0; i < 2; i++)
+        if (w->pad0[i] != w->pad1[i]) return KILN_E_UNSUPPORTED;
+    out->group = kiln__attr_i(c->node, "group", 1);
+    if (out->group < 1 || out->group > 0x7fffffff) return KILN_E_UNSUPPORTED;
+    if (b && kiln__n(b) != y->dims[1]) return KILN_E_UNSUPPORTED;
+    out->bias_in = b ? 2 : -1;
+    out->z_in = -1;
+    out->act = KILN__CU_IDENTITY;
+    out->p0 = out->p1 = 0;
+    if (!fused) return KILN_OK;
+    if (kiln__cuda_fused_act(c->node, &out->act, &out->p0, &out->p1) != KILN_OK) return KILN_E_UNSUPPORTED;
+    const kiln_tensor *z = kiln__in(c, 3);
+    if (z) {
+        if (kiln__n(z) != kiln__n(y)) return KILN_E_UNSUPPORTED;
+        out->z_in = 3;
+    }
+    return KILN_OK;
+}

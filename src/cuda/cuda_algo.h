@@ -4,6 +4,7 @@
 #define KILN_CUDA_ALGO_H
 
 #include "core/core.h"
+#include "cpu/ref/conv.h"
 #include "cuda/cuda_internal.h"
 #include "ops/algo.h"
 
@@ -20,6 +21,27 @@ double kiln__cuda_cost(double flops, double efficiency, int tensor_cores, double
 /* The activation of a kiln fused node (ops/fused.h) as a kernel op (KILN__CU_IDENTITY
  * for none) and its parameters (Clip's bounds); fails on a bad attribute. */
 kiln_status kiln__cuda_fused_act(const kiln__node *n, kiln__cu_op *op, float *p0, float *p1);
+
+/* 1 if every dim of t fits cuDNN's int. */
+static inline int kiln__cuda_fits_int(const kiln_tensor *t) {
+    for (int d = 0; d < t->ndim; d++)
+        if (t->dims[d] > 0x7fffffff) return 0;
+    return 1;
+}
+
+/* A 2-D Conv or kiln.FusedConv(X, W, B?, Z?) node as the CUDA convolution
+ * algorithms take it (cuda_conv.c, and the 1x1 products of cuda_matmul.c):
+ * f32, 4-D, dims that fit an int, symmetric pads; B of the output's channel
+ * count, Z of its element count; FusedConv's activation. */
+typedef struct kiln__cuda_conv_node {
+    kiln__win w;
+    int64_t group;
+    int bias_in, z_in; /* 2 / 3, or -1 when absent */
+    kiln__cu_op act;   /* KILN__CU_IDENTITY: none (always for Conv) */
+    float p0, p1;
+} kiln__cuda_conv_node;
+/* KILN_E_UNSUPPORTED for other nodes (they stay on the CPU). */
+kiln_status kiln__cuda_conv_read(const kiln__kctx *c, int fused, kiln__cuda_conv_node *out);
 
 /* The stream of the step's device. */
 static inline cudaStream_t kiln__cuda_stream(const kiln__kctx *c) { return c->dev->stream; }

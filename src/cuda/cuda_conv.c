@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/ref/conv.h"
 #include "cuda/cuda_algo.h"
 
 #define MAX_WORKSPACE ((size_t)256 << 20)
@@ -32,9 +31,7 @@ typedef struct conv_state {
     cudnnConvolutionFwdAlgo_t algo;
     size_t ws_bytes;
     int64_t k, pq; /* output channels, output pixels per channel */
-    int has_bias, z_in;
-    kiln__cu_op act;
-    float p0, p1;
+    kiln__cuda_conv_node nd;
 } conv_state;
 
 static void conv_release(void *ks) {
@@ -115,51 +112,20 @@ static kiln_status choose_algo(kiln__kctx *c, conv_state *s, cudnnHandle_t h) {
     return KILN_E_UNSUPPORTED;
 }
 
-static int fits_int(const kiln_tensor *t) {
-    for (int d = 0; d < t->ndim; d++)
-        if (t->dims[d] > 0x7fffffff) return 0;
-    return 1;
-}
-
-/* The window of a 2-D Conv node with symmetric pads, or KILN_E_UNSUPPORTED. */
-static kiln_status conv_window(const kiln__kctx *c, kiln__win *w) {
-    const kiln_tensor *x = c->in[0], *wt = c->in[1];
-    if (x->ndim != 4 || wt->ndim != 4 || !fits_int(x) || !fits_int(wt)) return KILN_E_UNSUPPORTED;
-    if (kiln__win_read(c->node, 2, x->dims + 2, wt->dims + 2, w) != KILN_OK ||
-        kiln__win_forward(w, 0) != KILN_OK)
-        return KILN_E_UNSUPPORTED;
-    for (int i = 0; i < 2; i++)
-        if (w->pad0[i] != w->pad1[i]) return KILN_E_UNSUPPORTED;
-    return KILN_OK;
-}
-
 static kiln_status conv_prepare_with(kiln__kctx *c, int fused) {
-    KILN__TRY(kiln__cuda_all_f32(c, fused ? 4 : 3));
     if (c->precision != KILN_PRECISION_FP32 && c->precision != KILN_PRECISION_BF16)
         return KILN_E_UNSUPPORTED;
-    kiln__win w;
-    KILN__TRY(conv_window(c, &w));
-    const kiln_tensor *x = c->in[0], *wt = c->in[1], *y = c->out[0], *b = kiln__in(c, 2);
-    int64_t group = kiln__attr_i(c->node, "group", 1);
-    if (group < 1 || group > 0x7fffffff) return KILN_E_UNSUPPORTED;
+    kiln__cuda_conv_node nd;
+    KILN__TRY(kiln__cuda_conv_read(c, fused, &nd));
+    const kiln__win w = nd.w;
+    const kiln_tensor *x = c->in[0], *wt = c->in[1], *y = c->out[0];
     conv_state *s = calloc(1, sizeof *s);
     if (!s) return kiln__err(KILN_E_NOMEM, "out of memory");
     c->kstate = s;
     s->dev = c->dev;
     s->k = y->dims[1];
     s->pq = y->dims[2] * y->dims[3];
-    s->has_bias = b != NULL;
-    s->z_in = -1;
-    s->act = KILN__CU_IDENTITY;
-    if (b && kiln__n(b) != s->k) return KILN_E_UNSUPPORTED;
-    if (fused) {
-        if (kiln__cuda_fused_act(c->node, &s->act, &s->p0, &s->p1) != KILN_OK) return KILN_E_UNSUPPORTED;
-        const kiln_tensor *z = kiln__in(c, 3);
-        if (z) {
-            if (kiln__n(z) != kiln__n(y)) return KILN_E_UNSUPPORTED;
-            s->z_in = 3;
-        }
-    }
+    s->nd = nd;
     KILN__TRY(tensor4(&s->xd, x->dims));
     KILN__TRY(tensor4(&s->yd, y->dims));
     KILN__CUDNN(cudnnCreateFilterDescriptor(&s->wd), "filter descriptor");
@@ -171,7 +137,7 @@ static kiln_status conv_prepare_with(kiln__kctx *c, int fused) {
                                                 (int)w.stride[1], (int)w.dil[0], (int)w.dil[1],
                                                 CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
                 "convolution descriptor");
-    KILN__CUDNN(cudnnSetConvolutionGroupCount(s->cd, (int)group), "group count");
+    KILN__CUDNN(cudnnSetConvolutionGroupCount(s->cd, (int)nd.group), "group count");
     int dims[4];
     KILN__CUDNN(cudnnGetConvolutionNdForwardOutputDim(s->cd, s->xd, s->wd, 4, dims), "output dims");
     for (int d = 0; d < 4; d++)
@@ -204,11 +170,13 @@ static kiln_status conv_run(kiln__kctx *c) {
     KILN__CUDNN(cudnnConvolutionForward(h, &one, s->xd, c->in[0]->data, s->wd, c->in[1]->data, s->cd,
                                         s->algo, c->scratch, s->ws_bytes, &zero, s->yd, y),
                 "convolution");
-    const float *z = s->z_in >= 0 ? c->in[s->z_in]->data : NULL;
-    if (!s->has_bias && !z && s->act == KILN__CU_IDENTITY) return KILN_OK;
+    const kiln__cuda_conv_node *nd = &s->nd;
+    const float *z = nd->z_in >= 0 ? c->in[nd->z_in]->data : NULL;
+    if (nd->bias_in < 0 && !z && nd->act == KILN__CU_IDENTITY) return KILN_OK;
     return kiln__cuda_launched(kiln__cu_bias_act(kiln__cuda_stream(c), y,
-                                                 s->has_bias ? c->in[2]->data : NULL, s->k, s->pq, z,
-                                                 y, kiln__n(c->out[0]), s->act, s->p0, s->p1),
+                                                 nd->bias_in >= 0 ? c->in[nd->bias_in]->data : NULL,
+                                                 s->k, s->pq, z, y, kiln__n(c->out[0]), nd->act,
+                                                 nd->p0, nd->p1),
                                "convolution epilogue");
 }
 
@@ -239,7 +207,7 @@ static void pool_release(void *ks) {
 static kiln_status pool_prepare(kiln__kctx *c) {
     KILN__TRY(kiln__cuda_all_f32(c, 1));
     const kiln_tensor *x = c->in[0], *y = c->out[0];
-    if (x->ndim != 4 || !fits_int(x) || c->n_out > 1) return KILN_E_UNSUPPORTED; /* no MaxPool indices */
+    if (x->ndim != 4 || !kiln__cuda_fits_int(x) || c->n_out > 1) return KILN_E_UNSUPPORTED; /* no MaxPool indices */
     const char *op = c->node->op_type;
     int global = strncmp(op, "Global", 6) == 0;
     int is_max = strstr(op, "MaxPool") != NULL;

@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu/ref/conv.h"
 #include "cuda/cuda_algo.h"
 
 typedef struct mm_geom {
@@ -353,37 +352,19 @@ const kiln__algo kiln__algo_cuda_gemm = {
 /* ---- 1x1 Conv and kiln.FusedConv(X, W, B?, Z?) as products ---------------------------- */
 
 static kiln_status conv_1x1_prepare_with(kiln__kctx *c, int fused) {
-    KILN__TRY(kiln__cuda_all_f32(c, fused ? 4 : 3));
     if (c->precision != KILN_PRECISION_FP32) return KILN_E_UNSUPPORTED;
-    const kiln_tensor *x = c->in[0], *w = c->in[1], *y = c->out[0], *bias = kiln__in(c, 2);
-    if (x->ndim != 4 || w->ndim != 4 || w->dims[2] != 1 || w->dims[3] != 1 ||
-        kiln__attr_i(c->node, "group", 1) != 1)
-        return KILN_E_UNSUPPORTED;
-    kiln__win win;
-    if (kiln__win_read(c->node, 2, x->dims + 2, w->dims + 2, &win) != KILN_OK ||
-        kiln__win_forward(&win, 0) != KILN_OK)
-        return KILN_E_UNSUPPORTED;
+    kiln__cuda_conv_node nd;
+    KILN__TRY(kiln__cuda_conv_read(c, fused, &nd));
+    const kiln_tensor *x = c->in[0], *w = c->in[1], *y = c->out[0];
+    if (w->dims[2] != 1 || w->dims[3] != 1 || nd.group != 1) return KILN_E_UNSUPPORTED;
     for (int i = 0; i < 2; i++)
-        if (win.stride[i] != 1 || win.pad0[i] || win.pad1[i] || y->dims[2 + i] != x->dims[2 + i])
+        if (nd.w.stride[i] != 1 || nd.w.pad0[i] || y->dims[2 + i] != x->dims[2 + i])
             return KILN_E_UNSUPPORTED;
-    mm_state t = {.in_of = {1, 0}, .bias_in = -1, .mbias_in = -1, .z_in = -1, .post = KILN__CU_IDENTITY,
-                  .alpha = 1, .beta = 1};
     int64_t hw = x->dims[2] * x->dims[3];
+    mm_state t = {.in_of = {1, 0}, .bias_in = -1, .mbias_in = nd.bias_in, .z_in = nd.z_in,
+                  .post = nd.act, .p0 = nd.p0, .p1 = nd.p1, .alpha = 1, .beta = 1};
     t.g = (mm_geom){.m = w->dims[0], .n = hw, .k = x->dims[1], .batch = x->dims[0],
                     .stride_b = x->dims[1] * hw};
-    if (t.g.batch > 0x7fffffff) return KILN_E_UNSUPPORTED;
-    if (bias) {
-        if (kiln__n(bias) != t.g.m) return KILN_E_UNSUPPORTED;
-        t.mbias_in = 2;
-    }
-    if (fused) {
-        if (kiln__cuda_fused_act(c->node, &t.post, &t.p0, &t.p1) != KILN_OK) return KILN_E_UNSUPPORTED;
-        const kiln_tensor *z = kiln__in(c, 3);
-        if (z) {
-            if (kiln__n(z) != kiln__n(y)) return KILN_E_UNSUPPORTED;
-            t.z_in = 3;
-        }
-    }
     return mm_prepare(c, &t);
 }
 

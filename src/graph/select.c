@@ -445,6 +445,7 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
     size_t ref_scratch = c->scratch_bytes;
     kiln_status s = KILN_OK;
     char *key = NULL;
+    entry *e = NULL; /* the cache's entry for key */
     const int keyed = (o->tune || o->cache) && c->n_in <= 64 && c->n_out <= 64;
     /* pass 0: the GPU's algorithms (with a device); pass 1: the CPU's, if none took the node */
     int on_device = 0;
@@ -461,9 +462,8 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
          * in probe mode (algo.h) and only the chosen one fully (full_prepare).
          * Device algorithms are prepared fully: they may measure variants. */
         const int probed = !o->tune && !o->force_algo && !on_device;
-        if ((s = gather_cands(o, c, pass, probed, key ? cache_find(o->cache, key) : NULL, cands,
-                              &nc)) != KILN_OK)
-            goto fail;
+        e = key ? cache_find(o->cache, key) : NULL;
+        if ((s = gather_cands(o, c, pass, probed, e, cands, &nc)) != KILN_OK) goto fail;
     }
     c->kstate = NULL;
     c->scratch_bytes = ref_scratch;
@@ -479,7 +479,6 @@ kiln_status kiln__select_algo(const kiln__select_opts *o, kiln__kctx *c, const k
         if (best < 0 || cands[i].cost < cands[best].cost) best = i;
     }
     if (key && !on_device && (nc > 1 || best < 0)) {
-        entry *e = cache_find(o->cache, key);
         int found = -1;
         for (int i = 0; e && i < nc; i++)
             if (cands[i].algo == e->algo) found = i;
