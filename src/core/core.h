@@ -173,6 +173,8 @@ static inline void kiln__split(int64_t n, int ith, int nth, int64_t *lo, int64_t
 /* The CPU's model name (/proc/cpuinfo "model name", else "unknown-cpu"), with
  * spaces turned into '_'; a static string. */
 const char *kiln__cpu_model(void);
+/* 1 if the CPU has AVX-512F (x86 only; 0 elsewhere). */
+int kiln__cpu_has_avx512f(void);
 
 /* ---- time -------------------------------------------------------------- */
 double kiln__now_s(void); /* monotonic seconds */

@@ -34,3 +34,12 @@ const char *kiln__cpu_model(void) {
     pthread_once(&once, read_model);
     return model;
 }
+
+int kiln__cpu_has_avx512f(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}

@@ -25,6 +25,9 @@
  *                residual Add and activation folded in
  *   conv         Conv + per-channel bias Add + residual Add + activation ->
  *                kiln.FusedConv
+ *   nchwc        (last, once; fp32 on AVX-512 CPUs) Conv / FusedConv ->
+ *                kiln.ConvNCHWc in the blocked channel layout, with the
+ *                layout changes at the ends of convolution chains
  *
  * Every rewrite only fires when what it relies on is certain: constants are
  * initializers; shapes come from declared types, from the symbolic shape
@@ -49,6 +52,7 @@ typedef enum kiln__pass_id {
     KILN__PASS_ATTENTION,
     KILN__PASS_MATMUL,
     KILN__PASS_CONV,
+    KILN__PASS_NCHWC, /* once, after the rounds of the others */
     KILN__N_PASSES
 } kiln__pass_id;
 
@@ -59,6 +63,7 @@ typedef struct kiln__opt_stats {
 
 typedef struct kiln__opt_options {
     int precision;          /* kiln_precision of the session */
+    int device;             /* nonzero: the session runs nodes on a device (no CPU-only layouts) */
     unsigned disable;       /* bit (1u << kiln__pass_id): pass not run (tests) */
     kiln__opt_stats *stats; /* optional: receives the rewrite counts */
 } kiln__opt_options;

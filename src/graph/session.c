@@ -93,7 +93,8 @@ kiln_status kiln_session_create(const kiln_graph *g, const kiln_session_options 
     kiln_status st = s->inputs ? KILN_OK : kiln__err(KILN_E_NOMEM, "out of memory");
     /* the graph passes rewrite a private copy; the user's graph stays as it is */
     if (st == KILN_OK && !(opt && (opt->reference || opt->no_graph_passes))) {
-        kiln__opt_options oo = {.precision = opt ? (int)opt->precision : 0};
+        kiln__opt_options oo = {.precision = opt ? (int)opt->precision : 0,
+                                .device = opt && opt->device != KILN_DEVICE_CPU};
         if (!(s->optimized = kiln__graph_clone_borrowing(g))) st = KILN_E_NOMEM;
         else if ((st = kiln__graph_optimize(s->optimized, &oo)) != KILN_OK)
             kiln__err_prefix(st, "%s: graph optimization", file);

@@ -23,6 +23,8 @@
 #include "graph_builder.h"
 
 static unsigned seed = 12345;
+/* passes optimize_and_check leaves out (bits of kiln__pass_id) */
+static unsigned disabled_passes;
 
 /* ---- building ---------------------------------------------------------------------- */
 
@@ -130,7 +132,7 @@ static kiln_graph *optimize_and_check(kiln_graph *g, double tol, int nan_at, kil
     if (kiln__graph_finalize(g) != KILN_OK) fail_msg("finalize: %s", kiln_last_error());
     kiln_graph *o = kiln__graph_clone(g);
     assert_non_null(o);
-    kiln__opt_options opt = {.stats = st};
+    kiln__opt_options opt = {.stats = st, .disable = disabled_passes};
     if (kiln__graph_optimize(o, &opt) != KILN_OK) fail_msg("optimize %s: %s", what, kiln_last_error());
     print_stats(what, st);
     assert_int_equal(o->n_inputs, g->n_inputs);
@@ -485,11 +487,55 @@ static void test_conv(void **state) {
     add_output(g, "y2");
     add_output(g, "e1");
     kiln__opt_stats st;
+    disabled_passes = 1u << KILN__PASS_NCHWC; /* counts FusedConv nodes */
     kiln_graph *o = optimize_and_check(g, 1e-5, 7, &st, "conv");
+    disabled_passes = 0;
     if (kiln__op_find("kiln", "FusedConv") >= 0) {
         assert_int_equal(count_op(o, "FusedConv"), 2);
         assert_int_equal(count_op(o, "Conv"), 1);
         assert_int_equal(o->n_nodes, 3);
+    }
+    kiln_graph_free(o);
+}
+
+/* Convolution chains into the blocked layout: a plain-input stem, depthwise,
+ * 1x1 with a residual, a plain reader (MaxPool) in the middle, graph outputs
+ * from blocked values, partial channel blocks, a dynamic batch. */
+static void test_nchwc(void **state) {
+    (void)state;
+    int64_t xd[] = {-1, 3, 16, 15}, w1[] = {20, 3, 3, 3}, w2[] = {20, 1, 3, 3}, w3[] = {20, 20, 1, 1};
+    int64_t w4[] = {33, 20, 3, 3}, k20 = 20, pads[] = {1, 1, 1, 1}, s2[] = {2, 2}, k2[] = {2, 2};
+    kiln_graph *g = new_graph(NULL);
+    input(g, "x", 4, xd, "N");
+    rand_init(g, "w1", 4, w1, -1, 1);
+    rand_init(g, "b1", 1, &k20, -1, 1);
+    rand_init(g, "w2", 4, w2, -1, 1);
+    rand_init(g, "w3", 4, w3, -1, 1);
+    rand_init(g, "w4", 4, w4, -1, 1);
+    kiln__node *n = node(g, "Conv", "c1", "x", "w1", "b1", NULL);
+    ints_attr(n, "pads", 4, pads);
+    ints_attr(n, "strides", 2, s2);
+    node(g, "Relu", "r1", "c1", NULL);
+    n = node(g, "Conv", "c2", "r1", "w2", NULL);
+    ints_attr(n, "pads", 4, pads);
+    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
+    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup("group"), .type = KILN__ATTR_INT, .i = 20};
+    node(g, "Relu", "r2", "c2", NULL);
+    node(g, "Conv", "c3", "r2", "w3", NULL);
+    node(g, "Add", "y2", "c3", "r1", NULL);
+    n = node(g, "MaxPool", "mp", "y2", NULL);
+    ints_attr(n, "kernel_shape", 2, k2);
+    ints_attr(n, "strides", 2, s2);
+    ints_attr(node(g, "Conv", "y1", "mp", "w4", NULL), "pads", 4, pads);
+    add_output(g, "y1");
+    add_output(g, "y2");
+    kiln__opt_stats st;
+    kiln_graph *o = optimize_and_check(g, 1e-5, 5, &st, "nchwc");
+    if (kiln__cpu_has_avx512f()) {
+        assert_int_equal(count_op(o, "ConvNCHWc"), 4);
+        assert_int_equal(count_op(o, "ReorderNCHWc"), 1); /* mp; the stem reads x as it is */
+        assert_int_equal(count_op(o, "ReorderNCHW"), 2);  /* y2 (MaxPool, output) and y1 */
+        assert_int_equal(count_op(o, "Conv") + count_op(o, "FusedConv"), 0);
     }
     kiln_graph_free(o);
 }
@@ -569,6 +615,7 @@ int main(void) {
         cmocka_unit_test(test_layout),        cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_layernorm),     cmocka_unit_test(test_attention),
         cmocka_unit_test(test_matmul),        cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_nchwc),
         cmocka_unit_test(test_no_rewrite_across_outputs),
         cmocka_unit_test(test_torch_models),  cmocka_unit_test(test_light_models),
         cmocka_unit_test(test_env_models),

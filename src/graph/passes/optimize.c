@@ -18,10 +18,21 @@ static const struct {
     [KILN__PASS_ATTENTION] = {"attention", kiln__pass_attention},
     [KILN__PASS_MATMUL] = {"matmul", kiln__pass_matmul},
     [KILN__PASS_CONV] = {"conv", kiln__pass_conv},
+    [KILN__PASS_NCHWC] = {"nchwc", kiln__pass_nchwc},
 };
 
 const char *kiln__pass_name(int id) {
     return id >= 0 && id < KILN__N_PASSES ? passes[id].name : "?";
+}
+
+/* Runs pass id unless disabled (then sweeps); returns its rewrites. */
+static int run_pass(kiln__px *p, const kiln__opt_options *o, int id, kiln_status *s) {
+    if (o->disable & (1u << id)) return 0;
+    p->count = 0;
+    *s = passes[id].fn(p);
+    if (*s == KILN_OK) *s = kiln__px_sweep(p);
+    if (o->stats) o->stats->rewrites[id] += p->count;
+    return p->count;
 }
 
 /* Rounds over all passes; every round that rewrites something is followed
@@ -42,15 +53,13 @@ kiln_status kiln__graph_optimize(kiln_graph *g, const kiln__opt_options *o) {
     for (int round = 0; round < MAX_ROUNDS && s == KILN_OK; round++) {
         int total = 0;
         for (int id = 0; id < KILN__N_PASSES && s == KILN_OK; id++) {
-            if (o->disable & (1u << id)) continue;
-            p.count = 0;
-            s = passes[id].fn(&p);
-            if (s == KILN_OK) s = kiln__px_sweep(&p);
-            if (o->stats) o->stats->rewrites[id] += p.count;
-            total += p.count;
+            if (id == KILN__PASS_NCHWC) continue;
+            total += run_pass(&p, o, id, &s);
         }
         if (!total) break;
     }
+    /* the layout pass works on the graph the others leave */
+    if (s == KILN_OK) run_pass(&p, o, KILN__PASS_NCHWC, &s);
     kiln__px_free(&p);
     if (s != KILN_OK) return kiln__err_prefix(s, "graph optimization");
     return kiln__graph_compact(g);

@@ -29,6 +29,7 @@
 
 #include "cpu/kernels/conv_depthwise.h"
 #include "cpu/kernels/vmath.h"
+#include "cpu/kernels/x86/act_avx512.h"
 
 #define DW_ATTR KILN__VM_AVX512
 #define DW_INLINE static inline __attribute__((always_inline)) DW_ATTR
@@ -44,29 +45,10 @@ static inline __mmask16 lane_range(int64_t lo, int64_t hi) {
 
 /* ---- epilogue ------------------------------------------------------------------- */
 
-/* act(v), with the reference's NaN behaviour (x86 max/min return the second
- * operand when either is NaN). */
-DW_INLINE __m512 dw_act(__m512 v, const kiln__act *a) {
-    switch (a->kind) {
-    case KILN__ACT_RELU: return _mm512_max_ps(_mm512_setzero_ps(), v);
-    case KILN__ACT_CLIP: { /* x < lo ? lo : min(hi, x); NaN stays */
-        const __m512 lo = _mm512_set1_ps(a->lo);
-        __m512 t = _mm512_min_ps(_mm512_set1_ps(a->hi), v);
-        return _mm512_mask_mov_ps(t, _mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), lo);
-    }
-    case KILN__ACT_GELU: return kiln__vm_gelu_erf16(v);
-    case KILN__ACT_GELU_TANH: return kiln__vm_gelu_tanh16(v);
-    case KILN__ACT_SILU:
-        return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f),
-                                              kiln__vm_exp16(_mm512_sub_ps(_mm512_setzero_ps(), v))));
-    default: return v;
-    }
-}
-
 /* y[lanes m] = act(acc + z) (z NULL: no residual). */
 DW_INLINE void dw_store(const kiln__act *a, __m512 acc, const float *z, float *y, __mmask16 m) {
     if (z) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(m, z));
-    _mm512_mask_storeu_ps(y, m, dw_act(acc, a));
+    _mm512_mask_storeu_ps(y, m, kiln__act16(acc, a));
 }
 
 /* ---- row kernels --------------------------------------------------------------------- */

@@ -1,0 +1,188 @@
+/* src/cpu/kernels/conv_nchwc.c: the algorithm conv_nchwc of kiln.ConvNCHWc
+ * (src/ops/nchwc.h), f32 on AVX-512 (kernels in x86/conv_nchwc_avx512.c,
+ * see conv_nchwc.h).
+ *
+ * prepare packs the constant weights once (group 1: per pair of output
+ * blocks, [cb][r][s][ci][32]; depthwise: [kb][r][s][16]) and the bias
+ * padded to whole blocks, and flattens 1x1 stride-1 unpadded layers into one
+ * row of H*W pixels (long tiles for small images too).
+ *
+ * Threads (KILN_OPF_PARALLEL, no barrier): items are (image, output row,
+ * column chunk, unit) with unit a block pair (depthwise: a block); thread
+ * ith runs the contiguous items kiln__split gives it. When the packed
+ * weights are small (<= 256 KB) the unit varies fastest, so consecutive
+ * items reuse the input rows in cache; else the row does, so they reuse the
+ * unit's weights. Rows are cut into column chunks only when there are too
+ * few rows for the threads.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/kernels/conv_algo.h"
+#include "cpu/kernels/conv_nchwc.h"
+
+int kiln__nchwc_have_avx512(void) {
+#ifdef KILN__NCHWC_X86
+    return kiln__cpu_has_avx512f();
+#else
+    return 0;
+#endif
+}
+
+#define PAIR 32                        /* output channels per unit (group 1) */
+#define SMALL_WEIGHTS (256 * 1024)     /* bytes: below, the unit varies fastest */
+#define ITEMS_PER_THREAD 4             /* fewer items than this per thread: chunk the rows */
+
+typedef struct nchwc_state {
+    kiln__nchwc_kern k;
+    float *wpack;      /* packed weights (see above) */
+    float *bias;       /* KB*16, zeros past K or without B */
+    int64_t units;     /* block pairs, or blocks (depthwise) */
+    int64_t unit_w;    /* floats of packed weights per unit */
+    int64_t qchunk, nchunk;
+    int unit_fastest;
+    int64_t x_image, y_image; /* floats per image of X and of Y (and Z) */
+} nchwc_state;
+
+static void nchwc_release(void *kstate) {
+    nchwc_state *s = kstate;
+    if (!s) return;
+    kiln__aligned_free(s->wpack);
+    kiln__aligned_free(s->bias);
+    free(s);
+}
+
+/* Weights W (K, C/group, R, S) into s->wpack (zeroed), bias into s->bias. */
+static void pack(nchwc_state *s, const float *w, const float *b) {
+    const kiln__nchwc_conv *g = &s->k.g;
+    const int64_t RS = g->R * g->S;
+    for (int64_t k = 0; k < g->K; k++) s->bias[k] = b ? b[k] : 0.0f;
+    if (g->depthwise) { /* [kb][r][s][16] */
+        for (int64_t k = 0; k < g->K; k++)
+            for (int64_t t = 0; t < RS; t++) s->wpack[(k / 16 * RS + t) * 16 + k % 16] = w[k * RS + t];
+        return;
+    }
+    for (int64_t k = 0; k < g->K; k++) /* [pair][cb][r][s][ci][32] */
+        for (int64_t c = 0; c < g->C; c++)
+            for (int64_t t = 0; t < RS; t++)
+                s->wpack[k / PAIR * s->unit_w + ((c / 16 * RS + t) * 16 + c % 16) * PAIR + k % PAIR] =
+                    w[(k * g->C + c) * RS + t];
+}
+
+static kiln_status nchwc_prepare(kiln__kctx *c) {
+    if (!kiln__nchwc_have_avx512() || !c->in[1]->data || (kiln__in(c, 2) && !c->in[2]->data))
+        return KILN_E_UNSUPPORTED;
+    nchwc_state *s = calloc(1, sizeof *s);
+    if (!s) return kiln__err(KILN_E_NOMEM, "out of memory");
+    kiln__nchwc_kern *k = &s->k;
+    kiln__nchwc_conv *g = &k->g;
+    kiln_status st = kiln__nchwc_conv_read(c, g);
+    if (st != KILN_OK) {
+        free(s);
+        return st;
+    }
+    c->flops = 2.0 * g->N * g->K * g->P * g->Q * (g->depthwise ? 1 : g->C) * g->R * g->S;
+    s->x_image = (g->input_blocked ? g->CB * 16 : g->C) * g->H * g->W;
+    s->y_image = g->KB * 16 * g->P * g->Q;
+    if (g->R == 1 && g->S == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
+        g->P == g->H && g->Q == g->W) { /* one row of H*W pixels */
+        g->W = g->Q = g->H * g->W;
+        g->H = g->P = 1;
+    }
+    k->xpix = g->input_blocked ? 16 : 1;
+    k->xlane = g->input_blocked ? 1 : g->H * g->W;
+    k->xrow = g->W * k->xpix;
+    k->xcb = 16 * g->H * g->W;
+    /* interior: q*sw - pw >= 0 and q*sw - pw + (S-1)*dw <= W-1 */
+    const int64_t last = g->W - 1 + g->pw - (g->S - 1) * g->dw;
+    k->qlo = (g->pw + g->sw - 1) / g->sw;
+    k->qhi = last < 0 ? 0 : last / g->sw + 1;
+    if (k->qlo > g->Q) k->qlo = g->Q;
+    if (k->qhi > g->Q) k->qhi = g->Q;
+    if (k->qhi < k->qlo) k->qhi = k->qlo;
+    const int64_t tail = g->K % 16;
+    k->last_lanes = (uint16_t)(tail ? (1u << tail) - 1u : 0xffffu);
+
+    const int64_t RS = g->R * g->S;
+    s->units = g->depthwise ? g->KB : (g->KB + 1) / 2;
+    s->unit_w = g->depthwise ? RS * 16 : g->CB * RS * 16 * PAIR;
+    const size_t wbytes = (size_t)(s->units * s->unit_w) * sizeof(float);
+    s->unit_fastest = wbytes <= SMALL_WEIGHTS;
+    /* column chunks of whole tiles when there are few rows */
+    const int nth = kiln__conv_nth(c), tile = g->depthwise ? 8 : 14;
+    const int64_t rows = g->N * g->P * s->units, want = (int64_t)nth * ITEMS_PER_THREAD;
+    s->nchunk = 1;
+    s->qchunk = g->Q;
+    if (rows < want && g->Q > tile) {
+        int64_t nch = (want + rows - 1) / rows;
+        s->qchunk = ((g->Q + nch - 1) / nch + tile - 1) / tile * tile;
+        s->nchunk = (g->Q + s->qchunk - 1) / s->qchunk;
+    }
+    if (!c->probe) {
+        s->wpack = kiln__aligned_alloc(wbytes);
+        s->bias = kiln__aligned_alloc((size_t)g->KB * 16 * sizeof(float));
+        if (!s->wpack || !s->bias) {
+            nchwc_release(s);
+            return KILN_E_NOMEM;
+        }
+        memset(s->wpack, 0, wbytes);
+        memset(s->bias, 0, (size_t)g->KB * 16 * sizeof(float));
+        pack(s, c->in[1]->data, kiln__in(c, 2) ? c->in[2]->data : NULL);
+    }
+    c->kstate = s;
+    return KILN_OK;
+}
+
+static double nchwc_cost(const kiln__kctx *c) {
+    const nchwc_state *s = c->kstate;
+    const kiln__nchwc_conv *g = &s->k.g;
+    const double bytes = 4.0 * (g->N * (s->x_image + s->y_image * (g->has_z ? 2 : 1)) +
+                                s->units * s->unit_w);
+    return kiln__cost_seconds(c, c->flops, g->depthwise ? 0.3 : 0.75, bytes);
+}
+
+static kiln_status nchwc_run(kiln__kctx *c) {
+#ifdef KILN__NCHWC_X86
+    const nchwc_state *s = c->kstate;
+    const kiln__nchwc_conv *g = &s->k.g;
+    const float *x = c->in[0]->data, *z = kiln__in(c, 3) ? c->in[3]->data : NULL;
+    float *y = c->out[0]->data;
+    const int64_t U = s->units, NC = s->nchunk, plane = g->P * g->Q * 16;
+    int64_t lo, hi;
+    kiln__split(g->N * g->P * NC * U, c->ith, c->nth, &lo, &hi);
+    for (int64_t it = lo; it < hi; it++) {
+        int64_t u, p, ch, n;
+        if (s->unit_fastest) { /* (n, p, chunk, unit) */
+            u = it % U;
+            ch = it / U % NC;
+            p = it / (U * NC) % g->P;
+            n = it / (U * NC * g->P);
+        } else { /* (n, unit, p, chunk) */
+            ch = it % NC;
+            p = it / NC % g->P;
+            u = it / (NC * g->P) % U;
+            n = it / (NC * g->P * U);
+        }
+        const int64_t q0 = ch * s->qchunk, q1 = q0 + s->qchunk < g->Q ? q0 + s->qchunk : g->Q;
+        const float *xi = x + n * s->x_image, *zi = z ? z + n * s->y_image : NULL;
+        float *yi = y + n * s->y_image;
+        if (g->depthwise) {
+            kiln__nchwc_dw_row_avx512(&s->k, xi, s->wpack + u * s->unit_w, s->bias + u * 16, zi, yi,
+                                      u, p, q0, q1);
+        } else {
+            const int64_t kb0 = 2 * u;
+            kiln__nchwc_conv_row_avx512(&s->k, xi, s->wpack + u * s->unit_w, s->bias + kb0 * 16,
+                                        zi ? zi + kb0 * plane : NULL, yi + kb0 * plane, kb0,
+                                        g->KB - kb0 < 2 ? 1 : 2, p, q0, q1);
+        }
+    }
+    return KILN_OK;
+#else
+    (void)c;
+    return kiln__err(KILN_E_UNSUPPORTED, "conv_nchwc needs AVX-512");
+#endif
+}
+
+const kiln__algo kiln__algo_conv_nchwc = {"conv_nchwc",  "kiln",         "ConvNCHWc",
+                                          KILN_OPF_PARALLEL, nchwc_prepare, nchwc_cost,
+                                          nchwc_run,    nchwc_release};

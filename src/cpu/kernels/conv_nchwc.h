@@ -1,0 +1,58 @@
+/* src/cpu/kernels/conv_nchwc.h: the AVX-512 kernels of kiln.ConvNCHWc and
+ * the reorders (src/ops/nchwc.h), called by conv_nchwc.c and
+ * reorder_nchwc.c. Internal to src/cpu/kernels.
+ *
+ * Convolution (group 1): a tile is up to 14 consecutive output pixels of one
+ * row times one or two output blocks (16 or 32 channels): 28 accumulators;
+ * per input channel and tap, one broadcast of each pixel's input value
+ * against the one or two weight vectors. The weights of a block pair are
+ * packed once (conv_nchwc.c) as [cb][r][s][ci][32] (lanes 16..31 the second
+ * block; zeros past K and C). Depthwise: tiles of up to 8 output pixels of
+ * one block, one vector FMA per tap; weights [kb][r][s][16].
+ *
+ * Columns q in [qlo, qhi) read inside the input for every tap (interior
+ * tiles); the others run one pixel at a time, skipping taps in the padding
+ * as the reference does. Padding lanes of the output (channels >= K) are
+ * stored as 0.
+ */
+#ifndef KILN_CPU_KERNELS_CONV_NCHWC_H
+#define KILN_CPU_KERNELS_CONV_NCHWC_H
+
+#include <stdint.h>
+
+#include "ops/nchwc.h"
+
+typedef struct kiln__nchwc_kern {
+    kiln__nchwc_conv g; /* a 1x1 stride-1 unpadded conv is flattened: H = P = 1, W = Q = HW */
+    int64_t qlo, qhi;   /* interior output columns */
+    /* element (c = cb*16 + ci, ih, iw) of one image of X is at
+     * cb*xcb + ci*xlane + ih*xrow + iw*xpix */
+    int64_t xcb, xlane, xrow, xpix;
+    uint16_t last_lanes; /* lanes of block KB-1 that hold channels < K */
+} kiln__nchwc_kern;
+
+/* 1 if this CPU has AVX-512F (the only ISA these kernels exist for; the
+ * graph pass makes no ConvNCHWc nodes elsewhere). */
+int kiln__nchwc_have_avx512(void);
+
+#if defined(__x86_64__) || defined(__i386__)
+#define KILN__NCHWC_X86 1
+/* Output blocks kb0 .. kb0+nb-1 (nb 1 or 2), row p, columns [q0, q1) of one
+ * image: x, z, y point at the image (z NULL: no residual), w at the pair's
+ * packed weights, bias at the 16*nb biases of the blocks (zeros if none). */
+void kiln__nchwc_conv_row_avx512(const kiln__nchwc_kern *k, const float *x, const float *w,
+                                 const float *bias, const float *z, float *y, int64_t kb0, int nb,
+                                 int64_t p, int64_t q0, int64_t q1);
+/* Depthwise: block kb, row p, columns [q0, q1); w at the block's weights. */
+void kiln__nchwc_dw_row_avx512(const kiln__nchwc_kern *k, const float *x, const float *w,
+                               const float *bias, const float *z, float *y, int64_t kb, int64_t p,
+                               int64_t q0, int64_t q1);
+
+/* Reorders of f32 planes: (C, HW) channel block cb <-> (HW, 16); to_blocked
+ * says which way. x and y point at the image. */
+void kiln__nchwc_reorder_avx512(const float *x, float *y, int64_t C, int64_t HW, int64_t cb,
+                                int to_blocked);
+
+#endif
+
+#endif

@@ -1,0 +1,213 @@
+/* src/cpu/ref/nchwc.c: shape rules and reference kernels of the blocked
+ * layout ops (src/ops/nchwc.h): kiln.ReorderNCHWc, kiln.ReorderNCHW and
+ * kiln.ConvNCHWc, and the ConvNCHWc geometry reader the fast kernels share.
+ *
+ * ConvNCHWc's reference sums like Conv's (f32, taps in (c, r, s) order after
+ * the bias, kiln__axpy_f32 along output rows), then adds Z and applies the
+ * activation in f32, as kiln.FusedConv's reference does. Threads split the
+ * output rows (n, block, p).
+ */
+#include <string.h>
+
+#include "cpu/ref/conv.h"
+#include "ops/nchwc.h"
+
+#define BLK KILN__NCHWC_BLOCK
+
+/* ---- geometry ---------------------------------------------------------------- */
+
+kiln_status kiln__nchwc_conv_read(const kiln__kctx *c, kiln__nchwc_conv *g) {
+    memset(g, 0, sizeof *g);
+    const kiln_tensor *x = c->in[0], *w = c->in[1], *b = kiln__in(c, 2), *z = kiln__in(c, 3);
+    KILN__TRY(kiln__check_dtype(x, "X", KILN_DTYPE_F32, 0));
+    KILN__TRY(kiln__check_dtype(w, "W", KILN_DTYPE_F32, 0));
+    if (w->ndim != 4)
+        return kiln__err(KILN_E_SHAPE, "input 'W' has rank %d, expected 4 (K,C/group,R,S)", w->ndim);
+    g->input_blocked = kiln__attr_i(c->node, "input_blocked", 1) != 0;
+    const int xr = g->input_blocked ? 5 : 4;
+    if (x->ndim != xr)
+        return kiln__err(KILN_E_SHAPE, "input 'X' has rank %d, expected %d (%s)", x->ndim, xr,
+                         g->input_blocked ? "N,CB,H,W,16" : "N,C,H,W");
+    const int64_t group = kiln__attr_i(c->node, "group", 1);
+    g->N = x->dims[0];
+    g->K = w->dims[0];
+    g->C = w->dims[1] * group;
+    g->KB = kiln__nchwc_blocks(g->K);
+    g->H = x->dims[2];
+    g->W = x->dims[3];
+    g->R = w->dims[2];
+    g->S = w->dims[3];
+    if (g->input_blocked) {
+        g->CB = kiln__nchwc_blocks(g->C);
+        if (x->dims[1] != g->CB || x->dims[4] != BLK)
+            return kiln__err(KILN_E_SHAPE, "input 'X' (blocked) has %lld blocks of %lld channels; W "
+                             "with group %lld says %lld channels: %lld blocks of %d",
+                             (long long)x->dims[1], (long long)x->dims[4], (long long)group,
+                             (long long)g->C, (long long)g->CB, BLK);
+    } else {
+        g->CB = 1;
+        if (x->dims[1] != g->C)
+            return kiln__err(KILN_E_SHAPE, "input 'X' has %lld channels; W with group %lld says %lld",
+                             (long long)x->dims[1], (long long)group, (long long)g->C);
+    }
+    if (group != 1 && !(group == g->C && g->K == g->C && g->input_blocked))
+        return kiln__err(KILN_E_UNSUPPORTED, "attribute group: %lld; ConvNCHWc takes 1 or a "
+                         "depthwise group (C == K == group, blocked input)", (long long)group);
+    g->depthwise = group != 1;
+    kiln__win win;
+    const int64_t in[2] = {g->H, g->W}, wk[2] = {g->R, g->S};
+    KILN__TRY(kiln__win_read(c->node, 2, in, wk, &win));
+    KILN__TRY(kiln__win_forward(&win, 0));
+    g->P = win.out[0];
+    g->Q = win.out[1];
+    g->sh = win.stride[0];
+    g->sw = win.stride[1];
+    g->dh = win.dil[0];
+    g->dw = win.dil[1];
+    g->ph = win.pad0[0];
+    g->pw = win.pad0[1];
+    KILN__TRY(kiln__act_from_node(c->node, &g->act));
+    g->has_bias = b != NULL;
+    if (b) {
+        KILN__TRY(kiln__check_dtype(b, "B", KILN_DTYPE_F32, 0));
+        KILN__TRY(kiln__check_shape(b, "B", 1, &g->K));
+    }
+    g->has_z = z != NULL;
+    if (z) {
+        const int64_t yd[5] = {g->N, g->KB, g->P, g->Q, BLK};
+        KILN__TRY(kiln__check_dtype(z, "Z", KILN_DTYPE_F32, 0));
+        KILN__TRY(kiln__check_shape(z, "Z", 5, yd));
+    }
+    return KILN_OK;
+}
+
+/* ---- ReorderNCHWc / ReorderNCHW --------------------------------------------- */
+
+kiln_status kiln__infer_ReorderNCHWc(kiln__kctx *c) {
+    const kiln_tensor *x = c->in[0];
+    if (x->ndim != 4)
+        return kiln__err(KILN_E_SHAPE, "input 'X' has rank %d, expected 4 (N,C,H,W)", x->ndim);
+    const int64_t dims[5] = {x->dims[0], kiln__nchwc_blocks(x->dims[1]), x->dims[2], x->dims[3], BLK};
+    return kiln__out_shape(c, 0, x->dtype, 5, dims);
+}
+
+kiln_status kiln__infer_ReorderNCHW(kiln__kctx *c) {
+    const kiln_tensor *x = c->in[0];
+    const int64_t ch = kiln__attr_i(c->node, "channels", -1);
+    if (x->ndim != 5 || x->dims[4] != BLK)
+        return kiln__err(KILN_E_SHAPE, "input 'X' has rank %d, expected 5 (N,CB,H,W,%d)", x->ndim, BLK);
+    if (ch < 0 || kiln__nchwc_blocks(ch) != x->dims[1])
+        return kiln__err(KILN_E_INVAL, "attribute channels: %lld does not fill the %lld blocks of "
+                         "input 'X'", (long long)ch, (long long)x->dims[1]);
+    const int64_t dims[4] = {x->dims[0], ch, x->dims[2], x->dims[3]};
+    return kiln__out_shape(c, 0, x->dtype, 4, dims);
+}
+
+/* Element (n, ch, pixel) of a (N,C,HW) tensor <-> of its (N,CB,HW,16) blocked
+ * form, for the channel planes (n, ch) of [lo, hi); to_blocked says which way.
+ * The blocked side's padding lanes are zeroed when written. */
+static void reorder_planes(const kiln_tensor *x, kiln_tensor *y, int64_t C, int64_t HW,
+                           int to_blocked, int64_t lo, int64_t hi) {
+    const size_t es = kiln_dtype_size(x->dtype);
+    const char *src = x->data;
+    char *dst = y->data;
+    const int64_t CB = kiln__nchwc_blocks(C), CBp = CB * BLK; /* channels with padding */
+    for (int64_t pl = lo; pl < hi; pl++) {                       /* pl = n*CBp + ch */
+        const int64_t n = pl / CBp, ch = pl % CBp;
+        const int64_t blocked = ((n * CB + ch / BLK) * HW) * BLK + ch % BLK; /* + pix*16 */
+        const int64_t plain = (n * C + ch) * HW;                                    /* + pix */
+        for (int64_t i = 0; i < HW; i++) {
+            if (to_blocked) {
+                char *d = dst + (size_t)(blocked + i * BLK) * es;
+                if (ch < C) memcpy(d, src + (size_t)(plain + i) * es, es);
+                else memset(d, 0, es);
+            } else if (ch < C) {
+                memcpy(dst + (size_t)(plain + i) * es, src + (size_t)(blocked + i * BLK) * es, es);
+            }
+        }
+    }
+}
+
+kiln_status kiln__ref_ReorderNCHWc(kiln__kctx *c) {
+    const kiln_tensor *x = c->in[0];
+    const int64_t C = x->dims[1], HW = x->dims[2] * x->dims[3];
+    int64_t lo, hi;
+    kiln__split(x->dims[0] * kiln__nchwc_blocks(C) * BLK, c->ith, c->nth, &lo, &hi);
+    reorder_planes(x, c->out[0], C, HW, 1, lo, hi);
+    return KILN_OK;
+}
+
+kiln_status kiln__ref_ReorderNCHW(kiln__kctx *c) {
+    kiln_tensor *y = c->out[0];
+    const int64_t C = y->dims[1], HW = y->dims[2] * y->dims[3];
+    int64_t lo, hi;
+    kiln__split(y->dims[0] * kiln__nchwc_blocks(C) * BLK, c->ith, c->nth, &lo, &hi);
+    reorder_planes(c->in[0], y, C, HW, 0, lo, hi);
+    return KILN_OK;
+}
+
+/* ---- ConvNCHWc ------------------------------------------------------------------ */
+
+kiln_status kiln__infer_ConvNCHWc(kiln__kctx *c) {
+    kiln__nchwc_conv g;
+    KILN__TRY(kiln__nchwc_conv_read(c, &g));
+    const int64_t dims[5] = {g.N, g.KB, g.P, g.Q, BLK};
+    return kiln__out_shape(c, 0, KILN_DTYPE_F32, 5, dims);
+}
+
+/* Output row (n, kb, p): every lane k = kb*16 + l. */
+static void conv_row(const kiln__nchwc_conv *g, const float *x, const float *w, const float *b,
+                     const float *z, float *y, int64_t n, int64_t kb, int64_t p) {
+    const int64_t Q = g->Q, HW = g->H * g->W;
+    const int64_t row = ((n * g->KB + kb) * g->P + p) * Q * BLK;
+    float *yr = y + row;
+    /* element (n, c, ih, iw) of X is at xc(c) + ih*xrow + iw*xpix */
+    const int64_t xpix = g->input_blocked ? BLK : 1, xrow = g->W * xpix;
+    for (int l = 0; l < BLK; l++) {
+        const int64_t k = kb * BLK + l;
+        if (k >= g->K) {
+            for (int64_t q = 0; q < Q; q++) yr[q * BLK + l] = 0.0f;
+            continue;
+        }
+        for (int64_t q = 0; q < Q; q++) yr[q * BLK + l] = b ? b[k] : 0.0f;
+        const int64_t c0 = g->depthwise ? k : 0, c1 = g->depthwise ? k + 1 : g->C;
+        for (int64_t ch = c0; ch < c1; ch++) {
+            const float *xc = g->input_blocked
+                                  ? x + ((n * g->CB + ch / BLK) * HW) * BLK + ch % BLK
+                                  : x + (n * g->C + ch) * HW;
+            const float *wk = w + (k * (c1 - c0) + (ch - c0)) * g->R * g->S;
+            for (int64_t r = 0; r < g->R; r++) {
+                const int64_t ih = p * g->sh - g->ph + r * g->dh;
+                if (ih < 0 || ih >= g->H) continue;
+                for (int64_t s = 0; s < g->S; s++) {
+                    const int64_t off = s * g->dw - g->pw; /* input column = q*sw + off */
+                    int64_t lo, hi;
+                    kiln__stride_range(off, g->sw, g->W, Q, &lo, &hi);
+                    if (lo < hi)
+                        kiln__axpy_f32(yr + lo * BLK + l, BLK,
+                                       xc + ih * xrow + (lo * g->sw + off) * xpix, g->sw * xpix,
+                                       wk[r * g->S + s], hi - lo);
+                }
+            }
+        }
+        for (int64_t q = 0; q < Q; q++) {
+            float v = yr[q * BLK + l];
+            if (z) v += z[row + q * BLK + l];
+            yr[q * BLK + l] = kiln__act_apply(&g->act, v);
+        }
+    }
+}
+
+kiln_status kiln__ref_ConvNCHWc(kiln__kctx *c) {
+    kiln__nchwc_conv g;
+    KILN__TRY(kiln__nchwc_conv_read(c, &g));
+    const kiln_tensor *b = kiln__in(c, 2), *z = kiln__in(c, 3);
+    const float *x = c->in[0]->data, *w = c->in[1]->data;
+    float *y = c->out[0]->data;
+    int64_t lo, hi;
+    kiln__split(g.N * g.KB * g.P, c->ith, c->nth, &lo, &hi);
+    for (int64_t it = lo; it < hi; it++)
+        conv_row(&g, x, w, b ? b->data : NULL, z ? z->data : NULL, y, it / (g.KB * g.P),
+                 it / g.P % g.KB, it % g.P);
+    return KILN_OK;
+}

@@ -1,0 +1,133 @@
+/* src/graph/passes/nchwc.c: convolutions into the blocked channel layout
+ * (src/ops/nchwc.h):
+ *
+ *   Conv / kiln.FusedConv (2-D, constant f32 W and B, group 1 or depthwise)
+ *     -> kiln.ConvNCHWc
+ *
+ * with a kiln.ReorderNCHWc where a converted convolution reads a plain value
+ * (its input X or residual Z) and a kiln.ReorderNCHW where a plain consumer
+ * (or a graph output) reads a converted convolution's output: one reorder
+ * per value, whatever its number of readers, so a chain of convolutions
+ * hands blocked tensors from one to the next and the layout changes only at
+ * the chain's ends (planned once per graph, not per layer). A group-1
+ * convolution of fewer than 16 input channels (the first layer, RGB) reads
+ * its plain input directly (input_blocked 0) instead of through a reorder.
+ *
+ * Runs once, after the other passes have fused the epilogues (see
+ * optimize.c), and only where the blocked kernels run: fp32 sessions, CPUs
+ * with AVX-512, no device (the CUDA algorithms take plain Conv nodes).
+ * Nodes are visited in topological order, so a convolution's producer has
+ * been converted (or not) before it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/passes/passes.h"
+#include "ops/nchwc.h"
+
+/* What a convertible convolution node reads. */
+typedef struct conv_in {
+    int x, w, b, z; /* values (-1 absent) */
+    int64_t C, K, group;
+} conv_in;
+
+/* 1 if node i is a convolution ConvNCHWc can run; fills *ci. */
+static int convertible(kiln__px *p, int i, conv_in *ci) {
+    const kiln__node *n = &p->g->nodes[i];
+    const int fused = n->domain[0] && strcmp(n->domain, "kiln") == 0 &&
+                      strcmp(n->op_type, "FusedConv") == 0;
+    if (p->dead[i] || !(fused || kiln__px_is(p, i, "Conv"))) return 0;
+    const int ne = n->n_in - n->n_implicit;
+    if (ne < 2 || n->in[0] < 0 || n->out[0] < 0) return 0;
+    const kiln_tensor *w = kiln__px_const(p, n->in[1]);
+    if (!w || w->dtype != KILN_DTYPE_F32 || w->ndim != 4) return 0;
+    ci->x = n->in[0];
+    ci->w = n->in[1];
+    ci->b = ne > 2 ? n->in[2] : -1;
+    ci->z = fused && ne > 3 ? n->in[3] : -1;
+    ci->group = kiln__attr_i(n, "group", 1);
+    ci->K = w->dims[0];
+    ci->C = w->dims[1] * ci->group;
+    if (ci->group != 1 && !(w->dims[1] == 1 && ci->K == ci->group)) return 0;
+    if (ci->b >= 0 && !kiln__px_const(p, ci->b)) return 0; /* the kernel packs B at plan time */
+    return kiln__px_dtype(p, ci->x) == KILN_DTYPE_F32 || kiln__px_dtype(p, ci->x) == KILN_DTYPE_UNDEFINED;
+}
+
+/* The blocked twin of plain value v: made once by a ReorderNCHWc node.
+ * -1 on OOM. */
+static int blocked_of(kiln__px *p, int *blocked, int v) {
+    if (blocked[v] >= 0) return blocked[v];
+    int bv = kiln__px_new_value(p, p->g->values[v].name);
+    int r = bv >= 0 ? kiln__px_add_node(p, p->g->values[v].name, "ReorderNCHWc", "kiln", 1, 1) : -1;
+    if (r < 0) return -1;
+    p->g->nodes[r].in[0] = v;
+    p->g->nodes[r].out[0] = bv;
+    p->g->values[bv].producer = r;
+    return blocked[v] = bv;
+}
+
+static kiln_status convert(kiln__px *p, int i, const conv_in *ci, int *blocked) {
+    int plain_x = ci->group == 1 && ci->C < KILN__NCHWC_BLOCK && blocked[ci->x] < 0;
+    int x = plain_x ? ci->x : blocked_of(p, blocked, ci->x);
+    int z = ci->z >= 0 ? blocked_of(p, blocked, ci->z) : -1;
+    int y = p->g->nodes[i].out[0];
+    int by = kiln__px_new_value(p, p->g->values[y].name);
+    if (x < 0 || (ci->z >= 0 && z < 0) || by < 0) return KILN_E_NOMEM;
+    int f = kiln__px_add_node(p, p->g->nodes[i].name, "ConvNCHWc", "kiln",
+                              z >= 0 ? 4 : ci->b >= 0 ? 3 : 2, 1);
+    if (f < 0) return KILN_E_NOMEM;
+    kiln__node *fn = &p->g->nodes[f];
+    fn->in[0] = x;
+    fn->in[1] = ci->w;
+    if (z >= 0 || ci->b >= 0) fn->in[2] = ci->b;
+    if (z >= 0) fn->in[3] = z;
+    fn->out[0] = by;
+    p->g->values[by].producer = f;
+    KILN__TRY(kiln__px_copy_attrs(p, f, i));
+    if (plain_x) KILN__TRY(kiln__px_attr_int(p, f, "input_blocked", 0));
+    kiln__px_kill(p, i);
+    blocked[y] = by;
+    p->count++;
+    return KILN_OK;
+}
+
+/* Plain value y (K channels) back from its blocked twin, for the readers
+ * that stayed plain. */
+static kiln_status unblock(kiln__px *p, int y, int by, int64_t K) {
+    int r = kiln__px_add_node(p, p->g->values[y].name, "ReorderNCHW", "kiln", 1, 1);
+    if (r < 0) return KILN_E_NOMEM;
+    p->g->nodes[r].in[0] = by;
+    p->g->nodes[r].out[0] = y;
+    p->g->values[y].producer = r;
+    return kiln__px_attr_int(p, r, "channels", K);
+}
+
+kiln_status kiln__pass_nchwc(kiln__px *p) {
+    kiln_graph *g = p->g;
+    if (p->o->precision != 0 || p->o->device || !kiln__cpu_has_avx512f() ||
+        kiln__op_find("kiln", "ConvNCHWc") < 0)
+        return KILN_OK;
+    const int n_values = g->n_values, n_nodes = g->n_nodes;
+    int *blocked = malloc((size_t)(n_values + 1) * sizeof *blocked);
+    int64_t *channels = malloc((size_t)(n_values + 1) * sizeof *channels);
+    kiln_status s = blocked && channels ? KILN_OK : kiln__err(KILN_E_NOMEM, "out of memory");
+    for (int v = 0; s == KILN_OK && v < n_values; v++) blocked[v] = -1, channels[v] = -1;
+    /* blocked[] grows past n_values only through values made here, which no
+     * original node reads: it is only ever indexed by original values */
+    for (int i = 0; s == KILN_OK && i < n_nodes; i++) {
+        conv_in ci;
+        if (!convertible(p, i, &ci)) continue;
+        int y = g->nodes[i].out[0];
+        s = convert(p, i, &ci, blocked);
+        if (s == KILN_OK) channels[y] = ci.K;
+    }
+    /* every converted output a plain reader (or the graph) still needs */
+    for (int v = 0; s == KILN_OK && v < n_values; v++) {
+        if (channels[v] < 0) continue; /* not a converted output (or a plain value with a twin) */
+        if (kiln__px_uses(p, v) > 0 || kiln__px_pinned(p, v)) s = unblock(p, v, blocked[v], channels[v]);
+    }
+    free(blocked);
+    free(channels);
+    if (s == KILN_E_NOMEM) kiln__err(KILN_E_NOMEM, "out of memory");
+    return s;
+}

@@ -1,0 +1,59 @@
+/* src/ops/nchwc.h: kiln's blocked-channel layout (NCHWc, c = 16) and the ops
+ * that work in it (domain "kiln"; the graph pass src/graph/passes/nchwc.c
+ * creates them, the reference kernels are in src/cpu/ref/nchwc.c, the fast
+ * ones in src/cpu/kernels/conv_nchwc.c and reorder_nchwc.c).
+ *
+ * Layout: a (N,C,H,W) f32 tensor is stored as (N, CB, H, W, 16) with
+ * CB = ceil(C/16): element (n, c, h, w) at [n][c/16][h][w][c%16]. The 16
+ * channels of a pixel are one 64-byte vector, so a convolution broadcasts an
+ * input value against 16 output channels at a time and a depthwise one
+ * works on 16 channels per vector, with no packing of the activations. The
+ * lanes of channels c >= C (the last block when C is not a multiple of 16)
+ * are zero.
+ *
+ *   kiln.ReorderNCHWc(X) -> Y
+ *       X: (N,C,H,W), Y: (N,CB,H,W,16); padding lanes 0. Any dtype.
+ *   kiln.ReorderNCHW(X) -> Y, attribute `channels` (C, required)
+ *       X: (N,CB,H,W,16) with CB = ceil(C/16), Y: (N,C,H,W). Any dtype.
+ *   kiln.ConvNCHWc(X, W, B?, Z?) -> Y
+ *       Y = act(Conv(X, W, B) + Z) in the blocked layout: X (N,CB,H,W,16),
+ *       or (N,C,H,W) when attribute `input_blocked` is 0 (first layers with
+ *       few channels read the image as it is); W (K,C/group,R,S) as Conv's;
+ *       B (K); Z and Y (N,KB,P,Q,16), KB = ceil(K/16); f32 only. Every Conv
+ *       attribute (2-D: auto_pad, dilations, group, kernel_shape, pads,
+ *       strides) plus kiln.FusedConv's `activation` / `activation_params`.
+ *       group is 1, or C with K == C (depthwise). Padding lanes of Y are 0
+ *       whatever the activation; those of X and Z are never read.
+ */
+#ifndef KILN_OPS_NCHWC_H
+#define KILN_OPS_NCHWC_H
+
+#include "ops/fused.h"
+#include "ops/op.h"
+
+#define KILN__NCHWC_BLOCK 16
+
+/* Geometry of a ConvNCHWc node. Output (p, q) and tap (r, s) read input row
+ * p*sh - ph + r*dh, column q*sw - pw + s*dw (zero outside). */
+typedef struct kiln__nchwc_conv {
+    int64_t N, C, K;    /* batch, input and output channels */
+    int64_t CB, KB;     /* channel blocks of X (1 when not blocked) and Y */
+    int64_t H, W, P, Q; /* input and output spatial sizes */
+    int64_t R, S;       /* kernel */
+    int64_t sh, sw, dh, dw, ph, pw;
+    int depthwise;      /* group == C == K */
+    int input_blocked;  /* X is (N,CB,H,W,16), else (N,C,H,W) */
+    int has_bias, has_z;
+    kiln__act act;
+} kiln__nchwc_conv;
+
+/* Reads and checks c's ConvNCHWc node against its inputs' shapes (infer,
+ * the reference and the fast kernels): fails naming the input or attribute
+ * at fault. */
+kiln_status kiln__nchwc_conv_read(const kiln__kctx *c, kiln__nchwc_conv *g);
+
+static inline int64_t kiln__nchwc_blocks(int64_t channels) {
+    return (channels + KILN__NCHWC_BLOCK - 1) / KILN__NCHWC_BLOCK;
+}
+
+#endif

@@ -1,0 +1,215 @@
+/* tests/unit/test_nchwc.c: the blocked layout ops (src/ops/nchwc.h).
+ *
+ * The reorders' reference kernels against the layout's definition (element
+ * (n, c, h, w) at [n][c/16][h][w][c%16], padding lanes zero) and back; the
+ * AVX-512 algorithms (conv_nchwc, reorder_nchwc, reorder_nchw) against the
+ * reference kernels on fresh random inputs at 1 and 2 threads: channel
+ * counts that leave a partial last block, rows longer and shorter than a
+ * tile, edge columns, asymmetric padding, strides 1, 2, 3, dilation, the
+ * flattened 1x1 case, a plain (NCHW) input, depthwise, bias / residual /
+ * every activation, one and two output blocks per tile. The padding lanes
+ * of the blocked inputs hold random values: nothing may read them.
+ * ConvNCHWc's reference against Conv's runs in test_passes (the nchwc pass
+ * on whole graphs, reference kernels on both sides). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "algo_harness.h"
+#include "ops/nchwc.h"
+
+static unsigned seed = 777;
+
+static int have_fast(void) {
+    if (kiln__cpu_has_avx512f()) return 1;
+    printf("  (no AVX-512F here: the blocked layout algorithms do not run)\n");
+    return 0;
+}
+
+/* ---- reorders ---------------------------------------------------------------- */
+
+static void reorder_case(ah_case *c, int to_blocked, const int64_t *plain_dims) {
+    const int64_t C = plain_dims[1];
+    if (to_blocked) {
+        ah_case_init(c, "ReorderNCHWc", "kiln", 1, 1);
+        ah_input(c, ah_random(KILN_DTYPE_F32, 4, plain_dims, &seed, -1, 1), 0);
+    } else {
+        ah_case_init(c, "ReorderNCHW", "kiln", 1, 1);
+        const int64_t bd[5] = {plain_dims[0], kiln__nchwc_blocks(C), plain_dims[2], plain_dims[3], 16};
+        ah_input(c, ah_random(KILN_DTYPE_F32, 5, bd, &seed, -1, 1), 0);
+        ah_attr_int(c, "channels", C);
+    }
+}
+
+/* Reference ReorderNCHWc then ReorderNCHW by the definition. */
+static void test_reorder_reference(void **state) {
+    (void)state;
+    const int64_t d[4] = {2, 20, 3, 5}, C = 20, HW = 15;
+    ah_case c;
+    reorder_case(&c, 1, d);
+    assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
+    c.finalized = 1;
+    kiln__select_opts ref = {.reference = 1};
+    kiln_tensor *out[1] = {0};
+    const char *ran;
+    ah_exec(&c, &ref, 2, out, &ran);
+    assert_int_equal(out[0]->ndim, 5);
+    assert_int_equal(out[0]->dims[1], 2);
+    const float *x = kiln_tensor_data(c.in[0]), *y = kiln_tensor_data(out[0]);
+    for (int64_t n = 0; n < 2; n++)
+        for (int64_t ch = 0; ch < 32; ch++)
+            for (int64_t i = 0; i < HW; i++) {
+                float want = ch < C ? x[(n * C + ch) * HW + i] : 0.0f;
+                assert_true(y[((n * 2 + ch / 16) * HW + i) * 16 + ch % 16] == want);
+            }
+    /* and back */
+    ah_case b;
+    ah_case_init(&b, "ReorderNCHW", "kiln", 1, 1);
+    ah_input(&b, out[0], 0);
+    ah_attr_int(&b, "channels", C);
+    assert_int_equal(kiln__graph_finalize(b.g), KILN_OK);
+    b.finalized = 1;
+    kiln_tensor *back[1] = {0};
+    ah_exec(&b, &ref, 1, back, &ran);
+    assert_int_equal(back[0]->ndim, 4);
+    for (int64_t k = 0; k < 2 * C * HW; k++) assert_true(((float *)kiln_tensor_data(back[0]))[k] == x[k]);
+    kiln_tensor_free(back[0]);
+    ah_case_free(&b);
+    ah_case_free(&c);
+}
+
+static void test_reorders(void **state) {
+    (void)state;
+    if (!have_fast()) return;
+    static const int64_t shapes[][4] = {{1, 16, 4, 4}, {2, 20, 5, 7}, {1, 3, 17, 1}, {1, 33, 9, 9}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        for (int dir = 0; dir < 2; dir++) {
+            ah_case c;
+            reorder_case(&c, dir, shapes[i]);
+            for (int t = 1; t <= 2; t++)
+                ah_run_algo(&c, dir ? "reorder_nchwc" : "reorder_nchw", KILN_PRECISION_FP32, t, 0);
+            ah_case_free(&c);
+        }
+}
+
+/* ---- ConvNCHWc --------------------------------------------------------------- */
+
+typedef struct spec {
+    int64_t n, c, h, w, k, r, s;
+    int64_t stride[2], dil[2], pads[4];
+    int depthwise, plain, bias, z;
+    const char *act;
+} spec;
+
+static int64_t out_dim(int64_t in, int64_t k, int64_t s, int64_t d, int64_t p0, int64_t p1) {
+    return (in + p0 + p1 - ((k - 1) * d + 1)) / s + 1;
+}
+
+static void conv_check(spec sp) {
+    for (int i = 0; i < 2; i++) {
+        if (!sp.stride[i]) sp.stride[i] = 1;
+        if (!sp.dil[i]) sp.dil[i] = 1;
+    }
+    const int64_t P = out_dim(sp.h, sp.r, sp.stride[0], sp.dil[0], sp.pads[0], sp.pads[2]);
+    const int64_t Q = out_dim(sp.w, sp.s, sp.stride[1], sp.dil[1], sp.pads[1], sp.pads[3]);
+    ah_case c;
+    ah_case_init(&c, "ConvNCHWc", "kiln", 1, 1);
+    const int64_t xb[5] = {sp.n, kiln__nchwc_blocks(sp.c), sp.h, sp.w, 16}, xp[4] = {sp.n, sp.c, sp.h, sp.w};
+    const int64_t wd[4] = {sp.k, sp.depthwise ? 1 : sp.c, sp.r, sp.s}, bd[1] = {sp.k};
+    const int64_t zd[5] = {sp.n, kiln__nchwc_blocks(sp.k), P, Q, 16};
+    ah_input(&c, sp.plain ? ah_random(KILN_DTYPE_F32, 4, xp, &seed, -1, 1)
+                          : ah_random(KILN_DTYPE_F32, 5, xb, &seed, -1, 1), 0);
+    ah_input(&c, ah_random(KILN_DTYPE_F32, 4, wd, &seed, -1, 1), 1);
+    if (sp.bias || sp.z) ah_input(&c, sp.bias ? ah_random(KILN_DTYPE_F32, 1, bd, &seed, -1, 1) : NULL, 1);
+    if (sp.z) ah_input(&c, ah_random(KILN_DTYPE_F32, 5, zd, &seed, -1, 1), 0);
+    ah_attr_ints(&c, "strides", 2, sp.stride);
+    ah_attr_ints(&c, "dilations", 2, sp.dil);
+    ah_attr_ints(&c, "pads", 4, sp.pads);
+    if (sp.depthwise) ah_attr_int(&c, "group", sp.c);
+    if (sp.plain) ah_attr_int(&c, "input_blocked", 0);
+    if (sp.act && sp.act[0]) ah_attr_string(&c, "activation", sp.act);
+    if (sp.act && strcmp(sp.act, "Clip") == 0) {
+        const float clip[2] = {-0.3f, 0.4f};
+        ah_attr_floats(&c, "activation_params", 2, clip);
+    }
+    for (int t = 1; t <= 2; t++) ah_run_algo(&c, "conv_nchwc", KILN_PRECISION_FP32, t, 1e-5);
+    ah_case_free(&c);
+}
+
+static const char *const ACTS[] = {"", "Relu", "Clip", "Silu", "Gelu", "GeluTanh"};
+#define NACT (sizeof ACTS / sizeof *ACTS)
+
+static void test_conv(void **state) {
+    (void)state;
+    if (!have_fast()) return;
+    for (size_t a = 0; a < NACT; a++) {
+        const int bias = a % 2 == 0, z = a % 3 != 1;
+        /* 1x1 flattened: 3 input blocks (last of 8), output pairs 2 + 1 block of 2 */
+        conv_check((spec){.n = 2, .c = 40, .h = 5, .w = 7, .k = 50, .r = 1, .s = 1, .bias = bias,
+                          .z = z, .act = ACTS[a]});
+        /* 3x3 "same": interior tiles of 14 and a remainder, edge columns */
+        conv_check((spec){.n = 1, .c = 16, .h = 6, .w = 33, .k = 32, .r = 3, .s = 3,
+                          .pads = {1, 1, 1, 1}, .bias = bias, .z = z, .act = ACTS[a]});
+        /* stride 2, asymmetric padding, one output block of 17 channels... two blocks */
+        conv_check((spec){.n = 2, .c = 20, .h = 11, .w = 13, .k = 17, .r = 3, .s = 3,
+                          .stride = {2, 2}, .pads = {1, 0, 1, 2}, .bias = bias, .z = z,
+                          .act = ACTS[a]});
+        /* stride 3, dilation 2, rectangular kernel, one block */
+        conv_check((spec){.n = 1, .c = 7, .h = 14, .w = 19, .k = 9, .r = 3, .s = 2,
+                          .stride = {3, 3}, .dil = {2, 2}, .pads = {2, 1, 0, 3}, .bias = bias,
+                          .z = z, .act = ACTS[a]});
+        /* plain NCHW input (the first layer): 7x7 stride 2 */
+        conv_check((spec){.n = 1, .c = 3, .h = 20, .w = 21, .k = 24, .r = 7, .s = 7,
+                          .stride = {2, 2}, .pads = {3, 3, 3, 3}, .plain = 1, .bias = bias, .z = z,
+                          .act = ACTS[a]});
+        /* 1x1 stride 2 (not flattened) */
+        conv_check((spec){.n = 1, .c = 32, .h = 9, .w = 9, .k = 48, .r = 1, .s = 1,
+                          .stride = {2, 2}, .bias = bias, .z = z, .act = ACTS[a]});
+        /* depthwise: stride 1 and 2, 3x3 and 5x5, partial last block */
+        conv_check((spec){.n = 2, .c = 40, .h = 9, .w = 20, .k = 40, .r = 3, .s = 3,
+                          .pads = {1, 1, 1, 1}, .depthwise = 1, .bias = bias, .z = z,
+                          .act = ACTS[a]});
+        conv_check((spec){.n = 1, .c = 24, .h = 12, .w = 11, .k = 24, .r = 3, .s = 3,
+                          .stride = {2, 2}, .pads = {1, 1, 1, 1}, .depthwise = 1, .bias = bias,
+                          .z = z, .act = ACTS[a]});
+        conv_check((spec){.n = 1, .c = 16, .h = 7, .w = 30, .k = 16, .r = 5, .s = 5,
+                          .stride = {1, 3}, .pads = {2, 2, 2, 2}, .depthwise = 1, .bias = bias,
+                          .z = z, .act = ACTS[a]});
+    }
+}
+
+/* Shapes the op refuses, naming what is wrong. */
+static void test_conv_errors(void **state) {
+    (void)state;
+    ah_case c;
+    ah_case_init(&c, "ConvNCHWc", "kiln", 1, 1);
+    const int64_t xd[5] = {1, 2, 4, 4, 16}, wd[4] = {8, 40, 1, 1}; /* 40 channels need 3 blocks */
+    ah_input(&c, ah_random(KILN_DTYPE_F32, 5, xd, &seed, -1, 1), 0);
+    ah_input(&c, ah_random(KILN_DTYPE_F32, 4, wd, &seed, -1, 1), 1);
+    assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
+    c.finalized = 1;
+    kiln__runner r;
+    assert_int_equal(kiln__runner_init(&r, c.g, NULL, 1), KILN_OK);
+    const kiln_tensor *ins[1] = {c.in[0]};
+    assert_int_not_equal(kiln__runner_run(&r, 1, ins), KILN_OK);
+    assert_non_null(strstr(kiln_last_error(), "input 'X' (blocked) has 2 blocks"));
+    kiln__runner_free(&r);
+    ah_case_free(&c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reorder_reference),
+        cmocka_unit_test(test_reorders),
+        cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_conv_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
