@@ -538,6 +538,20 @@ static void test_nchwc(void **state) {
         assert_int_equal(count_op(o, "Conv") + count_op(o, "FusedConv"), 0);
     }
     kiln_graph_free(o);
+    /* a lone Conv (nothing fused, so no kiln import before this pass) */
+    int64_t xd2[] = {2, 17, 6, 5}, w5[] = {4, 17, 3, 3};
+    g = new_graph(NULL);
+    input(g, "x", 4, xd2, NULL);
+    rand_init(g, "w5", 4, w5, -1, 1);
+    ints_attr(node(g, "Conv", "y", "x", "w5", NULL), "pads", 4, pads);
+    add_output(g, "y");
+    o = optimize_and_check(g, 1e-5, -1, &st, "nchwc, lone conv");
+    if (kiln__cpu_has_avx512f()) {
+        assert_int_equal(count_op(o, "ConvNCHWc"), 1);
+        assert_int_equal(count_op(o, "ReorderNCHWc"), 1);
+        assert_int_equal(count_op(o, "ReorderNCHW"), 1);
+    }
+    kiln_graph_free(o);
 }
 
 /* Never across values that have other consumers or are graph outputs. */

@@ -117,6 +117,7 @@ kiln_status kiln__pass_nchwc(kiln__px *p) {
     for (int i = 0; s == KILN_OK && i < n_nodes; i++) {
         conv_in ci;
         if (!convertible(p, i, &ci)) continue;
+        if ((s = kiln__px_need_opset(p, "kiln", 1)) != KILN_OK) break;
         int y = g->nodes[i].out[0];
         s = convert(p, i, &ci, blocked);
         if (s == KILN_OK) channels[y] = ci.K;
