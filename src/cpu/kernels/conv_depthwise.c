@@ -65,15 +65,6 @@ void kiln__dw_rows_generic(const kiln__dw_geom *d, const kiln__dw_plane *pl, int
     }
 }
 
-int kiln__dw_have_avx512(void) {
-#ifdef KILN__DW_X86
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
-#else
-    return 0;
-#endif
-}
-
 /* ---- mask tables ---------------------------------------------------------------------- */
 
 /* Bits [lo, hi) of 16 (clamped). */
@@ -210,7 +201,7 @@ typedef struct dw_conv {
 /* The kernel for d on this CPU, and its table's entries. */
 static dw_kind dw_choose(kiln__dw_geom *d, int64_t *masks) {
     *masks = 0;
-    if (!kiln__dw_have_avx512() || d->Q <= 0) return DW_GENERIC;
+    if (!kiln__cpu_has_avx512f() || d->Q <= 0) return DW_GENERIC;
     if (kiln__dw_flat_ok(d) && (*masks = kiln__dw_flat_tapmasks_len(d)) <= DW_TAPMASK_MAX)
         return DW_FLAT_FULL;
     if (kiln__dw_flat_ok(d) && (*masks = kiln__dw_flat_period(d->Q) * d->S) <= DW_COLMASK_MAX)

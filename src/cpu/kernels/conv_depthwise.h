@@ -128,7 +128,7 @@ void kiln__dw_rows_generic(const kiln__dw_geom *d, const kiln__dw_plane *pl, int
  * stack; beyond, it runs the portable row). */
 #define KILN__DW_ROW_QMAX 1024
 #define KILN__DW_KMAX 16
-/* These need AVX-512F (kiln__dw_have_avx512 checks the CPU). */
+/* These need AVX-512F (kiln__cpu_has_avx512f checks the CPU). */
 void kiln__dw_row_avx512(const kiln__dw_geom *d, const float *const *rows, const float *w,
                          float bias, float *y);
 /* Row kernel for this geometry (3x3 and 5x5 unrolled, stride 1, 2 or any). */
@@ -142,9 +142,6 @@ kiln__dw_plane_fn kiln__dw_flat_avx512_pick(const kiln__dw_geom *d);
 void kiln__dw_phase_fill_avx512(const kiln__dw_geom *d, const float *x, float *ph, int64_t ih0,
                                 int64_t ih1);
 #endif
-
-/* 1 if this CPU runs the AVX-512 kernels. */
-int kiln__dw_have_avx512(void);
 
 /* 1 if the flat kernel can run geometry d (sh == sw == 1, Q == W). */
 static inline int kiln__dw_flat_ok(const kiln__dw_geom *d) {

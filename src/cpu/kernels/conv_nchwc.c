@@ -21,14 +21,6 @@
 #include "cpu/kernels/conv_algo.h"
 #include "cpu/kernels/conv_nchwc.h"
 
-int kiln__nchwc_have_avx512(void) {
-#ifdef KILN__NCHWC_X86
-    return kiln__cpu_has_avx512f();
-#else
-    return 0;
-#endif
-}
-
 #define PAIR 32                        /* output channels per unit (group 1) */
 #define SMALL_WEIGHTS (256 * 1024)     /* bytes: below, the unit varies fastest */
 #define ITEMS_PER_THREAD 4             /* fewer items than this per thread: chunk the rows */
@@ -70,7 +62,7 @@ static void pack(nchwc_state *s, const float *w, const float *b) {
 }
 
 static kiln_status nchwc_prepare(kiln__kctx *c) {
-    if (!kiln__nchwc_have_avx512() || !c->in[1]->data || (kiln__in(c, 2) && !c->in[2]->data))
+    if (!kiln__cpu_has_avx512f() || !c->in[1]->data || (kiln__in(c, 2) && !c->in[2]->data))
         return KILN_E_UNSUPPORTED;
     nchwc_state *s = calloc(1, sizeof *s);
     if (!s) return kiln__err(KILN_E_NOMEM, "out of memory");

@@ -31,10 +31,8 @@ typedef struct kiln__nchwc_kern {
     uint16_t last_lanes; /* lanes of block KB-1 that hold channels < K */
 } kiln__nchwc_kern;
 
-/* 1 if this CPU has AVX-512F (the only ISA these kernels exist for; the
- * graph pass makes no ConvNCHWc nodes elsewhere). */
-int kiln__nchwc_have_avx512(void);
-
+/* These need AVX-512F (kiln__cpu_has_avx512f; the only ISA they exist for,
+ * and the graph pass makes no ConvNCHWc nodes elsewhere). */
 #if defined(__x86_64__) || defined(__i386__)
 #define KILN__NCHWC_X86 1
 /* Output blocks kb0 .. kb0+nb-1 (nb 1 or 2), row p, columns [q0, q1) of one

@@ -7,7 +7,7 @@
 #include "ops/algo.h"
 
 static kiln_status reorder_prepare(kiln__kctx *c) {
-    if (!kiln__nchwc_have_avx512() || c->in[0]->dtype != KILN_DTYPE_F32) return KILN_E_UNSUPPORTED;
+    if (!kiln__cpu_has_avx512f() || c->in[0]->dtype != KILN_DTYPE_F32) return KILN_E_UNSUPPORTED;
     c->flops = 0;
     return KILN_OK;
 }

@@ -50,7 +50,8 @@ static int convertible(kiln__px *p, int i, conv_in *ci) {
     ci->C = w->dims[1] * ci->group;
     if (ci->group != 1 && !(w->dims[1] == 1 && ci->K == ci->group)) return 0;
     if (ci->b >= 0 && !kiln__px_const(p, ci->b)) return 0; /* the kernel packs B at plan time */
-    return kiln__px_dtype(p, ci->x) == KILN_DTYPE_F32 || kiln__px_dtype(p, ci->x) == KILN_DTYPE_UNDEFINED;
+    const kiln_dtype xt = kiln__px_dtype(p, ci->x);
+    return xt == KILN_DTYPE_F32 || xt == KILN_DTYPE_UNDEFINED;
 }
 
 /* The blocked twin of plain value v: made once by a ReorderNCHWc node.
