@@ -112,36 +112,44 @@ static int64_t out_dim(int64_t in, int64_t k, int64_t s, int64_t d, int64_t p0, 
     return (in + p0 + p1 - ((k - 1) * d + 1)) / s + 1;
 }
 
-static void conv_check(spec sp) {
+/* A ConvNCHWc case of sp (random inputs; padding lanes of X and Z random). */
+static void conv_case(ah_case *c, spec sp) {
     for (int i = 0; i < 2; i++) {
         if (!sp.stride[i]) sp.stride[i] = 1;
         if (!sp.dil[i]) sp.dil[i] = 1;
     }
     const int64_t P = out_dim(sp.h, sp.r, sp.stride[0], sp.dil[0], sp.pads[0], sp.pads[2]);
     const int64_t Q = out_dim(sp.w, sp.s, sp.stride[1], sp.dil[1], sp.pads[1], sp.pads[3]);
-    ah_case c;
-    ah_case_init(&c, "ConvNCHWc", "kiln", 1, 1);
+    ah_case_init(c, "ConvNCHWc", "kiln", 1, 1);
     const int64_t xb[5] = {sp.n, kiln__nchwc_blocks(sp.c), sp.h, sp.w, 16}, xp[4] = {sp.n, sp.c, sp.h, sp.w};
     const int64_t wd[4] = {sp.k, sp.depthwise ? 1 : sp.c, sp.r, sp.s}, bd[1] = {sp.k};
     const int64_t zd[5] = {sp.n, kiln__nchwc_blocks(sp.k), P, Q, 16};
-    ah_input(&c, sp.plain ? ah_random(KILN_DTYPE_F32, 4, xp, &seed, -1, 1)
+    ah_input(c, sp.plain ? ah_random(KILN_DTYPE_F32, 4, xp, &seed, -1, 1)
                           : ah_random(KILN_DTYPE_F32, 5, xb, &seed, -1, 1), 0);
-    ah_input(&c, ah_random(KILN_DTYPE_F32, 4, wd, &seed, -1, 1), 1);
-    if (sp.bias || sp.z) ah_input(&c, sp.bias ? ah_random(KILN_DTYPE_F32, 1, bd, &seed, -1, 1) : NULL, 1);
-    if (sp.z) ah_input(&c, ah_random(KILN_DTYPE_F32, 5, zd, &seed, -1, 1), 0);
-    ah_attr_ints(&c, "strides", 2, sp.stride);
-    ah_attr_ints(&c, "dilations", 2, sp.dil);
-    ah_attr_ints(&c, "pads", 4, sp.pads);
-    if (sp.depthwise) ah_attr_int(&c, "group", sp.c);
-    if (sp.plain) ah_attr_int(&c, "input_blocked", 0);
-    if (sp.act && sp.act[0]) ah_attr_string(&c, "activation", sp.act);
+    ah_input(c, ah_random(KILN_DTYPE_F32, 4, wd, &seed, -1, 1), 1);
+    if (sp.bias || sp.z) ah_input(c, sp.bias ? ah_random(KILN_DTYPE_F32, 1, bd, &seed, -1, 1) : NULL, 1);
+    if (sp.z) ah_input(c, ah_random(KILN_DTYPE_F32, 5, zd, &seed, -1, 1), 0);
+    ah_attr_ints(c, "strides", 2, sp.stride);
+    ah_attr_ints(c, "dilations", 2, sp.dil);
+    ah_attr_ints(c, "pads", 4, sp.pads);
+    if (sp.depthwise) ah_attr_int(c, "group", sp.c);
+    if (sp.plain) ah_attr_int(c, "input_blocked", 0);
+    if (sp.act && sp.act[0]) ah_attr_string(c, "activation", sp.act);
     if (sp.act && strcmp(sp.act, "Clip") == 0) {
         const float clip[2] = {-0.3f, 0.4f};
-        ah_attr_floats(&c, "activation_params", 2, clip);
+        ah_attr_floats(c, "activation_params", 2, clip);
     }
-    for (int t = 1; t <= 2; t++) ah_run_algo(&c, "conv_nchwc", KILN_PRECISION_FP32, t, 1e-5);
+}
+
+/* algo against the reference at 1 and 2 threads, normalized error <= tol. */
+static void conv_check_algo(spec sp, const char *algo, double tol) {
+    ah_case c;
+    conv_case(&c, sp);
+    for (int t = 1; t <= 2; t++) ah_run_algo(&c, algo, KILN_PRECISION_FP32, t, tol);
     ah_case_free(&c);
 }
+
+static void conv_check(spec sp) { conv_check_algo(sp, "conv_nchwc", 1e-5); }
 
 static const char *const ACTS[] = {"", "Relu", "Clip", "Silu", "Gelu", "GeluTanh"};
 #define NACT (sizeof ACTS / sizeof *ACTS)
@@ -185,6 +193,70 @@ static void test_conv(void **state) {
     }
 }
 
+/* Winograd F2 and F4 in the blocked layout, normalized error bounds
+ * against the reference (measured: F2 2e-7..1e-6, F4 6e-7..3.3e-6, growing
+ * with C; with Clip(-0.3, 0.4) 4x as much, most outputs being clipped to
+ * the bounds, so the norm of the reference is small);
+ * tiles cut by the output's edge, blocks of tiles across images, several
+ * blocks and chunks of output pairs, partial channel blocks on both sides,
+ * asymmetric and no padding. */
+static void test_winograd(void **state) {
+    (void)state;
+    if (!have_fast()) return;
+    static const struct { const char *algo; double tol; } algos[] = {
+        {"conv_nchwc_winograd_f2", 1.5e-6}, {"conv_nchwc_winograd_f4", 5e-6}};
+    for (size_t i = 0; i < 2; i++)
+        for (size_t a = 0; a < NACT; a++) {
+            const int bias = a % 2 == 0, z = a % 3 != 1;
+            const char *al = algos[i].algo;
+            const double tol = algos[i].tol * (strcmp(ACTS[a], "Clip") == 0 ? 4 : 1);
+            conv_check_algo((spec){.n = 2, .c = 40, .h = 9, .w = 13, .k = 50, .r = 3, .s = 3,
+                                   .pads = {1, 1, 1, 1}, .bias = bias, .z = z, .act = ACTS[a]},
+                            al, tol);
+            conv_check_algo((spec){.n = 3, .c = 20, .h = 7, .w = 7, .k = 17, .r = 3, .s = 3,
+                                   .pads = {0, 1, 2, 0}, .bias = bias, .z = z, .act = ACTS[a]},
+                            al, tol);
+            conv_check_algo((spec){.n = 1, .c = 64, .h = 30, .w = 29, .k = 64, .r = 3, .s = 3,
+                                   .pads = {1, 1, 1, 1}, .bias = bias, .z = z, .act = ACTS[a]},
+                            al, tol);
+            conv_check_algo((spec){.n = 3, .c = 256, .h = 9, .w = 9, .k = 256, .r = 3, .s = 3,
+                                   .pads = {1, 1, 1, 1}, .bias = bias, .z = z, .act = ACTS[a]},
+                            al, tol);
+            conv_check_algo((spec){.n = 1, .c = 16, .h = 5, .w = 6, .k = 16, .r = 3, .s = 3,
+                                   .bias = bias, .z = z, .act = ACTS[a]},
+                            al, tol);
+        }
+}
+
+/* Layers Winograd does not compute: it refuses them (the planner then
+ * takes conv_nchwc). */
+static void test_winograd_refuses(void **state) {
+    (void)state;
+    if (!have_fast()) return;
+    static const spec cases[] = {
+        {.n = 1, .c = 16, .h = 9, .w = 9, .k = 16, .r = 3, .s = 3, .stride = {2, 2}},
+        {.n = 1, .c = 16, .h = 9, .w = 9, .k = 16, .r = 3, .s = 3, .dil = {2, 2}},
+        {.n = 1, .c = 16, .h = 9, .w = 9, .k = 16, .r = 5, .s = 5},
+        {.n = 1, .c = 16, .h = 9, .w = 9, .k = 16, .r = 3, .s = 3, .depthwise = 1},
+        {.n = 1, .c = 3, .h = 9, .w = 9, .k = 16, .r = 3, .s = 3, .plain = 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int f = 0; f < 2; f++) {
+            const char *name = f ? "conv_nchwc_winograd_f4" : "conv_nchwc_winograd_f2";
+            ah_case c;
+            conv_case(&c, cases[i]);
+            assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
+            c.finalized = 1;
+            kiln__select_opts so = {.force_algo = name};
+            kiln_tensor *out[1] = {0};
+            const char *ran;
+            ah_exec(&c, &so, 1, out, &ran);
+            if (strcmp(ran, name) == 0) fail_msg("%s took case %zu, which it should refuse", name, i);
+            kiln_tensor_free(out[0]);
+            ah_case_free(&c);
+        }
+}
+
 /* Shapes the op refuses, naming what is wrong. */
 static void test_conv_errors(void **state) {
     (void)state;
@@ -209,6 +281,8 @@ int main(void) {
         cmocka_unit_test(test_reorder_reference),
         cmocka_unit_test(test_reorders),
         cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_winograd),
+        cmocka_unit_test(test_winograd_refuses),
         cmocka_unit_test(test_conv_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -14,6 +14,9 @@
  *                     and conv_im2col (any 2-D conv, im2col in column tiles)
  *   conv_depthwise.c  conv_depthwise (group == C, direct; x86/ AVX-512 rows)
  *   winograd.c        conv_winograd_f2 / conv_winograd_f4 (3x3, stride 1)
+ * (The blocked layout's algorithms, kiln.ConvNCHWc, are conv_nchwc.c and
+ * conv_nchwc_winograd.c; they share the Winograd transforms' formulas and
+ * weights, winograd.h.)
  * 1-D and 3-D convolutions stay on the reference kernel.
  */
 #ifndef KILN_CPU_KERNELS_CONV_ALGO_H

@@ -116,14 +116,12 @@ static void wino_release(void *kstate) {
     free(s);
 }
 
-/* U (T, C, K): U[t][c][k] = (G w[k][c] G^T)[t], in double. */
-static void transform_weights(const wino *s, const float *w, float *U) {
-    const kiln__conv2d *g = &s->g;
-    const int a = s->a;
-    const double(*G)[3] = s->m == 2 ? G2 : G4;
-    for (int64_t k = 0; k < g->K; k++)
-        for (int64_t ch = 0; ch < g->C; ch++) {
-            const float *f = w + (k * g->C + ch) * 9;
+void kiln__wino_weights(int m, const float *w, int64_t K, int64_t C, float *U) {
+    const int a = m + 2;
+    const double(*G)[3] = m == 2 ? G2 : G4;
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t ch = 0; ch < C; ch++) {
+            const float *f = w + (k * C + ch) * 9;
             double gf[AMAX][3]; /* G f */
             for (int i = 0; i < a; i++)
                 for (int j = 0; j < 3; j++)
@@ -131,7 +129,7 @@ static void transform_weights(const wino *s, const float *w, float *U) {
             for (int i = 0; i < a; i++)
                 for (int j = 0; j < a; j++) {
                     double u = gf[i][0] * G[j][0] + gf[i][1] * G[j][1] + gf[i][2] * G[j][2];
-                    U[((int64_t)(i * a + j) * g->C + ch) * g->K + k] = (float)u;
+                    U[((int64_t)(i * a + j) * C + ch) * K + k] = (float)u;
                 }
         }
 }
@@ -190,7 +188,7 @@ static kiln_status wino_prepare(kiln__kctx *c, int m, kiln__gemm_compute ct) {
         st = kiln__err(KILN_E_NOMEM, "winograd: out of memory for the transformed weights");
         goto fail;
     }
-    transform_weights(s, (const float *)c->in[1]->data, U);
+    kiln__wino_weights(m, (const float *)c->in[1]->data, g.K, g.C, U);
     const size_t bytes = kiln__gemm_packed_b_bytes_ex(KILN__GEMM_ISA_AUTO, ct, g.C, g.K);
     for (int t = 0; t < s->T; t++) {
         if (!(s->packed[t] = kiln__aligned_alloc(bytes))) {

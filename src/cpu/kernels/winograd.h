@@ -6,11 +6,18 @@
 
 #include <stdint.h>
 
+#include "ops/fused.h"
+
 /* Row length (floats) of the input-row buffers the AVX-512 input transform
  * reads for tw tiles of width m: room for its whole-vector over-reads. */
 static inline int64_t kiln__wino_row_floats(int m, int64_t tw) {
     return (m * tw + 16 * m + 16 + 15) / 16 * 16;
 }
+
+/* The transformed weights of F(m x m, 3x3), computed in double:
+ * U[t][c][k] = (G w[k][c] G^T)[t] for the T = (m+2)^2 points t, w (K, C, 3, 3),
+ * U (T, C, K). */
+void kiln__wino_weights(int m, const float *w, int64_t K, int64_t C, float *U);
 
 /* Tests: nonzero makes Winograd plans prepared afterwards use the portable
  * transforms on any CPU (0 by default). */
@@ -35,6 +42,34 @@ void kiln__wino_in_row_avx512(int m, const float *rb, float *tmp, int64_t ld, in
  * inside the output). */
 void kiln__wino_out_tile_avx512(int m, const float *mt, int64_t tstride, int64_t kc, float *y,
                                 int64_t cs, int64_t ldy, int hm, int wm);
+
+/* ---- the blocked layout (src/ops/nchwc.h; conv_nchwc_winograd.c) ----------
+ * Vectors are the 16 channels of a pixel, so both transforms are the 1-D
+ * formulas applied to whole vectors, no transposes. Tiles are numbered over
+ * the batch: tile i is image i / (th*tw), tile row i / tw % th, column i % tw.
+ * A block of up to nt consecutive tiles keeps, in the running thread's
+ * scratch, V (T, CB, nt, 16) and M (T, KB, nt, 16): point t of tile q of
+ * channel block b at ((t*CB + b)*nt + q)*16 (KB for M). */
+typedef struct kiln__wino_nchwc {
+    int m;                   /* output tile m x m, input tile (m+2) x (m+2) */
+    int64_t CB, KB;          /* channel blocks of X and Y */
+    int64_t H, W, P, Q;      /* input and output planes */
+    int64_t ph, pw;          /* begin pads */
+    int64_t th, tw, nt;      /* tile rows and columns per image; tiles per block */
+    kiln__act act;
+    uint16_t last_lanes;     /* lanes of Y's block KB-1 that hold channels < K */
+} kiln__wino_nchwc;
+
+/* V of tiles [i0, i1) of x (N, CB, H, W, 16), every block; input pixels
+ * outside the image read as zero. */
+void kiln__wino_nchwc_in_avx512(const kiln__wino_nchwc *w, const float *x, int64_t i0,
+                                int64_t i1, float *V);
+/* Y blocks [kb0, kb1) of tiles [i0, i1) from M: act(A^T M A + bias + z),
+ * padding lanes stored as 0, pixels past P and Q not stored; bias (KB*16),
+ * z (N, KB, P, Q, 16) or NULL, y (N, KB, P, Q, 16). */
+void kiln__wino_nchwc_out_avx512(const kiln__wino_nchwc *w, const float *M, const float *bias,
+                                 const float *z, float *y, int64_t i0, int64_t i1, int64_t kb0,
+                                 int64_t kb1);
 #endif
 
 #endif

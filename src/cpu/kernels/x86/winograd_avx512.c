@@ -18,6 +18,7 @@
 
 #include "cpu/kernels/winograd.h"
 #include "cpu/kernels/x86/transpose16_avx512.h"
+#include "cpu/kernels/x86/winograd_1d_avx512.h"
 
 #define W_ATTR __attribute__((target("avx512f,avx512vl")))
 #define INLINE static inline __attribute__((always_inline)) W_ATTR
@@ -29,40 +30,6 @@ int kiln__wino_avx512_ok(void) {
 
 static inline __mmask16 first_lanes(int64_t n) {
     return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
-}
-
-/* o = B^T d along one dimension (the formulas of winograd.c's in1d). */
-INLINE void in1d_v(int m, const __m512 *d, __m512 *o) {
-    if (m == 2) {
-        o[0] = _mm512_sub_ps(d[0], d[2]);
-        o[1] = _mm512_add_ps(d[1], d[2]);
-        o[2] = _mm512_sub_ps(d[2], d[1]);
-        o[3] = _mm512_sub_ps(d[1], d[3]);
-        return;
-    }
-    const __m512 four = _mm512_set1_ps(4.0f), five = _mm512_set1_ps(5.0f),
-                 two = _mm512_set1_ps(2.0f);
-    o[0] = _mm512_fmadd_ps(four, d[0], _mm512_fnmadd_ps(five, d[2], d[4]));
-    o[1] = _mm512_fnmadd_ps(four, _mm512_add_ps(d[1], d[2]), _mm512_add_ps(d[3], d[4]));
-    o[2] = _mm512_fmadd_ps(four, _mm512_sub_ps(d[1], d[2]), _mm512_sub_ps(d[4], d[3]));
-    o[3] = _mm512_fmadd_ps(two, _mm512_sub_ps(d[3], d[1]), _mm512_sub_ps(d[4], d[2]));
-    o[4] = _mm512_fmadd_ps(two, _mm512_sub_ps(d[1], d[3]), _mm512_sub_ps(d[4], d[2]));
-    o[5] = _mm512_fmadd_ps(four, d[1], _mm512_fnmadd_ps(five, d[3], d[5]));
-}
-
-/* o = A^T d along one dimension (winograd.c's out1d). */
-INLINE void out1d_v(int m, const __m512 *d, __m512 *o) {
-    if (m == 2) {
-        o[0] = _mm512_add_ps(_mm512_add_ps(d[0], d[1]), d[2]);
-        o[1] = _mm512_sub_ps(_mm512_sub_ps(d[1], d[2]), d[3]);
-        return;
-    }
-    const __m512 p12 = _mm512_add_ps(d[1], d[2]), m12 = _mm512_sub_ps(d[1], d[2]);
-    const __m512 p34 = _mm512_add_ps(d[3], d[4]), m34 = _mm512_sub_ps(d[3], d[4]);
-    o[0] = _mm512_add_ps(_mm512_add_ps(d[0], p12), p34);
-    o[1] = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), m34, m12);
-    o[2] = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), p34, p12);
-    o[3] = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), m34, m12), d[5]);
 }
 
 /* d[l] (l < a) = column m*q + l of row for the 16 tiles q of the vectors at
@@ -112,7 +79,7 @@ INLINE void in_row(int m, const float *rb, float *tmp, int64_t ld, int64_t tw, f
         __m512 d[6], o[6];
 #pragma GCC unroll 6
         for (int i = 0; i < a; i++) d[i] = _mm512_loadu_ps(rb + i * ld + j);
-        in1d_v(m, d, o);
+        kiln__wino_in1d_avx512(m, d, o);
 #pragma GCC unroll 6
         for (int i = 0; i < a; i++) _mm512_storeu_ps(tmp + i * ld + j, o[i]);
     }
@@ -121,7 +88,7 @@ INLINE void in_row(int m, const float *rb, float *tmp, int64_t ld, int64_t tw, f
             const __mmask16 k = first_lanes(tw - q);
             __m512 d[6], o[6];
             tile_columns(m, tmp + i * ld + m * q, d);
-            in1d_v(m, d, o);
+            kiln__wino_in1d_avx512(m, d, o);
 #pragma GCC unroll 6
             for (int j = 0; j < a; j++)
                 _mm512_mask_storeu_ps(v + (i * a + j) * pstride + q, k, o[j]);
@@ -146,7 +113,7 @@ INLINE void out_tile_vectors(int m, const float *mt, int64_t tstride, __mmask16 
         __m512 d[6], o[4];
 #pragma GCC unroll 6
         for (int i = 0; i < a; i++) d[i] = _mm512_maskz_loadu_ps(k, mt + (i * a + j) * tstride);
-        out1d_v(m, d, o);
+        kiln__wino_out1d_avx512(m, d, o);
 #pragma GCC unroll 4
         for (int i = 0; i < m; i++) col[j][i] = o[i];
     }
@@ -155,7 +122,7 @@ INLINE void out_tile_vectors(int m, const float *mt, int64_t tstride, __mmask16 
         __m512 d[6], o[4];
 #pragma GCC unroll 6
         for (int j = 0; j < a; j++) d[j] = col[j][i];
-        out1d_v(m, d, o);
+        kiln__wino_out1d_avx512(m, d, o);
 #pragma GCC unroll 4
         for (int j = 0; j < m; j++) res[i * m + j] = o[j];
     }
