@@ -226,6 +226,53 @@ static void test_fold(void **state) {
     kiln_graph_free(o);
 }
 
+/* Sum of one input is dropped, Sum of two becomes Add (which the conv pass
+ * then fuses as a residual), Sum of three stays. */
+static void test_sum(void **state) {
+    int64_t xd[] = {1, 4, 6, 6}, wd[] = {4, 4, 3, 3};
+    kiln_graph *g = new_graph(NULL);
+    input(g, "x", 4, xd, NULL);
+    rand_init(g, "w", 4, wd, -1, 1);
+    int64_t pads[] = {1, 1, 1, 1};
+    ints_attr(node(g, "Conv", "c", "x", "w", NULL), "pads", 4, pads);
+    node(g, "Sum", "s1", "c", NULL);
+    node(g, "Sum", "s2", "s1", "x", NULL);
+    node(g, "Sum", "s3", "s2", "x", "s2", NULL);
+    add_output(g, "s3");
+    kiln__opt_stats st;
+    disabled_passes = 1u << KILN__PASS_NCHWC;
+    kiln_graph *o = optimize_and_check(g, 1e-6, -1, &st, "sum");
+    disabled_passes = 0;
+    assert_int_equal(st.rewrites[KILN__PASS_IDENTITY], 2);
+    assert_int_equal(count_op(o, "FusedConv"), 1); /* with the residual */
+    assert_int_equal(count_op(o, "Sum"), 1);
+    assert_int_equal(o->n_nodes, 2);
+    kiln_graph_free(o);
+}
+
+/* A constant expanded into a large tensor is folded when it is used only as
+ * a weight (here MatMul's B), and left to run time otherwise (MatMul's A). */
+static void test_fold_expanded(void **state) {
+    int64_t xd[] = {3, 32}, wshape[] = {32, 64}, bd[] = {64, 5};
+    kiln_graph *g = new_graph(NULL);
+    input(g, "x", 2, xd, NULL);
+    scalar(g, "v", 0.25);
+    ints(g, "wshape", 2, wshape);
+    rand_init(g, "b", 2, bd, -1, 1);
+    node(g, "Expand", "w", "v", "wshape", NULL); /* (32, 64): 8 KB */
+    node(g, "MatMul", "y", "x", "w", NULL);
+    node(g, "Expand", "e", "v", "wshape", NULL);
+    node(g, "MatMul", "ee", "e", "b", NULL); /* e is the activation side */
+    node(g, "Add", "z", "ee", "ee", NULL);
+    add_output(g, "y");
+    add_output(g, "z");
+    kiln__opt_stats st;
+    kiln_graph *o = optimize_and_check(g, 1e-6, -1, &st, "fold (expanded)");
+    assert_int_equal(st.rewrites[KILN__PASS_FOLD], 1);
+    assert_int_equal(count_op(o, "Expand"), 1);
+    kiln_graph_free(o);
+}
+
 static void bn_params(kiln_graph *g, const char *p, int64_t k) {
     char name[64];
     const char *sfx[] = {"s", "b", "m", "v"};
@@ -626,6 +673,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clone),         cmocka_unit_test(test_identity_dead),
         cmocka_unit_test(test_fold),          cmocka_unit_test(test_bn),
+        cmocka_unit_test(test_sum),           cmocka_unit_test(test_fold_expanded),
         cmocka_unit_test(test_layout),        cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_layernorm),     cmocka_unit_test(test_attention),
         cmocka_unit_test(test_matmul),        cmocka_unit_test(test_conv),

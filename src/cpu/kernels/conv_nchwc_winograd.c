@@ -63,17 +63,6 @@ static void wnc_release(void *kstate) {
     free(s);
 }
 
-/* U (T, C, K) of kiln__wino_weights into s->u (zeroed): U_t as the 1x1
- * weights of conv_nchwc, [pair][c][32]. */
-static void pack_u(wnc *s, const float *U) {
-    const int64_t C = s->g.C, K = s->g.K;
-    for (int t = 0; t < s->T; t++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t k = 0; k < K; k++)
-                s->u[(t * s->units + k / PAIR) * s->unit_w + c * PAIR + k % PAIR] =
-                    U[((int64_t)t * C + c) * K + k];
-}
-
 static kiln_status wnc_prepare(kiln__kctx *c, int m) {
     if (!kiln__cpu_has_avx512f() || !c->in[1]->data || (kiln__in(c, 2) && !c->in[2]->data))
         return KILN_E_UNSUPPORTED;
@@ -129,18 +118,19 @@ static kiln_status wnc_prepare(kiln__kctx *c, int m) {
     c->flops = 2.0 * g.N * g.K * g.P * g.Q * g.C * 9;
     if (!c->probe) {
         const size_t ubytes = (size_t)s->T * (size_t)(s->units * s->unit_w) * sizeof(float);
-        float *U = malloc((size_t)s->T * (size_t)(g.C * g.K) * sizeof(float));
         s->u = kiln__aligned_alloc(ubytes);
         s->bias = kiln__aligned_alloc((size_t)g.KB * 16 * sizeof(float));
-        if (!U || !s->u || !s->bias) {
-            free(U);
+        if (!s->u || !s->bias) {
             wnc_release(s);
             return kiln__err(KILN_E_NOMEM, "conv_nchwc_winograd: out of memory for the weights");
         }
-        kiln__wino_weights(m, c->in[1]->data, g.K, g.C, U);
         memset(s->u, 0, ubytes);
-        pack_u(s, U);
-        free(U);
+        const float *wt = c->in[1]->data;
+        for (int64_t u = 0; u < s->units; u++) { /* pair u's U_t as 1x1 weights [c][32] */
+            const int64_t k0 = u * PAIR, nk = g.K - k0 < PAIR ? g.K - k0 : PAIR;
+            kiln__wino_weights(m, wt + k0 * g.C * 9, nk, g.C, s->u + u * s->unit_w,
+                               s->units * s->unit_w, PAIR);
+        }
         const float *b = kiln__in(c, 2) ? c->in[2]->data : NULL;
         for (int64_t k = 0; k < g.KB * 16; k++) s->bias[k] = b && k < g.K ? b[k] : 0.0f;
     }

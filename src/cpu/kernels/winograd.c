@@ -116,11 +116,12 @@ static void wino_release(void *kstate) {
     free(s);
 }
 
-void kiln__wino_weights(int m, const float *w, int64_t K, int64_t C, float *U) {
+void kiln__wino_weights(int m, const float *w, int64_t K, int64_t C, float *U, int64_t ts,
+                        int64_t cs) {
     const int a = m + 2;
     const double(*G)[3] = m == 2 ? G2 : G4;
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t ch = 0; ch < C; ch++) {
+    for (int64_t ch = 0; ch < C; ch++) /* k fastest: the writes run along U's rows */
+        for (int64_t k = 0; k < K; k++) {
             const float *f = w + (k * C + ch) * 9;
             double gf[AMAX][3]; /* G f */
             for (int i = 0; i < a; i++)
@@ -129,7 +130,7 @@ void kiln__wino_weights(int m, const float *w, int64_t K, int64_t C, float *U) {
             for (int i = 0; i < a; i++)
                 for (int j = 0; j < a; j++) {
                     double u = gf[i][0] * G[j][0] + gf[i][1] * G[j][1] + gf[i][2] * G[j][2];
-                    U[((int64_t)(i * a + j) * C + ch) * K + k] = (float)u;
+                    U[(i * a + j) * ts + ch * cs + k] = (float)u;
                 }
         }
 }
@@ -188,7 +189,7 @@ static kiln_status wino_prepare(kiln__kctx *c, int m, kiln__gemm_compute ct) {
         st = kiln__err(KILN_E_NOMEM, "winograd: out of memory for the transformed weights");
         goto fail;
     }
-    kiln__wino_weights(m, (const float *)c->in[1]->data, g.K, g.C, U);
+    kiln__wino_weights(m, (const float *)c->in[1]->data, g.K, g.C, U, g.C * g.K, g.K);
     const size_t bytes = kiln__gemm_packed_b_bytes_ex(KILN__GEMM_ISA_AUTO, ct, g.C, g.K);
     for (int t = 0; t < s->T; t++) {
         if (!(s->packed[t] = kiln__aligned_alloc(bytes))) {

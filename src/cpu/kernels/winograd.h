@@ -14,10 +14,11 @@ static inline int64_t kiln__wino_row_floats(int m, int64_t tw) {
     return (m * tw + 16 * m + 16 + 15) / 16 * 16;
 }
 
-/* The transformed weights of F(m x m, 3x3), computed in double:
- * U[t][c][k] = (G w[k][c] G^T)[t] for the T = (m+2)^2 points t, w (K, C, 3, 3),
- * U (T, C, K). */
-void kiln__wino_weights(int m, const float *w, int64_t K, int64_t C, float *U);
+/* The transformed weights of F(m x m, 3x3), computed in double: point t
+ * (of T = (m+2)^2) of output channel k and input channel c, (G w[k][c] G^T)[t]
+ * for w (K, C, 3, 3), at U[t*ts + c*cs + k] (U (T, C, K): ts = C*K, cs = K). */
+void kiln__wino_weights(int m, const float *w, int64_t K, int64_t C, float *U, int64_t ts,
+                        int64_t cs);
 
 /* Tests: nonzero makes Winograd plans prepared afterwards use the portable
  * transforms on any CPU (0 by default). */

@@ -1,6 +1,8 @@
 /* src/graph/passes/dead.c: nodes that compute nothing (Identity, Dropout in
- * inference, Cast to the dtype it already has) and nodes whose outputs reach
- * no graph output. */
+ * inference, Cast to the dtype it already has, Sum of one input) and nodes
+ * whose outputs reach no graph output; and Sum of two inputs, which is Add
+ * (the form the fusion passes and the fast elementwise kernels know: Caffe2
+ * exports write residual connections as Sum). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,16 +20,40 @@ static int dropout_is_identity(kiln__px *p, int i) {
     return kiln__px_scalar(p, n->in[2], &t) && t == 0;
 }
 
+/* Replaces Sum node i of two inputs by an Add of the same operands and
+ * output. Returns 1 if done, -1 out of memory. */
+static int sum_to_add(kiln__px *p, int i) {
+    int add = kiln__px_add_node(p, p->g->nodes[i].name, "Add", "", 2, 1);
+    if (add < 0) return -1;
+    const kiln__node *n = &p->g->nodes[i];
+    kiln__node *a = &p->g->nodes[add];
+    a->in[0] = n->in[0];
+    a->in[1] = n->in[1];
+    a->out[0] = n->out[0];
+    p->g->values[a->out[0]].producer = add;
+    kiln__px_kill(p, i);
+    return 1;
+}
+
 kiln_status kiln__pass_identity(kiln__px *p) {
     kiln_graph *g = p->g;
-    for (int i = 0; i < g->n_nodes; i++) {
+    const int count = g->n_nodes; /* not the Add nodes this loop appends */
+    for (int i = 0; i < count; i++) {
         kiln__node *n = &g->nodes[i];
         if (n->n_in - n->n_implicit < 1 || n->in[0] < 0 || n->n_out < 1 || n->out[0] < 0) continue;
+        const int ne = n->n_in - n->n_implicit;
+        if (kiln__px_is(p, i, "Sum") && ne == 2 && n->in[1] >= 0) {
+            if (sum_to_add(p, i) < 0) return kiln__err(KILN_E_NOMEM, "out of memory");
+            p->count++;
+            continue;
+        }
         int drop = 0;
         if (kiln__px_is(p, i, "Identity")) {
             drop = !g->values[n->in[0]].container && !g->values[n->out[0]].container;
         } else if (kiln__px_is(p, i, "Dropout")) {
             drop = dropout_is_identity(p, i);
+        } else if (kiln__px_is(p, i, "Sum")) {
+            drop = ne == 1;
         } else if (kiln__px_is(p, i, "Cast")) {
             kiln_dtype dt = kiln__px_dtype(p, n->in[0]);
             drop = dt != KILN_DTYPE_UNDEFINED && dt != KILN_DTYPE_STRING &&

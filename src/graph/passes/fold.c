@@ -3,7 +3,15 @@
  * reference kernel and its outputs become initializers, so later passes see
  * constant weights (Transpose, Reshape, Cast, Mul of weights, ...). Shape
  * subgraphs that depend on input shapes are left to the planner, which folds
- * them per input signature. */
+ * them per input signature.
+ *
+ * Size: a node whose outputs are much larger than its inputs (Expand, Tile,
+ * ConstantOfShape) is folded only when its outputs are small or are used
+ * only as weights (WEIGHT_OPS): those the fast algorithms need as constants
+ * (they pack them once) and the session holds anyway; weights written as
+ * ConstantOfShape fills (the ONNX suite's light models) become Conv weights
+ * the other passes can fuse. Otherwise folding would trade a cheap kernel
+ * for memory held for the session's life. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +20,31 @@
 #define FOLD_MAX_BYTES ((size_t)64 << 20) /* never materialize more than this */
 #define FOLD_SMALL_BYTES ((size_t)4096)   /* always fine, whatever the inputs */
 #define FOLD_MAX_IO 64
+
+/* Ops whose inputs after the first are weights. */
+static const char *const WEIGHT_OPS[] = {"Conv", "ConvTranspose", "Gemm", "MatMul",
+                                         "BatchNormalization", "LSTM", "GRU", "RNN"};
+
+/* 1 if value v is read only as a weight (an input after the first of a
+ * WEIGHT_OPS node) and is no graph output. */
+static int only_weights(kiln__px *p, int v) {
+    if (kiln__px_pinned(p, v)) return 0;
+    const kiln_graph *g = p->g;
+    int used = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (p->dead[i]) continue;
+        const kiln__node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_in; k++) {
+            if (n->in[k] != v) continue;
+            int weight = 0;
+            for (size_t o = 0; o < sizeof WEIGHT_OPS / sizeof *WEIGHT_OPS && k > 0 && !weight; o++)
+                weight = kiln__px_is(p, i, WEIGHT_OPS[o]);
+            if (!weight) return 0;
+            used = 1;
+        }
+    }
+    return used;
+}
 
 /* 1 if node i may be folded: a known, deterministic, tensor-only op whose
  * inputs are all constants. */
@@ -64,7 +97,11 @@ static int fold_node(kiln__px *p, int i, kiln_status *st) {
     if (def->infer(&c) != KILN_OK) goto done;
     for (int k = 0; k < n->n_out; k++) out_bytes += out[k] ? kiln__tensor_bytes(out[k]) : 0;
     if (out_bytes > FOLD_MAX_BYTES) goto done;
-    if (n->n_in > 0 && out_bytes > FOLD_SMALL_BYTES && out_bytes > 2 * in_bytes) goto done;
+    if (n->n_in > 0 && out_bytes > FOLD_SMALL_BYTES && out_bytes > 2 * in_bytes) {
+        int weights = 1;
+        for (int k = 0; k < n->n_out && weights; k++) weights = n->out[k] < 0 || only_weights(p, n->out[k]);
+        if (!weights) goto done;
+    }
     for (int k = 0; k < n->n_out; k++)
         if (out[k] && kiln__tensor_reserve(out[k]) != KILN_OK) goto done;
     if (c.scratch_bytes && !(scratch = kiln__aligned_alloc(c.scratch_bytes))) goto done;
