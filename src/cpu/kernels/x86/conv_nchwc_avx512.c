@@ -20,6 +20,11 @@
 #define NI static inline __attribute__((always_inline)) KILN__VM_AVX512
 #define MR 14 /* pixels per convolution tile (x 2 blocks: 28 accumulators) */
 #define DWN 8 /* pixels per depthwise tile */
+/* Blocked input: each tile prefetches, per input block and kernel row, the
+ * pixels this many tiles further along the row (the input planes of a tile
+ * are read as CB interleaved streams, which the hardware prefetchers follow
+ * poorly: 12-15% on MobileNetV2's 1x1 projections at batch 8). */
+#define PREFETCH_TILES 2
 
 /* What every tile of one row call shares. */
 typedef struct tile_ctx {
@@ -68,6 +73,10 @@ NI void conv_tile(const int mr, const int nv, const int64_t SW, const int blocke
                 const int64_t iw = q0 * sw - g->pw + s * g->dw;
                 if (edge && (iw < 0 || iw >= g->W)) continue;
                 const float *xp = xr + iw * xpix, *wp = wb + (r * g->S + s) * 512;
+                if (blocked && !edge && s == 0) /* the row's pixels two tiles on */
+#pragma GCC unroll 14
+                    for (int i = 0; i < mr; i++)
+                        _mm_prefetch((const char *)(xp + (PREFETCH_TILES * mr + i) * pstep), _MM_HINT_T0);
 #pragma GCC unroll 4
                 for (int64_t ci = 0; ci < cin; ci++) {
                     const __m512 w0 = _mm512_loadu_ps(wp + ci * 32);
