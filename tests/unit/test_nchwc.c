@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "algo_harness.h"
+#include "cpu/kernels/gemm.h"
 #include "ops/nchwc.h"
 
 static unsigned seed = 777;
@@ -141,12 +142,17 @@ static void conv_case(ah_case *c, spec sp) {
     }
 }
 
-/* algo against the reference at 1 and 2 threads, normalized error <= tol. */
-static void conv_check_algo(spec sp, const char *algo, double tol) {
+/* algo in a session of precision prec against the reference at 1 and 2
+ * threads, normalized error <= tol. */
+static void conv_check_prec(spec sp, const char *algo, kiln_precision prec, double tol) {
     ah_case c;
     conv_case(&c, sp);
-    for (int t = 1; t <= 2; t++) ah_run_algo(&c, algo, KILN_PRECISION_FP32, t, tol);
+    for (int t = 1; t <= 2; t++) ah_run_algo(&c, algo, prec, t, tol);
     ah_case_free(&c);
+}
+
+static void conv_check_algo(spec sp, const char *algo, double tol) {
+    conv_check_prec(sp, algo, KILN_PRECISION_FP32, tol);
 }
 
 static void conv_check(spec sp) { conv_check_algo(sp, "conv_nchwc", 1e-5); }
@@ -193,6 +199,38 @@ static void test_conv(void **state) {
     }
 }
 
+/* conv_nchwc_bf16 (bf16 products, f32 sums) in a bf16 session, within the
+ * bf16 bound (1e-2 normalized): the group-1 blocked cases of test_conv. */
+static void test_conv_bf16(void **state) {
+    (void)state;
+    if (!have_fast()) return;
+    if (!kiln__gemm_compute_supported(KILN__GEMM_BF16)) {
+        printf("  (no AVX512_BF16 here: conv_nchwc_bf16 does not run)\n");
+        return;
+    }
+    for (size_t a = 0; a < NACT; a++) {
+        const int bias = a % 2 == 0, z = a % 3 != 1;
+        const char *al = "conv_nchwc_bf16";
+        conv_check_prec((spec){.n = 2, .c = 40, .h = 5, .w = 7, .k = 50, .r = 1, .s = 1,
+                               .bias = bias, .z = z, .act = ACTS[a]},
+                        al, KILN_PRECISION_BF16, 1e-2);
+        conv_check_prec((spec){.n = 1, .c = 16, .h = 6, .w = 33, .k = 32, .r = 3, .s = 3,
+                               .pads = {1, 1, 1, 1}, .bias = bias, .z = z, .act = ACTS[a]},
+                        al, KILN_PRECISION_BF16, 1e-2);
+        conv_check_prec((spec){.n = 2, .c = 21, .h = 11, .w = 13, .k = 17, .r = 3, .s = 3,
+                               .stride = {2, 2}, .pads = {1, 0, 1, 2}, .bias = bias, .z = z,
+                               .act = ACTS[a]},
+                        al, KILN_PRECISION_BF16, 1e-2);
+        conv_check_prec((spec){.n = 1, .c = 7, .h = 14, .w = 19, .k = 9, .r = 3, .s = 2,
+                               .stride = {3, 3}, .dil = {2, 2}, .pads = {2, 1, 0, 3},
+                               .bias = bias, .z = z, .act = ACTS[a]},
+                        al, KILN_PRECISION_BF16, 1e-2);
+        conv_check_prec((spec){.n = 1, .c = 32, .h = 9, .w = 9, .k = 48, .r = 1, .s = 1,
+                               .stride = {2, 2}, .bias = bias, .z = z, .act = ACTS[a]},
+                        al, KILN_PRECISION_BF16, 1e-2);
+    }
+}
+
 /* Winograd F2 and F4 in the blocked layout, normalized error bounds
  * against the reference (measured: F2 2e-7..1e-6, F4 6e-7..3.3e-6, growing
  * with C; with Clip(-0.3, 0.4) 4x as much, most outputs being clipped to
@@ -229,7 +267,7 @@ static void test_winograd(void **state) {
 }
 
 /* Layers Winograd does not compute: it refuses them (the planner then
- * takes conv_nchwc). */
+ * takes conv_nchwc); and conv_nchwc_bf16 outside bf16 sessions. */
 static void test_winograd_refuses(void **state) {
     (void)state;
     if (!have_fast()) return;
@@ -241,8 +279,11 @@ static void test_winograd_refuses(void **state) {
         {.n = 1, .c = 3, .h = 9, .w = 9, .k = 16, .r = 3, .s = 3, .plain = 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        for (int f = 0; f < 2; f++) {
-            const char *name = f ? "conv_nchwc_winograd_f4" : "conv_nchwc_winograd_f2";
+        for (int f = 0; f < 3; f++) {
+            /* conv_nchwc_bf16: refused in this fp32 session whatever the layer */
+            const char *name = f == 2   ? "conv_nchwc_bf16"
+                               : f == 1 ? "conv_nchwc_winograd_f4"
+                                        : "conv_nchwc_winograd_f2";
             ah_case c;
             conv_case(&c, cases[i]);
             assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
@@ -281,6 +322,7 @@ int main(void) {
         cmocka_unit_test(test_reorder_reference),
         cmocka_unit_test(test_reorders),
         cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_conv_bf16),
         cmocka_unit_test(test_winograd),
         cmocka_unit_test(test_winograd_refuses),
         cmocka_unit_test(test_conv_errors),

@@ -1,11 +1,15 @@
-/* src/cpu/kernels/conv_nchwc.c: the algorithm conv_nchwc of kiln.ConvNCHWc
- * (src/ops/nchwc.h), f32 on AVX-512 (kernels in x86/conv_nchwc_avx512.c,
- * see conv_nchwc.h).
+/* src/cpu/kernels/conv_nchwc.c: the direct algorithms of kiln.ConvNCHWc
+ * (src/ops/nchwc.h) on AVX-512 (kernels in x86/conv_nchwc_avx512.c and
+ * conv_nchwc_bf16_avx512.c, see conv_nchwc.h): conv_nchwc, f32; and
+ * conv_nchwc_bf16, bf16 products with f32 sums (bf16 sessions on CPUs with
+ * AVX512_BF16; group 1, blocked input; activations stay f32 in memory and
+ * are rounded as the tiles read them).
  *
  * prepare packs the constant weights once (group 1: per pair of output
- * blocks, [cb][r][s][ci][32]; depthwise: [kb][r][s][16]) and the bias
- * padded to whole blocks, and flattens 1x1 stride-1 unpadded layers into one
- * row of H*W pixels (long tiles for small images too).
+ * blocks, [cb][r][s][ci][32], in bf16 [cb][r][s][ci/2][32] channel pairs;
+ * depthwise: [kb][r][s][16]) and the bias padded to whole blocks, and
+ * flattens 1x1 stride-1 unpadded layers into one row of H*W pixels (long
+ * tiles for small images too).
  *
  * Threads (KILN_OPF_PARALLEL, no barrier): items are (image, output row,
  * column chunk, unit) with unit a block pair (depthwise: a block); thread
@@ -30,10 +34,11 @@
 
 typedef struct nchwc_state {
     kiln__nchwc_kern k;
-    float *wpack;      /* packed weights (see above) */
+    int bf16;          /* conv_nchwc_bf16 */
+    void *wpack;       /* packed weights (see above): float, or bf16 pairs */
     float *bias;       /* KB*16, zeros past K or without B */
     int64_t units;     /* block pairs, or blocks (depthwise) */
-    int64_t unit_w;    /* floats of packed weights per unit */
+    int64_t unit_w;    /* floats (bf16: pairs) of packed weights per unit */
     int64_t qchunk, nchunk;
     int unit_fastest;
     int64_t x_image, y_image; /* floats per image of X and of Y (and Z) */
@@ -53,29 +58,46 @@ static void pack(nchwc_state *s, const float *w, const float *b) {
     const int64_t RS = g->R * g->S;
     for (int64_t k = 0; k < g->K; k++) s->bias[k] = b ? b[k] : 0.0f;
     if (g->depthwise) { /* [kb][r][s][16] */
+        float *wp = s->wpack;
         for (int64_t k = 0; k < g->K; k++)
-            for (int64_t t = 0; t < RS; t++) s->wpack[(k / 16 * RS + t) * 16 + k % 16] = w[k * RS + t];
+            for (int64_t t = 0; t < RS; t++) wp[(k / 16 * RS + t) * 16 + k % 16] = w[k * RS + t];
         return;
     }
-    for (int64_t k = 0; k < g->K; k++) /* [pair][cb][r][s][ci][32] */
+    for (int64_t k = 0; k < g->K; k++) /* [pair][cb][r][s][ci][32] (bf16: ci/2, half words) */
         for (int64_t c = 0; c < g->C; c++)
-            for (int64_t t = 0; t < RS; t++)
-                s->wpack[k / PAIR * s->unit_w + ((c / 16 * RS + t) * 16 + c % 16) * PAIR + k % PAIR] =
-                    w[(k * g->C + c) * RS + t];
+            for (int64_t t = 0; t < RS; t++) {
+                const float v = w[(k * g->C + c) * RS + t];
+                const int64_t unit = k / PAIR * s->unit_w, lane = k % PAIR, ci = c % 16;
+                if (s->bf16) {
+                    uint16_t *wp = s->wpack; /* pair word: low half the even channel */
+                    wp[2 * (unit + ((c / 16 * RS + t) * 8 + ci / 2) * PAIR + lane) + ci % 2] =
+                        kiln_f32_to_bf16(v);
+                } else {
+                    float *wp = s->wpack;
+                    wp[unit + ((c / 16 * RS + t) * 16 + ci) * PAIR + lane] = v;
+                }
+            }
 }
 
-static kiln_status nchwc_prepare(kiln__kctx *c) {
+static kiln_status nchwc_prepare(kiln__kctx *c, int bf16) {
     if (!kiln__cpu_has_avx512f() || !c->in[1]->data || (kiln__in(c, 2) && !c->in[2]->data))
         return KILN_E_UNSUPPORTED;
+#ifndef KILN__NCHWC_X86_BF16
+    if (bf16) return KILN_E_UNSUPPORTED;
+#endif
+    if (bf16 && kiln__conv_accept_compute(c, KILN__GEMM_BF16) != KILN_OK) return KILN_E_UNSUPPORTED;
     nchwc_state *s = calloc(1, sizeof *s);
     if (!s) return kiln__err(KILN_E_NOMEM, "out of memory");
     kiln__nchwc_kern *k = &s->k;
     kiln__nchwc_conv *g = &k->g;
     kiln_status st = kiln__nchwc_conv_read(c, g);
+    if (st == KILN_OK && bf16 && (g->depthwise || !g->input_blocked))
+        st = kiln__err(KILN_E_UNSUPPORTED, "conv_nchwc_bf16: group 1, blocked input only");
     if (st != KILN_OK) {
         free(s);
         return st;
     }
+    s->bf16 = bf16;
     c->flops = 2.0 * g->N * g->K * g->P * g->Q * (g->depthwise ? 1 : g->C) * g->R * g->S;
     s->x_image = (g->input_blocked ? g->CB * 16 : g->C) * g->H * g->W;
     s->y_image = g->KB * 16 * g->P * g->Q;
@@ -100,8 +122,8 @@ static kiln_status nchwc_prepare(kiln__kctx *c) {
 
     const int64_t RS = g->R * g->S;
     s->units = g->depthwise ? g->KB : (g->KB + 1) / 2;
-    s->unit_w = g->depthwise ? RS * 16 : g->CB * RS * 16 * PAIR;
-    const size_t wbytes = (size_t)(s->units * s->unit_w) * sizeof(float);
+    s->unit_w = g->depthwise ? RS * 16 : g->CB * RS * (bf16 ? 8 : 16) * PAIR;
+    const size_t wbytes = (size_t)(s->units * s->unit_w) * 4; /* floats or pairs */
     s->unit_fastest = wbytes <= SMALL_WEIGHTS && !g->depthwise;
     /* column chunks of whole tiles when there are few rows */
     const int nth = kiln__conv_nth(c), tile = g->depthwise ? 8 : 14;
@@ -133,7 +155,9 @@ static double nchwc_cost(const kiln__kctx *c) {
     const kiln__nchwc_conv *g = &s->k.g;
     const double bytes = 4.0 * (g->N * (s->x_image + s->y_image * (g->has_z ? 2 : 1)) +
                                 s->units * s->unit_w);
-    return kiln__cost_seconds(c, c->flops, g->depthwise ? 0.3 : 0.75, bytes);
+    /* bf16: twice the products per instruction, 1.8x measured on the GEMM */
+    const double eff = g->depthwise ? 0.3 : s->bf16 ? 0.75 * 1.8 : 0.75;
+    return kiln__cost_seconds(c, c->flops, eff, bytes);
 }
 
 static kiln_status nchwc_run(kiln__kctx *c) {
@@ -161,15 +185,24 @@ static kiln_status nchwc_run(kiln__kctx *c) {
         const int64_t q0 = ch * s->qchunk, q1 = q0 + s->qchunk < g->Q ? q0 + s->qchunk : g->Q;
         const float *xi = x + n * s->x_image, *zi = z ? z + n * s->y_image : NULL;
         float *yi = y + n * s->y_image;
+        const float *wf = (const float *)s->wpack + u * s->unit_w;
         if (g->depthwise) {
-            kiln__nchwc_dw_row_avx512(&s->k, xi, s->wpack + u * s->unit_w, s->bias + u * 16, zi, yi,
-                                      u, p, q0, q1);
-        } else {
-            const int64_t kb0 = 2 * u;
-            kiln__nchwc_conv_row_avx512(&s->k, xi, s->wpack + u * s->unit_w, s->bias + kb0 * 16,
-                                        zi ? zi + kb0 * plane : NULL, yi + kb0 * plane, kb0,
-                                        g->KB - kb0 < 2 ? 1 : 2, p, q0, q1);
+            kiln__nchwc_dw_row_avx512(&s->k, xi, wf, s->bias + u * 16, zi, yi, u, p, q0, q1);
+            continue;
         }
+        const int64_t kb0 = 2 * u;
+        const int nb = g->KB - kb0 < 2 ? 1 : 2;
+        const float *zb = zi ? zi + kb0 * plane : NULL;
+#ifdef KILN__NCHWC_X86_BF16
+        if (s->bf16) {
+            kiln__nchwc_conv_row_bf16_avx512(&s->k, xi, (const uint32_t *)s->wpack + u * s->unit_w,
+                                             s->bias + kb0 * 16, zb, yi + kb0 * plane, kb0, nb,
+                                             p, q0, q1);
+            continue;
+        }
+#endif
+        kiln__nchwc_conv_row_avx512(&s->k, xi, wf, s->bias + kb0 * 16, zb, yi + kb0 * plane, kb0,
+                                    nb, p, q0, q1);
     }
     return KILN_OK;
 #else
@@ -178,6 +211,12 @@ static kiln_status nchwc_run(kiln__kctx *c) {
 #endif
 }
 
-const kiln__algo kiln__algo_conv_nchwc = {"conv_nchwc",  "kiln",         "ConvNCHWc",
-                                          KILN_OPF_PARALLEL, nchwc_prepare, nchwc_cost,
-                                          nchwc_run,    nchwc_release};
+static kiln_status nchwc_f32_prepare(kiln__kctx *c) { return nchwc_prepare(c, 0); }
+static kiln_status nchwc_bf16_prepare(kiln__kctx *c) { return nchwc_prepare(c, 1); }
+
+const kiln__algo kiln__algo_conv_nchwc = {"conv_nchwc",      "kiln",     "ConvNCHWc",
+                                          KILN_OPF_PARALLEL, nchwc_f32_prepare, nchwc_cost,
+                                          nchwc_run,         nchwc_release};
+const kiln__algo kiln__algo_conv_nchwc_bf16 = {"conv_nchwc_bf16",  "kiln",     "ConvNCHWc",
+                                               KILN_OPF_PARALLEL, nchwc_bf16_prepare, nchwc_cost,
+                                               nchwc_run,         nchwc_release};

@@ -46,6 +46,17 @@ void kiln__nchwc_dw_row_avx512(const kiln__nchwc_kern *k, const float *x, const 
                                const float *bias, const float *z, float *y, int64_t kb, int64_t p,
                                int64_t q0, int64_t q1);
 
+#if defined(__clang__) ? (__clang_major__ >= 9) : (defined(__GNUC__) && __GNUC__ >= 10)
+#define KILN__NCHWC_X86_BF16 1
+/* The same in bf16 products (AVX512_BF16; blocked input only): w at the
+ * pair's packed weights, [cb][r][s][pair][32] of 32-bit bf16 pairs (input
+ * channels 2*pair, 2*pair + 1 of the block; zeros past K and C). */
+void kiln__nchwc_conv_row_bf16_avx512(const kiln__nchwc_kern *k, const float *x,
+                                      const uint32_t *w, const float *bias, const float *z,
+                                      float *y, int64_t kb0, int nb, int64_t p, int64_t q0,
+                                      int64_t q1);
+#endif
+
 /* Reorders of f32 planes: (C, HW) channel block cb <-> (HW, 16); to_blocked
  * says which way. x and y point at the image. */
 void kiln__nchwc_reorder_avx512(const float *x, float *y, int64_t C, int64_t HW, int64_t cb,

@@ -14,7 +14,8 @@
  * its plain input directly (input_blocked 0) instead of through a reorder.
  *
  * Runs once, after the other passes have fused the epilogues (see
- * optimize.c), and only where the blocked kernels run: fp32 sessions, CPUs
+ * optimize.c), and only where the blocked kernels run: fp32 and bf16
+ * sessions (bf16: conv_nchwc_bf16 competes with the f32 algorithms), CPUs
  * with AVX-512, no device (the CUDA algorithms take plain Conv nodes).
  * Nodes are visited in topological order, so a convolution's producer has
  * been converted (or not) before it.
@@ -105,7 +106,8 @@ static kiln_status unblock(kiln__px *p, int y, int by, int64_t K) {
 
 kiln_status kiln__pass_nchwc(kiln__px *p) {
     kiln_graph *g = p->g;
-    if (p->o->precision != 0 || p->o->device || !kiln__cpu_has_avx512f() ||
+    if ((p->o->precision != KILN_PRECISION_FP32 && p->o->precision != KILN_PRECISION_BF16) ||
+        p->o->device || !kiln__cpu_has_avx512f() ||
         kiln__op_find("kiln", "ConvNCHWc") < 0)
         return KILN_OK;
     const int n_values = g->n_values, n_nodes = g->n_nodes;

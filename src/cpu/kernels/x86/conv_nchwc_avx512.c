@@ -12,38 +12,10 @@
 
 #include <immintrin.h>
 
-#include "cpu/kernels/conv_nchwc.h"
-#include "cpu/kernels/x86/act_avx512.h"
+#include "cpu/kernels/x86/conv_nchwc_tiles.h"
 #include "cpu/kernels/x86/transpose16_avx512.h"
 
-#define NA KILN__VM_AVX512
-#define NI static inline __attribute__((always_inline)) KILN__VM_AVX512
-#define MR 14 /* pixels per convolution tile (x 2 blocks: 28 accumulators) */
 #define DWN 8 /* pixels per depthwise tile */
-/* Blocked input: each tile prefetches, per input block and kernel row, the
- * pixels this many tiles further along the row (the input planes of a tile
- * are read as CB interleaved streams, which the hardware prefetchers follow
- * poorly: 12-15% on MobileNetV2's 1x1 projections at batch 8). */
-#define PREFETCH_TILES 2
-
-/* What every tile of one row call shares. */
-typedef struct tile_ctx {
-    const kiln__nchwc_kern *k;
-    const float *x, *w, *bias, *z; /* x: the image (depthwise: its block); z may be NULL */
-    float *y;                      /* the image's first output block of the call */
-    int64_t p;
-    __mmask16 m[2]; /* lanes of each output block holding real channels */
-} tile_ctx;
-
-/* Output value v of pixel (p, q) of block j: + bias, + z, act, padding lanes
- * zeroed, stored. */
-NI void store_out(const tile_ctx *t, int j, int64_t q, __m512 v) {
-    const kiln__nchwc_conv *g = &t->k->g;
-    const int64_t off = j * g->P * g->Q * 16 + (t->p * g->Q + q) * 16;
-    v = _mm512_add_ps(v, _mm512_loadu_ps(t->bias + 16 * j));
-    if (t->z) v = _mm512_add_ps(v, _mm512_loadu_ps(t->z + off));
-    _mm512_storeu_ps(t->y + off, _mm512_maskz_mov_ps(t->m[j], kiln__act16(v, &g->act)));
-}
 
 /* ---- convolution tiles ------------------------------------------------------------ */
 
@@ -97,7 +69,6 @@ NI void conv_tile(const int mr, const int nv, const int64_t SW, const int blocke
         for (int j = 0; j < nv; j++) store_out(t, j, q0 + i, acc[i][j]);
 }
 
-typedef void (*tile_fn)(const tile_ctx *t, int64_t q0);
 
 /* Variants: blocked stride 1, blocked stride 2, blocked any stride, plain. */
 #define CONV_VARIANTS(X) X(s1, 1, 1) X(s2, 2, 1) X(sn, 0, 1) X(plain, 0, 0)
@@ -131,29 +102,13 @@ static int conv_variant(const kiln__nchwc_conv *g) {
     return g->sw == 1 ? 0 : g->sw == 2 ? 1 : 2;
 }
 
-/* Columns [q0, q1): edge pixels one at a time, the interior in tiles of
- * width up to `width` (table tiles[width - 1] ... tiles[0]). */
-static NA void row_tiles(const tile_ctx *t, int64_t q0, int64_t q1, int width,
-                         const tile_fn *tiles, int tstride, tile_fn edge) {
-    const kiln__nchwc_kern *k = t->k;
-    int64_t q = q0;
-    for (; q < q1 && q < k->qlo; q++) edge(t, q);
-    const int64_t e = q1 < k->qhi ? q1 : k->qhi;
-    for (; q + width <= e; q += width) tiles[(width - 1) * tstride](t, q);
-    if (q < e) {
-        tiles[(e - q - 1) * tstride](t, q);
-        q = e;
-    }
-    for (; q < q1; q++) edge(t, q);
-}
-
 void kiln__nchwc_conv_row_avx512(const kiln__nchwc_kern *k, const float *x, const float *w,
                                  const float *bias, const float *z, float *y, int64_t kb0, int nb,
                                  int64_t p, int64_t q0, int64_t q1) {
     tile_ctx t = {.k = k, .x = x, .w = w, .bias = bias, .z = z, .y = y, .p = p};
     for (int j = 0; j < 2; j++) t.m[j] = kb0 + j == k->g.KB - 1 ? k->last_lanes : 0xffff;
     const int v = conv_variant(&k->g);
-    row_tiles(&t, q0, q1, MR, &conv_tiles[v][0][nb - 1], 2, conv_edges[v][nb - 1]);
+    kiln__nchwc_row_tiles(&t, q0, q1, MR, &conv_tiles[v][0][nb - 1], 2, conv_edges[v][nb - 1]);
 }
 
 /* ---- depthwise tiles -------------------------------------------------------------- */
@@ -209,7 +164,7 @@ void kiln__nchwc_dw_row_avx512(const kiln__nchwc_kern *k, const float *x, const 
                   .z = z ? z + kb * out_plane : NULL, .y = y + kb * out_plane, .p = p};
     t.m[0] = kb == g->KB - 1 ? k->last_lanes : 0xffff;
     const int v = g->sw == 1 ? 0 : g->sw == 2 ? 1 : 2;
-    row_tiles(&t, q0, q1, DWN, dw_tiles[v], 1, dw_edges[v]);
+    kiln__nchwc_row_tiles(&t, q0, q1, DWN, dw_tiles[v], 1, dw_edges[v]);
 }
 
 /* ---- reorders ---------------------------------------------------------------------- */
