@@ -200,7 +200,8 @@ static void test_conv(void **state) {
 }
 
 /* conv_nchwc_bf16 (bf16 products, f32 sums) in a bf16 session, within the
- * bf16 bound (1e-2 normalized): the group-1 blocked cases of test_conv. */
+ * bf16 bound (1e-2 normalized): the group-1 blocked cases of test_conv; and
+ * conv_nchwc_winograd_f2_bf16. */
 static void test_conv_bf16(void **state) {
     (void)state;
     if (!have_fast()) return;
@@ -228,10 +229,20 @@ static void test_conv_bf16(void **state) {
         conv_check_prec((spec){.n = 1, .c = 32, .h = 9, .w = 9, .k = 48, .r = 1, .s = 1,
                                .stride = {2, 2}, .bias = bias, .z = z, .act = ACTS[a]},
                         al, KILN_PRECISION_BF16, 1e-2);
+        /* Winograd F2 on the bf16 products (measured 3.8e-3; with Clip 4x
+         * as much, see test_winograd) */
+        const char *wf = "conv_nchwc_winograd_f2_bf16";
+        const double wtol = 1e-2 * (strcmp(ACTS[a], "Clip") == 0 ? 4 : 1);
+        conv_check_prec((spec){.n = 2, .c = 40, .h = 9, .w = 13, .k = 50, .r = 3, .s = 3,
+                               .pads = {1, 1, 1, 1}, .bias = bias, .z = z, .act = ACTS[a]},
+                        wf, KILN_PRECISION_BF16, wtol);
+        conv_check_prec((spec){.n = 3, .c = 256, .h = 9, .w = 9, .k = 256, .r = 3, .s = 3,
+                               .pads = {1, 1, 1, 1}, .bias = bias, .z = z, .act = ACTS[a]},
+                        wf, KILN_PRECISION_BF16, wtol);
     }
 }
 
-/* Winograd F2 and F4 in the blocked layout, normalized error bounds
+/* Winograd F2 and F4 in the blocked layout (f32), normalized error bounds
  * against the reference (measured: F2 2e-7..1e-6, F4 6e-7..3.3e-6, growing
  * with C; with Clip(-0.3, 0.4) 4x as much, most outputs being clipped to
  * the bounds, so the norm of the reference is small);
@@ -279,11 +290,11 @@ static void test_winograd_refuses(void **state) {
         {.n = 1, .c = 3, .h = 9, .w = 9, .k = 16, .r = 3, .s = 3, .plain = 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
-        for (int f = 0; f < 3; f++) {
-            /* conv_nchwc_bf16: refused in this fp32 session whatever the layer */
-            const char *name = f == 2   ? "conv_nchwc_bf16"
-                               : f == 1 ? "conv_nchwc_winograd_f4"
-                                        : "conv_nchwc_winograd_f2";
+        for (int f = 0; f < 4; f++) {
+            /* the bf16 ones: refused in this fp32 session whatever the layer */
+            static const char *const names[] = {"conv_nchwc_winograd_f2", "conv_nchwc_winograd_f4",
+                                                "conv_nchwc_bf16", "conv_nchwc_winograd_f2_bf16"};
+            const char *name = names[f];
             ah_case c;
             conv_case(&c, cases[i]);
             assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
