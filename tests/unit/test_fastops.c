@@ -480,6 +480,33 @@ static void test_batch_norm(void **state) {
     batch_norm_case(4, a, 0, 15, 1);
 }
 
+/* LRN: even and odd sizes (asymmetric windows), windows cut by the first and
+ * last channels, planes of one element and of a vector tail, NaN inputs. */
+static void lrn_case(int ndim, const int64_t *dims, int64_t size, float alpha, float beta,
+                     float bias, int poisoned) {
+    ah_case c;
+    ah_case_init(&c, "LRN", "", 13, 1);
+    kiln_tensor *x = rnd(ndim, dims, -3, 3);
+    if (poisoned) poison(x);
+    ah_input(&c, x, 0);
+    ah_attr_int(&c, "size", size);
+    ah_attr_float(&c, "alpha", alpha);
+    ah_attr_float(&c, "beta", beta);
+    ah_attr_float(&c, "bias", bias);
+    run_all(&c, "lrn_f32", TOL);
+    ah_case_free(&c);
+}
+
+static void test_lrn(void **state) {
+    int64_t a[4] = {2, 7, 5, 9}, b[2] = {3, 4}, d[4] = {1, 20, 1, 1}, e[3] = {2, 3, 1000};
+    lrn_case(4, a, 5, 1e-4f, 0.75f, 1.0f, 1);
+    lrn_case(4, a, 4, 0.3f, 0.6f, 2.0f, 0);
+    lrn_case(2, b, 3, 0.5f, 1.2f, 0.5f, 0);
+    lrn_case(4, d, 9, 0.1f, 0.75f, 1.0f, 0);
+    lrn_case(3, e, 1, 2.0f, 0.5f, 1.0f, 1);
+    lrn_case(3, e, 11, 1.0f, 0.75f, 1.0f, 0); /* window wider than C */
+}
+
 /* ---- pooling -------------------------------------------------------------------------- */
 
 typedef struct pool_case {
@@ -630,6 +657,7 @@ int main(void) {
         cmocka_unit_test(test_clip_inputs), cmocka_unit_test(test_binary),
         cmocka_unit_test(test_pow),         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_layer_norm),  cmocka_unit_test(test_batch_norm),
+        cmocka_unit_test(test_lrn),
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_global_pool),
         cmocka_unit_test(test_attention),
     };

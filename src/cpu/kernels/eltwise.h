@@ -1,6 +1,6 @@
 /* src/cpu/kernels/eltwise.h: the f32 row kernels under the fast elementwise,
- * softmax, normalization and pooling algorithms (eltwise.c, softmax.c,
- * norm.c, pool.c, attention.c), one table per ISA:
+ * softmax, normalization (LRN too) and pooling algorithms (eltwise.c,
+ * softmax.c, norm.c, pool.c, attention.c), one table per ISA:
  *
  *   kiln__eltw_generic   portable C (eltwise_generic.c), libm math;
  *   kiln__eltw_avx512    AVX-512F (x86/eltwise_avx512.c), vmath.h math,
@@ -93,6 +93,11 @@ typedef struct kiln__eltw_kernels {
                  float eps, int center, float *mean, float *inv);
     /* One output row of a 2-D max or sum pool (see kiln__pool_row). */
     void (*pool_row)(const kiln__pool_row *p);
+    /* LRN over n elements: y[i] = x[i] * (bias + scale * q)^-beta with
+     * q = sum over j < nwin of win[j*stride + i]^2 (the window's channel
+     * planes at the same positions). */
+    void (*lrn)(const float *x, const float *win, int64_t stride, int nwin, float *y, int64_t n,
+                float bias, float scale, float beta);
 } kiln__eltw_kernels;
 
 extern const kiln__eltw_kernels kiln__eltw_generic;

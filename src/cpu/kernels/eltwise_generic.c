@@ -157,6 +157,18 @@ static void norm_generic(const float *x, float *y, int64_t n, const float *scale
 
 static void pool_row_generic(const kiln__pool_row *p) { kiln__pool_row_span(p, 0, p->OW); }
 
+static void lrn_generic(const float *x, const float *win, int64_t stride, int nwin, float *y,
+                        int64_t n, float bias, float scale, float beta) {
+    for (int64_t i = 0; i < n; i++) {
+        float q = 0.0f;
+        for (int j = 0; j < nwin; j++) {
+            const float v = win[j * stride + i];
+            q += v * v;
+        }
+        y[i] = x[i] * powf(bias + scale * q, -beta);
+    }
+}
+
 const kiln__eltw_kernels kiln__eltw_generic = {
     .name = "generic",
     .unary = unary_generic,
@@ -166,4 +178,5 @@ const kiln__eltw_kernels kiln__eltw_generic = {
     .max = max_generic,
     .norm = norm_generic,
     .pool_row = pool_row_generic,
+    .lrn = lrn_generic,
 };

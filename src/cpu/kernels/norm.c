@@ -11,6 +11,10 @@
  *   X: (N,C,D1..Dk) f32, scale, B, input_mean, input_var: (C) f32; per
  *   channel a = scale / sqrt(var + eps), b = B - mean * a (in double, as the
  *   reference), then y = a x + b over each (n, c) plane.
+ * LRN: X (N,C,D1..Dk) f32, Y like X; per (n, c) plane the row kernel sums
+ * the squares of the window's planes [c - floor((size-1)/2),
+ * c + ceil((size-1)/2)] within [0, C) and scales x by (bias + alpha/size *
+ * sum)^-beta, in f32 (the reference: double).
  * Rows (planes) are split over the threads (KILN_OPF_PARALLEL) in units of
  * about KILN__ELTW_GRAIN elements.
  */
@@ -146,3 +150,58 @@ static kiln_status batch_norm_run(kiln__kctx *c) {
 const kiln__algo kiln__algo_batch_norm_f32 = {"batch_norm_f32", "", "BatchNormalization",
                                               KILN_OPF_PARALLEL, batch_norm_prepare,
                                               batch_norm_cost, batch_norm_run, free};
+
+/* ---- LRN ----------------------------------------------------------------------------- */
+
+typedef struct lrn_state {
+    kiln__eltw_state base;
+    int64_t C, S;          /* channels, elements per (n, c) plane */
+    int64_t before, after; /* window: [c - before, c + after] */
+    float bias, scale, beta;
+} lrn_state;
+
+static kiln_status lrn_prepare(kiln__kctx *c) {
+    const kiln_tensor *x = c->in[0], *y = c->out[0];
+    if (!kiln__eltw_f32(x) || !kiln__eltw_f32(y) || x->ndim < 2) return KILN_E_UNSUPPORTED;
+    const int64_t size = kiln__attr_i(c->node, "size", 0);
+    if (size <= 0 || size > 1024) return KILN_E_UNSUPPORTED;
+    KILN__TRY(kiln__eltw_state_new(c, sizeof(lrn_state)));
+    lrn_state *s = c->kstate;
+    s->C = x->dims[1];
+    s->S = kiln__dims_prod(x->dims, 2, x->ndim);
+    s->before = (size - 1) / 2;
+    s->after = size / 2;
+    s->bias = kiln__attr_f(c->node, "bias", 1.0f);
+    s->scale = (float)(kiln__attr_f(c->node, "alpha", 1e-4f) / (double)size);
+    s->beta = kiln__attr_f(c->node, "beta", 0.75f);
+    c->flops = (2.0 * (double)size + 4.0) * (double)kiln__n(x);
+    return KILN_OK;
+}
+
+static double lrn_cost(const kiln__kctx *c) {
+    const lrn_state *s = c->kstate;
+    const double n = (double)kiln__n(c->in[0]);
+    /* the window's squares, and exp and log (~30 operations a vector) */
+    return kiln__eltw_cost(c, n * (2.0 * (double)(s->before + s->after + 1) + 40.0), 8.0 * n);
+}
+
+// x, y: (N, C, S); thread ith does its (n, c) planes
+static kiln_status lrn_run(kiln__kctx *c) {
+    const lrn_state *s = c->kstate;
+    if (s->S == 0 || s->C == 0) return KILN_OK;
+    const float *x = c->in[0]->data;
+    float *y = c->out[0]->data;
+    int64_t lo, hi;
+    kiln__eltw_share(c->in[0]->dims[0] * s->C, KILN__ELTW_GRAIN / s->S, c->ith, c->nth, &lo, &hi);
+    for (int64_t p = lo; p < hi; p++) {
+        const int64_t ch = p % s->C, first = p - ch; /* plane of channel 0 */
+        const int64_t c0 = ch - s->before < 0 ? 0 : ch - s->before;
+        const int64_t c1 = ch + s->after >= s->C ? s->C - 1 : ch + s->after;
+        s->base.k->lrn(x + p * s->S, x + (first + c0) * s->S, s->S, (int)(c1 - c0 + 1),
+                       y + p * s->S, s->S, s->bias, s->scale, s->beta);
+    }
+    return KILN_OK;
+}
+
+const kiln__algo kiln__algo_lrn_f32 = {"lrn_f32", "", "LRN", KILN_OPF_PARALLEL, lrn_prepare,
+                                       lrn_cost, lrn_run, free};

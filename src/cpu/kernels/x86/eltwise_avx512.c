@@ -254,6 +254,26 @@ static A512 void pool_row_avx512(const kiln__pool_row *p) {
     kiln__pool_row_span(p, p->ow1 > p->ow0 ? p->ow1 : p->ow0, p->OW);
 }
 
+/* ---- LRN ------------------------------------------------------------------------- */
+
+/* d^-beta as exp(-beta log d) (vmath.h): d > 0 finite in practice (bias > 0);
+ * d = 0 gives +Inf as powf does, NaN stays NaN. */
+static A512 void lrn_avx512(const float *x, const float *win, int64_t stride, int nwin, float *y,
+                            int64_t n, float bias, float scale, float beta) {
+    const __m512 vb = S(bias), vs = S(scale), vnb = S(-beta);
+    for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 q = _mm512_setzero_ps();
+        for (int j = 0; j < nwin; j++) {
+            __m512 v = _mm512_maskz_loadu_ps(m, win + j * stride + i);
+            q = _mm512_fmadd_ps(v, v, q);
+        }
+        __m512 d = _mm512_fmadd_ps(vs, q, vb);
+        __m512 f = kiln__vm_exp16(_mm512_mul_ps(vnb, kiln__vm_log16(d)));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), f));
+    }
+}
+
 const kiln__eltw_kernels kiln__eltw_avx512 = {
     .name = "avx512",
     .unary = unary_avx512,
@@ -263,6 +283,7 @@ const kiln__eltw_kernels kiln__eltw_avx512 = {
     .max = max_avx512,
     .norm = norm_avx512,
     .pool_row = pool_row_avx512,
+    .lrn = lrn_avx512,
 };
 
 #endif
