@@ -24,6 +24,13 @@
  *       strides) plus kiln.FusedConv's `activation` / `activation_params`.
  *       group is 1, or C with K == C (depthwise). Padding lanes of Y are 0
  *       whatever the activation; those of X and Z are never read.
+ *   kiln.PoolNCHWc(X) -> Y, attributes `kind` (MaxPool, AveragePool,
+ *   GlobalMaxPool or GlobalAveragePool, required), `channels` (C, required)
+ *   and the pool's own (2-D: auto_pad, ceil_mode, count_include_pad,
+ *   dilations, kernel_shape, pads, strides)
+ *       The ONNX pool of that kind in the blocked layout: X (N,CB,H,W,16),
+ *       Y (N,CB,P,Q,16), f32; no Indices. Padding lanes of Y are 0, those of
+ *       X never read.
  */
 #ifndef KILN_OPS_NCHWC_H
 #define KILN_OPS_NCHWC_H
@@ -51,6 +58,21 @@ typedef struct kiln__nchwc_conv {
  * the reference and the fast kernels): fails naming the input or attribute
  * at fault. */
 kiln_status kiln__nchwc_conv_read(const kiln__kctx *c, kiln__nchwc_conv *g);
+
+/* Geometry of a PoolNCHWc node: output (p, q) and tap (r, s) read input row
+ * p*sh - ph + r*dh, column q*sw - pw + s*dw (taps outside are skipped). */
+typedef struct kiln__nchwc_pool {
+    int max;                /* MaxPool kinds, else average */
+    int count_include_pad;  /* average: divide by the taps in the padded input */
+    int64_t N, C, CB;       /* batch, channels, blocks */
+    int64_t H, W, P, Q;     /* input and output spatial sizes */
+    int64_t R, S, sh, sw, dh, dw, ph, pw;
+    int64_t hp, wp;         /* padded input extent: H + both pads, W + both pads */
+} kiln__nchwc_pool;
+
+/* Reads and checks c's PoolNCHWc node (infer, the reference and the fast
+ * kernel), failing naming the input or attribute at fault. */
+kiln_status kiln__nchwc_pool_read(const kiln__kctx *c, kiln__nchwc_pool *g);
 
 static inline int64_t kiln__nchwc_blocks(int64_t channels) {
     return (channels + KILN__NCHWC_BLOCK - 1) / KILN__NCHWC_BLOCK;

@@ -7,7 +7,7 @@
  * counts that leave a partial last block, rows longer and shorter than a
  * tile, edge columns, asymmetric padding, strides 1, 2, 3, dilation, the
  * flattened 1x1 case, a plain (NCHW) input, depthwise, bias / residual /
- * every activation, one and two output blocks per tile. The padding lanes
+ * every activation, one and two output blocks per tile; pool_nchwc. The padding lanes
  * of the blocked inputs hold random values: nothing may read them.
  * ConvNCHWc's reference against Conv's runs in test_passes (the nchwc pass
  * on whole graphs, reference kernels on both sides). */
@@ -309,6 +309,85 @@ static void test_winograd_refuses(void **state) {
         }
 }
 
+/* ---- PoolNCHWc --------------------------------------------------------------- */
+
+typedef struct pool_spec {
+    const char *kind;
+    int64_t n, c, h, w, r, s;
+    int64_t stride[2], dil[2], pads[4];
+    int ceil, include_pad;
+} pool_spec;
+
+/* A PoolNCHWc case of sp (random input, padding lanes random). */
+static void pool_case(ah_case *c, pool_spec sp) {
+    ah_case_init(c, "PoolNCHWc", "kiln", 1, 1);
+    const int64_t xb[5] = {sp.n, kiln__nchwc_blocks(sp.c), sp.h, sp.w, 16};
+    ah_input(c, ah_random(KILN_DTYPE_F32, 5, xb, &seed, -1, 1), 0);
+    ah_attr_string(c, "kind", sp.kind);
+    ah_attr_int(c, "channels", sp.c);
+    if (strncmp(sp.kind, "Global", 6) == 0) return;
+    const int64_t k[2] = {sp.r, sp.s}, st[2] = {sp.stride[0] ? sp.stride[0] : 1, sp.stride[1] ? sp.stride[1] : 1};
+    const int64_t dl[2] = {sp.dil[0] ? sp.dil[0] : 1, sp.dil[1] ? sp.dil[1] : 1};
+    ah_attr_ints(c, "kernel_shape", 2, k);
+    ah_attr_ints(c, "strides", 2, st);
+    ah_attr_ints(c, "dilations", 2, dl);
+    ah_attr_ints(c, "pads", 4, sp.pads);
+    ah_attr_int(c, "ceil_mode", sp.ceil);
+    if (sp.include_pad) ah_attr_int(c, "count_include_pad", 1);
+}
+
+/* pool_nchwc against the reference at 1 and 2 threads (max: exact; average:
+ * f32 sums against double): every kind, partial last block, padding with
+ * windows cut at both edges, ceil_mode windows that start inside the input
+ * and run past it, stride, dilation, count_include_pad. The reference
+ * against the ONNX pools runs in test_passes (the nchwc pass on graphs). */
+static void test_pool(void **state) {
+    (void)state;
+    if (!have_fast()) return;
+    static const char *const kinds[] = {"MaxPool", "AveragePool"};
+    for (int k = 0; k < 2; k++)
+        for (int inc = 0; inc < 2; inc++) {
+            const char *kind = kinds[k];
+            const double tol = k ? 1e-6 : 0;
+            const pool_spec cases[] = {
+                {kind, 2, 40, 9, 11, 3, 3, {2, 2}, {0}, {1, 1, 1, 1}, 0, inc},
+                {kind, 1, 16, 8, 8, 2, 2, {2, 2}, {0}, {0}, 0, inc},
+                {kind, 1, 20, 10, 9, 3, 3, {2, 2}, {0}, {0, 1, 0, 0}, 1, inc},
+                {kind, 1, 33, 7, 12, 3, 2, {1, 3}, {2, 1}, {2, 0, 1, 1}, 1, inc},
+                {kind, 2, 8, 5, 5, 5, 5, {1, 1}, {0}, {2, 2, 2, 2}, 0, inc},
+            };
+            for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+                ah_case c;
+                pool_case(&c, cases[i]);
+                for (int t = 1; t <= 2; t++) ah_run_algo(&c, "pool_nchwc", KILN_PRECISION_FP32, t, tol);
+                ah_case_free(&c);
+            }
+        }
+    static const char *const globals[] = {"GlobalMaxPool", "GlobalAveragePool"};
+    for (int k = 0; k < 2; k++) {
+        ah_case c;
+        pool_case(&c, (pool_spec){.kind = globals[k], .n = 3, .c = 50, .h = 7, .w = 6});
+        for (int t = 1; t <= 2; t++) ah_run_algo(&c, "pool_nchwc", KILN_PRECISION_FP32, t, k ? 1e-6 : 0);
+        ah_case_free(&c);
+    }
+}
+
+/* A kind the op does not know: refused, naming the attribute. */
+static void test_pool_errors(void **state) {
+    (void)state;
+    ah_case c;
+    pool_case(&c, (pool_spec){.kind = "LpPool", .n = 1, .c = 16, .h = 4, .w = 4, .r = 2, .s = 2});
+    assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
+    c.finalized = 1;
+    kiln__runner r;
+    assert_int_equal(kiln__runner_init(&r, c.g, NULL, 1), KILN_OK);
+    const kiln_tensor *ins[1] = {c.in[0]};
+    assert_int_not_equal(kiln__runner_run(&r, 1, ins), KILN_OK);
+    assert_non_null(strstr(kiln_last_error(), "attribute 'kind' is 'LpPool'"));
+    kiln__runner_free(&r);
+    ah_case_free(&c);
+}
+
 /* Shapes the op refuses, naming what is wrong. */
 static void test_conv_errors(void **state) {
     (void)state;
@@ -337,6 +416,8 @@ int main(void) {
         cmocka_unit_test(test_winograd),
         cmocka_unit_test(test_winograd_refuses),
         cmocka_unit_test(test_conv_errors),
+        cmocka_unit_test(test_pool),
+        cmocka_unit_test(test_pool_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

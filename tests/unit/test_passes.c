@@ -318,6 +318,51 @@ static void test_bn(void **state) {
     kiln_graph_free(o);
 }
 
+/* Per-channel Mul and Add after a Conv (constants (K,1,1) and (1,K,1,1),
+ * on either side, after a BatchNormalization already folded) and a scalar
+ * Mul after a Gemm fold into the producer; a Mul varying along H, one
+ * after a MatMul and one whose producer has another reader stay. */
+static void test_affine(void **state) {
+    (void)state;
+    int64_t xd[] = {2, 3, 7, 7}, wd[] = {5, 3, 3, 3}, kd[] = {5, 1, 1}, k4[] = {1, 5, 1, 1};
+    int64_t hd[] = {1, 1, 7, 1}, ad[] = {4, 6}, gd[] = {5, 6}, one = 1, md[] = {6, 5};
+    kiln_graph *g = new_graph(NULL);
+    input(g, "x", 4, xd, NULL);
+    input(g, "a", 2, ad, NULL);
+    rand_init(g, "w", 4, wd, -1, 1);
+    rand_init(g, "w2", 4, wd, -1, 1);
+    rand_init(g, "sc", 3, kd, -1, 1);
+    rand_init(g, "sh", 4, k4, -1, 1);
+    rand_init(g, "hv", 4, hd, -1, 1);
+    rand_init(g, "gw", 2, gd, -1, 1);
+    rand_init(g, "mw", 2, md, -1, 1);
+    rand_init(g, "s1", 1, &one, -1, 1);
+    bn_params(g, "bn1", 5);
+    node(g, "Conv", "c", "x", "w", NULL);
+    bn(g, "cb", "c", "bn1");
+    node(g, "Mul", "cm", "sc", "cb", NULL);
+    node(g, "Add", "y", "cm", "sh", NULL);
+    ints_attr(node(g, "Conv", "c2", "x", "w2", NULL), "pads", 4, (int64_t[]){1, 1, 1, 1});
+    node(g, "Mul", "yh", "c2", "hv", NULL); /* varies along H */
+    kiln__node *gm = node(g, "Gemm", "gy", "a", "gw", NULL);
+    int_attr(gm, "transB", 1);
+    node(g, "Mul", "gz", "gy", "s1", NULL);
+    node(g, "MatMul", "mm", "a", "mw", NULL);
+    node(g, "Mul", "mz", "mm", "s1", NULL);
+    add_output(g, "y");
+    add_output(g, "yh");
+    add_output(g, "gz");
+    add_output(g, "mz");
+    add_output(g, "c2"); /* c2 has another reader */
+    kiln__opt_stats st;
+    kiln_graph *o = optimize_and_check(g, 1e-5, -1, &st, "affine");
+    assert_int_equal(count_op(o, "BatchNormalization"), 0);
+    assert_int_equal(count_op(o, "Mul"), 2); /* yh, mz */
+    assert_int_equal(count_op(o, "Add"), 0);
+    assert_int_equal(st.rewrites[KILN__PASS_BN], 4);
+    kiln_graph_free(o);
+}
+
 static void test_layout(void **state) {
     int64_t xd[] = {2, 3, 4}, s1[] = {6, 4}, s2[] = {4, 6}, ax[] = {1};
     int64_t p1[] = {1, 0, 2}, p2[] = {2, 0, 1}, p3[] = {0, 2, 1}, id[] = {0, 1, 2};
@@ -546,8 +591,8 @@ static void test_conv(void **state) {
 }
 
 /* Convolution chains into the blocked layout: a plain-input stem, depthwise,
- * 1x1 with a residual, a plain reader (MaxPool) in the middle, graph outputs
- * from blocked values, partial channel blocks, a dynamic batch. */
+ * 1x1 with a residual, a MaxPool in the middle, graph outputs from blocked
+ * values, partial channel blocks, a dynamic batch. */
 static void test_nchwc(void **state) {
     (void)state;
     int64_t xd[] = {-1, 3, 16, 15}, w1[] = {20, 3, 3, 3}, w2[] = {20, 1, 3, 3}, w3[] = {20, 20, 1, 1};
@@ -580,8 +625,9 @@ static void test_nchwc(void **state) {
     kiln_graph *o = optimize_and_check(g, 1e-5, 5, &st, "nchwc");
     if (kiln__cpu_has_avx512f()) {
         assert_int_equal(count_op(o, "ConvNCHWc"), 4);
-        assert_int_equal(count_op(o, "ReorderNCHWc"), 1); /* mp; the stem reads x as it is */
-        assert_int_equal(count_op(o, "ReorderNCHW"), 2);  /* y2 (MaxPool, output) and y1 */
+        assert_int_equal(count_op(o, "PoolNCHWc"), 1);    /* mp */
+        assert_int_equal(count_op(o, "ReorderNCHWc"), 0); /* the stem reads x as it is */
+        assert_int_equal(count_op(o, "ReorderNCHW"), 2);  /* the outputs y2 and y1 */
         assert_int_equal(count_op(o, "Conv") + count_op(o, "FusedConv"), 0);
     }
     kiln_graph_free(o);
@@ -597,6 +643,78 @@ static void test_nchwc(void **state) {
         assert_int_equal(count_op(o, "ConvNCHWc"), 1);
         assert_int_equal(count_op(o, "ReorderNCHWc"), 1);
         assert_int_equal(count_op(o, "ReorderNCHW"), 1);
+    }
+    kiln_graph_free(o);
+}
+
+static kiln__node *pool(kiln_graph *g, const char *op, const char *out, const char *in,
+                        int64_t k, int64_t stride, const int64_t *pads) {
+    kiln__node *n = node(g, op, out, in, NULL);
+    const int64_t ks[2] = {k, k}, st[2] = {stride, stride};
+    ints_attr(n, "kernel_shape", 2, ks);
+    ints_attr(n, "strides", 2, st);
+    ints_attr(n, "pads", 4, pads);
+    return n;
+}
+
+/* An inception-style module in the blocked layout: branches of 1x1 and 3x3
+ * convolutions and of average (count_include_pad) and max pools, a channel
+ * Concat of whole blocks (converted) and one whose first input is a partial
+ * block (left plain, through reorders), a ceil_mode MaxPool with end pads,
+ * global max and average pools as outputs. */
+static void test_nchwc_pools(void **state) {
+    (void)state;
+    const int64_t xd[] = {2, 3, 13, 14}, ws[] = {24, 3, 3, 3}, wa[] = {16, 24, 1, 1};
+    const int64_t wb[] = {32, 24, 3, 3}, wc[] = {8, 24, 1, 1}, wd[] = {20, 24, 1, 1};
+    const int64_t we[] = {16, 68, 1, 1}, p1[] = {1, 1, 1, 1}, p0[] = {0, 0, 0, 0};
+    const int64_t pe[] = {0, 0, 1, 1};
+    kiln_graph *g = new_graph(NULL);
+    input(g, "x", 4, xd, NULL);
+    rand_init(g, "ws", 4, ws, -1, 1);
+    rand_init(g, "wa", 4, wa, -1, 1);
+    rand_init(g, "wb", 4, wb, -1, 1);
+    rand_init(g, "wc", 4, wc, -1, 1);
+    rand_init(g, "wd", 4, wd, -1, 1);
+    rand_init(g, "we", 4, we, -1, 1);
+    ints_attr(node(g, "Conv", "s", "x", "ws", NULL), "pads", 4, p1);
+    node(g, "Relu", "sr", "s", NULL);
+    node(g, "Conv", "a", "sr", "wa", NULL);
+    ints_attr(node(g, "Conv", "b", "sr", "wb", NULL), "pads", 4, p1);
+    kiln__node *n = pool(g, "AveragePool", "ap", "sr", 3, 1, p1);
+    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
+    n->attr[n->n_attr++] =
+        (kiln__attr){.name = kiln__strdup("count_include_pad"), .type = KILN__ATTR_INT, .i = 1};
+    node(g, "Conv", "c", "ap", "wc", NULL);
+    pool(g, "MaxPool", "mp", "sr", 3, 1, p1);
+    node(g, "Conv", "d", "mp", "wd", NULL);
+    n = node(g, "Concat", "cat", "a", "b", "d", NULL);
+    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
+    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup("axis"), .type = KILN__ATTR_INT, .i = 1};
+    n = node(g, "Concat", "cat2", "c", "a", NULL); /* 8 channels first: stays plain */
+    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
+    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup("axis"), .type = KILN__ATTR_INT, .i = -3};
+    n = pool(g, "MaxPool", "cp", "cat", 3, 2, pe);
+    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
+    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup("ceil_mode"), .type = KILN__ATTR_INT, .i = 1};
+    node(g, "Conv", "y1", "cp", "we", NULL);
+    node(g, "GlobalAveragePool", "y2", "cat", NULL);
+    node(g, "GlobalMaxPool", "y3", "y1", NULL);
+    pool(g, "AveragePool", "y4", "cat2", 2, 2, p0);
+    add_output(g, "y1");
+    add_output(g, "y2");
+    add_output(g, "y3");
+    add_output(g, "y4");
+    kiln__opt_stats st;
+    /* no NaN input: with PASSES_FAST, Winograd spreads a NaN over its tile */
+    kiln_graph *o = optimize_and_check(g, 1e-5, -1, &st, "nchwc pools and concats");
+    if (kiln__cpu_has_avx512f()) {
+        assert_int_equal(count_op(o, "ConvNCHWc"), 6);
+        assert_int_equal(count_op(o, "PoolNCHWc"), 5); /* ap, mp, cp, y2, y3 */
+        assert_int_equal(count_op(o, "Concat"), 2);
+        assert_int_equal(count_op(o, "ReorderNCHWc"), 0);
+        /* y1, y2, y3, and c and a for cat2 */
+        assert_int_equal(count_op(o, "ReorderNCHW"), 5);
+        assert_int_equal(count_op(o, "MaxPool") + count_op(o, "AveragePool"), 1); /* y4 */
     }
     kiln_graph_free(o);
 }
@@ -673,11 +791,13 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clone),         cmocka_unit_test(test_identity_dead),
         cmocka_unit_test(test_fold),          cmocka_unit_test(test_bn),
+        cmocka_unit_test(test_affine),
         cmocka_unit_test(test_sum),           cmocka_unit_test(test_fold_expanded),
         cmocka_unit_test(test_layout),        cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_layernorm),     cmocka_unit_test(test_attention),
         cmocka_unit_test(test_matmul),        cmocka_unit_test(test_conv),
         cmocka_unit_test(test_nchwc),
+        cmocka_unit_test(test_nchwc_pools),
         cmocka_unit_test(test_no_rewrite_across_outputs),
         cmocka_unit_test(test_torch_models),  cmocka_unit_test(test_light_models),
         cmocka_unit_test(test_env_models),

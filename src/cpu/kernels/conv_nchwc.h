@@ -57,6 +57,12 @@ void kiln__nchwc_conv_row_bf16_avx512(const kiln__nchwc_kern *k, const float *x,
                                       int64_t q1);
 #endif
 
+/* PoolNCHWc: output row p of one block: x at the block's (H, W, 16) plane,
+ * y at the row's (Q, 16) outputs; lanes: the block's real channels (the
+ * others are stored as 0). */
+void kiln__nchwc_pool_row_avx512(const kiln__nchwc_pool *g, const float *x, float *y,
+                                 int64_t p, uint16_t lanes);
+
 /* Reorders of f32 planes: (C, HW) channel block cb <-> (HW, 16); to_blocked
  * says which way. x and y point at the image. */
 void kiln__nchwc_reorder_avx512(const float *x, float *y, int64_t C, int64_t HW, int64_t cb,

@@ -1,12 +1,14 @@
 /* src/cpu/ref/nchwc.c: shape rules and reference kernels of the blocked
- * layout ops (src/ops/nchwc.h): kiln.ReorderNCHWc, kiln.ReorderNCHW and
- * kiln.ConvNCHWc, and the ConvNCHWc geometry reader the fast kernels share.
+ * layout ops (src/ops/nchwc.h): kiln.ReorderNCHWc, kiln.ReorderNCHW,
+ * kiln.ConvNCHWc and kiln.PoolNCHWc, and the geometry readers the fast
+ * kernels share.
  *
  * ConvNCHWc's reference sums like Conv's (f32, taps in (c, r, s) order after
  * the bias, kiln__axpy_f32 along output rows), then adds Z and applies the
  * activation in f32, as kiln.FusedConv's reference does. Threads split the
  * output rows (n, block, p).
  */
+#include <math.h>
 #include <string.h>
 
 #include "cpu/ref/conv.h"
@@ -209,5 +211,105 @@ kiln_status kiln__ref_ConvNCHWc(kiln__kctx *c) {
     for (int64_t it = lo; it < hi; it++)
         conv_row(&g, x, w, b ? b->data : NULL, z ? z->data : NULL, y, it / (g.KB * g.P),
                  it / g.P % g.KB, it % g.P);
+    return KILN_OK;
+}
+
+/* ---- PoolNCHWc ------------------------------------------------------------------ */
+
+kiln_status kiln__nchwc_pool_read(const kiln__kctx *c, kiln__nchwc_pool *g) {
+    memset(g, 0, sizeof *g);
+    const kiln_tensor *x = c->in[0];
+    if (x->dtype != KILN_DTYPE_F32)
+        return kiln__err(KILN_E_TYPE, "input 'X' has dtype %s, expected float32",
+                         kiln_dtype_name(x->dtype));
+    if (x->ndim != 5 || x->dims[4] != BLK)
+        return kiln__err(KILN_E_SHAPE, "input 'X' has rank %d, expected 5 (N,CB,H,W,%d)",
+                         x->ndim, BLK);
+    const char *kind = kiln__attr_s(c->node, "kind", "");
+    const int global = strncmp(kind, "Global", 6) == 0;
+    const char *base = global ? kind + 6 : kind;
+    if (strcmp(base, "MaxPool") != 0 && strcmp(base, "AveragePool") != 0)
+        return kiln__err(KILN_E_INVAL, "attribute 'kind' is '%s', expected MaxPool, AveragePool, "
+                         "GlobalMaxPool or GlobalAveragePool", kind);
+    g->max = base[0] == 'M';
+    g->C = kiln__attr_i(c->node, "channels", -1);
+    if (g->C < 0 || kiln__nchwc_blocks(g->C) != x->dims[1])
+        return kiln__err(KILN_E_INVAL, "attribute channels: %lld does not fill the %lld blocks of "
+                         "input 'X'", (long long)g->C, (long long)x->dims[1]);
+    g->N = x->dims[0];
+    g->CB = x->dims[1];
+    g->H = x->dims[2];
+    g->W = x->dims[3];
+    kiln__win w;
+    if (global) {
+        memset(&w, 0, sizeof w);
+        w.nsp = 2;
+        for (int i = 0; i < 2; i++) {
+            w.in[i] = w.k[i] = x->dims[2 + i];
+            w.out[i] = w.stride[i] = w.dil[i] = 1;
+        }
+    } else {
+        KILN__TRY(kiln__win_read(c->node, 2, x->dims + 2, NULL, &w));
+        KILN__TRY(kiln__win_forward(&w, kiln__attr_i(c->node, "ceil_mode", 0) != 0));
+        g->count_include_pad = kiln__attr_i(c->node, "count_include_pad", 0) != 0;
+    }
+    g->P = w.out[0];
+    g->Q = w.out[1];
+    g->R = w.k[0];
+    g->S = w.k[1];
+    g->sh = w.stride[0];
+    g->sw = w.stride[1];
+    g->dh = w.dil[0];
+    g->dw = w.dil[1];
+    g->ph = w.pad0[0];
+    g->pw = w.pad0[1];
+    g->hp = g->H + w.pad0[0] + w.pad1[0];
+    g->wp = g->W + w.pad0[1] + w.pad1[1];
+    return KILN_OK;
+}
+
+kiln_status kiln__infer_PoolNCHWc(kiln__kctx *c) {
+    kiln__nchwc_pool g;
+    KILN__TRY(kiln__nchwc_pool_read(c, &g));
+    const int64_t dims[5] = {g.N, g.CB, g.P, g.Q, BLK};
+    return kiln__out_shape(c, 0, KILN_DTYPE_F32, 5, dims);
+}
+
+/* Output rows (n, cb, p) of [lo, hi): each lane as the ONNX pool's reference
+ * (ref/pool.c) reduces its plane: max taking a tap when it is greater (NaN
+ * only as the first tap), average in double over the taps inside the input
+ * (or inside the padded input with count_include_pad). */
+kiln_status kiln__ref_PoolNCHWc(kiln__kctx *c) {
+    kiln__nchwc_pool g;
+    KILN__TRY(kiln__nchwc_pool_read(c, &g));
+    const float *x = c->in[0]->data;
+    float *y = c->out[0]->data;
+    int64_t lo, hi;
+    kiln__split(g.N * g.CB * g.P, c->ith, c->nth, &lo, &hi);
+    for (int64_t row = lo; row < hi; row++) {
+        const int64_t p = row % g.P, nb = row / g.P, cb = nb % g.CB;
+        const float *xb = x + nb * g.H * g.W * BLK;
+        for (int64_t q = 0; q < g.Q; q++)
+            for (int l = 0; l < BLK; l++) {
+                double acc = g.max ? -INFINITY : 0.0;
+                int64_t inside = 0, padded = 0;
+                for (int64_t r = 0; r < g.R; r++) {
+                    const int64_t ih = p * g.sh - g.ph + r * g.dh;
+                    for (int64_t s = 0; s < g.S; s++) {
+                        const int64_t iw = q * g.sw - g.pw + s * g.dw;
+                        padded += ih + g.ph < g.hp && iw + g.pw < g.wp; /* begin pads: >= 0 */
+                        if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) continue;
+                        const double v = xb[(ih * g.W + iw) * BLK + l];
+                        if (g.max ? inside == 0 || v > acc : 1) acc = g.max ? v : acc + v;
+                        inside++;
+                    }
+                }
+                if (!g.max) {
+                    const int64_t div = g.count_include_pad ? padded : inside;
+                    acc = div ? acc / (double)div : NAN;
+                }
+                y[((row * g.Q) + q) * BLK + l] = cb * BLK + l < g.C ? (float)acc : 0.0f;
+            }
+    }
     return KILN_OK;
 }

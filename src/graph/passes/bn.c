@@ -1,9 +1,13 @@
-/* src/graph/passes/bn.c: inference BatchNormalization folded into the Conv,
- * Gemm or MatMul (constant f32 weights) that produces its input:
+/* src/graph/passes/bn.c: per-channel affine maps folded into the Conv, Gemm
+ * or MatMul (constant f32 weights) that produces their input: inference
+ * BatchNormalization,
  *   s = scale / sqrt(var + eps);  W' = W * s (per output channel);
- *   B' = (B - mean) * s + bias.
- * The producer's output must feed only the BatchNormalization; a lone
- * BatchNormalization stays. */
+ *   B' = (B - mean) * s + bias,
+ * and a Mul (s = c) or an Add (bias = c) after a Conv or Gemm, by a
+ * constant c that is one value or one per output channel (shape (K,1,1),
+ * (1,K,1,1), ... for Conv; (K) or (1,K) for Gemm), as exporters that split
+ * BatchNormalization into a scale and a shift write them. The producer's output must feed only
+ * that node; a lone BatchNormalization, Mul or Add stays. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,9 +122,85 @@ static int fold_into(kiln__px *p, int bn, int pr, const char *op, int64_t k, con
     return 1;
 }
 
+static const char *const PRODUCERS[] = {"Conv", "Gemm", "MatMul"};
+
+/* Producer node of v that a fold may rewrite (its output feeds only the
+ * folded node), or -1; *op gets its kind. */
+static int producer(kiln__px *p, int v, const char **op) {
+    for (int j = 0; j < 3; j++) {
+        const int pr = kiln__px_absorb(p, v, PRODUCERS[j]);
+        if (pr >= 0 && p->g->nodes[pr].n_out == 1) {
+            *op = PRODUCERS[j];
+            return pr;
+        }
+    }
+    return -1;
+}
+
+/* c (constant f32 at v) as k per-channel values in d, for an output of
+ * rank `rank` whose channels lie along axis 1: c is one value, or varies
+ * only along axis 1 and broadcasts without raising the rank. 0 if not. */
+static int channel_values(kiln__px *p, int v, int rank, int64_t k, double *d) {
+    const kiln_tensor *t = kiln__px_const(p, v);
+    if (!t || t->dtype != KILN_DTYPE_F32 || rank < 2 || t->ndim > rank) return 0;
+    const int64_t n = kiln_tensor_numel(t);
+    for (int a = 0; a < t->ndim; a++) {
+        const int axis = rank - t->ndim + a; /* aligned from the right */
+        if (t->dims[a] != 1 && !(axis == 1 && t->dims[a] == k)) return 0;
+    }
+    const float *c = t->data;
+    for (int64_t i = 0; i < k; i++) d[i] = c[n == 1 ? 0 : i];
+    return 1;
+}
+
+/* Mul or Add node i by a per-channel constant after a producer: folded.
+ * Returns 1 if done, 0 if not, <0 on OOM. */
+static int fold_affine(kiln__px *p, int i, int mul) {
+    const kiln__node *n = &p->g->nodes[i];
+    if (n->n_in - n->n_implicit != 2 || n->out[0] < 0) return 0;
+    for (int side = 0; side < 2; side++) {
+        const char *op;
+        const int x = n->in[side], c = n->in[1 - side];
+        const int pr = producer(p, x, &op);
+        if (pr < 0 || !kiln__px_const(p, c)) continue;
+        const kiln__node *pn = &p->g->nodes[pr];
+        const kiln_tensor *w = pn->n_in > 1 ? kiln__px_const(p, pn->in[1]) : NULL;
+        const int rank = kiln__px_rank(p, x);
+        if (!w || w->ndim < 2 || rank < 2) continue;
+        /* output channels: Conv W (K, ...); Gemm/MatMul W (rows, cols) */
+        const int along_rows = strcmp(op, "Conv") == 0 ||
+                               (strcmp(op, "Gemm") == 0 && kiln__attr_i(pn, "transB", 0) != 0);
+        const int64_t k = w->dims[along_rows ? 0 : 1];
+        /* not MatMul: an Add after it is the matmul pass's (Gemm), and a
+         * scale after one may belong to an attention pattern */
+        if (strcmp(op, "MatMul") == 0 || (strcmp(op, "Gemm") == 0 && rank != 2)) continue;
+        double *s = malloc((size_t)k * 3 * sizeof *s);
+        if (!s) return -1;
+        double *m = s + k, *b = s + 2 * k;
+        int r = 0;
+        if (channel_values(p, c, rank, k, mul ? s : b)) {
+            for (int64_t j = 0; j < k; j++) {
+                m[j] = 0;
+                if (mul) b[j] = 0;
+                else s[j] = 1;
+            }
+            r = fold_into(p, i, pr, op, k, s, m, b);
+        }
+        free(s);
+        if (r) return r;
+    }
+    return 0;
+}
+
 kiln_status kiln__pass_bn(kiln__px *p) {
-    static const char *const producers[] = {"Conv", "Gemm", "MatMul"};
     for (int i = 0; i < p->g->n_nodes; i++) {
+        const int mul = kiln__px_is(p, i, "Mul");
+        if (mul || kiln__px_is(p, i, "Add")) {
+            const int r = fold_affine(p, i, mul);
+            if (r < 0) return kiln__err(KILN_E_NOMEM, "out of memory");
+            p->count += r;
+            continue;
+        }
         if (!kiln__px_is(p, i, "BatchNormalization") || !bn_inference(p, i)) continue;
         const kiln__node *n = &p->g->nodes[i];
         const kiln_tensor *sc = kiln__px_const(p, n->in[1]);
@@ -128,11 +208,9 @@ kiln_status kiln__pass_bn(kiln__px *p) {
         const float *scale = vec_f32(p, n->in[1], k), *bias = vec_f32(p, n->in[2], k);
         const float *mean = vec_f32(p, n->in[3], k), *var = vec_f32(p, n->in[4], k);
         if (!scale || !bias || !mean || !var || k <= 0) continue;
-        int pr = -1;
         const char *op = NULL;
-        for (int j = 0; j < 3 && pr < 0; j++)
-            if ((pr = kiln__px_absorb(p, n->in[0], producers[j])) >= 0) op = producers[j];
-        if (pr < 0 || p->g->nodes[pr].n_out != 1) continue;
+        const int pr = producer(p, n->in[0], &op);
+        if (pr < 0) continue;
         double eps = kiln__attr_f(n, "epsilon", 1e-5f);
         double *s = malloc((size_t)k * 3 * sizeof *s);
         if (!s) return kiln__err(KILN_E_NOMEM, "out of memory");

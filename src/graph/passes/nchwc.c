@@ -12,6 +12,11 @@
  * the chain's ends (planned once per graph, not per layer). A group-1
  * convolution of fewer than 16 input channels (the first layer, RGB) reads
  * its plain input directly (input_blocked 0) instead of through a reorder.
+ * Max and average pools (plain and global) that read a converted output
+ * become kiln.PoolNCHWc, and channel Concats of converted outputs whose
+ * channel counts (but the last) are whole blocks a Concat of the blocked
+ * tensors along their block axis, so chains keep their layout through the
+ * pools and the branches of inception-style modules.
  *
  * Runs once, after the other passes have fused the epilogues (see
  * optimize.c), and only where the blocked kernels run: fp32 and bf16
@@ -93,6 +98,83 @@ static kiln_status convert(kiln__px *p, int i, const conv_in *ci, int *blocked) 
     return KILN_OK;
 }
 
+/* The pools PoolNCHWc runs. */
+static const char *const POOLS[] = {"MaxPool", "AveragePool", "GlobalMaxPool",
+                                    "GlobalAveragePool"};
+
+/* 1 if node i is a pool PoolNCHWc can run on the output of a converted
+ * node (channels[x] >= 0: its blocked f32 twin exists, no reorder is
+ * added); for MaxPool, no Indices anyone reads. */
+static int pool_convertible(kiln__px *p, int i, const int64_t *channels, int n_values) {
+    const kiln__node *n = &p->g->nodes[i];
+    int pool = 0;
+    for (size_t k = 0; k < sizeof POOLS / sizeof *POOLS && !pool; k++) pool = kiln__px_is(p, i, POOLS[k]);
+    if (!pool || n->n_in - n->n_implicit != 1 || n->in[0] < 0 || n->in[0] >= n_values ||
+        n->out[0] < 0 || channels[n->in[0]] < 0)
+        return 0;
+    if (n->n_out > 1 && n->out[1] >= 0 &&
+        (kiln__px_uses(p, n->out[1]) > 0 || kiln__px_pinned(p, n->out[1])))
+        return 0;
+    return 1; /* converted outputs are f32 */
+}
+
+static kiln_status convert_pool(kiln__px *p, int i, int *blocked, int64_t *channels) {
+    const int x = p->g->nodes[i].in[0], y = p->g->nodes[i].out[0];
+    const int by = kiln__px_new_value(p, p->g->values[y].name);
+    const int f = by >= 0 ? kiln__px_add_node(p, p->g->nodes[i].name, "PoolNCHWc", "kiln", 1, 1) : -1;
+    if (f < 0) return KILN_E_NOMEM;
+    kiln__node *fn = &p->g->nodes[f];
+    fn->in[0] = blocked[x];
+    fn->out[0] = by;
+    p->g->values[by].producer = f;
+    KILN__TRY(kiln__px_copy_attrs(p, f, i));
+    KILN__TRY(kiln__px_attr_string(p, f, "kind", p->g->nodes[i].op_type));
+    KILN__TRY(kiln__px_attr_int(p, f, "channels", channels[x]));
+    kiln__px_kill(p, i);
+    blocked[y] = by;
+    channels[y] = channels[x];
+    p->count++;
+    return KILN_OK;
+}
+
+/* 1 if node i is a Concat along the channels of converted outputs whose
+ * channel counts, all but the last, are whole blocks: then the blocked
+ * tensors concatenated along their block axis are the blocked form of the
+ * result (the last input's padding lanes become the result's). *C gets the
+ * result's channels. */
+static int concat_convertible(kiln__px *p, int i, const int64_t *channels, int n_values,
+                              int64_t *C) {
+    const kiln__node *n = &p->g->nodes[i];
+    const int ne = n->n_in - n->n_implicit;
+    if (!kiln__px_is(p, i, "Concat") || ne < 1 || n->out[0] < 0) return 0;
+    const int64_t axis = kiln__attr_i(n, "axis", 0);
+    if (axis != 1 && axis != -3) return 0; /* inputs are 4-D (converted outputs) */
+    *C = 0;
+    for (int k = 0; k < ne; k++) {
+        const int v = n->in[k];
+        if (v < 0 || v >= n_values || channels[v] < 0) return 0;
+        if (k < ne - 1 && channels[v] % KILN__NCHWC_BLOCK) return 0;
+        *C += channels[v];
+    }
+    return 1;
+}
+
+static kiln_status convert_concat(kiln__px *p, int i, int64_t C, int *blocked, int64_t *channels) {
+    const int ne = p->g->nodes[i].n_in - p->g->nodes[i].n_implicit, y = p->g->nodes[i].out[0];
+    const int by = kiln__px_new_value(p, p->g->values[y].name);
+    const int f = by >= 0 ? kiln__px_add_node(p, p->g->nodes[i].name, "Concat", "", ne, 1) : -1;
+    if (f < 0) return KILN_E_NOMEM;
+    for (int k = 0; k < ne; k++) p->g->nodes[f].in[k] = blocked[p->g->nodes[i].in[k]];
+    p->g->nodes[f].out[0] = by;
+    p->g->values[by].producer = f;
+    KILN__TRY(kiln__px_attr_int(p, f, "axis", 1));
+    kiln__px_kill(p, i);
+    blocked[y] = by;
+    channels[y] = C;
+    p->count++;
+    return KILN_OK;
+}
+
 /* Plain value y (K channels) back from its blocked twin, for the readers
  * that stayed plain. */
 static kiln_status unblock(kiln__px *p, int y, int by, int64_t K) {
@@ -118,6 +200,15 @@ kiln_status kiln__pass_nchwc(kiln__px *p) {
     /* blocked[] grows past n_values only through values made here, which no
      * original node reads: it is only ever indexed by original values */
     for (int i = 0; s == KILN_OK && i < n_nodes; i++) {
+        if (pool_convertible(p, i, channels, n_values)) {
+            s = convert_pool(p, i, blocked, channels);
+            continue;
+        }
+        int64_t cc;
+        if (concat_convertible(p, i, channels, n_values, &cc)) {
+            s = convert_concat(p, i, cc, blocked, channels);
+            continue;
+        }
         conv_in ci;
         if (!convertible(p, i, &ci)) continue;
         if ((s = kiln__px_need_opset(p, "kiln", 1)) != KILN_OK) break;
