@@ -320,8 +320,9 @@ static void test_bn(void **state) {
 
 /* Per-channel Mul and Add after a Conv (constants (K,1,1) and (1,K,1,1),
  * on either side, after a BatchNormalization already folded) and a scalar
- * Mul after a Gemm fold into the producer; a Mul varying along H, one
- * after a MatMul and one whose producer has another reader stay. */
+ * Mul after a Gemm fold into the producer, and those after a lone
+ * BatchNormalization into its parameters; a Mul varying along H, one after
+ * a MatMul and one whose producer has another reader stay. */
 static void test_affine(void **state) {
     (void)state;
     int64_t xd[] = {2, 3, 7, 7}, wd[] = {5, 3, 3, 3}, kd[] = {5, 1, 1}, k4[] = {1, 5, 1, 1};
@@ -337,7 +338,10 @@ static void test_affine(void **state) {
     rand_init(g, "gw", 2, gd, -1, 1);
     rand_init(g, "mw", 2, md, -1, 1);
     rand_init(g, "s1", 1, &one, -1, 1);
+    rand_init(g, "s3", 3, (int64_t[]){3, 1, 1}, -1, 1);
+    rand_init(g, "b3", 4, (int64_t[]){1, 3, 1, 1}, -1, 1);
     bn_params(g, "bn1", 5);
+    bn_params(g, "bn2", 3);
     node(g, "Conv", "c", "x", "w", NULL);
     bn(g, "cb", "c", "bn1");
     node(g, "Mul", "cm", "sc", "cb", NULL);
@@ -349,17 +353,21 @@ static void test_affine(void **state) {
     node(g, "Mul", "gz", "gy", "s1", NULL);
     node(g, "MatMul", "mm", "a", "mw", NULL);
     node(g, "Mul", "mz", "mm", "s1", NULL);
+    bn(g, "lb", "x", "bn2"); /* no producer: the Mul and Add go into its parameters */
+    node(g, "Mul", "lm", "lb", "s3", NULL);
+    node(g, "Add", "ly", "b3", "lm", NULL);
     add_output(g, "y");
+    add_output(g, "ly");
     add_output(g, "yh");
     add_output(g, "gz");
     add_output(g, "mz");
     add_output(g, "c2"); /* c2 has another reader */
     kiln__opt_stats st;
     kiln_graph *o = optimize_and_check(g, 1e-5, -1, &st, "affine");
-    assert_int_equal(count_op(o, "BatchNormalization"), 0);
-    assert_int_equal(count_op(o, "Mul"), 2); /* yh, mz */
+    assert_int_equal(count_op(o, "BatchNormalization"), 1); /* lb */
+    assert_int_equal(count_op(o, "Mul"), 2);                /* yh, mz */
     assert_int_equal(count_op(o, "Add"), 0);
-    assert_int_equal(st.rewrites[KILN__PASS_BN], 4);
+    assert_int_equal(st.rewrites[KILN__PASS_BN], 6);
     kiln_graph_free(o);
 }
 
@@ -661,7 +669,8 @@ static kiln__node *pool(kiln_graph *g, const char *op, const char *out, const ch
  * convolutions and of average (count_include_pad) and max pools, a channel
  * Concat of whole blocks (converted) and one whose first input is a partial
  * block (left plain, through reorders), a ceil_mode MaxPool with end pads,
- * global max and average pools as outputs. */
+ * global max and average pools as outputs, a pre-activation
+ * BatchNormalization (a depthwise 1x1 ConvNCHWc taking the Relu). */
 static void test_nchwc_pools(void **state) {
     (void)state;
     const int64_t xd[] = {2, 3, 13, 14}, ws[] = {24, 3, 3, 3}, wa[] = {16, 24, 1, 1};
@@ -700,20 +709,30 @@ static void test_nchwc_pools(void **state) {
     node(g, "GlobalAveragePool", "y2", "cat", NULL);
     node(g, "GlobalMaxPool", "y3", "y1", NULL);
     pool(g, "AveragePool", "y4", "cat2", 2, 2, p0);
+    /* pre-activation: BatchNormalization, per-channel Mul, Relu, Conv */
+    bn_params(g, "bn", 68);
+    rand_init(g, "sc", 3, (int64_t[]){68, 1, 1}, -1, 1);
+    rand_init(g, "wf", 4, (int64_t[]){8, 68, 1, 1}, -1, 1);
+    bn(g, "pb", "cat", "bn");
+    node(g, "Mul", "pm", "pb", "sc", NULL);
+    node(g, "Relu", "pr", "pm", NULL);
+    node(g, "Conv", "y5", "pr", "wf", NULL);
     add_output(g, "y1");
     add_output(g, "y2");
     add_output(g, "y3");
     add_output(g, "y4");
+    add_output(g, "y5");
     kiln__opt_stats st;
     /* no NaN input: with PASSES_FAST, Winograd spreads a NaN over its tile */
     kiln_graph *o = optimize_and_check(g, 1e-5, -1, &st, "nchwc pools and concats");
     if (kiln__cpu_has_avx512f()) {
-        assert_int_equal(count_op(o, "ConvNCHWc"), 6);
+        assert_int_equal(count_op(o, "ConvNCHWc"), 8); /* and pb (with pr), y5 */
+        assert_int_equal(count_op(o, "BatchNormalization") + count_op(o, "Relu"), 0);
         assert_int_equal(count_op(o, "PoolNCHWc"), 5); /* ap, mp, cp, y2, y3 */
         assert_int_equal(count_op(o, "Concat"), 2);
         assert_int_equal(count_op(o, "ReorderNCHWc"), 0);
-        /* y1, y2, y3, and c and a for cat2 */
-        assert_int_equal(count_op(o, "ReorderNCHW"), 5);
+        /* y1, y2, y3, y5, and c and a for cat2 */
+        assert_int_equal(count_op(o, "ReorderNCHW"), 6);
         assert_int_equal(count_op(o, "MaxPool") + count_op(o, "AveragePool"), 1); /* y4 */
     }
     kiln_graph_free(o);

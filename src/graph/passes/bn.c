@@ -6,8 +6,10 @@
  * and a Mul (s = c) or an Add (bias = c) after a Conv or Gemm, by a
  * constant c that is one value or one per output channel (shape (K,1,1),
  * (1,K,1,1), ... for Conv; (K) or (1,K) for Gemm), as exporters that split
- * BatchNormalization into a scale and a shift write them. The producer's output must feed only
- * that node; a lone BatchNormalization, Mul or Add stays. */
+ * BatchNormalization into a scale and a shift write them; such a Mul or Add
+ * after a BatchNormalization that is not folded goes into its scale and
+ * bias. The producer's output must feed only that node; a lone
+ * BatchNormalization, Mul or Add stays. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +44,11 @@ static kiln_tensor *copy_of(const kiln_tensor *t) {
     return kiln_tensor_copy(t, KILN_DTYPE_UNDEFINED, &c) == KILN_OK ? c : NULL;
 }
 
-/* Folds BN (node bn, channels k, per-channel multiplier s and shift
- * `shift` = bias - mean * s) into producer node pr of kind `op`.
+/* Folds the per-channel map y = x * s + shift of node bn (k channels) into
+ * producer node pr of kind `op`: W' = W * s, B' = B * s + shift.
  * Returns 1 if done, 0 if the producer does not fit, <0 on OOM. */
 static int fold_into(kiln__px *p, int bn, int pr, const char *op, int64_t k, const double *s,
-                     const double *mean, const double *bias) {
+                     const double *shift) {
     kiln__node *n = &p->g->nodes[pr];
     int ne = n->n_in - n->n_implicit;
     int wi = 1, conv = strcmp(op, "Conv") == 0, gemm = strcmp(op, "Gemm") == 0;
@@ -89,7 +91,7 @@ static int fold_into(kiln__px *p, int bn, int pr, const char *op, int64_t k, con
         for (int64_t c = 0; c < cols; c++) wd[r * cols + c] = (float)(wd[r * cols + c] * s[along_rows ? r : c]);
     for (int64_t c = 0; c < k; c++) {
         double b0 = b ? beta * ((const float *)b->data)[kiln_tensor_numel(b) == 1 ? 0 : c] : 0.0;
-        bd[c] = (float)((b0 - mean[c]) * s[c] + bias[c]);
+        bd[c] = (float)(b0 * s[c] + shift[c]);
     }
     const char *base = p->g->values[n->in[wi]].name;
     int vw = kiln__px_add_init(p, base, nw);
@@ -153,6 +155,70 @@ static int channel_values(kiln__px *p, int v, int rank, int64_t k, double *d) {
     return 1;
 }
 
+/* BN params scale (in 1) and bias (in 2) of inference BatchNormalization
+ * bn replaced by scale * c, bias * c (mul) or bias + c, and its output by
+ * that of the Mul or Add node i, which goes. 1 done, <0 on OOM. */
+static int fold_into_bn(kiln__px *p, int i, int bn, int64_t k, int mul, const double *c) {
+    kiln_tensor *t[2] = {NULL, NULL};
+    for (int j = 0; j < 2; j++) {
+        const float *old = vec_f32(p, p->g->nodes[bn].in[1 + j], k);
+        if (kiln_tensor_create(KILN_DTYPE_F32, 1, &k, &t[j]) != KILN_OK) {
+            kiln_tensor_free(t[0]);
+            return -1;
+        }
+        float *d = t[j]->data;
+        for (int64_t ch = 0; ch < k; ch++)
+            d[ch] = (float)(mul ? old[ch] * c[ch] : j ? old[ch] + c[ch] : old[ch]);
+    }
+    for (int j = 0; j < 2; j++) {
+        const int v = kiln__px_add_init(p, p->g->values[p->g->nodes[bn].in[1 + j]].name, t[j]);
+        if (v < 0) {
+            if (j == 0) kiln_tensor_free(t[1]);
+            return -1;
+        }
+        p->g->nodes[bn].in[1 + j] = v;
+    }
+    const int y = p->g->nodes[i].out[0];
+    p->g->nodes[bn].out[0] = y;
+    p->g->values[y].producer = bn;
+    kiln__px_kill(p, i);
+    return 1;
+}
+
+/* Mul or Add node i by a per-channel constant after a BatchNormalization
+ * that feeds only it (inference form, constant f32 parameters of k
+ * channels): folded into its scale and bias. 1 done, 0 not, <0 on OOM. */
+static int fold_affine_bn(kiln__px *p, int i, int x, int c, int mul) {
+    const int bn = kiln__px_absorb(p, x, "BatchNormalization");
+    if (bn < 0 || !bn_inference(p, bn)) return 0;
+    const kiln__node *n = &p->g->nodes[bn];
+    const kiln_tensor *sc = kiln__px_const(p, n->in[1]);
+    const int64_t k = kiln_tensor_numel(sc);
+    const int rank = kiln__px_rank(p, x);
+    if (k <= 0 || rank < 2 || !vec_f32(p, n->in[1], k) || !vec_f32(p, n->in[2], k)) return 0;
+    double *d = malloc((size_t)k * sizeof *d);
+    if (!d) return -1;
+    const int r = channel_values(p, c, rank, k, d) ? fold_into_bn(p, i, bn, k, mul, d) : 0;
+    free(d);
+    return r;
+}
+
+int kiln__px_bn_affine(kiln__px *p, int i, int64_t *k, double **s) {
+    if (!kiln__px_is(p, i, "BatchNormalization") || !bn_inference(p, i)) return 0;
+    const kiln__node *n = &p->g->nodes[i];
+    *k = kiln_tensor_numel(kiln__px_const(p, n->in[1]));
+    const float *scale = vec_f32(p, n->in[1], *k), *bias = vec_f32(p, n->in[2], *k);
+    const float *mean = vec_f32(p, n->in[3], *k), *var = vec_f32(p, n->in[4], *k);
+    if (!scale || !bias || !mean || !var || *k <= 0) return 0;
+    const double eps = kiln__attr_f(n, "epsilon", 1e-5f);
+    if (!(*s = malloc((size_t)*k * 2 * sizeof **s))) return -1;
+    for (int64_t c = 0; c < *k; c++) {
+        (*s)[c] = scale[c] / sqrt((double)var[c] + eps);
+        (*s)[*k + c] = bias[c] - mean[c] * (*s)[c];
+    }
+    return 1;
+}
+
 /* Mul or Add node i by a per-channel constant after a producer: folded.
  * Returns 1 if done, 0 if not, <0 on OOM. */
 static int fold_affine(kiln__px *p, int i, int mul) {
@@ -161,8 +227,11 @@ static int fold_affine(kiln__px *p, int i, int mul) {
     for (int side = 0; side < 2; side++) {
         const char *op;
         const int x = n->in[side], c = n->in[1 - side];
+        if (!kiln__px_const(p, c)) continue;
+        const int rb = fold_affine_bn(p, i, x, c, mul);
+        if (rb) return rb;
         const int pr = producer(p, x, &op);
-        if (pr < 0 || !kiln__px_const(p, c)) continue;
+        if (pr < 0) continue;
         const kiln__node *pn = &p->g->nodes[pr];
         const kiln_tensor *w = pn->n_in > 1 ? kiln__px_const(p, pn->in[1]) : NULL;
         const int rank = kiln__px_rank(p, x);
@@ -174,17 +243,16 @@ static int fold_affine(kiln__px *p, int i, int mul) {
         /* not MatMul: an Add after it is the matmul pass's (Gemm), and a
          * scale after one may belong to an attention pattern */
         if (strcmp(op, "MatMul") == 0 || (strcmp(op, "Gemm") == 0 && rank != 2)) continue;
-        double *s = malloc((size_t)k * 3 * sizeof *s);
+        double *s = malloc((size_t)k * 2 * sizeof *s);
         if (!s) return -1;
-        double *m = s + k, *b = s + 2 * k;
+        double *b = s + k;
         int r = 0;
         if (channel_values(p, c, rank, k, mul ? s : b)) {
             for (int64_t j = 0; j < k; j++) {
-                m[j] = 0;
                 if (mul) b[j] = 0;
                 else s[j] = 1;
             }
-            r = fold_into(p, i, pr, op, k, s, m, b);
+            r = fold_into(p, i, pr, op, k, s, b);
         }
         free(s);
         if (r) return r;
@@ -201,26 +269,14 @@ kiln_status kiln__pass_bn(kiln__px *p) {
             p->count += r;
             continue;
         }
-        if (!kiln__px_is(p, i, "BatchNormalization") || !bn_inference(p, i)) continue;
-        const kiln__node *n = &p->g->nodes[i];
-        const kiln_tensor *sc = kiln__px_const(p, n->in[1]);
-        int64_t k = kiln_tensor_numel(sc);
-        const float *scale = vec_f32(p, n->in[1], k), *bias = vec_f32(p, n->in[2], k);
-        const float *mean = vec_f32(p, n->in[3], k), *var = vec_f32(p, n->in[4], k);
-        if (!scale || !bias || !mean || !var || k <= 0) continue;
         const char *op = NULL;
-        const int pr = producer(p, n->in[0], &op);
-        if (pr < 0) continue;
-        double eps = kiln__attr_f(n, "epsilon", 1e-5f);
-        double *s = malloc((size_t)k * 3 * sizeof *s);
-        if (!s) return kiln__err(KILN_E_NOMEM, "out of memory");
-        double *m = s + k, *b = s + 2 * k;
-        for (int64_t c = 0; c < k; c++) {
-            s[c] = scale[c] / sqrt((double)var[c] + eps);
-            m[c] = mean[c];
-            b[c] = bias[c];
-        }
-        int r = fold_into(p, i, pr, op, k, s, m, b);
+        const int pr = kiln__px_is(p, i, "BatchNormalization") ? producer(p, p->g->nodes[i].in[0], &op) : -1;
+        int64_t k;
+        double *s;
+        const int a = pr >= 0 ? kiln__px_bn_affine(p, i, &k, &s) : 0;
+        if (a < 0) return kiln__err(KILN_E_NOMEM, "out of memory");
+        if (!a) continue;
+        const int r = fold_into(p, i, pr, op, k, s, s + k);
         free(s);
         if (r < 0) return kiln__err(KILN_E_NOMEM, "out of memory");
         p->count += r;

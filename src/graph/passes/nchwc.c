@@ -16,7 +16,9 @@
  * become kiln.PoolNCHWc, and channel Concats of converted outputs whose
  * channel counts (but the last) are whole blocks a Concat of the blocked
  * tensors along their block axis, so chains keep their layout through the
- * pools and the branches of inception-style modules.
+ * pools and the branches of inception-style modules. A BatchNormalization
+ * left standing (pre-activation networks: BN, Relu, Conv) on a converted
+ * output becomes a depthwise 1x1 ConvNCHWc with its activation.
  *
  * Runs once, after the other passes have fused the epilogues (see
  * optimize.c), and only where the blocked kernels run: fp32 and bf16
@@ -175,6 +177,65 @@ static kiln_status convert_concat(kiln__px *p, int i, int64_t C, int *blocked, i
     return KILN_OK;
 }
 
+/* An inference BatchNormalization node i (constant parameters) of a
+ * converted output x: a depthwise 1x1 ConvNCHWc with weights s and bias
+ * shift (the map y = x * s + shift it computes per channel), taking the
+ * activation that follows it alone (pre-activation networks: BN, Relu,
+ * Conv). 1 if converted, 0 if not, <0 on OOM. */
+static int convert_bn(kiln__px *p, int i, int n_values, int *blocked, int64_t *channels) {
+    const kiln__node *n = &p->g->nodes[i];
+    const int x = n->in[0];
+    if (x < 0 || x >= n_values || channels[x] < 0 || n->out[0] < 0) return 0;
+    int64_t k;
+    double *s;
+    const int a = kiln__px_bn_affine(p, i, &k, &s);
+    if (a <= 0) return a;
+    if (k != channels[x]) {
+        free(s);
+        return 0;
+    }
+    kiln_tensor *w = NULL, *b = NULL;
+    const int64_t wd[4] = {k, 1, 1, 1};
+    if (kiln_tensor_create(KILN_DTYPE_F32, 4, wd, &w) == KILN_OK)
+        kiln_tensor_create(KILN_DTYPE_F32, 1, &k, &b);
+    if (!w || !b) {
+        free(s);
+        kiln_tensor_free(w);
+        kiln_tensor_free(b);
+        return -1;
+    }
+    for (int64_t c = 0; c < k; c++) {
+        ((float *)w->data)[c] = (float)s[c];
+        ((float *)b->data)[c] = (float)s[k + c];
+    }
+    free(s);
+    const char *name = p->g->nodes[i].name;
+    const int vw = kiln__px_add_init(p, name, w);
+    const int vb = vw >= 0 ? kiln__px_add_init(p, name, b) : (kiln_tensor_free(b), -1);
+    kiln__px_act act;
+    const int y = kiln__px_match_act(p, p->g->nodes[i].out[0], &act) ? act.out : p->g->nodes[i].out[0];
+    const int by = vb >= 0 ? kiln__px_new_value(p, p->g->values[y].name) : -1;
+    const int f = by >= 0 ? kiln__px_add_node(p, name, "ConvNCHWc", "kiln", 3, 1) : -1;
+    if (f < 0) return -1;
+    kiln__node *fn = &p->g->nodes[f];
+    fn->in[0] = blocked[x];
+    fn->in[1] = vw;
+    fn->in[2] = vb;
+    fn->out[0] = by;
+    p->g->values[by].producer = f;
+    if (kiln__px_attr_int(p, f, "group", k) != KILN_OK) return -1;
+    if (y != p->g->nodes[i].out[0]) {
+        if (kiln__px_set_act(p, f, &act.act) != KILN_OK) return -1;
+        for (int j = 0; j < 2; j++)
+            if (act.nodes[j] >= 0) kiln__px_kill(p, act.nodes[j]);
+    }
+    kiln__px_kill(p, i);
+    blocked[y] = by;
+    channels[y] = k;
+    p->count++;
+    return 1;
+}
+
 /* Plain value y (K channels) back from its blocked twin, for the readers
  * that stayed plain. */
 static kiln_status unblock(kiln__px *p, int y, int by, int64_t K) {
@@ -204,6 +265,9 @@ kiln_status kiln__pass_nchwc(kiln__px *p) {
             s = convert_pool(p, i, blocked, channels);
             continue;
         }
+        const int rb = convert_bn(p, i, n_values, blocked, channels);
+        if (rb < 0) s = KILN_E_NOMEM;
+        if (rb) continue;
         int64_t cc;
         if (concat_convertible(p, i, channels, n_values, &cc)) {
             s = convert_concat(p, i, cc, blocked, channels);

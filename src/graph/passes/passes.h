@@ -94,6 +94,11 @@ kiln_dtype kiln__px_dtype(kiln__px *p, int v);
  * of node i into v (at most max): count, or -1 if absent or not constant. */
 int kiln__px_ints(kiln__px *p, int i, int from_attr, const char *name, int in, int64_t *v, int max);
 
+/* If node i is an inference BatchNormalization with constant f32 parameters
+ * of *k channels: 1 and *s, the map y = x * s[c] + s[k + c] per channel
+ * ((*s) 2k values, caller frees); 0 if not; -1 on OOM. (bn.c) */
+int kiln__px_bn_affine(kiln__px *p, int i, int64_t *k, double **s);
+
 /* ---- edits ----------------------------------------------------------------- */
 
 /* Marks node i removed. */
