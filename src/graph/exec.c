@@ -706,14 +706,30 @@ static kiln_status plan_build(kiln__runner *r, int n, const kiln_tensor *const *
             if (nd->in[k] >= 0 && last[nd->in[k]] < i) last[nd->in[k]] = i;
     }
     /* in-place: the output of an elementwise step takes the buffer of an input
-     * that dies there (alias[v]: the value whose buffer v shares, or -1) */
+     * that dies there; views (reshapes) share their input's buffer whether it
+     * dies or not, its lifetime growing to cover theirs (alias[v]: the value
+     * whose buffer v shares, or -1; a buffer is written only by its first
+     * value, so the in-place rule, checking the root's lifetime, never writes
+     * over a view that is still to be read) */
     for (int v = 0; v < p->nv; v++) alias[v] = -1;
     for (int i = 0; i < p->ns; i++) {
         const step *st = &p->steps[i];
         const kiln__node *nd = &g->nodes[i];
-        if (st->folded || st->dynamic || !(kiln__ops[nd->op].flags & KILN_OPF_INPLACE)) continue;
+        const unsigned flags = kiln__ops[nd->op].flags;
+        if (st->folded || st->dynamic || !(flags & (KILN_OPF_INPLACE | KILN_OPF_VIEW))) continue;
         int v = nd->out[0];
         if (v < 0 || p->vs[v] != VS_ARENA) continue;
+        if (flags & KILN_OPF_VIEW) {
+            int u = nd->in[0], root = u;
+            if (u < 0 || (p->vs[u] != VS_ARENA && p->vs[u] != VS_INPUT) ||
+                p->vals[u].dtype != p->vals[v].dtype || p->vals[v].dtype == KILN_DTYPE_STRING ||
+                kiln__tensor_bytes(&p->vals[u]) != kiln__tensor_bytes(&p->vals[v]))
+                continue;
+            while (alias[root] >= 0) root = alias[root];
+            alias[v] = root;
+            if (last[v] > last[root]) last[root] = last[v];
+            continue;
+        }
         for (int k = 0; k < nd->n_in; k++) {
             int u = nd->in[k], root = u;
             if (u < 0 || (p->vs[u] != VS_ARENA && p->vs[u] != VS_INPUT)) continue;

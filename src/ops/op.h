@@ -52,6 +52,10 @@
                                  element i of that input, read before the write (unary
                                  and binary elementwise ops); algorithms for these ops
                                  must allow it too */
+#define KILN_OPF_VIEW 0x40 /* output 0 is input 0's elements in the same order under
+                              another shape (Reshape, Flatten, Squeeze, Unsqueeze): it
+                              may share input 0's buffer, and the kernel then does
+                              nothing */
 
 struct kiln__runner;
 

@@ -1,5 +1,5 @@
 /* tests/unit/test_graph.c: IR construction and finalization, the planner
- * (arena reuse, plan cache, dynamic shapes), sessions, control flow. */
+ * (arena reuse, views, plan cache, dynamic shapes), sessions, control flow. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -130,6 +130,52 @@ static void test_arena_reuse_and_plan_cache(void **state) {
     assert_non_null(strstr(kiln_last_error(), "memory limit of 0.5 MB"));
     kiln_session_free(s);
     kiln_tensor_free(x), kiln_tensor_free(x2);
+    kiln_graph_free(g);
+}
+
+/* Reshape, Flatten, Squeeze and Unsqueeze share their input's buffer: a
+ * value read through a view after another reader of the input, which may
+ * not then overwrite it in place; a view of a graph output; fewer buffers. */
+static void test_views(void **state) {
+    int64_t d[] = {256, 64};
+    const double shape[] = {64, 256}, axes[] = {0};
+    kiln_graph *g = new_graph(NULL);
+    add_input(g, "x", KILN_DTYPE_F32, 2, d);
+    add_init(g, "shape", vec(KILN_DTYPE_I64, 2, shape));
+    add_init(g, "axes", vec(KILN_DTYPE_I64, 1, axes));
+    node(g, "Abs", "a", "x", NULL);
+    node(g, "Reshape", "y", "a", "shape", NULL); /* view of a */
+    node(g, "Neg", "b", "a", NULL);               /* a lives on through y: not in place */
+    node(g, "Sqrt", "c", "y", NULL);
+    node(g, "Unsqueeze", "u", "c", "axes", NULL); /* view of an output */
+    node(g, "Squeeze", "v", "u", "axes", NULL);
+    node(g, "Flatten", "f", "v", NULL);
+    add_output(g, "b");
+    add_output(g, "c");
+    add_output(g, "u");
+    add_output(g, "f");
+    assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+    kiln__runner r;
+    assert_int_equal(kiln__runner_init(&r, g, NULL, 1), KILN_OK);
+    kiln_tensor *x;
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_F32, 2, d, &x), KILN_OK);
+    float *xd = kiln_tensor_data(x);
+    for (int i = 0; i < 256 * 64; i++) xd[i] = (float)(i % 11) - 5;
+    const kiln_tensor *in[] = {x};
+    assert_int_equal(kiln__runner_run(&r, 1, in), KILN_OK);
+    const float *b = kiln_tensor_data(kiln__runner_output(&r, 0));
+    for (int k = 1; k < 4; k++) {
+        const kiln_tensor *o = kiln__runner_output(&r, k);
+        assert_int_equal(kiln_tensor_numel(o), 256 * 64);
+        const float *c = kiln_tensor_data(o);
+        for (int i = 0; i < 256 * 64; i++) assert_true(c[i] == sqrtf(fabsf(xd[i])));
+    }
+    for (int i = 0; i < 256 * 64; i++) assert_true(b[i] == -fabsf(xd[i]));
+    assert_int_equal(kiln_tensor_dims(kiln__runner_output(&r, 2))[0], 1);
+    /* a (with y), b, c (with u, v, f): three buffers, not seven */
+    assert_true(kiln__runner_arena_bytes(&r) <= 3 * 256 * 64 * 4);
+    kiln__runner_free(&r);
+    kiln_tensor_free(x);
     kiln_graph_free(g);
 }
 
@@ -284,6 +330,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_toposort_and_errors),
         cmocka_unit_test(test_arena_reuse_and_plan_cache),
+        cmocka_unit_test(test_views),
         cmocka_unit_test(test_folding_and_dynamic_shapes),
         cmocka_unit_test(test_if_with_captures),
         cmocka_unit_test(test_symbolic_shapes),
