@@ -22,8 +22,9 @@
  *       B (K); Z and Y (N,KB,P,Q,16), KB = ceil(K/16); f32 only. Every Conv
  *       attribute (2-D: auto_pad, dilations, group, kernel_shape, pads,
  *       strides) plus kiln.FusedConv's `activation` / `activation_params`.
- *       group is 1, or C with K == C (depthwise). Padding lanes of Y are 0
- *       whatever the activation; those of X and Z are never read.
+ *       group is 1, C with K == C (depthwise), or any count that divides C
+ *       and K with a blocked X (grouped). Padding lanes of Y are 0 whatever
+ *       the activation; those of X and Z are never read.
  *   kiln.PoolNCHWc(X) -> Y, attributes `kind` (MaxPool, AveragePool,
  *   GlobalMaxPool or GlobalAveragePool, required), `channels` (C, required)
  *   and the pool's own (2-D: auto_pad, ceil_mode, count_include_pad,
@@ -48,6 +49,7 @@ typedef struct kiln__nchwc_conv {
     int64_t H, W, P, Q; /* input and output spatial sizes */
     int64_t R, S;       /* kernel */
     int64_t sh, sw, dh, dw, ph, pw;
+    int64_t group;      /* output channel k reads input channels [k / (K/group) * (C/group), + C/group) */
     int depthwise;      /* group == C == K */
     int input_blocked;  /* X is (N,CB,H,W,16), else (N,C,H,W) */
     int has_bias, has_z;
@@ -76,6 +78,30 @@ kiln_status kiln__nchwc_pool_read(const kiln__kctx *c, kiln__nchwc_pool *g);
 
 static inline int64_t kiln__nchwc_blocks(int64_t channels) {
     return (channels + KILN__NCHWC_BLOCK - 1) / KILN__NCHWC_BLOCK;
+}
+
+/* Input blocks [*cb0, *cb1) that output block kb of a convolution with
+ * group `group` (not depthwise) reads: those of the groups its channels
+ * belong to. */
+static inline void kiln__nchwc_group_blocks(int64_t K, int64_t C, int64_t group, int64_t kb,
+                                            int64_t *cb0, int64_t *cb1) {
+    const int64_t Kg = K / group, Cg = C / group, k0 = kb * KILN__NCHWC_BLOCK;
+    const int64_t k1 = k0 + KILN__NCHWC_BLOCK < K ? k0 + KILN__NCHWC_BLOCK : K;
+    *cb0 = k0 / Kg * Cg / KILN__NCHWC_BLOCK;
+    *cb1 = kiln__nchwc_blocks((k1 - 1) / Kg * Cg + Cg);
+}
+
+/* Products a grouped convolution computes in the blocked layout (every
+ * output block against whole input blocks of its groups) over those it
+ * needs: 1 for group 1. */
+static inline double kiln__nchwc_group_overhead(int64_t K, int64_t C, int64_t group) {
+    double done = 0;
+    for (int64_t kb = 0; kb < kiln__nchwc_blocks(K); kb++) {
+        int64_t cb0, cb1;
+        kiln__nchwc_group_blocks(K, C, group, kb, &cb0, &cb1);
+        done += (double)(cb1 - cb0) * KILN__NCHWC_BLOCK * KILN__NCHWC_BLOCK;
+    }
+    return done / ((double)K * (double)(C / group));
 }
 
 #endif

@@ -7,7 +7,8 @@
  * counts that leave a partial last block, rows longer and shorter than a
  * tile, edge columns, asymmetric padding, strides 1, 2, 3, dilation, the
  * flattened 1x1 case, a plain (NCHW) input, depthwise, bias / residual /
- * every activation, one and two output blocks per tile; pool_nchwc. The padding lanes
+ * every activation, one and two output blocks per tile, grouped
+ * convolutions; pool_nchwc. The padding lanes
  * of the blocked inputs hold random values: nothing may read them.
  * ConvNCHWc's reference against Conv's runs in test_passes (the nchwc pass
  * on whole graphs, reference kernels on both sides). */
@@ -107,6 +108,7 @@ typedef struct spec {
     int64_t stride[2], dil[2], pads[4];
     int depthwise, plain, bias, z;
     const char *act;
+    int64_t group; /* grouped (not depthwise): > 1 */
 } spec;
 
 static int64_t out_dim(int64_t in, int64_t k, int64_t s, int64_t d, int64_t p0, int64_t p1) {
@@ -123,7 +125,9 @@ static void conv_case(ah_case *c, spec sp) {
     const int64_t Q = out_dim(sp.w, sp.s, sp.stride[1], sp.dil[1], sp.pads[1], sp.pads[3]);
     ah_case_init(c, "ConvNCHWc", "kiln", 1, 1);
     const int64_t xb[5] = {sp.n, kiln__nchwc_blocks(sp.c), sp.h, sp.w, 16}, xp[4] = {sp.n, sp.c, sp.h, sp.w};
-    const int64_t wd[4] = {sp.k, sp.depthwise ? 1 : sp.c, sp.r, sp.s}, bd[1] = {sp.k};
+    const int64_t wd[4] = {sp.k, sp.depthwise ? 1 : sp.group > 1 ? sp.c / sp.group : sp.c, sp.r,
+                           sp.s};
+    const int64_t bd[1] = {sp.k};
     const int64_t zd[5] = {sp.n, kiln__nchwc_blocks(sp.k), P, Q, 16};
     ah_input(c, sp.plain ? ah_random(KILN_DTYPE_F32, 4, xp, &seed, -1, 1)
                           : ah_random(KILN_DTYPE_F32, 5, xb, &seed, -1, 1), 0);
@@ -134,6 +138,7 @@ static void conv_case(ah_case *c, spec sp) {
     ah_attr_ints(c, "dilations", 2, sp.dil);
     ah_attr_ints(c, "pads", 4, sp.pads);
     if (sp.depthwise) ah_attr_int(c, "group", sp.c);
+    if (sp.group > 1) ah_attr_int(c, "group", sp.group);
     if (sp.plain) ah_attr_int(c, "input_blocked", 0);
     if (sp.act && sp.act[0]) ah_attr_string(c, "activation", sp.act);
     if (sp.act && strcmp(sp.act, "Clip") == 0) {
@@ -196,6 +201,19 @@ static void test_conv(void **state) {
         conv_check((spec){.n = 1, .c = 16, .h = 7, .w = 30, .k = 16, .r = 5, .s = 5,
                           .stride = {1, 3}, .pads = {2, 2, 2, 2}, .depthwise = 1, .bias = bias,
                           .z = z, .act = ACTS[a]});
+        /* grouped: groups inside blocks and across them, pairs whose blocks
+         * read the same or different input blocks, a channel multiplier */
+        conv_check((spec){.n = 2, .c = 68, .h = 5, .w = 6, .k = 68, .r = 1, .s = 1, .group = 4,
+                          .bias = bias, .z = z, .act = ACTS[a]});
+        conv_check((spec){.n = 1, .c = 272, .h = 3, .w = 5, .k = 68, .r = 1, .s = 1, .group = 4,
+                          .bias = bias, .z = z, .act = ACTS[a]});
+        conv_check((spec){.n = 1, .c = 48, .h = 9, .w = 8, .k = 96, .r = 3, .s = 3, .group = 3,
+                          .stride = {2, 2}, .pads = {1, 1, 1, 1}, .bias = bias, .z = z,
+                          .act = ACTS[a]});
+        conv_check((spec){.n = 1, .c = 40, .h = 4, .w = 17, .k = 20, .r = 1, .s = 3, .group = 2,
+                          .pads = {0, 1, 0, 1}, .bias = bias, .z = z, .act = ACTS[a]});
+        conv_check((spec){.n = 1, .c = 16, .h = 6, .w = 6, .k = 32, .r = 3, .s = 3, .group = 16,
+                          .pads = {1, 1, 1, 1}, .bias = bias, .z = z, .act = ACTS[a]});
     }
 }
 
@@ -287,6 +305,7 @@ static void test_winograd_refuses(void **state) {
         {.n = 1, .c = 16, .h = 9, .w = 9, .k = 16, .r = 3, .s = 3, .dil = {2, 2}},
         {.n = 1, .c = 16, .h = 9, .w = 9, .k = 16, .r = 5, .s = 5},
         {.n = 1, .c = 16, .h = 9, .w = 9, .k = 16, .r = 3, .s = 3, .depthwise = 1},
+        {.n = 1, .c = 32, .h = 9, .w = 9, .k = 32, .r = 3, .s = 3, .group = 2},
         {.n = 1, .c = 3, .h = 9, .w = 9, .k = 16, .r = 3, .s = 3, .plain = 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)

@@ -38,6 +38,8 @@ typedef struct nchwc_state {
     void *wpack;       /* packed weights (see above): float, or bf16 pairs */
     float *bias;       /* KB*16, zeros past K or without B */
     int64_t units;     /* block pairs, or blocks (depthwise) */
+    int64_t *cbr;      /* grouped: input blocks [cbr[2kb], cbr[2kb+1]) of output block kb; else NULL */
+    double overhead;   /* grouped: products computed over those needed (kiln__nchwc_group_overhead) */
     int64_t unit_w;    /* floats (bf16: pairs) of packed weights per unit */
     int64_t qchunk, nchunk;
     int unit_fastest;
@@ -49,6 +51,7 @@ static void nchwc_release(void *kstate) {
     if (!s) return;
     kiln__aligned_free(s->wpack);
     kiln__aligned_free(s->bias);
+    free(s->cbr);
     free(s);
 }
 
@@ -63,10 +66,13 @@ static void pack(nchwc_state *s, const float *w, const float *b) {
             for (int64_t t = 0; t < RS; t++) wp[(k / 16 * RS + t) * 16 + k % 16] = w[k * RS + t];
         return;
     }
-    for (int64_t k = 0; k < g->K; k++) /* [pair][cb][r][s][ci][32] (bf16: ci/2, half words) */
-        for (int64_t c = 0; c < g->C; c++)
+    const int64_t Cg = g->C / g->group, Kg = g->K / g->group;
+    /* [pair][cb][r][s][ci][32] (bf16: ci/2, half words); grouped: channels
+     * outside k's group stay 0 */
+    for (int64_t k = 0; k < g->K; k++)
+        for (int64_t c = k / Kg * Cg; c < k / Kg * Cg + Cg; c++)
             for (int64_t t = 0; t < RS; t++) {
-                const float v = w[(k * g->C + c) * RS + t];
+                const float v = w[(k * Cg + c - k / Kg * Cg) * RS + t];
                 const int64_t unit = k / PAIR * s->unit_w, lane = k % PAIR, ci = c % 16;
                 if (s->bf16) {
                     uint16_t *wp = s->wpack; /* pair word: low half the even channel */
@@ -91,14 +97,24 @@ static kiln_status nchwc_prepare(kiln__kctx *c, int bf16) {
     kiln__nchwc_kern *k = &s->k;
     kiln__nchwc_conv *g = &k->g;
     kiln_status st = kiln__nchwc_conv_read(c, g);
-    if (st == KILN_OK && bf16 && (g->depthwise || !g->input_blocked))
+    if (st == KILN_OK && bf16 && (g->group != 1 || !g->input_blocked))
         st = kiln__err(KILN_E_UNSUPPORTED, "conv_nchwc_bf16: group 1, blocked input only");
     if (st != KILN_OK) {
         free(s);
         return st;
     }
     s->bf16 = bf16;
-    c->flops = 2.0 * g->N * g->K * g->P * g->Q * (g->depthwise ? 1 : g->C) * g->R * g->S;
+    c->flops = 2.0 * g->N * g->K * g->P * g->Q * (g->C / g->group) * g->R * g->S;
+    s->overhead = 1;
+    if (g->group != 1 && !g->depthwise) {
+        if (!(s->cbr = malloc((size_t)g->KB * 2 * sizeof *s->cbr))) {
+            free(s);
+            return kiln__err(KILN_E_NOMEM, "out of memory");
+        }
+        for (int64_t kb = 0; kb < g->KB; kb++)
+            kiln__nchwc_group_blocks(g->K, g->C, g->group, kb, &s->cbr[2 * kb], &s->cbr[2 * kb + 1]);
+        s->overhead = kiln__nchwc_group_overhead(g->K, g->C, g->group);
+    }
     s->x_image = (g->input_blocked ? g->CB * 16 : g->C) * g->H * g->W;
     s->y_image = g->KB * 16 * g->P * g->Q;
     if (g->R == 1 && g->S == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
@@ -157,7 +173,7 @@ static double nchwc_cost(const kiln__kctx *c) {
                                 s->units * s->unit_w);
     /* bf16: twice the products per instruction, 1.8x measured on the GEMM */
     const double eff = g->depthwise ? 0.3 : s->bf16 ? 0.75 * 1.8 : 0.75;
-    return kiln__cost_seconds(c, c->flops, eff, bytes);
+    return kiln__cost_seconds(c, c->flops * s->overhead, eff, bytes);
 }
 
 static kiln_status nchwc_run(kiln__kctx *c) {
@@ -201,8 +217,23 @@ static kiln_status nchwc_run(kiln__kctx *c) {
             continue;
         }
 #endif
-        kiln__nchwc_conv_row_avx512(&s->k, xi, wf, s->bias + kb0 * 16, zb, yi + kb0 * plane, kb0,
-                                    nb, p, q0, q1);
+        if (!s->cbr) {
+            kiln__nchwc_conv_row_avx512(&s->k, xi, wf, s->bias + kb0 * 16, zb, yi + kb0 * plane,
+                                        kb0, nb, 0, g->CB, p, q0, q1);
+            continue;
+        }
+        /* grouped: the pair at once when its blocks read the same input
+         * blocks, else each block over its own */
+        const int64_t *r = s->cbr + 2 * kb0;
+        if (nb == 2 && r[0] == r[2] && r[1] == r[3]) {
+            kiln__nchwc_conv_row_avx512(&s->k, xi, wf, s->bias + kb0 * 16, zb, yi + kb0 * plane,
+                                        kb0, 2, r[0], r[1], p, q0, q1);
+            continue;
+        }
+        for (int j = 0; j < nb; j++)
+            kiln__nchwc_conv_row_avx512(&s->k, xi, wf + 16 * j, s->bias + (kb0 + j) * 16,
+                                        zb ? zb + j * plane : NULL, yi + (kb0 + j) * plane,
+                                        kb0 + j, 1, r[2 * j], r[2 * j + 1], p, q0, q1);
     }
     return KILN_OK;
 #else

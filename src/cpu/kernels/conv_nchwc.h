@@ -36,11 +36,13 @@ typedef struct kiln__nchwc_kern {
 #if defined(__x86_64__) || defined(__i386__)
 #define KILN__NCHWC_X86 1
 /* Output blocks kb0 .. kb0+nb-1 (nb 1 or 2), row p, columns [q0, q1) of one
- * image: x, z, y point at the image (z NULL: no residual), w at the pair's
- * packed weights, bias at the 16*nb biases of the blocks (zeros if none). */
+ * image, summing over input blocks [cb0, cb1) (all, but for grouped
+ * convolutions): x, z, y point at the image (z NULL: no residual), w at the
+ * pair's packed weights (or at lane 16 of them for the second block alone,
+ * nb 1), bias at the 16*nb biases of the blocks (zeros if none). */
 void kiln__nchwc_conv_row_avx512(const kiln__nchwc_kern *k, const float *x, const float *w,
                                  const float *bias, const float *z, float *y, int64_t kb0, int nb,
-                                 int64_t p, int64_t q0, int64_t q1);
+                                 int64_t cb0, int64_t cb1, int64_t p, int64_t q0, int64_t q1);
 /* Depthwise: block kb, row p, columns [q0, q1); w at the block's weights. */
 void kiln__nchwc_dw_row_avx512(const kiln__nchwc_kern *k, const float *x, const float *w,
                                const float *bias, const float *z, float *y, int64_t kb, int64_t p,

@@ -103,7 +103,7 @@ static kiln_status wnc_prepare(kiln__kctx *c, int m, int bf16) {
     if (bf16 && kiln__conv_accept_compute(c, KILN__GEMM_BF16) != KILN_OK) return KILN_E_UNSUPPORTED;
     kiln__nchwc_conv g;
     KILN__TRY(kiln__nchwc_conv_read(c, &g));
-    if (g.depthwise || !g.input_blocked || g.R != 3 || g.S != 3 || g.sh != 1 || g.sw != 1 ||
+    if (g.group != 1 || !g.input_blocked || g.R != 3 || g.S != 3 || g.sh != 1 || g.sw != 1 ||
         g.dh != 1 || g.dw != 1 || g.N * g.P * g.Q * g.C == 0)
         return kiln__err(KILN_E_UNSUPPORTED,
                          "conv_nchwc_winograd: 3x3 stride-1 group-1 blocked layers only");
@@ -245,7 +245,8 @@ static kiln_status wnc_run(kiln__kctx *c) {
                 }
 #endif
                 kiln__nchwc_conv_row_avx512(&s->pk, V + t * vpoint, (const float *)s->u + wi,
-                                            s->zeros, NULL, mt, kb0, nb, 0, 0, i1 - i0);
+                                            s->zeros, NULL, mt, kb0, nb, 0, s->pk.g.CB, 0, 0,
+                                            i1 - i0);
             }
         const int64_t kb1 = 2 * u1 < g->KB ? 2 * u1 : g->KB;
         kiln__wino_nchwc_out_avx512(w, M, s->bias, z, y, i0, i1, 2 * u0, kb1);

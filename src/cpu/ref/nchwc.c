@@ -52,10 +52,12 @@ kiln_status kiln__nchwc_conv_read(const kiln__kctx *c, kiln__nchwc_conv *g) {
             return kiln__err(KILN_E_SHAPE, "input 'X' has %lld channels; W with group %lld says %lld",
                              (long long)x->dims[1], (long long)group, (long long)g->C);
     }
-    if (group != 1 && !(group == g->C && g->K == g->C && g->input_blocked))
-        return kiln__err(KILN_E_UNSUPPORTED, "attribute group: %lld; ConvNCHWc takes 1 or a "
-                         "depthwise group (C == K == group, blocked input)", (long long)group);
-    g->depthwise = group != 1;
+    if (group < 1 || (group != 1 && (g->K % group || !g->input_blocked)))
+        return kiln__err(KILN_E_UNSUPPORTED, "attribute group: %lld; ConvNCHWc takes 1, or a group "
+                         "count dividing K (%lld) with a blocked input", (long long)group,
+                         (long long)g->K);
+    g->group = group;
+    g->depthwise = group != 1 && group == g->C && g->K == g->C;
     kiln__win win;
     const int64_t in[2] = {g->H, g->W}, wk[2] = {g->R, g->S};
     KILN__TRY(kiln__win_read(c->node, 2, in, wk, &win));
@@ -172,7 +174,7 @@ static void conv_row(const kiln__nchwc_conv *g, const float *x, const float *w, 
             continue;
         }
         for (int64_t q = 0; q < Q; q++) yr[q * BLK + l] = b ? b[k] : 0.0f;
-        const int64_t c0 = g->depthwise ? k : 0, c1 = g->depthwise ? k + 1 : g->C;
+        const int64_t Cg = g->C / g->group, c0 = k / (g->K / g->group) * Cg, c1 = c0 + Cg;
         for (int64_t ch = c0; ch < c1; ch++) {
             const float *xc = g->input_blocked
                                   ? x + ((n * g->CB + ch / BLK) * HW) * BLK + ch % BLK

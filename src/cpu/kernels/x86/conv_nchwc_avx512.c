@@ -34,7 +34,7 @@ NI void conv_tile(const int mr, const int nv, const int64_t SW, const int blocke
     for (int i = 0; i < mr; i++)
 #pragma GCC unroll 2
         for (int j = 0; j < nv; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t cb = 0; cb < g->CB; cb++) {
+    for (int64_t cb = t->cb0; cb < t->cb1; cb++) {
         const int64_t cin = g->C - cb * 16 < 16 ? g->C - cb * 16 : 16;
         const float *xb = t->x + cb * k->xcb, *wb = t->w + cb * g->R * g->S * 512;
         for (int64_t r = 0; r < g->R; r++) {
@@ -104,8 +104,9 @@ static int conv_variant(const kiln__nchwc_conv *g) {
 
 void kiln__nchwc_conv_row_avx512(const kiln__nchwc_kern *k, const float *x, const float *w,
                                  const float *bias, const float *z, float *y, int64_t kb0, int nb,
-                                 int64_t p, int64_t q0, int64_t q1) {
-    tile_ctx t = {.k = k, .x = x, .w = w, .bias = bias, .z = z, .y = y, .p = p};
+                                 int64_t cb0, int64_t cb1, int64_t p, int64_t q0, int64_t q1) {
+    tile_ctx t = {.k = k, .x = x, .w = w, .bias = bias, .z = z, .y = y, .p = p, .cb0 = cb0,
+                  .cb1 = cb1};
     for (int j = 0; j < 2; j++) t.m[j] = kb0 + j == k->g.KB - 1 ? k->last_lanes : 0xffff;
     const int v = conv_variant(&k->g);
     kiln__nchwc_row_tiles(&t, q0, q1, MR, &conv_tiles[v][0][nb - 1], 2, conv_edges[v][nb - 1]);

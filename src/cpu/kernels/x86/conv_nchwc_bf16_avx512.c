@@ -33,7 +33,7 @@ BI void conv_tile_bf16(const int mr, const int nv, const int64_t SW, const int e
     for (int i = 0; i < mr; i++)
 #pragma GCC unroll 2
         for (int j = 0; j < nv; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int64_t cb = 0; cb < g->CB; cb++) {
+    for (int64_t cb = t->cb0; cb < t->cb1; cb++) {
         const int64_t cin = g->C - cb * 16 < 16 ? g->C - cb * 16 : 16;
         const __mmask16 lanes = (__mmask16)(cin == 16 ? 0xffffu : (1u << cin) - 1u);
         const int64_t pairs = (cin + 1) / 2;
@@ -111,7 +111,7 @@ void kiln__nchwc_conv_row_bf16_avx512(const kiln__nchwc_kern *k, const float *x,
                                       float *y, int64_t kb0, int nb, int64_t p, int64_t q0,
                                       int64_t q1) {
     tile_ctx t = {.k = k, .x = x, .w = (const float *)(const void *)w, .bias = bias, .z = z,
-                  .y = y, .p = p};
+                  .y = y, .p = p, .cb0 = 0, .cb1 = k->g.CB}; /* group 1 only */
     for (int j = 0; j < 2; j++) t.m[j] = kb0 + j == k->g.KB - 1 ? k->last_lanes : 0xffff;
     const int v = k->g.sw == 1 ? 0 : k->g.sw == 2 ? 1 : 2;
     kiln__nchwc_row_tiles(&t, q0, q1, MR, &bf_tiles[v][0][nb - 1], 2, bf_edges[v][nb - 1]);

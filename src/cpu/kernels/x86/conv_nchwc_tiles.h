@@ -27,6 +27,7 @@ typedef struct tile_ctx {
     const float *x, *w, *bias, *z; /* x: the image (depthwise: its block); z may be NULL */
     float *y;                      /* the image's first output block of the call */
     int64_t p;
+    int64_t cb0, cb1; /* input blocks summed over */
     __mmask16 m[2]; /* lanes of each output block holding real channels */
 } tile_ctx;
 
