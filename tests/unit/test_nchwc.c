@@ -392,19 +392,25 @@ static void test_pool(void **state) {
 }
 
 /* A kind the op does not know: refused, naming the attribute. */
+/* Runs case c (one input), which must fail with an error containing msg;
+ * frees c. */
+static void expect_run_error(ah_case *c, const char *msg) {
+    assert_int_equal(kiln__graph_finalize(c->g), KILN_OK);
+    c->finalized = 1;
+    kiln__runner r;
+    assert_int_equal(kiln__runner_init(&r, c->g, NULL, 1), KILN_OK);
+    const kiln_tensor *ins[1] = {c->in[0]};
+    assert_int_not_equal(kiln__runner_run(&r, 1, ins), KILN_OK);
+    assert_non_null(strstr(kiln_last_error(), msg));
+    kiln__runner_free(&r);
+    ah_case_free(c);
+}
+
 static void test_pool_errors(void **state) {
     (void)state;
     ah_case c;
     pool_case(&c, (pool_spec){.kind = "LpPool", .n = 1, .c = 16, .h = 4, .w = 4, .r = 2, .s = 2});
-    assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
-    c.finalized = 1;
-    kiln__runner r;
-    assert_int_equal(kiln__runner_init(&r, c.g, NULL, 1), KILN_OK);
-    const kiln_tensor *ins[1] = {c.in[0]};
-    assert_int_not_equal(kiln__runner_run(&r, 1, ins), KILN_OK);
-    assert_non_null(strstr(kiln_last_error(), "attribute 'kind' is 'LpPool'"));
-    kiln__runner_free(&r);
-    ah_case_free(&c);
+    expect_run_error(&c, "attribute 'kind' is 'LpPool'");
 }
 
 /* Shapes the op refuses, naming what is wrong. */
@@ -415,15 +421,7 @@ static void test_conv_errors(void **state) {
     const int64_t xd[5] = {1, 2, 4, 4, 16}, wd[4] = {8, 40, 1, 1}; /* 40 channels need 3 blocks */
     ah_input(&c, ah_random(KILN_DTYPE_F32, 5, xd, &seed, -1, 1), 0);
     ah_input(&c, ah_random(KILN_DTYPE_F32, 4, wd, &seed, -1, 1), 1);
-    assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
-    c.finalized = 1;
-    kiln__runner r;
-    assert_int_equal(kiln__runner_init(&r, c.g, NULL, 1), KILN_OK);
-    const kiln_tensor *ins[1] = {c.in[0]};
-    assert_int_not_equal(kiln__runner_run(&r, 1, ins), KILN_OK);
-    assert_non_null(strstr(kiln_last_error(), "input 'X' (blocked) has 2 blocks"));
-    kiln__runner_free(&r);
-    ah_case_free(&c);
+    expect_run_error(&c, "input 'X' (blocked) has 2 blocks");
 }
 
 int main(void) {
