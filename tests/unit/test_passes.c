@@ -618,8 +618,7 @@ static void test_nchwc(void **state) {
     node(g, "Relu", "r1", "c1", NULL);
     n = node(g, "Conv", "c2", "r1", "w2", NULL);
     ints_attr(n, "pads", 4, pads);
-    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
-    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup("group"), .type = KILN__ATTR_INT, .i = 20};
+    int_attr(n, "group", 20);
     node(g, "Relu", "r2", "c2", NULL);
     node(g, "Conv", "c3", "r2", "w3", NULL);
     node(g, "Add", "y2", "c3", "r1", NULL);
@@ -714,21 +713,16 @@ static void test_nchwc_pools(void **state) {
     node(g, "Conv", "a", "sr", "wa", NULL);
     ints_attr(node(g, "Conv", "b", "sr", "wb", NULL), "pads", 4, p1);
     kiln__node *n = pool(g, "AveragePool", "ap", "sr", 3, 1, p1);
-    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
-    n->attr[n->n_attr++] =
-        (kiln__attr){.name = kiln__strdup("count_include_pad"), .type = KILN__ATTR_INT, .i = 1};
+    int_attr(n, "count_include_pad", 1);
     node(g, "Conv", "c", "ap", "wc", NULL);
     pool(g, "MaxPool", "mp", "sr", 3, 1, p1);
     node(g, "Conv", "d", "mp", "wd", NULL);
     n = node(g, "Concat", "cat", "a", "b", "d", NULL);
-    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
-    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup("axis"), .type = KILN__ATTR_INT, .i = 1};
+    int_attr(n, "axis", 1);
     n = node(g, "Concat", "cat2", "c", "a", NULL); /* 8 channels first: stays plain */
-    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
-    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup("axis"), .type = KILN__ATTR_INT, .i = -3};
+    int_attr(n, "axis", -3);
     n = pool(g, "MaxPool", "cp", "cat", 3, 2, pe);
-    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
-    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup("ceil_mode"), .type = KILN__ATTR_INT, .i = 1};
+    int_attr(n, "ceil_mode", 1);
     node(g, "Conv", "y1", "cp", "we", NULL);
     node(g, "GlobalAveragePool", "y2", "cat", NULL);
     node(g, "GlobalMaxPool", "y3", "y1", NULL);
