@@ -25,9 +25,10 @@
  *                residual Add and activation folded in
  *   conv         Conv + per-channel bias Add + residual Add + activation ->
  *                kiln.FusedConv
- *   nchwc        (last, once; fp32 on AVX-512 CPUs) Conv / FusedConv ->
- *                kiln.ConvNCHWc in the blocked channel layout, with the
- *                layout changes at the ends of convolution chains
+ *   nchwc        (last, once; fp32 and bf16 on AVX-512 CPUs) Conv / FusedConv
+ *                -> kiln.ConvNCHWc in the blocked channel layout, with the
+ *                layout changes at the ends of convolution chains; a 1x1
+ *                one read only by a depthwise one -> kiln.ConvDwNCHWc
  *
  * Every rewrite only fires when what it relies on is certain: constants are
  * initializers; shapes come from declared types, from the symbolic shape

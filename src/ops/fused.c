@@ -1,5 +1,6 @@
 /* src/ops/fused.c: activation attributes of kiln's fused ops (fused.h). */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ops/fused.h"
@@ -10,26 +11,32 @@ const char *kiln__act_name(kiln__act_kind kind) {
     return (unsigned)kind < sizeof act_names / sizeof *act_names ? act_names[kind] : "";
 }
 
-kiln_status kiln__act_from_node(const kiln__node *n, kiln__act *out) {
+kiln_status kiln__act_from_attrs(const kiln__node *n, const char *attr, kiln__act *out) {
+    char params[64];
+    snprintf(params, sizeof params, "%s_params", attr);
     out->kind = KILN__ACT_NONE;
     out->lo = -INFINITY;
     out->hi = INFINITY;
-    const char *name = kiln__attr_s(n, "activation", "");
+    const char *name = kiln__attr_s(n, attr, "");
     int found = 0;
     for (int k = 0; k < (int)(sizeof act_names / sizeof *act_names); k++)
         if (strcmp(name, act_names[k]) == 0) {
             out->kind = (kiln__act_kind)k;
             found = 1;
         }
-    if (!found) return kiln__err(KILN_E_INVAL, "attribute activation: unknown activation '%s'", name);
+    if (!found) return kiln__err(KILN_E_INVAL, "attribute %s: unknown activation '%s'", attr, name);
     const float *p;
-    int np = kiln__attr_floats(n, "activation_params", &p);
+    int np = kiln__attr_floats(n, params, &p);
     if (out->kind == KILN__ACT_CLIP && np >= 1) out->lo = p[0];
     if (out->kind == KILN__ACT_CLIP && np >= 2) out->hi = p[1];
     if (out->kind == KILN__ACT_CLIP && (np > 2 || isnan(out->lo) || isnan(out->hi)))
-        return kiln__err(KILN_E_INVAL, "attribute activation_params: Clip takes (min, max), got "
-                         "%d values", np);
+        return kiln__err(KILN_E_INVAL, "attribute %s: Clip takes (min, max), got %d values",
+                         params, np);
     return KILN_OK;
+}
+
+kiln_status kiln__act_from_node(const kiln__node *n, kiln__act *out) {
+    return kiln__act_from_attrs(n, "activation", out);
 }
 
 float kiln__act_apply(const kiln__act *a, float x) {

@@ -39,6 +39,9 @@ typedef struct kiln__act {
 /* Reads a fused node's activation attributes; fails naming the attribute on
  * an unknown activation or bad parameters. */
 kiln_status kiln__act_from_node(const kiln__node *n, kiln__act *out);
+/* The same from attributes `attr` and `attr`_params (kiln.ConvDwNCHWc's
+ * pw_activation). */
+kiln_status kiln__act_from_attrs(const kiln__node *n, const char *attr, kiln__act *out);
 /* Name of the `activation` attribute value for kind ("" for NONE). */
 const char *kiln__act_name(kiln__act_kind kind);
 /* The scalar reference of the activation. */

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "algo_harness.h"
+#include "cpu/kernels/conv_algo.h"
 #include "cpu/kernels/gemm.h"
 #include "ops/nchwc.h"
 
@@ -115,6 +116,18 @@ static int64_t out_dim(int64_t in, int64_t k, int64_t s, int64_t d, int64_t p0, 
     return (in + p0 + p1 - ((k - 1) * d + 1)) / s + 1;
 }
 
+/* Activation attribute attr (and attr_params: Clip(-0.3, 0.4)) of case c. */
+static void set_act(ah_case *c, const char *attr, const char *act) {
+    if (!act || !act[0]) return;
+    ah_attr_string(c, attr, act);
+    if (strcmp(act, "Clip") == 0) {
+        char params[64];
+        snprintf(params, sizeof params, "%s_params", attr);
+        const float clip[2] = {-0.3f, 0.4f};
+        ah_attr_floats(c, params, 2, clip);
+    }
+}
+
 /* A ConvNCHWc case of sp (random inputs; padding lanes of X and Z random). */
 static void conv_case(ah_case *c, spec sp) {
     for (int i = 0; i < 2; i++) {
@@ -140,11 +153,7 @@ static void conv_case(ah_case *c, spec sp) {
     if (sp.depthwise) ah_attr_int(c, "group", sp.c);
     if (sp.group > 1) ah_attr_int(c, "group", sp.group);
     if (sp.plain) ah_attr_int(c, "input_blocked", 0);
-    if (sp.act && sp.act[0]) ah_attr_string(c, "activation", sp.act);
-    if (sp.act && strcmp(sp.act, "Clip") == 0) {
-        const float clip[2] = {-0.3f, 0.4f};
-        ah_attr_floats(c, "activation_params", 2, clip);
-    }
+    set_act(c, "activation", sp.act);
 }
 
 /* algo in a session of precision prec against the reference at 1 and 2
@@ -328,6 +337,76 @@ static void test_winograd_refuses(void **state) {
         }
 }
 
+/* ---- ConvDwNCHWc ------------------------------------------------------------- */
+
+typedef struct dw_spec {
+    int64_t n, c, h, w, k, r, s;
+    int64_t stride[2], dil[2], pads[4];
+    const char *act1, *act2; /* pointwise, depthwise */
+} dw_spec;
+
+/* A ConvDwNCHWc case of sp (random inputs and weights; padding lanes of X
+ * random). */
+static void convdw_case(ah_case *c, dw_spec sp) {
+    for (int i = 0; i < 2; i++) {
+        if (!sp.stride[i]) sp.stride[i] = 1;
+        if (!sp.dil[i]) sp.dil[i] = 1;
+    }
+    ah_case_init(c, "ConvDwNCHWc", "kiln", 1, 1);
+    const int64_t xd[5] = {sp.n, kiln__nchwc_blocks(sp.c), sp.h, sp.w, 16};
+    const int64_t w1[4] = {sp.k, sp.c, 1, 1}, w2[4] = {sp.k, 1, sp.r, sp.s}, bd[1] = {sp.k};
+    ah_input(c, ah_random(KILN_DTYPE_F32, 5, xd, &seed, -1, 1), 0);
+    ah_input(c, ah_random(KILN_DTYPE_F32, 4, w1, &seed, -1, 1), 1);
+    ah_input(c, ah_random(KILN_DTYPE_F32, 1, bd, &seed, -1, 1), 1);
+    ah_input(c, ah_random(KILN_DTYPE_F32, 4, w2, &seed, -1, 1), 1);
+    ah_input(c, ah_random(KILN_DTYPE_F32, 1, bd, &seed, -1, 1), 1);
+    ah_attr_int(c, "group", sp.k);
+    ah_attr_ints(c, "strides", 2, sp.stride);
+    ah_attr_ints(c, "dilations", 2, sp.dil);
+    ah_attr_ints(c, "pads", 4, sp.pads);
+    set_act(c, "pw_activation", sp.act1);
+    set_act(c, "activation", sp.act2);
+}
+
+/* conv_dw_nchwc (f32) and conv_dw_nchwc_bf16 (bf16 session) against the
+ * reference at 1 and 2 threads: strides 1 and 2, a 5x5 dilated kernel with
+ * asymmetric padding and unequal strides, channel counts with partial
+ * blocks (an odd block count: a lone last block in the pointwise pairs),
+ * every activation on either side; bands of 1 row up to the whole image
+ * (the band buffer shrunk), so that rows carry over between bands, groups
+ * of pairs split the blocks, and thread ranges start mid-image. */
+static void test_convdw(void **state) {
+    (void)state;
+    if (!have_fast()) return;
+    const int bf16 = kiln__gemm_compute_supported(KILN__GEMM_BF16);
+    const dw_spec cases[] = {
+        {.n = 2, .c = 24, .h = 20, .w = 21, .k = 72, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
+        {.n = 1, .c = 16, .h = 23, .w = 30, .k = 40, .r = 3, .s = 3, .stride = {2, 2},
+         .pads = {1, 1, 1, 1}},
+        {.n = 1, .c = 20, .h = 17, .w = 9, .k = 33, .r = 5, .s = 5, .stride = {1, 2},
+         .dil = {2, 1}, .pads = {3, 2, 1, 2}},
+        {.n = 3, .c = 7, .h = 6, .w = 5, .k = 16, .r = 3, .s = 3, .stride = {2, 2}},
+        {.n = 1, .c = 24, .h = 64, .w = 120, .k = 96, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
+    };
+    static const size_t bufs[] = {256 * 1024, 8 * 1024, 1};
+    const size_t keep = kiln__conv_dw_buf_bytes;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (size_t b = 0; b < sizeof bufs / sizeof *bufs; b++) {
+            kiln__conv_dw_buf_bytes = bufs[b];
+            dw_spec sp = cases[i];
+            sp.act1 = ACTS[(i + b) % NACT];
+            sp.act2 = ACTS[(i + 2 * b + 1) % NACT];
+            ah_case c;
+            convdw_case(&c, sp);
+            for (int t = 1; t <= 2; t++) {
+                ah_run_algo(&c, "conv_dw_nchwc", KILN_PRECISION_FP32, t, 1e-5);
+                if (bf16) ah_run_algo(&c, "conv_dw_nchwc_bf16", KILN_PRECISION_BF16, t, 1e-2);
+            }
+            ah_case_free(&c);
+        }
+    kiln__conv_dw_buf_bytes = keep;
+}
+
 /* ---- PoolNCHWc --------------------------------------------------------------- */
 
 typedef struct pool_spec {
@@ -433,6 +512,7 @@ int main(void) {
         cmocka_unit_test(test_winograd),
         cmocka_unit_test(test_winograd_refuses),
         cmocka_unit_test(test_conv_errors),
+        cmocka_unit_test(test_convdw),
         cmocka_unit_test(test_pool),
         cmocka_unit_test(test_pool_errors),
     };

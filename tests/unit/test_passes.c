@@ -756,6 +756,59 @@ static void test_nchwc_pools(void **state) {
     kiln_graph_free(o);
 }
 
+/* MobileNetV2's inverted residual blocks: a pointwise convolution read
+ * only by a depthwise one becomes one kiln.ConvDwNCHWc (both activations,
+ * stride 1 and 2, with and without biases: the pass gives zeros, a partial
+ * last block); not when the pointwise output is also a graph output. */
+static void test_nchwc_pointwise_depthwise(void **state) {
+    (void)state;
+    const int64_t xd[] = {-1, 24, 12, 11}, p1[] = {1, 1, 1, 1}, s2[] = {2, 2};
+    kiln_graph *g = new_graph(NULL);
+    input(g, "x", 4, xd, "N");
+    rand_init(g, "we1", 4, (int64_t[]){72, 24, 1, 1}, -1, 1);
+    rand_init(g, "be1", 1, (int64_t[]){72}, -1, 1);
+    rand_init(g, "wd1", 4, (int64_t[]){72, 1, 3, 3}, -1, 1);
+    rand_init(g, "bd1", 1, (int64_t[]){72}, -1, 1);
+    rand_init(g, "wp1", 4, (int64_t[]){24, 72, 1, 1}, -1, 1);
+    rand_init(g, "we2", 4, (int64_t[]){40, 24, 1, 1}, -1, 1);
+    rand_init(g, "wd2", 4, (int64_t[]){40, 1, 3, 3}, -1, 1);
+    rand_init(g, "we3", 4, (int64_t[]){32, 24, 1, 1}, -1, 1);
+    rand_init(g, "wd3", 4, (int64_t[]){32, 1, 3, 3}, -1, 1);
+    scalar(g, "lo", 0.0);
+    scalar(g, "hi", 0.5);
+    /* stride 1, biases, Relu and Clip, the residual after the projection */
+    node(g, "Conv", "e1", "x", "we1", "be1", NULL);
+    node(g, "Relu", "a1", "e1", NULL);
+    kiln__node *n = node(g, "Conv", "d1", "a1", "wd1", "bd1", NULL);
+    ints_attr(n, "pads", 4, p1);
+    int_attr(n, "group", 72);
+    node(g, "Clip", "a2", "d1", "lo", "hi", NULL);
+    node(g, "Conv", "p1", "a2", "wp1", NULL);
+    node(g, "Add", "y1", "p1", "x", NULL);
+    /* stride 2, no biases, no activations, 40 channels */
+    node(g, "Conv", "e2", "y1", "we2", NULL);
+    n = node(g, "Conv", "y2", "e2", "wd2", NULL);
+    ints_attr(n, "pads", 4, p1);
+    ints_attr(n, "strides", 2, s2);
+    int_attr(n, "group", 40);
+    /* the pointwise output is an output too: stays two convolutions */
+    node(g, "Conv", "y3", "y1", "we3", NULL);
+    n = node(g, "Conv", "y4", "y3", "wd3", NULL);
+    int_attr(n, "group", 32);
+    add_output(g, "y1");
+    add_output(g, "y2");
+    add_output(g, "y3");
+    add_output(g, "y4");
+    kiln__opt_stats st;
+    kiln_graph *o = optimize_and_check(g, 1e-5, -1, &st, "nchwc pointwise + depthwise");
+    if (kiln__cpu_has_avx512f()) {
+        assert_int_equal(count_op(o, "ConvDwNCHWc"), 2); /* e1+d1, e2+y2 */
+        assert_int_equal(count_op(o, "ConvNCHWc"), 3);   /* p1, y3, y4 */
+        assert_int_equal(count_op(o, "Conv") + count_op(o, "Relu") + count_op(o, "Clip"), 0);
+    }
+    kiln_graph_free(o);
+}
+
 /* Never across values that have other consumers or are graph outputs. */
 static void test_no_rewrite_across_outputs(void **state) {
     int64_t ad[] = {4, 6}, wd[] = {6, 5}, n = 5;
@@ -835,6 +888,7 @@ int main(void) {
         cmocka_unit_test(test_matmul),        cmocka_unit_test(test_conv),
         cmocka_unit_test(test_nchwc),
         cmocka_unit_test(test_nchwc_pools),
+        cmocka_unit_test(test_nchwc_pointwise_depthwise),
         cmocka_unit_test(test_no_rewrite_across_outputs),
         cmocka_unit_test(test_torch_models),  cmocka_unit_test(test_light_models),
         cmocka_unit_test(test_env_models),

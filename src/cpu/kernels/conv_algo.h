@@ -115,5 +115,8 @@ extern int kiln__conv_copy_portable_only;
 /* Tests: the layout of the GEMM convolutions prepared afterwards (conv_gemm.c):
  * 0 the cheaper (default), 1 channel-major, 2 spatial-major where W is constant. */
 extern int kiln__conv_gemm_layout;
+/* Tests: bytes of a thread's band buffer in conv_dw_nchwc (prepared
+ * afterwards); less makes shorter bands. */
+extern size_t kiln__conv_dw_buf_bytes;
 
 #endif

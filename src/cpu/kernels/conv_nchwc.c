@@ -55,13 +55,20 @@ static void nchwc_release(void *kstate) {
     free(s);
 }
 
-/* Weights W (K, C/group, R, S) into s->wpack (zeroed), bias into s->bias. */
-static void pack(nchwc_state *s, const float *w, const float *b) {
-    const kiln__nchwc_conv *g = &s->k.g;
+void kiln__nchwc_packing(const kiln__nchwc_conv *g, int bf16, int64_t *units, int64_t *unit_w) {
     const int64_t RS = g->R * g->S;
-    for (int64_t k = 0; k < g->K; k++) s->bias[k] = b ? b[k] : 0.0f;
+    *units = g->depthwise ? g->KB : (g->KB + 1) / 2;
+    *unit_w = g->depthwise ? RS * 16 : g->CB * RS * (bf16 ? 8 : 16) * PAIR;
+}
+
+void kiln__nchwc_pack(const kiln__nchwc_conv *g, int bf16, const float *w, const float *b,
+                      void *wpack, float *bias) {
+    const int64_t RS = g->R * g->S;
+    int64_t units, unit_w;
+    kiln__nchwc_packing(g, bf16, &units, &unit_w);
+    for (int64_t k = 0; k < g->KB * 16; k++) bias[k] = b && k < g->K ? b[k] : 0.0f;
     if (g->depthwise) { /* [kb][r][s][16] */
-        float *wp = s->wpack;
+        float *wp = wpack;
         for (int64_t k = 0; k < g->K; k++)
             for (int64_t t = 0; t < RS; t++) wp[(k / 16 * RS + t) * 16 + k % 16] = w[k * RS + t];
         return;
@@ -73,16 +80,39 @@ static void pack(nchwc_state *s, const float *w, const float *b) {
         for (int64_t c = k / Kg * Cg; c < k / Kg * Cg + Cg; c++)
             for (int64_t t = 0; t < RS; t++) {
                 const float v = w[(k * Cg + c - k / Kg * Cg) * RS + t];
-                const int64_t unit = k / PAIR * s->unit_w, lane = k % PAIR, ci = c % 16;
-                if (s->bf16) {
-                    uint16_t *wp = s->wpack; /* pair word: low half the even channel */
+                const int64_t unit = k / PAIR * unit_w, lane = k % PAIR, ci = c % 16;
+                if (bf16) {
+                    uint16_t *wp = wpack; /* pair word: low half the even channel */
                     wp[2 * (unit + ((c / 16 * RS + t) * 8 + ci / 2) * PAIR + lane) + ci % 2] =
                         kiln_f32_to_bf16(v);
                 } else {
-                    float *wp = s->wpack;
+                    float *wp = wpack;
                     wp[unit + ((c / 16 * RS + t) * 16 + ci) * PAIR + lane] = v;
                 }
             }
+}
+
+void kiln__nchwc_kern_init(kiln__nchwc_kern *k, int flatten) {
+    kiln__nchwc_conv *g = &k->g;
+    if (flatten && g->R == 1 && g->S == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 &&
+        g->pw == 0 && g->P == g->H && g->Q == g->W) { /* one row of H*W pixels */
+        g->W = g->Q = g->H * g->W;
+        g->H = g->P = 1;
+    }
+    k->xpix = g->input_blocked ? 16 : 1;
+    k->xlane = g->input_blocked ? 1 : g->H * g->W;
+    k->xrow = g->W * k->xpix;
+    k->xcb = 16 * g->H * g->W;
+    k->yblock = g->P * g->Q * 16;
+    /* interior: q*sw - pw >= 0 and q*sw - pw + (S-1)*dw <= W-1 */
+    const int64_t last = g->W - 1 + g->pw - (g->S - 1) * g->dw;
+    k->qlo = (g->pw + g->sw - 1) / g->sw;
+    k->qhi = last < 0 ? 0 : last / g->sw + 1;
+    if (k->qlo > g->Q) k->qlo = g->Q;
+    if (k->qhi > g->Q) k->qhi = g->Q;
+    if (k->qhi < k->qlo) k->qhi = k->qlo;
+    const int64_t tail = g->K % 16;
+    k->last_lanes = (uint16_t)(tail ? (1u << tail) - 1u : 0xffffu);
 }
 
 static kiln_status nchwc_prepare(kiln__kctx *c, int bf16) {
@@ -117,28 +147,8 @@ static kiln_status nchwc_prepare(kiln__kctx *c, int bf16) {
     }
     s->x_image = (g->input_blocked ? g->CB * 16 : g->C) * g->H * g->W;
     s->y_image = g->KB * 16 * g->P * g->Q;
-    if (g->R == 1 && g->S == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
-        g->P == g->H && g->Q == g->W) { /* one row of H*W pixels */
-        g->W = g->Q = g->H * g->W;
-        g->H = g->P = 1;
-    }
-    k->xpix = g->input_blocked ? 16 : 1;
-    k->xlane = g->input_blocked ? 1 : g->H * g->W;
-    k->xrow = g->W * k->xpix;
-    k->xcb = 16 * g->H * g->W;
-    /* interior: q*sw - pw >= 0 and q*sw - pw + (S-1)*dw <= W-1 */
-    const int64_t last = g->W - 1 + g->pw - (g->S - 1) * g->dw;
-    k->qlo = (g->pw + g->sw - 1) / g->sw;
-    k->qhi = last < 0 ? 0 : last / g->sw + 1;
-    if (k->qlo > g->Q) k->qlo = g->Q;
-    if (k->qhi > g->Q) k->qhi = g->Q;
-    if (k->qhi < k->qlo) k->qhi = k->qlo;
-    const int64_t tail = g->K % 16;
-    k->last_lanes = (uint16_t)(tail ? (1u << tail) - 1u : 0xffffu);
-
-    const int64_t RS = g->R * g->S;
-    s->units = g->depthwise ? g->KB : (g->KB + 1) / 2;
-    s->unit_w = g->depthwise ? RS * 16 : g->CB * RS * (bf16 ? 8 : 16) * PAIR;
+    kiln__nchwc_kern_init(k, 1);
+    kiln__nchwc_packing(g, bf16, &s->units, &s->unit_w);
     const size_t wbytes = (size_t)(s->units * s->unit_w) * 4; /* floats or pairs */
     s->unit_fastest = wbytes <= SMALL_WEIGHTS && !g->depthwise;
     /* column chunks of whole tiles when there are few rows */
@@ -159,8 +169,8 @@ static kiln_status nchwc_prepare(kiln__kctx *c, int bf16) {
             return KILN_E_NOMEM;
         }
         memset(s->wpack, 0, wbytes);
-        memset(s->bias, 0, (size_t)g->KB * 16 * sizeof(float));
-        pack(s, c->in[1]->data, kiln__in(c, 2) ? c->in[2]->data : NULL);
+        kiln__nchwc_pack(g, bf16, c->in[1]->data, kiln__in(c, 2) ? c->in[2]->data : NULL,
+                         s->wpack, s->bias);
     }
     c->kstate = s;
     return KILN_OK;
@@ -182,7 +192,7 @@ static kiln_status nchwc_run(kiln__kctx *c) {
     const kiln__nchwc_conv *g = &s->k.g;
     const float *x = c->in[0]->data, *z = kiln__in(c, 3) ? c->in[3]->data : NULL;
     float *y = c->out[0]->data;
-    const int64_t U = s->units, NC = s->nchunk, plane = g->P * g->Q * 16;
+    const int64_t U = s->units, NC = s->nchunk, plane = s->k.yblock;
     int64_t lo, hi;
     kiln__split(g->N * g->P * NC * U, c->ith, c->nth, &lo, &hi);
     for (int64_t it = lo; it < hi; it++) {
@@ -203,7 +213,8 @@ static kiln_status nchwc_run(kiln__kctx *c) {
         float *yi = y + n * s->y_image;
         const float *wf = (const float *)s->wpack + u * s->unit_w;
         if (g->depthwise) {
-            kiln__nchwc_dw_row_avx512(&s->k, xi, wf, s->bias + u * 16, zi, yi, u, p, q0, q1);
+            kiln__nchwc_dw_row_avx512(&s->k, xi + u * s->k.xcb, wf, s->bias + u * 16,
+                                      zi ? zi + u * plane : NULL, yi + u * plane, u, p, q0, q1);
             continue;
         }
         const int64_t kb0 = 2 * u;

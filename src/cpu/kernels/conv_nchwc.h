@@ -28,8 +28,27 @@ typedef struct kiln__nchwc_kern {
     /* element (c = cb*16 + ci, ih, iw) of one image of X is at
      * cb*xcb + ci*xlane + ih*xrow + iw*xpix */
     int64_t xcb, xlane, xrow, xpix;
+    int64_t yblock;      /* floats from one output block of an image to the next: P*Q*16
+                          * (conv_dw_nchwc's band buffers set their own, as it does xcb) */
     uint16_t last_lanes; /* lanes of block KB-1 that hold channels < K */
 } kiln__nchwc_kern;
+
+/* Fills k's strides, interior columns and lanes from k->g (as
+ * kiln__nchwc_conv_read left it), first flattening a 1x1 stride-1 unpadded
+ * convolution into one row of H*W pixels when `flatten` (long tiles for
+ * small images too). */
+void kiln__nchwc_kern_init(kiln__nchwc_kern *k, int flatten);
+
+/* The packed weights of a ConvNCHWc: *units units (block pairs; depthwise:
+ * blocks) of *unit_w 32-bit words each (floats; bf16: channel pairs). */
+void kiln__nchwc_packing(const kiln__nchwc_conv *g, int bf16, int64_t *units, int64_t *unit_w);
+/* Packs W (K, C/group, R, S) into wpack (units * unit_w words, zeroed by the
+ * caller): group 1 and grouped, per pair of output blocks, [cb][r][s][ci][32]
+ * (bf16: [cb][r][s][ci/2][32] channel pairs, the even channel in the low
+ * half); depthwise [kb][r][s][16]. B (K, or NULL: zeros) into bias (KB*16,
+ * zeros past K). */
+void kiln__nchwc_pack(const kiln__nchwc_conv *g, int bf16, const float *w, const float *b,
+                      void *wpack, float *bias);
 
 /* These need AVX-512F (kiln__cpu_has_avx512f; the only ISA they exist for,
  * and the graph pass makes no ConvNCHWc nodes elsewhere). */
@@ -43,7 +62,8 @@ typedef struct kiln__nchwc_kern {
 void kiln__nchwc_conv_row_avx512(const kiln__nchwc_kern *k, const float *x, const float *w,
                                  const float *bias, const float *z, float *y, int64_t kb0, int nb,
                                  int64_t cb0, int64_t cb1, int64_t p, int64_t q0, int64_t q1);
-/* Depthwise: block kb, row p, columns [q0, q1); w at the block's weights. */
+/* Depthwise: block kb, row p, columns [q0, q1); x, z, y at the block's
+ * planes (of k->xcb and k->yblock floats), w at its weights. */
 void kiln__nchwc_dw_row_avx512(const kiln__nchwc_kern *k, const float *x, const float *w,
                                const float *bias, const float *z, float *y, int64_t kb, int64_t p,
                                int64_t q0, int64_t q1);

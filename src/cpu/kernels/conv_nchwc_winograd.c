@@ -138,13 +138,7 @@ static kiln_status wnc_prepare(kiln__kctx *c, int m, int bf16) {
     *pg = (kiln__nchwc_conv){.N = 1, .C = g.C, .K = g.KB * 16, .CB = g.CB, .KB = g.KB, .H = 1,
                              .W = w->nt, .P = 1, .Q = w->nt, .R = 1, .S = 1, .sh = 1, .sw = 1,
                              .dh = 1, .dw = 1, .input_blocked = 1};
-    s->pk.qlo = 0;
-    s->pk.qhi = w->nt;
-    s->pk.xpix = 16;
-    s->pk.xlane = 1;
-    s->pk.xrow = w->nt * 16;
-    s->pk.xcb = w->nt * 16;
-    s->pk.last_lanes = 0xffff;
+    kiln__nchwc_kern_init(&s->pk, 0);
 
     const size_t vbytes = (size_t)s->T * (size_t)(g.CB * w->nt * 16) * sizeof(float);
     const size_t mbytes = (size_t)s->T * (size_t)(g.KB * w->nt * 16) * sizeof(float);

@@ -1,12 +1,14 @@
 /* src/cpu/ref/nchwc.c: shape rules and reference kernels of the blocked
  * layout ops (src/ops/nchwc.h): kiln.ReorderNCHWc, kiln.ReorderNCHW,
- * kiln.ConvNCHWc and kiln.PoolNCHWc, and the geometry readers the fast
- * kernels share.
+ * kiln.ConvNCHWc, kiln.ConvDwNCHWc and kiln.PoolNCHWc, and the geometry
+ * readers the fast kernels share.
  *
  * ConvNCHWc's reference sums like Conv's (f32, taps in (c, r, s) order after
  * the bias, kiln__axpy_f32 along output rows), then adds Z and applies the
  * activation in f32, as kiln.FusedConv's reference does. Threads split the
- * output rows (n, block, p).
+ * output rows (n, block, p). ConvDwNCHWc's runs the same rows for its two
+ * convolutions, one after the other, on one thread, the intermediate whole
+ * in its scratch.
  */
 #include <math.h>
 #include <string.h>
@@ -18,19 +20,31 @@
 
 /* ---- geometry ---------------------------------------------------------------- */
 
-kiln_status kiln__nchwc_conv_read(const kiln__kctx *c, kiln__nchwc_conv *g) {
+/* Where a ConvNCHWc geometry comes from: the node's attributes and its
+ * inputs (named in messages as xname, wname, bname, "Z"). */
+typedef struct conv_src {
+    const kiln__node *node;
+    const kiln_tensor *x, *w, *b, *z; /* b, z may be NULL */
+    const char *xname, *wname, *bname;
+    int pointwise;   /* ConvDwNCHWc's first convolution: 1x1, stride 1, unpadded, group 1,
+                      * blocked X, whatever the node's window attributes say */
+    const char *act; /* the activation attribute */
+} conv_src;
+
+static kiln_status conv_read(const conv_src *src, kiln__nchwc_conv *g) {
     memset(g, 0, sizeof *g);
-    const kiln_tensor *x = c->in[0], *w = c->in[1], *b = kiln__in(c, 2), *z = kiln__in(c, 3);
-    KILN__TRY(kiln__check_dtype(x, "X", KILN_DTYPE_F32, 0));
-    KILN__TRY(kiln__check_dtype(w, "W", KILN_DTYPE_F32, 0));
+    const kiln_tensor *x = src->x, *w = src->w, *b = src->b, *z = src->z;
+    KILN__TRY(kiln__check_dtype(x, src->xname, KILN_DTYPE_F32, 0));
+    KILN__TRY(kiln__check_dtype(w, src->wname, KILN_DTYPE_F32, 0));
     if (w->ndim != 4)
-        return kiln__err(KILN_E_SHAPE, "input 'W' has rank %d, expected 4 (K,C/group,R,S)", w->ndim);
-    g->input_blocked = kiln__attr_i(c->node, "input_blocked", 1) != 0;
+        return kiln__err(KILN_E_SHAPE, "input '%s' has rank %d, expected 4 (K,C/group,R,S)",
+                         src->wname, w->ndim);
+    g->input_blocked = src->pointwise || kiln__attr_i(src->node, "input_blocked", 1) != 0;
     const int xr = g->input_blocked ? 5 : 4;
     if (x->ndim != xr)
-        return kiln__err(KILN_E_SHAPE, "input 'X' has rank %d, expected %d (%s)", x->ndim, xr,
-                         g->input_blocked ? "N,CB,H,W,16" : "N,C,H,W");
-    const int64_t group = kiln__attr_i(c->node, "group", 1);
+        return kiln__err(KILN_E_SHAPE, "input '%s' has rank %d, expected %d (%s)", src->xname,
+                         x->ndim, xr, g->input_blocked ? "N,CB,H,W,16" : "N,C,H,W");
+    const int64_t group = src->pointwise ? 1 : kiln__attr_i(src->node, "group", 1);
     g->N = x->dims[0];
     g->K = w->dims[0];
     g->C = w->dims[1] * group;
@@ -42,15 +56,16 @@ kiln_status kiln__nchwc_conv_read(const kiln__kctx *c, kiln__nchwc_conv *g) {
     if (g->input_blocked) {
         g->CB = kiln__nchwc_blocks(g->C);
         if (x->dims[1] != g->CB || x->dims[4] != BLK)
-            return kiln__err(KILN_E_SHAPE, "input 'X' (blocked) has %lld blocks of %lld channels; W "
-                             "with group %lld says %lld channels: %lld blocks of %d",
-                             (long long)x->dims[1], (long long)x->dims[4], (long long)group,
-                             (long long)g->C, (long long)g->CB, BLK);
+            return kiln__err(KILN_E_SHAPE, "input '%s' (blocked) has %lld blocks of %lld channels; "
+                             "%s with group %lld says %lld channels: %lld blocks of %d",
+                             src->xname, (long long)x->dims[1], (long long)x->dims[4], src->wname,
+                             (long long)group, (long long)g->C, (long long)g->CB, BLK);
     } else {
         g->CB = 1;
         if (x->dims[1] != g->C)
-            return kiln__err(KILN_E_SHAPE, "input 'X' has %lld channels; W with group %lld says %lld",
-                             (long long)x->dims[1], (long long)group, (long long)g->C);
+            return kiln__err(KILN_E_SHAPE, "input '%s' has %lld channels; %s with group %lld says %lld",
+                             src->xname, (long long)x->dims[1], src->wname, (long long)group,
+                             (long long)g->C);
     }
     if (group < 1 || (group != 1 && (g->K % group || !g->input_blocked)))
         return kiln__err(KILN_E_UNSUPPORTED, "attribute group: %lld; ConvNCHWc takes 1, or a group "
@@ -58,23 +73,32 @@ kiln_status kiln__nchwc_conv_read(const kiln__kctx *c, kiln__nchwc_conv *g) {
                          (long long)g->K);
     g->group = group;
     g->depthwise = group != 1 && group == g->C && g->K == g->C;
-    kiln__win win;
-    const int64_t in[2] = {g->H, g->W}, wk[2] = {g->R, g->S};
-    KILN__TRY(kiln__win_read(c->node, 2, in, wk, &win));
-    KILN__TRY(kiln__win_forward(&win, 0));
-    g->P = win.out[0];
-    g->Q = win.out[1];
-    g->sh = win.stride[0];
-    g->sw = win.stride[1];
-    g->dh = win.dil[0];
-    g->dw = win.dil[1];
-    g->ph = win.pad0[0];
-    g->pw = win.pad0[1];
-    KILN__TRY(kiln__act_from_node(c->node, &g->act));
+    if (src->pointwise) {
+        if (g->R != 1 || g->S != 1)
+            return kiln__err(KILN_E_SHAPE, "input '%s' has a %lldx%lld kernel, expected 1x1",
+                             src->wname, (long long)g->R, (long long)g->S);
+        g->P = g->H;
+        g->Q = g->W;
+        g->sh = g->sw = g->dh = g->dw = 1;
+    } else {
+        kiln__win win;
+        const int64_t in[2] = {g->H, g->W}, wk[2] = {g->R, g->S};
+        KILN__TRY(kiln__win_read(src->node, 2, in, wk, &win));
+        KILN__TRY(kiln__win_forward(&win, 0));
+        g->P = win.out[0];
+        g->Q = win.out[1];
+        g->sh = win.stride[0];
+        g->sw = win.stride[1];
+        g->dh = win.dil[0];
+        g->dw = win.dil[1];
+        g->ph = win.pad0[0];
+        g->pw = win.pad0[1];
+    }
+    KILN__TRY(kiln__act_from_attrs(src->node, src->act, &g->act));
     g->has_bias = b != NULL;
     if (b) {
-        KILN__TRY(kiln__check_dtype(b, "B", KILN_DTYPE_F32, 0));
-        KILN__TRY(kiln__check_shape(b, "B", 1, &g->K));
+        KILN__TRY(kiln__check_dtype(b, src->bname, KILN_DTYPE_F32, 0));
+        KILN__TRY(kiln__check_shape(b, src->bname, 1, &g->K));
     }
     g->has_z = z != NULL;
     if (z) {
@@ -82,6 +106,31 @@ kiln_status kiln__nchwc_conv_read(const kiln__kctx *c, kiln__nchwc_conv *g) {
         KILN__TRY(kiln__check_dtype(z, "Z", KILN_DTYPE_F32, 0));
         KILN__TRY(kiln__check_shape(z, "Z", 5, yd));
     }
+    return KILN_OK;
+}
+
+kiln_status kiln__nchwc_conv_read(const kiln__kctx *c, kiln__nchwc_conv *g) {
+    const conv_src src = {c->node, c->in[0], c->in[1], kiln__in(c, 2), kiln__in(c, 3),
+                          "X", "W", "B", 0, "activation"};
+    return conv_read(&src, g);
+}
+
+kiln_status kiln__nchwc_convdw_read(const kiln__kctx *c, kiln__nchwc_conv *pw,
+                                    kiln__nchwc_conv *dw) {
+    const conv_src s1 = {c->node, c->in[0], c->in[1], c->in[2], NULL,
+                         "X", "W1", "B1", 1, "pw_activation"};
+    KILN__TRY(conv_read(&s1, pw));
+    kiln_tensor t = {.dtype = KILN_DTYPE_F32, .ndim = 5,
+                     .dims = {pw->N, pw->KB, pw->H, pw->W, BLK}}; /* the pointwise output */
+    const conv_src s2 = {c->node, &t, c->in[3], c->in[4], NULL,
+                         "the pointwise output (N,KB,H,W,16)", "W2", "B2", 0, "activation"};
+    KILN__TRY(conv_read(&s2, dw));
+    if (!dw->depthwise || dw->C != pw->K || !dw->input_blocked)
+        return kiln__err(KILN_E_SHAPE, "input 'W2' (%lld,%lld,%lld,%lld) with group %lld is not a "
+                         "depthwise convolution of the %lld channels W1 makes",
+                         (long long)c->in[3]->dims[0], (long long)c->in[3]->dims[1],
+                         (long long)dw->R, (long long)dw->S, (long long)dw->group,
+                         (long long)pw->K);
     return KILN_OK;
 }
 
@@ -213,6 +262,31 @@ kiln_status kiln__ref_ConvNCHWc(kiln__kctx *c) {
     for (int64_t it = lo; it < hi; it++)
         conv_row(&g, x, w, b ? b->data : NULL, z ? z->data : NULL, y, it / (g.KB * g.P),
                  it / g.P % g.KB, it % g.P);
+    return KILN_OK;
+}
+
+/* ---- ConvDwNCHWc ---------------------------------------------------------------- */
+
+kiln_status kiln__infer_ConvDwNCHWc(kiln__kctx *c) {
+    kiln__nchwc_conv pw, dw;
+    KILN__TRY(kiln__nchwc_convdw_read(c, &pw, &dw));
+    const int64_t dims[5] = {dw.N, dw.KB, dw.P, dw.Q, BLK};
+    c->scratch_bytes = (size_t)(pw.N * pw.KB * pw.H * pw.W * BLK) * sizeof(float);
+    return kiln__out_shape(c, 0, KILN_DTYPE_F32, 5, dims);
+}
+
+/* The two convolutions one after the other, the pointwise output whole in
+ * the scratch (one thread). */
+kiln_status kiln__ref_ConvDwNCHWc(kiln__kctx *c) {
+    kiln__nchwc_conv pw, dw;
+    KILN__TRY(kiln__nchwc_convdw_read(c, &pw, &dw));
+    float *t = c->scratch;
+    for (int64_t it = 0; it < pw.N * pw.KB * pw.P; it++)
+        conv_row(&pw, c->in[0]->data, c->in[1]->data, c->in[2]->data, NULL, t, it / (pw.KB * pw.P),
+                 it / pw.P % pw.KB, it % pw.P);
+    for (int64_t it = 0; it < dw.N * dw.KB * dw.P; it++)
+        conv_row(&dw, t, c->in[3]->data, c->in[4]->data, NULL, c->out[0]->data,
+                 it / (dw.KB * dw.P), it / dw.P % dw.KB, it % dw.P);
     return KILN_OK;
 }
 

@@ -1,5 +1,6 @@
 /* src/graph/passes/epilogue.c: the bias / residual / activation chain after a
  * MatMul or Conv that kiln's fused ops compute (passes.h, ops/fused.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include "graph/passes/passes.h"
@@ -43,10 +44,16 @@ void kiln__px_kill_epilogue(kiln__px *p, const kiln__px_epi *e) {
         if (e->act.act.kind != KILN__ACT_NONE && e->act.nodes[k] >= 0) kiln__px_kill(p, e->act.nodes[k]);
 }
 
-kiln_status kiln__px_set_act(kiln__px *p, int i, const kiln__act *a) {
+kiln_status kiln__px_set_act_attr(kiln__px *p, int i, const char *attr, const kiln__act *a) {
     if (a->kind == KILN__ACT_NONE) return KILN_OK;
-    KILN__TRY(kiln__px_attr_string(p, i, "activation", kiln__act_name(a->kind)));
+    KILN__TRY(kiln__px_attr_string(p, i, attr, kiln__act_name(a->kind)));
     if (a->kind != KILN__ACT_CLIP) return KILN_OK;
+    char params[64];
+    snprintf(params, sizeof params, "%s_params", attr);
     float prm[2] = {a->lo, a->hi};
-    return kiln__px_attr_floats(p, i, "activation_params", 2, prm);
+    return kiln__px_attr_floats(p, i, params, 2, prm);
+}
+
+kiln_status kiln__px_set_act(kiln__px *p, int i, const kiln__act *a) {
+    return kiln__px_set_act_attr(p, i, "activation", a);
 }

@@ -160,5 +160,7 @@ void kiln__px_match_epilogue(kiln__px *p, int y, int (*bias_ok)(kiln__px *, int,
 void kiln__px_kill_epilogue(kiln__px *p, const kiln__px_epi *e);
 /* Sets the activation attributes of fused node i. */
 kiln_status kiln__px_set_act(kiln__px *p, int i, const kiln__act *a);
+/* The same in attributes `attr` and `attr`_params. */
+kiln_status kiln__px_set_act_attr(kiln__px *p, int i, const char *attr, const kiln__act *a);
 
 #endif

@@ -125,7 +125,7 @@ NI void dw_tile(const int nq, const int64_t SW, const int edge, const tile_ctx *
     for (int64_t r = 0; r < g->R; r++) {
         const int64_t ih = t->p * g->sh - g->ph + r * g->dh;
         if (ih < 0 || ih >= g->H) continue;
-        const float *xr = t->x + ih * g->W * 16;
+        const float *xr = t->x + ih * t->k->xrow;
         for (int64_t s = 0; s < g->S; s++) {
             const __m512 wv = _mm512_loadu_ps(t->w + (r * g->S + s) * 16);
             const int64_t iw = q0 * sw - g->pw + s * g->dw;
@@ -160,9 +160,7 @@ void kiln__nchwc_dw_row_avx512(const kiln__nchwc_kern *k, const float *x, const 
                                const float *bias, const float *z, float *y, int64_t kb, int64_t p,
                                int64_t q0, int64_t q1) {
     const kiln__nchwc_conv *g = &k->g;
-    const int64_t in_plane = g->H * g->W * 16, out_plane = g->P * g->Q * 16;
-    tile_ctx t = {.k = k, .x = x + kb * in_plane, .w = w, .bias = bias,
-                  .z = z ? z + kb * out_plane : NULL, .y = y + kb * out_plane, .p = p};
+    tile_ctx t = {.k = k, .x = x, .w = w, .bias = bias, .z = z, .y = y, .p = p};
     t.m[0] = kb == g->KB - 1 ? k->last_lanes : 0xffff;
     const int v = g->sw == 1 ? 0 : g->sw == 2 ? 1 : 2;
     kiln__nchwc_row_tiles(&t, q0, q1, DWN, dw_tiles[v], 1, dw_edges[v]);

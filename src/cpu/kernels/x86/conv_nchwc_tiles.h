@@ -34,11 +34,11 @@ typedef struct tile_ctx {
 /* Output value v of pixel (p, q) of block j: + bias, + z, act, padding lanes
  * zeroed, stored. */
 NI void store_out(const tile_ctx *t, int j, int64_t q, __m512 v) {
-    const kiln__nchwc_conv *g = &t->k->g;
-    const int64_t off = j * g->P * g->Q * 16 + (t->p * g->Q + q) * 16;
+    const kiln__nchwc_kern *k = t->k;
+    const int64_t off = j * k->yblock + (t->p * k->g.Q + q) * 16;
     v = _mm512_add_ps(v, _mm512_loadu_ps(t->bias + 16 * j));
     if (t->z) v = _mm512_add_ps(v, _mm512_loadu_ps(t->z + off));
-    _mm512_storeu_ps(t->y + off, _mm512_maskz_mov_ps(t->m[j], kiln__act16(v, &g->act)));
+    _mm512_storeu_ps(t->y + off, _mm512_maskz_mov_ps(t->m[j], kiln__act16(v, &k->g.act)));
 }
 
 typedef void (*tile_fn)(const tile_ctx *t, int64_t q0);
