@@ -25,16 +25,21 @@
  *       group is 1, C with K == C (depthwise), or any count that divides C
  *       and K with a blocked X (grouped). Padding lanes of Y are 0 whatever
  *       the activation; those of X and Z are never read.
- *   kiln.ConvDwNCHWc(X, W1, B1, W2, B2) -> Y
- *       A pointwise convolution and the depthwise one that reads it, as one
- *       node (MobileNet's expansion and depthwise layers): T = act1(Conv(X,
- *       W1, B1)) with W1 (K,C,1,1) (stride 1, unpadded), then Y = act2(
- *       Conv(T, W2, B2)) with W2 (K,1,R,S) and group K; X (N,CB,H,W,16), Y
- *       (N,KB,P,Q,16). T is never stored whole: the fast kernel makes it a
- *       band of rows at a time, in cache. The depthwise convolution's
- *       attributes (auto_pad, dilations, group, kernel_shape, pads, strides)
- *       and its `activation` / `activation_params`; act1 in `pw_activation`
- *       / `pw_activation_params`. B1, B2 required (the pass gives zeros).
+ *   kiln.ConvDwNCHWc(X, W1, B1, W2, B2, W3?, B3?, Z?) -> Y
+ *       A pointwise convolution, the depthwise one that reads it and
+ *       optionally the pointwise projection of that, as one node
+ *       (MobileNetV2's inverted residual block): T = act1(Conv(X, W1, B1))
+ *       with W1 (K,C,1,1) (stride 1, unpadded), D = act2(Conv(T, W2, B2))
+ *       with W2 (K,1,R,S) and group K; then Y = D, or with W3 (K3,K,1,1)
+ *       Y = act3(Conv(D, W3, B3) + Z) (stride 1, unpadded; Z, optional, of
+ *       Y's shape). X (N,CB,H,W,16), Y (N,KB,P,Q,16) or (N,KB3,P,Q,16). T
+ *       and D are never stored whole: the fast kernel makes them a band of
+ *       rows at a time, in cache. Attributes: the depthwise convolution's
+ *       (auto_pad, dilations, group, kernel_shape, pads, strides); act1 in
+ *       `pw_activation` / `pw_activation_params`; the activation of Y in
+ *       `activation` / `activation_params` (act2 without W3, act3 with
+ *       it); act2 with W3 in `dw_activation` / `dw_activation_params`. B1,
+ *       B2 required, B3 with W3 (the pass gives zeros).
  *   kiln.PoolNCHWc(X) -> Y, attributes `kind` (MaxPool, AveragePool,
  *   GlobalMaxPool or GlobalAveragePool, required), `channels` (C, required)
  *   and the pool's own (2-D: auto_pad, ceil_mode, count_include_pad,
@@ -70,10 +75,11 @@ typedef struct kiln__nchwc_conv {
  * the reference and the fast kernels): fails naming the input or attribute
  * at fault. */
 kiln_status kiln__nchwc_conv_read(const kiln__kctx *c, kiln__nchwc_conv *g);
-/* The same for a ConvDwNCHWc node: its pointwise and depthwise convolutions
- * (pw reads X; dw reads pw's output, (N, pw.KB, H, W, 16)). */
+/* The same for a ConvDwNCHWc node: its pointwise, depthwise and projection
+ * convolutions (pw reads X; dw reads pw's output, (N, pw.KB, H, W, 16); pj
+ * reads dw's; pj->K is 0 without W3). */
 kiln_status kiln__nchwc_convdw_read(const kiln__kctx *c, kiln__nchwc_conv *pw,
-                                    kiln__nchwc_conv *dw);
+                                    kiln__nchwc_conv *dw, kiln__nchwc_conv *pj);
 
 /* Geometry of a PoolNCHWc node: output (p, q) and tap (r, s) read input row
  * p*sh - ph + r*dh, column q*sw - pw + s*dw (taps outside are skipped). */

@@ -16,7 +16,8 @@
  * shape, normalized error ||out - ref|| / ||ref|| <= tol over the finite
  * reference values (absolute when ||ref|| is 0), NaN and +-Inf at the same
  * places. It returns the name of the algorithm that ran the node ("reference"
- * when none took it; the string is static).
+ * when none took it; the string is static). With AH_PRINT_ERR set in the
+ * environment every comparison prints its error (to set bounds from).
  */
 #ifndef KILN_TEST_ALGO_HARNESS_H
 #define KILN_TEST_ALGO_HARNESS_H
@@ -201,6 +202,7 @@ static inline void ah_compare(const kiln_tensor *got, const kiln_tensor *want, d
         den += w * w;
     }
     double err = den > 0 ? sqrt(num / den) : sqrt(num);
+    if (getenv("AH_PRINT_ERR")) printf("  %s: normalized error %.3g (tol %.3g)\n", what, err, tol);
     if (!(err <= tol)) fail_msg("%s: normalized error %.3g > %.3g", what, err, tol);
 }
 

@@ -756,13 +756,22 @@ static void test_nchwc_pools(void **state) {
     kiln_graph_free(o);
 }
 
+/* Nodes of type op with at least n inputs. */
+static int count_op_inputs(const kiln_graph *g, const char *op, int n) {
+    int k = 0;
+    for (int i = 0; i < g->n_nodes; i++) k += strcmp(g->nodes[i].op_type, op) == 0 && g->nodes[i].n_in >= n;
+    return k;
+}
+
 /* MobileNetV2's inverted residual blocks: a pointwise convolution read
  * only by a depthwise one becomes one kiln.ConvDwNCHWc (both activations,
  * stride 1 and 2, with and without biases: the pass gives zeros, a partial
- * last block); not when the pointwise output is also a graph output. */
+ * last block), and with it the projection that reads the depthwise output
+ * (with its residual) on 56x56 images, not on 28x28 ones; not when the
+ * pointwise output is also a graph output. */
 static void test_nchwc_pointwise_depthwise(void **state) {
     (void)state;
-    const int64_t xd[] = {-1, 24, 12, 11}, p1[] = {1, 1, 1, 1}, s2[] = {2, 2};
+    const int64_t xd[] = {-1, 24, 56, 56}, p1[] = {1, 1, 1, 1}, s2[] = {2, 2};
     kiln_graph *g = new_graph(NULL);
     input(g, "x", 4, xd, "N");
     rand_init(g, "we1", 4, (int64_t[]){72, 24, 1, 1}, -1, 1);
@@ -774,9 +783,12 @@ static void test_nchwc_pointwise_depthwise(void **state) {
     rand_init(g, "wd2", 4, (int64_t[]){40, 1, 3, 3}, -1, 1);
     rand_init(g, "we3", 4, (int64_t[]){32, 24, 1, 1}, -1, 1);
     rand_init(g, "wd3", 4, (int64_t[]){32, 1, 3, 3}, -1, 1);
+    rand_init(g, "we4", 4, (int64_t[]){48, 40, 1, 1}, -1, 1);
+    rand_init(g, "wd4", 4, (int64_t[]){48, 1, 3, 3}, -1, 1);
+    rand_init(g, "wp4", 4, (int64_t[]){16, 48, 1, 1}, -1, 1);
     scalar(g, "lo", 0.0);
     scalar(g, "hi", 0.5);
-    /* stride 1, biases, Relu and Clip, the residual after the projection */
+    /* 56x56, stride 1, biases, Relu and Clip, the projection with its residual */
     node(g, "Conv", "e1", "x", "we1", "be1", NULL);
     node(g, "Relu", "a1", "e1", NULL);
     kiln__node *n = node(g, "Conv", "d1", "a1", "wd1", "bd1", NULL);
@@ -791,6 +803,13 @@ static void test_nchwc_pointwise_depthwise(void **state) {
     ints_attr(n, "pads", 4, p1);
     ints_attr(n, "strides", 2, s2);
     int_attr(n, "group", 40);
+    /* 28x28: the projection stays apart */
+    node(g, "Conv", "e4", "y2", "we4", NULL);
+    n = node(g, "Conv", "d4", "e4", "wd4", NULL);
+    ints_attr(n, "pads", 4, p1);
+    int_attr(n, "group", 48);
+    node(g, "Relu", "a4", "d4", NULL);
+    node(g, "Conv", "y5", "a4", "wp4", NULL);
     /* the pointwise output is an output too: stays two convolutions */
     node(g, "Conv", "y3", "y1", "we3", NULL);
     n = node(g, "Conv", "y4", "y3", "wd3", NULL);
@@ -799,11 +818,13 @@ static void test_nchwc_pointwise_depthwise(void **state) {
     add_output(g, "y2");
     add_output(g, "y3");
     add_output(g, "y4");
+    add_output(g, "y5");
     kiln__opt_stats st;
     kiln_graph *o = optimize_and_check(g, 1e-5, -1, &st, "nchwc pointwise + depthwise");
     if (kiln__cpu_has_avx512f()) {
-        assert_int_equal(count_op(o, "ConvDwNCHWc"), 2); /* e1+d1, e2+y2 */
-        assert_int_equal(count_op(o, "ConvNCHWc"), 3);   /* p1, y3, y4 */
+        assert_int_equal(count_op(o, "ConvDwNCHWc"), 3);           /* e1+d1+p1, e2+y2, e4+d4 */
+        assert_int_equal(count_op_inputs(o, "ConvDwNCHWc", 8), 1); /* with p1 and its residual */
+        assert_int_equal(count_op(o, "ConvNCHWc"), 3);             /* y5, y3, y4 */
         assert_int_equal(count_op(o, "Conv") + count_op(o, "Relu") + count_op(o, "Clip"), 0);
     }
     kiln_graph_free(o);

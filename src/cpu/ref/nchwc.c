@@ -7,8 +7,8 @@
  * the bias, kiln__axpy_f32 along output rows), then adds Z and applies the
  * activation in f32, as kiln.FusedConv's reference does. Threads split the
  * output rows (n, block, p). ConvDwNCHWc's runs the same rows for its two
- * convolutions, one after the other, on one thread, the intermediate whole
- * in its scratch.
+ * or three convolutions, one after the other, on one thread, the
+ * intermediates whole in its scratch.
  */
 #include <math.h>
 #include <string.h>
@@ -116,14 +116,20 @@ kiln_status kiln__nchwc_conv_read(const kiln__kctx *c, kiln__nchwc_conv *g) {
 }
 
 kiln_status kiln__nchwc_convdw_read(const kiln__kctx *c, kiln__nchwc_conv *pw,
-                                    kiln__nchwc_conv *dw) {
+                                    kiln__nchwc_conv *dw, kiln__nchwc_conv *pj) {
+    const int project = kiln__in(c, 5) != NULL;
+    memset(pj, 0, sizeof *pj);
+    if (!project && (kiln__in(c, 6) || kiln__in(c, 7)))
+        return kiln__err(KILN_E_INVAL, "inputs 'B3' and 'Z' need 'W3'");
+    if (project && !kiln__in(c, 6)) return kiln__err(KILN_E_INVAL, "input 'W3' needs 'B3'");
     const conv_src s1 = {c->node, c->in[0], c->in[1], c->in[2], NULL,
                          "X", "W1", "B1", 1, "pw_activation"};
     KILN__TRY(conv_read(&s1, pw));
     kiln_tensor t = {.dtype = KILN_DTYPE_F32, .ndim = 5,
                      .dims = {pw->N, pw->KB, pw->H, pw->W, BLK}}; /* the pointwise output */
     const conv_src s2 = {c->node, &t, c->in[3], c->in[4], NULL,
-                         "the pointwise output (N,KB,H,W,16)", "W2", "B2", 0, "activation"};
+                         "the pointwise output (N,KB,H,W,16)", "W2", "B2", 0,
+                         project ? "dw_activation" : "activation"};
     KILN__TRY(conv_read(&s2, dw));
     if (!dw->depthwise || dw->C != pw->K || !dw->input_blocked)
         return kiln__err(KILN_E_SHAPE, "input 'W2' (%lld,%lld,%lld,%lld) with group %lld is not a "
@@ -131,7 +137,12 @@ kiln_status kiln__nchwc_convdw_read(const kiln__kctx *c, kiln__nchwc_conv *pw,
                          (long long)c->in[3]->dims[0], (long long)c->in[3]->dims[1],
                          (long long)dw->R, (long long)dw->S, (long long)dw->group,
                          (long long)pw->K);
-    return KILN_OK;
+    if (!project) return KILN_OK;
+    kiln_tensor d = {.dtype = KILN_DTYPE_F32, .ndim = 5,
+                     .dims = {dw->N, dw->KB, dw->P, dw->Q, BLK}}; /* the depthwise output */
+    const conv_src s3 = {c->node, &d, c->in[5], c->in[6], kiln__in(c, 7),
+                         "the depthwise output (N,KB,P,Q,16)", "W3", "B3", 1, "activation"};
+    return conv_read(&s3, pj);
 }
 
 /* ---- ReorderNCHWc / ReorderNCHW --------------------------------------------- */
@@ -267,26 +278,42 @@ kiln_status kiln__ref_ConvNCHWc(kiln__kctx *c) {
 
 /* ---- ConvDwNCHWc ---------------------------------------------------------------- */
 
+/* Floats of the reference's scratch: T, and D when there is a projection. */
+static int64_t convdw_scratch(const kiln__nchwc_conv *pw, const kiln__nchwc_conv *dw,
+                              const kiln__nchwc_conv *pj) {
+    return pw->N * pw->KB * pw->H * pw->W * BLK + (pj->K ? dw->N * dw->KB * dw->P * dw->Q * BLK : 0);
+}
+
 kiln_status kiln__infer_ConvDwNCHWc(kiln__kctx *c) {
-    kiln__nchwc_conv pw, dw;
-    KILN__TRY(kiln__nchwc_convdw_read(c, &pw, &dw));
-    const int64_t dims[5] = {dw.N, dw.KB, dw.P, dw.Q, BLK};
-    c->scratch_bytes = (size_t)(pw.N * pw.KB * pw.H * pw.W * BLK) * sizeof(float);
+    kiln__nchwc_conv pw, dw, pj;
+    KILN__TRY(kiln__nchwc_convdw_read(c, &pw, &dw, &pj));
+    const kiln__nchwc_conv *last = pj.K ? &pj : &dw;
+    const int64_t dims[5] = {last->N, last->KB, last->P, last->Q, BLK};
+    c->scratch_bytes = (size_t)convdw_scratch(&pw, &dw, &pj) * sizeof(float);
     return kiln__out_shape(c, 0, KILN_DTYPE_F32, 5, dims);
 }
 
-/* The two convolutions one after the other, the pointwise output whole in
- * the scratch (one thread). */
+/* Output rows (n, kb, p) of g, all of them, into y. */
+static void conv_all_rows(const kiln__nchwc_conv *g, const float *x, const kiln_tensor *w,
+                          const kiln_tensor *b, const kiln_tensor *z, float *y) {
+    for (int64_t it = 0; it < g->N * g->KB * g->P; it++)
+        conv_row(g, x, w->data, b ? b->data : NULL, z ? z->data : NULL, y, it / (g->KB * g->P),
+                 it / g->P % g->KB, it % g->P);
+}
+
+/* The convolutions one after the other, T (and D) whole in the scratch
+ * (one thread). */
 kiln_status kiln__ref_ConvDwNCHWc(kiln__kctx *c) {
-    kiln__nchwc_conv pw, dw;
-    KILN__TRY(kiln__nchwc_convdw_read(c, &pw, &dw));
-    float *t = c->scratch;
-    for (int64_t it = 0; it < pw.N * pw.KB * pw.P; it++)
-        conv_row(&pw, c->in[0]->data, c->in[1]->data, c->in[2]->data, NULL, t, it / (pw.KB * pw.P),
-                 it / pw.P % pw.KB, it % pw.P);
-    for (int64_t it = 0; it < dw.N * dw.KB * dw.P; it++)
-        conv_row(&dw, t, c->in[3]->data, c->in[4]->data, NULL, c->out[0]->data,
-                 it / (dw.KB * dw.P), it / dw.P % dw.KB, it % dw.P);
+    kiln__nchwc_conv pw, dw, pj;
+    KILN__TRY(kiln__nchwc_convdw_read(c, &pw, &dw, &pj));
+    float *t = c->scratch, *d = t + pw.N * pw.KB * pw.H * pw.W * BLK;
+    conv_all_rows(&pw, c->in[0]->data, c->in[1], c->in[2], NULL, t);
+    if (!pj.K) {
+        conv_all_rows(&dw, t, c->in[3], c->in[4], NULL, c->out[0]->data);
+        return KILN_OK;
+    }
+    conv_all_rows(&dw, t, c->in[3], c->in[4], NULL, d);
+    conv_all_rows(&pj, d, c->in[5], c->in[6], kiln__in(c, 7), c->out[0]->data);
     return KILN_OK;
 }
 

@@ -339,8 +339,13 @@ kiln_status kiln__px_attr_string(kiln__px *p, int i, const char *name, const cha
 }
 
 kiln_status kiln__px_copy_attrs(kiln__px *p, int dst, int src) {
+    return kiln__px_copy_attrs_except(p, dst, src, NULL);
+}
+
+kiln_status kiln__px_copy_attrs_except(kiln__px *p, int dst, int src, const char *prefix) {
     int n = p->g->nodes[src].n_attr;
     for (int a = 0; a < n; a++) {
+        if (prefix && strncmp(p->g->nodes[src].attr[a].name, prefix, strlen(prefix)) == 0) continue;
         kiln__attr copy;
         KILN__TRY(kiln__attr_copy(&copy, &p->g->nodes[src].attr[a], p->g));
         kiln__attr *slot = attr_slot(p, dst, copy.name);

@@ -130,6 +130,8 @@ kiln_status kiln__px_attr_floats(kiln__px *p, int i, const char *name, int n, co
 kiln_status kiln__px_attr_string(kiln__px *p, int i, const char *name, const char *s);
 /* Copies every attribute of node src to node dst (dst's same-named ones replaced). */
 kiln_status kiln__px_copy_attrs(kiln__px *p, int dst, int src);
+/* The same but for the attributes whose names start with prefix. */
+kiln_status kiln__px_copy_attrs_except(kiln__px *p, int dst, int src, const char *prefix);
 /* Adds an opset import for domain (version) if the graph has none. */
 kiln_status kiln__px_need_opset(kiln__px *p, const char *domain, int64_t version);
 
