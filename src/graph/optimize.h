@@ -28,7 +28,8 @@
  *   nchwc        (last, once; fp32 and bf16 on AVX-512 CPUs) Conv / FusedConv
  *                -> kiln.ConvNCHWc in the blocked channel layout, with the
  *                layout changes at the ends of convolution chains; a 1x1
- *                one read only by a depthwise one -> kiln.ConvDwNCHWc
+ *                one read only by a depthwise one (and the 1x1 projection
+ *                after that, on large images) -> kiln.ConvDwNCHWc
  *
  * Every rewrite only fires when what it relies on is certain: constants are
  * initializers; shapes come from declared types, from the symbolic shape

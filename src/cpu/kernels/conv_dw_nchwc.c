@@ -1,7 +1,8 @@
 /* src/cpu/kernels/conv_dw_nchwc.c: kiln.ConvDwNCHWc (src/ops/nchwc.h), a
- * pointwise convolution and the depthwise one reading it, on AVX-512:
- * conv_dw_nchwc (f32) and conv_dw_nchwc_bf16 (the pointwise products in
- * bf16, as conv_nchwc_bf16; the depthwise taps stay f32).
+ * pointwise convolution, the depthwise one reading it and optionally the
+ * pointwise projection after that, on AVX-512: conv_dw_nchwc (f32) and
+ * conv_dw_nchwc_bf16 (the pointwise products in bf16, as conv_nchwc_bf16;
+ * the depthwise taps stay f32).
  *
  * Unfused, MobileNetV2's expansion writes a tensor six times its input
  * (features.2 at batch 8: 38 MB) that the depthwise layer reads straight
@@ -39,7 +40,8 @@
 #include "cpu/kernels/conv_algo.h"
 #include "cpu/kernels/conv_nchwc.h"
 
-/* a thread's band of T: in L2 with its input rows (tests set less) */
+/* a thread's band buffers (T's, and D's with a projection): in L2 with the
+ * band's input rows (tests set less) */
 size_t kiln__conv_dw_buf_bytes = 256 * 1024;
 #define ITEMS_PER_THREAD 4
 
