@@ -355,16 +355,16 @@ static int fuse_pointwise_depthwise(kiln__px *p, int i, const int *blocked, int 
         kiln__err_clear();
         return 0;
     }
-    /* the projection */
+    /* the projection: a blocked pointwise convolution of k input channels */
     int slot = -1;
     const int ji = kiln__px_sole_user(p, dn->out[0], &slot);
-    const int project = ji >= 0 && slot == 0 && blocked_conv(p, ji, 1) &&
-                        !kiln__px_pinned(p, dn->out[0]) &&
-                        kiln__px_const(p, p->g->nodes[ji].in[1])->ndim == 4 &&
-                        pointwise(p, ji, kiln__px_const(p, p->g->nodes[ji].in[1])->dims[0], k, &act3) &&
+    const kiln_tensor *w3 =
+        ji >= 0 && slot == 0 && blocked_conv(p, ji, 1) ? kiln__px_const(p, p->g->nodes[ji].in[1]) : NULL;
+    const int64_t k3 = w3 && w3->ndim == 4 ? w3->dims[0] : 0;
+    const int project = k3 > 0 && !kiln__px_pinned(p, dn->out[0]) &&
+                        pointwise(p, ji, k3, k, &act3) &&
                         pixels_of(p, blocked, n_values, dn->out[0]) >= MIN_PROJECT_PIXELS;
     const int b1 = bias_or_zeros(p, pi, k), b2 = b1 >= 0 ? bias_or_zeros(p, i, k) : -1;
-    const int64_t k3 = project ? kiln__px_const(p, p->g->nodes[ji].in[1])->dims[0] : 0;
     const int b3 = project && b2 >= 0 ? bias_or_zeros(p, ji, k3) : b2;
     const int nz = project && p->g->nodes[ji].n_in - p->g->nodes[ji].n_implicit > 3;
     const int n_in = project ? 7 + nz : 5;
