@@ -223,6 +223,11 @@ static void test_conv(void **state) {
                           .pads = {0, 1, 0, 1}, .bias = bias, .z = z, .act = ACTS[a]});
         conv_check((spec){.n = 1, .c = 16, .h = 6, .w = 6, .k = 32, .r = 3, .s = 3, .group = 16,
                           .pads = {1, 1, 1, 1}, .bias = bias, .z = z, .act = ACTS[a]});
+        /* narrow groups: 4 and 8 input channels, several groups per block */
+        conv_check((spec){.n = 2, .c = 16, .h = 7, .w = 9, .k = 16, .r = 3, .s = 3, .group = 4,
+                          .pads = {1, 1, 1, 1}, .bias = bias, .z = z, .act = ACTS[a]});
+        conv_check((spec){.n = 1, .c = 40, .h = 5, .w = 6, .k = 40, .r = 3, .s = 3, .group = 5,
+                          .pads = {1, 1, 1, 1}, .bias = bias, .z = z, .act = ACTS[a]});
     }
 }
 

@@ -654,26 +654,35 @@ static void test_nchwc(void **state) {
     kiln_graph_free(o);
     /* grouped: groups of whole blocks (AlexNet's group 2) convert, 1x1 and
      * 3x3; ShuffleNet's (groups of 68 input channels into 17 outputs,
-     * twice the products in whole blocks) stay plain */
+     * twice the products in whole blocks) stay plain; narrow groups (8
+     * input channels) convert 3x3 (twice the products), not 1x1 */
     int64_t xd3[] = {1, 64, 5, 6}, wg1[] = {96, 32, 1, 1}, wg2[] = {32, 48, 3, 3};
-    int64_t wg3[] = {68, 24, 1, 1};
+    int64_t wg3[] = {68, 24, 1, 1}, wg4[] = {96, 8, 3, 3}, wg5[] = {48, 8, 1, 1};
     g = new_graph(NULL);
     input(g, "x", 4, xd3, NULL);
     rand_init(g, "wg1", 4, wg1, -1, 1);
     rand_init(g, "wg2", 4, wg2, -1, 1);
     rand_init(g, "wg3", 4, wg3, -1, 1);
+    rand_init(g, "wg4", 4, wg4, -1, 1);
+    rand_init(g, "wg5", 4, wg5, -1, 1);
     int_attr(node(g, "Conv", "g1", "x", "wg1", NULL), "group", 2);
     node(g, "Relu", "r", "g1", NULL);
     n = node(g, "Conv", "y1", "r", "wg2", NULL);
     int_attr(n, "group", 2);
     ints_attr(n, "pads", 4, pads);
     int_attr(node(g, "Conv", "y2", "r", "wg3", NULL), "group", 4);
+    n = node(g, "Conv", "y3", "r", "wg4", NULL);
+    int_attr(n, "group", 12);
+    ints_attr(n, "pads", 4, pads);
+    int_attr(node(g, "Conv", "y4", "r", "wg5", NULL), "group", 12);
     add_output(g, "y1");
     add_output(g, "y2");
+    add_output(g, "y3");
+    add_output(g, "y4");
     o = optimize_and_check(g, 1e-5, -1, &st, "nchwc, grouped");
     if (kiln__cpu_has_avx512f()) {
-        assert_int_equal(count_op(o, "ConvNCHWc"), 2);
-        assert_int_equal(count_op(o, "Conv"), 1); /* y2 */
+        assert_int_equal(count_op(o, "ConvNCHWc"), 3);
+        assert_int_equal(count_op(o, "Conv"), 2); /* y2, y4 */
     }
     kiln_graph_free(o);
 }
