@@ -37,11 +37,11 @@ open(d + "/garbage.onnx", "wb").write(b"\xff" * 100)
 g2 = h.make_graph([h.make_node("FancyOp", ["x"], ["y"])], "g", [h.make_tensor_value_info("x", TP.FLOAT, [1])],
                   [h.make_tensor_value_info("y", TP.FLOAT, [1])])
 onnx.save(h.make_model(g2, opset_imports=[h.make_opsetid("", 17)]), d + "/unsup.onnx")
-rng = np.random.default_rng(0)  # a grouped 3x3 convolution (stays NCHW): several algorithms compete for it
+rng = np.random.default_rng(0)  # a grouped 3x3 convolution (groups of 24 channels: stays NCHW): several algorithms compete for it
 gc = h.make_graph([h.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], group=2)], "g",
-                  [h.make_tensor_value_info("x", TP.FLOAT, [1, 16, 12, 12])],
-                  [h.make_tensor_value_info("y", TP.FLOAT, [1, 16, 12, 12])],
-                  [nh.from_array(rng.standard_normal((16, 8, 3, 3)).astype(np.float32), "w")])
+                  [h.make_tensor_value_info("x", TP.FLOAT, [1, 48, 12, 12])],
+                  [h.make_tensor_value_info("y", TP.FLOAT, [1, 48, 12, 12])],
+                  [nh.from_array(rng.standard_normal((48, 24, 3, 3)).astype(np.float32), "w")])
 onnx.save(h.make_model(gc, opset_imports=[h.make_opsetid("", 17)]), d + "/conv.onnx")
 g3 = h.make_graph([h.make_node("Relu", ["x"], ["y"])], "g", [h.make_tensor_value_info("x", TP.FLOAT, [1])],
                   [h.make_tensor_value_info("y", TP.FLOAT, [1])])

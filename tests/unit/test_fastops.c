@@ -584,6 +584,82 @@ static void test_global_pool(void **state) {
             }
 }
 
+/* ---- reductions ------------------------------------------------------------------------ */
+
+typedef struct red_case {
+    shape x;
+    int naxes;         /* -1: no axes */
+    int64_t axes[4];
+    int keepdims, noop; /* noop_with_empty_axes */
+} red_case;
+
+/* Reduce op `op` at `opset` (axes an attribute below the op's axes-input
+ * opset, else a constant input, or a computed one with axes_computed) on
+ * case r, poisoned with NaN and infinities or not; expect_taken: the fast
+ * algorithm runs it, else it must refuse it. */
+static void reduce_case(const char *op, int opset, const red_case *r, int poisoned, int axes_computed,
+                        int expect_taken) {
+    static const char *ops[] = {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin"};
+    static const char *algos[] = {"reduce_sum_f32", "reduce_mean_f32", "reduce_max_f32",
+                                  "reduce_min_f32"};
+    const char *algo = NULL;
+    for (int i = 0; i < 4; i++)
+        if (strcmp(op, ops[i]) == 0) algo = algos[i];
+    const int axes_input = opset >= (strcmp(op, "ReduceSum") == 0 ? 13 : 18);
+    ah_case c;
+    ah_case_init(&c, op, "", opset, 1);
+    kiln_tensor *x = rnd(r->x.ndim, r->x.d, -3, 3);
+    if (poisoned) poison(x);
+    ah_input(&c, x, 0);
+    if (r->naxes >= 0 && axes_input) {
+        kiln_tensor *a;
+        const int64_t n = r->naxes;
+        assert_int_equal(kiln_tensor_create(KILN_DTYPE_I64, 1, &n, &a), KILN_OK);
+        memcpy(kiln_tensor_data(a), r->axes, (size_t)n * sizeof(int64_t));
+        ah_input(&c, a, !axes_computed);
+    } else if (r->naxes >= 0) {
+        ah_attr_ints(&c, "axes", r->naxes, r->axes);
+    }
+    ah_attr_int(&c, "keepdims", r->keepdims);
+    if (r->noop) ah_attr_int(&c, "noop_with_empty_axes", 1);
+    if (expect_taken)
+        run_all(&c, algo, TOL);
+    else
+        refused(&c, algo);
+    ah_case_free(&c);
+}
+
+/* Every reduced-axes pattern the fast kernels take: trailing axes (a global
+ * pool; rows past two LANES of running max/min values), a leading axis over
+ * rows wider than a column chunk, middle axes, axes of size 1 set aside,
+ * every axis, none (noop_with_empty_axes); and the patterns they refuse. */
+static void test_reduce(void **state) {
+    static const red_case taken[] = {
+        {{4, {2, 32, 8, 8}}, 2, {2, 3}, 1, 0},  {{2, {3, 1000}}, 1, {-1}, 0, 0},
+        {{3, {5, 7, 300}}, 1, {0}, 0, 0},       {{4, {4, 6, 5, 3}}, 2, {1, 2}, 1, 0},
+        {{4, {2, 3, 1, 4}}, 3, {1, 2, 3}, 1, 0}, {{3, {3, 1, 129}}, 2, {0, 1}, 0, 0},
+        {{3, {2, 3, 4}}, -1, {0}, 0, 0},        {{3, {2, 3, 4}}, -1, {0}, 1, 1},
+    };
+    static const char *ops[] = {"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin"};
+    for (int o = 0; o < 4; o++) {
+        for (size_t i = 0; i < sizeof taken / sizeof *taken; i++)
+            for (int p = 0; p < 2; p++) {
+                if (taken[i].noop) {
+                    reduce_case(ops[o], 18, &taken[i], p, 0, 1);
+                    continue;
+                }
+                reduce_case(ops[o], 18, &taken[i], p, 0, 1);
+                reduce_case(ops[o], 11, &taken[i], p, 0, 1); /* axes an attribute */
+            }
+        /* two runs of reduced axes; axes computed at run time; empty */
+        const red_case two_runs = {{3, {4, 5, 6}}, 2, {0, 2}, 1, 0};
+        const red_case empty = {{3, {4, 0, 3}}, 1, {1}, 1, 0};
+        reduce_case(ops[o], 18, &two_runs, 0, 0, 0);
+        reduce_case(ops[o], 18, &taken[0], 0, 1, 0);
+        reduce_case(ops[o], 18, &empty, 0, 0, 0);
+    }
+}
+
 /* ---- attention ------------------------------------------------------------------------ */
 
 typedef struct attn_case {
@@ -659,7 +735,7 @@ int main(void) {
         cmocka_unit_test(test_layer_norm),  cmocka_unit_test(test_batch_norm),
         cmocka_unit_test(test_lrn),
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_global_pool),
-        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention),   cmocka_unit_test(test_reduce),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

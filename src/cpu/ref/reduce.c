@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ops/op.h"
+#include "ops/reduce.h"
 
 /* ---- shared helpers ------------------------------------------------------ */
 
@@ -28,11 +29,8 @@ typedef enum {
     RED_SUMSQUARE,
 } reduce_kind;
 
-/* Marks in red[0..rank) the axes a Reduce* node reduces. The axes come from
- * the "axes" attribute before axes_input_opset and from the optional second
- * input from then on (where noop_with_empty_axes applies). No axes means all
- * axes, or none when noop_with_empty_axes is set. */
-static kiln_status reduce_axes(kiln__kctx *c, int axes_input_opset, int rank, uint8_t *red) {
+kiln_status kiln__reduce_axes(kiln__kctx *c, int rank, uint8_t *red) {
+    const int axes_input_opset = strcmp(c->node->op_type, "ReduceSum") == 0 ? 13 : 18;
     int64_t axes[KILN_MAX_DIMS];
     int n, from_input = c->opset >= axes_input_opset;
     if (!from_input && kiln__in(c, 1))
@@ -57,11 +55,11 @@ static kiln_status reduce_axes(kiln__kctx *c, int axes_input_opset, int rank, ui
 }
 
 // x: (d0,...,dr-1) -> y: reduced axes dropped (keepdims=0) or set to 1
-static kiln_status reduce_infer(kiln__kctx *c, int axes_input_opset, int allow_bool) {
+static kiln_status reduce_infer(kiln__kctx *c, int allow_bool) {
     const kiln_tensor *x = c->in[0];
     KILN__TRY(kiln__check_numeric(x, "input 'data'", allow_bool));
     uint8_t red[KILN_MAX_DIMS];
-    KILN__TRY(reduce_axes(c, axes_input_opset, x->ndim, red));
+    KILN__TRY(kiln__reduce_axes(c, x->ndim, red));
     int keep = kiln__attr_i(c->node, "keepdims", 1) != 0;
     int64_t dims[KILN_MAX_DIMS];
     int nd = 0;
@@ -174,11 +172,11 @@ static int64_t reduce_one_i(const reduce_plan *p, int64_t base, double *fres) {
 }
 
 // x: (d0,...,dr-1) any numeric, y: (kept dims) same dtype
-static kiln_status reduce_ref(kiln__kctx *c, reduce_kind kind, int axes_input_opset) {
+static kiln_status reduce_ref(kiln__kctx *c, reduce_kind kind) {
     const kiln_tensor *x = c->in[0];
     kiln_tensor *y = c->out[0];
     uint8_t red[KILN_MAX_DIMS];
-    KILN__TRY(reduce_axes(c, axes_input_opset, x->ndim, red));
+    KILN__TRY(kiln__reduce_axes(c, x->ndim, red));
 
     reduce_plan p = {.kind = kind, .dt = x->dtype, .x = x->data, .len = 1, .stride = 1};
     int64_t xstr[KILN_MAX_DIMS];
@@ -227,24 +225,22 @@ static kiln_status reduce_ref(kiln__kctx *c, reduce_kind kind, int axes_input_op
     return KILN_OK;
 }
 
-/* One infer/kernel pair per Reduce op: the kind, the first opset that takes
- * axes as an input, and whether bool inputs are allowed. */
-#define KILN__REDUCE_OP(Name, kind, axes_input_opset, allow_bool)                               \
-    kiln_status kiln__infer_##Name(kiln__kctx *c) {                                             \
-        return reduce_infer(c, axes_input_opset, allow_bool);                                   \
-    }                                                                                           \
-    kiln_status kiln__ref_##Name(kiln__kctx *c) { return reduce_ref(c, kind, axes_input_opset); }
+/* One infer/kernel pair per Reduce op: the kind, and whether bool inputs
+ * are allowed. */
+#define KILN__REDUCE_OP(Name, kind, allow_bool)                                                 \
+    kiln_status kiln__infer_##Name(kiln__kctx *c) { return reduce_infer(c, allow_bool); }      \
+    kiln_status kiln__ref_##Name(kiln__kctx *c) { return reduce_ref(c, kind); }
 
-KILN__REDUCE_OP(ReduceSum, RED_SUM, 13, 0)
-KILN__REDUCE_OP(ReduceMean, RED_MEAN, 18, 0)
-KILN__REDUCE_OP(ReduceMax, RED_MAX, 18, 1)
-KILN__REDUCE_OP(ReduceMin, RED_MIN, 18, 1)
-KILN__REDUCE_OP(ReduceProd, RED_PROD, 18, 0)
-KILN__REDUCE_OP(ReduceL1, RED_L1, 18, 0)
-KILN__REDUCE_OP(ReduceL2, RED_L2, 18, 0)
-KILN__REDUCE_OP(ReduceLogSum, RED_LOGSUM, 18, 0)
-KILN__REDUCE_OP(ReduceLogSumExp, RED_LOGSUMEXP, 18, 0)
-KILN__REDUCE_OP(ReduceSumSquare, RED_SUMSQUARE, 18, 0)
+KILN__REDUCE_OP(ReduceSum, RED_SUM, 0)
+KILN__REDUCE_OP(ReduceMean, RED_MEAN, 0)
+KILN__REDUCE_OP(ReduceMax, RED_MAX, 1)
+KILN__REDUCE_OP(ReduceMin, RED_MIN, 1)
+KILN__REDUCE_OP(ReduceProd, RED_PROD, 0)
+KILN__REDUCE_OP(ReduceL1, RED_L1, 0)
+KILN__REDUCE_OP(ReduceL2, RED_L2, 0)
+KILN__REDUCE_OP(ReduceLogSum, RED_LOGSUM, 0)
+KILN__REDUCE_OP(ReduceLogSumExp, RED_LOGSUMEXP, 0)
+KILN__REDUCE_OP(ReduceSumSquare, RED_SUMSQUARE, 0)
 #undef KILN__REDUCE_OP
 
 /* ---- CumSum, CumProd -------------------------------------------------------- */
