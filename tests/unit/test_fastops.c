@@ -84,6 +84,16 @@ static void refused(ah_case *c, const char *algo) {
     if (strcmp(ran, algo) == 0) fail_msg("algorithm %s took a case it must refuse", algo);
 }
 
+/* Runs case c as expected (expect_taken: algo takes it, on every table and
+ * thread count; else algo must refuse it), then frees it. */
+static void check_and_free(ah_case *c, const char *algo, int expect_taken) {
+    if (expect_taken)
+        run_all(c, algo, TOL);
+    else
+        refused(c, algo);
+    ah_case_free(c);
+}
+
 /* ---- vmath against libm --------------------------------------------------------------- */
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -295,11 +305,7 @@ static void binary_case(const char *op, const char *algo, int opset, shape a, sh
     }
     ah_input(&c, ta, 0);
     ah_input(&c, tb, 0);
-    if (expect_taken)
-        run_all(&c, algo, TOL);
-    else
-        refused(&c, algo);
-    ah_case_free(&c);
+    check_and_free(&c, algo, expect_taken);
 }
 
 static void test_binary(void **state) {
@@ -347,11 +353,7 @@ static void pow_case(float e, int constant, int expect_taken) {
     poison(x);
     ah_input(&c, x, 0);
     ah_input(&c, scalar_f32(e), constant);
-    if (expect_taken)
-        run_all(&c, "pow_f32", TOL);
-    else
-        refused(&c, "pow_f32");
-    ah_case_free(&c);
+    check_and_free(&c, "pow_f32", expect_taken);
 }
 
 static void test_pow(void **state) {
@@ -373,11 +375,7 @@ static void softmax_case(const char *op, int opset, int ndim, const int64_t *dim
     if (poisoned) poison(x);
     ah_input(&c, x, 0);
     if (has_axis) ah_attr_int(&c, "axis", axis);
-    if (expect_taken)
-        run_all(&c, algo, TOL);
-    else
-        refused(&c, algo);
-    ah_case_free(&c);
+    check_and_free(&c, algo, expect_taken);
 }
 
 static void test_softmax(void **state) {
@@ -622,11 +620,7 @@ static void reduce_case(const char *op, int opset, const red_case *r, int poison
     }
     ah_attr_int(&c, "keepdims", r->keepdims);
     if (r->noop) ah_attr_int(&c, "noop_with_empty_axes", 1);
-    if (expect_taken)
-        run_all(&c, algo, TOL);
-    else
-        refused(&c, algo);
-    ah_case_free(&c);
+    check_and_free(&c, algo, expect_taken);
 }
 
 /* Every reduced-axes pattern the fast kernels take: trailing axes (a global
@@ -703,11 +697,7 @@ static void attention_case(const attn_case *a, int expect_taken, int with_past) 
     }
     if (a->causal) ah_attr_int(&c, "is_causal", 1);
     if (a->scale != 0) ah_attr_float(&c, "scale", a->scale);
-    if (expect_taken)
-        run_all(&c, "attention_f32", TOL);
-    else
-        refused(&c, "attention_f32");
-    ah_case_free(&c);
+    check_and_free(&c, "attention_f32", expect_taken);
 }
 
 static void test_attention(void **state) {
