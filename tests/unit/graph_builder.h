@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* A graph importing ai.onnx opset 17 (a subgraph of parent if not NULL). */
 static inline kiln_graph *new_graph(kiln_graph *parent) {
@@ -40,6 +41,34 @@ static inline kiln__node *node(kiln_graph *g, const char *op, const char *out, .
 static inline void int_attr(kiln__node *n, const char *name, int64_t v) {
     n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
     n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup(name), .type = KILN__ATTR_INT, .i = v};
+}
+
+static inline void float_attr(kiln__node *n, const char *name, float v) {
+    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
+    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup(name), .type = KILN__ATTR_FLOAT, .f = v};
+}
+
+static inline void ints_attr(kiln__node *n, const char *name, int k, const int64_t *v) {
+    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
+    kiln__attr a = {.name = kiln__strdup(name), .type = KILN__ATTR_INTS, .n = k};
+    a.ints = malloc((size_t)k * sizeof *v);
+    memcpy(a.ints, v, (size_t)k * sizeof *v);
+    n->attr[n->n_attr++] = a;
+}
+
+static inline void string_attr(kiln__node *n, const char *name, const char *s) {
+    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
+    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup(name), .type = KILN__ATTR_STRING,
+                                        .s = kiln__strdup(s), .s_len = strlen(s)};
+}
+
+/* Initializer `name` holding t (ownership taken). */
+static inline void init(kiln_graph *g, const char *name, kiln_tensor *t) {
+    int v = kiln__graph_add_value(g, name);
+    g->values[v].kind = KILN__VAL_INIT;
+    g->values[v].init = t;
+    g->inits = realloc(g->inits, (size_t)(g->n_inits + 1) * sizeof *g->inits);
+    g->inits[g->n_inits++] = v;
 }
 
 /* 1-D tensor of n values converted to dt. */

@@ -28,14 +28,6 @@ static int add_input(kiln_graph *g, const char *name, kiln_dtype dt, int ndim, c
     return v;
 }
 
-static void add_init(kiln_graph *g, const char *name, kiln_tensor *t) {
-    int v = kiln__graph_add_value(g, name);
-    g->values[v].kind = KILN__VAL_INIT;
-    g->values[v].init = t;
-    g->inits = realloc(g->inits, (size_t)(g->n_inits + 1) * sizeof *g->inits);
-    g->inits[g->n_inits++] = v;
-}
-
 /* ---- tests ------------------------------------------------------------------------ */
 
 static void test_toposort_and_errors(void **state) {
@@ -141,8 +133,8 @@ static void test_views(void **state) {
     const double shape[] = {64, 256}, axes[] = {0};
     kiln_graph *g = new_graph(NULL);
     add_input(g, "x", KILN_DTYPE_F32, 2, d);
-    add_init(g, "shape", vec(KILN_DTYPE_I64, 2, shape));
-    add_init(g, "axes", vec(KILN_DTYPE_I64, 1, axes));
+    init(g, "shape", vec(KILN_DTYPE_I64, 2, shape));
+    init(g, "axes", vec(KILN_DTYPE_I64, 1, axes));
     node(g, "Abs", "a", "x", NULL);
     node(g, "Reshape", "y", "a", "shape", NULL); /* view of a */
     node(g, "Neg", "b", "a", NULL);               /* a lives on through y: not in place */
@@ -186,7 +178,7 @@ static void test_folding_and_dynamic_shapes(void **state) {
     kiln_graph *g = new_graph(NULL);
     add_input(g, "x", KILN_DTYPE_F32, 2, d);
     double flat[] = {-1};
-    add_init(g, "minus1", vec(KILN_DTYPE_I64, 1, flat));
+    init(g, "minus1", vec(KILN_DTYPE_I64, 1, flat));
     node(g, "Shape", "s", "x", NULL);            /* folded: (2,3) */
     node(g, "Reshape", "flat", "x", "minus1", NULL);
     node(g, "NonZero", "nz", "flat", NULL);      /* dynamic: (1, count) */
@@ -292,7 +284,7 @@ static void test_symbolic_shapes(void **state) {
     int x = add_input(g, "x", KILN_DTYPE_F32, 2, d);
     g->values[x].dims[0].sym = kiln__strdup("N");
     double one[] = {1};
-    add_init(g, "one", vec(KILN_DTYPE_I64, 1, one));
+    init(g, "one", vec(KILN_DTYPE_I64, 1, one));
     node(g, "Shape", "s", "x", NULL);
     int_attr(node(g, "Concat", "s3", "s", "one", NULL), "axis", 0);
     node(g, "Reshape", "r", "x", "s3", NULL);

@@ -44,14 +44,6 @@ static void input(kiln_graph *g, const char *name, int ndim, const int64_t *dims
     g->inputs[g->n_inputs++] = v;
 }
 
-static void init(kiln_graph *g, const char *name, kiln_tensor *t) {
-    int v = kiln__graph_add_value(g, name);
-    g->values[v].kind = KILN__VAL_INIT;
-    g->values[v].init = t;
-    g->inits = realloc(g->inits, (size_t)(g->n_inits + 1) * sizeof *g->inits);
-    g->inits[g->n_inits++] = v;
-}
-
 static void rand_init(kiln_graph *g, const char *name, int ndim, const int64_t *dims, float lo, float hi) {
     init(g, name, ah_random(KILN_DTYPE_F32, ndim, dims, &seed, lo, hi));
 }
@@ -64,19 +56,6 @@ static void ints(kiln_graph *g, const char *name, int n, const int64_t *v) {
     double d[KILN_MAX_DIMS];
     for (int i = 0; i < n; i++) d[i] = (double)v[i];
     init(g, name, vec(KILN_DTYPE_I64, n, d));
-}
-
-static void ints_attr(kiln__node *n, const char *name, int k, const int64_t *v) {
-    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
-    kiln__attr a = {.name = kiln__strdup(name), .type = KILN__ATTR_INTS, .n = k};
-    a.ints = malloc((size_t)k * sizeof *v);
-    memcpy(a.ints, v, (size_t)k * sizeof *v);
-    n->attr[n->n_attr++] = a;
-}
-
-static void float_attr(kiln__node *n, const char *name, float v) {
-    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
-    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup(name), .type = KILN__ATTR_FLOAT, .f = v};
 }
 
 static int count_op(const kiln_graph *g, const char *op) {

@@ -226,6 +226,17 @@ static kiln_status conv_forward_shape(conv_prob *p, int64_t *dims) {
     return KILN_OK;
 }
 
+kiln_status kiln__conv_window(const kiln__kctx *c, int xi, int wi, kiln__win *w,
+                             int64_t *group) {
+    conv_prob p;
+    int64_t dims[KILN_MAX_DIMS];
+    KILN__TRY(conv_setup(c, xi, wi, &p));
+    KILN__TRY(conv_forward_shape(&p, dims));
+    *w = p.w;
+    *group = p.G;
+    return KILN_OK;
+}
+
 /* Kernel side of conv_setup + conv_forward_shape: the geometry of X = in[0]
  * and W = in[wi] with the output extents (infer validated the rest). */
 static kiln_status conv_plan(const kiln__kctx *c, int wi, conv_prob *p) {

@@ -52,6 +52,13 @@ kiln_status kiln__conv_check_ranks(const kiln_tensor *x, const kiln_tensor *w);
 /* Fails unless X = in[0] is a float tensor and W = in[1] has its dtype. */
 kiln_status kiln__conv_check_float_xw(const kiln__kctx *c);
 
+/* The forward window of a convolution with X = in[xi]: (N, C, D1..Dk) and
+ * W = in[wi]: (M, C/group, K1..Kk) (attributes of c's node: the Conv ones),
+ * output extents included, and its group. Checks what kiln__infer_Conv checks
+ * of X, W and the attributes (ranks, group, window), naming what is wrong. */
+kiln_status kiln__conv_window(const kiln__kctx *c, int xi, int wi, kiln__win *w,
+                             int64_t *group);
+
 /* Output size (and, for auto_pad SAME_*, the pads) of a forward window
  * (Conv, pools); ceil_mode rounds the output size up, never starting a
  * window inside the end padding. Fails if the dilated kernel does not fit

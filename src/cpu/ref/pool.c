@@ -8,6 +8,14 @@
  * taps inside the input, or inside the padded input with
  * count_include_pad) or Lp norm (sum |x|^p)^(1/p). The global pools are
  * the same windows with the kernel covering the whole plane.
+ *
+ * The gradients that autograd adds (src/ops/defs/grad.def) walk the same
+ * windows backwards, with the forward node's attributes:
+ *   kiln.MaxPoolGrad(dY, X) -> dX              dY[o] goes to the first maximum
+ *                                              of window o in X
+ *   kiln.AveragePoolGrad(dY, shape) -> dX      dY[o] / divisor to every tap of
+ *   kiln.GlobalAveragePoolGrad(dY, shape)      window o inside X
+ * shape: X's shape (int64); dX: X's shape, dY's dtype.
  */
 #include <math.h>
 #include <string.h>
@@ -49,12 +57,12 @@ static kiln_status pool_check_x(const kiln_tensor *x, int ints_ok) {
     return kiln__check_dtype(x, "X", KILN__FLOAT_DTYPES);
 }
 
-/* Fills p for pool `kind` on X = in[0]; global pools use the whole plane as
- * the window. Writes the output shape (N, C, O...) to dims. */
-static kiln_status pool_setup(const kiln__kctx *c, pool_kind kind, int global, pool_prob *p,
-                              int64_t *dims) {
+/* Fills p for pool `kind` on X (its dtype and shape; c's node has the
+ * attributes); global pools use the whole plane as the window. Writes the
+ * output shape (N, C, O...) to dims. */
+static kiln_status pool_setup(const kiln__kctx *c, const kiln_tensor *x, pool_kind kind,
+                              int global, pool_prob *p, int64_t *dims) {
     memset(p, 0, sizeof(*p));
-    const kiln_tensor *x = c->in[0];
     KILN__TRY(pool_check_x(x, kind == POOL_MAX));
     int nsp = x->ndim - 2;
     p->kind = kind;
@@ -82,6 +90,24 @@ static kiln_status pool_setup(const kiln__kctx *c, pool_kind kind, int global, p
     return KILN_OK;
 }
 
+/* Window of output o: input position of tap j along dim d is
+ * base[d] + j*dil[d]; the taps inside X are the box [lo, hi) (tap starts at
+ * lo), *inside of them, and *in_pads taps lie inside the padded input. */
+static void window_taps(const kiln__win *w, const int64_t *o, int64_t *base, int64_t *lo,
+                        int64_t *hi, int64_t *tap, int64_t *inside, int64_t *in_pads) {
+    *inside = *in_pads = 1;
+    for (int d = 0; d < w->nsp; d++) {
+        int64_t plo, phi;
+        base[d] = o[d] * w->stride[d] - w->pad0[d];
+        kiln__stride_range(base[d], w->dil[d], w->in[d], w->k[d], &lo[d], &hi[d]);
+        kiln__stride_range(base[d] + w->pad0[d], w->dil[d], w->in[d] + w->pad0[d] + w->pad1[d],
+                           w->k[d], &plo, &phi);
+        *inside *= hi[d] - lo[d];
+        *in_pads *= phi - plo;
+        tap[d] = lo[d];
+    }
+}
+
 /* Plane nc: y[nc, o] = reduce over the taps j of window o of
  * X[nc, o*stride - pad0 + j*dil]. Only the taps inside X are visited (a
  * hostile kernel_shape with SAME padding may have ~2^34 taps, nearly all in
@@ -99,18 +125,9 @@ static void pool_plane(const pool_prob *p, int64_t nc) {
     int64_t xbase = nc * p->in_size, o[KILN_MAX_DIMS] = {0};
     for (int64_t i = 0; i < p->out_size; i++, kiln__next_index(nsp, w->out, o)) {
         double acc = p->kind == POOL_MAX ? -INFINITY : 0.0;
-        int64_t inside = 1, in_pads = 1, best = -1;
+        int64_t inside, in_pads, best = -1;
         int64_t base[KILN_MAX_DIMS], lo[KILN_MAX_DIMS], hi[KILN_MAX_DIMS], tap[KILN_MAX_DIMS];
-        for (int d = 0; d < nsp; d++) {
-            int64_t plo, phi;
-            base[d] = o[d] * w->stride[d] - w->pad0[d];
-            kiln__stride_range(base[d], w->dil[d], w->in[d], w->k[d], &lo[d], &hi[d]);
-            kiln__stride_range(base[d] + w->pad0[d], w->dil[d], w->in[d] + w->pad0[d] + w->pad1[d],
-                               w->k[d], &plo, &phi);
-            inside *= hi[d] - lo[d];
-            in_pads *= phi - plo;
-            tap[d] = lo[d];
-        }
+        window_taps(w, o, base, lo, hi, tap, &inside, &in_pads);
         for (int more = inside > 0; more; more = kiln__next_in_box(nsp, lo, hi, tap)) {
             int64_t xoff = 0, ioff = 0;
             for (int d = 0; d < nsp; d++) {
@@ -143,7 +160,7 @@ static void pool_plane(const pool_prob *p, int64_t nc) {
 static kiln_status pool_infer(kiln__kctx *c, pool_kind kind, int global) {
     pool_prob p;
     int64_t dims[KILN_MAX_DIMS];
-    KILN__TRY(pool_setup(c, kind, global, &p, dims));
+    KILN__TRY(pool_setup(c, c->in[0], kind, global, &p, dims));
     KILN__TRY(kiln__out_shape(c, 0, c->in[0]->dtype, c->in[0]->ndim, dims));
     if (kind == POOL_MAX && !global)
         KILN__TRY(kiln__out_shape(c, 1, KILN_DTYPE_I64, c->in[0]->ndim, dims));
@@ -153,7 +170,7 @@ static kiln_status pool_infer(kiln__kctx *c, pool_kind kind, int global) {
 static kiln_status pool_ref(kiln__kctx *c, pool_kind kind, int global) {
     pool_prob p;
     int64_t dims[KILN_MAX_DIMS], lo, hi;
-    KILN__TRY(pool_setup(c, kind, global, &p, dims));
+    KILN__TRY(pool_setup(c, c->in[0], kind, global, &p, dims));
     p.y = c->out[0];
     p.ind = kind == POOL_MAX && !global ? kiln__out(c, 1) : NULL;
     kiln__split(p.NC, c->ith, c->nth, &lo, &hi);
@@ -176,6 +193,96 @@ kiln_status kiln__infer_GlobalAveragePool(kiln__kctx *c) { return pool_infer(c, 
 kiln_status kiln__ref_GlobalAveragePool(kiln__kctx *c) { return pool_ref(c, POOL_AVG, 1); }
 kiln_status kiln__infer_GlobalLpPool(kiln__kctx *c) { return pool_infer(c, POOL_LP, 1); }
 kiln_status kiln__ref_GlobalLpPool(kiln__kctx *c) { return pool_ref(c, POOL_LP, 1); }
+
+/* ---- gradients ------------------------------------------------------------------ */
+
+/* Plane nc of dX: zeroed, then every output o's dY goes to window o's first
+ * maximum in X (MAX) or, divided by the window's divisor, to each of its taps
+ * inside X (AVG); sums in dX's dtype. */
+static void pool_grad_plane(const pool_prob *p, const kiln_tensor *dy, kiln_tensor *dx,
+                            int64_t nc) {
+    const kiln__win *w = &p->w;
+    int nsp = w->nsp;
+    kiln_dtype dt = dx->dtype;
+    int64_t xbase = nc * p->in_size, o[KILN_MAX_DIMS] = {0};
+    for (int64_t i = 0; i < p->in_size; i++) kiln__elem_st_f(dt, dx->data, xbase + i, 0);
+    for (int64_t i = 0; i < p->out_size; i++, kiln__next_index(nsp, w->out, o)) {
+        int64_t inside, in_pads, best = -1;
+        int64_t base[KILN_MAX_DIMS], lo[KILN_MAX_DIMS], hi[KILN_MAX_DIMS], tap[KILN_MAX_DIMS];
+        window_taps(w, o, base, lo, hi, tap, &inside, &in_pads);
+        double g = kiln__elem_ld_f(dy->dtype, dy->data, nc * p->out_size + i), max = -INFINITY;
+        if (p->kind == POOL_AVG) {
+            int64_t div = p->count_include_pad ? in_pads : inside;
+            g = div ? g / (double)div : 0;
+        }
+        for (int more = inside > 0; more; more = kiln__next_in_box(nsp, lo, hi, tap)) {
+            int64_t xoff = 0;
+            for (int d = 0; d < nsp; d++) xoff = xoff * w->in[d] + base[d] + tap[d] * w->dil[d];
+            if (p->kind == POOL_MAX) {
+                double v = kiln__elem_ld_f(p->x->dtype, p->x->data, xbase + xoff);
+                if (best < 0 || v > max) {
+                    max = v;
+                    best = xoff;
+                }
+            } else {
+                kiln__elem_st_f(dt, dx->data, xbase + xoff,
+                                kiln__elem_ld_f(dt, dx->data, xbase + xoff) + g);
+            }
+        }
+        if (best >= 0)
+            kiln__elem_st_f(dt, dx->data, xbase + best,
+                            kiln__elem_ld_f(dt, dx->data, xbase + best) + g);
+    }
+}
+
+/* The forward problem of a pool gradient: X = in[1] itself (MAX) or, when
+ * in[1] is X's shape, a header of that shape with dY's dtype. Checks that dY
+ * has the forward output's shape and dtype. */
+static kiln_status pool_grad_setup(const kiln__kctx *c, pool_kind kind, int global,
+                                   kiln_tensor *xh, pool_prob *p) {
+    const kiln_tensor *dy = c->in[0], *x = c->in[1];
+    int64_t dims[KILN_MAX_DIMS];
+    if (kind != POOL_MAX) {
+        int nd;
+        KILN__NEED(c, 1);
+        KILN__TRY(kiln__read_ints(x, "shape", dims, KILN_MAX_DIMS, &nd));
+        KILN__TRY(kiln__tensor_init(xh, dy->dtype, nd, dims));
+        x = xh;
+    }
+    KILN__TRY(pool_setup(c, x, kind, global, p, dims));
+    if (dy->dtype != x->dtype)
+        return kiln__err(KILN_E_TYPE, "input 'dY' is %s, expected %s like X",
+                         kiln_dtype_name(dy->dtype), kiln_dtype_name(x->dtype));
+    return kiln__check_shape(dy, "dY", x->ndim, dims);
+}
+
+static kiln_status pool_grad_infer(kiln__kctx *c, pool_kind kind, int global) {
+    pool_prob p;
+    kiln_tensor xh;
+    KILN__TRY(pool_grad_setup(c, kind, global, &xh, &p));
+    return kiln__out_shape(c, 0, c->in[0]->dtype, p.x->ndim, p.x->dims);
+}
+
+static kiln_status pool_grad_ref(kiln__kctx *c, pool_kind kind, int global) {
+    pool_prob p;
+    kiln_tensor xh;
+    int64_t lo, hi;
+    KILN__TRY(pool_grad_setup(c, kind, global, &xh, &p));
+    kiln__split(p.NC, c->ith, c->nth, &lo, &hi);
+    for (int64_t nc = lo; nc < hi; nc++) pool_grad_plane(&p, c->in[0], c->out[0], nc);
+    return KILN_OK;
+}
+
+kiln_status kiln__infer_MaxPoolGrad(kiln__kctx *c) { return pool_grad_infer(c, POOL_MAX, 0); }
+kiln_status kiln__ref_MaxPoolGrad(kiln__kctx *c) { return pool_grad_ref(c, POOL_MAX, 0); }
+kiln_status kiln__infer_AveragePoolGrad(kiln__kctx *c) { return pool_grad_infer(c, POOL_AVG, 0); }
+kiln_status kiln__ref_AveragePoolGrad(kiln__kctx *c) { return pool_grad_ref(c, POOL_AVG, 0); }
+kiln_status kiln__infer_GlobalAveragePoolGrad(kiln__kctx *c) {
+    return pool_grad_infer(c, POOL_AVG, 1);
+}
+kiln_status kiln__ref_GlobalAveragePoolGrad(kiln__kctx *c) {
+    return pool_grad_ref(c, POOL_AVG, 1);
+}
 
 /* ---- MaxUnpool ---------------------------------------------------------------- */
 

@@ -1,0 +1,82 @@
+/* src/train/grad_math.c: gradient rules of elementwise math and activations
+ * (grad.h). Binary ops broadcast (numpy rules), so an input's gradient is the
+ * output-shaped product summed down to its shape (kiln__gb_sum_to). */
+#include "train/grad.h"
+
+#define NEED(i) (gc->need[i])
+#define IN(i) kiln__gb_in(gc, i)
+#define OUT(k) kiln__gb_out(gc, k)
+
+// Y = X: dX = dY
+kiln_status kiln__grad_Identity(kiln__grad_ctx *gc) {
+    gc->dx[0] = gc->dy[0];
+    return gc->status;
+}
+
+// Y = A + B: dA = dY, dB = dY (each summed to its shape)
+kiln_status kiln__grad_Add(kiln__grad_ctx *gc) {
+    if (NEED(0)) gc->dx[0] = kiln__gb_sum_to(gc, gc->dy[0], IN(0));
+    if (NEED(1)) gc->dx[1] = kiln__gb_sum_to(gc, gc->dy[0], IN(1));
+    return gc->status;
+}
+
+// Y = A - B: dA = dY, dB = -dY
+kiln_status kiln__grad_Sub(kiln__grad_ctx *gc) {
+    if (NEED(0)) gc->dx[0] = kiln__gb_sum_to(gc, gc->dy[0], IN(0));
+    if (NEED(1)) gc->dx[1] = kiln__gb_sum_to(gc, kiln__gb_op1(gc, "Neg", gc->dy[0]), IN(1));
+    return gc->status;
+}
+
+// Y = A * B: dA = dY * B, dB = dY * A
+kiln_status kiln__grad_Mul(kiln__grad_ctx *gc) {
+    int dy = gc->dy[0];
+    if (NEED(0)) gc->dx[0] = kiln__gb_sum_to(gc, kiln__gb_op2(gc, "Mul", dy, IN(1)), IN(0));
+    if (NEED(1)) gc->dx[1] = kiln__gb_sum_to(gc, kiln__gb_op2(gc, "Mul", dy, IN(0)), IN(1));
+    return gc->status;
+}
+
+// Y = A / B: dA = dY / B, dB = -(dY / B) * Y
+kiln_status kiln__grad_Div(kiln__grad_ctx *gc) {
+    int dy_b = kiln__gb_op2(gc, "Div", gc->dy[0], IN(1));
+    if (NEED(0)) gc->dx[0] = kiln__gb_sum_to(gc, dy_b, IN(0));
+    if (NEED(1))
+        gc->dx[1] = kiln__gb_sum_to(
+            gc, kiln__gb_op1(gc, "Neg", kiln__gb_op2(gc, "Mul", dy_b, OUT(0))), IN(1));
+    return gc->status;
+}
+
+// Y = -X: dX = -dY
+kiln_status kiln__grad_Neg(kiln__grad_ctx *gc) {
+    gc->dx[0] = kiln__gb_op1(gc, "Neg", gc->dy[0]);
+    return gc->status;
+}
+
+// Y = exp(X): dX = dY * Y
+kiln_status kiln__grad_Exp(kiln__grad_ctx *gc) {
+    gc->dx[0] = kiln__gb_op2(gc, "Mul", gc->dy[0], OUT(0));
+    return gc->status;
+}
+
+// Y = log(X): dX = dY / X
+kiln_status kiln__grad_Log(kiln__grad_ctx *gc) {
+    gc->dx[0] = kiln__gb_op2(gc, "Div", gc->dy[0], IN(0));
+    return gc->status;
+}
+
+// Y = sqrt(X): dX = dY * 0.5 / Y
+kiln_status kiln__grad_Sqrt(kiln__grad_ctx *gc) {
+    int half = kiln__gb_scalar(gc, OUT(0), 0.5);
+    gc->dx[0] = kiln__gb_op2(gc, "Div", kiln__gb_op2(gc, "Mul", gc->dy[0], half), OUT(0));
+    return gc->status;
+}
+
+/* dX = op(dY, Y) for the activations whose gradient reads their output. */
+static kiln_status act_grad(kiln__grad_ctx *gc, const char *op) {
+    int in[2] = {gc->dy[0], OUT(0)};
+    gc->dx[0] = kiln__gb_node(gc, op, "kiln", 2, in, "grad_act", NULL);
+    return gc->status;
+}
+
+kiln_status kiln__grad_Relu(kiln__grad_ctx *gc) { return act_grad(gc, "ReluGrad"); }
+kiln_status kiln__grad_Sigmoid(kiln__grad_ctx *gc) { return act_grad(gc, "SigmoidGrad"); }
+kiln_status kiln__grad_Tanh(kiln__grad_ctx *gc) { return act_grad(gc, "TanhGrad"); }

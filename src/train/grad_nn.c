@@ -1,0 +1,166 @@
+/* src/train/grad_nn.c: gradient rules of the network ops (grad.h): matrix
+ * products, convolution, pooling, softmax and the cross-entropy loss. */
+#include <stdlib.h>
+
+#include "train/grad.h"
+
+#define NEED(i) (gc->need[i])
+#define IN(i) kiln__gb_in(gc, i)
+#define OUT(k) kiln__gb_out(gc, k)
+
+/* ---- matrix products ------------------------------------------------------------ */
+
+/* Gemm(a, b) with the given transposes and alpha (no C). */
+static int gemm(kiln__grad_ctx *gc, int a, int b, int trans_a, int trans_b, float alpha) {
+    int node, v = kiln__gb_node(gc, "Gemm", "", 2, (int[]){a, b}, "grad_gemm", &node);
+    if (trans_a) kiln__gb_attr_int(gc, node, "transA", 1);
+    if (trans_b) kiln__gb_attr_int(gc, node, "transB", 1);
+    if (alpha != 1.0f) kiln__gb_attr_float(gc, node, "alpha", alpha);
+    return v;
+}
+
+/* v with its last two axes swapped (rank known). */
+static int swap_last(kiln__grad_ctx *gc, int v, int rank) {
+    int64_t perm[KILN_MAX_DIMS];
+    int node;
+    for (int i = 0; i < rank; i++) perm[i] = i;
+    perm[rank - 2] = rank - 1;
+    perm[rank - 1] = rank - 2;
+    int t = kiln__gb_node(gc, "Transpose", "", 1, &v, "grad_transpose", &node);
+    kiln__gb_attr_ints(gc, node, "perm", rank, perm);
+    return t;
+}
+
+/* 1 if v (rank r) certainly has Y's batch dims (all but the last two). */
+static int same_batch(kiln__grad_ctx *gc, int v, int r, int y) {
+    const kiln_graph *g = gc->p->g;
+    if (kiln__gb_rank(gc, y) != r) return 0;
+    for (int i = 0; i < r - 2; i++)
+        if (!kiln__px_dim_eq(&g->values[v].dims[i], &g->values[y].dims[i])) return 0;
+    return 1;
+}
+
+// Y = A @ B, A: (..., M, K), B: (..., K, N), batch dims broadcast:
+// dA = dY @ B^T, dB = A^T @ dY, each summed over the batch dims it was broadcast on
+kiln_status kiln__grad_MatMul(kiln__grad_ctx *gc) {
+    int a = IN(0), b = IN(1), y = OUT(0), dy = gc->dy[0];
+    int ra = kiln__gb_rank(gc, a), rb = kiln__gb_rank(gc, b);
+    if (ra < 2 || rb < 2)
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
+                             "operands of rank %d and %d: gradients need both of known rank >= 2",
+                             ra, rb);
+    if (ra == 2 && rb == 2) {
+        if (NEED(0)) gc->dx[0] = gemm(gc, dy, b, 0, 1, 1.0f);
+        if (NEED(1)) gc->dx[1] = gemm(gc, a, dy, 1, 0, 1.0f);
+        return gc->status;
+    }
+    if (NEED(0)) {
+        int v = kiln__gb_op2(gc, "MatMul", dy, swap_last(gc, b, rb));
+        gc->dx[0] = same_batch(gc, a, ra, y) ? v : kiln__gb_sum_to(gc, v, a);
+    }
+    if (NEED(1)) {
+        int v = kiln__gb_op2(gc, "MatMul", swap_last(gc, a, ra), dy);
+        gc->dx[1] = same_batch(gc, b, rb, y) ? v : kiln__gb_sum_to(gc, v, b);
+    }
+    return gc->status;
+}
+
+// Y = alpha * op(A) @ op(B) + beta * C (op: transposed when transA / transB):
+//   dA = alpha * dY @ op(B)^T, transposed back when transA
+//   dB = alpha * op(A)^T @ dY, transposed back when transB
+//   dC = beta * dY summed to C's shape
+kiln_status kiln__grad_Gemm(kiln__grad_ctx *gc) {
+    const kiln__node *nd = kiln__gb_fwd(gc);
+    int ta = kiln__attr_i(nd, "transA", 0) != 0, tb = kiln__attr_i(nd, "transB", 0) != 0;
+    float alpha = kiln__attr_f(nd, "alpha", 1.0f), beta = kiln__attr_f(nd, "beta", 1.0f);
+    int a = IN(0), b = IN(1), dy = gc->dy[0];
+    if (NEED(0))
+        gc->dx[0] = ta ? gemm(gc, b, dy, tb, 1, alpha) : gemm(gc, dy, b, 0, !tb, alpha);
+    if (NEED(1))
+        gc->dx[1] = tb ? gemm(gc, dy, a, 1, ta, alpha) : gemm(gc, a, dy, !ta, 0, alpha);
+    if (IN(2) >= 0 && NEED(2)) {
+        int v = beta == 1.0f ? dy : kiln__gb_op2(gc, "Mul", dy, kiln__gb_scalar(gc, dy, beta));
+        gc->dx[2] = kiln__gb_sum_to(gc, v, IN(2));
+    }
+    return gc->status;
+}
+
+/* ---- convolution and pooling ------------------------------------------------- */
+
+// Y = Conv(X, W[, B]): kiln.ConvGrad(dY, X, W) -> (dX, dW, dB), the outputs
+// asked for only
+kiln_status kiln__grad_Conv(kiln__grad_ctx *gc) {
+    unsigned char want[3] = {NEED(0), NEED(1), IN(2) >= 0 && NEED(2)};
+    int outs[3];
+    int node = kiln__gb_node_n(gc, "ConvGrad", "kiln", 3, (int[]){gc->dy[0], IN(0), IN(1)}, 3,
+                               want, "grad_conv", outs);
+    kiln__gb_copy_attrs(gc, node);
+    for (int i = 0; i < 3; i++) gc->dx[i] = outs[i];
+    return gc->status;
+}
+
+/* dX = op(dY, arg) with the forward node's attributes. */
+static kiln_status pool_back(kiln__grad_ctx *gc, const char *op, int arg) {
+    int node;
+    if (gc->dy[0] < 0) return gc->status; /* only MaxPool's Indices are used */
+    gc->dx[0] = kiln__gb_node(gc, op, "kiln", 2, (int[]){gc->dy[0], arg}, "grad_pool", &node);
+    kiln__gb_copy_attrs(gc, node);
+    return gc->status;
+}
+
+kiln_status kiln__grad_MaxPool(kiln__grad_ctx *gc) { return pool_back(gc, "MaxPoolGrad", IN(0)); }
+kiln_status kiln__grad_AveragePool(kiln__grad_ctx *gc) {
+    return pool_back(gc, "AveragePoolGrad", kiln__gb_shape(gc, IN(0)));
+}
+kiln_status kiln__grad_GlobalAveragePool(kiln__grad_ctx *gc) {
+    return pool_back(gc, "GlobalAveragePoolGrad", kiln__gb_shape(gc, IN(0)));
+}
+
+/* ---- softmax and the loss --------------------------------------------------------- */
+
+/* op(dY, Y) over the forward node's axis: before opset 13 the ops normalize
+ * over the trailing block from axis (default 1), from 13 over axis (default -1). */
+static kiln_status softmax_back(kiln__grad_ctx *gc, const char *op) {
+    const kiln__node *nd = kiln__gb_fwd(gc);
+    int old = nd->opset < 13, node;
+    int64_t axis = kiln__attr_i(nd, "axis", old ? 1 : -1);
+    gc->dx[0] = kiln__gb_node(gc, op, "kiln", 2, (int[]){gc->dy[0], OUT(0)}, "grad_softmax",
+                              &node);
+    kiln__gb_attr_int(gc, node, "axis", axis);
+    if (old) kiln__gb_attr_int(gc, node, "flatten", 1);
+    return gc->status;
+}
+
+kiln_status kiln__grad_Softmax(kiln__grad_ctx *gc) { return softmax_back(gc, "SoftmaxGrad"); }
+kiln_status kiln__grad_LogSoftmax(kiln__grad_ctx *gc) { return softmax_back(gc, "LogSoftmaxGrad"); }
+
+/* Output 1 (log_prob) of the forward loss node, added when the model did not
+ * ask for it. */
+static int loss_log_prob(kiln__grad_ctx *gc) {
+    if (OUT(1) >= 0 || gc->status != KILN_OK) return OUT(1);
+    int v = kiln__px_new_value(gc->p, "log_prob");
+    kiln__node *nd = &gc->p->g->nodes[gc->node];
+    int *o = v >= 0 ? realloc(nd->out, 2 * sizeof *o) : NULL;
+    if (!o) {
+        kiln__gb_fail(gc, KILN_E_NOMEM, "out of memory");
+        return -1;
+    }
+    o[1] = v;
+    nd->out = o;
+    nd->n_out = 2;
+    return v;
+}
+
+// L = SoftmaxCrossEntropyLoss(scores, labels[, weights]):
+// dScores = kiln.SoftmaxCrossEntropyLossGrad(dL, log_prob, labels[, weights])
+kiln_status kiln__grad_SoftmaxCrossEntropyLoss(kiln__grad_ctx *gc) {
+    if (gc->n_dy > 1 && gc->dy[1] >= 0)
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
+                             "its output log_prob is differentiated: only the loss is");
+    if (!NEED(0)) return gc->status;
+    int node, lp = loss_log_prob(gc);
+    gc->dx[0] = kiln__gb_node(gc, "SoftmaxCrossEntropyLossGrad", "kiln", 4,
+                              (int[]){gc->dy[0], lp, IN(1), IN(2)}, "grad_loss", &node);
+    kiln__gb_copy_attrs(gc, node);
+    return gc->status;
+}

@@ -1,0 +1,420 @@
+/* tests/unit/test_autograd.c: gradient rules and the autograd driver
+ * (src/train/autograd.h, grad.h) against central finite differences in f64.
+ *
+ * Every case builds a small f64 graph with output y, adds the backward nodes
+ * for the vector-Jacobian product with a random seed r (an input "dy"), runs
+ * forward and backward once on the reference kernels, and compares each
+ * gradient element with
+ *   (<y(x + h e_j), r> - <y(x - h e_j), r>) / 2h
+ * as the normalized error ||analytic - numeric|| / ||numeric|| (bound 1e-6;
+ * a wrong rule is off by order 1). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "algo_harness.h"
+#include "graph/exec.h"
+#include "graph/ir.h"
+#include "graph/optimize.h"
+#include "graph_builder.h"
+#include "train/autograd.h"
+
+#define DT KILN_DTYPE_F64
+#define MAX_IN 8
+
+static unsigned seed = 2024;
+
+/* Input value ranges, per input name (inputs not listed: [-1, 1]). */
+typedef struct range {
+    const char *name;
+    double lo, hi;
+} range;
+
+static void input(kiln_graph *g, const char *name, int ndim, const int64_t *dims) {
+    int v = kiln__graph_add_value(g, name);
+    kiln__value *val = &g->values[v];
+    val->kind = KILN__VAL_INPUT;
+    val->dtype = DT;
+    val->ndim = ndim;
+    val->has_type = 1;
+    for (int d = 0; d < ndim; d++) val->dims[d].v = dims[d];
+    g->inputs = realloc(g->inputs, (size_t)(g->n_inputs + 1) * sizeof *g->inputs);
+    g->inputs[g->n_inputs++] = v;
+}
+
+static void ints_init(kiln_graph *g, const char *name, int n, const int64_t *v) {
+    double d[16];
+    for (int i = 0; i < n; i++) d[i] = (double)v[i];
+    init(g, name, vec(KILN_DTYPE_I64, n, d));
+}
+
+/* ---- running ------------------------------------------------------------------------ */
+
+/* Runs g on the reference kernels; copies of its first n_out outputs into out. */
+static void run(const kiln_graph *g, kiln_tensor **in, int n_out, kiln_tensor **out) {
+    kiln__runner r;
+    assert_int_equal(kiln__runner_init(&r, g, NULL, 1), KILN_OK);
+    r.sel.reference = 1;
+    kiln_status s = kiln__runner_run(&r, g->n_inputs, (const kiln_tensor *const *)in);
+    if (s != KILN_OK) fail_msg("run failed: %s", kiln_last_error());
+    for (int k = 0; k < n_out; k++) {
+        kiln_tensor *t = kiln__runner_output(&r, k);
+        assert_non_null(t);
+        assert_int_equal(kiln_tensor_copy(t, t->dtype, &out[k]), KILN_OK);
+    }
+    kiln__runner_free(&r);
+}
+
+/* <y(in), r> */
+static double project(const kiln_graph *g, kiln_tensor **in, const kiln_tensor *r) {
+    kiln_tensor *y;
+    run(g, in, 1, &y);
+    double s = 0;
+    const double *yd = kiln_tensor_data(y), *rd = kiln_tensor_data(r);
+    for (int64_t i = 0; i < kiln_tensor_numel(y); i++) s += yd[i] * rd[i];
+    kiln_tensor_free(y);
+    return s;
+}
+
+/* The check described at the top, for g (output 0 is y; every graph input is
+ * differentiated), inputs drawn from ranges. */
+static void grad_check(kiln_graph *g, const range *ranges, int n_ranges) {
+    assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+    assert_int_equal(kiln_graph_infer_shapes(g), KILN_OK);
+    int n = g->n_inputs;
+    assert_true(n <= MAX_IN);
+    kiln_tensor *in[MAX_IN + 1], *y, *r;
+    for (int i = 0; i < n; i++) {
+        const kiln__value *v = &g->values[g->inputs[i]];
+        int64_t dims[KILN_MAX_DIMS];
+        double lo = -1, hi = 1;
+        for (int d = 0; d < v->ndim; d++) dims[d] = v->dims[d].v;
+        for (int k = 0; k < n_ranges; k++)
+            if (strcmp(ranges[k].name, v->name) == 0) lo = ranges[k].lo, hi = ranges[k].hi;
+        in[i] = ah_random(DT, v->ndim, dims, &seed, lo, hi);
+    }
+    run(g, in, 1, &y);
+    r = ah_random(DT, y->ndim, y->dims, &seed, -1, 1);
+
+    /* the backward graph: a copy of g with input dy and the gradients as outputs */
+    kiln_graph *b = kiln__graph_clone(g);
+    assert_non_null(b);
+    int dy = kiln__graph_add_value(b, "dy");
+    b->values[dy].kind = KILN__VAL_INPUT;
+    b->values[dy].dtype = DT;
+    b->values[dy].ndim = y->ndim;
+    b->values[dy].has_type = 1;
+    for (int d = 0; d < y->ndim; d++) b->values[dy].dims[d].v = y->dims[d];
+    b->inputs = realloc(b->inputs, (size_t)(b->n_inputs + 1) * sizeof *b->inputs);
+    b->inputs[b->n_inputs++] = dy;
+    assert_int_equal(kiln__graph_finalize(b), KILN_OK);
+    int wrt[MAX_IN], grads[MAX_IN];
+    for (int i = 0; i < n; i++) wrt[i] = b->inputs[i];
+    if (kiln__autograd(b, b->outputs[0], dy, n, wrt, grads) != KILN_OK)
+        fail_msg("autograd: %s", kiln_last_error());
+    b->n_outputs = 0;
+    for (int i = 0; i < n; i++) {
+        assert_true(grads[i] >= 0);
+        b->outputs = realloc(b->outputs, (size_t)(b->n_outputs + 1) * sizeof *b->outputs);
+        b->outputs[b->n_outputs++] = grads[i];
+        b->values[grads[i]].is_output = 1;
+    }
+    assert_int_equal(kiln__graph_finalize(b), KILN_OK);
+    kiln_tensor *got[MAX_IN];
+    in[n] = r;
+    run(b, in, n, got);
+
+    const double h = 1e-6;
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(got[i]->ndim, in[i]->ndim);
+        assert_memory_equal(got[i]->dims, in[i]->dims, (size_t)in[i]->ndim * sizeof(int64_t));
+        double *x = kiln_tensor_data(in[i]), *a = kiln_tensor_data(got[i]), err = 0, norm = 0;
+        for (int64_t j = 0; j < kiln_tensor_numel(in[i]); j++) {
+            double x0 = x[j];
+            x[j] = x0 + h;
+            double up = project(g, in, r);
+            x[j] = x0 - h;
+            double down = project(g, in, r);
+            x[j] = x0;
+            double num = (up - down) / (2 * h);
+            err += (a[j] - num) * (a[j] - num);
+            norm += num * num;
+        }
+        double rel = sqrt(err) / (sqrt(norm) > 1e-12 ? sqrt(norm) : 1);
+        printf("  d/d%-6s %6lld elements  normalized error %.2e\n",
+               g->values[g->inputs[i]].name, (long long)kiln_tensor_numel(in[i]), rel);
+        if (!(rel < 1e-6)) fail_msg("gradient of '%s' off: %.3e", g->values[g->inputs[i]].name, rel);
+        kiln_tensor_free(got[i]);
+    }
+    for (int i = 0; i < n; i++) kiln_tensor_free(in[i]);
+    kiln_tensor_free(y);
+    kiln_tensor_free(r);
+    kiln_graph_free(b);
+    kiln_graph_free(g);
+}
+
+static kiln_graph *graph(int opset) {
+    kiln_graph *g = new_graph(NULL);
+    g->opsets[0].version = opset;
+    return g;
+}
+
+/* ---- cases ---------------------------------------------------------------------------- */
+
+static void test_broadcast_math(void **state) {
+    (void)state;
+    kiln_graph *g = graph(17);
+    input(g, "a", 3, (int64_t[]){2, 3, 4});
+    input(g, "b", 2, (int64_t[]){3, 1});
+    input(g, "c", 1, (int64_t[]){4});
+    input(g, "d", 3, (int64_t[]){2, 1, 1});
+    node(g, "Add", "ab", "a", "b", NULL);
+    node(g, "Mul", "abc", "ab", "c", NULL);
+    node(g, "Sub", "s", "abc", "a", NULL); /* a used twice: contributions add */
+    node(g, "Div", "q", "s", "d", NULL);
+    node(g, "Neg", "y", "q", NULL);
+    add_output(g, "y");
+    grad_check(g, (range[]){{"d", 0.5, 2}}, 1);
+}
+
+static void test_activations(void **state) {
+    (void)state;
+    kiln_graph *g = graph(17);
+    input(g, "x", 2, (int64_t[]){3, 5});
+    input(g, "z", 2, (int64_t[]){3, 5});
+    node(g, "Relu", "r", "x", NULL);
+    node(g, "Sigmoid", "s", "r", NULL);
+    node(g, "Exp", "e", "x", NULL);
+    node(g, "Mul", "m", "s", "e", NULL);
+    node(g, "Tanh", "t", "m", NULL);
+    node(g, "Sqrt", "q", "z", NULL);
+    node(g, "Log", "l", "q", NULL);
+    node(g, "Add", "y", "t", "l", NULL);
+    add_output(g, "y");
+    grad_check(g, (range[]){{"z", 0.5, 2}}, 1);
+}
+
+static void test_matmul(void **state) {
+    (void)state;
+    kiln_graph *g = graph(17);
+    input(g, "a", 3, (int64_t[]){2, 3, 4}); /* batched, B broadcast over the batch */
+    input(g, "b", 2, (int64_t[]){4, 5});
+    input(g, "p", 2, (int64_t[]){5, 3}); /* 2-D products run as Gemm */
+    input(g, "q", 2, (int64_t[]){3, 2});
+    node(g, "MatMul", "ab", "a", "b", NULL);
+    node(g, "MatMul", "pq", "p", "q", NULL);
+    node(g, "MatMul", "y", "ab", "pq", NULL);
+    add_output(g, "y");
+    grad_check(g, NULL, 0);
+}
+
+static void test_gemm(void **state) {
+    (void)state;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            kiln_graph *g = graph(17);
+            input(g, "a", 2, ta ? (int64_t[]){4, 3} : (int64_t[]){3, 4});
+            input(g, "b", 2, tb ? (int64_t[]){5, 4} : (int64_t[]){4, 5});
+            input(g, "c", 1, (int64_t[]){5});
+            kiln__node *n = node(g, "Gemm", "y", "a", "b", "c", NULL);
+            int_attr(n, "transA", ta);
+            int_attr(n, "transB", tb);
+            float_attr(n, "alpha", 0.75f);
+            float_attr(n, "beta", 1.25f);
+            add_output(g, "y");
+            printf(" transA %d transB %d\n", ta, tb);
+            grad_check(g, NULL, 0);
+        }
+}
+
+static void test_conv(void **state) {
+    (void)state;
+    kiln_graph *g = graph(17);
+    input(g, "x", 4, (int64_t[]){2, 4, 7, 6});
+    input(g, "w", 4, (int64_t[]){6, 2, 3, 3});
+    input(g, "b", 1, (int64_t[]){6});
+    kiln__node *n = node(g, "Conv", "y", "x", "w", "b", NULL);
+    int_attr(n, "group", 2);
+    ints_attr(n, "strides", 2, (int64_t[]){2, 1});
+    ints_attr(n, "pads", 4, (int64_t[]){1, 0, 1, 2});
+    ints_attr(n, "dilations", 2, (int64_t[]){1, 2});
+    add_output(g, "y");
+    grad_check(g, NULL, 0);
+
+    g = graph(17); /* 1-D, SAME padding, no bias */
+    input(g, "x", 3, (int64_t[]){1, 3, 9});
+    input(g, "w", 3, (int64_t[]){2, 3, 4});
+    n = node(g, "Conv", "y", "x", "w", NULL);
+    string_attr(n, "auto_pad", "SAME_UPPER");
+    ints_attr(n, "strides", 1, (int64_t[]){2});
+    add_output(g, "y");
+    grad_check(g, NULL, 0);
+}
+
+static void test_pools(void **state) {
+    (void)state;
+    kiln_graph *g = graph(17);
+    input(g, "x", 4, (int64_t[]){2, 3, 7, 7});
+    kiln__node *n = node(g, "MaxPool", "m", "x", NULL);
+    ints_attr(n, "kernel_shape", 2, (int64_t[]){3, 3});
+    ints_attr(n, "strides", 2, (int64_t[]){2, 2});
+    ints_attr(n, "pads", 4, (int64_t[]){1, 1, 0, 0});
+    int_attr(n, "ceil_mode", 1);
+    n = node(g, "AveragePool", "a", "x", NULL);
+    ints_attr(n, "kernel_shape", 2, (int64_t[]){3, 3});
+    ints_attr(n, "strides", 2, (int64_t[]){2, 2});
+    ints_attr(n, "pads", 4, (int64_t[]){1, 1, 0, 0});
+    int_attr(n, "ceil_mode", 1);
+    n = node(g, "AveragePool", "c", "x", NULL);
+    ints_attr(n, "kernel_shape", 2, (int64_t[]){2, 3});
+    ints_attr(n, "pads", 4, (int64_t[]){1, 1, 1, 1});
+    int_attr(n, "count_include_pad", 1);
+    node(g, "GlobalAveragePool", "p", "x", NULL);
+    node(g, "Add", "ma", "m", "a", NULL);
+    node(g, "ReduceSum", "cs", "c", NULL); /* all axes, keepdims: (1,1,1,1) */
+    node(g, "Add", "t", "ma", "cs", NULL);
+    node(g, "Mul", "y", "t", "p", NULL);
+    add_output(g, "y");
+    grad_check(g, NULL, 0);
+}
+
+static void test_softmax(void **state) {
+    (void)state;
+    kiln_graph *g = graph(17);
+    input(g, "x", 3, (int64_t[]){2, 3, 4});
+    kiln__node *n = node(g, "Softmax", "s", "x", NULL);
+    int_attr(n, "axis", 1);
+    node(g, "LogSoftmax", "l", "x", NULL); /* axis -1 */
+    node(g, "Mul", "y", "s", "l", NULL);
+    add_output(g, "y");
+    grad_check(g, NULL, 0);
+
+    g = graph(11); /* before opset 13: over the trailing block from axis 1 */
+    input(g, "x", 3, (int64_t[]){2, 3, 4});
+    node(g, "Softmax", "s", "x", NULL);
+    n = node(g, "LogSoftmax", "l", "x", NULL);
+    int_attr(n, "axis", 2);
+    node(g, "Mul", "y", "s", "l", NULL);
+    add_output(g, "y");
+    grad_check(g, NULL, 0);
+}
+
+static void test_shapes_and_reductions(void **state) {
+    (void)state;
+    kiln_graph *g = graph(17);
+    input(g, "x", 3, (int64_t[]){2, 3, 4});
+    ints_init(g, "shape", 2, (int64_t[]){4, 6});
+    ints_init(g, "axes", 1, (int64_t[]){-1});
+    node(g, "Reshape", "r", "x", "shape", NULL);
+    kiln__node *n = node(g, "Transpose", "t", "r", NULL);
+    ints_attr(n, "perm", 2, (int64_t[]){1, 0});
+    n = node(g, "ReduceSum", "s", "t", "axes", NULL); /* (6) */
+    int_attr(n, "keepdims", 0);
+    node(g, "Flatten", "f", "x", NULL); /* (2, 12) */
+    n = node(g, "ReduceMean", "m", "f", NULL); /* opset 17: axes attribute */
+    ints_attr(n, "axes", 1, (int64_t[]){0});
+    ints_init(g, "zero", 1, (int64_t[]){0});
+    ints_init(g, "shape2", 2, (int64_t[]){2, 6});
+    node(g, "Unsqueeze", "u", "s", "zero", NULL); /* (1, 6) */
+    node(g, "Squeeze", "sq", "m", "zero", NULL); /* (12) */
+    node(g, "Reshape", "sr", "sq", "shape2", NULL);
+    node(g, "Mul", "y", "sr", "u", NULL); /* (2, 6) */
+    add_output(g, "y");
+    grad_check(g, NULL, 0);
+}
+
+static void test_cross_entropy(void **state) {
+    (void)state;
+    static const char *const reductions[] = {"mean", "sum", "none"};
+    for (int k = 0; k < 3; k++) {
+        kiln_graph *g = graph(17);
+        input(g, "scores", 3, (int64_t[]){4, 5, 2}); /* (N, C, D) */
+        input(g, "w", 1, (int64_t[]){5});
+        ints_init(g, "labels_flat", 8, (int64_t[]){0, 3, 4, 1, 2, 2, 3, 0});
+        ints_init(g, "lshape", 2, (int64_t[]){4, 2});
+        node(g, "Reshape", "labels", "labels_flat", "lshape", NULL);
+        ints_init(g, "wshape", 2, (int64_t[]){5, 1});
+        node(g, "Reshape", "w_col", "w", "wshape", NULL);
+        node(g, "Mul", "sw", "scores", "w_col", NULL);
+        kiln__node *n = node(g, "SoftmaxCrossEntropyLoss", "y", "sw", "labels", NULL);
+        string_attr(n, "reduction", reductions[k]);
+        int_attr(n, "ignore_index", 3);
+        add_output(g, "y");
+        printf(" reduction %s\n", reductions[k]);
+        grad_check(g, NULL, 0);
+    }
+}
+
+/* A small CNN with its loss: what kiln train differentiates. */
+static void test_small_cnn(void **state) {
+    (void)state;
+    kiln_graph *g = graph(17);
+    input(g, "image", 4, (int64_t[]){3, 2, 6, 6});
+    input(g, "w1", 4, (int64_t[]){4, 2, 3, 3});
+    input(g, "b1", 1, (int64_t[]){4});
+    input(g, "w2", 2, (int64_t[]){5, 36});
+    input(g, "b2", 1, (int64_t[]){5});
+    ints_init(g, "labels", 3, (int64_t[]){1, 4, 0});
+    kiln__node *n = node(g, "Conv", "c1", "image", "w1", "b1", NULL);
+    ints_attr(n, "pads", 4, (int64_t[]){1, 1, 1, 1});
+    node(g, "Relu", "r1", "c1", NULL);
+    n = node(g, "MaxPool", "p1", "r1", NULL);
+    ints_attr(n, "kernel_shape", 2, (int64_t[]){2, 2});
+    ints_attr(n, "strides", 2, (int64_t[]){2, 2});
+    node(g, "Flatten", "f", "p1", NULL);
+    n = node(g, "Gemm", "logits", "f", "w2", "b2", NULL);
+    int_attr(n, "transB", 1);
+    node(g, "SoftmaxCrossEntropyLoss", "y", "logits", "labels", NULL);
+    add_output(g, "y");
+    grad_check(g, NULL, 0);
+}
+
+/* A node without a rule on the path fails, naming it; off the path it is fine. */
+static void test_no_rule(void **state) {
+    (void)state;
+    kiln_graph *g = graph(17);
+    input(g, "x", 1, (int64_t[]){4});
+    node(g, "Sin", "s", "x", NULL);
+    node(g, "Relu", "y", "s", NULL);
+    add_output(g, "y");
+    assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+    int dy = kiln__graph_add_value(g, "dy");
+    g->values[dy].kind = KILN__VAL_INPUT;
+    g->values[dy].dtype = DT;
+    int x = g->inputs[0], grad = 0;
+    assert_int_equal(kiln__autograd(g, g->outputs[0], dy, 1, &x, &grad), KILN_E_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "'s' (Sin) has no gradient rule"));
+    kiln_graph_free(g);
+
+    g = graph(17); /* the Sin branch does not reach y */
+    input(g, "x", 1, (int64_t[]){4});
+    node(g, "Sin", "s", "x", NULL);
+    node(g, "Relu", "y", "x", NULL);
+    add_output(g, "y");
+    add_output(g, "s");
+    grad_check(g, NULL, 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_broadcast_math),
+        cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_pools),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_shapes_and_reductions),
+        cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_small_cnn),
+        cmocka_unit_test(test_no_rule),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
