@@ -6,9 +6,9 @@
  * product): ONNX ops where one says it (MatMul, Mul, Reshape, ...) and kiln's
  * gradient ops (src/ops/defs/grad.def) where none does. Rules are listed in
  * grad_rules.def, one line per forward op, and live in files by family:
- * grad_math.c (elementwise math and activations), grad_tensor.c (shape and
- * layout ops, reductions), grad_nn.c (products, convolution, pooling,
- * softmax, losses).
+ * grad_math.c (elementwise math and activations), grad_tensor.c (shape,
+ * layout and indexing ops, reductions), grad_nn.c (products, convolution,
+ * pooling, normalization, softmax, losses).
  *
  * A rule reads gc->dy[k], the gradient of output k (-1: none reaches it, it
  * is zero), and sets gc->dx[i] for every input i with gc->need[i], or leaves
@@ -80,7 +80,8 @@ int kiln__gb_node_n(kiln__grad_ctx *gc, const char *op, const char *domain, int 
 /* ai.onnx node with one or two inputs and one output. */
 int kiln__gb_op1(kiln__grad_ctx *gc, const char *op, int a);
 int kiln__gb_op2(kiln__grad_ctx *gc, const char *op, int a, int b);
-/* Scalar constant of the dtype of value like. */
+/* Scalar constant of the dtype of value like (a forward value: the dtypes of the
+ * gradient values rules make are not recorded). */
 int kiln__gb_scalar(kiln__grad_ctx *gc, int like, double v);
 /* 1-D int64 constant. */
 int kiln__gb_ints(kiln__grad_ctx *gc, int n, const int64_t *v);

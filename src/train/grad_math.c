@@ -80,3 +80,63 @@ static kiln_status act_grad(kiln__grad_ctx *gc, const char *op) {
 kiln_status kiln__grad_Relu(kiln__grad_ctx *gc) { return act_grad(gc, "ReluGrad"); }
 kiln_status kiln__grad_Sigmoid(kiln__grad_ctx *gc) { return act_grad(gc, "SigmoidGrad"); }
 kiln_status kiln__grad_Tanh(kiln__grad_ctx *gc) { return act_grad(gc, "TanhGrad"); }
+
+// Y = x if x > 0 else alpha * x: dX = dY where X > 0, else alpha * dY
+kiln_status kiln__grad_LeakyRelu(kiln__grad_ctx *gc) {
+    int x = IN(0), dy = gc->dy[0];
+    float alpha = kiln__attr_f(kiln__gb_fwd(gc), "alpha", 0.01f);
+    int pos = kiln__gb_op2(gc, "Greater", x, kiln__gb_scalar(gc, x, 0));
+    int in[3] = {pos, dy, kiln__gb_op2(gc, "Mul", dy, kiln__gb_scalar(gc, x, alpha))};
+    gc->dx[0] = kiln__gb_node(gc, "Where", "", 3, in, "grad_leaky_relu", NULL);
+    return gc->status;
+}
+
+// Y = min(max(X, lo), hi): dX = dY where lo <= X <= hi, else 0 (bounds: inputs from
+// opset 11, attributes min/max before; each optional)
+kiln_status kiln__grad_Clip(kiln__grad_ctx *gc) {
+    const kiln__node *nd = kiln__gb_fwd(gc);
+    int x = IN(0), dy = gc->dy[0], lo = -1, hi = -1, inside = -1;
+    if (nd->opset >= 11) {
+        lo = IN(1);
+        hi = IN(2);
+    } else {
+        if (kiln__attr_find(nd, "min")) lo = kiln__gb_scalar(gc, x, kiln__attr_f(nd, "min", 0));
+        if (kiln__attr_find(nd, "max")) hi = kiln__gb_scalar(gc, x, kiln__attr_f(nd, "max", 0));
+    }
+    if (lo >= 0) inside = kiln__gb_op1(gc, "Not", kiln__gb_op2(gc, "Less", x, lo));
+    if (hi >= 0) {
+        int below = kiln__gb_op1(gc, "Not", kiln__gb_op2(gc, "Greater", x, hi));
+        inside = inside >= 0 ? kiln__gb_op2(gc, "And", inside, below) : below;
+    }
+    if (inside < 0) {
+        gc->dx[0] = dy;
+        return gc->status;
+    }
+    int in[3] = {inside, dy, kiln__gb_scalar(gc, OUT(0), 0)};
+    gc->dx[0] = kiln__gb_node(gc, "Where", "", 3, in, "grad_clip", NULL);
+    return gc->status;
+}
+
+// Y = erf(X): dX = dY * 2/sqrt(pi) * exp(-X^2)
+kiln_status kiln__grad_Erf(kiln__grad_ctx *gc) {
+    int x = IN(0);
+    int e = kiln__gb_op1(gc, "Exp", kiln__gb_op1(gc, "Neg", kiln__gb_op2(gc, "Mul", x, x)));
+    int k = kiln__gb_scalar(gc, x, 1.1283791670955126); /* 2 / sqrt(pi) */
+    gc->dx[0] = kiln__gb_op2(gc, "Mul", gc->dy[0], kiln__gb_op2(gc, "Mul", e, k));
+    return gc->status;
+}
+
+// Y = A ^ B: dA = dY * B * A^(B-1), dB = dY * Y * log(A)
+kiln_status kiln__grad_Pow(kiln__grad_ctx *gc) {
+    int a = IN(0), b = IN(1), dy = gc->dy[0];
+    if (NEED(0)) {
+        int b1 = kiln__gb_op2(gc, "Sub", b, kiln__gb_scalar(gc, b, 1));
+        int d = kiln__gb_op2(gc, "Mul", b, kiln__gb_op2(gc, "Pow", a, b1));
+        gc->dx[0] = kiln__gb_sum_to(gc, kiln__gb_op2(gc, "Mul", dy, d), a);
+    }
+    if (NEED(1)) {
+        int d = kiln__gb_op2(gc, "Mul", OUT(0), kiln__gb_op1(gc, "Log", a));
+        gc->dx[1] = kiln__gb_sum_to(gc, kiln__gb_op2(gc, "Mul", dy, d), b);
+    }
+    return gc->status;
+}

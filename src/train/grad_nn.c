@@ -1,5 +1,6 @@
 /* src/train/grad_nn.c: gradient rules of the network ops (grad.h): matrix
- * products, convolution, pooling, softmax and the cross-entropy loss. */
+ * products, convolution, pooling, batch and layer normalization, softmax and
+ * the cross-entropy loss. */
 #include <stdlib.h>
 
 #include "train/grad.h"
@@ -79,7 +80,7 @@ kiln_status kiln__grad_Gemm(kiln__grad_ctx *gc) {
     if (NEED(1))
         gc->dx[1] = tb ? gemm(gc, dy, a, 1, ta, alpha) : gemm(gc, a, dy, !ta, 0, alpha);
     if (IN(2) >= 0 && NEED(2)) {
-        int v = beta == 1.0f ? dy : kiln__gb_op2(gc, "Mul", dy, kiln__gb_scalar(gc, dy, beta));
+        int v = beta == 1.0f ? dy : kiln__gb_op2(gc, "Mul", dy, kiln__gb_scalar(gc, OUT(0), beta));
         gc->dx[2] = kiln__gb_sum_to(gc, v, IN(2));
     }
     return gc->status;
@@ -114,6 +115,52 @@ kiln_status kiln__grad_AveragePool(kiln__grad_ctx *gc) {
 }
 kiln_status kiln__grad_GlobalAveragePool(kiln__grad_ctx *gc) {
     return pool_back(gc, "GlobalAveragePoolGrad", kiln__gb_shape(gc, IN(0)));
+}
+
+/* ---- normalization -------------------------------------------------------------- */
+
+/* 1 if any output from `from` on has a gradient. */
+static int stats_differentiated(const kiln__grad_ctx *gc, int from) {
+    for (int k = from; k < gc->n_dy; k++)
+        if (gc->dy[k] >= 0) return 1;
+    return 0;
+}
+
+// Y = BatchNormalization(X, scale, B, mean, var): kiln.BatchNormalizationGrad(dY, X,
+// scale, mean, var) -> (dX, dScale, dB), with batch statistics when the node trains
+// (training_mode = 1 from opset 14, extra outputs before), else the given mean and var
+kiln_status kiln__grad_BatchNormalization(kiln__grad_ctx *gc) {
+    const kiln__node *nd = kiln__gb_fwd(gc);
+    int training = nd->opset >= 14 ? kiln__attr_i(nd, "training_mode", 0) != 0 : 0;
+    for (int k = 1; nd->opset < 14 && k < nd->n_out; k++) training |= nd->out[k] >= 0;
+    if (nd->opset < 9 && kiln__attr_i(nd, "spatial", 1) == 0)
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "spatial = 0 (per-activation statistics)");
+    if (stats_differentiated(gc, 1))
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "its statistics outputs are differentiated");
+    if (!training && (NEED(3) || NEED(4)))
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
+                             "gradients with respect to input_mean and input_var");
+    unsigned char want[3] = {NEED(0), NEED(1), NEED(2)};
+    int outs[3], node = kiln__gb_node_n(gc, "BatchNormalizationGrad", "kiln", 5,
+                                        (int[]){gc->dy[0], IN(0), IN(1), IN(3), IN(4)}, 3, want,
+                                        "grad_bn", outs);
+    kiln__gb_attr_float(gc, node, "epsilon", kiln__attr_f(nd, "epsilon", 1e-5f));
+    kiln__gb_attr_int(gc, node, "training_mode", training);
+    for (int i = 0; i < 3; i++) gc->dx[i] = outs[i];
+    return gc->status;
+}
+
+// Y = LayerNormalization(X, scale[, B]): kiln.LayerNormalizationGrad(dY, X, scale)
+// -> (dX, dScale, dB)
+kiln_status kiln__grad_LayerNormalization(kiln__grad_ctx *gc) {
+    if (stats_differentiated(gc, 1))
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "its Mean or InvStdDev output is differentiated");
+    unsigned char want[3] = {NEED(0), NEED(1), IN(2) >= 0 && NEED(2)};
+    int outs[3], node = kiln__gb_node_n(gc, "LayerNormalizationGrad", "kiln", 3,
+                                        (int[]){gc->dy[0], IN(0), IN(1)}, 3, want, "grad_ln", outs);
+    kiln__gb_copy_attrs(gc, node);
+    for (int i = 0; i < 3; i++) gc->dx[i] = outs[i];
+    return gc->status;
 }
 
 /* ---- softmax and the loss --------------------------------------------------------- */

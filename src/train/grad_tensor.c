@@ -1,5 +1,8 @@
-/* src/train/grad_tensor.c: gradient rules of shape and layout ops and of the
+/* src/train/grad_tensor.c: gradient rules of shape, layout and indexing ops
+ * (reshapes, Transpose, Expand, Cast, Where, Concat, Gather) and of the
  * reductions (grad.h). */
+#include <stdlib.h>
+
 #include "train/grad.h"
 
 #define NEED(i) (gc->need[i])
@@ -96,5 +99,80 @@ kiln_status kiln__grad_ReduceMean(kiln__grad_ctx *gc) {
     kiln__gb_attr_int(gc, n_y, "to", to);
     kiln__gb_attr_int(gc, n_x, "to", to);
     gc->dx[0] = kiln__gb_op2(gc, "Mul", back, kiln__gb_op2(gc, "Div", y_size, x_size));
+    return gc->status;
+}
+
+// Y = X broadcast to a shape: dX = dY summed back to X's shape
+kiln_status kiln__grad_Expand(kiln__grad_ctx *gc) {
+    gc->dx[0] = kiln__gb_sum_to(gc, gc->dy[0], IN(0));
+    return gc->status;
+}
+
+// Y = cast(X): dX = cast(dY) back to X's float dtype
+kiln_status kiln__grad_Cast(kiln__grad_ctx *gc) {
+    int node;
+    kiln_dtype dt = kiln__px_dtype(gc->p, IN(0));
+    if (dt == KILN_DTYPE_UNDEFINED)
+        return kiln__gb_fail(gc, KILN_E_TYPE, "the dtype of its input is not known");
+    gc->dx[0] = kiln__gb_node(gc, "Cast", "", 1, &gc->dy[0], "grad_cast", &node);
+    kiln__gb_attr_int(gc, node, "to", dt);
+    return gc->status;
+}
+
+// Y = where(C, A, B): dA = dY where C, dB = dY where not C (each summed to its shape)
+kiln_status kiln__grad_Where(kiln__grad_ctx *gc) {
+    int cond = IN(0), dy = gc->dy[0], zero = kiln__gb_scalar(gc, OUT(0), 0);
+    if (NEED(1)) {
+        int in[3] = {cond, dy, zero};
+        gc->dx[1] = kiln__gb_sum_to(gc, kiln__gb_node(gc, "Where", "", 3, in, "grad_where", NULL),
+                                    IN(1));
+    }
+    if (NEED(2)) {
+        int in[3] = {cond, zero, dy};
+        gc->dx[2] = kiln__gb_sum_to(gc, kiln__gb_node(gc, "Where", "", 3, in, "grad_where", NULL),
+                                    IN(2));
+    }
+    return gc->status;
+}
+
+// Y = concat(X0, X1, ..., axis): dX_i = the slice of dY that X_i filled, by one Split
+// (sizes along the axis must be known when autograd runs)
+kiln_status kiln__grad_Concat(kiln__grad_ctx *gc) {
+    const kiln__node *nd = kiln__gb_fwd(gc);
+    int n = nd->n_in - nd->n_implicit, rank = kiln__gb_rank(gc, OUT(0)), node;
+    int64_t axis = kiln__attr_i(nd, "axis", 0);
+    if (rank < 0) return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "the rank of its output is not known");
+    if (axis < 0) axis += rank;
+    if (axis < 0 || axis >= rank) return kiln__gb_fail(gc, KILN_E_INVAL, "attribute 'axis' out of range");
+    int64_t *sizes = malloc((size_t)n * sizeof *sizes);
+    int *outs = malloc((size_t)n * sizeof *outs);
+    if (!sizes || !outs) {
+        free(sizes), free(outs);
+        return kiln__gb_fail(gc, KILN_E_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < n && gc->status == KILN_OK; i++) {
+        int x = IN(i);
+        sizes[i] = x >= 0 && kiln__gb_rank(gc, x) == rank ? gc->p->g->values[x].dims[axis].v : -1;
+        if (sizes[i] < 0)
+            kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "the size of input %d along axis %lld is not known",
+                          i, (long long)axis);
+    }
+    int in[2] = {gc->dy[0], -1};
+    int new_split = kiln__graph_opset(gc->p->g, "") >= 13;
+    if (new_split) in[1] = kiln__gb_ints(gc, n, sizes);
+    node = kiln__gb_node_n(gc, "Split", "", new_split ? 2 : 1, in, n, NULL, "grad_concat", outs);
+    kiln__gb_attr_int(gc, node, "axis", axis);
+    if (!new_split) kiln__gb_attr_ints(gc, node, "split", n, sizes);
+    for (int i = 0; i < n; i++) gc->dx[i] = outs[i];
+    free(sizes);
+    free(outs);
+    return gc->status;
+}
+
+// Y = gather(X, indices, axis): dX = kiln.GatherGrad(dY, indices, Shape(X))
+kiln_status kiln__grad_Gather(kiln__grad_ctx *gc) {
+    int node, in[3] = {gc->dy[0], IN(1), kiln__gb_shape(gc, IN(0))};
+    gc->dx[0] = kiln__gb_node(gc, "GatherGrad", "kiln", 3, in, "grad_gather", &node);
+    kiln__gb_copy_attrs(gc, node);
     return gc->status;
 }

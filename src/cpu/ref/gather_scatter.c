@@ -1,6 +1,7 @@
 /* src/cpu/ref/gather_scatter.c: index-driven data movement and data-dependent
  * selection: Gather, GatherElements, GatherND, ScatterElements (and the
- * deprecated Scatter), ScatterND, TensorScatter, NonZero, Compress, Unique.
+ * deprecated Scatter), ScatterND, TensorScatter, NonZero, Compress, Unique;
+ * and kiln.GatherGrad, Gather's gradient (autograd, src/ops/defs/grad.def).
  *
  * Every index read from a tensor is normalized (negative counts from the end)
  * and checked against its dimension before use; a bad one fails naming the
@@ -138,6 +139,64 @@ kiln_status kiln__ref_Gather(kiln__kctx *c) {
         for (int64_t o = 0; o < outer; o++)
             KILN__TRY(kiln__elem_copy(x->dtype, c->out[0]->data, (o * ni + j) * inner,
                                            x->data, (o * dim + k) * inner, inner));
+    }
+    return KILN_OK;
+}
+
+/* kiln.GatherGrad(dY, indices, shape) -> dX: dX of `shape` (Gather's data),
+ * zero except that every slice of dY that Gather took from data goes back to
+ * where it came from, repeated indices adding up (in dX's dtype). Attribute
+ * axis as the forward Gather's. */
+static kiln_status gather_grad_shape(const kiln__kctx *c, int *nd, int64_t *dims) {
+    const kiln_tensor *dy = c->in[0], *idx = c->in[1];
+    char b1[96], b2[96];
+    int axis;
+    KILN__TRY(kiln__check_dtype(dy, "dY", KILN__FLOAT_DTYPES));
+    KILN__TRY(check_index_dtype(idx, "input 'indices'"));
+    KILN__TRY(kiln__read_ints(c->in[2], "shape", dims, KILN_MAX_DIMS, nd));
+    KILN__TRY(axis_attr(c, 0, *nd, &axis));
+    int ok = dy->ndim == *nd - 1 + idx->ndim, k = 0;
+    for (int i = 0; ok && i < *nd; i++) {
+        if (i != axis) {
+            ok = dy->dims[k++] == dims[i];
+            continue;
+        }
+        for (int j = 0; ok && j < idx->ndim; j++) ok = dy->dims[k++] == idx->dims[j];
+    }
+    if (!ok)
+        return kiln__err(KILN_E_SHAPE, "dY %s is not what Gather makes of data %s and these indices",
+                         kiln__shape_str(dy->ndim, dy->dims, b1, sizeof b1),
+                         kiln__shape_str(*nd, dims, b2, sizeof b2));
+    return KILN_OK;
+}
+
+kiln_status kiln__infer_GatherGrad(kiln__kctx *c) {
+    int nd;
+    int64_t dims[KILN_MAX_DIMS];
+    KILN__NEED(c, 2);
+    KILN__TRY(gather_grad_shape(c, &nd, dims));
+    return kiln__out_shape(c, 0, c->in[0]->dtype, nd, dims);
+}
+
+// dY: (outer, n_idx, inner), indices: (n_idx); dX: (outer, dim, inner)
+kiln_status kiln__ref_GatherGrad(kiln__kctx *c) {
+    const kiln_tensor *dy = c->in[0], *idx = c->in[1];
+    kiln_tensor *dx = c->out[0];
+    int axis;
+    KILN__TRY(axis_attr(c, 0, dx->ndim, &axis));
+    int64_t outer = kiln__dims_prod(dx->dims, 0, axis), dim = dx->dims[axis];
+    int64_t inner = kiln__dims_prod(dx->dims, axis + 1, dx->ndim), ni = kiln__n(idx);
+    memset(dx->data, 0, (size_t)kiln__n(dx) * kiln_dtype_size(dx->dtype));
+    for (int64_t j = 0; j < ni; j++) {
+        int64_t k;
+        KILN__TRY(load_index(idx, "indices", j, dim, &k));
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < inner; i++) {
+                int64_t to = (o * dim + k) * inner + i;
+                kiln__elem_st_f(dx->dtype, dx->data, to,
+                                kiln__elem_ld_f(dx->dtype, dx->data, to) +
+                                    kiln__elem_ld_f(dy->dtype, dy->data, (o * ni + j) * inner + i));
+            }
     }
     return KILN_OK;
 }

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "ops/op.h"
+#include "cpu/ref/norm.h"
 
 
 /* Fails unless t is a float tensor of exactly n elements. */
@@ -39,10 +39,8 @@ static kiln_status check_unidir(const kiln_tensor *x, const kiln_tensor *p, cons
     return KILN_OK;
 }
 
-/* Mean and population variance of n elements of x at base, base+stride, ...
- * Returns the mean; *var gets the variance (0 elements: NaN). */
-static double mean_var(kiln_dtype dt, const void *x, int64_t base, int64_t n, int64_t stride,
-                       double *var) {
+double kiln__mean_var(kiln_dtype dt, const void *x, int64_t base, int64_t n, int64_t stride,
+                      double *var) {
     double sum = 0, sq = 0;
     for (int64_t k = 0; k < n; k++) sum += kiln__elem_ld_f(dt, x, base + k * stride);
     double mean = sum / (double)n;
@@ -181,7 +179,7 @@ static kiln_status group_norm_run(kiln__kctx *c, int64_t groups, double eps) {
     kiln__split(N * groups, c->ith, c->nth, &lo, &hi);
     for (int64_t ng = lo; ng < hi; ng++) {
         int64_t g = ng % groups, base = ng * cpg * S;
-        double var, mean = mean_var(x->dtype, x->data, base, cpg * S, 1, &var);
+        double var, mean = kiln__mean_var(x->dtype, x->data, base, cpg * S, 1, &var);
         double inv = 1.0 / sqrt(var + eps);
         for (int64_t k = 0; k < cpg; k++) {
             int64_t p = per_channel ? g * cpg + k : g;
@@ -271,7 +269,7 @@ static kiln_status row_norm_run(kiln__kctx *c, int center) {
         int64_t base = r * cols;
         double mean = 0, var;
         if (center) {
-            mean = mean_var(x->dtype, x->data, base, cols, 1, &var);
+            mean = kiln__mean_var(x->dtype, x->data, base, cols, 1, &var);
         } else {
             double sq = 0;
             for (int64_t k = 0; k < cols; k++) {
