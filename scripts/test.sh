@@ -31,6 +31,7 @@ suite "ONNX conformance (reference kernels)" "$BUILD/tests/kiln_conformance" --b
 suite "models vs onnxruntime (fp32, bf16) + export round trip" \
   .venv/bin/python tests/models/check_models.py --kiln "$BUILD/kiln" --roundtrip "$BUILD/tests/kiln_roundtrip"
 suite "quantized models vs onnxruntime (int8)" .venv/bin/python tests/models/check_int8.py --kiln "$BUILD/kiln"
+suite "training on Fashion-MNIST, export vs onnxruntime" .venv/bin/python tests/train/check_train.py --kiln "$BUILD/kiln"
 suite "CLI" tests/cli/test_cli.sh "$BUILD/kiln"
 suite "unit tests (ASan+UBSan)" ctest --test-dir "$ASAN_BUILD" --output-on-failure
 suite "ONNX conformance (ASan+UBSan)" "$ASAN_BUILD/tests/kiln_conformance" --baseline "$BASELINE"

@@ -6,6 +6,7 @@
 #include "session.h"
 #include "status.h"
 #include "tensor.h"
+#include "train.h"
 
 #define KILN_VERSION_MAJOR 0
 #define KILN_VERSION_MINOR 1

@@ -50,9 +50,11 @@ PY
 
 check "--version" bash -c "'$KILN' --version | grep -q '^kiln [0-9]'"
 check "--help lists commands" bash -c "'$KILN' --help | grep -q 'run'"
-for c in info run bench; do
+for c in info run bench train; do
   check "$c --help" bash -c "'$KILN' $c --help | grep -q '^usage: kiln $c'"
 done
+check "train without data is a usage error" bash -c "'$KILN' train '$TMP/m.onnx' --out '$TMP/t'; [ \$? -eq 2 ]"
+check "train rejects an unknown optimizer" bash -c "'$KILN' train '$TMP/m.onnx' --optimizer lion 2>&1 | grep -q 'expected sgd, adam or adamw'"
 check "unknown command fails" bash -c "! '$KILN' frobnicate"
 
 check "info shows inputs" bash -c "'$KILN' info '$TMP/m.onnx' | grep -q 'x: float32\[N,3\]'"

@@ -7,6 +7,7 @@
 int kiln_cmd_info(int argc, char **argv);
 int kiln_cmd_run(int argc, char **argv);
 int kiln_cmd_bench(int argc, char **argv);
+int kiln_cmd_train(int argc, char **argv);
 
 /* Prints "kiln <cmd>: <what>: <last error>" to stderr and returns 1. */
 int kiln_cli_fail(const char *cmd, kiln_status s);
@@ -40,6 +41,9 @@ int kiln_cli_plan_finish(const char *cmd, kiln_session_options *opt);
 
 /* Prints the usage to stderr and returns 2 if no MODEL was given, else 0. */
 int kiln_cli_need_model(const char *help, const char *path);
+
+/* mkdir -p: creates dir and its missing parents; -1 (errno set) on failure. */
+int kiln_cli_mkdir_p(const char *dir);
 
 /* Monotonic clock in milliseconds. */
 double kiln_cli_now_ms(void);

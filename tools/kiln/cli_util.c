@@ -14,6 +14,19 @@ int kiln_cli_fail(const char *cmd, kiln_status s) {
     return 1;
 }
 
+int kiln_cli_mkdir_p(const char *dir) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
 int kiln_cli_threads(const char *s) {
     char *end;
     long v = strtol(s, &end, 10);

@@ -50,19 +50,6 @@ static void sanitize(const char *name, char *out, size_t len) {
         for (size_t i = 0; out[i]; i++) out[i] = '_';
 }
 
-static int mkdir_p(const char *dir) {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    if (mkdir(tmp, 0777) != 0 && errno != EEXIST) return -1;
-    return 0;
-}
-
 /* One line for tensor t: "  LABEL: float32 (2,3) min=... max=... mean=... argmax=...". */
 static void summarize_tensor(const char *indent, const char *label, const kiln_tensor *t) {
     char shape[256];
@@ -208,7 +195,7 @@ int kiln_cmd_run(int argc, char **argv) {
         }
         total_ms += (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6;
     }
-    if (outdir && mkdir_p(outdir) != 0) {
+    if (outdir && kiln_cli_mkdir_p(outdir) != 0) {
         fprintf(stderr, "kiln run: error: cannot create %s: %s\n", outdir, strerror(errno));
         goto done;
     }

@@ -12,6 +12,7 @@ static const struct {
     {"info", kiln_cmd_info, "show a model's inputs, outputs, opsets, ops and parameters"},
     {"run", kiln_cmd_run, "run a model on .npy inputs and write .npy outputs"},
     {"bench", kiln_cmd_bench, "measure a model's latency and throughput (per-node profile)"},
+    {"train", kiln_cmd_train, "train a classifier on IDX image data and export it to ONNX"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,85 @@
+/* kiln/train.h: training a model, and reading training data.
+ *
+ * A trainer turns a model (any ONNX graph whose first input takes a batch and
+ * whose first output is the logits) into a training graph: its float
+ * initializers become the trainable parameters, BatchNormalization nodes use
+ * batch statistics and update their running mean and variance, a softmax
+ * cross-entropy loss against int64 labels is appended, and autograd adds the
+ * backward nodes. The graph runs in a session like any other (same planner,
+ * kernels and threads). Parameters, gradients and optimizer state are each one
+ * contiguous f32 buffer.
+ */
+#ifndef KILN_TRAIN_H
+#define KILN_TRAIN_H
+#include <stdint.h>
+#include "graph.h"
+#include "status.h"
+#include "tensor.h"
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- data ----------------------------------------------------------------- */
+
+/* Reads an IDX file (the MNIST / Fashion-MNIST layout: big-endian header, u8,
+ * i8, i16, i32, f32 or f64 elements), gzip-compressed or not. The tensor has
+ * the file's dims and dtype (u8, i8, i16, i32, f32, f64); the caller owns it.
+ * Errors name the file and what is wrong (bad magic, truncated data). */
+kiln_status kiln_idx_load(const char *path, kiln_tensor **out);
+
+/* ---- trainer ----------------------------------------------------------------- */
+
+typedef struct kiln_trainer kiln_trainer;
+
+typedef enum kiln_optimizer {
+    KILN_OPTIMIZER_SGD = 0,
+    KILN_OPTIMIZER_ADAM,  /* weight decay as an L2 term in the gradient */
+    KILN_OPTIMIZER_ADAMW, /* decoupled weight decay */
+} kiln_optimizer;
+
+/* "sgd", "adam", "adamw"; KILN_E_INVAL naming the accepted ones otherwise. */
+kiln_status kiln_optimizer_parse(const char *name, kiln_optimizer *out);
+
+/* Zero-initialized options are the defaults (SGD without momentum). */
+typedef struct kiln_train_options {
+    kiln_optimizer optimizer;
+    double momentum;     /* SGD */
+    int nesterov;        /* SGD with momentum */
+    double weight_decay;
+    double beta1, beta2, eps; /* Adam / AdamW; 0: 0.9, 0.999, 1e-8 */
+    int threads;         /* <= 0: all online cores */
+} kiln_train_options;
+
+/* Makes a trainer for model (which it copies; the caller keeps it). The loss
+ * is the mean softmax cross-entropy of the first output (N, C) against labels
+ * (N) int64. Fails, naming the node, for what cannot be trained yet (an op
+ * without a gradient rule on the way from a parameter to the loss, Dropout in
+ * training mode). */
+kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_options *opt,
+                                kiln_trainer **out);
+void kiln_trainer_free(kiln_trainer *t);
+/* Trainable parameters (floats in the parameter buffer). */
+int64_t kiln_trainer_num_params(const kiln_trainer *t);
+
+/* One training step on a batch x (the model's first input) with labels (N)
+ * int64: forward, backward and one optimizer update at learning rate lr.
+ * *loss receives the batch's mean loss and *correct the samples whose largest
+ * logit is at their label (either may be NULL). */
+kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *x, const kiln_tensor *labels,
+                              double lr, double *loss, int64_t *correct);
+
+/* The model's forward pass in inference form (running statistics in
+ * BatchNormalization) with the current parameters: *loss and *correct as for
+ * a step; nothing is updated. */
+kiln_status kiln_trainer_evaluate(kiln_trainer *t, const kiln_tensor *x,
+                                  const kiln_tensor *labels, double *loss, int64_t *correct);
+
+/* A copy of the model with the trained parameters and running statistics in
+ * its initializers (the inference form: what kiln_graph_save_onnx writes for
+ * onnxruntime). The caller owns *out. */
+kiln_status kiln_trainer_export(const kiln_trainer *t, kiln_graph **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,451 @@
+/* src/train/trainer.c: the trainer (kiln/train.h).
+ *
+ * From the user's model the trainer builds two graphs and a session for each:
+ *
+ *   training  the model with its parameters and BatchNormalization running
+ *             statistics turned into graph inputs, BatchNormalization in
+ *             training mode (its updated running statistics as extra outputs),
+ *             the loss SoftmaxCrossEntropyLoss(logits, labels) appended, and the
+ *             backward nodes from autograd (autograd.h);
+ *             outputs: loss, logits, updated statistics, gradients
+ *   eval      the same inputs, inference form; outputs: loss, logits
+ *
+ * The parameters live in one f32 buffer (p), their gradients in another (grad,
+ * same offsets), the running statistics in a third (stat); both sessions read
+ * them through tensors wrapping slices of those buffers, so a step is: run,
+ * copy the gradients and statistics out of the session's outputs, one
+ * optimizer pass over the whole buffer.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "graph/optimize.h"
+#include "graph/passes/passes.h"
+#include "kiln/session.h"
+#include "kiln/train.h"
+#include "train/autograd.h"
+#include "train/optim.h"
+
+/* A parameter or running statistic: an initializer of the model. */
+typedef struct slot {
+    char *name;    /* owned */
+    int64_t off;   /* in its buffer, floats */
+    int64_t numel;
+    int ndim;
+    int64_t dims[KILN_MAX_DIMS];
+    int grad_out;  /* training output holding its gradient / updated value, -1: none */
+    kiln_tensor *view; /* wraps its slice of the buffer (owned header) */
+} slot;
+
+struct kiln_trainer {
+    kiln_graph *model; /* the user's model, copied */
+    kiln_graph *train_g, *eval_g;
+    kiln_session *train_s, *eval_s;
+    int n_params, n_stats;
+    slot *params, *stats;
+    float *p, *grad, *stat; /* owned buffers */
+    int64_t n_p, n_stat;
+    kiln__optim opt;
+    char *labels_name; /* owned: the labels input's name, unique in the model */
+    int n_in;          /* session inputs: x, labels, params, stats */
+    const char **in_names;
+    const kiln_tensor **in_vals;
+};
+
+kiln_status kiln_optimizer_parse(const char *name, kiln_optimizer *out) {
+    kiln__optim_kind k;
+    KILN__TRY(kiln__optim_parse(name, &k));
+    *out = (kiln_optimizer)k;
+    return KILN_OK;
+}
+
+static kiln_status oom(void) { return kiln__err(KILN_E_NOMEM, "out of memory"); }
+
+/* ---- which initializers are what ----------------------------------------------- */
+
+/* 1 if value v is the running mean or variance input of a BatchNormalization. */
+static int is_bn_stat(const kiln_graph *g, int v) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        const kiln__node *n = &g->nodes[i];
+        if (n->domain[0] || strcmp(n->op_type, "BatchNormalization") != 0) continue;
+        if ((n->n_in > 3 && n->in[3] == v) || (n->n_in > 4 && n->in[4] == v)) return 1;
+    }
+    return 0;
+}
+
+static kiln_status add_slot(slot **list, int *n, int64_t *total, const kiln__value *val) {
+    slot *s = realloc(*list, (size_t)(*n + 1) * sizeof *s);
+    if (!s) return oom();
+    *list = s;
+    s = &s[(*n)++];
+    memset(s, 0, sizeof *s);
+    s->name = kiln__strdup(val->name);
+    if (!s->name) return oom();
+    s->off = *total;
+    s->numel = kiln_tensor_numel(val->init);
+    s->ndim = val->init->ndim;
+    memcpy(s->dims, val->init->dims, sizeof s->dims);
+    s->grad_out = -1;
+    *total += s->numel;
+    return KILN_OK;
+}
+
+/* Sorts the model's f32 initializers into parameters and statistics, fills the
+ * buffers with their values and wraps each slice. */
+static kiln_status collect(kiln_trainer *t) {
+    const kiln_graph *g = t->model;
+    for (int i = 0; i < g->n_inits; i++) {
+        const kiln__value *val = &g->values[g->inits[i]];
+        if (!val->init || val->init->dtype != KILN_DTYPE_F32) continue;
+        if (is_bn_stat(g, g->inits[i]))
+            KILN__TRY(add_slot(&t->stats, &t->n_stats, &t->n_stat, val));
+        else
+            KILN__TRY(add_slot(&t->params, &t->n_params, &t->n_p, val));
+    }
+    t->p = calloc((size_t)t->n_p + 1, sizeof(float));
+    t->grad = calloc((size_t)t->n_p + 1, sizeof(float));
+    t->stat = calloc((size_t)t->n_stat + 1, sizeof(float));
+    if (!t->p || !t->grad || !t->stat) return oom();
+    for (int k = 0; k < 2; k++) {
+        slot *list = k ? t->stats : t->params;
+        float *buf = k ? t->stat : t->p;
+        for (int i = 0; i < (k ? t->n_stats : t->n_params); i++) {
+            const kiln__value *val = &g->values[kiln__graph_find(g, list[i].name)];
+            kiln_tensor *c;
+            KILN__TRY(kiln_tensor_copy(val->init, KILN_DTYPE_F32, &c));
+            memcpy(buf + list[i].off, kiln_tensor_data(c), (size_t)list[i].numel * sizeof(float));
+            kiln_tensor_free(c);
+            KILN__TRY(kiln_tensor_wrap(KILN_DTYPE_F32, list[i].ndim, list[i].dims,
+                                       buf + list[i].off, &list[i].view));
+        }
+    }
+    return KILN_OK;
+}
+
+/* ---- building the graphs ------------------------------------------------------------ */
+
+/* Initializer `name` of g becomes a graph input of its dtype and shape. */
+static kiln_status init_to_input(kiln_graph *g, const char *name) {
+    int v = kiln__graph_find(g, name), k = 0;
+    kiln__value *val = &g->values[v];
+    int *inputs = realloc(g->inputs, (size_t)(g->n_inputs + 1) * sizeof *inputs);
+    if (!inputs) return oom();
+    g->inputs = inputs;
+    g->inputs[g->n_inputs++] = v;
+    for (int i = 0; i < g->n_inits; i++)
+        if (g->inits[i] != v) g->inits[k++] = g->inits[i];
+    g->n_inits = k;
+    val->kind = KILN__VAL_INPUT;
+    val->dtype = val->init->dtype;
+    val->ndim = val->init->ndim;
+    for (int d = 0; d < val->ndim; d++) val->dims[d].v = val->init->dims[d];
+    val->has_type = 1;
+    kiln_tensor_free(val->init);
+    val->init = NULL;
+    return KILN_OK;
+}
+
+/* New graph input `name` of dtype dt and rank ndim with symbolic dims. */
+static kiln_status add_input(kiln_graph *g, const char *name, kiln_dtype dt, int ndim) {
+    int v = kiln__graph_add_value(g, name);
+    int *inputs = v >= 0 ? realloc(g->inputs, (size_t)(g->n_inputs + 1) * sizeof *inputs) : NULL;
+    if (!inputs) return oom();
+    g->inputs = inputs;
+    g->inputs[g->n_inputs++] = v;
+    kiln__value *val = &g->values[v];
+    val->kind = KILN__VAL_INPUT;
+    val->dtype = dt;
+    val->ndim = ndim;
+    val->has_type = 1;
+    for (int d = 0; d < ndim; d++) val->dims[d].v = -1;
+    return KILN_OK;
+}
+
+static kiln_status set_outputs(kiln_graph *g, int n, const int *v) {
+    for (int i = 0; i < g->n_outputs; i++) g->values[g->outputs[i]].is_output = 0;
+    int *o = realloc(g->outputs, (size_t)(n + 1) * sizeof *o);
+    if (!o) return oom();
+    g->outputs = o;
+    g->n_outputs = n;
+    for (int i = 0; i < n; i++) {
+        o[i] = v[i];
+        g->values[v[i]].is_output = 1;
+    }
+    return KILN_OK;
+}
+
+/* Training mode for every BatchNormalization of g: training_mode = 1 (opset
+ * >= 14; before, the extra outputs alone say so) and outputs 1, 2 (running mean
+ * and variance, updated); for each statistic slot, the output that updates it.
+ * Fails on Dropout, which does not train yet. */
+static kiln_status train_mode(kiln_trainer *t, kiln__px *p, int *stat_out) {
+    kiln_graph *g = p->g;
+    char desc[256];
+    for (int i = 0; i < t->n_stats; i++) stat_out[i] = -1;
+    for (int i = 0; i < g->n_nodes; i++) {
+        kiln__node *n = &g->nodes[i];
+        if (n->domain[0]) continue;
+        if (strcmp(n->op_type, "Dropout") == 0)
+            return kiln__err(KILN_E_UNSUPPORTED, "%s: training with dropout is not supported yet",
+                             kiln__node_desc(n, desc, sizeof desc));
+        if (strcmp(n->op_type, "BatchNormalization") != 0) continue;
+        if (n->opset >= 14) KILN__TRY(kiln__px_attr_int(p, i, "training_mode", 1));
+        if (n->n_out < 3) {
+            int *o = realloc(n->out, 3 * sizeof *o);
+            if (!o) return oom();
+            for (int k = n->n_out; k < 3; k++) o[k] = -1;
+            n->out = o;
+            n->n_out = 3;
+        }
+        for (int k = 1; k < 3; k++) {
+            if (n->out[k] < 0) {
+                int v = kiln__px_new_value(p, "running_stat");
+                if (v < 0) return oom();
+                n = &g->nodes[i];
+                n->out[k] = v;
+            }
+            for (int s = 0; s < t->n_stats; s++)
+                if (n->in[2 + k] >= 0 && strcmp(g->values[n->in[2 + k]].name, t->stats[s].name) == 0)
+                    stat_out[s] = n->out[k];
+        }
+    }
+    return KILN_OK;
+}
+
+/* Builds the training (training = 1) or eval graph; for training, fills the
+ * slots' grad_out (index among the graph's outputs). */
+static kiln_status build(kiln_trainer *t, int training, kiln_graph **out) {
+    kiln_graph *g = kiln__graph_clone(t->model);
+    kiln__px p;
+    kiln__opt_options opt = {0};
+    int *outs = NULL, *stat_out = NULL, *wrt = NULL, *grads = NULL;
+    if (!g) return KILN_E_NOMEM;
+    kiln_status s = kiln__px_init(&p, g, &opt);
+    for (int i = 0; i < t->n_params && s == KILN_OK; i++) s = init_to_input(g, t->params[i].name);
+    for (int i = 0; i < t->n_stats && s == KILN_OK; i++) s = init_to_input(g, t->stats[i].name);
+    if (s == KILN_OK) s = add_input(g, t->labels_name, KILN_DTYPE_I64, 1);
+    int logits = g->n_outputs > 0 ? g->outputs[0] : -1;
+    if (s == KILN_OK && logits < 0) s = kiln__err(KILN_E_INVAL, "the model has no outputs");
+    int node = s == KILN_OK ? kiln__px_add_node(&p, "kiln_loss", "SoftmaxCrossEntropyLoss", "", 2, 1) : -1;
+    int loss = node >= 0 ? kiln__px_new_value(&p, "kiln_loss") : -1;
+    if (s == KILN_OK && loss < 0) s = KILN_E_NOMEM;
+    if (s == KILN_OK) {
+        g->nodes[node].in[0] = logits;
+        g->nodes[node].in[1] = kiln__graph_find(g, t->labels_name);
+        g->nodes[node].out[0] = loss;
+    }
+    outs = malloc(((size_t)2 + t->n_stats + t->n_params) * sizeof *outs);
+    stat_out = malloc(((size_t)t->n_stats + 1) * sizeof *stat_out);
+    wrt = malloc(((size_t)t->n_params + 1) * sizeof *wrt);
+    grads = malloc(((size_t)t->n_params + 1) * sizeof *grads);
+    if (s == KILN_OK && (!outs || !stat_out || !wrt || !grads)) s = oom();
+    int n_out = 2;
+    if (s == KILN_OK) {
+        outs[0] = loss;
+        outs[1] = logits;
+        s = kiln__px_sweep(&p); /* finalize: opsets, producers, order */
+    }
+    if (s == KILN_OK && training) s = train_mode(t, &p, stat_out);
+    if (s == KILN_OK) s = kiln__px_sweep(&p);
+    if (s == KILN_OK) s = kiln_graph_infer_shapes(g);
+    if (s == KILN_OK && g->values[logits].ndim >= 0 && g->values[logits].ndim != 2)
+        s = kiln__err(KILN_E_SHAPE, "the model's first output '%s' has rank %d, expected logits (N, C)",
+                      g->values[logits].name, g->values[logits].ndim);
+    if (s == KILN_OK && training) {
+        int seed = -1;
+        kiln_tensor *one;
+        float v = 1.0f;
+        s = kiln_tensor_create(KILN_DTYPE_F32, 0, NULL, &one);
+        if (s == KILN_OK) {
+            memcpy(kiln_tensor_data(one), &v, sizeof v);
+            seed = kiln__px_add_init(&p, "kiln_loss_grad", one);
+            if (seed < 0) s = KILN_E_NOMEM;
+        }
+        for (int i = 0; i < t->n_params; i++) wrt[i] = kiln__graph_find(g, t->params[i].name);
+        if (s == KILN_OK) s = kiln__autograd(g, loss, seed, t->n_params, wrt, grads);
+        for (int i = 0; i < t->n_stats && s == KILN_OK; i++) {
+            t->stats[i].grad_out = stat_out[i] >= 0 ? n_out : -1;
+            if (stat_out[i] >= 0) outs[n_out++] = stat_out[i];
+        }
+        for (int i = 0; i < t->n_params && s == KILN_OK; i++) {
+            t->params[i].grad_out = grads[i] >= 0 ? n_out : -1;
+            if (grads[i] >= 0) outs[n_out++] = grads[i];
+        }
+    }
+    if (s == KILN_OK) s = set_outputs(g, n_out, outs);
+    if (s == KILN_OK) s = kiln__graph_finalize(g);
+    kiln__px_free(&p);
+    free(outs), free(stat_out), free(wrt), free(grads);
+    if (s != KILN_OK) {
+        kiln_graph_free(g);
+        return s;
+    }
+    *out = g;
+    return KILN_OK;
+}
+
+/* ---- the trainer ------------------------------------------------------------------- */
+
+kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_options *opt,
+                                kiln_trainer **out) {
+    kiln_train_options defaults = {0};
+    if (!opt) opt = &defaults;
+    *out = NULL;
+    if (model->n_inputs < 1) return kiln__err(KILN_E_INVAL, "the model has no inputs");
+    kiln_trainer *t = calloc(1, sizeof *t);
+    if (!t) return oom();
+    kiln_status s = KILN_OK;
+    if (!(t->model = kiln__graph_clone(model))) s = KILN_E_NOMEM;
+    /* a labels input name the model does not use */
+    char name[64] = "labels";
+    for (int k = 1; s == KILN_OK && kiln__graph_find(t->model, name) >= 0; k++)
+        snprintf(name, sizeof name, "labels_%d", k);
+    if (s == KILN_OK && !(t->labels_name = kiln__strdup(name))) s = oom();
+    if (s == KILN_OK) s = collect(t);
+    if (s == KILN_OK) s = build(t, 1, &t->train_g);
+    if (s == KILN_OK) s = build(t, 0, &t->eval_g);
+    kiln_session_options so = {.threads = opt->threads};
+    if (s == KILN_OK) s = kiln_session_create(t->train_g, &so, &t->train_s);
+    if (s == KILN_OK) s = kiln_session_create(t->eval_g, &so, &t->eval_s);
+    if (s == KILN_OK) s = kiln__optim_init(&t->opt, (kiln__optim_kind)opt->optimizer, t->n_p);
+    if (s == KILN_OK) {
+        t->opt.momentum = opt->momentum;
+        t->opt.nesterov = opt->nesterov;
+        t->opt.weight_decay = opt->weight_decay;
+        if (opt->beta1 > 0) t->opt.beta1 = opt->beta1;
+        if (opt->beta2 > 0) t->opt.beta2 = opt->beta2;
+        if (opt->eps > 0) t->opt.eps = opt->eps;
+        t->n_in = 2 + t->n_params + t->n_stats;
+        t->in_names = calloc((size_t)t->n_in, sizeof *t->in_names);
+        t->in_vals = calloc((size_t)t->n_in, sizeof *t->in_vals);
+        if (!t->in_names || !t->in_vals) s = oom();
+    }
+    if (s == KILN_OK) {
+        t->in_names[0] = t->model->values[t->model->inputs[0]].name;
+        t->in_names[1] = t->labels_name;
+        for (int i = 0; i < t->n_params; i++) {
+            t->in_names[2 + i] = t->params[i].name;
+            t->in_vals[2 + i] = t->params[i].view;
+        }
+        for (int i = 0; i < t->n_stats; i++) {
+            t->in_names[2 + t->n_params + i] = t->stats[i].name;
+            t->in_vals[2 + t->n_params + i] = t->stats[i].view;
+        }
+    }
+    if (s != KILN_OK) {
+        kiln_trainer_free(t);
+        return s;
+    }
+    *out = t;
+    return KILN_OK;
+}
+
+static void free_slots(slot *list, int n) {
+    for (int i = 0; i < n; i++) {
+        free(list[i].name);
+        kiln_tensor_free(list[i].view);
+    }
+    free(list);
+}
+
+void kiln_trainer_free(kiln_trainer *t) {
+    if (!t) return;
+    kiln_session_free(t->train_s);
+    kiln_session_free(t->eval_s);
+    kiln_graph_free(t->train_g);
+    kiln_graph_free(t->eval_g);
+    kiln_graph_free(t->model);
+    free_slots(t->params, t->n_params);
+    free_slots(t->stats, t->n_stats);
+    free(t->p), free(t->grad), free(t->stat);
+    kiln__optim_free(&t->opt);
+    free(t->labels_name);
+    free(t->in_names);
+    free(t->in_vals);
+    free(t);
+}
+
+int64_t kiln_trainer_num_params(const kiln_trainer *t) { return t->n_p; }
+
+/* Runs session s on the batch; *loss and *correct from outputs 0 and 1. */
+static kiln_status run_batch(kiln_trainer *t, kiln_session *s, const kiln_tensor *x,
+                             const kiln_tensor *labels, double *loss, int64_t *correct) {
+    char b1[96];
+    if (labels->dtype != KILN_DTYPE_I64 || labels->ndim != 1 || x->ndim < 1 ||
+        labels->dims[0] != x->dims[0])
+        return kiln__err(KILN_E_SHAPE, "labels are %s %s, expected int64 (%lld) for the batch",
+                         kiln_dtype_name(labels->dtype),
+                         kiln__shape_str(labels->ndim, labels->dims, b1, sizeof b1),
+                         (long long)(x->ndim ? x->dims[0] : 0));
+    t->in_vals[0] = x;
+    t->in_vals[1] = labels;
+    KILN__TRY(kiln_session_run(s, t->n_in, t->in_names, t->in_vals));
+    const kiln_tensor *l, *logits;
+    KILN__TRY(kiln_session_output(s, 0, &l));
+    KILN__TRY(kiln_session_output(s, 1, &logits));
+    if (loss) *loss = kiln__ld_f(l->dtype, l->data, 0);
+    if (correct) {
+        int64_t n = logits->dims[0], c = logits->dims[1], k = 0;
+        const int64_t *lab = kiln_tensor_data(labels);
+        for (int64_t i = 0; i < n; i++) {
+            int64_t best = 0;
+            for (int64_t j = 1; j < c; j++)
+                if (kiln__ld_f(logits->dtype, logits->data, i * c + j) >
+                    kiln__ld_f(logits->dtype, logits->data, i * c + best))
+                    best = j;
+            k += best == lab[i];
+        }
+        *correct = k;
+    }
+    return KILN_OK;
+}
+
+/* Copies session output i (f32, numel floats) to dst. */
+static kiln_status take_output(kiln_session *s, int i, float *dst, int64_t numel) {
+    const kiln_tensor *o;
+    KILN__TRY(kiln_session_output(s, i, &o));
+    if (o->dtype != KILN_DTYPE_F32 || kiln_tensor_numel(o) != numel)
+        return kiln__err(KILN_E_INTERNAL, "training output %d is %s of %lld elements, expected %lld f32",
+                         i, kiln_dtype_name(o->dtype), (long long)kiln_tensor_numel(o),
+                         (long long)numel);
+    memcpy(dst, o->data, (size_t)numel * sizeof(float));
+    return KILN_OK;
+}
+
+kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *x, const kiln_tensor *labels,
+                              double lr, double *loss, int64_t *correct) {
+    KILN__TRY(run_batch(t, t->train_s, x, labels, loss, correct));
+    for (int i = 0; i < t->n_params; i++) {
+        slot *p = &t->params[i];
+        if (p->grad_out < 0)
+            memset(t->grad + p->off, 0, (size_t)p->numel * sizeof(float));
+        else
+            KILN__TRY(take_output(t->train_s, p->grad_out, t->grad + p->off, p->numel));
+    }
+    for (int i = 0; i < t->n_stats; i++)
+        if (t->stats[i].grad_out >= 0)
+            KILN__TRY(take_output(t->train_s, t->stats[i].grad_out, t->stat + t->stats[i].off,
+                                  t->stats[i].numel));
+    return kiln__optim_step(&t->opt, t->p, t->grad, lr);
+}
+
+kiln_status kiln_trainer_evaluate(kiln_trainer *t, const kiln_tensor *x,
+                                  const kiln_tensor *labels, double *loss, int64_t *correct) {
+    return run_batch(t, t->eval_s, x, labels, loss, correct);
+}
+
+kiln_status kiln_trainer_export(const kiln_trainer *t, kiln_graph **out) {
+    kiln_graph *g = kiln__graph_clone(t->model);
+    if (!g) return KILN_E_NOMEM;
+    for (int k = 0; k < 2; k++) {
+        const slot *list = k ? t->stats : t->params;
+        const float *buf = k ? t->stat : t->p;
+        for (int i = 0; i < (k ? t->n_stats : t->n_params); i++) {
+            kiln_tensor *init = g->values[kiln__graph_find(g, list[i].name)].init;
+            memcpy(kiln_tensor_data(init), buf + list[i].off, (size_t)list[i].numel * sizeof(float));
+        }
+    }
+    *out = g;
+    return KILN_OK;
+}

@@ -1,0 +1,196 @@
+"""`kiln train` end to end on Fashion-MNIST (Debian dataset-fashion-mnist).
+
+Builds small classifiers with seeded weights (onnx helper API): a CNN with
+BatchNormalization, ReLU, max pooling and a residual Add, and an MLP (MatMul,
+Add, Tanh). Trains each on the first --limit images for two epochs with
+`kiln train` (SGD with momentum for the CNN, Adam for the MLP), then checks:
+
+  - the run succeeds, the epoch lines show the training loss falling, and the
+    last line is test_accuracy=0.xxxx, above --min-accuracy (far above the 0.1
+    of guessing: the network learned);
+  - DIR/model.onnx is the inference form (BatchNormalization with updated
+    running statistics, no training nodes) and onnxruntime running it on the
+    same test images reaches the same accuracy (to one image in 500: logits
+    that tie to float rounding may break either way);
+  - bad input gets a one-line error: a missing file, a model with Dropout.
+
+    .venv/bin/python tests/train/check_train.py --kiln build/kiln
+"""
+import argparse
+import gzip
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def idx(path):
+    b = gzip.open(path).read()
+    nd = b[3]
+    dims = [int.from_bytes(b[4 + 4 * i:8 + 4 * i], "big") for i in range(nd)]
+    return np.frombuffer(b[4 + 4 * nd:], np.uint8).reshape(dims)
+
+
+def he(rng, *shape, fan):
+    return (rng.standard_normal(shape) * np.sqrt(2.0 / fan)).astype(np.float32)
+
+
+def cnn(rng):
+    """x (N,1,28,28) -> conv3x3(8) BN relu -> conv3x3(8) BN + x1 (residual) relu ->
+    maxpool 2 -> conv3x3(16) relu -> maxpool 2 -> flatten -> gemm(10)."""
+    z, o = np.zeros, np.ones
+    inits = [
+        ("w1", he(rng, 8, 1, 3, 3, fan=9)), ("b1", z(8, np.float32)),
+        ("g1", o(8, np.float32)), ("be1", z(8, np.float32)), ("m1", z(8, np.float32)), ("v1", o(8, np.float32)),
+        ("w2", he(rng, 8, 8, 3, 3, fan=72)),
+        ("g2", o(8, np.float32)), ("be2", z(8, np.float32)), ("m2", z(8, np.float32)), ("v2", o(8, np.float32)),
+        ("w3", he(rng, 16, 8, 3, 3, fan=72)), ("b3", z(16, np.float32)),
+        ("wf", he(rng, 10, 16 * 7 * 7, fan=784)), ("bf", z(10, np.float32)),
+    ]
+    p = [1, 1, 1, 1]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=p),
+        helper.make_node("BatchNormalization", ["c1", "g1", "be1", "m1", "v1"], ["n1"]),
+        helper.make_node("Relu", ["n1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=p),
+        helper.make_node("BatchNormalization", ["c2", "g2", "be2", "m2", "v2"], ["n2"]),
+        helper.make_node("Add", ["n2", "r1"], ["s2"]),
+        helper.make_node("Relu", ["s2"], ["r2"]),
+        helper.make_node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p2", "w3", "b3"], ["c3"], pads=p),
+        helper.make_node("Relu", ["c3"], ["r3"]),
+        helper.make_node("MaxPool", ["r3"], ["p3"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p3"], ["f"]),
+        helper.make_node("Gemm", ["f", "wf", "bf"], ["logits"], transB=1),
+    ]
+    return graph(nodes, inits, [1, 28, 28])
+
+
+def mlp(rng):
+    """x (N,784) -> matmul(64) + b, tanh -> matmul(10) + b."""
+    inits = [("w1", he(rng, 784, 64, fan=784)), ("b1", np.zeros(64, np.float32)),
+             ("w2", he(rng, 64, 10, fan=64)), ("b2", np.zeros(10, np.float32))]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Add", ["h", "b1"], ["hb"]),
+             helper.make_node("Tanh", ["hb"], ["t"]), helper.make_node("MatMul", ["t", "w2"], ["o"]),
+             helper.make_node("Add", ["o", "b2"], ["logits"])]
+    return graph(nodes, inits, [784])
+
+
+def graph(nodes, inits, sample_shape, extra=()):
+    g = helper.make_graph(list(nodes) + list(extra), "net",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"] + sample_shape)],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+                          [numpy_helper.from_array(a, n) for n, a in inits])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def run(args, expect_ok=True):
+    r = subprocess.run(args, capture_output=True, text=True)
+    if expect_ok and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
+    return r
+
+
+def ort_accuracy(path, x, y):
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    logits = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    return float((logits.argmax(1) == y).mean())
+
+
+def check_model(kiln, name, model, optim, tmp, args, x_test, y_test):
+    path = os.path.join(tmp, f"{name}.onnx")
+    out = os.path.join(tmp, f"{name}_out")
+    onnx.save(model, path)
+    cmd = [kiln, "train", path, "--train-images", f"{DATA}/train-images-idx3-ubyte.gz",
+           "--train-labels", f"{DATA}/train-labels-idx1-ubyte.gz",
+           "--test-images", f"{DATA}/t10k-images-idx3-ubyte.gz",
+           "--test-labels", f"{DATA}/t10k-labels-idx1-ubyte.gz",
+           "--limit", str(args.limit), "--epochs", "2", "--batch", "32", "--seed", "7",
+           "-t", str(args.threads), "--out", out] + optim
+    r = run(cmd)
+    lines = r.stdout.strip().splitlines()
+    print("\n".join("  " + s for s in lines))
+    losses = [float(m.group(1)) for m in (re.search(r"^epoch \d+/\d+: loss ([0-9.]+)", s) for s in lines) if m]
+    if len(losses) != 2 or not losses[1] < losses[0]:
+        return f"training loss did not fall: {losses}"
+    m = re.fullmatch(r"test_accuracy=(0\.\d{4}|1\.0000)", lines[-1])
+    if not m:
+        return f"last line is {lines[-1]!r}, expected test_accuracy=0.xxxx"
+    acc = float(m.group(1))
+    if acc < args.min_accuracy:
+        return f"test accuracy {acc} below {args.min_accuracy}"
+    exported = onnx.load(os.path.join(out, "model.onnx"))
+    ops = {n.op_type for n in exported.graph.node}
+    if ops & {"SoftmaxCrossEntropyLoss", "ConvGrad"} or any(n.domain for n in exported.graph.node):
+        return f"exported model has training nodes: {sorted(ops)}"
+    if [i.name for i in exported.graph.input] != ["x"] or [o.name for o in exported.graph.output] != ["logits"]:
+        return "exported model's inputs/outputs differ from the model's"
+    if "BatchNormalization" in ops:
+        stats = {i.name: numpy_helper.to_array(i) for i in exported.graph.initializer}
+        if np.allclose(stats["m1"], 0) or np.allclose(stats["v1"], 1):
+            return "BatchNormalization running statistics were not updated"
+    oacc = ort_accuracy(os.path.join(out, "model.onnx"), x_test, y_test)
+    if abs(oacc - acc) > 1 / 500:
+        return f"onnxruntime on the exported model: accuracy {oacc:.4f}, kiln {acc:.4f}"
+    return f"ok: test_accuracy {acc:.4f} (onnxruntime on the export {oacc:.4f}), loss {losses[0]:.3f} -> {losses[1]:.3f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kiln", default="build/kiln")
+    ap.add_argument("--limit", type=int, default=3000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--min-accuracy", type=float, default=0.65)
+    args = ap.parse_args()
+    if not os.path.isdir(DATA):
+        print(f"check_train: {DATA} missing (Debian package dataset-fashion-mnist)")
+        return 1
+    x = idx(f"{DATA}/t10k-images-idx3-ubyte.gz")[:args.limit].astype(np.float32) / 255
+    y = idx(f"{DATA}/t10k-labels-idx1-ubyte.gz")[:args.limit]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(2024)
+        for name, model, optim, xt in (
+                ("cnn", cnn(rng), ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"], x[:, None]),
+                ("mlp", mlp(rng), ["--optimizer", "adam", "--lr", "0.002"], x.reshape(len(x), -1))):
+            print(f"{name}:", flush=True)
+            try:
+                res = check_model(args.kiln, name, model, optim, tmp, args, xt, y)
+            except Exception as e:  # noqa: BLE001 - reported per model
+                res = str(e)
+            results.append((name, res))
+            print(f"{name:4s} {res}", flush=True)
+
+        # bad input: one-line errors naming what is wrong
+        base = [args.kiln, "train", os.path.join(tmp, "mlp.onnx"), "--out", os.path.join(tmp, "bad")]
+        r = run(base + ["--train-images", os.path.join(tmp, "nope.gz"), "--train-labels",
+                        f"{DATA}/train-labels-idx1-ubyte.gz"], expect_ok=False)
+        ok = r.returncode != 0 and "nope.gz" in r.stderr
+        results.append(("missing file", "ok" if ok else f"exit {r.returncode}: {r.stderr.strip()}"))
+        drop = mlp(np.random.default_rng(1))
+        drop.graph.node[2].output[0] = "t0"
+        drop.graph.node.insert(3, helper.make_node("Dropout", ["t0"], ["t"], name="drop"))
+        onnx.save(drop, os.path.join(tmp, "drop.onnx"))
+        r = run([args.kiln, "train", os.path.join(tmp, "drop.onnx"), "--out", os.path.join(tmp, "bad"),
+                 "--train-images", f"{DATA}/t10k-images-idx3-ubyte.gz",
+                 "--train-labels", f"{DATA}/t10k-labels-idx1-ubyte.gz", "--limit", "64"], expect_ok=False)
+        ok = r.returncode != 0 and "'drop' (Dropout)" in r.stderr
+        results.append(("dropout refused", "ok" if ok else f"exit {r.returncode}: {r.stderr.strip()}"))
+        for n, res in results[-2:]:
+            print(f"{n}: {res}")
+    bad = [r for r in results if not r[1].startswith("ok")]
+    print(f"check_train: {len(results) - len(bad)}/{len(results)} checks passed"
+          + (f"; failed: {', '.join(b[0] for b in bad)}" if bad else ""))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+/* tests/unit/test_trainer.c: the trainer API (kiln/train.h) on a graph built
+ * in memory: an MLP with BatchNormalization learns three separable clusters
+ * (loss falls, nearly every sample right), the exported model computes what the
+ * trainer's evaluation computes, and bad input is refused with a message. The
+ * IDX reader is checked on files written here (plain and gzip). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cmocka.h>
+
+#include "graph/ir.h"
+#include "graph_builder.h"
+#include "kiln/kiln.h"
+
+#define N 24
+#define F 4
+#define H 8
+#define C 3
+
+static kiln_tensor *randn(int ndim, const int64_t *dims, unsigned *seed, double scale) {
+    kiln_tensor *t;
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_F32, ndim, dims, &t), KILN_OK);
+    float *d = kiln_tensor_data(t);
+    for (int64_t i = 0; i < kiln_tensor_numel(t); i++) {
+        *seed = *seed * 1103515245u + 12345u;
+        d[i] = (float)(((double)((*seed >> 8) % 20001) / 10000.0 - 1.0) * scale);
+    }
+    return t;
+}
+
+/* x (N,4) -> MatMul w1 (4,8) + b1 -> BatchNormalization -> Relu -> Gemm w2 (3,8)^T + b2 */
+static kiln_graph *mlp(int with_dropout) {
+    unsigned seed = 7;
+    kiln_graph *g = new_graph(NULL);
+    int x = kiln__graph_add_value(g, "x");
+    g->values[x].kind = KILN__VAL_INPUT;
+    g->values[x].dtype = KILN_DTYPE_F32;
+    g->values[x].ndim = 2;
+    g->values[x].has_type = 1;
+    g->values[x].dims[0].v = -1;
+    g->values[x].dims[0].sym = kiln__strdup("N");
+    g->values[x].dims[1].v = F;
+    g->inputs = malloc(sizeof *g->inputs);
+    g->inputs[g->n_inputs++] = x;
+    init(g, "w1", randn(2, (int64_t[]){F, H}, &seed, 0.7));
+    init(g, "b1", randn(1, (int64_t[]){H}, &seed, 0.1));
+    init(g, "gamma", vec(KILN_DTYPE_F32, H, (double[]){1, 1, 1, 1, 1, 1, 1, 1}));
+    init(g, "beta", vec(KILN_DTYPE_F32, H, (double[]){0, 0, 0, 0, 0, 0, 0, 0}));
+    init(g, "mean", vec(KILN_DTYPE_F32, H, (double[]){0, 0, 0, 0, 0, 0, 0, 0}));
+    init(g, "var", vec(KILN_DTYPE_F32, H, (double[]){1, 1, 1, 1, 1, 1, 1, 1}));
+    init(g, "w2", randn(2, (int64_t[]){C, H}, &seed, 0.5));
+    init(g, "b2", vec(KILN_DTYPE_F32, C, (double[]){0, 0, 0}));
+    node(g, "MatMul", "h", "x", "w1", NULL);
+    node(g, "Add", "hb", "h", "b1", NULL);
+    node(g, "BatchNormalization", "bn", "hb", "gamma", "beta", "mean", "var", NULL);
+    node(g, "Relu", with_dropout ? "r0" : "r", "bn", NULL);
+    if (with_dropout) node(g, "Dropout", "r", "r0", NULL);
+    int_attr(node(g, "Gemm", "logits", "r", "w2", "b2", NULL), "transB", 1);
+    add_output(g, "logits");
+    assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+    return g;
+}
+
+/* Three clusters in 4-D, 8 samples each. */
+static void data(kiln_tensor **x, kiln_tensor **labels) {
+    unsigned seed = 11;
+    *x = randn(2, (int64_t[]){N, F}, &seed, 0.6);
+    int64_t n = N;
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_I64, 1, &n, labels), KILN_OK);
+    float *xd = kiln_tensor_data(*x);
+    int64_t *l = kiln_tensor_data(*labels);
+    for (int i = 0; i < N; i++) {
+        l[i] = i % C;
+        xd[i * F + l[i]] += 1.0f;
+    }
+}
+
+/* Mean cross-entropy of logits (N,C) against labels. */
+static double cross_entropy(const kiln_tensor *logits, const kiln_tensor *labels) {
+    const float *z = kiln_tensor_data(logits);
+    const int64_t *l = kiln_tensor_data(labels);
+    double sum = 0;
+    for (int i = 0; i < N; i++) {
+        double m = z[i * C], s = 0;
+        for (int k = 1; k < C; k++) m = fmax(m, z[i * C + k]);
+        for (int k = 0; k < C; k++) s += exp(z[i * C + k] - m);
+        sum += m + log(s) - z[i * C + l[i]];
+    }
+    return sum / N;
+}
+
+static void test_learns_and_exports(void **state) {
+    (void)state;
+    kiln_graph *g = mlp(0);
+    kiln_tensor *x, *labels;
+    data(&x, &labels);
+    for (int opt = 0; opt < 3; opt++) {
+        kiln_train_options o = {.optimizer = (kiln_optimizer)opt, .momentum = 0.9, .threads = 2};
+        double lr = opt ? 0.01 : 0.05, first = 0, loss = 0, eval = 0;
+        int64_t right = 0;
+        kiln_trainer *t;
+        if (kiln_trainer_create(g, &o, &t) != KILN_OK) fail_msg("%s", kiln_last_error());
+        assert_int_equal(kiln_trainer_num_params(t), F * H + H + H + H + C * H + C);
+        for (int step = 0; step < 20; step++) {
+            assert_int_equal(kiln_trainer_step(t, x, labels, lr, &loss, &right), KILN_OK);
+            if (step == 0) first = loss;
+        }
+        assert_int_equal(kiln_trainer_evaluate(t, x, labels, &eval, &right), KILN_OK);
+        printf("  optimizer %d: loss %.4f -> %.4f, eval loss %.4f, %lld/%d right\n", opt, first,
+               loss, eval, (long long)right, N);
+        assert_true(loss < 0.6 * first);
+        assert_true(right >= N - 2);
+
+        /* the export computes the evaluation's logits */
+        kiln_graph *e;
+        kiln_session *s;
+        const kiln_tensor *logits;
+        assert_int_equal(kiln_trainer_export(t, &e), KILN_OK);
+        assert_int_equal(kiln_session_create(e, &(kiln_session_options){.threads = 1}, &s), KILN_OK);
+        const char *name = "x";
+        const kiln_tensor *in = x;
+        assert_int_equal(kiln_session_run(s, 1, &name, &in), KILN_OK);
+        assert_int_equal(kiln_session_output(s, 0, &logits), KILN_OK);
+        double ce = cross_entropy(logits, labels);
+        if (fabs(ce - eval) > 1e-4 * (1 + eval)) fail_msg("export loss %.6f, evaluate %.6f", ce, eval);
+        /* running statistics moved off their start */
+        const kiln_tensor *mean = NULL;
+        for (int i = 0; i < kiln_graph_num_initializers(e); i++) {
+            const char *n;
+            const kiln_tensor *it = kiln_graph_initializer(e, i, &n);
+            if (!strcmp(n, "mean")) mean = it;
+        }
+        assert_non_null(mean);
+        assert_true(fabs(((const float *)kiln_tensor_data(mean))[0]) > 1e-3);
+        kiln_session_free(s);
+        kiln_graph_free(e);
+        kiln_trainer_free(t);
+    }
+    kiln_tensor_free(x);
+    kiln_tensor_free(labels);
+    kiln_graph_free(g);
+}
+
+static void test_bad_input(void **state) {
+    (void)state;
+    kiln_graph *g = mlp(0);
+    kiln_tensor *x, *labels, *wrong;
+    data(&x, &labels);
+    kiln_trainer *t;
+    assert_int_equal(kiln_trainer_create(g, NULL, &t), KILN_OK);
+    int64_t n = N;
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_I32, 1, &n, &wrong), KILN_OK);
+    assert_int_equal(kiln_trainer_step(t, x, wrong, 0.1, NULL, NULL), KILN_E_SHAPE);
+    assert_non_null(strstr(kiln_last_error(), "labels are int32"));
+    kiln_tensor_free(wrong);
+    kiln_trainer_free(t);
+    kiln_graph_free(g);
+
+    g = mlp(1);
+    assert_int_equal(kiln_trainer_create(g, NULL, &t), KILN_E_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "(Dropout): training with dropout"));
+    kiln_graph_free(g);
+    kiln_tensor_free(x);
+    kiln_tensor_free(labels);
+}
+
+/* Writes an IDX file of (2,3) u8 (gzip when gz) and reads it back; truncated
+ * and bad-magic files fail naming the file. */
+static void test_idx(void **state) {
+    (void)state;
+    static const unsigned char file[] = {0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 6};
+    char path[4][64];
+    for (int k = 0; k < 4; k++) snprintf(path[k], sizeof path[k], "/tmp/kiln_test_idx_%d_%d", (int)getpid(), k);
+    FILE *f = fopen(path[0], "wb");
+    fwrite(file, 1, sizeof file, f);
+    fclose(f);
+    gzFile z = gzopen(path[1], "wb");
+    gzwrite(z, file, sizeof file);
+    gzclose(z);
+    f = fopen(path[2], "wb");
+    fwrite(file, 1, sizeof file - 2, f); /* truncated */
+    fclose(f);
+    f = fopen(path[3], "wb");
+    fwrite("\x01\x02\x08\x02", 1, 4, f); /* bad magic */
+    fclose(f);
+    for (int k = 0; k < 2; k++) {
+        kiln_tensor *t;
+        assert_int_equal(kiln_idx_load(path[k], &t), KILN_OK);
+        assert_int_equal(kiln_tensor_dtype(t), KILN_DTYPE_U8);
+        assert_int_equal(kiln_tensor_ndim(t), 2);
+        assert_int_equal(kiln_tensor_dims(t)[1], 3);
+        assert_memory_equal(kiln_tensor_data(t), file + 12, 6);
+        kiln_tensor_free(t);
+    }
+    kiln_tensor *t = NULL;
+    assert_int_equal(kiln_idx_load(path[2], &t), KILN_E_FORMAT);
+    assert_null(t);
+    assert_non_null(strstr(kiln_last_error(), "truncated"));
+    assert_int_equal(kiln_idx_load(path[3], &t), KILN_E_FORMAT);
+    assert_non_null(strstr(kiln_last_error(), "not an IDX file"));
+    assert_int_equal(kiln_idx_load("/nonexistent/kiln.idx", &t), KILN_E_IO);
+    for (int k = 0; k < 4; k++) remove(path[k]);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_learns_and_exports),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_idx),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
