@@ -450,6 +450,47 @@ static void test_fused_reference(void **state) {
 /* ---- NaN / Inf ---------------------------------------------------------------------- */
 
 /* NaN and +-Inf in X reach the same outputs as in the reference. */
+/* kiln.ConvGrad(dY, X, W) -> (dX, dW, dB) on conv_grad_gemm against the
+ * reference kernel (src/cpu/ref/grad_conv.c), every output and each alone. */
+static void test_conv_grad(void **state) {
+    (void)state;
+    static const conv_spec cases[] = {
+        {.n = 2, .c = 4, .h = 9, .w = 8, .k = 6, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
+        {.n = 3, .c = 6, .h = 11, .w = 7, .k = 4, .r = 3, .s = 2, .group = 2, .stride = {2, 1},
+         .dil = {1, 2}, .pads = {1, 0, 2, 1}},
+        {.n = 2, .c = 8, .h = 5, .w = 6, .k = 5, .r = 1, .s = 1},                 /* direct */
+        {.n = 1, .c = 3, .h = 13, .w = 13, .k = 2, .r = 5, .s = 5, .stride = {3, 3}},
+        {.n = 2, .c = 6, .h = 7, .w = 7, .k = 6, .r = 3, .s = 3, .group = 6, .pads = {1, 1, 1, 1}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int outs = 0; outs < 4; outs++) { /* 0: all three; 1..3: output outs-1 alone */
+            conv_spec sp = cases[i];
+            spec_defaults(&sp);
+            int64_t P = out_dim(sp.h, sp.r, sp.stride[0], sp.dil[0], sp.pads[0], sp.pads[2]);
+            int64_t Q = out_dim(sp.w, sp.s, sp.stride[1], sp.dil[1], sp.pads[1], sp.pads[3]);
+            int64_t yd[4] = {sp.n, sp.k, P, Q}, xd[4] = {sp.n, sp.c, sp.h, sp.w},
+                    wd[4] = {sp.k, sp.c / sp.group, sp.r, sp.s};
+            ah_case c;
+            ah_case_init(&c, "ConvGrad", "kiln", 1, 3);
+            ah_input(&c, ah_random(KILN_DTYPE_F32, 4, yd, &seed, -1, 1), 0);
+            ah_input(&c, ah_random(KILN_DTYPE_F32, 4, xd, &seed, -1, 1), 0);
+            ah_input(&c, ah_random(KILN_DTYPE_F32, 4, wd, &seed, -1, 1), 0);
+            ah_attr_ints(&c, "strides", 2, sp.stride);
+            ah_attr_ints(&c, "dilations", 2, sp.dil);
+            ah_attr_ints(&c, "pads", 4, sp.pads);
+            if (sp.group != 1) ah_attr_int(&c, "group", sp.group);
+            if (outs) { /* only output outs-1: the graph's one output */
+                int keep = c.g->nodes[c.node].out[outs - 1];
+                for (int k = 0; k < 3; k++)
+                    if (k != outs - 1) c.g->nodes[c.node].out[k] = -1;
+                c.g->outputs[0] = keep;
+                c.g->n_outputs = c.n_out = 1;
+            }
+            for (int t = 1; t <= 2; t++) ah_run_algo(&c, "conv_grad_gemm", KILN_PRECISION_FP32, t, TOL_F32);
+            ah_case_free(&c);
+        }
+}
+
 static void test_nonfinite(void **state) {
     (void)state;
     conv_spec specs[] = {
@@ -832,6 +873,7 @@ int main(void) {
         cmocka_unit_test(test_depthwise_fused_paths),
         cmocka_unit_test(test_depthwise_nonfinite),
         cmocka_unit_test(test_depthwise_kernels),
+        cmocka_unit_test(test_conv_grad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

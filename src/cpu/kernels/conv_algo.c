@@ -8,16 +8,11 @@
 
 int kiln__conv_copy_portable_only;
 
-kiln_status kiln__conv2d_read(const kiln__kctx *c, kiln__conv2d *g) {
+kiln_status kiln__conv2d_geometry(const kiln__kctx *c, const kiln_tensor *x,
+                                  const kiln_tensor *w, const kiln_tensor *y, kiln__conv2d *g) {
     memset(g, 0, sizeof *g);
-    const kiln_tensor *x = kiln__in(c, 0), *w = kiln__in(c, 1), *b = kiln__in(c, 2);
-    const kiln_tensor *y = kiln__out(c, 0);
-    g->fused = strcmp(c->node->op_type, "FusedConv") == 0;
-    const kiln_tensor *z = g->fused ? kiln__in(c, 3) : NULL;
     if (!x || !w || !y || x->ndim != 4 || w->ndim != 4 || y->ndim != 4 ||
-        x->dtype != KILN_DTYPE_F32 || w->dtype != KILN_DTYPE_F32 ||
-        y->dtype != KILN_DTYPE_F32 || (b && b->dtype != KILN_DTYPE_F32) ||
-        (z && z->dtype != KILN_DTYPE_F32))
+        x->dtype != KILN_DTYPE_F32 || w->dtype != KILN_DTYPE_F32 || y->dtype != KILN_DTYPE_F32)
         return kiln__err(KILN_E_UNSUPPORTED, "conv: 2-D f32 convolutions only");
     g->N = x->dims[0];
     g->C = x->dims[1];
@@ -45,9 +40,20 @@ kiln_status kiln__conv2d_read(const kiln__kctx *c, kiln__conv2d *g) {
     g->dw = win.dil[1];
     g->ph = win.pad0[0];
     g->pw = win.pad0[1];
+    g->act.kind = KILN__ACT_NONE;
+    return KILN_OK;
+}
+
+kiln_status kiln__conv2d_read(const kiln__kctx *c, kiln__conv2d *g) {
+    const kiln_tensor *b = kiln__in(c, 2);
+    const int fused = strcmp(c->node->op_type, "FusedConv") == 0;
+    const kiln_tensor *z = fused ? kiln__in(c, 3) : NULL;
+    KILN__TRY(kiln__conv2d_geometry(c, kiln__in(c, 0), kiln__in(c, 1), kiln__out(c, 0), g));
+    if ((b && b->dtype != KILN_DTYPE_F32) || (z && z->dtype != KILN_DTYPE_F32))
+        return kiln__err(KILN_E_UNSUPPORTED, "conv: 2-D f32 convolutions only");
+    g->fused = fused;
     g->has_bias = b != NULL;
     g->has_z = z != NULL;
-    g->act.kind = KILN__ACT_NONE;
     if (g->fused) KILN__TRY(kiln__act_from_node(c->node, &g->act));
     return KILN_OK;
 }

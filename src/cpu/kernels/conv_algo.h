@@ -14,6 +14,7 @@
  *                     and conv_im2col (any 2-D conv, im2col in column tiles)
  *   conv_depthwise.c  conv_depthwise (group == C, direct; x86/ AVX-512 rows)
  *   winograd.c        conv_winograd_f2 / conv_winograd_f4 (3x3, stride 1)
+ *   conv_grad.c       conv_grad_gemm: kiln.ConvGrad (training) as GEMMs
  * (The blocked layout's algorithms, kiln.ConvNCHWc, are conv_nchwc.c and
  * conv_nchwc_winograd.c; they share the Winograd transforms' formulas and
  * weights, winograd.h.)
@@ -45,6 +46,15 @@ typedef struct kiln__conv2d {
  * prepare: KILN_E_UNSUPPORTED unless X, W, B, Z and Y are f32 and the conv
  * is 2-D; infer already validated the attributes and shapes. */
 kiln_status kiln__conv2d_read(const kiln__kctx *c, kiln__conv2d *g);
+/* The same from X, W and Y (y: the output's shape, e.g. a gradient of it)
+ * with c's node's window attributes; no bias, residual or activation. */
+kiln_status kiln__conv2d_geometry(const kiln__kctx *c, const kiln_tensor *x,
+                                  const kiln_tensor *w, const kiln_tensor *y, kiln__conv2d *g);
+/* cols (Cg*R*S, nbk) = columns [j0, j0+nbk) of the im2col matrix of one image
+ * and group: row (c, r, s), column j = p*Q + q holds
+ * x[c, p*sh - ph + r*dh, q*sw - pw + s*dw] (0 outside). x: (Cg, H, W). */
+void kiln__conv_im2col(const kiln__conv2d *g, const float *x, int64_t j0, int64_t nbk,
+                       float *restrict cols);
 
 /* Run time: the operands of c (NULL when absent). */
 typedef struct kiln__conv_io {

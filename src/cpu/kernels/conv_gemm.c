@@ -78,11 +78,8 @@ static void gemm_conv_free(gemm_conv *s) {
     free(s);
 }
 
-/* cols (Cg*R*S, nbk) = columns [j0, j0+nbk) of the im2col matrix of one image
- * and group: row (c, r, s), column j = p*Q + q holds
- * x[c, p*sh - ph + r*dh, q*sw - pw + s*dw] (0 outside). x: (Cg, H, W). */
-static void im2col_block(const kiln__conv2d *g, const float *x, int64_t j0, int64_t nbk,
-                         float *restrict cols) {
+void kiln__conv_im2col(const kiln__conv2d *g, const float *x, int64_t j0, int64_t nbk,
+                       float *restrict cols) {
     const int64_t H = g->H, W = g->W, Q = g->Q, sw = g->sw;
     for (int64_t ch = 0; ch < g->Cg; ch++) {
         const float *xc = x + ch * H * W;
@@ -321,7 +318,7 @@ static kiln_status gemm_conv_run(kiln__kctx *c) {
             a.b = xg + j0;
             a.ldb = HW;
         } else {
-            if (gathered != block) im2col_block(g, xg, j0, nbk, cols);
+            if (gathered != block) kiln__conv_im2col(g, xg, j0, nbk, cols);
             gathered = block;
             a.b = cols;
             a.ldb = nbk;
