@@ -2,7 +2,8 @@
  *
  * A trainer turns a model (any ONNX graph whose first input takes a batch and
  * whose first output is the logits) into a training graph: its float
- * initializers become the trainable parameters, BatchNormalization nodes use
+ * initializers become the trainable parameters (Dropout's ratio and
+ * BatchNormalization's running statistics excepted), BatchNormalization nodes use
  * batch statistics and update their running mean and variance, a softmax
  * cross-entropy loss against int64 labels is appended, and autograd adds the
  * backward nodes. The graph runs in a session like any other (same planner,
@@ -48,13 +49,15 @@ typedef struct kiln_train_options {
     double weight_decay;
     double beta1, beta2, eps; /* Adam / AdamW; 0: 0.9, 0.999, 1e-8 */
     int threads;         /* <= 0: all online cores */
+    uint64_t seed;       /* dropout masks: step t draws from a seed made of (seed, t) */
 } kiln_train_options;
 
 /* Makes a trainer for model (which it copies; the caller keeps it). The loss
  * is the mean softmax cross-entropy of the first output (N, C) against labels
- * (N) int64. Fails, naming the node, for what cannot be trained yet (an op
- * without a gradient rule on the way from a parameter to the loss, Dropout in
- * training mode). */
+ * (N) int64. Dropout trains (a new mask every step; its ratio, a constant, is
+ * not a parameter) and is the identity in evaluation and in the export. Fails,
+ * naming the node, for what cannot be trained yet (an op without a gradient
+ * rule on the way from a parameter to the loss). */
 kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_options *opt,
                                 kiln_trainer **out);
 void kiln_trainer_free(kiln_trainer *t);

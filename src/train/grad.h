@@ -77,6 +77,9 @@ int kiln__gb_node(kiln__grad_ctx *gc, const char *op, const char *domain, int n_
 int kiln__gb_node_n(kiln__grad_ctx *gc, const char *op, const char *domain, int n_in,
                     const int *in, int n_out, const unsigned char *want, const char *base,
                     int *outs);
+/* Output k of the forward node, added (a new value) when the model did not
+ * ask for it, e.g. the mask of a Dropout whose gradient needs it. */
+int kiln__gb_output(kiln__grad_ctx *gc, int k, const char *base);
 /* ai.onnx node with one or two inputs and one output. */
 int kiln__gb_op1(kiln__grad_ctx *gc, const char *op, int a);
 int kiln__gb_op2(kiln__grad_ctx *gc, const char *op, int a, int b);

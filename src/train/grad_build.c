@@ -2,6 +2,7 @@
  * (grad.h) and the rule table (grad_rules.def). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "train/grad.h"
@@ -16,7 +17,8 @@ static const struct {
 };
 
 kiln__grad_rule kiln__grad_rule_find(const char *domain, const char *op_type) {
-    if (domain && domain[0] && strcmp(domain, "ai.onnx") != 0) return NULL;
+    if (domain && domain[0] && strcmp(domain, "ai.onnx") != 0 && strcmp(domain, "kiln") != 0)
+        return NULL;
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
         if (strcmp(rules[i].op, op_type) == 0) return rules[i].rule;
     return NULL;
@@ -88,6 +90,23 @@ static int op_n(kiln__grad_ctx *gc, const char *op, int n, const int *in) {
 }
 
 int kiln__gb_op1(kiln__grad_ctx *gc, const char *op, int a) { return op_n(gc, op, 1, &a); }
+
+int kiln__gb_output(kiln__grad_ctx *gc, int k, const char *base) {
+    if (kiln__gb_out(gc, k) >= 0 || gc->status != KILN_OK) return kiln__gb_out(gc, k);
+    int v = kiln__px_new_value(gc->p, base);
+    kiln__node *nd = &gc->p->g->nodes[gc->node];
+    int n = nd->n_out > k ? nd->n_out : k + 1;
+    int *o = v >= 0 ? realloc(nd->out, (size_t)n * sizeof *o) : NULL;
+    if (!o) {
+        kiln__gb_fail(gc, KILN_E_NOMEM, "out of memory");
+        return -1;
+    }
+    for (int i = nd->n_out; i < n; i++) o[i] = -1;
+    o[k] = v;
+    nd->out = o;
+    nd->n_out = n;
+    return v;
+}
 
 int kiln__gb_op2(kiln__grad_ctx *gc, const char *op, int a, int b) {
     int in[2] = {a, b};

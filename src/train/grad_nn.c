@@ -1,6 +1,6 @@
 /* src/train/grad_nn.c: gradient rules of the network ops (grad.h): matrix
- * products, convolution, pooling, batch and layer normalization, softmax and
- * the cross-entropy loss. */
+ * products, convolution, pooling, batch and layer normalization, dropout,
+ * softmax and the cross-entropy loss. */
 #include <stdlib.h>
 
 #include "train/grad.h"
@@ -163,6 +163,51 @@ kiln_status kiln__grad_LayerNormalization(kiln__grad_ctx *gc) {
     return gc->status;
 }
 
+/* ---- dropout --------------------------------------------------------------------- */
+
+/* dX = dY * scale where mask, else 0 (mask: the forward node's output 1). */
+static kiln_status masked_back(kiln__grad_ctx *gc, double scale) {
+    int mask = kiln__gb_output(gc, 1, "dropout_mask"), dy = gc->dy[0];
+    int kept = scale == 1.0 ? dy : kiln__gb_op2(gc, "Mul", dy, kiln__gb_scalar(gc, OUT(0), scale));
+    int in[3] = {mask, kept, kiln__gb_scalar(gc, OUT(0), 0)};
+    gc->dx[0] = kiln__gb_node(gc, "Where", "", 3, in, "grad_dropout", NULL);
+    return gc->status;
+}
+
+// Y = Dropout(X, ratio, training_mode): dX = dY in inference (no training_mode,
+// or a constant false; before opset 12 always), else dY * mask / (1 - ratio)
+kiln_status kiln__grad_Dropout(kiln__grad_ctx *gc) {
+    const kiln__node *nd = kiln__gb_fwd(gc);
+    double train = 0, ratio = 0.5;
+    if (gc->n_dy > 1 && gc->dy[1] >= 0)
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "its mask output is differentiated");
+    if (nd->opset >= 12 && IN(2) >= 0) {
+        const kiln_tensor *t = kiln__px_const(gc->p, IN(2));
+        if (!t || kiln_tensor_numel(t) != 1)
+            return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "training_mode computed at run time");
+        train = kiln__ld_f(t->dtype, t->data, 0);
+    }
+    if (!train) {
+        gc->dx[0] = gc->dy[0];
+        return gc->status;
+    }
+    if (IN(1) >= 0 && !kiln__px_scalar(gc->p, IN(1), &ratio))
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "ratio computed at run time");
+    if (ratio == 0) {
+        gc->dx[0] = gc->dy[0];
+        return gc->status;
+    }
+    return masked_back(gc, (double)(1.0f / (1.0f - (float)ratio))); /* as the kernel scales */
+}
+
+// (Y, mask) = kiln.TrainDropout(X, seed): dX = dY * mask / (1 - ratio)
+kiln_status kiln__grad_TrainDropout(kiln__grad_ctx *gc) {
+    if (gc->n_dy > 1 && gc->dy[1] >= 0)
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "its mask output is differentiated");
+    double ratio = kiln__attr_f(kiln__gb_fwd(gc), "ratio", 0.5f);
+    return masked_back(gc, (double)(1.0f / (1.0f - (float)ratio)));
+}
+
 /* ---- softmax and the loss --------------------------------------------------------- */
 
 /* op(dY, Y) over the forward node's axis: before opset 13 the ops normalize
@@ -181,23 +226,6 @@ static kiln_status softmax_back(kiln__grad_ctx *gc, const char *op) {
 kiln_status kiln__grad_Softmax(kiln__grad_ctx *gc) { return softmax_back(gc, "SoftmaxGrad"); }
 kiln_status kiln__grad_LogSoftmax(kiln__grad_ctx *gc) { return softmax_back(gc, "LogSoftmaxGrad"); }
 
-/* Output 1 (log_prob) of the forward loss node, added when the model did not
- * ask for it. */
-static int loss_log_prob(kiln__grad_ctx *gc) {
-    if (OUT(1) >= 0 || gc->status != KILN_OK) return OUT(1);
-    int v = kiln__px_new_value(gc->p, "log_prob");
-    kiln__node *nd = &gc->p->g->nodes[gc->node];
-    int *o = v >= 0 ? realloc(nd->out, 2 * sizeof *o) : NULL;
-    if (!o) {
-        kiln__gb_fail(gc, KILN_E_NOMEM, "out of memory");
-        return -1;
-    }
-    o[1] = v;
-    nd->out = o;
-    nd->n_out = 2;
-    return v;
-}
-
 // L = SoftmaxCrossEntropyLoss(scores, labels[, weights]):
 // dScores = kiln.SoftmaxCrossEntropyLossGrad(dL, log_prob, labels[, weights])
 kiln_status kiln__grad_SoftmaxCrossEntropyLoss(kiln__grad_ctx *gc) {
@@ -205,7 +233,7 @@ kiln_status kiln__grad_SoftmaxCrossEntropyLoss(kiln__grad_ctx *gc) {
         return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
                              "its output log_prob is differentiated: only the loss is");
     if (!NEED(0)) return gc->status;
-    int node, lp = loss_log_prob(gc);
+    int node, lp = kiln__gb_output(gc, 1, "log_prob");
     gc->dx[0] = kiln__gb_node(gc, "SoftmaxCrossEntropyLossGrad", "kiln", 4,
                               (int[]){gc->dy[0], lp, IN(1), IN(2)}, "grad_loss", &node);
     kiln__gb_copy_attrs(gc, node);

@@ -6,7 +6,8 @@
  *             statistics turned into graph inputs, BatchNormalization in
  *             training mode (its updated running statistics as extra outputs),
  *             the loss SoftmaxCrossEntropyLoss(logits, labels) appended, and the
- *             backward nodes from autograd (autograd.h);
+ *             backward nodes from autograd (autograd.h); Dropout as
+ *             kiln.TrainDropout with a seed input the trainer sets per step;
  *             outputs: loss, logits, updated statistics, gradients
  *   eval      the same inputs, inference form; outputs: loss, logits
  *
@@ -48,7 +49,9 @@ struct kiln_trainer {
     int64_t n_p, n_stat;
     kiln__optim opt;
     char *labels_name; /* owned: the labels input's name, unique in the model */
-    int n_in;          /* session inputs: x, labels, params, stats */
+    uint64_t seed;     /* dropout masks: step t's seed is derived from (seed, t) */
+    kiln_tensor *step_seed; /* () int64, the training graph's dropout seed input, or NULL */
+    int n_in;          /* session inputs: x, labels, params, stats (+ step_seed: training) */
     const char **in_names;
     const kiln_tensor **in_vals;
 };
@@ -64,12 +67,13 @@ static kiln_status oom(void) { return kiln__err(KILN_E_NOMEM, "out of memory"); 
 
 /* ---- which initializers are what ----------------------------------------------- */
 
-/* 1 if value v is the running mean or variance input of a BatchNormalization. */
-static int is_bn_stat(const kiln_graph *g, int v) {
+/* 1 if value v is input slot lo or hi of an ai.onnx `op` node. */
+static int is_input_of(const kiln_graph *g, int v, const char *op, int lo, int hi) {
     for (int i = 0; i < g->n_nodes; i++) {
         const kiln__node *n = &g->nodes[i];
-        if (n->domain[0] || strcmp(n->op_type, "BatchNormalization") != 0) continue;
-        if ((n->n_in > 3 && n->in[3] == v) || (n->n_in > 4 && n->in[4] == v)) return 1;
+        if (n->domain[0] || strcmp(n->op_type, op) != 0) continue;
+        for (int k = lo; k <= hi && k < n->n_in; k++)
+            if (n->in[k] == v) return 1;
     }
     return 0;
 }
@@ -98,7 +102,8 @@ static kiln_status collect(kiln_trainer *t) {
     for (int i = 0; i < g->n_inits; i++) {
         const kiln__value *val = &g->values[g->inits[i]];
         if (!val->init || val->init->dtype != KILN_DTYPE_F32) continue;
-        if (is_bn_stat(g, g->inits[i]))
+        if (is_input_of(g, g->inits[i], "Dropout", 1, 1)) continue; /* its ratio: a constant */
+        if (is_input_of(g, g->inits[i], "BatchNormalization", 3, 4))
             KILN__TRY(add_slot(&t->stats, &t->n_stats, &t->n_stat, val));
         else
             KILN__TRY(add_slot(&t->params, &t->n_params, &t->n_p, val));
@@ -175,20 +180,58 @@ static kiln_status set_outputs(kiln_graph *g, int n, const int *v) {
     return KILN_OK;
 }
 
+#define STEP_SEED "kiln_dropout_seed"
+
+/* Dropout node i becomes kiln.TrainDropout(data, step seed) with its ratio (a
+ * constant: input 1 from opset 12, else the attribute; default 0.5), so that
+ * every step draws a new mask from the seed the trainer feeds. */
+static kiln_status train_dropout(kiln__px *p, int i) {
+    kiln_graph *g = p->g;
+    kiln__node *n = &g->nodes[i];
+    char desc[256];
+    double ratio = n->opset >= 12 ? 0.5 : kiln__attr_f(n, "ratio", 0.5f);
+    if (n->opset >= 12 && n->n_in > 1 && n->in[1] >= 0 && !kiln__px_scalar(p, n->in[1], &ratio))
+        return kiln__err(KILN_E_UNSUPPORTED, "%s: its ratio is computed at run time",
+                         kiln__node_desc(n, desc, sizeof desc));
+    if (!(ratio >= 0 && ratio < 1))
+        return kiln__err(KILN_E_RANGE, "%s: ratio %g, expected [0, 1)",
+                         kiln__node_desc(n, desc, sizeof desc), ratio);
+    int seed = kiln__graph_find(g, STEP_SEED);
+    if (seed < 0) {
+        KILN__TRY(add_input(g, STEP_SEED, KILN_DTYPE_I64, 0));
+        KILN__TRY(kiln__px_need_opset(p, "kiln", 1));
+        seed = kiln__graph_find(g, STEP_SEED);
+    }
+    KILN__TRY(kiln__px_set_n_in(p, i, 2));
+    n = &g->nodes[i];
+    n->in[1] = seed;
+    char *op = kiln__strdup("TrainDropout"), *dom = kiln__strdup("kiln");
+    if (!op || !dom) {
+        free(op), free(dom);
+        return oom();
+    }
+    free(n->op_type), free(n->domain);
+    n->op_type = op;
+    n->domain = dom;
+    for (int a = 0; a < n->n_attr; a++) kiln__attr_clear(&n->attr[a]);
+    n->n_attr = 0;
+    return kiln__px_attr_float(p, i, "ratio", (float)ratio);
+}
+
 /* Training mode for every BatchNormalization of g: training_mode = 1 (opset
  * >= 14; before, the extra outputs alone say so) and outputs 1, 2 (running mean
  * and variance, updated); for each statistic slot, the output that updates it.
- * Fails on Dropout, which does not train yet. */
+ * Dropout nodes become kiln.TrainDropout (train_dropout). */
 static kiln_status train_mode(kiln_trainer *t, kiln__px *p, int *stat_out) {
     kiln_graph *g = p->g;
-    char desc[256];
     for (int i = 0; i < t->n_stats; i++) stat_out[i] = -1;
     for (int i = 0; i < g->n_nodes; i++) {
         kiln__node *n = &g->nodes[i];
         if (n->domain[0]) continue;
-        if (strcmp(n->op_type, "Dropout") == 0)
-            return kiln__err(KILN_E_UNSUPPORTED, "%s: training with dropout is not supported yet",
-                             kiln__node_desc(n, desc, sizeof desc));
+        if (strcmp(n->op_type, "Dropout") == 0) {
+            KILN__TRY(train_dropout(p, i));
+            continue;
+        }
         if (strcmp(n->op_type, "BatchNormalization") != 0) continue;
         if (n->opset >= 14) KILN__TRY(kiln__px_attr_int(p, i, "training_mode", 1));
         if (n->n_out < 3) {
@@ -306,6 +349,9 @@ kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_option
     if (s == KILN_OK) s = build(t, 1, &t->train_g);
     if (s == KILN_OK) s = build(t, 0, &t->eval_g);
     kiln_session_options so = {.threads = opt->threads};
+    t->seed = opt->seed;
+    if (s == KILN_OK && kiln__graph_find(t->train_g, STEP_SEED) >= 0)
+        s = kiln_tensor_create(KILN_DTYPE_I64, 0, NULL, &t->step_seed);
     if (s == KILN_OK) s = kiln_session_create(t->train_g, &so, &t->train_s);
     if (s == KILN_OK) s = kiln_session_create(t->eval_g, &so, &t->eval_s);
     if (s == KILN_OK) s = kiln__optim_init(&t->opt, (kiln__optim_kind)opt->optimizer, t->n_p);
@@ -317,8 +363,8 @@ kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_option
         if (opt->beta2 > 0) t->opt.beta2 = opt->beta2;
         if (opt->eps > 0) t->opt.eps = opt->eps;
         t->n_in = 2 + t->n_params + t->n_stats;
-        t->in_names = calloc((size_t)t->n_in, sizeof *t->in_names);
-        t->in_vals = calloc((size_t)t->n_in, sizeof *t->in_vals);
+        t->in_names = calloc((size_t)t->n_in + 1, sizeof *t->in_names);
+        t->in_vals = calloc((size_t)t->n_in + 1, sizeof *t->in_vals);
         if (!t->in_names || !t->in_vals) s = oom();
     }
     if (s == KILN_OK) {
@@ -332,6 +378,8 @@ kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_option
             t->in_names[2 + t->n_params + i] = t->stats[i].name;
             t->in_vals[2 + t->n_params + i] = t->stats[i].view;
         }
+        t->in_names[t->n_in] = STEP_SEED; /* training only */
+        t->in_vals[t->n_in] = t->step_seed;
     }
     if (s != KILN_OK) {
         kiln_trainer_free(t);
@@ -361,6 +409,7 @@ void kiln_trainer_free(kiln_trainer *t) {
     free(t->p), free(t->grad), free(t->stat);
     kiln__optim_free(&t->opt);
     free(t->labels_name);
+    kiln_tensor_free(t->step_seed);
     free(t->in_names);
     free(t->in_vals);
     free(t);
@@ -369,7 +418,7 @@ void kiln_trainer_free(kiln_trainer *t) {
 int64_t kiln_trainer_num_params(const kiln_trainer *t) { return t->n_p; }
 
 /* Runs session s on the batch; *loss and *correct from outputs 0 and 1. */
-static kiln_status run_batch(kiln_trainer *t, kiln_session *s, const kiln_tensor *x,
+static kiln_status run_batch(kiln_trainer *t, kiln_session *s, int n_in, const kiln_tensor *x,
                              const kiln_tensor *labels, double *loss, int64_t *correct) {
     char b1[96];
     if (labels->dtype != KILN_DTYPE_I64 || labels->ndim != 1 || x->ndim < 1 ||
@@ -380,7 +429,7 @@ static kiln_status run_batch(kiln_trainer *t, kiln_session *s, const kiln_tensor
                          (long long)(x->ndim ? x->dims[0] : 0));
     t->in_vals[0] = x;
     t->in_vals[1] = labels;
-    KILN__TRY(kiln_session_run(s, t->n_in, t->in_names, t->in_vals));
+    KILN__TRY(kiln_session_run(s, n_in, t->in_names, t->in_vals));
     const kiln_tensor *l, *logits;
     KILN__TRY(kiln_session_output(s, 0, &l));
     KILN__TRY(kiln_session_output(s, 1, &logits));
@@ -415,7 +464,12 @@ static kiln_status take_output(kiln_session *s, int i, float *dst, int64_t numel
 
 kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *x, const kiln_tensor *labels,
                               double lr, double *loss, int64_t *correct) {
-    KILN__TRY(run_batch(t, t->train_s, x, labels, loss, correct));
+    if (t->step_seed) { /* a new dropout mask per step, reproducible from (seed, step) */
+        uint64_t z = t->seed + (uint64_t)(t->opt.step + 1) * 0x9E3779B97F4A7C15ull;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        *(int64_t *)kiln_tensor_data(t->step_seed) = (int64_t)(z ^ (z >> 27));
+    }
+    KILN__TRY(run_batch(t, t->train_s, t->n_in + (t->step_seed != NULL), x, labels, loss, correct));
     for (int i = 0; i < t->n_params; i++) {
         slot *p = &t->params[i];
         if (p->grad_out < 0)
@@ -432,7 +486,7 @@ kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *x, const kiln_
 
 kiln_status kiln_trainer_evaluate(kiln_trainer *t, const kiln_tensor *x,
                                   const kiln_tensor *labels, double *loss, int64_t *correct) {
-    return run_batch(t, t->eval_s, x, labels, loss, correct);
+    return run_batch(t, t->eval_s, t->n_in, x, labels, loss, correct);
 }
 
 kiln_status kiln_trainer_export(const kiln_trainer *t, kiln_graph **out) {

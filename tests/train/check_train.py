@@ -2,7 +2,7 @@
 
 Builds small classifiers with seeded weights (onnx helper API): a CNN with
 BatchNormalization, ReLU, max pooling and a residual Add, and an MLP (MatMul,
-Add, Tanh). Trains each on the first --limit images for two epochs with
+Add, Tanh, Dropout). Trains each on the first --limit images for two epochs with
 `kiln train` (SGD with momentum for the CNN, Adam for the MLP), then checks:
 
   - the run succeeds, the epoch lines show the training loss falling, and the
@@ -12,7 +12,8 @@ Add, Tanh). Trains each on the first --limit images for two epochs with
     running statistics, no training nodes) and onnxruntime running it on the
     same test images reaches the same accuracy (to one image in 500: logits
     that tie to float rounding may break either way);
-  - bad input gets a one-line error: a missing file, a model with Dropout.
+  - bad input gets a one-line error: a missing file, a model with an op that
+    has no gradient rule (naming the node).
 
     .venv/bin/python tests/train/check_train.py --kiln build/kiln
 """
@@ -74,13 +75,14 @@ def cnn(rng):
     return graph(nodes, inits, [1, 28, 28])
 
 
-def mlp(rng):
-    """x (N,784) -> matmul(64) + b, tanh -> matmul(10) + b."""
+def mlp(rng, act="Tanh"):
+    """x (N,784) -> matmul(64) + b, tanh, dropout(0.2) -> matmul(10) + b."""
     inits = [("w1", he(rng, 784, 64, fan=784)), ("b1", np.zeros(64, np.float32)),
+             ("ratio", np.array(0.2, np.float32)),
              ("w2", he(rng, 64, 10, fan=64)), ("b2", np.zeros(10, np.float32))]
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Add", ["h", "b1"], ["hb"]),
-             helper.make_node("Tanh", ["hb"], ["t"]), helper.make_node("MatMul", ["t", "w2"], ["o"]),
-             helper.make_node("Add", ["o", "b2"], ["logits"])]
+             helper.make_node(act, ["hb"], ["t"], name="act"), helper.make_node("Dropout", ["t", "ratio"], ["d"]),
+             helper.make_node("MatMul", ["d", "w2"], ["o"]), helper.make_node("Add", ["o", "b2"], ["logits"])]
     return graph(nodes, inits, [784])
 
 
@@ -129,7 +131,7 @@ def check_model(kiln, name, model, optim, tmp, args, x_test, y_test):
         return f"test accuracy {acc} below {args.min_accuracy}"
     exported = onnx.load(os.path.join(out, "model.onnx"))
     ops = {n.op_type for n in exported.graph.node}
-    if ops & {"SoftmaxCrossEntropyLoss", "ConvGrad"} or any(n.domain for n in exported.graph.node):
+    if ops & {"SoftmaxCrossEntropyLoss", "ConvGrad", "TrainDropout"} or any(n.domain for n in exported.graph.node):
         return f"exported model has training nodes: {sorted(ops)}"
     if [i.name for i in exported.graph.input] != ["x"] or [o.name for o in exported.graph.output] != ["logits"]:
         return "exported model's inputs/outputs differ from the model's"
@@ -175,15 +177,12 @@ def main():
                         f"{DATA}/train-labels-idx1-ubyte.gz"], expect_ok=False)
         ok = r.returncode != 0 and "nope.gz" in r.stderr
         results.append(("missing file", "ok" if ok else f"exit {r.returncode}: {r.stderr.strip()}"))
-        drop = mlp(np.random.default_rng(1))
-        drop.graph.node[2].output[0] = "t0"
-        drop.graph.node.insert(3, helper.make_node("Dropout", ["t0"], ["t"], name="drop"))
-        onnx.save(drop, os.path.join(tmp, "drop.onnx"))
-        r = run([args.kiln, "train", os.path.join(tmp, "drop.onnx"), "--out", os.path.join(tmp, "bad"),
+        onnx.save(mlp(np.random.default_rng(1), act="Sin"), os.path.join(tmp, "sin.onnx"))
+        r = run([args.kiln, "train", os.path.join(tmp, "sin.onnx"), "--out", os.path.join(tmp, "bad"),
                  "--train-images", f"{DATA}/t10k-images-idx3-ubyte.gz",
                  "--train-labels", f"{DATA}/t10k-labels-idx1-ubyte.gz", "--limit", "64"], expect_ok=False)
-        ok = r.returncode != 0 and "'drop' (Dropout)" in r.stderr
-        results.append(("dropout refused", "ok" if ok else f"exit {r.returncode}: {r.stderr.strip()}"))
+        ok = r.returncode != 0 and "'act' (Sin) has no gradient rule" in r.stderr
+        results.append(("no gradient rule", "ok" if ok else f"exit {r.returncode}: {r.stderr.strip()}"))
         for n, res in results[-2:]:
             print(f"{n}: {res}")
     bad = [r for r in results if not r[1].startswith("ok")]

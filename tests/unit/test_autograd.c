@@ -426,6 +426,33 @@ static void test_concat_gather(void **state) {
     grad_check(g, NULL, 0);
 }
 
+/* Dropout in training mode with a seed attribute and the trainer's
+ * kiln.TrainDropout with a constant seed draw the same mask every run, so the
+ * function is deterministic and finite differences apply; Dropout without
+ * training_mode is the identity. */
+static void test_dropout(void **state) {
+    (void)state;
+    kiln_graph *g = graph(17);
+    g->opsets = realloc(g->opsets, 2 * sizeof *g->opsets);
+    g->opsets[1] = (kiln__opset){.domain = kiln__strdup("kiln"), .version = 1};
+    g->n_opsets = 2;
+    input(g, "x", 2, (int64_t[]){4, 6});
+    init(g, "ratio", vec(DT, 1, (double[]){0.3}));
+    init(g, "on", vec(KILN_DTYPE_BOOL, 1, (double[]){1}));
+    init(g, "seed", vec(KILN_DTYPE_I64, 1, (double[]){12345}));
+    int_attr(node(g, "Dropout", "d", "x", "ratio", "on", NULL), "seed", 7);
+    node(g, "Dropout", "i", "x", NULL); /* inference: identity */
+    int k = kiln__graph_add_node(g, "t", "TrainDropout", "kiln", 2, 1);
+    g->nodes[k].in[0] = kiln__graph_value(g, "x");
+    g->nodes[k].in[1] = kiln__graph_value(g, "seed");
+    g->nodes[k].out[0] = kiln__graph_value(g, "t");
+    float_attr(&g->nodes[k], "ratio", 0.4f);
+    node(g, "Mul", "di", "d", "i", NULL);
+    node(g, "Add", "y", "di", "t", NULL);
+    add_output(g, "y");
+    grad_check(g, NULL, 0);
+}
+
 /* A small CNN with its loss: what kiln train differentiates. */
 static void test_small_cnn(void **state) {
     (void)state;
@@ -490,6 +517,7 @@ int main(void) {
         cmocka_unit_test(test_more_math),
         cmocka_unit_test(test_normalization),
         cmocka_unit_test(test_concat_gather),
+        cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_small_cnn),
         cmocka_unit_test(test_no_rule),
     };

@@ -1,7 +1,8 @@
 /* tests/unit/test_trainer.c: the trainer API (kiln/train.h) on a graph built
- * in memory: an MLP with BatchNormalization learns three separable clusters
- * (loss falls, nearly every sample right), the exported model computes what the
- * trainer's evaluation computes, and bad input is refused with a message. The
+ * in memory: an MLP with BatchNormalization (and Dropout) learns three
+ * separable clusters (loss falls, nearly every sample right), the exported
+ * model computes what the trainer's evaluation computes, the same seed trains
+ * the same, and bad input is refused with a message. The
  * IDX reader is checked on files written here (plain and gzip). */
 #include <math.h>
 #include <setjmp.h>
@@ -36,8 +37,10 @@ static kiln_tensor *randn(int ndim, const int64_t *dims, unsigned *seed, double 
     return t;
 }
 
-/* x (N,4) -> MatMul w1 (4,8) + b1 -> BatchNormalization -> Relu -> Gemm w2 (3,8)^T + b2 */
-static kiln_graph *mlp(int with_dropout) {
+/* x (N,4) -> MatMul w1 (4,8) + b1 -> BatchNormalization -> Relu [-> Dropout(0.25) or
+ * Sin] -> Gemm w2 (3,8)^T + b2 */
+enum { PLAIN, DROPOUT, SIN };
+static kiln_graph *mlp(int variant) {
     unsigned seed = 7;
     kiln_graph *g = new_graph(NULL);
     int x = kiln__graph_add_value(g, "x");
@@ -61,8 +64,12 @@ static kiln_graph *mlp(int with_dropout) {
     node(g, "MatMul", "h", "x", "w1", NULL);
     node(g, "Add", "hb", "h", "b1", NULL);
     node(g, "BatchNormalization", "bn", "hb", "gamma", "beta", "mean", "var", NULL);
-    node(g, "Relu", with_dropout ? "r0" : "r", "bn", NULL);
-    if (with_dropout) node(g, "Dropout", "r", "r0", NULL);
+    node(g, "Relu", variant != PLAIN ? "r0" : "r", "bn", NULL);
+    if (variant == DROPOUT) {
+        init(g, "ratio", vec(KILN_DTYPE_F32, 1, (double[]){0.25}));
+        node(g, "Dropout", "r", "r0", "ratio", NULL);
+    }
+    if (variant == SIN) node(g, "Sin", "r", "r0", NULL);
     int_attr(node(g, "Gemm", "logits", "r", "w2", "b2", NULL), "transB", 1);
     add_output(g, "logits");
     assert_int_equal(kiln__graph_finalize(g), KILN_OK);
@@ -99,23 +106,25 @@ static double cross_entropy(const kiln_tensor *logits, const kiln_tensor *labels
 
 static void test_learns_and_exports(void **state) {
     (void)state;
-    kiln_graph *g = mlp(0);
     kiln_tensor *x, *labels;
     data(&x, &labels);
-    for (int opt = 0; opt < 3; opt++) {
-        kiln_train_options o = {.optimizer = (kiln_optimizer)opt, .momentum = 0.9, .threads = 2};
-        double lr = opt ? 0.01 : 0.05, first = 0, loss = 0, eval = 0;
+    for (int opt = 0; opt < 4; opt++) { /* SGD, Adam, AdamW; SGD with dropout */
+        kiln_graph *g = mlp(opt == 3 ? DROPOUT : PLAIN);
+        kiln_train_options o = {.optimizer = (kiln_optimizer)(opt % 3), .momentum = 0.9,
+                                .threads = 2, .seed = 5};
+        double lr = opt % 3 ? 0.01 : 0.05, first = 0, loss = 0, eval = 0;
         int64_t right = 0;
         kiln_trainer *t;
         if (kiln_trainer_create(g, &o, &t) != KILN_OK) fail_msg("%s", kiln_last_error());
-        assert_int_equal(kiln_trainer_num_params(t), F * H + H + H + H + C * H + C);
+        assert_int_equal(kiln_trainer_num_params(t), F * H + H + H + H + C * H + C); /* not ratio */
         for (int step = 0; step < 20; step++) {
             assert_int_equal(kiln_trainer_step(t, x, labels, lr, &loss, &right), KILN_OK);
             if (step == 0) first = loss;
         }
         assert_int_equal(kiln_trainer_evaluate(t, x, labels, &eval, &right), KILN_OK);
-        printf("  optimizer %d: loss %.4f -> %.4f, eval loss %.4f, %lld/%d right\n", opt, first,
-               loss, eval, (long long)right, N);
+        printf("  %s%s: loss %.4f -> %.4f, eval loss %.4f, %lld/%d right\n",
+               (const char *[]){"sgd", "adam", "adamw"}[opt % 3], opt == 3 ? " + dropout" : "",
+               first, loss, eval, (long long)right, N);
         assert_true(loss < 0.6 * first);
         assert_true(right >= N - 2);
 
@@ -143,7 +152,30 @@ static void test_learns_and_exports(void **state) {
         kiln_session_free(s);
         kiln_graph_free(e);
         kiln_trainer_free(t);
+        kiln_graph_free(g);
     }
+    kiln_tensor_free(x);
+    kiln_tensor_free(labels);
+}
+
+/* The same seed gives the same training (dropout masks included), another
+ * seed another. */
+static void test_reproducible(void **state) {
+    (void)state;
+    kiln_graph *g = mlp(DROPOUT);
+    kiln_tensor *x, *labels;
+    data(&x, &labels);
+    double loss[3];
+    for (int run = 0; run < 3; run++) {
+        kiln_train_options o = {.momentum = 0.9, .threads = 2, .seed = run == 2 ? 6 : 5};
+        kiln_trainer *t;
+        assert_int_equal(kiln_trainer_create(g, &o, &t), KILN_OK);
+        for (int step = 0; step < 5; step++)
+            assert_int_equal(kiln_trainer_step(t, x, labels, 0.05, &loss[run], NULL), KILN_OK);
+        kiln_trainer_free(t);
+    }
+    assert_true(loss[0] == loss[1]);
+    assert_true(loss[0] != loss[2]);
     kiln_tensor_free(x);
     kiln_tensor_free(labels);
     kiln_graph_free(g);
@@ -151,7 +183,7 @@ static void test_learns_and_exports(void **state) {
 
 static void test_bad_input(void **state) {
     (void)state;
-    kiln_graph *g = mlp(0);
+    kiln_graph *g = mlp(PLAIN);
     kiln_tensor *x, *labels, *wrong;
     data(&x, &labels);
     kiln_trainer *t;
@@ -164,9 +196,9 @@ static void test_bad_input(void **state) {
     kiln_trainer_free(t);
     kiln_graph_free(g);
 
-    g = mlp(1);
+    g = mlp(SIN); /* no gradient rule on the way to the loss */
     assert_int_equal(kiln_trainer_create(g, NULL, &t), KILN_E_UNSUPPORTED);
-    assert_non_null(strstr(kiln_last_error(), "(Dropout): training with dropout"));
+    assert_non_null(strstr(kiln_last_error(), "'r' (Sin) has no gradient rule"));
     kiln_graph_free(g);
     kiln_tensor_free(x);
     kiln_tensor_free(labels);
@@ -213,6 +245,7 @@ static void test_idx(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_learns_and_exports),
+        cmocka_unit_test(test_reproducible),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_idx),
     };

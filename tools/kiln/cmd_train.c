@@ -22,7 +22,7 @@ static const char *help =
     "the images as float32 scaled to [0,1], (N,1,H,W) for a rank-4 input or\n"
     "(N,H*W) for a rank-2 one; its first output is the logits (N,C). The loss is\n"
     "the mean softmax cross-entropy; BatchNormalization trains on batch\n"
-    "statistics. Each epoch visits the training set in a seeded random order;\n"
+    "statistics and Dropout draws a new mask every step. Each epoch visits the training set in a seeded random order;\n"
     "a progress line (epoch, step, loss, accuracy, samples/s, ETA) shows on a\n"
     "terminal, and a summary line per epoch is printed. With test data the last\n"
     "line is test_accuracy=0.xxxx.\n"
@@ -42,7 +42,7 @@ static const char *help =
     "  --epochs N         epochs (default 1)\n"
     "  --precision P      fp32 (the only one so far)\n"
     "  -t N               threads (default: all cores)\n"
-    "  --seed S           seed of the shuffling (default 1)\n"
+    "  --seed S           seed of the shuffling and of the dropout masks (default 1)\n"
     "  --limit N          use only the first N samples of each set\n"
     "  --out DIR          output directory (created if missing)\n";
 
@@ -271,6 +271,7 @@ int kiln_cmd_train(int argc, char **argv) {
     if (opt.optimizer == KILN_OPTIMIZER_SGD) opt.momentum = momentum;
     opt.weight_decay = wd;
     opt.threads = threads;
+    opt.seed = (uint64_t)seed_d;
     const int64_t batch = (int64_t)batch_d, epochs = (int64_t)epochs_d;
     const int64_t limit = limit_d > 0 ? (int64_t)limit_d : INT64_MAX;
     uint64_t rng = (uint64_t)seed_d;

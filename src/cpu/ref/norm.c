@@ -547,3 +547,51 @@ kiln_status kiln__ref_Dropout(kiln__kctx *c) {
     }
     return KILN_OK;
 }
+
+/* ---- kiln.TrainDropout -----------------------------------------------------
+ * kiln.TrainDropout(data, seed) -> (output, mask): Dropout in training mode as
+ * the trainer runs it (src/ops/defs/grad.def). data: any float shape, seed: ()
+ * int64, attribute ratio in [0, 1) (default 0.5); output: like data, mask: like
+ * data, bool. Element i is kept when u_i >= ratio, with u_i uniform in [0, 1)
+ * from a counter-based hash of (seed, i) (SplitMix64's finalizer, 53 bits), so
+ * each step's seed gives a new mask, the same seed the same one, and any
+ * thread can draw any element; output = kept ? data / (1 - ratio) : 0. */
+
+static double hash_uniform(uint64_t seed, int64_t i) {
+    uint64_t z = seed + ((uint64_t)i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0;
+}
+
+kiln_status kiln__infer_TrainDropout(kiln__kctx *c) {
+    const kiln_tensor *x = c->in[0], *seed = c->in[1];
+    KILN__TRY(kiln__check_dtype(x, "data", KILN__FLOAT_DTYPES));
+    KILN__TRY(kiln__check_dtype(seed, "seed", KILN_DTYPE_I64, 0));
+    if (kiln__n(seed) != 1) return kiln__err(KILN_E_SHAPE, "input 'seed' must be a scalar");
+    float ratio = kiln__attr_f(c->node, "ratio", 0.5f);
+    if (!(ratio >= 0 && ratio < 1))
+        return kiln__err(KILN_E_RANGE, "attribute 'ratio' is %g, expected a value in [0, 1)",
+                         (double)ratio);
+    KILN__TRY(kiln__out_like(c, 0, x));
+    return kiln__out_shape(c, 1, KILN_DTYPE_BOOL, x->ndim, x->dims);
+}
+
+// data: (any) float, seed: () i64; output: like data, mask: like data, bool
+kiln_status kiln__ref_TrainDropout(kiln__kctx *c) {
+    const kiln_tensor *x = c->in[0];
+    kiln_tensor *y = c->out[0], *mask = kiln__out(c, 1);
+    const uint64_t seed = (uint64_t)((const int64_t *)c->in[1]->data)[0];
+    const float ratio = kiln__attr_f(c->node, "ratio", 0.5f);
+    const double scale = 1.0f / (1.0f - ratio);
+    int64_t lo, hi;
+    kiln__split(kiln__n(x), c->ith, c->nth, &lo, &hi);
+    for (int64_t i = lo; i < hi; i++) {
+        int keep = hash_uniform(seed, i) >= (double)ratio;
+        kiln__elem_st_f(y->dtype, y->data, i,
+                        keep ? kiln__elem_ld_f(x->dtype, x->data, i) * scale : 0.0);
+        if (mask) ((uint8_t *)mask->data)[i] = (uint8_t)keep;
+    }
+    return KILN_OK;
+}
