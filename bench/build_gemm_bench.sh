@@ -30,7 +30,7 @@ else
     echo "oneDNN not found: kiln only" >&2
 fi
 gcc -std=gnu11 -O2 -I"$ROOT/include" -I"$ROOT/src" -o "$OUT/gemm_bench" \
-    "$ROOT/bench/gemm_bench.c" "$LIB" $DNNL_FLAGS -lprotobuf-c -lz -lpthread -lm
+    "$ROOT/bench/gemm_bench.c" "$LIB" $DNNL_FLAGS -lprotobuf-c -lz -lcjson -lpthread -lm
 gcc -std=gnu11 -O2 -o "$OUT/peak" "$ROOT/bench/peak.c" -lpthread
 echo "built $OUT/gemm_bench $OUT/peak"
 [ "$2" = "--no-run" ] && exit 0

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(cmake make gcc clang libclang-rt-14-dev pkg-config protobuf-c-compiler
-          libprotobuf-c-dev libonnx-dev libcmocka-dev libdnnl-dev zlib1g-dev
+          libprotobuf-c-dev libonnx-dev libcmocka-dev libdnnl-dev zlib1g-dev libcjson-dev
           dataset-fashion-mnist python3 python3-venv)
 
 missing=()

@@ -82,6 +82,28 @@ kiln_status kiln_trainer_evaluate(kiln_trainer *t, const kiln_tensor *x,
  * onnxruntime). The caller owns *out. */
 kiln_status kiln_trainer_export(const kiln_trainer *t, kiln_graph **out);
 
+/* ---- checkpoints ------------------------------------------------------------------ */
+
+/* Writes a checkpoint to path as safetensors: every parameter and running
+ * statistic under its initializer's name (f32, its shape), the optimizer
+ * state ("kiln.optimizer_state", f32, when it has one) and, as metadata, the
+ * optimizer, its step count and the n_meta caller pairs keys[i] = values[i]
+ * (an epoch, the data order's random state...). Written to path.tmp, then
+ * renamed: a failed write leaves an earlier checkpoint as it was. */
+kiln_status kiln_trainer_save(const kiln_trainer *t, const char *path, int n_meta,
+                              const char *const *keys, const char *const *values);
+
+/* Restores a checkpoint that kiln_trainer_save wrote for a trainer of the
+ * same model and optimizer: parameters, statistics, optimizer state and step,
+ * so that training goes on exactly as it would have. Checks everything before
+ * changing anything: on failure (naming the file and the tensor or field at
+ * fault) t is unchanged. */
+kiln_status kiln_trainer_load(kiln_trainer *t, const char *path);
+
+/* Metadata value `key` of checkpoint path into buf (NUL-terminated, at most
+ * len bytes); KILN_E_NOTFOUND if it has none, KILN_E_LIMIT if it does not fit. */
+kiln_status kiln_checkpoint_meta(const char *path, const char *key, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -27,6 +27,7 @@
 #include "kiln/train.h"
 #include "train/autograd.h"
 #include "train/optim.h"
+#include "train/safetensors.h"
 
 /* A parameter or running statistic: an initializer of the model. */
 typedef struct slot {
@@ -502,4 +503,92 @@ kiln_status kiln_trainer_export(const kiln_trainer *t, kiln_graph **out) {
     }
     *out = g;
     return KILN_OK;
+}
+
+/* ---- checkpoints ------------------------------------------------------------------ */
+
+#define STATE_NAME "kiln.optimizer_state"
+
+kiln_status kiln_trainer_save(const kiln_trainer *t, const char *path, int n_meta,
+                              const char *const *keys, const char *const *values) {
+    int n = t->n_params + t->n_stats + 1, k = 0;
+    kiln__st_tensor *e = calloc((size_t)n, sizeof *e);
+    const char **mk = calloc((size_t)n_meta + 2, sizeof *mk), **mv = calloc((size_t)n_meta + 2, sizeof *mv);
+    if (!e || !mk || !mv) {
+        free(e), free(mk), free(mv);
+        return oom();
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        const slot *list = pass ? t->stats : t->params;
+        const float *buf = pass ? t->stat : t->p;
+        for (int i = 0; i < (pass ? t->n_stats : t->n_params); i++)
+            e[k++] = (kiln__st_tensor){list[i].name, KILN_DTYPE_F32, list[i].ndim, list[i].dims,
+                                       buf + list[i].off};
+    }
+    int64_t state_n = kiln__optim_state_size(&t->opt);
+    if (t->opt.state) e[k++] = (kiln__st_tensor){STATE_NAME, KILN_DTYPE_F32, 1, &state_n, t->opt.state};
+    char step[32];
+    snprintf(step, sizeof step, "%lld", (long long)t->opt.step);
+    mk[0] = "kiln.optimizer", mv[0] = kiln__optim_name(t->opt.kind);
+    mk[1] = "kiln.step", mv[1] = step;
+    for (int i = 0; i < n_meta; i++) mk[2 + i] = keys[i], mv[2 + i] = values[i];
+    kiln_status s = kiln__st_write(path, k, e, n_meta + 2, mk, mv);
+    free(e), free(mk), free(mv);
+    return s;
+}
+
+kiln_status kiln_trainer_load(kiln_trainer *t, const char *path) {
+    kiln__st_file f;
+    KILN__TRY(kiln__st_read(path, &f));
+    kiln_status s = KILN_OK;
+    const char *opt = kiln__st_meta(&f, "kiln.optimizer"), *step = kiln__st_meta(&f, "kiln.step");
+    char *end = NULL;
+    long long steps = step ? strtoll(step, &end, 10) : -1;
+    if (!opt || strcmp(opt, kiln__optim_name(t->opt.kind)) != 0)
+        s = kiln__err(KILN_E_INVAL, "%s: written by optimizer %s, this trainer uses %s", path,
+                      opt ? opt : "(none)", kiln__optim_name(t->opt.kind));
+    else if (!step || *end || steps < 0)
+        s = kiln__err(KILN_E_FORMAT, "%s: metadata kiln.step is missing or not a count", path);
+    /* everything checked before anything is copied */
+    const void **src = calloc((size_t)(t->n_params + t->n_stats) + 1, sizeof *src);
+    const void *state = NULL;
+    int64_t state_n = kiln__optim_state_size(&t->opt);
+    if (s == KILN_OK && !src) s = oom();
+    for (int i = 0; s == KILN_OK && i < t->n_params + t->n_stats; i++) {
+        const slot *sl = i < t->n_params ? &t->params[i] : &t->stats[i - t->n_params];
+        s = kiln__st_get(&f, sl->name, KILN_DTYPE_F32, sl->ndim, sl->dims, &src[i]);
+    }
+    if (s == KILN_OK && state_n > 0 && steps > 0)
+        s = kiln__st_get(&f, STATE_NAME, KILN_DTYPE_F32, 1, &state_n, &state);
+    if (s == KILN_OK && state && !t->opt.state &&
+        !(t->opt.state = calloc((size_t)state_n, sizeof(float))))
+        s = oom();
+    if (s == KILN_OK) {
+        for (int i = 0; i < t->n_params + t->n_stats; i++) {
+            const slot *sl = i < t->n_params ? &t->params[i] : &t->stats[i - t->n_params];
+            float *buf = i < t->n_params ? t->p : t->stat;
+            memcpy(buf + sl->off, src[i], (size_t)sl->numel * sizeof(float));
+        }
+        if (state) memcpy(t->opt.state, state, (size_t)state_n * sizeof(float));
+        else if (t->opt.state) memset(t->opt.state, 0, (size_t)state_n * sizeof(float));
+        t->opt.step = steps;
+    }
+    free(src);
+    kiln__st_close(&f);
+    return s;
+}
+
+kiln_status kiln_checkpoint_meta(const char *path, const char *key, char *buf, size_t len) {
+    kiln__st_file f;
+    KILN__TRY(kiln__st_read(path, &f));
+    const char *v = kiln__st_meta(&f, key);
+    kiln_status s = KILN_OK;
+    if (!v)
+        s = kiln__err(KILN_E_NOTFOUND, "%s: no metadata '%s'", path, key);
+    else if (strlen(v) >= len)
+        s = kiln__err(KILN_E_LIMIT, "%s: metadata '%s' is longer than %zu bytes", path, key, len);
+    else
+        memcpy(buf, v, strlen(v) + 1);
+    kiln__st_close(&f);
+    return s;
 }

@@ -12,6 +12,9 @@ Add, Tanh, Dropout). Trains each on the first --limit images for two epochs with
     running statistics, no training nodes) and onnxruntime running it on the
     same test images reaches the same accuracy (to one image in 500: logits
     that tie to float rounding may break either way);
+  - two epochs in one run, and one epoch then --resume from its checkpoint
+    for the second, give the same model bit for bit; the checkpoint
+    (safetensors, parsed here by hand) holds the exported parameters;
   - bad input gets a one-line error: a missing file, a model with an op that
     has no gradient rule (naming the node).
 
@@ -19,6 +22,7 @@ Add, Tanh, Dropout). Trains each on the first --limit images for two epochs with
 """
 import argparse
 import gzip
+import json
 import os
 import re
 import subprocess
@@ -145,6 +149,50 @@ def check_model(kiln, name, model, optim, tmp, args, x_test, y_test):
     return f"ok: test_accuracy {acc:.4f} (onnxruntime on the export {oacc:.4f}), loss {losses[0]:.3f} -> {losses[1]:.3f}"
 
 
+def read_safetensors(path):
+    """{name: array} and the metadata of a safetensors file, parsed by hand."""
+    raw = open(path, "rb").read()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    data = raw[8 + n:]
+    kinds = {"F32": np.float32, "I64": np.int64}
+    out = {}
+    for name, e in header.items():
+        b, en = e["data_offsets"]
+        out[name] = np.frombuffer(data[b:en], kinds[e["dtype"]]).reshape(e["shape"])
+    return out, meta
+
+
+def check_resume(args, tmp, x, y):
+    """Two epochs straight, and one epoch + --resume for the second, give the
+    same model bit for bit; the checkpoint holds the exported parameters."""
+    path = os.path.join(tmp, "cnn.onnx")
+    common = [args.kiln, "train", path, "--train-images", f"{DATA}/train-images-idx3-ubyte.gz",
+              "--train-labels", f"{DATA}/train-labels-idx1-ubyte.gz", "--limit", "800",
+              "--batch", "32", "--seed", "3", "--optimizer", "adam", "-t", str(args.threads)]
+    a, b1, b2 = (os.path.join(tmp, d) for d in ("ra", "rb1", "rb2"))
+    run(common + ["--epochs", "2", "--out", a])
+    run(common + ["--epochs", "1", "--out", b1])
+    r = run(common + ["--epochs", "2", "--resume", os.path.join(b1, "checkpoint.safetensors"), "--out", b2])
+    if "resumed from" not in r.stdout:
+        return "no 'resumed from' line"
+    ia = {i.name: numpy_helper.to_array(i) for i in onnx.load(os.path.join(a, "model.onnx")).graph.initializer}
+    ib = {i.name: numpy_helper.to_array(i) for i in onnx.load(os.path.join(b2, "model.onnx")).graph.initializer}
+    diff = [k for k in ia if not np.array_equal(ia[k], ib[k])]
+    if diff:
+        return f"resumed training differs in {diff}"
+    ckpt, meta = read_safetensors(os.path.join(a, "checkpoint.safetensors"))
+    if meta.get("epoch") != "2" or meta.get("kiln.optimizer") != "adam":
+        return f"checkpoint metadata {meta}"
+    off = [k for k in ia if ia[k].dtype == np.float32 and not np.array_equal(ckpt.get(k), ia[k])]
+    if off:
+        return f"checkpoint tensors differ from the exported model: {off}"
+    if "kiln.optimizer_state" not in ckpt:
+        return "no optimizer state in the checkpoint"
+    return f"ok: resumed run identical ({len(ia)} initializers), checkpoint step {meta.get('kiln.step')}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kiln", default="build/kiln")
@@ -170,6 +218,14 @@ def main():
                 res = str(e)
             results.append((name, res))
             print(f"{name:4s} {res}", flush=True)
+
+        print("resume:", flush=True)
+        try:
+            res = check_resume(args, tmp, x[:, None], y)
+        except Exception as e:  # noqa: BLE001
+            res = str(e)
+        results.append(("resume", res))
+        print(f"resume: {res}", flush=True)
 
         # bad input: one-line errors naming what is wrong
         base = [args.kiln, "train", os.path.join(tmp, "mlp.onnx"), "--out", os.path.join(tmp, "bad")]

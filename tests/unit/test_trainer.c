@@ -2,7 +2,8 @@
  * in memory: an MLP with BatchNormalization (and Dropout) learns three
  * separable clusters (loss falls, nearly every sample right), the exported
  * model computes what the trainer's evaluation computes, the same seed trains
- * the same, and bad input is refused with a message. The
+ * the same, a checkpoint resumes bit for bit, and bad input is refused with a
+ * message. The
  * IDX reader is checked on files written here (plain and gzip). */
 #include <math.h>
 #include <setjmp.h>
@@ -181,6 +182,70 @@ static void test_reproducible(void **state) {
     kiln_graph_free(g);
 }
 
+/* First initializer value of t's export (a parameter's first element). */
+static float first_param(const kiln_trainer *t) {
+    kiln_graph *e;
+    assert_int_equal(kiln_trainer_export(t, &e), KILN_OK);
+    const char *n;
+    float v = ((const float *)kiln_tensor_data(kiln_graph_initializer(e, 0, &n)))[0];
+    kiln_graph_free(e);
+    return v;
+}
+
+/* save after 3 steps, 3 more = load into a new trainer, 3 more (bit for bit);
+ * a checkpoint of another optimizer or a damaged file is refused, t unchanged. */
+static void test_checkpoint(void **state) {
+    (void)state;
+    kiln_graph *g = mlp(DROPOUT);
+    kiln_tensor *x, *labels;
+    data(&x, &labels);
+    char path[64], bad[64];
+    snprintf(path, sizeof path, "/tmp/kiln_test_ckpt_%d.safetensors", (int)getpid());
+    snprintf(bad, sizeof bad, "/tmp/kiln_test_ckpt_%d.bad", (int)getpid());
+    kiln_train_options o = {.optimizer = KILN_OPTIMIZER_ADAM, .threads = 2, .seed = 9};
+    kiln_trainer *a, *b, *sgd;
+    double la = 0, lb = 0;
+    assert_int_equal(kiln_trainer_create(g, &o, &a), KILN_OK);
+    for (int i = 0; i < 3; i++) assert_int_equal(kiln_trainer_step(a, x, labels, 0.01, NULL, NULL), KILN_OK);
+    const char *k[] = {"note"}, *v[] = {"three steps"};
+    assert_int_equal(kiln_trainer_save(a, path, 1, k, v), KILN_OK);
+    for (int i = 0; i < 3; i++) assert_int_equal(kiln_trainer_step(a, x, labels, 0.01, &la, NULL), KILN_OK);
+    assert_int_equal(kiln_trainer_create(g, &o, &b), KILN_OK);
+    assert_int_equal(kiln_trainer_load(b, path), KILN_OK);
+    for (int i = 0; i < 3; i++) assert_int_equal(kiln_trainer_step(b, x, labels, 0.01, &lb, NULL), KILN_OK);
+    assert_true(la == lb);
+    assert_true(first_param(a) == first_param(b));
+    char buf[32];
+    assert_int_equal(kiln_checkpoint_meta(path, "note", buf, sizeof buf), KILN_OK);
+    assert_string_equal(buf, "three steps");
+    assert_int_equal(kiln_checkpoint_meta(path, "kiln.step", buf, sizeof buf), KILN_OK);
+    assert_string_equal(buf, "3");
+    assert_int_equal(kiln_checkpoint_meta(path, "nope", buf, sizeof buf), KILN_E_NOTFOUND);
+
+    kiln_train_options os = {.optimizer = KILN_OPTIMIZER_SGD, .momentum = 0.9};
+    assert_int_equal(kiln_trainer_create(g, &os, &sgd), KILN_OK);
+    float before = first_param(sgd);
+    assert_int_equal(kiln_trainer_load(sgd, path), KILN_E_INVAL);
+    assert_non_null(strstr(kiln_last_error(), "written by optimizer adam"));
+    assert_true(first_param(sgd) == before);
+    FILE *f = fopen(path, "rb"), *w = fopen(bad, "wb"); /* a checkpoint cut short */
+    char chunk[200];
+    size_t got = fread(chunk, 1, sizeof chunk, f);
+    fwrite(chunk, 1, got, w);
+    fclose(f);
+    fclose(w);
+    assert_int_equal(kiln_trainer_load(b, bad) < 0, 1);
+    assert_non_null(strstr(kiln_last_error(), bad));
+    kiln_trainer_free(a);
+    kiln_trainer_free(b);
+    kiln_trainer_free(sgd);
+    remove(path);
+    remove(bad);
+    kiln_tensor_free(x);
+    kiln_tensor_free(labels);
+    kiln_graph_free(g);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     kiln_graph *g = mlp(PLAIN);
@@ -246,6 +311,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_learns_and_exports),
         cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_checkpoint),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_idx),
     };

@@ -14,18 +14,21 @@ static const char *help =
     "                  [--test-images F --test-labels F] [--loss cross-entropy]\n"
     "                  [--optimizer sgd|adam|adamw] [--lr X] [--momentum X] [--nesterov]\n"
     "                  [--weight-decay X] [--batch N] [--epochs N] [--precision fp32]\n"
-    "                  [-t N] [--seed S] [--limit N] --out DIR\n"
+    "                  [-t N] [--seed S] [--limit N] [--resume CKPT] --out DIR\n"
     "\n"
     "Trains MODEL on IDX image data (the MNIST / Fashion-MNIST files, .gz read\n"
-    "directly) and writes the trained model, inference form, to DIR/model.onnx.\n"
+    "directly) and writes the trained model, inference form, to DIR/model.onnx,\n"
+    "and after every epoch a checkpoint, DIR/checkpoint.safetensors (parameters,\n"
+    "running statistics, optimizer state, step, epoch and the data order's random\n"
+    "state); --resume continues from one exactly as the run would have gone on.\n"
     "The model's float32 initializers are the parameters; its first input takes\n"
     "the images as float32 scaled to [0,1], (N,1,H,W) for a rank-4 input or\n"
     "(N,H*W) for a rank-2 one; its first output is the logits (N,C). The loss is\n"
     "the mean softmax cross-entropy; BatchNormalization trains on batch\n"
-    "statistics and Dropout draws a new mask every step. Each epoch visits the training set in a seeded random order;\n"
-    "a progress line (epoch, step, loss, accuracy, samples/s, ETA) shows on a\n"
-    "terminal, and a summary line per epoch is printed. With test data the last\n"
-    "line is test_accuracy=0.xxxx.\n"
+    "statistics and Dropout draws a new mask every step. Each epoch visits the\n"
+    "training set in a seeded random order; a progress line (epoch, step, loss,\n"
+    "accuracy, samples/s, ETA) shows on a terminal, and a summary line per epoch\n"
+    "is printed. With test data the last line is test_accuracy=0.xxxx.\n"
     "\n"
     "  --train-images F   IDX images (N,H,W) u8\n"
     "  --train-labels F   IDX labels (N) u8\n"
@@ -44,6 +47,8 @@ static const char *help =
     "  -t N               threads (default: all cores)\n"
     "  --seed S           seed of the shuffling and of the dropout masks (default 1)\n"
     "  --limit N          use only the first N samples of each set\n"
+    "  --resume CKPT      continue from a checkpoint of the same model, optimizer\n"
+    "                     and data; --epochs counts the epochs in all\n"
     "  --out DIR          output directory (created if missing)\n";
 
 typedef struct dataset {
@@ -195,9 +200,40 @@ static int num_arg(const char *opt, const char *v, double lo, double *out) {
     return 0;
 }
 
+/* Checkpoint after `epochs` epochs, with the data order's random state. */
+static int save_checkpoint(kiln_trainer *t, const char *path, int64_t epochs, uint64_t rng) {
+    char ep[32], st[32];
+    snprintf(ep, sizeof ep, "%lld", (long long)epochs);
+    snprintf(st, sizeof st, "%llu", (unsigned long long)rng);
+    const char *keys[] = {"epoch", "order_rng"}, *vals[] = {ep, st};
+    kiln_status s = kiln_trainer_save(t, path, 2, keys, vals);
+    return s == KILN_OK ? 0 : kiln_cli_fail("train", s);
+}
+
+/* Restores checkpoint path into t; *epoch and *rng from its metadata. */
+static int resume_from(kiln_trainer *t, const char *path, int64_t *epoch, uint64_t *rng) {
+    char ep[32], st[32], *e1, *e2;
+    kiln_status s;
+    if ((s = kiln_checkpoint_meta(path, "epoch", ep, sizeof ep)) != KILN_OK ||
+        (s = kiln_checkpoint_meta(path, "order_rng", st, sizeof st)) != KILN_OK)
+        return kiln_cli_fail("train", s);
+    long long v = strtoll(ep, &e1, 10);
+    unsigned long long r = strtoull(st, &e2, 10);
+    if (*e1 || *e2 || v < 0) {
+        fprintf(stderr, "kiln train: error: %s: metadata epoch '%s' / order_rng '%s' are not "
+                "numbers\n", path, ep, st);
+        return -1;
+    }
+    if ((s = kiln_trainer_load(t, path)) != KILN_OK) return kiln_cli_fail("train", s);
+    *epoch = v;
+    *rng = r;
+    printf("resumed from %s after epoch %lld\n", path, v);
+    return 0;
+}
+
 int kiln_cmd_train(int argc, char **argv) {
     const char *path = NULL, *train_img = NULL, *train_lab = NULL, *test_img = NULL,
-               *test_lab = NULL, *out_dir = NULL;
+               *test_lab = NULL, *out_dir = NULL, *resume = NULL;
     kiln_train_options opt = {0};
     double lr = -1, momentum = 0.9, wd = 0, batch_d = 64, epochs_d = 1, seed_d = 1, limit_d = -1;
     int threads = 0;
@@ -223,6 +259,8 @@ int kiln_cmd_train(int argc, char **argv) {
             test_lab = v;
         } else if (!strcmp(a, "--out")) {
             out_dir = v;
+        } else if (!strcmp(a, "--resume")) {
+            resume = v;
         } else if (!strcmp(a, "--loss")) {
             if (strcmp(v, "cross-entropy") != 0) {
                 fprintf(stderr, "kiln train: error: --loss '%s': only cross-entropy so far\n", v);
@@ -307,14 +345,20 @@ int kiln_cmd_train(int argc, char **argv) {
            test.n ? "" : " (no test set)", (long long)batch,
            opt.optimizer == KILN_OPTIMIZER_SGD ? "sgd" : opt.optimizer == KILN_OPTIMIZER_ADAM ? "adam" : "adamw",
            lr, th);
-    order = malloc((size_t)train.n * sizeof *order);
+    int64_t first_epoch = 0;
+    if (resume && resume_from(t, resume, &first_epoch, &rng)) goto done;
+    char ckpt[4096];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out_dir);
+    order = malloc((size_t)train.n * sizeof *order + 1);
     if (!order) goto done;
-    for (int64_t i = 0; i < train.n; i++) order[i] = i;
     const int tty = isatty(2);
     const int64_t steps = (train.n + batch - 1) / batch;
     double test_acc = -1;
-    for (int64_t e = 0; e < epochs; e++) {
-        for (int64_t i = train.n - 1; i > 0; i--) { /* Fisher-Yates */
+    for (int64_t e = first_epoch; e < epochs; e++) {
+        /* this epoch's order: a Fisher-Yates shuffle of 0..n-1 from the running
+         * random state (all a checkpoint needs to restore it) */
+        for (int64_t i = 0; i < train.n; i++) order[i] = i;
+        for (int64_t i = train.n - 1; i > 0; i--) {
             int64_t j = (int64_t)(splitmix64(&rng) % (uint64_t)(i + 1)), tmp = order[i];
             order[i] = order[j];
             order[j] = tmp;
@@ -363,6 +407,11 @@ int kiln_cmd_train(int argc, char **argv) {
         }
         printf("\n");
         fflush(stdout);
+        if (save_checkpoint(t, ckpt, e + 1, rng)) goto done;
+    }
+    if (test.n && test_acc < 0) { /* resumed after the last epoch: evaluate once */
+        double tl = 0;
+        if (evaluate(t, &test, batch, &tl, &test_acc)) goto done;
     }
     {
         kiln_graph *trained;
