@@ -169,6 +169,17 @@ static inline void kiln__split(int64_t n, int ith, int nth, int64_t *lo, int64_t
     *hi = *lo + q + (ith < r ? 1 : 0);
 }
 
+/* ---- counter-based random numbers ---------------------------------------- */
+/* Element i of the SplitMix64 stream started at seed: a well-mixed 64-bit
+ * value that depends only on (seed, i), so any thread can draw any element
+ * and a stream is replayed from its seed (dropout masks, per-step seeds). */
+static inline uint64_t kiln__hash64(uint64_t seed, uint64_t i) {
+    uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
 /* ---- cpu ---------------------------------------------------------------- */
 /* The CPU's model name (/proc/cpuinfo "model name", else "unknown-cpu"), with
  * spaces turned into '_'; a static string. */

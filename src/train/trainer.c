@@ -96,6 +96,14 @@ static kiln_status add_slot(slot **list, int *n, int64_t *total, const kiln__val
     return KILN_OK;
 }
 
+/* Slot j of the parameters followed by the statistics (j < n_params + n_stats);
+ * *data: its values in the buffer it lives in. */
+static slot *slot_at(const kiln_trainer *t, int j, float **data) {
+    slot *sl = j < t->n_params ? &t->params[j] : &t->stats[j - t->n_params];
+    *data = (j < t->n_params ? t->p : t->stat) + sl->off;
+    return sl;
+}
+
 /* Sorts the model's f32 initializers into parameters and statistics, fills the
  * buffers with their values and wraps each slice. */
 static kiln_status collect(kiln_trainer *t) {
@@ -113,18 +121,12 @@ static kiln_status collect(kiln_trainer *t) {
     t->grad = calloc((size_t)t->n_p + 1, sizeof(float));
     t->stat = calloc((size_t)t->n_stat + 1, sizeof(float));
     if (!t->p || !t->grad || !t->stat) return oom();
-    for (int k = 0; k < 2; k++) {
-        slot *list = k ? t->stats : t->params;
-        float *buf = k ? t->stat : t->p;
-        for (int i = 0; i < (k ? t->n_stats : t->n_params); i++) {
-            const kiln__value *val = &g->values[kiln__graph_find(g, list[i].name)];
-            kiln_tensor *c;
-            KILN__TRY(kiln_tensor_copy(val->init, KILN_DTYPE_F32, &c));
-            memcpy(buf + list[i].off, kiln_tensor_data(c), (size_t)list[i].numel * sizeof(float));
-            kiln_tensor_free(c);
-            KILN__TRY(kiln_tensor_wrap(KILN_DTYPE_F32, list[i].ndim, list[i].dims,
-                                       buf + list[i].off, &list[i].view));
-        }
+    for (int j = 0; j < t->n_params + t->n_stats; j++) {
+        float *data;
+        slot *sl = slot_at(t, j, &data);
+        const kiln_tensor *init = g->values[kiln__graph_find(g, sl->name)].init;
+        memcpy(data, init->data, (size_t)sl->numel * sizeof(float)); /* f32, contiguous */
+        KILN__TRY(kiln_tensor_wrap(KILN_DTYPE_F32, sl->ndim, sl->dims, data, &sl->view));
     }
     return KILN_OK;
 }
@@ -465,11 +467,9 @@ static kiln_status take_output(kiln_session *s, int i, float *dst, int64_t numel
 
 kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *x, const kiln_tensor *labels,
                               double lr, double *loss, int64_t *correct) {
-    if (t->step_seed) { /* a new dropout mask per step, reproducible from (seed, step) */
-        uint64_t z = t->seed + (uint64_t)(t->opt.step + 1) * 0x9E3779B97F4A7C15ull;
-        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-        *(int64_t *)kiln_tensor_data(t->step_seed) = (int64_t)(z ^ (z >> 27));
-    }
+    if (t->step_seed) /* a new dropout mask per step, reproducible from (seed, step) */
+        *(int64_t *)kiln_tensor_data(t->step_seed) =
+            (int64_t)kiln__hash64(t->seed, (uint64_t)t->opt.step);
     KILN__TRY(run_batch(t, t->train_s, t->n_in + (t->step_seed != NULL), x, labels, loss, correct));
     for (int i = 0; i < t->n_params; i++) {
         slot *p = &t->params[i];
@@ -493,13 +493,11 @@ kiln_status kiln_trainer_evaluate(kiln_trainer *t, const kiln_tensor *x,
 kiln_status kiln_trainer_export(const kiln_trainer *t, kiln_graph **out) {
     kiln_graph *g = kiln__graph_clone(t->model);
     if (!g) return KILN_E_NOMEM;
-    for (int k = 0; k < 2; k++) {
-        const slot *list = k ? t->stats : t->params;
-        const float *buf = k ? t->stat : t->p;
-        for (int i = 0; i < (k ? t->n_stats : t->n_params); i++) {
-            kiln_tensor *init = g->values[kiln__graph_find(g, list[i].name)].init;
-            memcpy(kiln_tensor_data(init), buf + list[i].off, (size_t)list[i].numel * sizeof(float));
-        }
+    for (int j = 0; j < t->n_params + t->n_stats; j++) {
+        float *data;
+        const slot *sl = slot_at(t, j, &data);
+        kiln_tensor *init = g->values[kiln__graph_find(g, sl->name)].init;
+        memcpy(kiln_tensor_data(init), data, (size_t)sl->numel * sizeof(float));
     }
     *out = g;
     return KILN_OK;
@@ -518,12 +516,10 @@ kiln_status kiln_trainer_save(const kiln_trainer *t, const char *path, int n_met
         free(e), free(mk), free(mv);
         return oom();
     }
-    for (int pass = 0; pass < 2; pass++) {
-        const slot *list = pass ? t->stats : t->params;
-        const float *buf = pass ? t->stat : t->p;
-        for (int i = 0; i < (pass ? t->n_stats : t->n_params); i++)
-            e[k++] = (kiln__st_tensor){list[i].name, KILN_DTYPE_F32, list[i].ndim, list[i].dims,
-                                       buf + list[i].off};
+    for (int j = 0; j < t->n_params + t->n_stats; j++) {
+        float *data;
+        const slot *sl = slot_at(t, j, &data);
+        e[k++] = (kiln__st_tensor){sl->name, KILN_DTYPE_F32, sl->ndim, sl->dims, data};
     }
     int64_t state_n = kiln__optim_state_size(&t->opt);
     if (t->opt.state) e[k++] = (kiln__st_tensor){STATE_NAME, KILN_DTYPE_F32, 1, &state_n, t->opt.state};
@@ -554,9 +550,10 @@ kiln_status kiln_trainer_load(kiln_trainer *t, const char *path) {
     const void *state = NULL;
     int64_t state_n = kiln__optim_state_size(&t->opt);
     if (s == KILN_OK && !src) s = oom();
-    for (int i = 0; s == KILN_OK && i < t->n_params + t->n_stats; i++) {
-        const slot *sl = i < t->n_params ? &t->params[i] : &t->stats[i - t->n_params];
-        s = kiln__st_get(&f, sl->name, KILN_DTYPE_F32, sl->ndim, sl->dims, &src[i]);
+    for (int j = 0; s == KILN_OK && j < t->n_params + t->n_stats; j++) {
+        float *data;
+        const slot *sl = slot_at(t, j, &data);
+        s = kiln__st_get(&f, sl->name, KILN_DTYPE_F32, sl->ndim, sl->dims, &src[j]);
     }
     if (s == KILN_OK && state_n > 0 && steps > 0)
         s = kiln__st_get(&f, STATE_NAME, KILN_DTYPE_F32, 1, &state_n, &state);
@@ -564,10 +561,10 @@ kiln_status kiln_trainer_load(kiln_trainer *t, const char *path) {
         !(t->opt.state = calloc((size_t)state_n, sizeof(float))))
         s = oom();
     if (s == KILN_OK) {
-        for (int i = 0; i < t->n_params + t->n_stats; i++) {
-            const slot *sl = i < t->n_params ? &t->params[i] : &t->stats[i - t->n_params];
-            float *buf = i < t->n_params ? t->p : t->stat;
-            memcpy(buf + sl->off, src[i], (size_t)sl->numel * sizeof(float));
+        for (int j = 0; j < t->n_params + t->n_stats; j++) {
+            float *data;
+            const slot *sl = slot_at(t, j, &data);
+            memcpy(data, src[j], (size_t)sl->numel * sizeof(float));
         }
         if (state) memcpy(t->opt.state, state, (size_t)state_n * sizeof(float));
         else if (t->opt.state) memset(t->opt.state, 0, (size_t)state_n * sizeof(float));

@@ -114,6 +114,11 @@ double kiln__conv_io_bytes(const kiln__conv2d *g);
  * products per instruction). */
 double kiln__conv_gemm_efficiency(double m, double n, double k, kiln__gemm_compute ct);
 
+/* Scratch bytes kiln__sgemm needs on nth threads for a product of (m, n, k)
+ * computing in `compute`, A the packed buffer packed_a when not NULL, B
+ * packed_b when not NULL (transposes do not change it). */
+size_t kiln__conv_gemm_scratch(int64_t m, int64_t n, int64_t k, kiln__gemm_compute compute,
+                               const void *packed_a, const void *packed_b, int nth);
 /* dst[t] = src[2*t] for t in [0, n): the stride-2 row copy of the im2col
  * gathers. Reads src[0 .. 2n-2] only. AVX-512 where the CPU has it. */
 void kiln__copy_stride2(float *restrict dst, const float *restrict src, int64_t n);

@@ -116,11 +116,8 @@ void kiln__conv_im2col(const kiln__conv2d *g, const float *x, int64_t j0, int64_
     }
 }
 
-/* A GEMM of (m, n, k) shaped like the ones run() issues, with placeholder
- * (non-NULL) operands, A the packed buffer packed_a of m rows when not NULL:
- * only for kiln__sgemm_scratch_bytes. */
-static size_t gemm_scratch(int64_t m, int64_t n, int64_t k, kiln__gemm_compute compute,
-                           const void *packed_a, const void *packed_b) {
+size_t kiln__conv_gemm_scratch(int64_t m, int64_t n, int64_t k, kiln__gemm_compute compute,
+                               const void *packed_a, const void *packed_b, int nth) {
     static const float dummy[1];
     kiln__gemm_args a = {.m = m, .n = n, .k = k, .alpha = 1.0f, .a = dummy, .lda = k > 1 ? k : 1,
                          .b = dummy, .ldb = n > 1 ? n : 1, .c = (float *)dummy,
@@ -133,7 +130,7 @@ static size_t gemm_scratch(int64_t m, int64_t n, int64_t k, kiln__gemm_compute c
         a.b = packed_b;
         a.b_packed = 1;
     }
-    return kiln__sgemm_scratch_bytes(&a, 1);
+    return kiln__sgemm_scratch_bytes(&a, nth);
 }
 
 /* Rows [*m0, *m1) of a group that row chunk ch covers. */
@@ -240,8 +237,9 @@ static kiln_status gemm_conv_prepare(kiln__kctx *c, int only_1x1, kiln__gemm_com
     }
     s->cols_bytes = s->direct ? 0 : kiln__conv_align64((size_t)s->crs * (size_t)s->nb * 4);
     s->t_bytes = s->spatial ? kiln__conv_align64((size_t)s->nb * (size_t)(hi - lo) * 4) : 0;
-    const size_t gs = s->spatial ? gemm_scratch(s->nb, hi - lo, s->crs, s->compute, NULL, s->wpack)
-                                 : gemm_scratch(hi - lo, s->nb, s->crs, s->compute, s->wpack, NULL);
+    const size_t gs =
+        s->spatial ? kiln__conv_gemm_scratch(s->nb, hi - lo, s->crs, s->compute, NULL, s->wpack, 1)
+                   : kiln__conv_gemm_scratch(hi - lo, s->nb, s->crs, s->compute, s->wpack, NULL, 1);
     s->slice = s->cols_bytes + s->t_bytes + kiln__conv_align64(gs);
     c->scratch_bytes = s->slice * (size_t)s->workers;
     c->kstate = s;

@@ -26,17 +26,11 @@ typedef struct grad_plan {
     size_t cols_bytes;    /* cols and dcols, each (0 when direct) */
 } grad_plan;
 
-/* Bytes of packing scratch the largest of the two GEMMs needs on nth threads. */
+/* Bytes of packing scratch the larger of the two GEMMs needs on nth threads. */
 static size_t gemm_scratch(const grad_plan *p, int nth) {
-    static const float dummy[1];
-    kiln__gemm_args dw = {.m = p->g.Kg, .n = p->crs, .k = p->pq, .trans_b = 1, .alpha = 1,
-                          .a = dummy, .lda = p->pq, .b = dummy, .ldb = p->pq,
-                          .c = (float *)dummy, .ldc = p->crs};
-    kiln__gemm_args dx = {.m = p->crs, .n = p->pq, .k = p->g.Kg, .trans_a = 1, .alpha = 1,
-                          .a = dummy, .lda = p->crs, .b = dummy, .ldb = p->pq,
-                          .c = (float *)dummy, .ldc = p->pq};
-    size_t a = kiln__sgemm_scratch_bytes(&dw, nth), b = kiln__sgemm_scratch_bytes(&dx, nth);
-    return a > b ? a : b;
+    size_t dw = kiln__conv_gemm_scratch(p->g.Kg, p->crs, p->pq, KILN__GEMM_F32, NULL, NULL, nth);
+    size_t dx = kiln__conv_gemm_scratch(p->crs, p->pq, p->g.Kg, KILN__GEMM_F32, NULL, NULL, nth);
+    return dw > dx ? dw : dx;
 }
 
 // dY: (N,K,P,Q), X: (N,C,H,W), W: (K,C/G,R,S) f32; outputs dX, dW, dB optional

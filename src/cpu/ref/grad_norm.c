@@ -73,17 +73,7 @@ kiln_status kiln__ref_BatchNormalizationGrad(kiln__kctx *c) {
     for (int64_t f = lo; f < hi; f++) {
         double mu, var;
         if (training) {
-            double sum = 0, sq = 0;
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t i = 0; i < inner; i++)
-                    sum += kiln__elem_ld_f(dt, x->data, (n * C + f) * inner + i);
-            mu = sum / m;
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t i = 0; i < inner; i++) {
-                    double d = kiln__elem_ld_f(dt, x->data, (n * C + f) * inner + i) - mu;
-                    sq += d * d;
-                }
-            var = sq / m;
+            mu = kiln__channel_mean_var(dt, x->data, N, C, inner, f, &var);
         } else {
             mu = kiln__elem_ld_f(dt, c->in[3]->data, f);
             var = kiln__elem_ld_f(dt, c->in[4]->data, f);

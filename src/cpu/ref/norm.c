@@ -52,6 +52,21 @@ double kiln__mean_var(kiln_dtype dt, const void *x, int64_t base, int64_t n, int
     return mean;
 }
 
+double kiln__channel_mean_var(kiln_dtype dt, const void *x, int64_t N, int64_t C, int64_t inner,
+                              int64_t c, double *var) {
+    double sum = 0, sq = 0, cnt = (double)(N * inner);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < inner; i++) sum += kiln__elem_ld_f(dt, x, (n * C + c) * inner + i);
+    double mean = sum / cnt;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < inner; i++) {
+            double d = kiln__elem_ld_f(dt, x, (n * C + c) * inner + i) - mean;
+            sq += d * d;
+        }
+    *var = sq / cnt;
+    return mean;
+}
+
 /* ---- BatchNormalization --------------------------------------------------
  * x: (N,C,D1..Dk); scale, bias, mean, var: (C) (or (C,D1..Dk) when
  * spatial=0 in opset < 9); y: like x.
@@ -116,18 +131,7 @@ kiln_status kiln__ref_BatchNormalization(kiln__kctx *c) {
                var = kiln__elem_ld_f(rv->dtype, rv->data, f);
         double run_mean = mean, run_var = var;
         if (training) {
-            /* statistics over N samples of `inner` contiguous elements */
-            double sum = 0, sq = 0, cnt = (double)(N * inner);
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t i = 0; i < inner; i++)
-                    sum += kiln__elem_ld_f(x->dtype, x->data, (n * F + f) * inner + i);
-            mean = sum / cnt;
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t i = 0; i < inner; i++) {
-                    double d = kiln__elem_ld_f(x->dtype, x->data, (n * F + f) * inner + i) - mean;
-                    sq += d * d;
-                }
-            var = sq / cnt;
+            mean = kiln__channel_mean_var(x->dtype, x->data, N, F, inner, f, &var);
             run_mean = run_mean * momentum + mean * (1 - momentum);
             run_var = run_var * momentum + var * (1 - momentum);
         }
@@ -553,16 +557,12 @@ kiln_status kiln__ref_Dropout(kiln__kctx *c) {
  * the trainer runs it (src/ops/defs/grad.def). data: any float shape, seed: ()
  * int64, attribute ratio in [0, 1) (default 0.5); output: like data, mask: like
  * data, bool. Element i is kept when u_i >= ratio, with u_i uniform in [0, 1)
- * from a counter-based hash of (seed, i) (SplitMix64's finalizer, 53 bits), so
+ * from a counter-based hash of (seed, i) (kiln__hash64, 53 bits), so
  * each step's seed gives a new mask, the same seed the same one, and any
  * thread can draw any element; output = kept ? data / (1 - ratio) : 0. */
 
 static double hash_uniform(uint64_t seed, int64_t i) {
-    uint64_t z = seed + ((uint64_t)i + 1) * 0x9E3779B97F4A7C15ull;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
+    return (double)(kiln__hash64(seed, (uint64_t)i) >> 11) / 9007199254740992.0;
 }
 
 kiln_status kiln__infer_TrainDropout(kiln__kctx *c) {

@@ -10,4 +10,9 @@
 double kiln__mean_var(kiln_dtype dt, const void *x, int64_t base, int64_t n, int64_t stride,
                       double *var);
 
+/* The same over channel c of x viewed as (N, C, inner): the N runs of
+ * `inner` contiguous elements (BatchNormalization's batch statistics). */
+double kiln__channel_mean_var(kiln_dtype dt, const void *x, int64_t N, int64_t C, int64_t inner,
+                              int64_t c, double *var);
+
 #endif
