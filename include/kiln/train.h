@@ -41,7 +41,23 @@ typedef enum kiln_optimizer {
 /* "sgd", "adam", "adamw"; KILN_E_INVAL naming the accepted ones otherwise. */
 kiln_status kiln_optimizer_parse(const char *name, kiln_optimizer *out);
 
-/* Zero-initialized options are the defaults (SGD without momentum). */
+/* The precision of the training step's matrix products (mixed precision):
+ * operands and results of every MatMul, Gemm and convolution, forward and
+ * backward, in bf16 or fp16 with f32 accumulation; normalization, softmax,
+ * the loss and the optimizer in f32 on f32 master weights. fp16 scales the
+ * loss dynamically (see kiln_train_options). Evaluation and the export are
+ * f32. On CPUs without native bf16 products the results are the same, at
+ * f32's speed: tensors are stored in f32 holding the rounded values. */
+typedef enum kiln_train_precision {
+    KILN_TRAIN_FP32 = 0,
+    KILN_TRAIN_BF16,
+    KILN_TRAIN_FP16,
+} kiln_train_precision;
+
+/* "fp32", "bf16", "fp16"; KILN_E_INVAL naming the accepted ones otherwise. */
+kiln_status kiln_train_precision_parse(const char *name, kiln_train_precision *out);
+
+/* Zero-initialized options are the defaults (SGD without momentum, fp32). */
 typedef struct kiln_train_options {
     kiln_optimizer optimizer;
     double momentum;     /* SGD */
@@ -50,6 +66,13 @@ typedef struct kiln_train_options {
     double beta1, beta2, eps; /* Adam / AdamW; 0: 0.9, 0.999, 1e-8 */
     int threads;         /* <= 0: all online cores */
     uint64_t seed;       /* dropout masks: step t draws from a seed made of (seed, t) */
+    kiln_train_precision precision;
+    /* fp16's dynamic loss scaling: the gradients are computed for the loss
+     * times S; a step with an inf or NaN gradient is skipped and S halves;
+     * S doubles after loss_scale_interval clean steps in a row.
+     * 0: S starts at 65536, interval 2000. */
+    double loss_scale;
+    int64_t loss_scale_interval;
 } kiln_train_options;
 
 /* Makes a trainer for model (which it copies; the caller keeps it). The loss
@@ -65,11 +88,20 @@ void kiln_trainer_free(kiln_trainer *t);
 int64_t kiln_trainer_num_params(const kiln_trainer *t);
 
 /* One training step on a batch x (the model's first input) with labels (N)
- * int64: forward, backward and one optimizer update at learning rate lr.
+ * int64: forward, backward and one optimizer update at learning rate lr
+ * (with fp16, no update when the step is skipped: see kiln_trainer_stats).
  * *loss receives the batch's mean loss and *correct the samples whose largest
  * logit is at their label (either may be NULL). */
 kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *x, const kiln_tensor *labels,
                               double lr, double *loss, int64_t *correct);
+
+/* Counters of the steps taken so far. */
+typedef struct kiln_train_stats {
+    int64_t updates;       /* optimizer updates applied */
+    int64_t skipped_steps; /* fp16: steps skipped for inf/NaN gradients */
+    double loss_scale;     /* fp16: the current loss scale; 1 otherwise */
+} kiln_train_stats;
+void kiln_trainer_stats(const kiln_trainer *t, kiln_train_stats *out);
 
 /* The model's forward pass in inference form (running statistics in
  * BatchNormalization) with the current parameters: *loss and *correct as for
@@ -87,15 +119,18 @@ kiln_status kiln_trainer_export(const kiln_trainer *t, kiln_graph **out);
 /* Writes a checkpoint to path as safetensors: every parameter and running
  * statistic under its initializer's name (f32, its shape), the optimizer
  * state ("kiln.optimizer_state", f32, when it has one) and, as metadata, the
- * optimizer, its step count and the n_meta caller pairs keys[i] = values[i]
+ * optimizer, its step count, the precision, the loss scaler's state (scale,
+ * clean steps, skipped steps) and the n_meta caller pairs keys[i] = values[i]
  * (an epoch, the data order's random state...). Written to path.tmp, then
  * renamed: a failed write leaves an earlier checkpoint as it was. */
 kiln_status kiln_trainer_save(const kiln_trainer *t, const char *path, int n_meta,
                               const char *const *keys, const char *const *values);
 
 /* Restores a checkpoint that kiln_trainer_save wrote for a trainer of the
- * same model and optimizer: parameters, statistics, optimizer state and step,
- * so that training goes on exactly as it would have. Checks everything before
+ * same model and optimizer: parameters, statistics, optimizer state, step and
+ * loss scaler, so that training goes on exactly as it would have (with the
+ * same precision; another precision goes on from the same weights, and an
+ * fp16 trainer restores the scale only from an fp16 checkpoint). Checks everything before
  * changing anything: on failure (naming the file and the tensor or field at
  * fault) t is unchanged. */
 kiln_status kiln_trainer_load(kiln_trainer *t, const char *path);

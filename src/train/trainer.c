@@ -8,8 +8,11 @@
  *             the loss SoftmaxCrossEntropyLoss(logits, labels) appended, and the
  *             backward nodes from autograd (autograd.h); Dropout as
  *             kiln.TrainDropout with a seed input the trainer sets per step;
+ *             the loss's gradient seed an input (1, or fp16's loss scale);
+ *             with mixed precision, the products' operands and results
+ *             rounded to bf16 / fp16 (mixed_precision.h);
  *             outputs: loss, logits, updated statistics, gradients
- *   eval      the same inputs, inference form; outputs: loss, logits
+ *   eval      the same inputs, inference form, f32; outputs: loss, logits
  *
  * The parameters live in one f32 buffer (p), their gradients in another (grad,
  * same offsets), the running statistics in a third (stat); both sessions read
@@ -17,6 +20,7 @@
  * copy the gradients and statistics out of the session's outputs, one
  * optimizer pass over the whole buffer.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +30,7 @@
 #include "kiln/session.h"
 #include "kiln/train.h"
 #include "train/autograd.h"
+#include "train/mixed_precision.h"
 #include "train/optim.h"
 #include "train/safetensors.h"
 
@@ -49,13 +54,29 @@ struct kiln_trainer {
     float *p, *grad, *stat; /* owned buffers */
     int64_t n_p, n_stat;
     kiln__optim opt;
+    kiln_train_precision precision;
+    kiln__loss_scaler scaler; /* fp16; otherwise scale 1 throughout */
+    kiln_tensor *loss_seed;   /* () f32, the training graph's loss gradient seed: the scale */
     char *labels_name; /* owned: the labels input's name, unique in the model */
     uint64_t seed;     /* dropout masks: step t's seed is derived from (seed, t) */
     kiln_tensor *step_seed; /* () int64, the training graph's dropout seed input, or NULL */
-    int n_in;          /* session inputs: x, labels, params, stats (+ step_seed: training) */
+    int n_in;          /* session inputs: x, labels, params, stats (+ loss_seed and
+                          step_seed if any: training) */
     const char **in_names;
     const kiln_tensor **in_vals;
 };
+
+static const char *const precision_names[] = {"fp32", "bf16", "fp16"};
+
+kiln_status kiln_train_precision_parse(const char *name, kiln_train_precision *out) {
+    for (int i = 0; i < 3; i++)
+        if (name && !strcmp(name, precision_names[i])) {
+            *out = (kiln_train_precision)i;
+            return KILN_OK;
+        }
+    return kiln__err(KILN_E_INVAL, "unknown training precision '%s' (expected fp32, bf16 or fp16)",
+                     name ? name : "(null)");
+}
 
 kiln_status kiln_optimizer_parse(const char *name, kiln_optimizer *out) {
     kiln__optim_kind k;
@@ -184,6 +205,7 @@ static kiln_status set_outputs(kiln_graph *g, int n, const int *v) {
 }
 
 #define STEP_SEED "kiln_dropout_seed"
+#define LOSS_SEED "kiln_loss_scale"
 
 /* Dropout node i becomes kiln.TrainDropout(data, step seed) with its ratio (a
  * constant: input 1 from opset 12, else the attribute; default 0.5), so that
@@ -271,6 +293,16 @@ static kiln_status build(kiln_trainer *t, int training, kiln_graph **out) {
     for (int i = 0; i < t->n_params && s == KILN_OK; i++) s = init_to_input(g, t->params[i].name);
     for (int i = 0; i < t->n_stats && s == KILN_OK; i++) s = init_to_input(g, t->stats[i].name);
     if (s == KILN_OK) s = add_input(g, t->labels_name, KILN_DTYPE_I64, 1);
+    if (s == KILN_OK) { /* one label per sample: the batch dim is x's (for shape inference) */
+        kiln__dim *n = &g->values[kiln__graph_find(g, t->labels_name)].dims[0];
+        kiln__dim *xn = &g->values[g->inputs[0]].dims[0];
+        if (g->values[g->inputs[0]].ndim > 0) {
+            if (xn->v < 0 && !xn->sym && !(xn->sym = kiln__strdup("kiln_batch"))) s = oom();
+            n->v = xn->v;
+            if (xn->sym && !(n->sym = kiln__strdup(xn->sym))) s = oom();
+        }
+    }
+    if (s == KILN_OK && training) s = add_input(g, LOSS_SEED, KILN_DTYPE_F32, 0);
     int logits = g->n_outputs > 0 ? g->outputs[0] : -1;
     if (s == KILN_OK && logits < 0) s = kiln__err(KILN_E_INVAL, "the model has no outputs");
     int node = s == KILN_OK ? kiln__px_add_node(&p, "kiln_loss", "SoftmaxCrossEntropyLoss", "", 2, 1) : -1;
@@ -299,15 +331,7 @@ static kiln_status build(kiln_trainer *t, int training, kiln_graph **out) {
         s = kiln__err(KILN_E_SHAPE, "the model's first output '%s' has rank %d, expected logits (N, C)",
                       g->values[logits].name, g->values[logits].ndim);
     if (s == KILN_OK && training) {
-        int seed = -1;
-        kiln_tensor *one;
-        float v = 1.0f;
-        s = kiln_tensor_create(KILN_DTYPE_F32, 0, NULL, &one);
-        if (s == KILN_OK) {
-            memcpy(kiln_tensor_data(one), &v, sizeof v);
-            seed = kiln__px_add_init(&p, "kiln_loss_grad", one);
-            if (seed < 0) s = KILN_E_NOMEM;
-        }
+        int seed = kiln__graph_find(g, LOSS_SEED);
         for (int i = 0; i < t->n_params; i++) wrt[i] = kiln__graph_find(g, t->params[i].name);
         if (s == KILN_OK) s = kiln__autograd(g, loss, seed, t->n_params, wrt, grads);
         for (int i = 0; i < t->n_stats && s == KILN_OK; i++) {
@@ -317,6 +341,17 @@ static kiln_status build(kiln_trainer *t, int training, kiln_graph **out) {
         for (int i = 0; i < t->n_params && s == KILN_OK; i++) {
             t->params[i].grad_out = grads[i] >= 0 ? n_out : -1;
             if (grads[i] >= 0) outs[n_out++] = grads[i];
+        }
+    }
+    if (s == KILN_OK && training && t->precision != KILN_TRAIN_FP32) {
+        kiln__px q;
+        s = kiln_graph_infer_shapes(g);
+        if (s == KILN_OK) s = kiln__px_init(&q, g, &opt);
+        if (s == KILN_OK) {
+            s = kiln__round_products(&q, t->precision == KILN_TRAIN_BF16 ? KILN_DTYPE_BF16
+                                                                        : KILN_DTYPE_F16);
+            if (s == KILN_OK) s = kiln__px_sweep(&q);
+            kiln__px_free(&q);
         }
     }
     if (s == KILN_OK) s = set_outputs(g, n_out, outs);
@@ -348,6 +383,16 @@ kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_option
     for (int k = 1; s == KILN_OK && kiln__graph_find(t->model, name) >= 0; k++)
         snprintf(name, sizeof name, "labels_%d", k);
     if (s == KILN_OK && !(t->labels_name = kiln__strdup(name))) s = oom();
+    if ((unsigned)opt->precision > KILN_TRAIN_FP16)
+        s = kiln__err(KILN_E_INVAL, "kiln_trainer_create: bad precision %d", (int)opt->precision);
+    if (opt->loss_scale < 0 || opt->loss_scale_interval < 0)
+        s = kiln__err(KILN_E_INVAL, "kiln_trainer_create: negative loss scale or interval");
+    t->precision = opt->precision;
+    t->scaler = (kiln__loss_scaler){.scale = 1, .interval = INT64_MAX};
+    if (t->precision == KILN_TRAIN_FP16)
+        t->scaler = (kiln__loss_scaler){
+            .scale = opt->loss_scale > 0 ? opt->loss_scale : 65536.0,
+            .interval = opt->loss_scale_interval > 0 ? opt->loss_scale_interval : 2000};
     if (s == KILN_OK) s = collect(t);
     if (s == KILN_OK) s = build(t, 1, &t->train_g);
     if (s == KILN_OK) s = build(t, 0, &t->eval_g);
@@ -355,7 +400,12 @@ kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_option
     t->seed = opt->seed;
     if (s == KILN_OK && kiln__graph_find(t->train_g, STEP_SEED) >= 0)
         s = kiln_tensor_create(KILN_DTYPE_I64, 0, NULL, &t->step_seed);
-    if (s == KILN_OK) s = kiln_session_create(t->train_g, &so, &t->train_s);
+    if (s == KILN_OK) s = kiln_tensor_create(KILN_DTYPE_F32, 0, NULL, &t->loss_seed);
+    /* bf16: the products may run on bf16 kernels where the CPU has them (the
+     * same results: their operands are bf16 values already) */
+    kiln_session_options train_so = so;
+    if (t->precision == KILN_TRAIN_BF16) train_so.precision = KILN_PRECISION_BF16;
+    if (s == KILN_OK) s = kiln_session_create(t->train_g, &train_so, &t->train_s);
     if (s == KILN_OK) s = kiln_session_create(t->eval_g, &so, &t->eval_s);
     if (s == KILN_OK) s = kiln__optim_init(&t->opt, (kiln__optim_kind)opt->optimizer, t->n_p);
     if (s == KILN_OK) {
@@ -366,8 +416,8 @@ kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_option
         if (opt->beta2 > 0) t->opt.beta2 = opt->beta2;
         if (opt->eps > 0) t->opt.eps = opt->eps;
         t->n_in = 2 + t->n_params + t->n_stats;
-        t->in_names = calloc((size_t)t->n_in + 1, sizeof *t->in_names);
-        t->in_vals = calloc((size_t)t->n_in + 1, sizeof *t->in_vals);
+        t->in_names = calloc((size_t)t->n_in + 2, sizeof *t->in_names);
+        t->in_vals = calloc((size_t)t->n_in + 2, sizeof *t->in_vals);
         if (!t->in_names || !t->in_vals) s = oom();
     }
     if (s == KILN_OK) {
@@ -381,8 +431,10 @@ kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_option
             t->in_names[2 + t->n_params + i] = t->stats[i].name;
             t->in_vals[2 + t->n_params + i] = t->stats[i].view;
         }
-        t->in_names[t->n_in] = STEP_SEED; /* training only */
-        t->in_vals[t->n_in] = t->step_seed;
+        t->in_names[t->n_in] = LOSS_SEED; /* training only */
+        t->in_vals[t->n_in] = t->loss_seed;
+        t->in_names[t->n_in + 1] = STEP_SEED;
+        t->in_vals[t->n_in + 1] = t->step_seed;
     }
     if (s != KILN_OK) {
         kiln_trainer_free(t);
@@ -413,6 +465,7 @@ void kiln_trainer_free(kiln_trainer *t) {
     kiln__optim_free(&t->opt);
     free(t->labels_name);
     kiln_tensor_free(t->step_seed);
+    kiln_tensor_free(t->loss_seed);
     free(t->in_names);
     free(t->in_vals);
     free(t);
@@ -469,8 +522,10 @@ kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *x, const kiln_
                               double lr, double *loss, int64_t *correct) {
     if (t->step_seed) /* a new dropout mask per step, reproducible from (seed, step) */
         *(int64_t *)kiln_tensor_data(t->step_seed) =
-            (int64_t)kiln__hash64(t->seed, (uint64_t)t->opt.step);
-    KILN__TRY(run_batch(t, t->train_s, t->n_in + (t->step_seed != NULL), x, labels, loss, correct));
+            (int64_t)kiln__hash64(t->seed, (uint64_t)(t->opt.step + t->scaler.skipped));
+    *(float *)kiln_tensor_data(t->loss_seed) = (float)t->scaler.scale;
+    KILN__TRY(run_batch(t, t->train_s, t->n_in + 1 + (t->step_seed != NULL), x, labels, loss,
+                        correct));
     for (int i = 0; i < t->n_params; i++) {
         slot *p = &t->params[i];
         if (p->grad_out < 0)
@@ -482,7 +537,15 @@ kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *x, const kiln_
         if (t->stats[i].grad_out >= 0)
             KILN__TRY(take_output(t->train_s, t->stats[i].grad_out, t->stat + t->stats[i].off,
                                   t->stats[i].numel));
+    if (t->precision == KILN_TRAIN_FP16 && !kiln__loss_scaler_update(&t->scaler, t->grad, t->n_p))
+        return KILN_OK; /* skipped: the running statistics moved, as the forward pass ran */
     return kiln__optim_step(&t->opt, t->p, t->grad, lr);
+}
+
+void kiln_trainer_stats(const kiln_trainer *t, kiln_train_stats *out) {
+    *out = (kiln_train_stats){.updates = t->opt.step,
+                              .skipped_steps = t->scaler.skipped,
+                              .loss_scale = t->scaler.scale};
 }
 
 kiln_status kiln_trainer_evaluate(kiln_trainer *t, const kiln_tensor *x,
@@ -511,7 +574,9 @@ kiln_status kiln_trainer_save(const kiln_trainer *t, const char *path, int n_met
                               const char *const *keys, const char *const *values) {
     int n = t->n_params + t->n_stats + 1, k = 0;
     kiln__st_tensor *e = calloc((size_t)n, sizeof *e);
-    const char **mk = calloc((size_t)n_meta + 2, sizeof *mk), **mv = calloc((size_t)n_meta + 2, sizeof *mv);
+    enum { OWN_META = 6 };
+    const char **mk = calloc((size_t)n_meta + OWN_META, sizeof *mk),
+               **mv = calloc((size_t)n_meta + OWN_META, sizeof *mv);
     if (!e || !mk || !mv) {
         free(e), free(mk), free(mv);
         return oom();
@@ -523,28 +588,69 @@ kiln_status kiln_trainer_save(const kiln_trainer *t, const char *path, int n_met
     }
     int64_t state_n = kiln__optim_state_size(&t->opt);
     if (t->opt.state) e[k++] = (kiln__st_tensor){STATE_NAME, KILN_DTYPE_F32, 1, &state_n, t->opt.state};
-    char step[32];
+    char step[32], scale[32], clean[32], skipped[32];
     snprintf(step, sizeof step, "%lld", (long long)t->opt.step);
+    snprintf(scale, sizeof scale, "%.17g", t->scaler.scale);
+    snprintf(clean, sizeof clean, "%lld", (long long)t->scaler.clean);
+    snprintf(skipped, sizeof skipped, "%lld", (long long)t->scaler.skipped);
     mk[0] = "kiln.optimizer", mv[0] = kiln__optim_name(t->opt.kind);
     mk[1] = "kiln.step", mv[1] = step;
-    for (int i = 0; i < n_meta; i++) mk[2 + i] = keys[i], mv[2 + i] = values[i];
-    kiln_status s = kiln__st_write(path, k, e, n_meta + 2, mk, mv);
+    mk[2] = "kiln.precision", mv[2] = precision_names[t->precision];
+    mk[3] = "kiln.loss_scale", mv[3] = scale;
+    mk[4] = "kiln.loss_scale_clean_steps", mv[4] = clean;
+    mk[5] = "kiln.skipped_steps", mv[5] = skipped;
+    for (int i = 0; i < n_meta; i++) mk[OWN_META + i] = keys[i], mv[OWN_META + i] = values[i];
+    kiln_status s = kiln__st_write(path, k, e, n_meta + OWN_META, mk, mv);
     free(e), free(mk), free(mv);
     return s;
+}
+
+/* Metadata `key` of f as a count >= 0 into *v; absent: *v = def unless
+ * required. */
+static kiln_status meta_count(const kiln__st_file *f, const char *path, const char *key,
+                              int required, int64_t def, int64_t *v) {
+    const char *text = kiln__st_meta(f, key);
+    char *end = NULL;
+    long long x = text ? strtoll(text, &end, 10) : -1;
+    if (!text && !required) {
+        *v = def;
+        return KILN_OK;
+    }
+    if (!text || *end || x < 0)
+        return kiln__err(KILN_E_FORMAT, "%s: metadata %s is missing or not a count", path, key);
+    *v = x;
+    return KILN_OK;
+}
+
+/* The loss scaler of a checkpoint: its counters, and its scale when both
+ * it and t are fp16 (else t's stays). */
+static kiln_status load_scaler(const kiln_trainer *t, const kiln__st_file *f, const char *path,
+                               kiln__loss_scaler *ls) {
+    *ls = t->scaler;
+    const char *prec = kiln__st_meta(f, "kiln.precision"), *scale = kiln__st_meta(f, "kiln.loss_scale");
+    KILN__TRY(meta_count(f, path, "kiln.skipped_steps", 0, 0, &ls->skipped));
+    if (t->precision != KILN_TRAIN_FP16 || !prec || strcmp(prec, "fp16") != 0) return KILN_OK;
+    char *end = NULL;
+    double x = scale ? strtod(scale, &end) : -1;
+    if (!scale || *end || !(x > 0) || !isfinite(x))
+        return kiln__err(KILN_E_FORMAT, "%s: metadata kiln.loss_scale is missing or not a positive number",
+                         path);
+    ls->scale = x;
+    return meta_count(f, path, "kiln.loss_scale_clean_steps", 1, 0, &ls->clean);
 }
 
 kiln_status kiln_trainer_load(kiln_trainer *t, const char *path) {
     kiln__st_file f;
     KILN__TRY(kiln__st_read(path, &f));
     kiln_status s = KILN_OK;
-    const char *opt = kiln__st_meta(&f, "kiln.optimizer"), *step = kiln__st_meta(&f, "kiln.step");
-    char *end = NULL;
-    long long steps = step ? strtoll(step, &end, 10) : -1;
+    const char *opt = kiln__st_meta(&f, "kiln.optimizer");
+    int64_t steps = 0;
+    kiln__loss_scaler scaler;
     if (!opt || strcmp(opt, kiln__optim_name(t->opt.kind)) != 0)
         s = kiln__err(KILN_E_INVAL, "%s: written by optimizer %s, this trainer uses %s", path,
                       opt ? opt : "(none)", kiln__optim_name(t->opt.kind));
-    else if (!step || *end || steps < 0)
-        s = kiln__err(KILN_E_FORMAT, "%s: metadata kiln.step is missing or not a count", path);
+    if (s == KILN_OK) s = meta_count(&f, path, "kiln.step", 1, 0, &steps);
+    if (s == KILN_OK) s = load_scaler(t, &f, path, &scaler);
     /* everything checked before anything is copied */
     const void **src = calloc((size_t)(t->n_params + t->n_stats) + 1, sizeof *src);
     const void *state = NULL;
@@ -569,6 +675,7 @@ kiln_status kiln_trainer_load(kiln_trainer *t, const char *path) {
         if (state) memcpy(t->opt.state, state, (size_t)state_n * sizeof(float));
         else if (t->opt.state) memset(t->opt.state, 0, (size_t)state_n * sizeof(float));
         t->opt.step = steps;
+        t->scaler = scaler;
     }
     free(src);
     kiln__st_close(&f);

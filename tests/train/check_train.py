@@ -3,11 +3,13 @@
 Builds small classifiers with seeded weights (onnx helper API): a CNN with
 BatchNormalization, ReLU, max pooling and a residual Add, and an MLP (MatMul,
 Add, Tanh, Dropout). Trains each on the first --limit images for two epochs with
-`kiln train` (SGD with momentum for the CNN, Adam for the MLP), then checks:
+`kiln train` (SGD with momentum for the CNN, Adam for the MLP; the CNN also
+with --precision bf16 and fp16, mixed precision), then checks:
 
-  - the run succeeds, the epoch lines show the training loss falling, and the
-    last line is test_accuracy=0.xxxx, above --min-accuracy (far above the 0.1
-    of guessing: the network learned);
+  - the run succeeds, the epoch lines show the training loss falling (and
+    with fp16 the loss scale and skipped steps), and the last line is
+    test_accuracy=0.xxxx, above --min-accuracy (far above the 0.1 of
+    guessing: the network learned);
   - DIR/model.onnx is the inference form (BatchNormalization with updated
     running statistics, no training nodes) and onnxruntime running it on the
     same test images reaches the same accuracy (to one image in 500: logits
@@ -124,6 +126,13 @@ def check_model(kiln, name, model, optim, tmp, args, x_test, y_test):
     r = run(cmd)
     lines = r.stdout.strip().splitlines()
     print("\n".join("  " + s for s in lines))
+    if "--precision" in optim and optim[optim.index("--precision") + 1] not in lines[0]:
+        return f"the first line does not name the precision: {lines[0]!r}"
+    fp16 = "fp16" in optim
+    if fp16 != all(re.search(r", loss_scale [0-9.e+-]+, skipped_steps \d+$", s)
+                   for s in lines if s.startswith("epoch ")):
+        return "epoch lines show the loss scale and skipped steps with fp16 (and only then)"
+
     losses = [float(m.group(1)) for m in (re.search(r"^epoch \d+/\d+: loss ([0-9.]+)", s) for s in lines) if m]
     if len(losses) != 2 or not losses[1] < losses[0]:
         return f"training loss did not fall: {losses}"
@@ -208,9 +217,13 @@ def main():
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(2024)
+        sgd = ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"]
+        cnn_model = cnn(rng)
         for name, model, optim, xt in (
-                ("cnn", cnn(rng), ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"], x[:, None]),
-                ("mlp", mlp(rng), ["--optimizer", "adam", "--lr", "0.002"], x.reshape(len(x), -1))):
+                ("cnn", cnn_model, sgd, x[:, None]),
+                ("mlp", mlp(rng), ["--optimizer", "adam", "--lr", "0.002"], x.reshape(len(x), -1)),
+                ("cnn_bf16", cnn_model, sgd + ["--precision", "bf16"], x[:, None]),
+                ("cnn_fp16", cnn_model, sgd + ["--precision", "fp16"], x[:, None])):
             print(f"{name}:", flush=True)
             try:
                 res = check_model(args.kiln, name, model, optim, tmp, args, xt, y)

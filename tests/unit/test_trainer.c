@@ -3,8 +3,9 @@
  * separable clusters (loss falls, nearly every sample right), the exported
  * model computes what the trainer's evaluation computes, the same seed trains
  * the same, a checkpoint resumes bit for bit, and bad input is refused with a
- * message. The
- * IDX reader is checked on files written here (plain and gzip). */
+ * message; mixed precision (bf16, fp16) trains like fp32 and fp16's loss
+ * scaler skips overflowing steps, halving and doubling its scale as it
+ * should. The IDX reader is checked on files written here (plain and gzip). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -192,8 +193,36 @@ static float first_param(const kiln_trainer *t) {
     return v;
 }
 
-/* save after 3 steps, 3 more = load into a new trainer, 3 more (bit for bit);
- * a checkpoint of another optimizer or a damaged file is refused, t unchanged. */
+/* Trainer a takes 3 steps, is saved to path, takes 3 more; trainer b (same
+ * options) loads path and takes the same 3: both end equal, bit for bit, loss
+ * scaler included. Returns a (the caller frees it). */
+static kiln_trainer *resume_equal(const kiln_graph *g, const kiln_train_options *o,
+                                  const kiln_tensor *x, const kiln_tensor *labels,
+                                  const char *path) {
+    kiln_trainer *a, *b;
+    double la = 0, lb = 0;
+    assert_int_equal(kiln_trainer_create(g, o, &a), KILN_OK);
+    for (int i = 0; i < 3; i++) assert_int_equal(kiln_trainer_step(a, x, labels, 0.01, NULL, NULL), KILN_OK);
+    const char *k[] = {"note"}, *v[] = {"three steps"};
+    assert_int_equal(kiln_trainer_save(a, path, 1, k, v), KILN_OK);
+    for (int i = 0; i < 3; i++) assert_int_equal(kiln_trainer_step(a, x, labels, 0.01, &la, NULL), KILN_OK);
+    assert_int_equal(kiln_trainer_create(g, o, &b), KILN_OK);
+    assert_int_equal(kiln_trainer_load(b, path), KILN_OK);
+    for (int i = 0; i < 3; i++) assert_int_equal(kiln_trainer_step(b, x, labels, 0.01, &lb, NULL), KILN_OK);
+    assert_true(la == lb);
+    assert_true(first_param(a) == first_param(b));
+    kiln_train_stats sa, sb;
+    kiln_trainer_stats(a, &sa);
+    kiln_trainer_stats(b, &sb);
+    assert_memory_equal(&sa, &sb, sizeof sa);
+    kiln_trainer_free(b);
+    return a;
+}
+
+/* save after 3 steps, 3 more = load into a new trainer, 3 more (bit for bit),
+ * at fp32 and at fp16 with a loss scale that overflows at first (so the
+ * scaler's state matters); a checkpoint of another optimizer or a damaged
+ * file is refused, t unchanged. */
 static void test_checkpoint(void **state) {
     (void)state;
     kiln_graph *g = mlp(DROPOUT);
@@ -202,19 +231,17 @@ static void test_checkpoint(void **state) {
     char path[64], bad[64];
     snprintf(path, sizeof path, "/tmp/kiln_test_ckpt_%d.safetensors", (int)getpid());
     snprintf(bad, sizeof bad, "/tmp/kiln_test_ckpt_%d.bad", (int)getpid());
+    kiln_train_options o16 = {.optimizer = KILN_OPTIMIZER_ADAM, .threads = 2, .seed = 9,
+                              .precision = KILN_TRAIN_FP16, .loss_scale = 0x1p18,
+                              .loss_scale_interval = 2};
+    kiln_trainer *a16 = resume_equal(g, &o16, x, labels, path), *b, *sgd;
+    kiln_train_stats st;
+    kiln_trainer_stats(a16, &st);
+    assert_true(st.skipped_steps > 0 && st.updates > 0);
+    kiln_trainer_free(a16);
     kiln_train_options o = {.optimizer = KILN_OPTIMIZER_ADAM, .threads = 2, .seed = 9};
-    kiln_trainer *a, *b, *sgd;
-    double la = 0, lb = 0;
-    assert_int_equal(kiln_trainer_create(g, &o, &a), KILN_OK);
-    for (int i = 0; i < 3; i++) assert_int_equal(kiln_trainer_step(a, x, labels, 0.01, NULL, NULL), KILN_OK);
-    const char *k[] = {"note"}, *v[] = {"three steps"};
-    assert_int_equal(kiln_trainer_save(a, path, 1, k, v), KILN_OK);
-    for (int i = 0; i < 3; i++) assert_int_equal(kiln_trainer_step(a, x, labels, 0.01, &la, NULL), KILN_OK);
+    kiln_trainer *a = resume_equal(g, &o, x, labels, path);
     assert_int_equal(kiln_trainer_create(g, &o, &b), KILN_OK);
-    assert_int_equal(kiln_trainer_load(b, path), KILN_OK);
-    for (int i = 0; i < 3; i++) assert_int_equal(kiln_trainer_step(b, x, labels, 0.01, &lb, NULL), KILN_OK);
-    assert_true(la == lb);
-    assert_true(first_param(a) == first_param(b));
     char buf[32];
     assert_int_equal(kiln_checkpoint_meta(path, "note", buf, sizeof buf), KILN_OK);
     assert_string_equal(buf, "three steps");
@@ -241,6 +268,177 @@ static void test_checkpoint(void **state) {
     kiln_trainer_free(sgd);
     remove(path);
     remove(bad);
+    kiln_tensor_free(x);
+    kiln_tensor_free(labels);
+    kiln_graph_free(g);
+}
+
+/* ---- mixed precision ---------------------------------------------------------- */
+
+/* kiln.RoundToPrecision on values whose rounding is known: ties to even,
+ * fp16's overflow to inf and underflow to 0 and subnormals, NaN. */
+static void test_round_to_precision(void **state) {
+    (void)state;
+    static const float in[] = {1.0f, 1 + 0x1p-11f, 1 + 0x1p-8f, 1 + 3 * 0x1p-9f, 65504.0f,
+                               65520.0f, -70000.0f, 1e-8f, 3e-8f, NAN, 1e30f};
+    enum { K = sizeof in / sizeof *in };
+    static const float f16[K] = {1.0f, 1.0f, 1 + 0x1p-8f, 1 + 3 * 0x1p-9f, 65504.0f, INFINITY,
+                                 -INFINITY, 0.0f, 0x1p-24f, NAN, INFINITY};
+    static const float bf16[K] = {1.0f, 1.0f, 1.0f, 1 + 0x1p-7f, 65536.0f, 65536.0f, -70144.0f,
+                                  0 /* 7, 8 and 10: see below */, 0, NAN, 0};
+    for (int to = 0; to < 2; to++) {
+        kiln_graph *g = new_graph(NULL);
+        g->opsets = realloc(g->opsets, 2 * sizeof *g->opsets);
+        g->opsets[1] = (kiln__opset){.domain = kiln__strdup("kiln"), .version = 1};
+        g->n_opsets = 2;
+        int x = kiln__graph_add_value(g, "x");
+        g->values[x].kind = KILN__VAL_INPUT;
+        g->inputs = malloc(sizeof *g->inputs);
+        g->inputs[g->n_inputs++] = x;
+        int k = kiln__graph_add_node(g, "y", "RoundToPrecision", "kiln", 1, 1);
+        g->nodes[k].in[0] = x;
+        g->nodes[k].out[0] = kiln__graph_value(g, "y");
+        int_attr(&g->nodes[k], "to", to ? KILN_DTYPE_BF16 : KILN_DTYPE_F16);
+        add_output(g, "y");
+        assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+        kiln_tensor *xt;
+        int64_t n = K;
+        assert_int_equal(kiln_tensor_create(KILN_DTYPE_F32, 1, &n, &xt), KILN_OK);
+        memcpy(kiln_tensor_data(xt), in, sizeof in);
+        kiln_session *s;
+        const kiln_tensor *y;
+        const char *name = "x";
+        assert_int_equal(kiln_session_create(g, &(kiln_session_options){.threads = 2}, &s), KILN_OK);
+        assert_int_equal(kiln_session_run(s, 1, &name, (const kiln_tensor **)&xt), KILN_OK);
+        assert_int_equal(kiln_session_output(s, 0, &y), KILN_OK);
+        const float *got = kiln_tensor_data(y);
+        for (int i = 0; i < K; i++) {
+            float want = to ? bf16[i] : f16[i];
+            if (to && (i == 7 || i == 8 || i == 10)) /* bf16 keeps f32's range: 8 significant bits */
+                want = kiln_bf16_to_f32(kiln_f32_to_bf16(in[i]));
+            if (isnan(want) ? !isnan(got[i]) : got[i] != want)
+                fail_msg("%s(%.9g) = %.9g, expected %.9g", to ? "bf16" : "fp16", in[i], got[i], want);
+        }
+        if (to) assert_true(got[7] != 1e-8f && fabsf(got[7] - 1e-8f) < 1e-10f && isfinite(got[10]));
+        kiln_session_free(s);
+        kiln_tensor_free(xt);
+        kiln_graph_free(g);
+    }
+}
+
+/* Largest |difference| between the parameters of two trainers' exports. */
+static double param_distance(const kiln_trainer *a, const kiln_trainer *b) {
+    kiln_graph *ea, *eb;
+    assert_int_equal(kiln_trainer_export(a, &ea), KILN_OK);
+    assert_int_equal(kiln_trainer_export(b, &eb), KILN_OK);
+    double d = 0;
+    for (int i = 0; i < kiln_graph_num_initializers(ea); i++) {
+        const char *n;
+        const kiln_tensor *ta = kiln_graph_initializer(ea, i, &n), *tb = kiln_graph_initializer(eb, i, &n);
+        if (kiln_tensor_dtype(ta) != KILN_DTYPE_F32) continue;
+        const float *pa = kiln_tensor_data(ta), *pb = kiln_tensor_data(tb);
+        for (int64_t k = 0; k < kiln_tensor_numel(ta); k++) d = fmax(d, fabs((double)pa[k] - pb[k]));
+    }
+    kiln_graph_free(ea);
+    kiln_graph_free(eb);
+    return d;
+}
+
+/* bf16 and fp16 learn as fp32 does, to weights near fp32's but not equal to
+ * them (the products did round). */
+static void test_mixed_precision_learns(void **state) {
+    (void)state;
+    kiln_graph *g = mlp(PLAIN);
+    kiln_tensor *x, *labels;
+    data(&x, &labels);
+    kiln_trainer *t[3];
+    double first[3], loss[3];
+    int64_t right = 0;
+    for (int p = 0; p < 3; p++) {
+        kiln_train_options o = {.momentum = 0.9, .threads = 2, .precision = (kiln_train_precision)p};
+        assert_int_equal(kiln_trainer_create(g, &o, &t[p]), KILN_OK);
+        for (int step = 0; step < 20; step++) {
+            assert_int_equal(kiln_trainer_step(t[p], x, labels, 0.05, &loss[p], &right), KILN_OK);
+            if (step == 0) first[p] = loss[p];
+        }
+        kiln_train_stats st;
+        kiln_trainer_stats(t[p], &st);
+        printf("  %s: loss %.5f -> %.5f, %lld/%d right, %lld updates, %lld skipped, scale %g\n",
+               (const char *[]){"fp32", "bf16", "fp16"}[p], first[p], loss[p], (long long)right, N,
+               (long long)st.updates, (long long)st.skipped_steps, st.loss_scale);
+        assert_true(loss[p] < 0.6 * first[p]);
+        assert_true(right >= N - 2);
+        assert_true(st.loss_scale == (p == 2 ? 65536.0 : 1.0)); /* nothing overflowed here */
+        assert_int_equal(st.updates, 20);
+    }
+    for (int p = 1; p < 3; p++) {
+        double d = param_distance(t[0], t[p]);
+        printf("  %s weights differ from fp32's by at most %.2g\n", p == 1 ? "bf16" : "fp16", d);
+        assert_true(d > 0 && d < (p == 1 ? 0.1 : 0.01));
+    }
+    for (int p = 0; p < 3; p++) kiln_trainer_free(t[p]);
+    kiln_tensor_free(x);
+    kiln_tensor_free(labels);
+    kiln_graph_free(g);
+}
+
+/* fp16 with a loss scale so large that the scaled gradients overflow: those
+ * steps are skipped (parameters unchanged) and halve the scale until the
+ * gradients fit; then every step updates and every `interval` clean steps in
+ * a row double the scale (and may overflow again). A batch that overflows in
+ * the forward pass (inputs beyond fp16's range) is skipped too. */
+static void test_loss_scaling(void **state) {
+    (void)state;
+    kiln_graph *g = mlp(PLAIN);
+    kiln_tensor *x, *labels;
+    data(&x, &labels);
+    const int64_t interval = 3;
+    kiln_train_options o = {.momentum = 0.9, .threads = 2, .precision = KILN_TRAIN_FP16,
+                            .loss_scale = 0x1p40, .loss_scale_interval = interval};
+    kiln_trainer *t;
+    assert_int_equal(kiln_trainer_create(g, &o, &t), KILN_OK);
+    kiln_train_stats before, after;
+    kiln_trainer_stats(t, &before);
+    assert_true(before.loss_scale == 0x1p40);
+    double scale = 0x1p40, first = 0, loss = 0;
+    int64_t clean = 0, skips = 0, doublings = 0;
+    for (int step = 0; step < 40; step++) {
+        float p0 = first_param(t);
+        assert_int_equal(kiln_trainer_step(t, x, labels, 0.05, &loss, NULL), KILN_OK);
+        if (step == 0) first = loss;
+        kiln_trainer_stats(t, &after);
+        if (after.skipped_steps == before.skipped_steps + 1) { /* skipped */
+            assert_int_equal(after.updates, before.updates);
+            assert_true(first_param(t) == p0);
+            scale /= 2, clean = 0, skips++;
+        } else {
+            assert_int_equal(after.skipped_steps, before.skipped_steps);
+            assert_int_equal(after.updates, before.updates + 1);
+            if (++clean == interval) scale *= 2, clean = 0, doublings++;
+        }
+        if (after.loss_scale != scale)
+            fail_msg("step %d: loss scale %g, expected %g", step, after.loss_scale, scale);
+        before = after;
+    }
+    printf("  fp16 from scale 2^40: %lld skipped, %lld doublings, scale now 2^%g, loss %.4f -> %.4f\n",
+           (long long)skips, (long long)doublings, log2(scale), first, loss);
+    assert_true(skips >= 20); /* 2^40 down to below 2^20 at least */
+    assert_true(doublings >= 2);
+    assert_true(loss < 0.8 * first);
+
+    kiln_tensor *huge; /* fp16 overflows in the forward pass: the loss is not finite */
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_F32, 2, kiln_tensor_dims(x), &huge), KILN_OK);
+    for (int64_t i = 0; i < kiln_tensor_numel(x); i++)
+        ((float *)kiln_tensor_data(huge))[i] = ((const float *)kiln_tensor_data(x))[i] * 1e6f;
+    float p0 = first_param(t);
+    assert_int_equal(kiln_trainer_step(t, huge, labels, 0.05, &loss, NULL), KILN_OK);
+    kiln_trainer_stats(t, &after);
+    assert_true(!isfinite(loss));
+    assert_int_equal(after.skipped_steps, before.skipped_steps + 1);
+    assert_true(after.loss_scale == before.loss_scale / 2);
+    assert_true(first_param(t) == p0);
+    kiln_tensor_free(huge);
+    kiln_trainer_free(t);
     kiln_tensor_free(x);
     kiln_tensor_free(labels);
     kiln_graph_free(g);
@@ -312,6 +510,9 @@ int main(void) {
         cmocka_unit_test(test_learns_and_exports),
         cmocka_unit_test(test_reproducible),
         cmocka_unit_test(test_checkpoint),
+        cmocka_unit_test(test_round_to_precision),
+        cmocka_unit_test(test_mixed_precision_learns),
+        cmocka_unit_test(test_loss_scaling),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_idx),
     };
