@@ -73,6 +73,9 @@ typedef struct kiln_train_options {
      * 0: S starts at 65536, interval 2000. */
     double loss_scale;
     int64_t loss_scale_interval;
+    /* > 0: the gradients are scaled down to this global (Euclidean) norm
+     * when above it, before every update (after fp16's unscaling) */
+    double clip_norm;
 } kiln_train_options;
 
 /* Makes a trainer for model (which it copies; the caller keeps it). The loss
@@ -100,6 +103,8 @@ typedef struct kiln_train_stats {
     int64_t updates;       /* optimizer updates applied */
     int64_t skipped_steps; /* fp16: steps skipped for inf/NaN gradients */
     double loss_scale;     /* fp16: the current loss scale; 1 otherwise */
+    double grad_norm;      /* the global gradient norm of the last update, before
+                              clipping (0 before the first) */
 } kiln_train_stats;
 void kiln_trainer_stats(const kiln_trainer *t, kiln_train_stats *out);
 
@@ -113,6 +118,31 @@ kiln_status kiln_trainer_evaluate(kiln_trainer *t, const kiln_tensor *x,
  * its initializers (the inference form: what kiln_graph_save_onnx writes for
  * onnxruntime). The caller owns *out. */
 kiln_status kiln_trainer_export(const kiln_trainer *t, kiln_graph **out);
+
+/* ---- learning-rate schedules ------------------------------------------------------ */
+
+typedef enum kiln_lr_schedule_kind {
+    KILN_LR_CONSTANT = 0,
+    KILN_LR_STEP,   /* lr * gamma^floor(t / step_size) */
+    KILN_LR_COSINE, /* lr_min + (lr - lr_min) * (1 + cos(pi * t / total)) / 2, then lr_min */
+} kiln_lr_schedule_kind;
+
+/* "constant", "step", "cosine"; KILN_E_INVAL naming the accepted ones otherwise. */
+kiln_status kiln_lr_schedule_parse(const char *name, kiln_lr_schedule_kind *out);
+
+typedef struct kiln_lr_schedule {
+    kiln_lr_schedule_kind kind;
+    double lr;         /* base learning rate */
+    int64_t warmup;    /* linear warm-up: lr * (t + 1) / warmup for t < warmup; the
+                          schedule's own t counts from the end of the warm-up */
+    int64_t step_size; /* STEP (0: constant) */
+    double gamma;      /* STEP */
+    int64_t total;     /* COSINE: steps after the warm-up */
+    double lr_min;     /* COSINE */
+} kiln_lr_schedule;
+
+/* The learning rate of step t (0-based). */
+double kiln_lr_at(const kiln_lr_schedule *s, int64_t t);
 
 /* ---- checkpoints ------------------------------------------------------------------ */
 

@@ -105,13 +105,25 @@ double kiln__clip_global_norm(float *g, int64_t n, double max_norm) {
     return norm;
 }
 
-double kiln__schedule_lr(const kiln__schedule *s, int64_t t) {
+static const char *const schedule_names[] = {"constant", "step", "cosine"};
+
+kiln_status kiln_lr_schedule_parse(const char *name, kiln_lr_schedule_kind *out) {
+    for (int i = 0; i < 3; i++)
+        if (name && !strcmp(name, schedule_names[i])) {
+            *out = (kiln_lr_schedule_kind)i;
+            return KILN_OK;
+        }
+    return kiln__err(KILN_E_INVAL, "unknown learning-rate schedule '%s' (expected constant, step or cosine)",
+                     name ? name : "(null)");
+}
+
+double kiln_lr_at(const kiln_lr_schedule *s, int64_t t) {
     if (t < s->warmup) return s->lr * (double)(t + 1) / (double)s->warmup;
     t -= s->warmup;
     switch (s->kind) {
-    case KILN__SCHED_STEP:
+    case KILN_LR_STEP:
         return s->step_size > 0 ? s->lr * pow(s->gamma, (double)(t / s->step_size)) : s->lr;
-    case KILN__SCHED_COSINE: {
+    case KILN_LR_COSINE: {
         double f = s->total > 0 && t < s->total ? (double)t / (double)s->total : 1.0;
         return s->lr_min + (s->lr - s->lr_min) * (1 + cos(M_PI * f)) / 2;
     }

@@ -22,6 +22,7 @@
 #define KILN_TRAIN_OPTIM_H
 
 #include "core/core.h"
+#include "kiln/train.h"
 
 typedef enum { KILN__OPTIM_SGD = 0, KILN__OPTIM_ADAM, KILN__OPTIM_ADAMW } kiln__optim_kind;
 
@@ -61,26 +62,7 @@ double kiln__global_norm(const float *g, int64_t n);
  * factor max_norm / (norm + 1e-6) when below 1). Returns the norm before. */
 double kiln__clip_global_norm(float *g, int64_t n, double max_norm);
 
-/* ---- learning-rate schedules --------------------------------------------- */
-
-typedef enum {
-    KILN__SCHED_CONSTANT = 0,
-    KILN__SCHED_STEP,   /* lr * gamma^(floor(t / step_size)) */
-    KILN__SCHED_COSINE, /* lr_min + (lr - lr_min) * (1 + cos(pi * t / total)) / 2 */
-} kiln__sched_kind;
-
-typedef struct kiln__schedule {
-    kiln__sched_kind kind;
-    double lr;            /* base learning rate */
-    int64_t warmup;       /* linear warm-up steps: lr * (t + 1) / warmup for t < warmup,
-                             then the schedule counts from the end of the warm-up */
-    int64_t step_size;    /* STEP */
-    double gamma;         /* STEP */
-    int64_t total;        /* COSINE: steps after the warm-up */
-    double lr_min;        /* COSINE */
-} kiln__schedule;
-
-/* Learning rate of update t (0-based). */
-double kiln__schedule_lr(const kiln__schedule *s, int64_t t);
+/* Learning-rate schedules: kiln_lr_schedule in kiln/train.h (public, as the
+ * caller picks each step's rate), implemented in optim.c. */
 
 #endif

@@ -57,6 +57,8 @@ struct kiln_trainer {
     kiln_train_precision precision;
     kiln__loss_scaler scaler; /* fp16; otherwise scale 1 throughout */
     kiln_tensor *loss_seed;   /* () f32, the training graph's loss gradient seed: the scale */
+    double clip_norm;         /* > 0: clip the gradients' global norm to it */
+    double grad_norm;         /* of the last update, before clipping */
     char *labels_name; /* owned: the labels input's name, unique in the model */
     uint64_t seed;     /* dropout masks: step t's seed is derived from (seed, t) */
     kiln_tensor *step_seed; /* () int64, the training graph's dropout seed input, or NULL */
@@ -385,8 +387,9 @@ kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_option
     if (s == KILN_OK && !(t->labels_name = kiln__strdup(name))) s = oom();
     if ((unsigned)opt->precision > KILN_TRAIN_FP16)
         s = kiln__err(KILN_E_INVAL, "kiln_trainer_create: bad precision %d", (int)opt->precision);
-    if (opt->loss_scale < 0 || opt->loss_scale_interval < 0)
-        s = kiln__err(KILN_E_INVAL, "kiln_trainer_create: negative loss scale or interval");
+    if (opt->loss_scale < 0 || opt->loss_scale_interval < 0 || !(opt->clip_norm >= 0))
+        s = kiln__err(KILN_E_INVAL, "kiln_trainer_create: negative loss scale, interval or clip norm");
+    t->clip_norm = opt->clip_norm;
     t->precision = opt->precision;
     t->scaler = (kiln__loss_scaler){.scale = 1, .interval = INT64_MAX};
     if (t->precision == KILN_TRAIN_FP16)
@@ -539,13 +542,16 @@ kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *x, const kiln_
                                   t->stats[i].numel));
     if (t->precision == KILN_TRAIN_FP16 && !kiln__loss_scaler_update(&t->scaler, t->grad, t->n_p))
         return KILN_OK; /* skipped: the running statistics moved, as the forward pass ran */
+    t->grad_norm = t->clip_norm > 0 ? kiln__clip_global_norm(t->grad, t->n_p, t->clip_norm)
+                                    : kiln__global_norm(t->grad, t->n_p);
     return kiln__optim_step(&t->opt, t->p, t->grad, lr);
 }
 
 void kiln_trainer_stats(const kiln_trainer *t, kiln_train_stats *out) {
     *out = (kiln_train_stats){.updates = t->opt.step,
                               .skipped_steps = t->scaler.skipped,
-                              .loss_scale = t->scaler.scale};
+                              .loss_scale = t->scaler.scale,
+                              .grad_norm = t->grad_norm};
 }
 
 kiln_status kiln_trainer_evaluate(kiln_trainer *t, const kiln_tensor *x,

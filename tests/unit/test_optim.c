@@ -117,21 +117,21 @@ static void test_clip(void **state) {
 
 static void test_schedules(void **state) {
     (void)state;
-    kiln__schedule s = {.kind = KILN__SCHED_CONSTANT, .lr = 0.1, .warmup = 4};
-    near(kiln__schedule_lr(&s, 0), 0.025, 1e-12);
-    near(kiln__schedule_lr(&s, 2), 0.075, 1e-12);
-    near(kiln__schedule_lr(&s, 3), 0.1, 1e-12);
-    near(kiln__schedule_lr(&s, 100), 0.1, 1e-12);
-    s = (kiln__schedule){.kind = KILN__SCHED_STEP, .lr = 0.1, .step_size = 2, .gamma = 0.5};
-    near(kiln__schedule_lr(&s, 1), 0.1, 1e-12);
-    near(kiln__schedule_lr(&s, 2), 0.05, 1e-12);
-    near(kiln__schedule_lr(&s, 5), 0.025, 1e-12);
-    s = (kiln__schedule){.kind = KILN__SCHED_COSINE, .lr = 0.1, .lr_min = 0.01, .total = 10,
+    kiln_lr_schedule s = {.kind = KILN_LR_CONSTANT, .lr = 0.1, .warmup = 4};
+    near(kiln_lr_at(&s, 0), 0.025, 1e-12);
+    near(kiln_lr_at(&s, 2), 0.075, 1e-12);
+    near(kiln_lr_at(&s, 3), 0.1, 1e-12);
+    near(kiln_lr_at(&s, 100), 0.1, 1e-12);
+    s = (kiln_lr_schedule){.kind = KILN_LR_STEP, .lr = 0.1, .step_size = 2, .gamma = 0.5};
+    near(kiln_lr_at(&s, 1), 0.1, 1e-12);
+    near(kiln_lr_at(&s, 2), 0.05, 1e-12);
+    near(kiln_lr_at(&s, 5), 0.025, 1e-12);
+    s = (kiln_lr_schedule){.kind = KILN_LR_COSINE, .lr = 0.1, .lr_min = 0.01, .total = 10,
                          .warmup = 2};
-    near(kiln__schedule_lr(&s, 2), 0.1, 1e-12);           /* start of the cosine */
-    near(kiln__schedule_lr(&s, 7), 0.055, 1e-12);         /* half way */
-    near(kiln__schedule_lr(&s, 12), 0.01, 1e-12);         /* end */
-    near(kiln__schedule_lr(&s, 50), 0.01, 1e-12);         /* after the end */
+    near(kiln_lr_at(&s, 2), 0.1, 1e-12);           /* start of the cosine */
+    near(kiln_lr_at(&s, 7), 0.055, 1e-12);         /* half way */
+    near(kiln_lr_at(&s, 12), 0.01, 1e-12);         /* end */
+    near(kiln_lr_at(&s, 50), 0.01, 1e-12);         /* after the end */
 }
 
 static void test_names(void **state) {
@@ -141,6 +141,10 @@ static void test_names(void **state) {
     assert_int_equal(k, KILN__OPTIM_ADAMW);
     assert_string_equal(kiln__optim_name(KILN__OPTIM_SGD), "sgd");
     assert_int_equal(kiln__optim_parse("lion", &k), KILN_E_INVAL);
+    kiln_lr_schedule_kind sk;
+    assert_int_equal(kiln_lr_schedule_parse("cosine", &sk), KILN_OK);
+    assert_int_equal(sk, KILN_LR_COSINE);
+    assert_int_equal(kiln_lr_schedule_parse("linear", &sk), KILN_E_INVAL);
 }
 
 int main(void) {

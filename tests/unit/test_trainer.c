@@ -326,22 +326,69 @@ static void test_round_to_precision(void **state) {
     }
 }
 
-/* Largest |difference| between the parameters of two trainers' exports. */
+/* The largest |difference| between the parameters of two exports of an
+ * mlp(), and (if l2) the Euclidean norm of the differences. */
+static double export_diff(const kiln_graph *ea, const kiln_graph *eb, double *l2) {
+    double d = 0, sq = 0;
+    for (int i = 0; i < kiln_graph_num_initializers(ea); i++) {
+        const char *n;
+        const kiln_tensor *ta = kiln_graph_initializer(ea, i, &n), *tb = kiln_graph_initializer(eb, i, &n);
+        if (kiln_tensor_dtype(ta) != KILN_DTYPE_F32 || !strcmp(n, "mean") || !strcmp(n, "var"))
+            continue; /* parameters only, not mlp()'s running statistics */
+        const float *pa = kiln_tensor_data(ta), *pb = kiln_tensor_data(tb);
+        for (int64_t k = 0; k < kiln_tensor_numel(ta); k++) {
+            double e = (double)pa[k] - pb[k];
+            d = fmax(d, fabs(e));
+            sq += e * e;
+        }
+    }
+    if (l2) *l2 = sqrt(sq);
+    return d;
+}
+
+/* Largest |difference| between the parameters of two trainers. */
 static double param_distance(const kiln_trainer *a, const kiln_trainer *b) {
     kiln_graph *ea, *eb;
     assert_int_equal(kiln_trainer_export(a, &ea), KILN_OK);
     assert_int_equal(kiln_trainer_export(b, &eb), KILN_OK);
-    double d = 0;
-    for (int i = 0; i < kiln_graph_num_initializers(ea); i++) {
-        const char *n;
-        const kiln_tensor *ta = kiln_graph_initializer(ea, i, &n), *tb = kiln_graph_initializer(eb, i, &n);
-        if (kiln_tensor_dtype(ta) != KILN_DTYPE_F32) continue;
-        const float *pa = kiln_tensor_data(ta), *pb = kiln_tensor_data(tb);
-        for (int64_t k = 0; k < kiln_tensor_numel(ta); k++) d = fmax(d, fabs((double)pa[k] - pb[k]));
-    }
+    double d = export_diff(ea, eb, NULL);
     kiln_graph_free(ea);
     kiln_graph_free(eb);
     return d;
+}
+
+/* With clip_norm, one plain SGD update moves the parameters by exactly
+ * lr * clip_norm, the gradient norm (reported) being larger; without it, by
+ * lr times that norm. */
+static void test_clip_norm(void **state) {
+    (void)state;
+    kiln_graph *g = mlp(PLAIN);
+    kiln_tensor *x, *labels;
+    data(&x, &labels);
+    for (int clip = 0; clip < 2; clip++) {
+        kiln_train_options o = {.threads = 2, .clip_norm = clip ? 1e-3 : 0};
+        kiln_trainer *t;
+        kiln_graph *before, *after;
+        kiln_train_stats st;
+        assert_int_equal(kiln_trainer_create(g, &o, &t), KILN_OK);
+        assert_int_equal(kiln_trainer_export(t, &before), KILN_OK);
+        assert_int_equal(kiln_trainer_step(t, x, labels, 0.5, NULL, NULL), KILN_OK);
+        assert_int_equal(kiln_trainer_export(t, &after), KILN_OK);
+        kiln_trainer_stats(t, &st);
+        double moved;
+        export_diff(before, after, &moved);
+        double want = 0.5 * (clip ? 1e-3 : st.grad_norm);
+        printf("  clip %g: gradient norm %.5f, parameters moved %.6f (expected %.6f)\n", o.clip_norm,
+               st.grad_norm, moved, want);
+        assert_true(st.grad_norm > 1e-2);
+        if (fabs(moved - want) > 1e-3 * want) fail_msg("moved %.8f, expected %.8f", moved, want);
+        kiln_graph_free(before);
+        kiln_graph_free(after);
+        kiln_trainer_free(t);
+    }
+    kiln_tensor_free(x);
+    kiln_tensor_free(labels);
+    kiln_graph_free(g);
 }
 
 /* bf16 and fp16 learn as fp32 does, to weights near fp32's but not equal to
@@ -513,6 +560,7 @@ int main(void) {
         cmocka_unit_test(test_round_to_precision),
         cmocka_unit_test(test_mixed_precision_learns),
         cmocka_unit_test(test_loss_scaling),
+        cmocka_unit_test(test_clip_norm),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_idx),
     };

@@ -13,7 +13,9 @@ static const char *help =
     "usage: kiln train MODEL.onnx --train-images F --train-labels F\n"
     "                  [--test-images F --test-labels F] [--loss cross-entropy]\n"
     "                  [--optimizer sgd|adam|adamw] [--lr X] [--momentum X] [--nesterov]\n"
-    "                  [--weight-decay X] [--batch N] [--epochs N]\n"
+    "                  [--weight-decay X] [--schedule constant|step|cosine] [--warmup N]\n"
+    "                  [--step-size N] [--gamma X] [--min-lr X] [--clip-norm X]\n"
+    "                  [--batch N] [--epochs N]\n"
     "                  [--precision fp32|bf16|fp16] [-t N] [--seed S] [--limit N]\n"
     "                  [--resume CKPT] --out DIR\n"
     "\n"
@@ -42,6 +44,14 @@ static const char *help =
     "  --nesterov         Nesterov momentum\n"
     "  --weight-decay X   weight decay (default 0; L2 for sgd and adam,\n"
     "                     decoupled for adamw)\n"
+    "  --schedule S       learning rate over the run's steps: constant (default),\n"
+    "                     step (times --gamma every --step-size steps) or cosine\n"
+    "                     (from --lr down to --min-lr at the last step)\n"
+    "  --warmup N         the first N steps ramp the rate up linearly (default 0)\n"
+    "  --step-size N      steps between the step schedule's decays\n"
+    "  --gamma X          the step schedule's factor (default 0.1)\n"
+    "  --min-lr X         the cosine schedule's final rate (default 0)\n"
+    "  --clip-norm X      scale the gradients down to global norm X when above it\n"
     "  --batch N          batch size (default 64)\n"
     "  --epochs N         epochs (default 1)\n"
     "  --precision P      fp32 (default), or mixed precision: bf16 or fp16, the\n"
@@ -244,6 +254,8 @@ int kiln_cmd_train(int argc, char **argv) {
                *test_lab = NULL, *out_dir = NULL, *resume = NULL;
     kiln_train_options opt = {0};
     double lr = -1, momentum = 0.9, wd = 0, batch_d = 64, epochs_d = 1, seed_d = 1, limit_d = -1;
+    kiln_lr_schedule sched = {.kind = KILN_LR_CONSTANT, .gamma = 0.1};
+    double warmup_d = 0, step_size_d = -1;
     int threads = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -280,6 +292,22 @@ int kiln_cmd_train(int argc, char **argv) {
                 kiln_cli_fail("train", s);
                 return 2;
             }
+        } else if (!strcmp(a, "--schedule")) {
+            kiln_status s = kiln_lr_schedule_parse(v, &sched.kind);
+            if (s != KILN_OK) {
+                kiln_cli_fail("train", s);
+                return 2;
+            }
+        } else if (!strcmp(a, "--warmup")) {
+            bad = num_arg(a, v, 0, &warmup_d);
+        } else if (!strcmp(a, "--step-size")) {
+            bad = num_arg(a, v, 1, &step_size_d);
+        } else if (!strcmp(a, "--gamma")) {
+            bad = num_arg(a, v, 0, &sched.gamma);
+        } else if (!strcmp(a, "--min-lr")) {
+            bad = num_arg(a, v, 0, &sched.lr_min);
+        } else if (!strcmp(a, "--clip-norm")) {
+            bad = num_arg(a, v, 0, &opt.clip_norm);
         } else if (!strcmp(a, "--optimizer")) {
             kiln_status s = kiln_optimizer_parse(v, &opt.optimizer);
             if (s != KILN_OK) {
@@ -315,6 +343,13 @@ int kiln_cmd_train(int argc, char **argv) {
         return 2;
     }
     if (lr < 0) lr = opt.optimizer == KILN_OPTIMIZER_SGD ? 0.01 : 0.001;
+    if (sched.kind == KILN_LR_STEP && step_size_d < 0) {
+        fprintf(stderr, "kiln train: error: --schedule step needs --step-size N\n");
+        return 2;
+    }
+    sched.lr = lr;
+    sched.warmup = (int64_t)warmup_d;
+    sched.step_size = step_size_d > 0 ? (int64_t)step_size_d : 0;
     if (opt.optimizer == KILN_OPTIMIZER_SGD) opt.momentum = momentum;
     opt.weight_decay = wd;
     opt.threads = threads;
@@ -363,6 +398,7 @@ int kiln_cmd_train(int argc, char **argv) {
     if (!order) goto done;
     const int tty = isatty(2);
     const int64_t steps = (train.n + batch - 1) / batch;
+    sched.total = epochs * steps - sched.warmup; /* cosine: reaches --min-lr at the last step */
     double test_acc = -1;
     for (int64_t e = first_epoch; e < epochs; e++) {
         /* this epoch's order: a Fisher-Yates shuffle of 0..n-1 from the running
@@ -373,14 +409,15 @@ int kiln_cmd_train(int argc, char **argv) {
             order[i] = order[j];
             order[j] = tmp;
         }
-        double lsum = 0, te = kiln_cli_now_ms();
+        double lsum = 0, te = kiln_cli_now_ms(), step_lr = lr;
         int64_t right = 0, seen = 0;
         for (int64_t st = 0; st < steps; st++) {
             int64_t lo = st * batch, hi = lo + batch < train.n ? lo + batch : train.n, c;
             kiln_tensor *x, *l;
             double bl;
             if (make_batch(&train, order, lo, hi, &x, &l)) goto done;
-            s = kiln_trainer_step(t, x, l, lr, &bl, &c);
+            step_lr = kiln_lr_at(&sched, e * steps + st);
+            s = kiln_trainer_step(t, x, l, step_lr, &bl, &c);
             kiln_tensor_free(x);
             kiln_tensor_free(l);
             if (s != KILN_OK) {
@@ -413,9 +450,9 @@ int kiln_cmd_train(int argc, char **argv) {
             goto done;
         }
         double secs = (kiln_cli_now_ms() - te) / 1000;
-        printf("epoch %lld/%lld: loss %.4f train_accuracy %.4f, %.1f s, %.0f samples/s",
+        printf("epoch %lld/%lld: loss %.4f train_accuracy %.4f, lr %.4g, %.1f s, %.0f samples/s",
                (long long)e + 1, (long long)epochs, lsum / (seen ? seen : 1),
-               (double)right / (seen ? seen : 1), secs, seen / (secs > 0 ? secs : 1));
+               (double)right / (seen ? seen : 1), step_lr, secs, seen / (secs > 0 ? secs : 1));
         if (test.n) {
             double tl = 0;
             if (evaluate(t, &test, batch, &tl, &test_acc)) goto done;
