@@ -144,6 +144,24 @@ typedef struct kiln_lr_schedule {
 /* The learning rate of step t (0-based). */
 double kiln_lr_at(const kiln_lr_schedule *s, int64_t t);
 
+/* ---- TensorBoard event files ---------------------------------------------------- */
+
+typedef struct kiln_events kiln_events;
+
+/* Creates dir if missing (its parent must exist) and a TensorBoard event file in it,
+ * events.out.tfevents.<seconds>.<host>.<pid>.<n>.kiln (never an existing
+ * file: a resumed run adds one beside the first; TFRecord framing, Event
+ * protocol buffers), which TensorBoard shows when pointed at dir or a parent
+ * of it. Errors name the path. */
+kiln_status kiln_events_open(const char *dir, kiln_events **out);
+/* Appends scalar `tag` = value at step (a point of TensorBoard's scalar plot
+ * named tag), stamped with the current time. */
+kiln_status kiln_events_scalar(kiln_events *ev, const char *tag, int64_t step, double value);
+/* Writes what is buffered to the file (call at checkpoints). */
+kiln_status kiln_events_flush(kiln_events *ev);
+/* Flushes and closes; NULL is fine. */
+kiln_status kiln_events_close(kiln_events *ev);
+
 /* ---- checkpoints ------------------------------------------------------------------ */
 
 /* Writes a checkpoint to path as safetensors: every parameter and running

@@ -10,6 +10,7 @@ with --precision bf16 and fp16, mixed precision), then checks:
     with fp16 the loss scale and skipped steps), and the last line is
     test_accuracy=0.xxxx, above --min-accuracy (far above the 0.1 of
     guessing: the network learned);
+  - TensorBoard reads DIR/events/ and finds the promised scalars;
   - DIR/model.onnx is the inference form (BatchNormalization with updated
     running statistics, no training nodes) and onnxruntime running it on the
     same test images reaches the same accuracy (to one image in 500: logits
@@ -35,6 +36,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 DATA = "/usr/share/datasets/fashion-mnist"
 
@@ -113,6 +115,28 @@ def ort_accuracy(path, x, y):
     return float((logits.argmax(1) == y).mean())
 
 
+def check_events(path, fp16, acc, optim):
+    """DIR/events as TensorBoard reads it (its own reader, which checks the
+    records' CRCs): the scalars kiln train promises, one learning rate per
+    step, and the last test accuracy equal to the printed one."""
+    ea = EventAccumulator(path)
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    want = {"train/loss", "train/learning_rate", "train/accuracy", "test/loss", "test/accuracy"}
+    if fp16:
+        want.add("train/loss_scale")
+    if tags != want:
+        return f"TensorBoard finds the scalars {sorted(tags)} in {path}, expected {sorted(want)}"
+    lrs = ea.Scalars("train/learning_rate")
+    lr = float(optim[optim.index("--lr") + 1])
+    if [e.step for e in lrs] != list(range(len(lrs))) or any(abs(e.value - lr) > 1e-6 for e in lrs):
+        return "train/learning_rate is not the constant --lr at every step"
+    accs = ea.Scalars("test/accuracy")
+    if len(accs) != 2 or abs(accs[-1].value - acc) > 1e-4:
+        return f"test/accuracy events {[a.value for a in accs]}, printed {acc}"
+    return None
+
+
 def check_model(kiln, name, model, optim, tmp, args, x_test, y_test):
     path = os.path.join(tmp, f"{name}.onnx")
     out = os.path.join(tmp, f"{name}_out")
@@ -152,6 +176,9 @@ def check_model(kiln, name, model, optim, tmp, args, x_test, y_test):
         stats = {i.name: numpy_helper.to_array(i) for i in exported.graph.initializer}
         if np.allclose(stats["m1"], 0) or np.allclose(stats["v1"], 1):
             return "BatchNormalization running statistics were not updated"
+    err = check_events(os.path.join(out, "events"), fp16, acc, optim)
+    if err:
+        return err
     oacc = ort_accuracy(os.path.join(out, "model.onnx"), x_test, y_test)
     if abs(oacc - acc) > 1 / 500:
         return f"onnxruntime on the exported model: accuracy {oacc:.4f}, kiln {acc:.4f}"

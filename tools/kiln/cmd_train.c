@@ -24,6 +24,9 @@ static const char *help =
     "and after every epoch a checkpoint, DIR/checkpoint.safetensors (parameters,\n"
     "running statistics, optimizer state, step, epoch and the data order's random\n"
     "state); --resume continues from one exactly as the run would have gone on.\n"
+    "TensorBoard event files go to DIR/events/ (scalars train/loss,\n"
+    "train/learning_rate, train/loss_scale with fp16, every step; train/accuracy,\n"
+    "test/loss, test/accuracy, every epoch).\n"
     "The model's float32 initializers are the parameters; its first input takes\n"
     "the images as float32 scaled to [0,1], (N,1,H,W) for a rank-4 input or\n"
     "(N,H*W) for a rank-2 one; its first output is the logits (N,C). The loss is\n"
@@ -360,6 +363,7 @@ int kiln_cmd_train(int argc, char **argv) {
 
     kiln_graph *g = NULL;
     kiln_trainer *t = NULL;
+    kiln_events *ev = NULL;
     dataset train = {0}, test = {0};
     int64_t *order = NULL;
     int rc = 1;
@@ -381,6 +385,14 @@ int kiln_cmd_train(int argc, char **argv) {
     if (kiln_cli_mkdir_p(out_dir) != 0) {
         fprintf(stderr, "kiln train: error: cannot create %s: %s\n", out_dir, strerror(errno));
         goto done;
+    }
+    {
+        char evdir[4096];
+        snprintf(evdir, sizeof evdir, "%s/events", out_dir);
+        if ((s = kiln_events_open(evdir, &ev)) != KILN_OK) {
+            rc = kiln_cli_fail("train", s);
+            goto done;
+        }
     }
     char th[16] = "all cores";
     if (threads) snprintf(th, sizeof th, "%d threads", threads);
@@ -409,7 +421,7 @@ int kiln_cmd_train(int argc, char **argv) {
             order[i] = order[j];
             order[j] = tmp;
         }
-        double lsum = 0, te = kiln_cli_now_ms(), step_lr = lr;
+        double lsum = 0, te = kiln_cli_now_ms(), step_lr = lr, last_test_loss = 0;
         int64_t right = 0, seen = 0;
         for (int64_t st = 0; st < steps; st++) {
             int64_t lo = st * batch, hi = lo + batch < train.n ? lo + batch : train.n, c;
@@ -427,6 +439,17 @@ int kiln_cmd_train(int argc, char **argv) {
             if (!isfinite(bl) && opt.precision != KILN_TRAIN_FP16) {
                 fprintf(stderr, "\nkiln train: error: the loss is %g at epoch %lld step %lld "
                         "(diverged: try a smaller --lr)\n", bl, (long long)e + 1, (long long)st + 1);
+                goto done;
+            }
+            const int64_t gstep = e * steps + st;
+            kiln_train_stats ts;
+            kiln_trainer_stats(t, &ts);
+            s = kiln_events_scalar(ev, "train/learning_rate", gstep, step_lr);
+            if (s == KILN_OK && opt.precision == KILN_TRAIN_FP16)
+                s = kiln_events_scalar(ev, "train/loss_scale", gstep, ts.loss_scale);
+            if (s == KILN_OK && isfinite(bl)) s = kiln_events_scalar(ev, "train/loss", gstep, bl);
+            if (s != KILN_OK) {
+                rc = kiln_cli_fail("train", s);
                 goto done;
             }
             if (!isfinite(bl)) continue; /* fp16 overflowed: the trainer skipped the step */
@@ -456,7 +479,17 @@ int kiln_cmd_train(int argc, char **argv) {
         if (test.n) {
             double tl = 0;
             if (evaluate(t, &test, batch, &tl, &test_acc)) goto done;
+            last_test_loss = tl;
             printf(", test loss %.4f test_accuracy %.4f", tl, test_acc);
+        }
+        const int64_t end_step = (e + 1) * steps - 1;
+        s = kiln_events_scalar(ev, "train/accuracy", end_step, (double)right / seen);
+        if (s == KILN_OK && test.n) s = kiln_events_scalar(ev, "test/accuracy", end_step, test_acc);
+        if (s == KILN_OK && test.n) s = kiln_events_scalar(ev, "test/loss", end_step, last_test_loss);
+        if (s == KILN_OK) s = kiln_events_flush(ev);
+        if (s != KILN_OK) {
+            rc = kiln_cli_fail("train", s);
+            goto done;
         }
         if (opt.precision == KILN_TRAIN_FP16) {
             kiln_train_stats ts;
@@ -490,6 +523,7 @@ int kiln_cmd_train(int argc, char **argv) {
     if (test.n) printf("test_accuracy=%.4f\n", test_acc);
     rc = 0;
 done:
+    if (kiln_events_close(ev) != KILN_OK && rc == 0) rc = kiln_cli_fail("train", KILN_E_IO);
     free(order);
     dataset_free(&train);
     dataset_free(&test);
