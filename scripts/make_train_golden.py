@@ -14,9 +14,10 @@ ONNX graph built with onnx.helper, so no exporter is involved):
       -> AveragePool 2x2 -> Flatten -> Gemm 32->10 (transB) -> logits
 
 trained for STEPS steps on fixed random batches (labels: the argmax of a fixed
-random projection of the image, so there is something to learn) with the mean
-softmax cross-entropy, by each optimizer of OPTIMIZERS (torch.optim, its
-hyperparameters below). Written:
+random projection of the image, so there is something to learn) by each case
+of CASES: an optimizer (torch.optim, its hyperparameters below) and a loss
+(the mean softmax cross-entropy, with label smoothing in one case; binary
+cross-entropy of the logits against one-hot targets in another). Written:
 
     net.onnx               the initial model
     x.npy, y.npy           the batches: (STEPS,8,1,8,8) f32, (STEPS,8) int64
@@ -40,10 +41,16 @@ from onnx import TensorProto, helper, numpy_helper
 OUT = os.path.join("tests", "train", "golden")
 STEPS = 20
 BATCH = 8
-OPTIMIZERS = {
-    "sgd": lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3),
-    "adam": lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-3),
-    "adamw": lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.05),
+F = torch.nn.functional
+# name: (optimizer, loss of (logits, labels))
+CASES = {
+    "sgd": (lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3), F.cross_entropy),
+    "adam": (lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-3), F.cross_entropy),
+    "adamw": (lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.05), F.cross_entropy),
+    "adam_smoothing": (lambda p: torch.optim.Adam(p, lr=0.01),
+                       lambda z, y: F.cross_entropy(z, y, label_smoothing=0.1)),
+    "sgd_bce": (lambda p: torch.optim.SGD(p, lr=0.5, momentum=0.9),
+                lambda z, y: F.binary_cross_entropy_with_logits(z, F.one_hot(y, 10).float())),
 }
 
 
@@ -129,7 +136,7 @@ def main():
     np.save(os.path.join(OUT, "x.npy"), x.numpy().astype(np.float32))
     np.save(os.path.join(OUT, "y.npy"), y.numpy().astype(np.int64))
 
-    for name, make_opt in OPTIMIZERS.items():
+    for name, (make_opt, loss_fn) in CASES.items():
         net = Net()
         net.load_state_dict(init.state_dict())
         net.train()
@@ -139,7 +146,7 @@ def main():
         for s in range(STEPS):
             opt.zero_grad()
             net.bn_inputs.clear()
-            loss = torch.nn.functional.cross_entropy(net(x[s]), y[s])
+            loss = loss_fn(net(x[s]), y[s])
             loss.backward()
             opt.step()
             losses.append(loss.item())

@@ -4,8 +4,8 @@
  * whose first output is the logits) into a training graph: its float
  * initializers become the trainable parameters (Dropout's ratio and
  * BatchNormalization's running statistics excepted), BatchNormalization nodes use
- * batch statistics and update their running mean and variance, a softmax
- * cross-entropy loss against int64 labels is appended, and autograd adds the
+ * batch statistics and update their running mean and variance, a loss against
+ * int64 labels is appended (softmax cross-entropy by default), and autograd adds the
  * backward nodes. The graph runs in a session like any other (same planner,
  * kernels and threads). Parameters, gradients and optimizer state are each one
  * contiguous f32 buffer.
@@ -41,6 +41,21 @@ typedef enum kiln_optimizer {
 /* "sgd", "adam", "adamw"; KILN_E_INVAL naming the accepted ones otherwise. */
 kiln_status kiln_optimizer_parse(const char *name, kiln_optimizer *out);
 
+/* The loss, of the model's first output (N, C) against labels (N) int64. */
+typedef enum kiln_loss {
+    KILN_LOSS_CROSS_ENTROPY = 0, /* softmax cross-entropy of logits (optionally label-smoothed) */
+    KILN_LOSS_NLL,               /* negative log-likelihood: the output is log-probabilities */
+    KILN_LOSS_MSE,               /* mean squared error against one-hot targets */
+    KILN_LOSS_BCE_WITH_LOGITS,   /* binary cross-entropy of each output, a logit, against
+                                    one-hot targets */
+} kiln_loss;
+
+/* "cross-entropy", "nll", "mse", "bce-with-logits"; KILN_E_INVAL naming the
+ * accepted ones otherwise. */
+kiln_status kiln_loss_parse(const char *name, kiln_loss *out);
+/* The name kiln_loss_parse takes; NULL for a bad value. */
+const char *kiln_loss_name(kiln_loss kind);
+
 /* The precision of the training step's matrix products (mixed precision):
  * operands and results of every MatMul, Gemm and convolution, forward and
  * backward, in bf16 or fp16 with f32 accumulation; normalization, softmax,
@@ -67,6 +82,8 @@ typedef struct kiln_train_options {
     int threads;         /* <= 0: all online cores */
     uint64_t seed;       /* dropout masks: step t draws from a seed made of (seed, t) */
     kiln_train_precision precision;
+    kiln_loss loss;
+    double label_smoothing; /* cross-entropy: in [0, 1) */
     /* fp16's dynamic loss scaling: the gradients are computed for the loss
      * times S; a step with an inf or NaN gradient is skipped and S halves;
      * S doubles after loss_scale_interval clean steps in a row.
@@ -79,8 +96,8 @@ typedef struct kiln_train_options {
 } kiln_train_options;
 
 /* Makes a trainer for model (which it copies; the caller keeps it). The loss
- * is the mean softmax cross-entropy of the first output (N, C) against labels
- * (N) int64. Dropout trains (a new mask every step; its ratio, a constant, is
+ * (opt->loss; averaged over the batch) is of the first output (N, C) against
+ * labels (N) int64. Dropout trains (a new mask every step; its ratio, a constant, is
  * not a parameter) and is the identity in evaluation and in the export. Fails,
  * naming the node, for what cannot be trained yet (an op without a gradient
  * rule on the way from a parameter to the loss). */

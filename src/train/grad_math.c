@@ -126,6 +126,18 @@ kiln_status kiln__grad_Erf(kiln__grad_ctx *gc) {
     return gc->status;
 }
 
+// Y = |X|: dX = dY * sign(X) (0 at 0)
+kiln_status kiln__grad_Abs(kiln__grad_ctx *gc) {
+    gc->dx[0] = kiln__gb_op2(gc, "Mul", gc->dy[0], kiln__gb_op1(gc, "Sign", IN(0)));
+    return gc->status;
+}
+
+// Y = log(1 + exp(X)): dX = dY * sigmoid(X)
+kiln_status kiln__grad_Softplus(kiln__grad_ctx *gc) {
+    gc->dx[0] = kiln__gb_op2(gc, "Mul", gc->dy[0], kiln__gb_op1(gc, "Sigmoid", IN(0)));
+    return gc->status;
+}
+
 // Y = A ^ B: dA = dY * B * A^(B-1), dB = dY * Y * log(A)
 kiln_status kiln__grad_Pow(kiln__grad_ctx *gc) {
     int a = IN(0), b = IN(1), dy = gc->dy[0];

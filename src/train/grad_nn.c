@@ -239,3 +239,14 @@ kiln_status kiln__grad_SoftmaxCrossEntropyLoss(kiln__grad_ctx *gc) {
     kiln__gb_copy_attrs(gc, node);
     return gc->status;
 }
+
+// L = NegativeLogLikelihoodLoss(input, target[, weight]):
+// dInput = kiln.NegativeLogLikelihoodLossGrad(dL, input, target[, weight])
+kiln_status kiln__grad_NegativeLogLikelihoodLoss(kiln__grad_ctx *gc) {
+    if (!NEED(0)) return gc->status;
+    int node;
+    gc->dx[0] = kiln__gb_node(gc, "NegativeLogLikelihoodLossGrad", "kiln", 4,
+                              (int[]){gc->dy[0], IN(0), IN(1), IN(2)}, "grad_loss", &node);
+    kiln__gb_copy_attrs(gc, node);
+    return gc->status;
+}

@@ -30,6 +30,7 @@
 #include "kiln/session.h"
 #include "kiln/train.h"
 #include "train/autograd.h"
+#include "train/losses.h"
 #include "train/mixed_precision.h"
 #include "train/optim.h"
 #include "train/safetensors.h"
@@ -55,6 +56,9 @@ struct kiln_trainer {
     int64_t n_p, n_stat;
     kiln__optim opt;
     kiln_train_precision precision;
+    kiln_loss loss;
+    double label_smoothing;
+    int64_t classes;          /* C of the logits (N, C), -1 if unknown */
     kiln__loss_scaler scaler; /* fp16; otherwise scale 1 throughout */
     kiln_tensor *loss_seed;   /* () f32, the training graph's loss gradient seed: the scale */
     double clip_norm;         /* > 0: clip the gradients' global norm to it */
@@ -307,14 +311,10 @@ static kiln_status build(kiln_trainer *t, int training, kiln_graph **out) {
     if (s == KILN_OK && training) s = add_input(g, LOSS_SEED, KILN_DTYPE_F32, 0);
     int logits = g->n_outputs > 0 ? g->outputs[0] : -1;
     if (s == KILN_OK && logits < 0) s = kiln__err(KILN_E_INVAL, "the model has no outputs");
-    int node = s == KILN_OK ? kiln__px_add_node(&p, "kiln_loss", "SoftmaxCrossEntropyLoss", "", 2, 1) : -1;
-    int loss = node >= 0 ? kiln__px_new_value(&p, "kiln_loss") : -1;
-    if (s == KILN_OK && loss < 0) s = KILN_E_NOMEM;
-    if (s == KILN_OK) {
-        g->nodes[node].in[0] = logits;
-        g->nodes[node].in[1] = kiln__graph_find(g, t->labels_name);
-        g->nodes[node].out[0] = loss;
-    }
+    int loss = -1;
+    if (s == KILN_OK)
+        s = kiln__add_loss(&p, t->loss, t->label_smoothing, t->classes, logits,
+                           kiln__graph_find(g, t->labels_name), &loss);
     outs = malloc(((size_t)2 + t->n_stats + t->n_params) * sizeof *outs);
     stat_out = malloc(((size_t)t->n_stats + 1) * sizeof *stat_out);
     wrt = malloc(((size_t)t->n_params + 1) * sizeof *wrt);
@@ -390,6 +390,15 @@ kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_option
     if (opt->loss_scale < 0 || opt->loss_scale_interval < 0 || !(opt->clip_norm >= 0))
         s = kiln__err(KILN_E_INVAL, "kiln_trainer_create: negative loss scale, interval or clip norm");
     t->clip_norm = opt->clip_norm;
+    t->loss = opt->loss;
+    t->label_smoothing = opt->label_smoothing;
+    if (!kiln_loss_name(opt->loss))
+        s = kiln__err(KILN_E_INVAL, "kiln_trainer_create: bad loss %d", (int)opt->loss);
+    t->classes = -1;
+    if (s == KILN_OK && kiln_graph_infer_shapes(t->model) == KILN_OK && t->model->n_outputs > 0) {
+        const kiln__value *o = &t->model->values[t->model->outputs[0]];
+        if (o->ndim == 2) t->classes = o->dims[1].v;
+    }
     t->precision = opt->precision;
     t->scaler = (kiln__loss_scaler){.scale = 1, .interval = INT64_MAX};
     if (t->precision == KILN_TRAIN_FP16)

@@ -56,6 +56,7 @@ done
 check "train without data is a usage error" bash -c "'$KILN' train '$TMP/m.onnx' --out '$TMP/t'; [ \$? -eq 2 ]"
 check "train rejects an unknown optimizer" bash -c "'$KILN' train '$TMP/m.onnx' --optimizer lion 2>&1 | grep -q 'expected sgd, adam or adamw'"
 check "train rejects an unknown precision" bash -c "'$KILN' train '$TMP/m.onnx' --precision int8 2>&1 | grep -q 'expected fp32, bf16 or fp16'"
+check "train rejects an unknown loss" bash -c "'$KILN' train '$TMP/m.onnx' --loss hinge 2>&1 | grep -q 'expected cross-entropy, nll, mse or bce-with-logits'"
 check "train rejects an unknown schedule" bash -c "'$KILN' train '$TMP/m.onnx' --schedule linear 2>&1 | grep -q 'expected constant, step or cosine'"
 check "train's step schedule needs --step-size" bash -c "'$KILN' train '$TMP/m.onnx' --schedule step --train-images a --train-labels b --out '$TMP/t' 2>&1 | grep -q 'needs --step-size'"
 check "unknown command fails" bash -c "! '$KILN' frobnicate"

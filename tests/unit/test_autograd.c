@@ -350,6 +350,23 @@ static void test_cross_entropy(void **state) {
         printf(" reduction %s\n", reductions[k]);
         grad_check(g, NULL, 0);
     }
+    /* NegativeLogLikelihoodLoss on log-probabilities, with class weights */
+    for (int k = 0; k < 3; k++) {
+        kiln_graph *g = graph(17);
+        input(g, "scores", 3, (int64_t[]){4, 5, 2});
+        init(g, "weight", vec(DT, 5, (double[]){0.5, 1, 2, 1.5, 0.8}));
+        ints_init(g, "labels_flat", 8, (int64_t[]){0, 3, 4, 1, 2, 2, 3, 0});
+        ints_init(g, "lshape", 2, (int64_t[]){4, 2});
+        node(g, "Reshape", "labels", "labels_flat", "lshape", NULL);
+        kiln__node *n = node(g, "LogSoftmax", "lp", "scores", NULL);
+        int_attr(n, "axis", 1);
+        n = node(g, "NegativeLogLikelihoodLoss", "y", "lp", "labels", "weight", NULL);
+        string_attr(n, "reduction", reductions[k]);
+        int_attr(n, "ignore_index", 4);
+        add_output(g, "y");
+        printf(" nll, reduction %s\n", reductions[k]);
+        grad_check(g, NULL, 0);
+    }
 }
 
 static void test_more_math(void **state) {
@@ -374,7 +391,11 @@ static void test_more_math(void **state) {
     node(g, "Where", "wh", "pos", "pw", "ca", NULL);
     node(g, "Mul", "m1", "lr", "cl", NULL);
     node(g, "Mul", "m2", "er", "wh", NULL);
-    node(g, "Add", "y", "m1", "m2", NULL);
+    node(g, "Abs", "ab", "x", NULL);
+    node(g, "Softplus", "sp", "a", NULL);
+    node(g, "Mul", "m3", "ab", "sp", NULL);
+    node(g, "Add", "m12", "m1", "m2", NULL);
+    node(g, "Add", "y", "m12", "m3", NULL);
     add_output(g, "y");
     grad_check(g, (range[]){{"a", 0.5, 2}}, 1);
 }

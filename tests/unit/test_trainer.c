@@ -40,8 +40,8 @@ static kiln_tensor *randn(int ndim, const int64_t *dims, unsigned *seed, double 
 }
 
 /* x (N,4) -> MatMul w1 (4,8) + b1 -> BatchNormalization -> Relu [-> Dropout(0.25) or
- * Sin] -> Gemm w2 (3,8)^T + b2 */
-enum { PLAIN, DROPOUT, SIN };
+ * Sin] -> Gemm w2 (3,8)^T + b2 [-> LogSoftmax] */
+enum { PLAIN, DROPOUT, SIN, LOG_SOFTMAX };
 static kiln_graph *mlp(int variant) {
     unsigned seed = 7;
     kiln_graph *g = new_graph(NULL);
@@ -66,13 +66,15 @@ static kiln_graph *mlp(int variant) {
     node(g, "MatMul", "h", "x", "w1", NULL);
     node(g, "Add", "hb", "h", "b1", NULL);
     node(g, "BatchNormalization", "bn", "hb", "gamma", "beta", "mean", "var", NULL);
-    node(g, "Relu", variant != PLAIN ? "r0" : "r", "bn", NULL);
+    node(g, "Relu", variant == DROPOUT || variant == SIN ? "r0" : "r", "bn", NULL);
     if (variant == DROPOUT) {
         init(g, "ratio", vec(KILN_DTYPE_F32, 1, (double[]){0.25}));
         node(g, "Dropout", "r", "r0", "ratio", NULL);
     }
     if (variant == SIN) node(g, "Sin", "r", "r0", NULL);
-    int_attr(node(g, "Gemm", "logits", "r", "w2", "b2", NULL), "transB", 1);
+    int_attr(node(g, "Gemm", variant == LOG_SOFTMAX ? "z" : "logits", "r", "w2", "b2", NULL),
+             "transB", 1);
+    if (variant == LOG_SOFTMAX) int_attr(node(g, "LogSoftmax", "logits", "z", NULL), "axis", 1);
     add_output(g, "logits");
     assert_int_equal(kiln__graph_finalize(g), KILN_OK);
     return g;
@@ -491,6 +493,91 @@ static void test_loss_scaling(void **state) {
     kiln_graph_free(g);
 }
 
+/* The model's output on x (through its export: what evaluate computes). */
+static kiln_tensor *outputs(const kiln_trainer *t, const kiln_tensor *x) {
+    kiln_graph *e;
+    kiln_session *s;
+    const kiln_tensor *o;
+    kiln_tensor *copy;
+    const char *name = "x";
+    assert_int_equal(kiln_trainer_export(t, &e), KILN_OK);
+    assert_int_equal(kiln_session_create(e, &(kiln_session_options){.threads = 1}, &s), KILN_OK);
+    assert_int_equal(kiln_session_run(s, 1, &name, &x), KILN_OK);
+    assert_int_equal(kiln_session_output(s, 0, &o), KILN_OK);
+    assert_int_equal(kiln_tensor_copy(o, KILN_DTYPE_F32, &copy), KILN_OK);
+    kiln_session_free(s);
+    kiln_graph_free(e);
+    return copy;
+}
+
+/* Loss `kind` of outputs z (N,C) by its definition (losses.h), in double. */
+static double loss_by_hand(kiln_loss kind, double smoothing, const kiln_tensor *z,
+                           const kiln_tensor *labels) {
+    const float *v = kiln_tensor_data(z);
+    const int64_t *l = kiln_tensor_data(labels);
+    double sum = 0;
+    for (int i = 0; i < N; i++) {
+        const float *r = v + i * C;
+        double m = r[0], se = 0, lp_sum = 0;
+        for (int k = 1; k < C; k++) m = fmax(m, r[k]);
+        for (int k = 0; k < C; k++) se += exp(r[k] - m);
+        for (int k = 0; k < C; k++) {
+            double lp = r[k] - m - log(se), t = k == l[i];
+            lp_sum += lp;
+            if (kind == KILN_LOSS_MSE) sum += (r[k] - t) * (r[k] - t) / C;
+            if (kind == KILN_LOSS_BCE_WITH_LOGITS) sum += (log1p(exp(-fabs(r[k]))) + fmax(r[k], 0) - r[k] * t) / C;
+            if (kind == KILN_LOSS_CROSS_ENTROPY && k == l[i]) sum += -(1 - smoothing) * lp;
+            if (kind == KILN_LOSS_NLL && k == l[i]) sum += -r[k];
+        }
+        if (kind == KILN_LOSS_CROSS_ENTROPY) sum += -smoothing * lp_sum / C;
+    }
+    return sum / N;
+}
+
+/* Every loss: the trainer's loss of the untrained model is the definition's,
+ * and training with it learns the clusters. */
+static void test_losses(void **state) {
+    (void)state;
+    kiln_tensor *x, *labels;
+    data(&x, &labels);
+    const struct { kiln_loss kind; double smoothing; } cases[] = {
+        {KILN_LOSS_CROSS_ENTROPY, 0}, {KILN_LOSS_CROSS_ENTROPY, 0.2}, {KILN_LOSS_NLL, 0},
+        {KILN_LOSS_MSE, 0}, {KILN_LOSS_BCE_WITH_LOGITS, 0}};
+    for (int c = 0; c < 5; c++) {
+        kiln_graph *g = mlp(cases[c].kind == KILN_LOSS_NLL ? LOG_SOFTMAX : PLAIN);
+        kiln_train_options o = {.optimizer = KILN_OPTIMIZER_ADAM, .threads = 2, .loss = cases[c].kind,
+                                .label_smoothing = cases[c].smoothing};
+        kiln_trainer *t;
+        if (kiln_trainer_create(g, &o, &t) != KILN_OK) fail_msg("%s", kiln_last_error());
+        double eval, loss = 0, first = 0;
+        int64_t right = 0;
+        assert_int_equal(kiln_trainer_evaluate(t, x, labels, &eval, NULL), KILN_OK);
+        kiln_tensor *z = outputs(t, x);
+        double want = loss_by_hand(cases[c].kind, cases[c].smoothing, z, labels);
+        kiln_tensor_free(z);
+        if (fabs(eval - want) > 1e-5 * (1 + want))
+            fail_msg("%s: loss %.7f, by definition %.7f", kiln_loss_name(cases[c].kind), eval, want);
+        for (int step = 0; step < 30; step++) {
+            assert_int_equal(kiln_trainer_step(t, x, labels, 0.02, &loss, &right), KILN_OK);
+            if (step == 0) first = loss;
+        }
+        printf("  %s%s: loss %.4f -> %.4f, %lld/%d right\n", kiln_loss_name(cases[c].kind),
+               cases[c].smoothing > 0 ? " (label smoothing 0.2)" : "", first, loss, (long long)right, N);
+        assert_true(loss < 0.7 * first);
+        assert_true(right >= N - 2);
+        kiln_trainer_free(t);
+        kiln_graph_free(g);
+    }
+    kiln_graph *g = mlp(PLAIN);
+    kiln_trainer *t;
+    kiln_train_options o = {.loss = KILN_LOSS_MSE, .label_smoothing = 0.1};
+    assert_int_equal(kiln_trainer_create(g, &o, &t), KILN_E_INVAL);
+    assert_non_null(strstr(kiln_last_error(), "label smoothing applies to the cross-entropy loss"));
+    kiln_graph_free(g);
+    kiln_tensor_free(x);
+    kiln_tensor_free(labels);
+}
+
 static void test_bad_input(void **state) {
     (void)state;
     kiln_graph *g = mlp(PLAIN);
@@ -561,6 +648,7 @@ int main(void) {
         cmocka_unit_test(test_mixed_precision_learns),
         cmocka_unit_test(test_loss_scaling),
         cmocka_unit_test(test_clip_norm),
+        cmocka_unit_test(test_losses),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_idx),
     };

@@ -11,7 +11,8 @@
 
 static const char *help =
     "usage: kiln train MODEL.onnx --train-images F --train-labels F\n"
-    "                  [--test-images F --test-labels F] [--loss cross-entropy]\n"
+    "                  [--test-images F --test-labels F]\n"
+    "                  [--loss cross-entropy|nll|mse|bce-with-logits] [--label-smoothing X]\n"
     "                  [--optimizer sgd|adam|adamw] [--lr X] [--momentum X] [--nesterov]\n"
     "                  [--weight-decay X] [--schedule constant|step|cosine] [--warmup N]\n"
     "                  [--step-size N] [--gamma X] [--min-lr X] [--clip-norm X]\n"
@@ -30,7 +31,7 @@ static const char *help =
     "The model's float32 initializers are the parameters; its first input takes\n"
     "the images as float32 scaled to [0,1], (N,1,H,W) for a rank-4 input or\n"
     "(N,H*W) for a rank-2 one; its first output is the logits (N,C). The loss is\n"
-    "the mean softmax cross-entropy; BatchNormalization trains on batch\n"
+    "the batch mean of --loss; BatchNormalization trains on batch\n"
     "statistics and Dropout draws a new mask every step. Each epoch visits the\n"
     "training set in a seeded random order; a progress line (epoch, step, loss,\n"
     "accuracy, samples/s, ETA) shows on a terminal, and a summary line per epoch\n"
@@ -40,7 +41,10 @@ static const char *help =
     "  --train-labels F   IDX labels (N) u8\n"
     "  --test-images F    test images, evaluated after every epoch\n"
     "  --test-labels F    test labels\n"
-    "  --loss L           cross-entropy (the only one so far)\n"
+    "  --loss L           cross-entropy (softmax; default), nll (the output is\n"
+    "                     log-probabilities), mse or bce-with-logits (against\n"
+    "                     one-hot targets)\n"
+    "  --label-smoothing X  cross-entropy's target: (1 - X) one-hot + X / C\n"
     "  --optimizer O      sgd (default), adam or adamw\n"
     "  --lr X             learning rate (default 0.01 for sgd, 0.001 otherwise)\n"
     "  --momentum X       SGD momentum (default 0.9)\n"
@@ -285,10 +289,13 @@ int kiln_cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "--resume")) {
             resume = v;
         } else if (!strcmp(a, "--loss")) {
-            if (strcmp(v, "cross-entropy") != 0) {
-                fprintf(stderr, "kiln train: error: --loss '%s': only cross-entropy so far\n", v);
+            kiln_status s = kiln_loss_parse(v, &opt.loss);
+            if (s != KILN_OK) {
+                kiln_cli_fail("train", s);
                 return 2;
             }
+        } else if (!strcmp(a, "--label-smoothing")) {
+            bad = num_arg(a, v, 0, &opt.label_smoothing);
         } else if (!strcmp(a, "--precision")) {
             kiln_status s = kiln_train_precision_parse(v, &opt.precision);
             if (s != KILN_OK) {

@@ -17,6 +17,11 @@
  *   dScores[n,:,d] = g * weight[t] * (exp(log_prob[n,:,d]) - onehot(t))
  * where g is dL (sum), dL / (sum of the non-ignored positions' weights) (mean)
  * or dL[n,d] (none); ignored positions get 0. Attributes as the loss's.
+ *
+ *   kiln.NegativeLogLikelihoodLossGrad(dL, input, target[, weight]) -> dInput
+ *
+ * the same for NegativeLogLikelihoodLoss, whose input is already
+ * log-probabilities: dInput[n,:,d] = -g * weight[t] * onehot(t).
  * All in double.
  */
 #include <math.h>
@@ -100,23 +105,24 @@ static int loss_reduction(const kiln__kctx *c) {
     return 0;
 }
 
-kiln_status kiln__infer_SoftmaxCrossEntropyLossGrad(kiln__kctx *c) {
+/* Both losses' gradients: in[1] (named what) is (N,C,D1..Dk), in[2] the labels. */
+static kiln_status loss_grad_infer(kiln__kctx *c, const char *what) {
     const kiln_tensor *dl = c->in[0], *lp = c->in[1], *t = c->in[2], *w = kiln__in(c, 3);
     char b1[96], b2[96];
     int red = loss_reduction(c);
     if (!red) return KILN_E_INVAL;
-    KILN__TRY(kiln__check_dtype(lp, "log_prob", KILN__FLOAT_DTYPES));
+    KILN__TRY(kiln__check_dtype(lp, what, KILN__FLOAT_DTYPES));
     KILN__TRY(kiln__check_dtype(t, "labels", KILN_DTYPE_I32, KILN_DTYPE_I64, 0));
     int ok = lp->ndim >= 2 && t->ndim == lp->ndim - 1 && t->dims[0] == lp->dims[0];
     for (int i = 1; ok && i < t->ndim; i++) ok = t->dims[i] == lp->dims[i + 1];
     if (!ok)
-        return kiln__err(KILN_E_SHAPE, "log_prob %s and labels %s do not match (expected (N,C,D1..Dk) "
-                         "and (N,D1..Dk))",
+        return kiln__err(KILN_E_SHAPE, "%s %s and labels %s do not match (expected (N,C,D1..Dk) "
+                         "and (N,D1..Dk))", what,
                          kiln__shape_str(lp->ndim, lp->dims, b1, sizeof b1),
                          kiln__shape_str(t->ndim, t->dims, b2, sizeof b2));
     if (dl->dtype != lp->dtype)
-        return kiln__err(KILN_E_TYPE, "input 'dL' is %s, expected %s like log_prob",
-                         kiln_dtype_name(dl->dtype), kiln_dtype_name(lp->dtype));
+        return kiln__err(KILN_E_TYPE, "input 'dL' is %s, expected %s like %s",
+                         kiln_dtype_name(dl->dtype), kiln_dtype_name(lp->dtype), what);
     if (red == 1)
         KILN__TRY(kiln__check_shape(dl, "dL", t->ndim, t->dims));
     else if (kiln__n(dl) != 1)
@@ -130,7 +136,15 @@ kiln_status kiln__infer_SoftmaxCrossEntropyLossGrad(kiln__kctx *c) {
 }
 
 // dL: () or (N,D), log_prob: (N,C,D), labels: (N,D), weight: (C); dScores: (N,C,D)
-kiln_status kiln__ref_SoftmaxCrossEntropyLossGrad(kiln__kctx *c) {
+kiln_status kiln__infer_SoftmaxCrossEntropyLossGrad(kiln__kctx *c) {
+    return loss_grad_infer(c, "log_prob");
+}
+kiln_status kiln__infer_NegativeLogLikelihoodLossGrad(kiln__kctx *c) {
+    return loss_grad_infer(c, "input");
+}
+
+/* softmax: SoftmaxCrossEntropyLoss's gradient (p - onehot), else NLL's (-onehot). */
+static kiln_status loss_grad_run(kiln__kctx *c, int softmax) {
     const kiln_tensor *dl = c->in[0], *lp = c->in[1], *t = c->in[2], *w = kiln__in(c, 3);
     kiln_tensor *dx = c->out[0];
     int red = loss_reduction(c);
@@ -158,9 +172,12 @@ kiln_status kiln__ref_SoftmaxCrossEntropyLossGrad(kiln__kctx *c) {
                 if (w) g *= kiln__elem_ld_f(w->dtype, w->data, cls);
             }
             for (int64_t k = 0; k < C; k++) {
-                double p = exp(kiln__elem_ld_f(dt, lp->data, base + k * D));
+                double p = softmax ? exp(kiln__elem_ld_f(dt, lp->data, base + k * D)) : 0;
                 kiln__elem_st_f(dt, dx->data, base + k * D, g == 0 ? 0 : g * (p - (k == cls)));
             }
         }
     return KILN_OK;
 }
+
+kiln_status kiln__ref_SoftmaxCrossEntropyLossGrad(kiln__kctx *c) { return loss_grad_run(c, 1); }
+kiln_status kiln__ref_NegativeLogLikelihoodLossGrad(kiln__kctx *c) { return loss_grad_run(c, 0); }
