@@ -28,6 +28,12 @@ extern "C" {
  * Errors name the file and what is wrong (bad magic, truncated data). */
 kiln_status kiln_idx_load(const char *path, kiln_tensor **out);
 
+/* Reads a CSV file of numbers into an f32 tensor (rows, columns): fields
+ * separated by commas, the same number on every line; blank lines and a first
+ * line that is not numbers (a header) are skipped. Errors name the file, the
+ * line and the field. */
+kiln_status kiln_csv_load(const char *path, kiln_tensor **out);
+
 /* ---- trainer ----------------------------------------------------------------- */
 
 typedef struct kiln_trainer kiln_trainer;

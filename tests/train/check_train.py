@@ -16,8 +16,10 @@ with --precision bf16 and fp16, mixed precision), then checks:
     same test images reaches the same accuracy (to one image in 500: logits
     that tie to float rounding may break either way);
   - two epochs in one run, and one epoch then --resume from its checkpoint
-    for the second, give the same model bit for bit; the checkpoint
+    for the second, give the same model bit for bit (data from .npy files,
+    with random-crop and flip augmentation); the checkpoint
     (safetensors, parsed here by hand) holds the exported parameters;
+  - --train-csv / --test-csv tables train an MLP on separable clusters;
   - bad input gets a one-line error: a missing file, a model with an op that
     has no gradient rule (naming the node).
 
@@ -202,10 +204,14 @@ def read_safetensors(path):
 
 def check_resume(args, tmp, x, y):
     """Two epochs straight, and one epoch + --resume for the second, give the
-    same model bit for bit; the checkpoint holds the exported parameters."""
+    same model bit for bit, with the data in .npy files and augmented (random
+    crops and flips, drawn per epoch); the checkpoint holds the exported
+    parameters."""
     path = os.path.join(tmp, "cnn.onnx")
-    common = [args.kiln, "train", path, "--train-images", f"{DATA}/train-images-idx3-ubyte.gz",
-              "--train-labels", f"{DATA}/train-labels-idx1-ubyte.gz", "--limit", "800",
+    np.save(os.path.join(tmp, "img.npy"), idx(f"{DATA}/train-images-idx3-ubyte.gz")[:800])
+    np.save(os.path.join(tmp, "lab.npy"), idx(f"{DATA}/train-labels-idx1-ubyte.gz")[:800].astype(np.int64))
+    common = [args.kiln, "train", path, "--train-images", os.path.join(tmp, "img.npy"),
+              "--train-labels", os.path.join(tmp, "lab.npy"), "--random-crop", "2", "--hflip",
               "--batch", "32", "--seed", "3", "--optimizer", "adam", "-t", str(args.threads)]
     a, b1, b2 = (os.path.join(tmp, d) for d in ("ra", "rb1", "rb2"))
     run(common + ["--epochs", "2", "--out", a])
@@ -227,6 +233,31 @@ def check_resume(args, tmp, x, y):
     if "kiln.optimizer_state" not in ckpt:
         return "no optimizer state in the checkpoint"
     return f"ok: resumed run identical ({len(ia)} initializers), checkpoint step {meta.get('kiln.step')}"
+
+
+def check_csv(args, tmp):
+    """--train-csv / --test-csv: three Gaussian clusters in 5-D written as CSV
+    tables with a header line; an MLP learns them."""
+    rng = np.random.default_rng(5)
+    centers = rng.normal(0, 2, (3, 5))
+    for name, n in (("train", 600), ("test", 300)):
+        lab = rng.integers(0, 3, n)
+        feat = centers[lab] + rng.normal(0, 0.7, (n, 5))
+        with open(os.path.join(tmp, f"{name}.csv"), "w") as f:
+            f.write("a,b,c,d,e,label\n")
+            for row, l in zip(feat, lab):
+                f.write(",".join(f"{v:.5f}" for v in row) + f",{l}\n")
+    w1 = rng.normal(0, 0.5, (5, 16)).astype(np.float32)
+    w2 = rng.normal(0, 0.5, (16, 10)).astype(np.float32)  # graph() declares 10 classes
+    model = graph([helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+                   helper.make_node("MatMul", ["r", "w2"], ["logits"])],
+                  [("w1", w1), ("w2", w2)], [5])
+    onnx.save(model, os.path.join(tmp, "csv_mlp.onnx"))
+    r = run([args.kiln, "train", os.path.join(tmp, "csv_mlp.onnx"), "--train-csv", os.path.join(tmp, "train.csv"),
+             "--test-csv", os.path.join(tmp, "test.csv"), "--optimizer", "adam", "--lr", "0.01",
+             "--epochs", "3", "--batch", "32", "--out", os.path.join(tmp, "csv_out")])
+    acc = float(r.stdout.strip().splitlines()[-1].split("=")[1])
+    return f"ok: test_accuracy {acc:.4f}" if acc > 0.9 else f"test accuracy {acc} on separable clusters"
 
 
 def main():
@@ -259,13 +290,15 @@ def main():
             results.append((name, res))
             print(f"{name:4s} {res}", flush=True)
 
-        print("resume:", flush=True)
-        try:
-            res = check_resume(args, tmp, x[:, None], y)
-        except Exception as e:  # noqa: BLE001
-            res = str(e)
-        results.append(("resume", res))
-        print(f"resume: {res}", flush=True)
+        for name, check in (("resume", lambda: check_resume(args, tmp, x[:, None], y)),
+                            ("csv", lambda: check_csv(args, tmp))):
+            print(f"{name}:", flush=True)
+            try:
+                res = check()
+            except Exception as e:  # noqa: BLE001
+                res = str(e)
+            results.append((name, res))
+            print(f"{name}: {res}", flush=True)
 
         # bad input: one-line errors naming what is wrong
         base = [args.kiln, "train", os.path.join(tmp, "mlp.onnx"), "--out", os.path.join(tmp, "bad")]

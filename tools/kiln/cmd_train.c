@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "train_data.h"
 
 static const char *help =
-    "usage: kiln train MODEL.onnx --train-images F --train-labels F\n"
-    "                  [--test-images F --test-labels F]\n"
+    "usage: kiln train MODEL.onnx (--train-images F --train-labels F | --train-csv F)\n"
+    "                  [--test-images F --test-labels F | --test-csv F]\n"
+    "                  [--random-crop P] [--hflip] [--normalize MEAN,STD]\n"
     "                  [--loss cross-entropy|nll|mse|bce-with-logits] [--label-smoothing X]\n"
     "                  [--optimizer sgd|adam|adamw] [--lr X] [--momentum X] [--nesterov]\n"
     "                  [--weight-decay X] [--schedule constant|step|cosine] [--warmup N]\n"
@@ -20,8 +22,8 @@ static const char *help =
     "                  [--precision fp32|bf16|fp16] [-t N] [--seed S] [--limit N]\n"
     "                  [--resume CKPT] --out DIR\n"
     "\n"
-    "Trains MODEL on IDX image data (the MNIST / Fashion-MNIST files, .gz read\n"
-    "directly) and writes the trained model, inference form, to DIR/model.onnx,\n"
+    "Trains MODEL on image data (IDX files as MNIST / Fashion-MNIST ship them,\n"
+    ".gz read directly, or .npy files) or on a CSV table, and writes the trained model, inference form, to DIR/model.onnx,\n"
     "and after every epoch a checkpoint, DIR/checkpoint.safetensors (parameters,\n"
     "running statistics, optimizer state, step, epoch and the data order's random\n"
     "state); --resume continues from one exactly as the run would have gone on.\n"
@@ -37,10 +39,20 @@ static const char *help =
     "accuracy, samples/s, ETA) shows on a terminal, and a summary line per epoch\n"
     "is printed. With test data the last line is test_accuracy=0.xxxx.\n"
     "\n"
-    "  --train-images F   IDX images (N,H,W) u8\n"
-    "  --train-labels F   IDX labels (N) u8\n"
+    "  --train-images F   images (N,H,W) or (N,C,H,W): IDX or .npy, u8 (scaled to\n"
+    "                     [0,1]) or float (taken as they are)\n"
+    "  --train-labels F   labels (N), integers: IDX or .npy\n"
+    "  --train-csv F      instead: a CSV table, one sample per row, the features\n"
+    "                     then the label (last column); a header line is skipped\n"
     "  --test-images F    test images, evaluated after every epoch\n"
     "  --test-labels F    test labels\n"
+    "  --test-csv F       test samples as a CSV table\n"
+    "  --random-crop P    augmentation: shift each training image by up to P pixels\n"
+    "                     each way, zeros coming in (a random crop of the image\n"
+    "                     padded by P), drawn anew every epoch from --seed\n"
+    "  --hflip            augmentation: mirror each training image with chance 1/2\n"
+    "  --normalize M,S    x = (x - M) / S on every input, training and test (the\n"
+    "                     written model then expects inputs normalized so)\n"
     "  --loss L           cross-entropy (softmax; default), nll (the output is\n"
     "                     log-probabilities), mse or bce-with-logits (against\n"
     "                     one-hot targets)\n"
@@ -76,83 +88,6 @@ static const char *help =
     "                     and data; --epochs counts the epochs in all\n"
     "  --out DIR          output directory (created if missing)\n";
 
-typedef struct dataset {
-    kiln_tensor *x;      /* (N, ...) f32 in the model's input layout */
-    kiln_tensor *labels; /* (N) int64 */
-    int64_t n, sample;   /* samples, floats per sample */
-} dataset;
-
-static void dataset_free(dataset *d) {
-    kiln_tensor_free(d->x);
-    kiln_tensor_free(d->labels);
-}
-
-/* Loads an IDX image/label pair as the model's input layout (rank in_rank). */
-static int load_set(const char *img_path, const char *lab_path, int in_rank, int64_t limit,
-                    int64_t n_classes, dataset *d) {
-    kiln_tensor *img = NULL, *lab = NULL;
-    kiln_status s;
-    memset(d, 0, sizeof *d);
-    if ((s = kiln_idx_load(img_path, &img)) != KILN_OK ||
-        (s = kiln_idx_load(lab_path, &lab)) != KILN_OK) {
-        kiln_tensor_free(img);
-        return kiln_cli_fail("train", s);
-    }
-    int rc = -1;
-    const int64_t *id = kiln_tensor_dims(img);
-    int ir = kiln_tensor_ndim(img);
-    if (kiln_tensor_dtype(img) != KILN_DTYPE_U8 || ir < 2 || kiln_tensor_dtype(lab) != KILN_DTYPE_U8 ||
-        kiln_tensor_ndim(lab) != 1 || kiln_tensor_dims(lab)[0] != id[0]) {
-        fprintf(stderr, "kiln train: error: %s and %s: expected u8 images (N,H,W) and u8 labels (N) "
-                "of the same N\n", img_path, lab_path);
-        goto done;
-    }
-    int64_t n = id[0] < limit ? id[0] : limit, sample = kiln_tensor_numel(img) / (id[0] ? id[0] : 1);
-    int64_t dims[8] = {n};
-    int nd;
-    if (in_rank == 2) {
-        dims[1] = sample;
-        nd = 2;
-    } else if (in_rank == ir + 1 && ir == 3) {
-        dims[1] = 1;
-        dims[2] = id[1];
-        dims[3] = id[2];
-        nd = 4;
-    } else if (in_rank == ir && ir <= 8) {
-        for (int k = 1; k < ir; k++) dims[k] = id[k];
-        nd = ir;
-    } else {
-        fprintf(stderr, "kiln train: error: %s has rank %d; the model's input has rank %d (expected "
-                "2, or 4 for (N,1,H,W) images)\n", img_path, ir, in_rank);
-        goto done;
-    }
-    if ((s = kiln_tensor_create(KILN_DTYPE_F32, nd, dims, &d->x)) != KILN_OK ||
-        (s = kiln_tensor_create(KILN_DTYPE_I64, 1, &n, &d->labels)) != KILN_OK) {
-        rc = kiln_cli_fail("train", s);
-        goto done;
-    }
-    const uint8_t *src = kiln_tensor_data(img), *ls = kiln_tensor_data(lab);
-    float *x = kiln_tensor_data(d->x);
-    int64_t *l = kiln_tensor_data(d->labels);
-    for (int64_t i = 0; i < n * sample; i++) x[i] = src[i] / 255.0f;
-    for (int64_t i = 0; i < n; i++) {
-        l[i] = ls[i];
-        if (n_classes > 0 && l[i] >= n_classes) {
-            fprintf(stderr, "kiln train: error: %s: label %lld at %lld, but the model has %lld "
-                    "classes\n", lab_path, (long long)l[i], (long long)i, (long long)n_classes);
-            goto done;
-        }
-    }
-    d->n = n;
-    d->sample = sample;
-    rc = 0;
-done:
-    kiln_tensor_free(img);
-    kiln_tensor_free(lab);
-    if (rc) dataset_free(d);
-    return rc;
-}
-
 static uint64_t splitmix64(uint64_t *s) {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -160,49 +95,30 @@ static uint64_t splitmix64(uint64_t *s) {
     return z ^ (z >> 31);
 }
 
-/* Copies samples order[lo..hi) of d into the batch tensors (made for hi - lo
- * samples; reshaped views are not needed: the batch owns its memory). */
-static int make_batch(const dataset *d, const int64_t *order, int64_t lo, int64_t hi,
-                      kiln_tensor **x, kiln_tensor **labels) {
-    int64_t dims[8];
-    int nd = kiln_tensor_ndim(d->x);
-    memcpy(dims, kiln_tensor_dims(d->x), (size_t)nd * sizeof *dims);
-    dims[0] = hi - lo;
-    kiln_status s;
-    if ((s = kiln_tensor_create(KILN_DTYPE_F32, nd, dims, x)) != KILN_OK ||
-        (s = kiln_tensor_create(KILN_DTYPE_I64, 1, dims, labels)) != KILN_OK)
-        return kiln_cli_fail("train", s);
-    const float *src = kiln_tensor_data(d->x);
-    const int64_t *ls = kiln_tensor_data(d->labels);
-    float *dst = kiln_tensor_data(*x);
-    int64_t *ld = kiln_tensor_data(*labels);
-    for (int64_t i = lo; i < hi; i++) {
-        int64_t k = order ? order[i] : i;
-        memcpy(dst + (i - lo) * d->sample, src + k * d->sample, (size_t)d->sample * sizeof(float));
-        ld[i - lo] = ls[k];
-    }
-    return 0;
-}
-
 /* Mean loss and accuracy of the trainer's inference form on d. */
-static int evaluate(kiln_trainer *t, const dataset *d, int64_t batch, double *loss, double *acc) {
-    double lsum = 0;
-    int64_t right = 0;
-    for (int64_t lo = 0; lo < d->n; lo += batch) {
-        int64_t hi = lo + batch < d->n ? lo + batch : d->n, c;
-        kiln_tensor *x, *l;
-        double bl;
-        if (make_batch(d, NULL, lo, hi, &x, &l)) return -1;
+static int evaluate(kiln_trainer *t, const train_set *d, int64_t batch, double *loss, double *acc) {
+    double lsum = 0, bl;
+    int64_t right = 0, c;
+    kiln_tensor *x, *l;
+    train_batches *b;
+    int rc = 0, r;
+    if (train_batches_start(d, NULL, batch, NULL, 0, &b)) return -1;
+    while (!rc && (r = train_batches_next(b, &x, &l)) != 1) {
+        if (r) {
+            rc = -1;
+            break;
+        }
         kiln_status s = kiln_trainer_evaluate(t, x, l, &bl, &c);
+        lsum += bl * (double)kiln_tensor_dims(x)[0];
+        right += c;
         kiln_tensor_free(x);
         kiln_tensor_free(l);
-        if (s != KILN_OK) return kiln_cli_fail("train", s);
-        lsum += bl * (double)(hi - lo);
-        right += c;
+        if (s != KILN_OK) rc = kiln_cli_fail("train", s);
     }
+    train_batches_stop(b);
     *loss = d->n ? lsum / (double)d->n : 0;
     *acc = d->n ? (double)right / (double)d->n : 0;
-    return 0;
+    return rc;
 }
 
 static void fmt_duration(double s, char *buf, size_t len) {
@@ -258,7 +174,11 @@ static int resume_from(kiln_trainer *t, const char *path, int64_t *epoch, uint64
 
 int kiln_cmd_train(int argc, char **argv) {
     const char *path = NULL, *train_img = NULL, *train_lab = NULL, *test_img = NULL,
-               *test_lab = NULL, *out_dir = NULL, *resume = NULL;
+               *test_lab = NULL, *out_dir = NULL, *resume = NULL, *train_csv = NULL,
+               *test_csv = NULL;
+    train_augment aug = {0};
+    double crop_d = 0, norm_mean = 0, norm_std = 1;
+    int normalize = 0;
     kiln_train_options opt = {0};
     double lr = -1, momentum = 0.9, wd = 0, batch_d = 64, epochs_d = 1, seed_d = 1, limit_d = -1;
     kiln_lr_schedule sched = {.kind = KILN_LR_CONSTANT, .gamma = 0.1};
@@ -273,6 +193,9 @@ int kiln_cmd_train(int argc, char **argv) {
         } else if (!strcmp(a, "--nesterov")) {
             opt.nesterov = 1;
             takes = 0;
+        } else if (!strcmp(a, "--hflip")) {
+            aug.hflip = 1;
+            takes = 0;
         } else if (!v && a[0] == '-' && a[1] == '-') {
             fprintf(stderr, "kiln train: error: %s needs a value\n", a);
             return 2;
@@ -284,6 +207,21 @@ int kiln_cmd_train(int argc, char **argv) {
             test_img = v;
         } else if (!strcmp(a, "--test-labels")) {
             test_lab = v;
+        } else if (!strcmp(a, "--train-csv")) {
+            train_csv = v;
+        } else if (!strcmp(a, "--test-csv")) {
+            test_csv = v;
+        } else if (!strcmp(a, "--random-crop")) {
+            bad = num_arg(a, v, 0, &crop_d);
+        } else if (!strcmp(a, "--normalize")) {
+            char *end;
+            norm_mean = strtod(v, &end);
+            norm_std = *end == ',' ? strtod(end + 1, &end) : 0;
+            normalize = 1;
+            if (*end || !(norm_std > 0) || !isfinite(norm_mean) || !isfinite(norm_std)) {
+                fprintf(stderr, "kiln train: error: --normalize '%s': expected MEAN,STD with STD > 0\n", v);
+                return 2;
+            }
         } else if (!strcmp(a, "--out")) {
             out_dir = v;
         } else if (!strcmp(a, "--resume")) {
@@ -347,11 +285,15 @@ int kiln_cmd_train(int argc, char **argv) {
         i += takes;
     }
     if (kiln_cli_need_model(help, path)) return 2;
-    if (!train_img || !train_lab || !out_dir || (!test_img != !test_lab)) {
-        fprintf(stderr, "kiln train: error: --train-images, --train-labels and --out are required "
-                "(and --test-images with --test-labels)\n%s", help);
+    if (!(train_img && train_lab) == !train_csv || !out_dir || (!test_img != !test_lab) ||
+        (test_img && test_csv) || (!train_img != !train_lab)) {
+        fprintf(stderr, "kiln train: error: --out and either --train-images with --train-labels or "
+                "--train-csv are required (and for test data, --test-images with --test-labels or "
+                "--test-csv)\n%s", help);
         return 2;
     }
+    aug.crop_pad = (int)crop_d;
+    aug.seed = (uint64_t)seed_d;
     if (lr < 0) lr = opt.optimizer == KILN_OPTIMIZER_SGD ? 0.01 : 0.001;
     if (sched.kind == KILN_LR_STEP && step_size_d < 0) {
         fprintf(stderr, "kiln train: error: --schedule step needs --step-size N\n");
@@ -371,7 +313,8 @@ int kiln_cmd_train(int argc, char **argv) {
     kiln_graph *g = NULL;
     kiln_trainer *t = NULL;
     kiln_events *ev = NULL;
-    dataset train = {0}, test = {0};
+    train_set train = {0}, test = {0};
+    train_batches *tb = NULL;
     int64_t *order = NULL;
     int rc = 1;
     kiln_status s = kiln_graph_load_onnx(path, &g);
@@ -383,8 +326,15 @@ int kiln_cmd_train(int argc, char **argv) {
         goto done;
     }
     int64_t classes = out.ndim == 2 ? out.dims[1] : -1;
-    if (load_set(train_img, train_lab, in.ndim, limit, classes, &train)) goto done;
-    if (test_img && load_set(test_img, test_lab, in.ndim, limit, classes, &test)) goto done;
+    if (train_csv ? train_set_load_csv(train_csv, in.ndim, limit, classes, &train)
+                  : train_set_load_images(train_img, train_lab, in.ndim, limit, classes, &train))
+        goto done;
+    if (test_csv && train_set_load_csv(test_csv, in.ndim, limit, classes, &test)) goto done;
+    if (test_img && train_set_load_images(test_img, test_lab, in.ndim, limit, classes, &test)) goto done;
+    if (normalize) {
+        train_set_normalize(&train, (float)norm_mean, (float)norm_std);
+        if (test.n) train_set_normalize(&test, (float)norm_mean, (float)norm_std);
+    }
     if ((s = kiln_trainer_create(g, &opt, &t)) != KILN_OK) {
         rc = kiln_cli_fail("train", s);
         goto done;
@@ -430,11 +380,13 @@ int kiln_cmd_train(int argc, char **argv) {
         }
         double lsum = 0, te = kiln_cli_now_ms(), step_lr = lr, last_test_loss = 0;
         int64_t right = 0, seen = 0;
+        if (train_batches_start(&train, order, batch, &aug, e, &tb)) goto done;
         for (int64_t st = 0; st < steps; st++) {
-            int64_t lo = st * batch, hi = lo + batch < train.n ? lo + batch : train.n, c;
+            int64_t c, nb;
             kiln_tensor *x, *l;
             double bl;
-            if (make_batch(&train, order, lo, hi, &x, &l)) goto done;
+            if (train_batches_next(tb, &x, &l)) goto done;
+            nb = kiln_tensor_dims(x)[0];
             step_lr = kiln_lr_at(&sched, e * steps + st);
             s = kiln_trainer_step(t, x, l, step_lr, &bl, &c);
             kiln_tensor_free(x);
@@ -460,9 +412,9 @@ int kiln_cmd_train(int argc, char **argv) {
                 goto done;
             }
             if (!isfinite(bl)) continue; /* fp16 overflowed: the trainer skipped the step */
-            lsum += bl * (double)(hi - lo);
+            lsum += bl * (double)nb;
             right += c;
-            seen += hi - lo;
+            seen += nb;
             if (tty) {
                 double rate = seen / ((kiln_cli_now_ms() - te) / 1000);
                 double left = ((double)(epochs - e) * train.n - seen) / (rate > 0 ? rate : 1);
@@ -473,6 +425,8 @@ int kiln_cmd_train(int argc, char **argv) {
                         (long long)steps, lsum / seen, (double)right / seen, rate, eta);
             }
         }
+        train_batches_stop(tb);
+        tb = NULL;
         if (tty) fprintf(stderr, "\r%*s\r", 100, "");
         if (!seen) {
             fprintf(stderr, "kiln train: error: the loss was not finite at any step of epoch %lld "
@@ -532,8 +486,9 @@ int kiln_cmd_train(int argc, char **argv) {
 done:
     if (kiln_events_close(ev) != KILN_OK && rc == 0) rc = kiln_cli_fail("train", KILN_E_IO);
     free(order);
-    dataset_free(&train);
-    dataset_free(&test);
+    train_batches_stop(tb);
+    train_set_free(&train);
+    train_set_free(&test);
     kiln_trainer_free(t);
     kiln_graph_free(g);
     return rc;
