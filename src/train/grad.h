@@ -61,6 +61,13 @@ static inline int kiln__gb_out(const kiln__grad_ctx *gc, int k) {
 }
 /* Known rank of value v, or -1. */
 static inline int kiln__gb_rank(kiln__grad_ctx *gc, int v) { return kiln__px_rank(gc->p, v); }
+/* Dim d of value v when known (a number, not a symbol), else -1. */
+static inline int64_t kiln__gb_dim(kiln__grad_ctx *gc, int v, int d) {
+    const kiln_tensor *t = kiln__px_const(gc->p, v);
+    if (t) return d < t->ndim ? t->dims[d] : -1;
+    const kiln__value *val = &gc->p->g->values[v];
+    return d < val->ndim ? val->dims[d].v : -1;
+}
 /* Fails the rule (status and message, naming the forward node). */
 kiln_status kiln__gb_fail(kiln__grad_ctx *gc, kiln_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -88,6 +95,8 @@ int kiln__gb_op2(kiln__grad_ctx *gc, const char *op, int a, int b);
 int kiln__gb_scalar(kiln__grad_ctx *gc, int like, double v);
 /* 1-D int64 constant. */
 int kiln__gb_ints(kiln__grad_ctx *gc, int n, const int64_t *v);
+/* Scalar (0-D) int64 constant. */
+int kiln__gb_int(kiln__grad_ctx *gc, int64_t v);
 /* Shape(v). */
 int kiln__gb_shape(kiln__grad_ctx *gc, int v);
 /* v (a gradient of the forward node's output 0, so of its shape) summed down
@@ -96,6 +105,13 @@ int kiln__gb_shape(kiln__grad_ctx *gc, int v);
 int kiln__gb_sum_to(kiln__grad_ctx *gc, int v, int like);
 /* v reshaped to the shape of `like` (Reshape(v, Shape(like))). */
 int kiln__gb_reshape_like(kiln__grad_ctx *gc, int v, int like);
+/* ReduceSum(v) over axes[0..n) (all axes when n is 0) in the form of the
+ * graph's ai.onnx opset (axes an input from opset 13, an attribute before). */
+int kiln__gb_reduce_sum(kiln__grad_ctx *gc, int v, int n, const int64_t *axes, int keepdims);
+/* Pad(v) with zeros by pads (2 * rank entries: the begins, then the ends;
+ * negative ones crop) in the form of the graph's ai.onnx opset (pads an input
+ * from opset 11, an attribute before). */
+int kiln__gb_pad(kiln__grad_ctx *gc, int v, int rank, const int64_t *pads);
 /* Copies every attribute of the forward node to node i. */
 void kiln__gb_copy_attrs(kiln__grad_ctx *gc, int i);
 /* Attribute setters on node i (failures go to gc->status). */

@@ -128,15 +128,20 @@ int kiln__gb_scalar(kiln__grad_ctx *gc, int like, double v) {
     return c < 0 ? failed(gc) : c;
 }
 
-int kiln__gb_ints(kiln__grad_ctx *gc, int n, const int64_t *v) {
+/* int64 constant of rank ndim (0 or 1) holding v[0..n). */
+static int int_const(kiln__grad_ctx *gc, int ndim, int n, const int64_t *v) {
     if (gc->status != KILN_OK) return -1;
     int64_t len = n;
     kiln_tensor *t;
-    if (kiln_tensor_create(KILN_DTYPE_I64, 1, &len, &t) != KILN_OK) return failed(gc);
+    if (kiln_tensor_create(KILN_DTYPE_I64, ndim, &len, &t) != KILN_OK) return failed(gc);
     if (n) memcpy(kiln_tensor_data(t), v, (size_t)n * sizeof *v);
     int c = kiln__px_add_init(gc->p, "grad_ints", t);
     return c < 0 ? failed(gc) : c;
 }
+
+int kiln__gb_ints(kiln__grad_ctx *gc, int n, const int64_t *v) { return int_const(gc, 1, n, v); }
+
+int kiln__gb_int(kiln__grad_ctx *gc, int64_t v) { return int_const(gc, 0, 1, &v); }
 
 int kiln__gb_shape(kiln__grad_ctx *gc, int v) { return kiln__gb_op1(gc, "Shape", v); }
 
@@ -153,6 +158,29 @@ int kiln__gb_sum_to(kiln__grad_ctx *gc, int v, int like) {
 
 int kiln__gb_reshape_like(kiln__grad_ctx *gc, int v, int like) {
     return kiln__gb_op2(gc, "Reshape", v, kiln__gb_shape(gc, like));
+}
+
+int kiln__gb_reduce_sum(kiln__grad_ctx *gc, int v, int n, const int64_t *axes, int keepdims) {
+    char base[256];
+    int node, in[2] = {v, -1}, axes_input = kiln__graph_opset(gc->p->g, "") >= 13;
+    if (v < 0) return missing_operand(gc);
+    if (axes_input && n > 0 && (in[1] = kiln__gb_ints(gc, n, axes)) < 0) return -1;
+    base_name(gc, base, sizeof base);
+    int out = kiln__gb_node(gc, "ReduceSum", "", in[1] >= 0 ? 2 : 1, in, base, &node);
+    if (!axes_input && n > 0) kiln__gb_attr_ints(gc, node, "axes", n, axes);
+    kiln__gb_attr_int(gc, node, "keepdims", keepdims);
+    return out;
+}
+
+int kiln__gb_pad(kiln__grad_ctx *gc, int v, int rank, const int64_t *pads) {
+    char base[256];
+    int node, in[2] = {v, -1}, pads_input = kiln__graph_opset(gc->p->g, "") >= 11;
+    if (v < 0) return missing_operand(gc);
+    if (pads_input && (in[1] = kiln__gb_ints(gc, 2 * rank, pads)) < 0) return -1;
+    base_name(gc, base, sizeof base);
+    int out = kiln__gb_node(gc, "Pad", "", pads_input ? 2 : 1, in, base, &node);
+    if (!pads_input) kiln__gb_attr_ints(gc, node, "pads", 2 * rank, pads);
+    return out;
 }
 
 static void attr_done(kiln__grad_ctx *gc, kiln_status s) {

@@ -1,7 +1,8 @@
 /* src/train/grad_nn.c: gradient rules of the network ops (grad.h): matrix
- * products, convolution, pooling, batch and layer normalization, dropout,
- * softmax and the cross-entropy loss. */
+ * products, convolution and its transpose, pooling, batch and layer
+ * normalization, dropout, softmax and the cross-entropy loss. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "train/grad.h"
 
@@ -97,6 +98,128 @@ kiln_status kiln__grad_Conv(kiln__grad_ctx *gc) {
                                want, "grad_conv", outs);
     kiln__gb_copy_attrs(gc, node);
     for (int i = 0; i < 3; i++) gc->dx[i] = outs[i];
+    return gc->status;
+}
+
+/* ConvTranspose(X, W) is the input gradient of the Conv with weight W from
+ * Y's shape to X's: input position i and tap j meet output position
+ * i*stride - pad0 + j*dil in both. The geometry of that Conv, from the forward
+ * node's attributes (and, for output_shape or auto_pad SAME_*, its sizes, as
+ * src/cpu/ref/conv_transpose.c computes the begin pads): the end pads make
+ * its output X's size; crop[i] ends of dY no tap reaches (an output made
+ * larger by output_shape) are cut off first, as a Conv pad cannot be
+ * negative. */
+typedef struct tconv {
+    int nsp, n_kernel;
+    int64_t group, stride[KILN_MAX_DIMS], dil[KILN_MAX_DIMS], kernel[KILN_MAX_DIMS];
+    int64_t pads[2 * KILN_MAX_DIMS], crop[KILN_MAX_DIMS];
+} tconv;
+
+/* Ints attribute `name` of the forward node, n values into v (def each when
+ * absent; output_shape may lead with N and C); 0, or -1 when it has another
+ * length (failed). */
+static int spatial_attr(kiln__grad_ctx *gc, const char *name, int n, int64_t def, int64_t *v) {
+    const int64_t *a;
+    int k = kiln__attr_ints(kiln__gb_fwd(gc), name, &a);
+    int skip = k == n + 2 && !strcmp(name, "output_shape") ? 2 : 0;
+    if (k >= 0 && k - skip != n) {
+        kiln__gb_fail(gc, KILN_E_INVAL, "attribute '%s' has %d values for %d", name, k, n);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) v[i] = k < 0 ? def : a[skip + i];
+    return 0;
+}
+
+static int tconv_read(kiln__grad_ctx *gc, tconv *t) {
+    const kiln__node *nd = kiln__gb_fwd(gc);
+    int x = IN(0), w = IN(1), rank = kiln__gb_rank(gc, x), n = rank - 2;
+    const char *auto_pad = kiln__attr_s(nd, "auto_pad", "NOTSET");
+    int same = !strcmp(auto_pad, "SAME_UPPER") || !strcmp(auto_pad, "SAME_LOWER");
+    int shaped = kiln__attr_find(nd, "output_shape") != NULL;
+    int64_t opad[KILN_MAX_DIMS], oshape[KILN_MAX_DIMS];
+    if (rank < 3) {
+        kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "X needs a known rank >= 3");
+        return -1;
+    }
+    t->nsp = n;
+    t->group = kiln__attr_i(nd, "group", 1);
+    t->n_kernel = kiln__attr_find(nd, "kernel_shape") ? n : 0;
+    if (spatial_attr(gc, "strides", n, 1, t->stride) ||
+        spatial_attr(gc, "dilations", n, 1, t->dil) ||
+        spatial_attr(gc, "pads", 2 * n, 0, t->pads) ||
+        spatial_attr(gc, "output_padding", n, 0, opad) ||
+        spatial_attr(gc, "output_shape", n, 0, oshape) ||
+        spatial_attr(gc, "kernel_shape", n, -1, t->kernel))
+        return -1;
+    for (int i = 0; i < n; i++) {
+        int64_t s = t->stride[i], end; /* end pad, maybe negative */
+        if (!strcmp(auto_pad, "VALID")) t->pads[i] = t->pads[n + i] = 0;
+        if (shaped || same) {
+            int64_t in = kiln__gb_dim(gc, x, 2 + i);
+            int64_t k = t->n_kernel ? t->kernel[i] : kiln__gb_dim(gc, w, 2 + i);
+            if (in < 0 || k < 0) {
+                kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "output_shape or auto_pad SAME_* with "
+                              "spatial sizes not known when autograd runs");
+                return -1;
+            }
+            int64_t out = shaped ? oshape[i] : in * s;
+            int64_t reach = s * (in - 1) + (k - 1) * t->dil[i] + 1, total = reach + opad[i] - out;
+            if (total <= 0) /* a larger output gets its extra at the end */
+                t->pads[i] = 0;
+            else if (!strcmp(auto_pad, "SAME_UPPER"))
+                t->pads[i] = total / 2;
+            else
+                t->pads[i] = total - total / 2;
+            end = reach - out - t->pads[i];
+        } else {
+            end = t->pads[n + i] - opad[i];
+        }
+        t->pads[n + i] = end > 0 ? end : 0;
+        t->crop[i] = end < 0 ? -end / s * s : 0;
+    }
+    return 0;
+}
+
+/* Sets the window of t on Conv / ConvGrad node i. */
+static void tconv_attrs(kiln__grad_ctx *gc, int i, const tconv *t) {
+    kiln__gb_attr_ints(gc, i, "strides", t->nsp, t->stride);
+    kiln__gb_attr_ints(gc, i, "dilations", t->nsp, t->dil);
+    kiln__gb_attr_ints(gc, i, "pads", 2 * t->nsp, t->pads);
+    kiln__gb_attr_int(gc, i, "group", t->group);
+    if (t->n_kernel) kiln__gb_attr_ints(gc, i, "kernel_shape", t->n_kernel, t->kernel);
+}
+
+// Y = ConvTranspose(X, W[, B]), the input gradient of Conv(., W) (see tconv):
+//   dX = Conv(dY, W), dW = kiln.ConvGrad(X, dY, W).dW (the Conv's output gradient
+//   is X, its input dY), dB = dY summed over all axes but 1
+kiln_status kiln__grad_ConvTranspose(kiln__grad_ctx *gc) {
+    int x = IN(0), w = IN(1), dy = gc->dy[0], rank = kiln__gb_rank(gc, x), node;
+    tconv t;
+    if (IN(2) >= 0 && NEED(2)) {
+        int64_t axes[KILN_MAX_DIMS] = {0};
+        if (rank < 3) return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "X needs a known rank >= 3");
+        for (int i = 1; i < rank - 1; i++) axes[i] = i + 1;
+        gc->dx[2] = kiln__gb_reduce_sum(gc, dy, rank - 1, axes, 0);
+    }
+    if ((!NEED(0) && !NEED(1)) || tconv_read(gc, &t) < 0) return gc->status;
+    int64_t pads[2 * KILN_MAX_DIMS] = {0};
+    int cropped = 0;
+    for (int i = 0; i < t.nsp; i++) {
+        pads[rank + 2 + i] = -t.crop[i];
+        cropped |= t.crop[i] != 0;
+    }
+    if (cropped) dy = kiln__gb_pad(gc, dy, rank, pads);
+    if (NEED(0)) {
+        gc->dx[0] = kiln__gb_node(gc, "Conv", "", 2, (int[]){dy, w}, "grad_conv_transpose", &node);
+        tconv_attrs(gc, node, &t);
+    }
+    if (NEED(1)) {
+        int outs[3];
+        node = kiln__gb_node_n(gc, "ConvGrad", "kiln", 3, (int[]){x, dy, w}, 3,
+                               (const unsigned char[]){0, 1, 0}, "grad_conv_transpose", outs);
+        tconv_attrs(gc, node, &t);
+        gc->dx[1] = outs[1];
+    }
     return gc->status;
 }
 

@@ -83,6 +83,36 @@ static double project(const kiln_graph *g, kiln_tensor **in, const kiln_tensor *
     return s;
 }
 
+/* The backward graph of g (finalized): a copy with an input dy of y's shape
+ * (ndim, dims) after g's inputs and, as outputs, the gradients of g's inputs. */
+static kiln_graph *backward(const kiln_graph *g, int ndim, const int64_t *dims) {
+    int n = g->n_inputs;
+    kiln_graph *b = kiln__graph_clone(g);
+    assert_non_null(b);
+    int dy = kiln__graph_add_value(b, "dy");
+    b->values[dy].kind = KILN__VAL_INPUT;
+    b->values[dy].dtype = DT;
+    b->values[dy].ndim = ndim;
+    b->values[dy].has_type = 1;
+    for (int d = 0; d < ndim; d++) b->values[dy].dims[d].v = dims[d];
+    b->inputs = realloc(b->inputs, (size_t)(b->n_inputs + 1) * sizeof *b->inputs);
+    b->inputs[b->n_inputs++] = dy;
+    assert_int_equal(kiln__graph_finalize(b), KILN_OK);
+    int wrt[MAX_IN], grads[MAX_IN];
+    for (int i = 0; i < n; i++) wrt[i] = b->inputs[i];
+    if (kiln__autograd(b, b->outputs[0], dy, n, wrt, grads) != KILN_OK)
+        fail_msg("%s", kiln_last_error());
+    b->n_outputs = 0;
+    for (int i = 0; i < n; i++) {
+        assert_true(grads[i] >= 0);
+        b->outputs = realloc(b->outputs, (size_t)(b->n_outputs + 1) * sizeof *b->outputs);
+        b->outputs[b->n_outputs++] = grads[i];
+        b->values[grads[i]].is_output = 1;
+    }
+    assert_int_equal(kiln__graph_finalize(b), KILN_OK);
+    return b;
+}
+
 /* The check described at the top, for g (output 0 is y; every graph input is
  * differentiated), inputs drawn from ranges. */
 static void grad_check(kiln_graph *g, const range *ranges, int n_ranges) {
@@ -102,31 +132,7 @@ static void grad_check(kiln_graph *g, const range *ranges, int n_ranges) {
     }
     run(g, in, 1, &y);
     r = ah_random(DT, y->ndim, y->dims, &seed, -1, 1);
-
-    /* the backward graph: a copy of g with input dy and the gradients as outputs */
-    kiln_graph *b = kiln__graph_clone(g);
-    assert_non_null(b);
-    int dy = kiln__graph_add_value(b, "dy");
-    b->values[dy].kind = KILN__VAL_INPUT;
-    b->values[dy].dtype = DT;
-    b->values[dy].ndim = y->ndim;
-    b->values[dy].has_type = 1;
-    for (int d = 0; d < y->ndim; d++) b->values[dy].dims[d].v = y->dims[d];
-    b->inputs = realloc(b->inputs, (size_t)(b->n_inputs + 1) * sizeof *b->inputs);
-    b->inputs[b->n_inputs++] = dy;
-    assert_int_equal(kiln__graph_finalize(b), KILN_OK);
-    int wrt[MAX_IN], grads[MAX_IN];
-    for (int i = 0; i < n; i++) wrt[i] = b->inputs[i];
-    if (kiln__autograd(b, b->outputs[0], dy, n, wrt, grads) != KILN_OK)
-        fail_msg("%s", kiln_last_error());
-    b->n_outputs = 0;
-    for (int i = 0; i < n; i++) {
-        assert_true(grads[i] >= 0);
-        b->outputs = realloc(b->outputs, (size_t)(b->n_outputs + 1) * sizeof *b->outputs);
-        b->outputs[b->n_outputs++] = grads[i];
-        b->values[grads[i]].is_output = 1;
-    }
-    assert_int_equal(kiln__graph_finalize(b), KILN_OK);
+    kiln_graph *b = backward(g, y->ndim, y->dims);
     kiln_tensor *got[MAX_IN];
     in[n] = r;
     run(b, in, n, got);
@@ -524,6 +530,298 @@ static void test_no_rule(void **state) {
     grad_check(g, NULL, 0);
 }
 
+/* ---- Slice, Split, Pad ---------------------------------------------------------------- */
+
+/* y = Slice(x), x: (3, 7, 5), with n starts/ends and optional axes/steps:
+ * attributes before opset 10, constant inputs from 10 (starts computed when
+ * the graph runs with at_run_time). */
+static void check_slice(int opset, int n, const int64_t *starts, const int64_t *ends,
+                        const int64_t *axes, const int64_t *steps, int at_run_time) {
+    kiln_graph *g = graph(opset);
+    input(g, "x", 3, (int64_t[]){3, 7, 5});
+    printf(" opset %d, %s%s\n", opset, steps ? "steps" : "step 1",
+           at_run_time ? ", starts at run time" : "");
+    if (opset < 10) {
+        kiln__node *s = node(g, "Slice", "y", "x", NULL);
+        ints_attr(s, "starts", n, starts);
+        ints_attr(s, "ends", n, ends);
+        if (axes) ints_attr(s, "axes", n, axes);
+    } else {
+        ints_init(g, "starts", n, starts);
+        ints_init(g, "ends", n, ends);
+        if (axes) ints_init(g, "axes", n, axes);
+        if (steps) ints_init(g, "steps", n, steps);
+        if (at_run_time) node(g, "Identity", "starts_rt", "starts", NULL);
+        node(g, "Slice", "y", "x", at_run_time ? "starts_rt" : "starts", "ends",
+             axes ? "axes" : steps ? "" : NULL, steps ? "steps" : NULL, NULL);
+    }
+    add_output(g, "y");
+    grad_check(g, NULL, 0);
+}
+
+static void test_slice(void **state) {
+    (void)state;
+    /* steps 1, ends clamped: dY padded back */
+    check_slice(17, 2, (int64_t[]){1, -4}, (int64_t[]){1000, -1}, (int64_t[]){0, -1}, NULL, 0);
+    check_slice(13, 2, (int64_t[]){1, 2}, (int64_t[]){3, 6}, NULL, NULL, 0);
+    check_slice(17, 1, (int64_t[]){-100}, (int64_t[]){INT64_MAX}, (int64_t[]){1},
+                (int64_t[]){1}, 0);
+    /* steps 2 and -1 (clamped start and end), then -2 with starts at run time */
+    check_slice(17, 2, (int64_t[]){0, 100}, (int64_t[]){7, -1000}, (int64_t[]){1, 2},
+                (int64_t[]){2, -1}, 0);
+    check_slice(17, 2, (int64_t[]){5, 1}, (int64_t[]){0, 3}, (int64_t[]){1, 0},
+                (int64_t[]){-2, 1}, 1);
+    /* attributes (opset 9), and negative steps in opset 10 */
+    check_slice(9, 2, (int64_t[]){0, 2}, (int64_t[]){2, -2}, (int64_t[]){2, 1}, NULL, 0);
+    check_slice(10, 1, (int64_t[]){-1}, (int64_t[]){-1000}, (int64_t[]){1}, (int64_t[]){-1}, 0);
+}
+
+/* x: (2, 7, 3) split along axis into a, b, c (sizes as input from opset 13,
+ * an attribute before, or num_outputs from 18, else equal parts); y =
+ * concat(c, a): b has no gradient. */
+static void check_split(int opset, const int64_t *sizes, int64_t axis, int num_outputs) {
+    kiln_graph *g = graph(opset);
+    input(g, "x", 3, (int64_t[]){2, 7, 3});
+    int as_input = sizes && opset >= 13;
+    if (as_input) ints_init(g, "sizes", 3, sizes);
+    int k = kiln__graph_add_node(g, "sp", "Split", "", as_input ? 2 : 1, 3);
+    kiln__node *n = &g->nodes[k];
+    n->in[0] = kiln__graph_value(g, "x");
+    if (as_input) n->in[1] = kiln__graph_value(g, "sizes");
+    n->out[0] = kiln__graph_value(g, "a");
+    n->out[1] = kiln__graph_value(g, "b");
+    n->out[2] = kiln__graph_value(g, "c");
+    int_attr(n, "axis", axis);
+    if (sizes && !as_input) ints_attr(n, "split", 3, sizes);
+    if (num_outputs) int_attr(n, "num_outputs", 3);
+    int_attr(node(g, "Concat", "y", "c", "a", NULL), "axis", axis);
+    add_output(g, "y");
+    printf(" opset %d, axis %lld\n", opset, (long long)axis);
+    grad_check(g, NULL, 0);
+}
+
+static void test_split(void **state) {
+    (void)state;
+    check_split(17, (int64_t[]){2, 4, 1}, 1, 0);
+    check_split(11, (int64_t[]){3, 1, 3}, -2, 0);
+    check_split(18, NULL, 1, 1); /* 3, 3, 1 */
+}
+
+/* y = Pad(x), x: (3, 4, 5), with pads (2 per axis given, axes from opset 18),
+ * mode; pads as attribute before opset 11, else an input (computed when the
+ * graph runs with at_run_time); the constant value, from opset 11, a graph
+ * input v (differentiated too). */
+static void check_pad(int opset, const char *mode, int n, const int64_t *pads, const int64_t *axes,
+                      int at_run_time) {
+    kiln_graph *g = graph(opset);
+    input(g, "x", 3, (int64_t[]){3, 4, 5});
+    int value = !strcmp(mode, "constant") && opset >= 11;
+    if (value) input(g, "v", 0, NULL);
+    printf(" opset %d, mode %s%s%s\n", opset, mode, axes ? ", axes" : "",
+           at_run_time ? ", pads at run time" : "");
+    kiln__node *p;
+    if (opset < 11) {
+        p = node(g, "Pad", "y", "x", NULL);
+        ints_attr(p, "pads", n, pads);
+        float_attr(p, "value", 1.5f);
+    } else {
+        ints_init(g, "pads", n, pads);
+        if (axes) ints_init(g, "axes", n / 2, axes);
+        if (at_run_time) node(g, "Identity", "pads_rt", "pads", NULL);
+        p = node(g, "Pad", "y", "x", at_run_time ? "pads_rt" : "pads", value ? "v" : "",
+                 axes ? "axes" : NULL, NULL);
+    }
+    string_attr(p, "mode", mode);
+    add_output(g, "y");
+    grad_check(g, NULL, 0);
+}
+
+static void test_pad(void **state) {
+    (void)state;
+    const int64_t pads[6] = {1, 0, 2, 2, -1, 1}; /* begins, ends; one crops */
+    check_pad(17, "constant", 6, pads, NULL, 0);
+    check_pad(17, "constant", 6, pads, NULL, 1);
+    check_pad(18, "constant", 4, (int64_t[]){1, -1, 2, 0}, (int64_t[]){2, 0}, 0);
+    check_pad(10, "constant", 6, (int64_t[]){0, 1, 1, 0, 2, 0}, NULL, 0);
+    const int64_t copies[6] = {1, 2, 0, 2, 1, 3};
+    check_pad(17, "edge", 6, copies, NULL, 0);
+    check_pad(17, "reflect", 6, copies, NULL, 0);
+    check_pad(19, "wrap", 6, copies, NULL, 0);
+    check_pad(18, "reflect", 2, (int64_t[]){2, 1}, (int64_t[]){1}, 0);
+    check_pad(10, "edge", 6, copies, NULL, 0);
+}
+
+/* ---- reductions ----------------------------------------------------------------------- */
+
+/* y = op(x), x: (3, 4, 5), over n axes (all when 0), as an input from
+ * axes_opset on, an attribute before. */
+static void check_reduce(const char *op, int opset, int n, const int64_t *axes, int keepdims,
+                         int noop) {
+    int axes_opset = strcmp(op, "ReduceSum") == 0 ? 13 : 18;
+    kiln_graph *g = graph(opset);
+    input(g, "x", 3, (int64_t[]){3, 4, 5});
+    kiln__node *r;
+    if (n && opset >= axes_opset) {
+        ints_init(g, "axes", n, axes);
+        r = node(g, op, "y", "x", "axes", NULL);
+    } else {
+        r = node(g, op, "y", "x", NULL);
+        if (n) ints_attr(r, "axes", n, axes);
+    }
+    int_attr(r, "keepdims", keepdims);
+    if (noop) int_attr(r, "noop_with_empty_axes", 1);
+    add_output(g, "y");
+    printf(" %s opset %d, %d axes, keepdims %d%s\n", op, opset, n, keepdims,
+           noop ? ", noop_with_empty_axes" : "");
+    /* LogSum takes logs of sums: positive inputs */
+    grad_check(g, (range[]){{"x", 0.5, 2}}, strcmp(op, "ReduceLogSum") == 0);
+}
+
+static void test_reductions(void **state) {
+    (void)state;
+    static const char *const ops[] = {"ReduceMax",  "ReduceMin",    "ReduceSumSquare",
+                                      "ReduceL1",   "ReduceL2",     "ReduceLogSum",
+                                      "ReduceLogSumExp", "ReduceSum", "ReduceMean"};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        check_reduce(ops[i], 18, 2, (int64_t[]){0, -1}, 0, 0);
+        check_reduce(ops[i], 18, 0, NULL, 1, 0);
+        check_reduce(ops[i], 18, 0, NULL, 0, 0);
+        check_reduce(ops[i], 18, 0, NULL, 1, 1); /* the identity */
+        check_reduce(ops[i], 13, 1, (int64_t[]){1}, 1, 0);
+        check_reduce(ops[i], 11, 2, (int64_t[]){-2, 0}, 0, 0);
+    }
+}
+
+/* What finite differences cannot see, as ties and zero norms are not
+ * differentiable: ReduceMax and ReduceMin share dY evenly among the elements
+ * equal to the result (as torch's amax / amin do); ReduceL2's gradient is 0
+ * where the norm is 0 (as torch's norm). x: (2, 4) reduced over axis 1, dY =
+ * (1, 4). */
+static void test_reduce_ties(void **state) {
+    (void)state;
+    static const struct {
+        const char *op;
+        double x[8], want[8];
+    } cases[] = {
+        {"ReduceMax", {1, 3, 3, 1, 2, 2, 2, 2}, {0, 0.5, 0.5, 0, 1, 1, 1, 1}},
+        {"ReduceMin", {1, 3, 3, 1, 2, 2, 2, 2}, {0.5, 0, 0, 0.5, 1, 1, 1, 1}},
+        {"ReduceL2", {3, 0, 0, 4, 0, 0, 0, 0}, {0.6, 0, 0, 0.8, 0, 0, 0, 0}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        kiln_graph *g = graph(18);
+        input(g, "x", 2, (int64_t[]){2, 4});
+        ints_init(g, "axes", 1, (int64_t[]){1});
+        int_attr(node(g, cases[c].op, "y", "x", "axes", NULL), "keepdims", 0);
+        add_output(g, "y");
+        assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+        assert_int_equal(kiln_graph_infer_shapes(g), KILN_OK);
+        kiln_graph *b = backward(g, 1, (int64_t[]){2});
+        kiln_tensor *in[2], *dx;
+        int64_t dims[2] = {2, 4};
+        assert_int_equal(kiln_tensor_create(DT, 2, dims, &in[0]), KILN_OK);
+        memcpy(kiln_tensor_data(in[0]), cases[c].x, sizeof cases[c].x);
+        in[1] = vec(DT, 2, (double[]){1, 4});
+        run(b, in, 1, &dx);
+        const double *got = kiln_tensor_data(dx);
+        for (int i = 0; i < 8; i++)
+            if (!(fabs(got[i] - cases[c].want[i]) <= 1e-12)) /* NaN fails too */
+                fail_msg("%s: dX[%d] = %g, expected %g", cases[c].op, i, got[i], cases[c].want[i]);
+        kiln_tensor_free(dx);
+        kiln_tensor_free(in[0]);
+        kiln_tensor_free(in[1]);
+        kiln_graph_free(b);
+        kiln_graph_free(g);
+    }
+}
+
+/* ---- ConvTranspose --------------------------------------------------------------------- */
+
+/* y = ConvTranspose(x, w[, b]) of group groups; the caller sets the other
+ * attributes on the node returned (valid until the next node is added). */
+static kiln__node *conv_transpose(kiln_graph *g, int nd, const int64_t *x, const int64_t *w,
+                                  int group, int bias) {
+    input(g, "x", nd, x);
+    input(g, "w", nd, w);
+    if (bias) input(g, "b", 1, (int64_t[]){w[1] * group});
+    add_output(g, "y");
+    kiln__node *n = node(g, "ConvTranspose", "y", "x", "w", bias ? "b" : NULL, NULL);
+    if (group != 1) int_attr(n, "group", group);
+    return n;
+}
+
+static void test_conv_transpose(void **state) {
+    (void)state;
+    printf(" 2-D, group 2, strides, pads, output_padding, dilations, bias\n");
+    kiln_graph *g = graph(17);
+    kiln__node *n = conv_transpose(g, 4, (int64_t[]){2, 4, 3, 4}, (int64_t[]){4, 3, 3, 2}, 2, 1);
+    ints_attr(n, "strides", 2, (int64_t[]){2, 1});
+    ints_attr(n, "pads", 4, (int64_t[]){1, 0, 0, 1});
+    ints_attr(n, "output_padding", 2, (int64_t[]){1, 0});
+    ints_attr(n, "dilations", 2, (int64_t[]){1, 2});
+    grad_check(g, NULL, 0);
+
+    printf(" 1-D, stride 3, output_padding 2 past the end pad, dilation 2, bias\n");
+    g = graph(17);
+    n = conv_transpose(g, 3, (int64_t[]){1, 3, 4}, (int64_t[]){3, 2, 2}, 1, 1);
+    ints_attr(n, "strides", 1, (int64_t[]){3});
+    ints_attr(n, "pads", 2, (int64_t[]){1, 0});
+    ints_attr(n, "output_padding", 1, (int64_t[]){2});
+    ints_attr(n, "dilations", 1, (int64_t[]){2});
+    grad_check(g, NULL, 0);
+
+    printf(" 1-D, output_padding 2 with stride 1 and dilation 3: taps never reach the end\n");
+    g = graph(17);
+    n = conv_transpose(g, 3, (int64_t[]){1, 2, 5}, (int64_t[]){2, 2, 3}, 1, 0);
+    ints_attr(n, "dilations", 1, (int64_t[]){3});
+    ints_attr(n, "output_padding", 1, (int64_t[]){2});
+    grad_check(g, NULL, 0);
+
+    printf(" 1-D, output_shape larger than the taps reach\n");
+    g = graph(17);
+    n = conv_transpose(g, 3, (int64_t[]){1, 2, 4}, (int64_t[]){2, 3, 3}, 1, 1);
+    ints_attr(n, "strides", 1, (int64_t[]){2});
+    ints_attr(n, "output_shape", 1, (int64_t[]){12});
+    grad_check(g, NULL, 0);
+
+    static const char *const same[] = {"SAME_UPPER", "SAME_LOWER"};
+    for (int k = 0; k < 2; k++) {
+        printf(" 1-D, auto_pad %s, stride 3, group 2\n", same[k]);
+        g = graph(17);
+        n = conv_transpose(g, 3, (int64_t[]){2, 2, 4}, (int64_t[]){2, 1, 4}, 2, 0);
+        ints_attr(n, "strides", 1, (int64_t[]){3});
+        string_attr(n, "auto_pad", same[k]);
+        grad_check(g, NULL, 0);
+    }
+
+    printf(" 3-D, opset 11, strides, output_shape (leading N and C) larger on one axis\n");
+    g = graph(11);
+    n = conv_transpose(g, 5, (int64_t[]){1, 2, 2, 3, 2}, (int64_t[]){2, 2, 2, 1, 2}, 1, 0);
+    ints_attr(n, "strides", 3, (int64_t[]){2, 1, 2});
+    ints_attr(n, "output_shape", 5, (int64_t[]){1, 2, 5, 3, 4});
+    grad_check(g, NULL, 0);
+}
+
+/* What a rule cannot know when autograd runs fails naming it: ConvTranspose's
+ * SAME padding on a spatial size known only at run time. */
+static void test_unknown_sizes(void **state) {
+    (void)state;
+    kiln_graph *g = graph(17);
+    input(g, "x", 3, (int64_t[]){1, 2, -1});
+    g->values[g->inputs[0]].dims[2].sym = kiln__strdup("L");
+    input(g, "w", 3, (int64_t[]){2, 3, 3});
+    string_attr(node(g, "ConvTranspose", "y", "x", "w", NULL), "auto_pad", "SAME_UPPER");
+    add_output(g, "y");
+    assert_int_equal(kiln__graph_finalize(g), KILN_OK);
+    int dy = kiln__graph_add_value(g, "dy");
+    g->values[dy].kind = KILN__VAL_INPUT;
+    g->values[dy].dtype = DT;
+    int wrt[2] = {g->inputs[0], g->inputs[1]}, grads[2];
+    assert_int_equal(kiln__autograd(g, g->outputs[0], dy, 2, wrt, grads), KILN_E_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "'y' (ConvTranspose)"));
+    assert_non_null(strstr(kiln_last_error(), "auto_pad SAME_* with spatial sizes not known"));
+    kiln_graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_broadcast_math),
@@ -541,6 +839,13 @@ int main(void) {
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_small_cnn),
         cmocka_unit_test(test_no_rule),
+        cmocka_unit_test(test_slice),
+        cmocka_unit_test(test_split),
+        cmocka_unit_test(test_pad),
+        cmocka_unit_test(test_reductions),
+        cmocka_unit_test(test_reduce_ties),
+        cmocka_unit_test(test_conv_transpose),
+        cmocka_unit_test(test_unknown_sizes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
