@@ -1,5 +1,5 @@
 # kiln: the two commands of the README, and their parts.
-#   make demo   set up, build, run the main job (a real network from the ONNX suite)
+#   make demo   set up, build, run the main job (train a CNN on Fashion-MNIST, run it)
 #   make test   set up, build, run every test suite; non-zero exit on any failure
 JOBS ?= $(shell nproc)
 BUILD ?= build

@@ -1,49 +1,53 @@
 #!/usr/bin/env bash
-# The main job, for now: load a real network from the ONNX backend suite (the
-# light ResNet-50 shipped in the onnx wheel), run and time it with kiln, and
-# compare its output with the suite's reference output.
-#   scripts/demo.sh [KILN_BINARY] [MODEL.onnx]
+# The main job: train a small CNN on Fashion-MNIST (Debian's dataset-fashion-mnist)
+# with kiln train in bf16 mixed precision, then run the exported model with
+# kiln run and compare it with onnxruntime on the same test images.
+#   scripts/demo.sh [KILN_BINARY] [EPOCHS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KILN=${1:-build/kiln}
+EPOCHS=${2:-2}
 PY=.venv/bin/python
-DATA=$($PY -c 'import onnx,os;print(os.path.join(os.path.dirname(onnx.__file__),"backend","test","data","light"))')
-MODEL=${2:-$DATA/light_resnet50.onnx}
-REF=${MODEL%.onnx}_output_0.pb
+D=/usr/share/datasets/fashion-mnist
 OUT=out/demo
 mkdir -p "$OUT"
 
-echo "== kiln info $MODEL"
-"$KILN" info "$MODEL"
+echo "== the model: scripts/fashion_cnn.py (2 conv + BatchNorm + ReLU + max pool, dropout, linear)"
+$PY scripts/fashion_cnn.py "$OUT/fashion_cnn.onnx"
+"$KILN" info "$OUT/fashion_cnn.onnx" | head -4
 
-# The suite's rule for light models: the input is arange(n)/n, float32.
-NAME=$($PY - "$MODEL" "$OUT/input.npy" <<'PY'
-import sys, numpy as np, onnx
-m = onnx.load(sys.argv[1], load_external_data=False)
-inits = {i.name for i in m.graph.initializer}
-x = [i for i in m.graph.input if i.name not in inits][0]
-shape = [d.dim_value for d in x.type.tensor_type.shape.dim]
-n = int(np.prod(shape))
-np.save(sys.argv[2], (np.arange(n, dtype=np.float32) / n).reshape(shape))
-print(x.name)
+echo
+echo "== kiln train: 60000 images, $EPOCHS epochs, bf16 mixed precision, Adam"
+"$KILN" train "$OUT/fashion_cnn.onnx" \
+    --train-images $D/train-images-idx3-ubyte.gz --train-labels $D/train-labels-idx1-ubyte.gz \
+    --test-images $D/t10k-images-idx3-ubyte.gz --test-labels $D/t10k-labels-idx1-ubyte.gz \
+    --precision bf16 --optimizer adam --lr 0.002 --batch 64 --epochs "$EPOCHS" \
+    --out "$OUT/train"
+
+echo
+echo "== kiln run on the exported model (first 16 test images)"
+$PY - "$OUT/x.npy" "$OUT/labels.npy" <<'PY'
+import gzip, sys, numpy as np
+def idx(p):
+    b = gzip.open(p).read(); nd = b[3]
+    dims = [int.from_bytes(b[4 + 4 * i:8 + 4 * i], "big") for i in range(nd)]
+    return np.frombuffer(b[4 + 4 * nd:], np.uint8).reshape(dims)
+D = "/usr/share/datasets/fashion-mnist"
+np.save(sys.argv[1], (idx(f"{D}/t10k-images-idx3-ubyte.gz")[:16, None] / 255).astype(np.float32))
+np.save(sys.argv[2], idx(f"{D}/t10k-labels-idx1-ubyte.gz")[:16].astype(np.int64))
 PY
-)
-
-echo
-echo "== kiln run (input '$NAME' = arange(n)/n, 3 timed runs after the first)"
-"$KILN" run "$MODEL" -i "$NAME=$OUT/input.npy" -o "$OUT/outputs" --repeat 3
-
-echo
-echo "== compare with the suite's reference output"
-$PY - "$OUT/outputs" "$REF" <<'PY'
-import sys, glob, numpy as np, onnx
-from onnx import numpy_helper
-ref = numpy_helper.to_array(onnx.load_tensor(sys.argv[2]))
-out = np.load(sorted(glob.glob(sys.argv[1] + "/*.npy"))[0])
-err = np.abs(out.astype(np.float64) - ref).max()
-ok = np.allclose(out, ref, rtol=1e-3, atol=1e-7)
-top = np.argsort(-out.reshape(-1))[:5]
-print(f"top-5 classes: {list(map(int, top))}  (reference: {list(map(int, np.argsort(-ref.reshape(-1))[:5]))})")
-print(f"max |kiln - reference| = {err:.3g}: {'MATCH' if ok else 'MISMATCH'} (rtol 1e-3, atol 1e-7)")
-sys.exit(0 if ok else 1)
+rm -rf "$OUT/run"
+"$KILN" run "$OUT/train/model.onnx" -i "x=$OUT/x.npy" -o "$OUT/run"
+$PY - "$OUT/train/model.onnx" "$OUT/x.npy" "$OUT/labels.npy" "$OUT/run" <<'PY'
+import glob, sys, numpy as np, onnxruntime as ort
+names = ["T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+x, y = np.load(sys.argv[2]), np.load(sys.argv[3])
+kiln = np.load(sorted(glob.glob(sys.argv[4] + "/*.npy"))[0])
+ref = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+pred = kiln.argmax(1)
+print("predicted:", " ".join(names[p] for p in pred))
+print("true:     ", " ".join(names[t] for t in y))
+err = np.abs(kiln - ref).max()
+print(f"{(pred == y).sum()}/16 right; max |kiln - onnxruntime| over the logits = {err:.2g}")
+sys.exit(0 if err < 1e-3 and (pred == ref.argmax(1)).all() else 1)
 PY

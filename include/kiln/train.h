@@ -67,8 +67,8 @@ const char *kiln_loss_name(kiln_loss kind);
  * backward, in bf16 or fp16 with f32 accumulation; normalization, softmax,
  * the loss and the optimizer in f32 on f32 master weights. fp16 scales the
  * loss dynamically (see kiln_train_options). Evaluation and the export are
- * f32. On CPUs without native bf16 products the results are the same, at
- * f32's speed: tensors are stored in f32 holding the rounded values. */
+ * f32. Tensors are stored in f32 holding the rounded values and the products
+ * run on the f32 kernels: the numerics of mixed precision, not its speed. */
 typedef enum kiln_train_precision {
     KILN_TRAIN_FP32 = 0,
     KILN_TRAIN_BF16,

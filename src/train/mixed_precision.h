@@ -9,9 +9,9 @@
  * nodes around every product, forward and backward alike: the values carry
  * exactly what bf16 / fp16 tensors would (fp16 overflow to inf included), so
  * the numerics, and the loss scaling fp16 needs, are those of real mixed
- * precision. The storage stays f32, so memory and speed do not change yet:
- * the products run on the f32 kernels, or on the bf16 ones (vdpbf16ps) where
- * the CPU has them and the session asks for bf16.
+ * precision. The storage stays f32 and the products run on the f32 kernels,
+ * so memory does not shrink and the rounding nodes cost time: native
+ * low-precision training kernels are not there yet.
  *
  * fp16's narrow range needs dynamic loss scaling: the loss's gradient seed is
  * the scale S (so every gradient is S times larger and small ones do not

@@ -413,11 +413,11 @@ kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_option
     if (s == KILN_OK && kiln__graph_find(t->train_g, STEP_SEED) >= 0)
         s = kiln_tensor_create(KILN_DTYPE_I64, 0, NULL, &t->step_seed);
     if (s == KILN_OK) s = kiln_tensor_create(KILN_DTYPE_F32, 0, NULL, &t->loss_seed);
-    /* bf16: the products may run on bf16 kernels where the CPU has them (the
-     * same results: their operands are bf16 values already) */
-    kiln_session_options train_so = so;
-    if (t->precision == KILN_TRAIN_BF16) train_so.precision = KILN_PRECISION_BF16;
-    if (s == KILN_OK) s = kiln_session_create(t->train_g, &train_so, &t->train_s);
+    /* the training session plans in fp32 at every precision: a bf16 session
+     * made the rounded training graph twice as slow on an AVX2 CPU (without
+     * native bf16 products), and native bf16 training kernels are not there
+     * yet */
+    if (s == KILN_OK) s = kiln_session_create(t->train_g, &so, &t->train_s);
     if (s == KILN_OK) s = kiln_session_create(t->eval_g, &so, &t->eval_s);
     if (s == KILN_OK) s = kiln__optim_init(&t->opt, (kiln__optim_kind)opt->optimizer, t->n_p);
     if (s == KILN_OK) {

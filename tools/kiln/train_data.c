@@ -30,9 +30,9 @@ static int is_int(kiln_dtype dt) {
            dt == KILN_DTYPE_U32 || dt == KILN_DTYPE_U64;
 }
 
-/* d->x (n samples in the layout for a model input of rank in_rank) from
- * samples src (dims, rank sr: (N, ...)); values through kiln_tensor_copy to
- * f32, u8 scaled to [0,1]. */
+/* d->x (the first n samples, in the layout for a model input of rank
+ * in_rank) from samples src (N, ...); values through kiln_tensor_copy to f32,
+ * u8 scaled to [0,1]. */
 static int fill_x(const char *what, const kiln_tensor *src, int in_rank, int64_t n, train_set *d) {
     const int64_t *id = kiln_tensor_dims(src);
     int sr = kiln_tensor_ndim(src);
@@ -52,8 +52,10 @@ static int fill_x(const char *what, const kiln_tensor *src, int in_rank, int64_t
                 "2, or 4 for (N,1,H,W) images)\n", what, sr, in_rank);
         return -1;
     }
-    kiln_tensor *f32;
-    kiln_status s = kiln_tensor_copy(src, KILN_DTYPE_F32, &f32);
+    kiln_tensor *first = NULL, *f32 = NULL; /* the first n samples, then as f32 */
+    kiln_status s = kiln_tensor_slice_view(src, 0, 0, n, 1, &first);
+    if (s == KILN_OK) s = kiln_tensor_copy(first, KILN_DTYPE_F32, &f32);
+    kiln_tensor_free(first);
     if (s == KILN_OK) s = kiln_tensor_create(KILN_DTYPE_F32, nd, dims, &d->x);
     if (s != KILN_OK) {
         kiln_tensor_free(f32);
@@ -74,9 +76,12 @@ static int fill_labels(const char *what, const kiln_tensor *src, int64_t n, int6
                        int64_t offset, int64_t classes, train_set *d) {
     kiln_status s = kiln_tensor_create(KILN_DTYPE_I64, 1, &n, &d->labels);
     if (s != KILN_OK) return kiln_cli_fail("train", s);
-    kiln_tensor *i64;
-    if ((s = kiln_tensor_copy(src, KILN_DTYPE_F64, &i64)) != KILN_OK) return kiln_cli_fail("train", s);
-    const double *v = kiln_tensor_data(i64);
+    kiln_tensor *first = NULL, *f64 = NULL; /* the first n rows, as f64 */
+    s = kiln_tensor_slice_view(src, 0, 0, n, 1, &first);
+    if (s == KILN_OK) s = kiln_tensor_copy(first, KILN_DTYPE_F64, &f64);
+    kiln_tensor_free(first);
+    if (s != KILN_OK) return kiln_cli_fail("train", s);
+    const double *v = kiln_tensor_data(f64);
     int64_t *l = kiln_tensor_data(d->labels);
     int rc = 0;
     for (int64_t i = 0; i < n && !rc; i++) {
@@ -88,7 +93,7 @@ static int fill_labels(const char *what, const kiln_tensor *src, int64_t n, int6
             rc = -1;
         }
     }
-    kiln_tensor_free(i64);
+    kiln_tensor_free(f64);
     return rc;
 }
 
