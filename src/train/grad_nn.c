@@ -3,6 +3,7 @@
  * normalization, dropout, softmax and the cross-entropy loss. */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "train/grad.h"
 
@@ -371,5 +372,42 @@ kiln_status kiln__grad_NegativeLogLikelihoodLoss(kiln__grad_ctx *gc) {
     gc->dx[0] = kiln__gb_node(gc, "NegativeLogLikelihoodLossGrad", "kiln", 4,
                               (int[]){gc->dy[0], IN(0), IN(1), IN(2)}, "grad_loss", &node);
     kiln__gb_copy_attrs(gc, node);
+    return gc->status;
+}
+
+/* ---- recurrent ------------------------------------------------------------------- */
+
+/* 1 if the forward node's `activations` are absent or LSTM's defaults
+ * (Sigmoid, Tanh, Tanh for each direction). */
+static int default_lstm_acts(const kiln__node *n) {
+    const kiln__attr *a = kiln__attr_find(n, "activations");
+    if (!a) return 1;
+    static const char *const defs[3] = {"Sigmoid", "Tanh", "Tanh"};
+    for (int k = 0; k < a->n; k++)
+        if (strcasecmp(a->strings[k], defs[k % 3]) != 0) return 0;
+    return a->n % 3 == 0;
+}
+
+// (Y, Y_h, Y_c) = LSTM(X, W, R[, B, sequence_lens, initial_h, initial_c, P]):
+// kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c)
+//   -> (dX, dW, dR, dB, dinitial_h, dinitial_c), back through time (grad_rnn.c);
+// default activations, no peepholes, clip, input_forget or sequence_lens
+kiln_status kiln__grad_LSTM(kiln__grad_ctx *gc) {
+    const kiln__node *n = kiln__gb_fwd(gc);
+    if (IN(4) >= 0 || IN(7) >= 0)
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "LSTM gradients with %s are not supported yet",
+                             IN(4) >= 0 ? "sequence_lens" : "peepholes (P)");
+    if (kiln__attr_find(n, "clip") || kiln__attr_i(n, "input_forget", 0) || !default_lstm_acts(n))
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
+                             "LSTM gradients need the default activations, no clip and input_forget 0");
+    static const int slot[6] = {0, 1, 2, 3, 5, 6}; /* forward input of each LSTMGrad output */
+    unsigned char want[6];
+    for (int k = 0; k < 6; k++) want[k] = IN(slot[k]) >= 0 && NEED(slot[k]);
+    int in[9] = {IN(0), IN(1), IN(2), gc->dy[0], gc->n_dy > 1 ? gc->dy[1] : -1,
+                 gc->n_dy > 2 ? gc->dy[2] : -1, IN(3), IN(5), IN(6)};
+    int outs[6];
+    int node = kiln__gb_node_n(gc, "LSTMGrad", "kiln", 9, in, 6, want, "grad_lstm", outs);
+    kiln__gb_copy_attrs(gc, node);
+    for (int k = 0; k < 6; k++) gc->dx[slot[k]] = outs[k];
     return gc->status;
 }
