@@ -450,7 +450,7 @@ static void test_layer_norm(void **state) {
 
 static void batch_norm_case(int ndim, const int64_t *dims, int poisoned, int opset, int training) {
     ah_case c;
-    ah_case_init(&c, "BatchNormalization", "", opset, 1);
+    ah_case_init(&c, "BatchNormalization", "", opset, training ? 3 : 1);
     kiln_tensor *x = rnd(ndim, dims, -3, 3);
     if (poisoned) poison(x);
     ah_input(&c, x, 0);
@@ -462,7 +462,9 @@ static void batch_norm_case(int ndim, const int64_t *dims, int poisoned, int ops
     ah_attr_float(&c, "epsilon", 1e-3f);
     if (training) {
         ah_attr_int(&c, "training_mode", 1);
+        ah_attr_float(&c, "momentum", 0.8f);
         refused(&c, "batch_norm_f32");
+        run_all(&c, "batch_norm_train_f32", TOL);
     } else {
         run_all(&c, "batch_norm_f32", TOL);
     }
@@ -476,6 +478,37 @@ static void test_batch_norm(void **state) {
     batch_norm_case(4, d, 0, 9, 0);
     batch_norm_case(3, e, 1, 15, 0);
     batch_norm_case(4, a, 0, 15, 1);
+    batch_norm_case(3, e, 0, 15, 1);
+    batch_norm_case(2, b, 0, 15, 1);
+}
+
+/* kiln.BatchNormalizationGrad on batch_norm_grad_f32, training and inference
+ * forms, every output and each alone, inputs with a large mean. */
+static void test_batch_norm_grad(void **state) {
+    (void)state;
+    static const int64_t shapes[3][4] = {{4, 16, 7, 7}, {3, 5, 1, 1}, {2, 3, 1000, 1}};
+    for (int k = 0; k < 3; k++)
+        for (int training = 0; training < 2; training++)
+            for (int outs = 0; outs < 4; outs++) {
+                ah_case c;
+                int64_t C = shapes[k][1];
+                ah_case_init(&c, "BatchNormalizationGrad", "kiln", 1, 3);
+                ah_input(&c, rnd(4, shapes[k], -1, 1), 0);
+                ah_input(&c, rnd(4, shapes[k], 5, 7), 0); /* mean far from 0 */
+                ah_input(&c, rnd(1, &C, 0.5f, 1.5f), 0);
+                ah_input(&c, rnd(1, &C, 5, 7), 0);
+                ah_input(&c, rnd(1, &C, 0.5f, 2), 0);
+                ah_attr_float(&c, "epsilon", 1e-3f);
+                ah_attr_int(&c, "training_mode", training);
+                if (outs) { /* only output outs-1 */
+                    c.g->outputs[0] = c.g->nodes[c.node].out[outs - 1];
+                    for (int j = 0; j < 3; j++)
+                        if (j != outs - 1) c.g->nodes[c.node].out[j] = -1;
+                    c.g->n_outputs = c.n_out = 1;
+                }
+                run_all(&c, "batch_norm_grad_f32", TOL);
+                ah_case_free(&c);
+            }
 }
 
 /* LRN: even and odd sizes (asymmetric windows), windows cut by the first and
@@ -549,6 +582,34 @@ static void test_pool(void **state) {
                 run_all(&c, o ? "average_pool2d_f32" : "max_pool2d_f32", TOL);
                 ah_case_free(&c);
             }
+    /* kiln.MaxPoolGrad(dY, X) on max_pool2d_grad_f32 for the same windows */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int p = 0; p < 2; p++) {
+            const pool_case *pc = &cases[i];
+            int64_t yd[4] = {pc->x[0], pc->x[1], 0, 0};
+            for (int d = 0; d < 2; d++) {
+                int64_t in = pc->x[2 + d], span = in + pc->pads[d] + pc->pads[2 + d] - pc->k[d];
+                yd[2 + d] = pc->auto_pad ? (in + pc->s[d] - 1) / pc->s[d]
+                            : (pc->ceil_mode ? (span + pc->s[d] - 1) / pc->s[d] : span / pc->s[d]) + 1;
+                if (pc->ceil_mode && !pc->auto_pad && (yd[2 + d] - 1) * pc->s[d] >= in + pc->pads[d])
+                    yd[2 + d]--; /* the last window must start inside X or its begin pad */
+            }
+            ah_case c;
+            ah_case_init(&c, "MaxPoolGrad", "kiln", 1, 1);
+            ah_input(&c, rnd(4, yd, -1, 1), 0);
+            kiln_tensor *x = rnd(4, pc->x, -3, 3);
+            if (p) poison(x);
+            ah_input(&c, x, 0);
+            ah_attr_ints(&c, "kernel_shape", 2, pc->k);
+            ah_attr_ints(&c, "strides", 2, pc->s);
+            if (pc->auto_pad)
+                ah_attr_string(&c, "auto_pad", pc->auto_pad);
+            else
+                ah_attr_ints(&c, "pads", 4, pc->pads);
+            if (pc->ceil_mode) ah_attr_int(&c, "ceil_mode", 1);
+            run_all(&c, "max_pool2d_grad_f32", TOL);
+            ah_case_free(&c);
+        }
     /* MaxPool with Indices, and dilations: the reference's */
     int64_t x[4] = {1, 2, 8, 8}, k[2] = {2, 2}, dil[2] = {2, 2};
     ah_case c;
@@ -723,6 +784,7 @@ int main(void) {
         cmocka_unit_test(test_clip_inputs), cmocka_unit_test(test_binary),
         cmocka_unit_test(test_pow),         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_layer_norm),  cmocka_unit_test(test_batch_norm),
+        cmocka_unit_test(test_batch_norm_grad),
         cmocka_unit_test(test_lrn),
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_global_pool),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_reduce),

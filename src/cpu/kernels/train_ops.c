@@ -1,0 +1,221 @@
+/* src/cpu/kernels/train_ops.c: fast f32 kernels for what a training step
+ * spends its time on besides the products: batch normalization in training
+ * mode, its gradient, and max pooling's gradient.
+ *
+ * BatchNormalization, training (opset >= 14, training_mode = 1):
+ *   X: (N,C,D1..Dk) f32; scale, B, input_mean, input_var: (C) f32; Y like X,
+ *   running_mean and running_var (C) when asked for. Per channel, the batch
+ *   mean and population variance in double (two passes, as the reference),
+ *   running = running * momentum + batch * (1 - momentum), then
+ *   y = x * a + b with a = scale / sqrt(var + eps), b = B - mean * a.
+ * kiln.BatchNormalizationGrad(dY, X, scale, mean, var) -> (dX, dScale, dB):
+ *   the reference's formulas (src/cpu/ref/grad_norm.c): the sums of dY and
+ *   dY * xhat per channel in double, then dX in one pass.
+ * kiln.MaxPoolGrad(dY, X) -> dX, 2-D, dilation 1: per (n, c) plane dX = 0,
+ *   then each dY element added at its window's first maximum (the first tap
+ *   inside X, then a later tap only when strictly greater: the reference's
+ *   rule, NaN included).
+ * Channels (batch normalization) and planes (pooling) are split over the
+ * threads (KILN_OPF_PARALLEL).
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/kernels/eltwise.h"
+#include "cpu/ref/conv.h"
+
+/* ---- batch normalization ---------------------------------------------------------- */
+
+typedef struct bn_state {
+    int64_t N, C, S; /* X as (N, C, S) */
+    double eps, momentum;
+} bn_state;
+
+/* X (in[x_in]) and every input f32 with (C) parameters from `first_param`. */
+static kiln_status bn_prepare(kiln__kctx *c, int x_in, int first_param) {
+    const kiln_tensor *x = c->in[x_in];
+    if (!kiln__eltw_f32(x) || x->ndim < 2) return KILN_E_UNSUPPORTED;
+    for (int i = 0; i < c->n_in; i++) {
+        const kiln_tensor *t = c->in[i];
+        if (!kiln__eltw_f32(t)) return KILN_E_UNSUPPORTED;
+        if (i >= first_param && kiln__n(t) != x->dims[1]) return KILN_E_UNSUPPORTED;
+    }
+    for (int i = 0; i < c->n_out; i++)
+        if (c->out[i] && !kiln__eltw_f32(c->out[i])) return KILN_E_UNSUPPORTED;
+    bn_state *s = calloc(1, sizeof *s);
+    if (!s) return kiln__err(KILN_E_NOMEM, "out of memory");
+    s->N = x->dims[0];
+    s->C = x->dims[1];
+    s->S = kiln__dims_prod(x->dims, 2, x->ndim);
+    s->eps = kiln__attr_f(c->node, "epsilon", 1e-5f);
+    s->momentum = kiln__attr_f(c->node, "momentum", 0.9f);
+    c->kstate = s;
+    c->flops = 6.0 * (double)kiln__n(x);
+    return KILN_OK;
+}
+
+static double bn_cost(const kiln__kctx *c) {
+    double n = (double)kiln__n(c->in[0]);
+    return kiln__cost_seconds(c, c->flops, 0.05, 16.0 * n);
+}
+
+/* Mean and population variance of channel ch of x (N, C, S), in double. */
+static double channel_stats(const bn_state *s, const float *x, int64_t ch, double *var) {
+    double sum = 0, sq = 0;
+    for (int64_t n = 0; n < s->N; n++) {
+        const float *p = x + (n * s->C + ch) * s->S;
+        for (int64_t i = 0; i < s->S; i++) sum += p[i];
+    }
+    double cnt = (double)(s->N * s->S), mean = sum / cnt;
+    for (int64_t n = 0; n < s->N; n++) {
+        const float *p = x + (n * s->C + ch) * s->S;
+        for (int64_t i = 0; i < s->S; i++) {
+            double d = p[i] - mean;
+            sq += d * d;
+        }
+    }
+    *var = sq / cnt;
+    return mean;
+}
+
+static kiln_status bn_train_prepare(kiln__kctx *c) {
+    if (c->opset < 14 || !kiln__attr_i(c->node, "training_mode", 0) || c->n_in < 5)
+        return KILN_E_UNSUPPORTED;
+    return bn_prepare(c, 0, 1);
+}
+
+// x, y: (N, C, S); scale, bias, running mean/var: (C); outputs 1, 2: (C)
+static kiln_status bn_train_run(kiln__kctx *c) {
+    const bn_state *s = c->kstate;
+    const float *x = c->in[0]->data, *sc = c->in[1]->data, *bi = c->in[2]->data;
+    const float *rm = c->in[3]->data, *rv = c->in[4]->data;
+    float *y = c->out[0]->data;
+    kiln_tensor *o_mean = kiln__out(c, 1), *o_var = kiln__out(c, 2);
+    int64_t lo, hi;
+    kiln__split(s->C, c->ith, c->nth, &lo, &hi);
+    for (int64_t ch = lo; ch < hi; ch++) {
+        double var, mean = channel_stats(s, x, ch, &var);
+        if (o_mean) ((float *)o_mean->data)[ch] = (float)(rm[ch] * s->momentum + mean * (1 - s->momentum));
+        if (o_var) ((float *)o_var->data)[ch] = (float)(rv[ch] * s->momentum + var * (1 - s->momentum));
+        double a = sc[ch] / sqrt(var + s->eps), b = bi[ch] - mean * a;
+        const float fa = (float)a, fb = (float)b;
+        for (int64_t n = 0; n < s->N; n++) {
+            const float *p = x + (n * s->C + ch) * s->S;
+            float *q = y + (n * s->C + ch) * s->S;
+            for (int64_t i = 0; i < s->S; i++) q[i] = p[i] * fa + fb;
+        }
+    }
+    return KILN_OK;
+}
+
+static kiln_status bn_grad_prepare(kiln__kctx *c) {
+    if (c->n_in < 5 || !kiln__same_shape(c->in[0], c->in[1])) return KILN_E_UNSUPPORTED;
+    return bn_prepare(c, 1, 2);
+}
+
+// dY, X: (N, C, S); scale, mean, var: (C); dX like X; dScale, dB: (C)
+static kiln_status bn_grad_run(kiln__kctx *c) {
+    const bn_state *s = c->kstate;
+    const float *dy = c->in[0]->data, *x = c->in[1]->data, *sc = c->in[2]->data;
+    const float *mean_in = c->in[3]->data, *var_in = c->in[4]->data;
+    kiln_tensor *dx = kiln__out(c, 0), *dsc = kiln__out(c, 1), *db = kiln__out(c, 2);
+    const int training = kiln__attr_i(c->node, "training_mode", 0) != 0;
+    const double m = (double)(s->N * s->S);
+    int64_t lo, hi;
+    kiln__split(s->C, c->ith, c->nth, &lo, &hi);
+    for (int64_t ch = lo; ch < hi; ch++) {
+        double mu = mean_in[ch], var = var_in[ch];
+        if (training) mu = channel_stats(s, x, ch, &var);
+        double istd = 1.0 / sqrt(var + s->eps), gsum = 0, gxsum = 0;
+        for (int64_t n = 0; n < s->N; n++) {
+            const float *g = dy + (n * s->C + ch) * s->S, *p = x + (n * s->C + ch) * s->S;
+            for (int64_t i = 0; i < s->S; i++) {
+                gsum += g[i];
+                gxsum += g[i] * (p[i] - mu);
+            }
+        }
+        gxsum *= istd;
+        if (db) ((float *)db->data)[ch] = (float)gsum;
+        if (dsc) ((float *)dsc->data)[ch] = (float)gxsum;
+        if (!dx) continue;
+        /* training: dX = a/m (m dY - gsum - xhat gxsum) = k1 dY + k2 (x - mu) + k3 */
+        double a = sc[ch] * istd;
+        const float k1 = (float)a, k2 = training ? (float)(-a / m * gxsum * istd) : 0,
+                    k3 = training ? (float)(-a / m * gsum) : 0, fmu = (float)mu;
+        for (int64_t n = 0; n < s->N; n++) {
+            const float *g = dy + (n * s->C + ch) * s->S, *p = x + (n * s->C + ch) * s->S;
+            float *o = (float *)dx->data + (n * s->C + ch) * s->S;
+            for (int64_t i = 0; i < s->S; i++) o[i] = k1 * g[i] + k2 * (p[i] - fmu) + k3;
+        }
+    }
+    return KILN_OK;
+}
+
+const kiln__algo kiln__algo_batch_norm_train_f32 = {
+    "batch_norm_train_f32", "", "BatchNormalization", KILN_OPF_PARALLEL, bn_train_prepare,
+    bn_cost, bn_train_run, free};
+const kiln__algo kiln__algo_batch_norm_grad_f32 = {
+    "batch_norm_grad_f32", "kiln", "BatchNormalizationGrad", KILN_OPF_PARALLEL, bn_grad_prepare,
+    bn_cost, bn_grad_run, free};
+
+/* ---- max pooling's gradient ---------------------------------------------------------- */
+
+static kiln_status max_pool_grad_prepare(kiln__kctx *c) {
+    const kiln_tensor *dy = c->in[0], *x = c->in[1];
+    if (!kiln__eltw_f32(dy) || !kiln__eltw_f32(x) || !kiln__eltw_f32(c->out[0]) || x->ndim != 4)
+        return KILN_E_UNSUPPORTED;
+    kiln__win *w = calloc(1, sizeof *w);
+    if (!w) return kiln__err(KILN_E_NOMEM, "out of memory");
+    kiln_status st = kiln__win_read(c->node, 2, x->dims + 2, NULL, w);
+    if (st == KILN_OK) st = kiln__win_forward(w, kiln__attr_i(c->node, "ceil_mode", 0) != 0);
+    if (st == KILN_OK && (w->dil[0] != 1 || w->dil[1] != 1 || dy->ndim != 4 || dy->dims[0] != x->dims[0] ||
+                          dy->dims[1] != x->dims[1] || dy->dims[2] != w->out[0] || dy->dims[3] != w->out[1]))
+        st = KILN_E_UNSUPPORTED;
+    if (st != KILN_OK) { /* shapes or attributes the reference reports on */
+        free(w);
+        return KILN_E_UNSUPPORTED;
+    }
+    c->kstate = w;
+    c->flops = (double)kiln__n(dy) * (double)(w->k[0] * w->k[1]);
+    return KILN_OK;
+}
+
+static double max_pool_grad_cost(const kiln__kctx *c) {
+    return kiln__cost_seconds(c, c->flops, 0.05, 8.0 * (double)kiln__n(c->in[1]));
+}
+
+// dY: (N*C planes, OH, OW), X, dX: (N*C, H, W)
+static kiln_status max_pool_grad_run(kiln__kctx *c) {
+    const kiln__win *w = c->kstate;
+    const int64_t H = w->in[0], W = w->in[1], OH = w->out[0], OW = w->out[1];
+    const int64_t planes = c->in[1]->dims[0] * c->in[1]->dims[1];
+    const float *dy = c->in[0]->data, *x = c->in[1]->data;
+    float *dx = c->out[0]->data;
+    int64_t lo, hi;
+    kiln__split(planes, c->ith, c->nth, &lo, &hi);
+    for (int64_t pl = lo; pl < hi; pl++) {
+        const float *xp = x + pl * H * W, *g = dy + pl * OH * OW;
+        float *d = dx + pl * H * W;
+        memset(d, 0, (size_t)(H * W) * sizeof *d);
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = oh * w->stride[0] - w->pad0[0], h1 = h0 + w->k[0];
+            if (h0 < 0) h0 = 0;
+            if (h1 > H) h1 = H;
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t w0 = ow * w->stride[1] - w->pad0[1], w1 = w0 + w->k[1], best = -1;
+                if (w0 < 0) w0 = 0;
+                if (w1 > W) w1 = W;
+                for (int64_t i = h0; i < h1; i++)
+                    for (int64_t j = w0; j < w1; j++)
+                        if (best < 0 || xp[i * W + j] > xp[best]) best = i * W + j;
+                if (best >= 0) d[best] += g[oh * OW + ow];
+            }
+        }
+    }
+    return KILN_OK;
+}
+
+const kiln__algo kiln__algo_max_pool2d_grad_f32 = {
+    "max_pool2d_grad_f32", "kiln", "MaxPoolGrad", KILN_OPF_PARALLEL, max_pool_grad_prepare,
+    max_pool_grad_cost, max_pool_grad_run, free};
