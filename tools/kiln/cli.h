@@ -47,6 +47,16 @@ int kiln_cli_mkdir_p(const char *dir);
 
 /* Monotonic clock in milliseconds. */
 double kiln_cli_now_ms(void);
+/* SplitMix64's output function: a well-mixed 64-bit value of z. */
+static inline uint64_t kiln_cli_mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+/* SplitMix64: the next random value of the generator whose state is *s. */
+static inline uint64_t kiln_cli_splitmix64(uint64_t *s) {
+    return kiln_cli_mix64(*s += 0x9E3779B97F4A7C15ull);
+}
 /* Parses a positive thread count; returns -1 if invalid. */
 int kiln_cli_threads(const char *s);
 /* "float32[1,3,224,224]" style description of a value. */

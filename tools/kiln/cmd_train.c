@@ -88,13 +88,6 @@ static const char *help =
     "                     and data; --epochs counts the epochs in all\n"
     "  --out DIR          output directory (created if missing)\n";
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* Mean loss and accuracy of the trainer's inference form on d. */
 static int evaluate(kiln_trainer *t, const train_set *d, int64_t batch, double *loss, double *acc) {
     double lsum = 0, bl;
@@ -374,7 +367,7 @@ int kiln_cmd_train(int argc, char **argv) {
          * random state (all a checkpoint needs to restore it) */
         for (int64_t i = 0; i < train.n; i++) order[i] = i;
         for (int64_t i = train.n - 1; i > 0; i--) {
-            int64_t j = (int64_t)(splitmix64(&rng) % (uint64_t)(i + 1)), tmp = order[i];
+            int64_t j = (int64_t)(kiln_cli_splitmix64(&rng) % (uint64_t)(i + 1)), tmp = order[i];
             order[i] = order[j];
             order[j] = tmp;
         }

@@ -161,12 +161,6 @@ void train_set_free(train_set *d) {
 
 /* ---- batches --------------------------------------------------------------------- */
 
-static uint64_t mix(uint64_t z) {
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* Sample x (C,H,W) shifted by (dy, dx) with zeros coming in, mirrored if flip, into out. */
 static void augment_image(const float *x, float *out, int64_t c, int64_t h, int64_t w, int64_t dy,
                           int64_t dx, int flip) {
@@ -220,7 +214,8 @@ static kiln_status make_batch(const train_batches *b, int64_t k, kiln_tensor **x
             memcpy(out, src + j * d->sample, (size_t)d->sample * sizeof(float));
             continue;
         }
-        uint64_t r = mix(mix(b->aug.seed ^ (uint64_t)b->epoch * 0x9E3779B97F4A7C15ull) + (uint64_t)i);
+        uint64_t r = kiln_cli_mix64(kiln_cli_mix64(b->aug.seed ^ (uint64_t)b->epoch * 0x9E3779B97F4A7C15ull) +
+                                    (uint64_t)i);
         int64_t span = 2 * b->aug.crop_pad + 1;
         int64_t dy = (int64_t)(r % (uint64_t)span) - b->aug.crop_pad;
         int64_t dx = (int64_t)((r >> 20) % (uint64_t)span) - b->aug.crop_pad;
