@@ -8,7 +8,7 @@
  * grad_rules.def, one line per forward op, and live in files by family:
  * grad_math.c (elementwise math and activations), grad_tensor.c (shape,
  * layout and indexing ops, reductions), grad_nn.c (products, convolution,
- * pooling, normalization, softmax, losses).
+ * pooling, normalization, softmax, losses, LSTM and GRU).
  *
  * A rule reads gc->dy[k], the gradient of output k (-1: none reaches it, it
  * is zero), and sets gc->dx[i] for every input i with gc->need[i], or leaves

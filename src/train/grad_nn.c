@@ -1,6 +1,7 @@
 /* src/train/grad_nn.c: gradient rules of the network ops (grad.h): matrix
  * products, convolution and its transpose, pooling, batch and layer
- * normalization, dropout, softmax and the cross-entropy loss. */
+ * normalization, dropout, softmax, the losses, and the recurrent LSTM and GRU
+ * (through time). */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -377,15 +378,35 @@ kiln_status kiln__grad_NegativeLogLikelihoodLoss(kiln__grad_ctx *gc) {
 
 /* ---- recurrent ------------------------------------------------------------------- */
 
-/* 1 if the forward node's `activations` are absent or LSTM's defaults
- * (Sigmoid, Tanh, Tanh for each direction). */
-static int default_lstm_acts(const kiln__node *n) {
-    const kiln__attr *a = kiln__attr_find(n, "activations");
+/* 1 if the forward node's `activations` are absent or the op's defaults defs
+ * (n per direction) for each direction. */
+static int default_acts(const kiln__node *nd, const char *const *defs, int n) {
+    const kiln__attr *a = kiln__attr_find(nd, "activations");
     if (!a) return 1;
-    static const char *const defs[3] = {"Sigmoid", "Tanh", "Tanh"};
     for (int k = 0; k < a->n; k++)
-        if (strcasecmp(a->strings[k], defs[k % 3]) != 0) return 0;
-    return a->n % 3 == 0;
+        if (strcasecmp(a->strings[k], defs[k % n]) != 0) return 0;
+    return a->n % n == 0;
+}
+
+/* Emits op(X, W, R, dY, dY_h[, dY_c], B, initial_h[, initial_c]) -> (dX, dW,
+ * dR, dB, dinitial_h[, dinitial_c]) for an RNN op with `states` states (h,
+ * and c for LSTM) whose forward inputs are X, W, R, B, sequence_lens,
+ * initial_h[, initial_c, ...]. */
+static kiln_status rnn_back(kiln__grad_ctx *gc, const char *op, const char *base, int states) {
+    static const int slot[6] = {0, 1, 2, 3, 5, 6}; /* forward input of each output */
+    const int n_out = 4 + states;
+    unsigned char want[6];
+    int in[9], n_in = 0, outs[6];
+    for (int k = 0; k < n_out; k++) want[k] = IN(slot[k]) >= 0 && NEED(slot[k]);
+    for (int k = 0; k < 3; k++) in[n_in++] = IN(k);
+    for (int k = 0; k <= states; k++) in[n_in++] = gc->n_dy > k ? gc->dy[k] : -1;
+    in[n_in++] = IN(3);
+    for (int k = 0; k < states; k++) in[n_in++] = IN(5 + k);
+    int node = kiln__gb_node_n(gc, op, "kiln", n_in, in, n_out, want, base, outs);
+    kiln__gb_copy_attrs(gc, node);
+    for (int k = 0; k < n_out; k++)
+        if (IN(slot[k]) >= 0) gc->dx[slot[k]] = outs[k];
+    return gc->status;
 }
 
 // (Y, Y_h, Y_c) = LSTM(X, W, R[, B, sequence_lens, initial_h, initial_c, P]):
@@ -393,21 +414,29 @@ static int default_lstm_acts(const kiln__node *n) {
 //   -> (dX, dW, dR, dB, dinitial_h, dinitial_c), back through time (grad_rnn.c);
 // default activations, no peepholes, clip, input_forget or sequence_lens
 kiln_status kiln__grad_LSTM(kiln__grad_ctx *gc) {
+    static const char *const acts[3] = {"Sigmoid", "Tanh", "Tanh"};
     const kiln__node *n = kiln__gb_fwd(gc);
     if (IN(4) >= 0 || IN(7) >= 0)
         return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "LSTM gradients with %s are not supported yet",
                              IN(4) >= 0 ? "sequence_lens" : "peepholes (P)");
-    if (kiln__attr_find(n, "clip") || kiln__attr_i(n, "input_forget", 0) || !default_lstm_acts(n))
+    if (kiln__attr_find(n, "clip") || kiln__attr_i(n, "input_forget", 0) || !default_acts(n, acts, 3))
         return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
                              "LSTM gradients need the default activations, no clip and input_forget 0");
-    static const int slot[6] = {0, 1, 2, 3, 5, 6}; /* forward input of each LSTMGrad output */
-    unsigned char want[6];
-    for (int k = 0; k < 6; k++) want[k] = IN(slot[k]) >= 0 && NEED(slot[k]);
-    int in[9] = {IN(0), IN(1), IN(2), gc->dy[0], gc->n_dy > 1 ? gc->dy[1] : -1,
-                 gc->n_dy > 2 ? gc->dy[2] : -1, IN(3), IN(5), IN(6)};
-    int outs[6];
-    int node = kiln__gb_node_n(gc, "LSTMGrad", "kiln", 9, in, 6, want, "grad_lstm", outs);
-    kiln__gb_copy_attrs(gc, node);
-    for (int k = 0; k < 6; k++) gc->dx[slot[k]] = outs[k];
-    return gc->status;
+    return rnn_back(gc, "LSTMGrad", "grad_lstm", 2);
+}
+
+// (Y, Y_h) = GRU(X, W, R[, B, sequence_lens, initial_h]):
+// kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h) -> (dX, dW, dR, dB, dinitial_h),
+// back through time (grad_rnn.c); either linear_before_reset; default
+// activations, no clip or sequence_lens
+kiln_status kiln__grad_GRU(kiln__grad_ctx *gc) {
+    static const char *const acts[2] = {"Sigmoid", "Tanh"};
+    const kiln__node *n = kiln__gb_fwd(gc);
+    if (IN(4) >= 0 || kiln__attr_find(n, "clip"))
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "GRU gradients with %s are not supported yet",
+                             IN(4) >= 0 ? "sequence_lens" : "clip");
+    if (!default_acts(n, acts, 2))
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
+                             "GRU gradients need the default activations (Sigmoid, Tanh)");
+    return rnn_back(gc, "GRUGrad", "grad_gru", 1);
 }

@@ -504,13 +504,9 @@ static void test_small_cnn(void **state) {
     grad_check(g, NULL, 0);
 }
 
-/* A node without a rule on the path fails, naming it; off the path it is fine. */
-static void test_no_rule(void **state) {
-    (void)state;
-    kiln_graph *g = graph(17);
-    input(g, "x", 1, (int64_t[]){4});
-    node(g, "Sin", "s", "x", NULL);
-    node(g, "Relu", "y", "s", NULL);
+/* Autograd of g (output y, from its first input) fails as unsupported with
+ * `msg`; frees g. */
+static void check_refused(kiln_graph *g, const char *msg) {
     add_output(g, "y");
     assert_int_equal(kiln__graph_finalize(g), KILN_OK);
     int dy = kiln__graph_add_value(g, "dy");
@@ -518,8 +514,18 @@ static void test_no_rule(void **state) {
     g->values[dy].dtype = DT;
     int x = g->inputs[0], grad = 0;
     assert_int_equal(kiln__autograd(g, g->outputs[0], dy, 1, &x, &grad), KILN_E_UNSUPPORTED);
-    assert_non_null(strstr(kiln_last_error(), "'s' (Sin) has no gradient rule"));
+    assert_non_null(strstr(kiln_last_error(), msg));
     kiln_graph_free(g);
+}
+
+/* A node without a rule on the path fails, naming it; off the path it is fine. */
+static void test_no_rule(void **state) {
+    (void)state;
+    kiln_graph *g = graph(17);
+    input(g, "x", 1, (int64_t[]){4});
+    node(g, "Sin", "s", "x", NULL);
+    node(g, "Relu", "y", "s", NULL);
+    check_refused(g, "'s' (Sin) has no gradient rule");
 
     g = graph(17); /* the Sin branch does not reach y */
     input(g, "x", 1, (int64_t[]){4});
@@ -822,56 +828,69 @@ static void test_unknown_sizes(void **state) {
     kiln_graph_free(g);
 }
 
-/* LSTM through time: y is Y, Y_h and Y_c (those asked for) flattened and
- * concatenated. Variants: forward with bias and initial states (layout 0),
- * bidirectional without them (layout 1), reverse with only Y_h. */
+/* RNN ops through time: `op` (G gate blocks, n_states states: LSTM 4 and 2,
+ * GRU 3 and 1) with S = 3, B = 2, I = 3, H = 2, differentiated with respect to
+ * X, W, R and, when full, B and the initial states; y is the outputs asked for
+ * (bits of outs: Y, Y_h, Y_c) flattened and concatenated. lbr >= 0 sets
+ * linear_before_reset. */
+enum { RNN_S = 3, RNN_B = 2, RNN_I = 3, RNN_H = 2 };
+static void check_rnn(const char *op, int G, int n_states, const char *dir, int layout, int full,
+                      int outs, int lbr) {
+    enum { S = RNN_S, B = RNN_B, I = RNN_I, H = RNN_H };
+    int D = strcmp(dir, "bidirectional") ? 1 : 2;
+    kiln_graph *g = graph(17);
+    int64_t xd[3] = {S, B, I}, sd[3] = {D, B, H};
+    if (layout) xd[0] = B, xd[1] = S, sd[0] = B, sd[1] = D;
+    input(g, "X", 3, xd);
+    input(g, "W", 3, (int64_t[]){D, G * H, I});
+    input(g, "R", 3, (int64_t[]){D, G * H, H});
+    if (full) {
+        input(g, "B", 2, (int64_t[]){D, 2 * G * H});
+        input(g, "h0", 3, sd);
+        if (n_states > 1) input(g, "c0", 3, sd);
+    }
+    static const char *const ins[7] = {"X", "W", "R", "B", "", "h0", "c0"};
+    static const char *const names[3] = {"Y", "Y_h", "Y_c"};
+    int n_in = full ? 5 + n_states : 3, n_out = 1 + n_states;
+    int i = kiln__graph_add_node(g, "rnn", op, "", n_in, n_out);
+    for (int j = 0; j < n_in; j++) g->nodes[i].in[j] = ins[j][0] ? kiln__graph_value(g, ins[j]) : -1;
+    for (int j = 0; j < n_out; j++)
+        g->nodes[i].out[j] = outs >> j & 1 ? kiln__graph_value(g, names[j]) : -1;
+    string_attr(&g->nodes[i], "direction", dir);
+    int_attr(&g->nodes[i], "hidden_size", H);
+    int_attr(&g->nodes[i], "layout", layout);
+    if (lbr >= 0) int_attr(&g->nodes[i], "linear_before_reset", lbr);
+    ints_init(g, "flat", 1, (int64_t[]){-1});
+    const char *parts[3];
+    int n_parts = 0;
+    for (int j = 0; j < n_out; j++) {
+        if (!(outs >> j & 1)) continue;
+        static const char *const flat[3] = {"fY", "fY_h", "fY_c"};
+        node(g, "Reshape", flat[j], names[j], "flat", NULL);
+        parts[n_parts++] = flat[j];
+    }
+    if (n_parts == 1) {
+        node(g, "Identity", "y", parts[0], NULL);
+    } else {
+        kiln__node *cat = node(g, "Concat", "y", parts[0], parts[1], n_parts > 2 ? parts[2] : NULL,
+                               NULL);
+        int_attr(cat, "axis", 0);
+    }
+    add_output(g, "y");
+    grad_check(g, NULL, 0);
+}
+
+
+/* LSTM through time. Variants: forward with bias and initial states (layout
+ * 0), bidirectional without them (layout 1), reverse with only Y_h. */
 static void test_lstm(void **state) {
     (void)state;
-    enum { S = 3, B = 2, I = 3, H = 2 };
+    enum { S = RNN_S, B = RNN_B, I = RNN_I, H = RNN_H };
     static const struct { const char *dir; int layout, full, outs; } cases[] = {
         {"forward", 0, 1, 7}, {"bidirectional", 1, 0, 7}, {"reverse", 0, 1, 2}};
     for (int k = 0; k < 3; k++) {
-        int D = k == 1 ? 2 : 1;
-        kiln_graph *g = graph(17);
-        int64_t xd[3] = {S, B, I}, sd[3] = {D, B, H};
-        if (cases[k].layout) xd[0] = B, xd[1] = S, sd[0] = B, sd[1] = D;
-        input(g, "X", 3, xd);
-        input(g, "W", 3, (int64_t[]){D, 4 * H, I});
-        input(g, "R", 3, (int64_t[]){D, 4 * H, H});
-        if (cases[k].full) {
-            input(g, "B", 2, (int64_t[]){D, 8 * H});
-            input(g, "h0", 3, sd);
-            input(g, "c0", 3, sd);
-        }
-        static const char *const ins[8] = {"X", "W", "R", "B", "", "h0", "c0", ""};
-        static const char *const outs[3] = {"Y", "Y_h", "Y_c"};
-        int n_in = cases[k].full ? 7 : 3;
-        int i = kiln__graph_add_node(g, "lstm", "LSTM", "", n_in, 3);
-        for (int j = 0; j < n_in; j++) g->nodes[i].in[j] = ins[j][0] ? kiln__graph_value(g, ins[j]) : -1;
-        for (int j = 0; j < 3; j++)
-            g->nodes[i].out[j] = cases[k].outs >> j & 1 ? kiln__graph_value(g, outs[j]) : -1;
-        string_attr(&g->nodes[i], "direction", cases[k].dir);
-        int_attr(&g->nodes[i], "hidden_size", H);
-        int_attr(&g->nodes[i], "layout", cases[k].layout);
-        ints_init(g, "flat", 1, (int64_t[]){-1});
-        kiln__node *cat = NULL;
-        const char *parts[3];
-        int n_parts = 0;
-        for (int j = 0; j < 3; j++) {
-            if (!(cases[k].outs >> j & 1)) continue;
-            static const char *const flat[3] = {"fY", "fY_h", "fY_c"};
-            node(g, "Reshape", flat[j], outs[j], "flat", NULL);
-            parts[n_parts++] = flat[j];
-        }
-        if (n_parts == 1) {
-            node(g, "Identity", "y", parts[0], NULL);
-        } else {
-            cat = node(g, "Concat", "y", parts[0], parts[1], n_parts > 2 ? parts[2] : NULL, NULL);
-            int_attr(cat, "axis", 0);
-        }
-        add_output(g, "y");
         printf(" lstm %s, layout %d\n", cases[k].dir, cases[k].layout);
-        grad_check(g, NULL, 0);
+        check_rnn("LSTM", 4, 2, cases[k].dir, cases[k].layout, cases[k].full, cases[k].outs, -1);
     }
     /* peepholes have no gradient yet: refused, naming the node */
     kiln_graph *g = graph(17);
@@ -881,15 +900,52 @@ static void test_lstm(void **state) {
     input(g, "P", 2, (int64_t[]){1, 3 * H});
     kiln__node *n = node(g, "LSTM", "y", "X", "W", "R", "", "", "", "", "P", NULL);
     int_attr(n, "hidden_size", H);
-    add_output(g, "y");
-    assert_int_equal(kiln__graph_finalize(g), KILN_OK);
-    int dy = kiln__graph_add_value(g, "dy");
-    g->values[dy].kind = KILN__VAL_INPUT;
-    g->values[dy].dtype = DT;
-    int x = g->inputs[0], grad = 0;
-    assert_int_equal(kiln__autograd(g, g->outputs[0], dy, 1, &x, &grad), KILN_E_UNSUPPORTED);
-    assert_non_null(strstr(kiln_last_error(), "peepholes (P) are not supported yet"));
-    kiln_graph_free(g);
+    check_refused(g, "peepholes (P) are not supported yet");
+}
+
+/* *g: a graph with a GRU y = GRU(X, W, R[, sequence_lens]) (hidden 2) and
+ * nothing else; the node, for more attributes. */
+static kiln__node *gru_alone(kiln_graph **g, int with_lens) {
+    enum { S = 3, B = 2, I = 3, H = 2 };
+    *g = graph(17);
+    input(*g, "X", 3, (int64_t[]){S, B, I});
+    input(*g, "W", 3, (int64_t[]){1, 3 * H, I});
+    input(*g, "R", 3, (int64_t[]){1, 3 * H, H});
+    if (with_lens) init(*g, "lens", vec(KILN_DTYPE_I32, B, (double[]){S, S}));
+    kiln__node *n = node(*g, "GRU", "y", "X", "W", "R", "", with_lens ? "lens" : NULL, NULL);
+    int_attr(n, "hidden_size", H);
+    return n;
+}
+
+/* GRU through time, both linear_before_reset. Variants: forward with bias and
+ * initial state (layout 0, linear_before_reset 0), bidirectional without them
+ * (layout 1, 1), reverse with only Y_h (layout 0, 1). */
+static void test_gru(void **state) {
+    (void)state;
+    enum { S = RNN_S, B = RNN_B, I = RNN_I, H = RNN_H };
+    static const struct { const char *dir; int layout, full, outs, lbr; } cases[] = {
+        {"forward", 0, 1, 3, 0}, {"bidirectional", 1, 0, 3, 1}, {"reverse", 0, 1, 2, 1}};
+    for (int k = 0; k < 3; k++) {
+        printf(" gru %s, layout %d, linear_before_reset %d\n", cases[k].dir, cases[k].layout,
+               cases[k].lbr);
+        check_rnn("GRU", 3, 1, cases[k].dir, cases[k].layout, cases[k].full, cases[k].outs,
+                  cases[k].lbr);
+    }
+    /* sequence_lens, clip and other activations: refused, naming the limitation */
+    kiln_graph *g;
+    kiln__node *n = gru_alone(&g, 1);
+    check_refused(g, "GRU gradients with sequence_lens are not supported yet");
+    n = gru_alone(&g, 0);
+    float_attr(n, "clip", 3.0f);
+    check_refused(g, "GRU gradients with clip are not supported yet");
+    n = gru_alone(&g, 0);
+    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
+    kiln__attr acts = {.name = kiln__strdup("activations"), .type = KILN__ATTR_STRINGS, .n = 2};
+    acts.strings = malloc(2 * sizeof *acts.strings);
+    acts.strings[0] = kiln__strdup("Sigmoid");
+    acts.strings[1] = kiln__strdup("Relu");
+    n->attr[n->n_attr++] = acts;
+    check_refused(g, "GRU gradients need the default activations");
 }
 
 int main(void) {
@@ -917,6 +973,7 @@ int main(void) {
         cmocka_unit_test(test_conv_transpose),
         cmocka_unit_test(test_unknown_sizes),
         cmocka_unit_test(test_lstm),
+        cmocka_unit_test(test_gru),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

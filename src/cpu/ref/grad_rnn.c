@@ -1,24 +1,48 @@
-/* src/cpu/ref/grad_rnn.c: the reference kernel of LSTM's gradient through
- * time (src/ops/defs/grad.def).
+/* src/cpu/ref/grad_rnn.c: the reference kernels of the recurrent ops'
+ * gradients through time (src/ops/defs/grad.def):
  *
  *   kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c)
  *       -> (dX, dW, dR, dB, dinitial_h, dinitial_c)
+ *   kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h)
+ *       -> (dX, dW, dR, dB, dinitial_h)
  *
- * for the LSTM (src/cpu/ref/rnn.c has the shapes) with the default
- * activations (sigmoid gates, tanh cell and output), no peepholes, no clip,
- * input_forget 0 and every sequence of full length; attributes direction,
- * hidden_size and layout as the forward node's. dY, dY_h, dY_c, B and the
- * initial states may be absent (zero). Per direction d and batch row n the
- * forward pass is computed again, keeping each step's gates and states, then
- * walked backwards (gates i, o, f, c~ in W's block order):
+ * for the LSTM and GRU of src/cpu/ref/rnn.c (which has the shapes) with the
+ * default activations (sigmoid gates, tanh elsewhere), no clip and every
+ * sequence of full length; LSTM also without peepholes and with input_forget
+ * 0. Attributes direction, hidden_size, layout and GRU's linear_before_reset
+ * are the forward node's. dY, dY_h, dY_c, B and the initial states may be
+ * absent (zero).
  *
+ * One driver serves both: per direction d and batch row n it computes the
+ * forward pass again, keeping each step's states and gates, then walks back
+ * through time with dh = dY_t + dh_{t+1} (dY_h at the last step, dY_c
+ * likewise for LSTM's c). A row k of W and R (G rows per direction: 4H for
+ * LSTM, 3H for GRU) whose pre-activation W[k] x_t + Wb[k] + R[k] v + Rb[k]
+ * gets the gradient g adds
+ *
+ *   input part      dW[k] += g x_t,  dx_t += g W[k],  dWb[k] += g
+ *   recurrent part  dR[k] += g v,    dv += g R[k],    dRb[k] += g
+ *
+ * with v = h_{t-1} (dv: dh_{t-1}) except for GRU's h~ rows. Per cell:
+ *
+ * LSTM (gates i, o, f, c~ in W's block order):
  *   forward   c_t = f * c_{t-1} + i * c~,  h_t = o * tanh(c_t)
- *   backward  dh = dY_t + dh_{t+1}   (dY_h at the last step, dY_c likewise)
- *             do = dh * tanh(c_t),  dc = dc_{t+1} + dh * o * (1 - tanh(c_t)^2)
+ *   backward  do = dh * tanh(c_t),  dc = dc_{t+1} + dh * o * (1 - tanh(c_t)^2)
  *             di = dc * c~,  df = dc * c_{t-1},  dc~ = dc * i,  dc_{t-1} = dc * f
- *             dg = (di i(1-i), do o(1-o), df f(1-f), dc~ (1-c~^2))
- *             dW += dg x_t^T, dR += dg h_{t-1}^T, dWb = dRb += dg,
- *             dx_t += W^T dg, dh_{t-1} = R^T dg
+ *             g = (di i(1-i), do o(1-o), df f(1-f), dc~ (1-c~^2)) for both parts
+ *
+ * GRU (gates z, r, h~ in W's block order):
+ *   forward   z = sigmoid(Wz x_t + Wbz + Rz h_{t-1} + Rbz),  r likewise
+ *             h~ = tanh(Wh x_t + Wbh + Rh (r * h_{t-1}) + Rbh)    linear_before_reset 0
+ *             h~ = tanh(Wh x_t + Wbh + r * (Rh h_{t-1} + Rbh))    linear_before_reset 1
+ *             h_t = (1 - z) * h~ + z * h_{t-1}
+ *   backward  dh~ = dh * (1 - z),  dz = dh * (h_{t-1} - h~),  dh_{t-1} = dh * z + ...
+ *             gh = dh~ (1 - h~^2) for the input part of the h~ rows;
+ *             linear_before_reset 0: gh for their recurrent part, v = r * h_{t-1};
+ *               dr = dv * h_{t-1},  dh_{t-1} += dv * r
+ *             linear_before_reset 1: gh * r for their recurrent part, v = h_{t-1};
+ *               dr = gh * (Rh h_{t-1} + Rbh)
+ *             gz = dz z(1-z), gr = dr r(1-r) for both parts of the z and r rows
  *
  * The reverse direction walks time backwards in the forward pass (and so
  * forwards here). Everything in double; the gradients of W, R, B and X are
@@ -29,75 +53,135 @@
 
 #include "ops/op.h"
 
-typedef struct lstm_dims {
-    int64_t S, N, I, H, D;
-    int layout, reverse; /* reverse: direction "reverse" (D = 1) */
-} lstm_dims;
+typedef struct rnn_grad rnn_grad;
 
-static kiln_status lstm_dims_read(const kiln__kctx *c, lstm_dims *d) {
-    const kiln_tensor *x = c->in[0], *w = c->in[1], *r = c->in[2];
+/* What differs between the cells. A kept step is `step` H-vectors of doubles:
+ * the states (h, then c for LSTM), then what the cell's backward reads. */
+typedef struct rnn_grad_cell {
+    int gates;  /* gate blocks: 4 (LSTM), 3 (GRU) */
+    int states; /* 2 (h, c), 1 (h) */
+    int step;
+    /* One step forward at g->t into st, from the states prev. */
+    void (*forward)(const rnn_grad *g, double *st, const double *prev);
+    /* One step back: ds, the gradients of st's states, to dprev, those of
+     * prev's (zeroed before), summing into g's sums; work: G + H doubles. */
+    void (*backward)(rnn_grad *g, const double *st, const double *prev, const double *ds,
+                     double *dprev, double *work);
+} rnn_grad_cell;
+
+struct rnn_grad {
+    const rnn_grad_cell *cell;
+    int64_t S, N, I, H, D, G; /* G = gates * H: rows of W and R per direction */
+    int layout, reverse;      /* reverse: direction "reverse" (D = 1) */
+    int lbr;                  /* GRU's linear_before_reset */
+    const kiln_tensor *x, *w, *r, *b, *dy;
+    const kiln_tensor *dys[2], *init[2]; /* dY_h, dY_c; initial_h, initial_c */
+    int64_t dir, n, t;                   /* where the driver is */
+    double *dX, *dW, *dR, *dB;           /* the sums, in scratch */
+};
+
+/* Input indices: X, W, R, dY, then the states' gradients, B and the initial
+ * states. Outputs: dX, dW, dR, dB, then the initial states' gradients. */
+enum { IN_X, IN_W, IN_R, IN_DY, IN_DY_STATES };
+#define IN_B(cell) (IN_DY_STATES + (cell)->states)
+#define IN_INIT(cell) (IN_B(cell) + 1)
+#define OUT_DINIT 4
+
+/* ---- dimensions and offsets ------------------------------------------------- */
+
+/* Flat offsets of X (t, n, k), Y (t, d, n, j) and the states (d, n, j). */
+static int64_t x_at(const rnn_grad *g, int64_t t, int64_t n, int64_t k) {
+    return (g->layout ? n * g->S + t : t * g->N + n) * g->I + k;
+}
+static int64_t y_at(const rnn_grad *g, int64_t t, int64_t dir, int64_t n, int64_t j) {
+    return (g->layout ? (n * g->S + t) * g->D + dir : (t * g->D + dir) * g->N + n) * g->H + j;
+}
+static int64_t h_at(const rnn_grad *g, int64_t dir, int64_t n, int64_t j) {
+    return (g->layout ? n * g->D + dir : dir * g->N + n) * g->H + j;
+}
+
+/* Reads attributes, shapes and inputs into g, checking them. */
+static kiln_status rnn_grad_read(const kiln__kctx *c, const rnn_grad_cell *cell, rnn_grad *g) {
+    memset(g, 0, sizeof *g);
+    g->cell = cell;
+    const kiln_tensor *x = c->in[IN_X], *w = c->in[IN_W], *r = c->in[IN_R];
     const char *dir = kiln__attr_s(c->node, "direction", "forward");
-    char b1[96], b2[96];
-    d->layout = (int)kiln__attr_i(c->node, "layout", 0);
-    d->reverse = !strcmp(dir, "reverse");
-    d->D = !strcmp(dir, "bidirectional") ? 2 : 1;
-    if (strcmp(dir, "forward") && !d->reverse && d->D != 2)
+    g->layout = (int)kiln__attr_i(c->node, "layout", 0);
+    g->lbr = kiln__attr_i(c->node, "linear_before_reset", 0) != 0;
+    g->reverse = !strcmp(dir, "reverse");
+    g->D = !strcmp(dir, "bidirectional") ? 2 : 1;
+    if (strcmp(dir, "forward") && !g->reverse && g->D != 2)
         return kiln__err(KILN_E_INVAL, "attribute 'direction' is \"%s\"", dir);
+    if (g->layout != 0 && g->layout != 1)
+        return kiln__err(KILN_E_INVAL, "attribute 'layout' is %d, expected 0 or 1", g->layout);
     KILN__TRY(kiln__check_dtype(x, "X", KILN_DTYPE_F32, KILN_DTYPE_F64, 0));
     if (x->ndim != 3 || w->ndim != 3 || r->ndim != 3)
         return kiln__err(KILN_E_SHAPE, "X, W and R must have rank 3");
-    d->S = x->dims[d->layout ? 1 : 0];
-    d->N = x->dims[d->layout ? 0 : 1];
-    d->I = x->dims[2];
-    d->H = r->dims[2];
-    int64_t want_w[3] = {d->D, 4 * d->H, d->I}, want_r[3] = {d->D, 4 * d->H, d->H};
-    if (memcmp(w->dims, want_w, sizeof want_w) || memcmp(r->dims, want_r, sizeof want_r))
-        return kiln__err(KILN_E_SHAPE, "W %s and R %s do not fit X (expected %s and %s)",
-                         kiln__shape_str(3, w->dims, b1, sizeof b1), kiln__shape_str(3, r->dims, b2, sizeof b2),
-                         "(D,4H,I)", "(D,4H,H)");
-    for (int k = 0; k < 9; k++) {
+    g->S = x->dims[g->layout ? 1 : 0];
+    g->N = x->dims[g->layout ? 0 : 1];
+    g->I = x->dims[2];
+    g->H = r->dims[2];
+    g->G = cell->gates * g->H;
+    const int64_t w_dims[3] = {g->D, g->G, g->I}, r_dims[3] = {g->D, g->G, g->H};
+    const int64_t b_dims[2] = {g->D, 2 * g->G};
+    const int64_t y_dims[4] = {g->layout ? g->N : g->S, g->layout ? g->S : g->D,
+                               g->layout ? g->D : g->N, g->H};
+    const int64_t s_dims[3] = {g->layout ? g->N : g->D, g->layout ? g->D : g->N, g->H};
+    static const char *const d_names[2] = {"dY_h", "dY_c"}, *const i_names[2] = {"initial_h",
+                                                                                 "initial_c"};
+    KILN__TRY(kiln__check_shape(w, "W", 3, w_dims));
+    KILN__TRY(kiln__check_shape(r, "R", 3, r_dims));
+    KILN__TRY(kiln__check_shape(kiln__in(c, IN_DY), "dY", 4, y_dims));
+    KILN__TRY(kiln__check_shape(kiln__in(c, IN_B(cell)), "B", 2, b_dims));
+    for (int k = 0; k < cell->states; k++) {
+        KILN__TRY(kiln__check_shape(kiln__in(c, IN_DY_STATES + k), d_names[k], 3, s_dims));
+        KILN__TRY(kiln__check_shape(kiln__in(c, IN_INIT(cell) + k), i_names[k], 3, s_dims));
+    }
+    for (int k = 1; k < c->n_in; k++) {
         const kiln_tensor *t = kiln__in(c, k);
-        if (t && k && t->dtype != x->dtype)
+        if (t && t->dtype != x->dtype)
             return kiln__err(KILN_E_TYPE, "input %d is %s, expected %s like X", k,
                              kiln_dtype_name(t->dtype), kiln_dtype_name(x->dtype));
+    }
+    g->x = x;
+    g->w = w;
+    g->r = r;
+    g->b = kiln__in(c, IN_B(cell));
+    g->dy = kiln__in(c, IN_DY);
+    for (int k = 0; k < cell->states; k++) {
+        g->dys[k] = kiln__in(c, IN_DY_STATES + k);
+        g->init[k] = kiln__in(c, IN_INIT(cell) + k);
     }
     return KILN_OK;
 }
 
-/* Flat offsets of X (t, n, k), Y (t, d, n, j) and the states (d, n, j). */
-static int64_t x_at(const lstm_dims *d, int64_t t, int64_t n, int64_t k) {
-    return ((d->layout ? n * d->S + t : t * d->N + n)) * d->I + k;
+/* Scratch, in doubles: the kept steps (S x step H), the initial states, their
+ * gradients at the current and the previous step (3 x states H), the cell's
+ * work (G + H), and the sums dX (S*N*I), dW (D*G*I), dR (D*G*H), dB (D*2G). */
+static int64_t rnn_grad_sums_at(const rnn_grad *g) {
+    return g->S * g->cell->step * g->H + 3 * g->cell->states * g->H + g->G + g->H;
 }
-static int64_t y_at(const lstm_dims *d, int64_t t, int64_t dir, int64_t n, int64_t j) {
-    return (d->layout ? (n * d->S + t) * d->D + dir : (t * d->D + dir) * d->N + n) * d->H + j;
-}
-static int64_t h_at(const lstm_dims *d, int64_t dir, int64_t n, int64_t j) {
-    return (d->layout ? n * d->D + dir : dir * d->N + n) * d->H + j;
-}
-
-/* Scratch, in doubles: the steps (S x 6H: i, o, f, c~, c, h), dg (4H),
- * dh, dc, dh_prev (3H), and the sums dX (S*N*I), dW (D*4H*I), dR (D*4H*H),
- * dB (D*8H). */
-static size_t lstm_scratch(const lstm_dims *d) {
-    int64_t n = d->S * 6 * d->H + 4 * d->H + 3 * d->H + d->S * d->N * d->I +
-                d->D * 4 * d->H * (d->I + d->H) + d->D * 8 * d->H;
-    return (size_t)n * sizeof(double);
+static int64_t rnn_grad_sums_len(const rnn_grad *g) {
+    return g->S * g->N * g->I + g->D * g->G * (g->I + g->H) + g->D * 2 * g->G;
 }
 
-kiln_status kiln__infer_LSTMGrad(kiln__kctx *c) {
-    lstm_dims d;
-    KILN__TRY(lstm_dims_read(c, &d));
-    const kiln_tensor *x = c->in[0];
-    int64_t bdims[2] = {d.D, 8 * d.H}, sdims[3] = {d.D, d.N, d.H};
-    if (d.layout) sdims[0] = d.N, sdims[1] = d.D;
-    c->scratch_bytes = lstm_scratch(&d);
+static kiln_status rnn_grad_infer(kiln__kctx *c, const rnn_grad_cell *cell) {
+    rnn_grad g;
+    KILN__TRY(rnn_grad_read(c, cell, &g));
+    const kiln_tensor *x = c->in[IN_X];
+    int64_t bdims[2] = {g.D, 2 * g.G}, sdims[3] = {g.D, g.N, g.H};
+    if (g.layout) sdims[0] = g.N, sdims[1] = g.D;
+    c->scratch_bytes = (size_t)(rnn_grad_sums_at(&g) + rnn_grad_sums_len(&g)) * sizeof(double);
     KILN__TRY(kiln__out_like(c, 0, x));
-    KILN__TRY(kiln__out_like(c, 1, c->in[1]));
-    KILN__TRY(kiln__out_like(c, 2, c->in[2]));
+    KILN__TRY(kiln__out_like(c, 1, c->in[IN_W]));
+    KILN__TRY(kiln__out_like(c, 2, c->in[IN_R]));
     KILN__TRY(kiln__out_shape(c, 3, x->dtype, 2, bdims));
-    KILN__TRY(kiln__out_shape(c, 4, x->dtype, 3, sdims));
-    return kiln__out_shape(c, 5, x->dtype, 3, sdims);
+    for (int k = 0; k < cell->states; k++)
+        KILN__TRY(kiln__out_shape(c, OUT_DINIT + k, x->dtype, 3, sdims));
+    return KILN_OK;
 }
+
+/* ---- what the cells share ----------------------------------------------------- */
 
 static double sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }
 
@@ -113,89 +197,192 @@ static void store_out(kiln__kctx *c, int i, const double *v, int64_t n) {
     for (int64_t k = 0; k < n; k++) kiln__elem_st_f(o->dtype, o->data, k, v[k]);
 }
 
-kiln_status kiln__ref_LSTMGrad(kiln__kctx *c) {
-    lstm_dims d;
-    KILN__TRY(lstm_dims_read(c, &d));
-    const kiln_tensor *x = c->in[0], *w = c->in[1], *r = c->in[2], *b = kiln__in(c, 6);
-    const kiln_tensor *dy = kiln__in(c, 3), *dyh = kiln__in(c, 4), *dyc = kiln__in(c, 5);
-    const kiln_tensor *h0 = kiln__in(c, 7), *c0 = kiln__in(c, 8);
-    const int64_t S = d.S, N = d.N, I = d.I, H = d.H, G = 4 * H;
-    double *steps = (double *)c->scratch, *dg = steps + S * 6 * H, *dh = dg + G, *dc = dh + H,
-           *dh_prev = dc + H, *dX = dh_prev + H, *dW = dX + S * N * I, *dR = dW + d.D * G * I,
-           *dB = dR + d.D * G * H;
-    memset(dX, 0, (size_t)(S * N * I + d.D * G * (I + H) + d.D * 8 * H) * sizeof(double));
-    for (int64_t dir = 0; dir < d.D; dir++) {
-        const int rev = d.reverse || dir == 1;
-        for (int64_t n = 0; n < N; n++) {
-            /* forward again; step s at time t, state h_{s-1} read from the step before */
-            for (int64_t s = 0; s < S; s++) {
-                int64_t t = rev ? S - 1 - s : s;
-                double *st = steps + s * 6 * H, *prev = s ? st - 6 * H : NULL;
-                for (int64_t row = 0; row < G; row++) {
-                    double g = opt_ld(b, dir * 2 * G + row) + opt_ld(b, dir * 2 * G + G + row);
-                    for (int64_t k = 0; k < I; k++)
-                        g += kiln__elem_ld_f(w->dtype, w->data, (dir * G + row) * I + k) *
-                             kiln__elem_ld_f(x->dtype, x->data, x_at(&d, t, n, k));
-                    for (int64_t k = 0; k < H; k++)
-                        g += kiln__elem_ld_f(r->dtype, r->data, (dir * G + row) * H + k) *
-                             (prev ? prev[5 * H + k] : opt_ld(h0, h_at(&d, dir, n, k)));
-                    st[row] = row < 3 * H ? sigmoid(g) : tanh(g); /* i, o, f; c~ */
-                }
+/* Row k's input part at (g->dir, g->n, g->t): W[k] x_t + Wb[k]. */
+static double in_part(const rnn_grad *g, int64_t k) {
+    const int64_t wk = (g->dir * g->G + k) * g->I;
+    double a = opt_ld(g->b, g->dir * 2 * g->G + k);
+    for (int64_t i = 0; i < g->I; i++)
+        a += kiln__elem_ld_f(g->w->dtype, g->w->data, wk + i) *
+             kiln__elem_ld_f(g->x->dtype, g->x->data, x_at(g, g->t, g->n, i));
+    return a;
+}
+/* Row k's recurrent part: R[k] v + Rb[k], v an H-vector. */
+static double rec_part(const rnn_grad *g, int64_t k, const double *v) {
+    const int64_t rk = (g->dir * g->G + k) * g->H;
+    double a = opt_ld(g->b, g->dir * 2 * g->G + g->G + k);
+    for (int64_t j = 0; j < g->H; j++) a += kiln__elem_ld_f(g->r->dtype, g->r->data, rk + j) * v[j];
+    return a;
+}
+/* Back through in_part(g, k), whose gradient is gk. */
+static void in_back(rnn_grad *g, int64_t k, double gk) {
+    const int64_t wk = (g->dir * g->G + k) * g->I;
+    g->dB[g->dir * 2 * g->G + k] += gk;
+    for (int64_t i = 0; i < g->I; i++) {
+        int64_t xi = x_at(g, g->t, g->n, i);
+        g->dW[wk + i] += gk * kiln__elem_ld_f(g->x->dtype, g->x->data, xi);
+        g->dX[xi] += gk * kiln__elem_ld_f(g->w->dtype, g->w->data, wk + i);
+    }
+}
+/* Back through rec_part(g, k, v), whose gradient is gk; adds v's to dv. */
+static void rec_back(rnn_grad *g, int64_t k, double gk, const double *v, double *dv) {
+    const int64_t rk = (g->dir * g->G + k) * g->H;
+    g->dB[g->dir * 2 * g->G + g->G + k] += gk;
+    for (int64_t j = 0; j < g->H; j++) {
+        g->dR[rk + j] += gk * v[j];
+        dv[j] += gk * kiln__elem_ld_f(g->r->dtype, g->r->data, rk + j);
+    }
+}
+
+/* ---- the driver --------------------------------------------------------------- */
+
+static kiln_status rnn_grad_run(kiln__kctx *c, const rnn_grad_cell *cell) {
+    rnn_grad g;
+    KILN__TRY(rnn_grad_read(c, cell, &g));
+    const int64_t S = g.S, N = g.N, H = g.H, SH = cell->step * H, nS = cell->states * H;
+    double *steps = (double *)c->scratch, *init = steps + S * SH, *ds = init + nS,
+           *dprev = ds + nS, *work = dprev + nS, *sums = steps + rnn_grad_sums_at(&g);
+    g.dX = sums;
+    g.dW = g.dX + S * N * g.I;
+    g.dR = g.dW + g.D * g.G * g.I;
+    g.dB = g.dR + g.D * g.G * H;
+    memset(sums, 0, (size_t)rnn_grad_sums_len(&g) * sizeof(double));
+    for (g.dir = 0; g.dir < g.D; g.dir++) {
+        const int rev = g.reverse || g.dir == 1;
+        for (g.n = 0; g.n < N; g.n++) {
+            for (int k = 0; k < cell->states; k++)
                 for (int64_t j = 0; j < H; j++) {
-                    double cp = prev ? prev[4 * H + j] : opt_ld(c0, h_at(&d, dir, n, j));
-                    st[4 * H + j] = st[2 * H + j] * cp + st[j] * st[3 * H + j];
-                    st[5 * H + j] = st[H + j] * tanh(st[4 * H + j]);
+                    init[k * H + j] = opt_ld(g.init[k], h_at(&g, g.dir, g.n, j));
+                    ds[k * H + j] = opt_ld(g.dys[k], h_at(&g, g.dir, g.n, j));
                 }
+            /* forward again: step s at time t, from the states of the step before */
+            for (int64_t s = 0; s < S; s++) {
+                g.t = rev ? S - 1 - s : s;
+                cell->forward(&g, steps + s * SH, s ? steps + (s - 1) * SH : init);
             }
             /* backward through time */
-            for (int64_t j = 0; j < H; j++) {
-                dh[j] = opt_ld(dyh, h_at(&d, dir, n, j));
-                dc[j] = opt_ld(dyc, h_at(&d, dir, n, j));
-            }
             for (int64_t s = S - 1; s >= 0; s--) {
-                int64_t t = rev ? S - 1 - s : s;
-                const double *st = steps + s * 6 * H, *prev = s ? st - 6 * H : NULL;
-                for (int64_t j = 0; j < H; j++) {
-                    double i = st[j], o = st[H + j], f = st[2 * H + j], cc = st[3 * H + j];
-                    double tc = tanh(st[4 * H + j]);
-                    double cp = prev ? prev[4 * H + j] : opt_ld(c0, h_at(&d, dir, n, j));
-                    double h_grad = dh[j] + opt_ld(dy, y_at(&d, t, dir, n, j));
-                    double c_grad = dc[j] + h_grad * o * (1 - tc * tc);
-                    dg[j] = c_grad * cc * i * (1 - i);
-                    dg[H + j] = h_grad * tc * o * (1 - o);
-                    dg[2 * H + j] = c_grad * cp * f * (1 - f);
-                    dg[3 * H + j] = c_grad * i * (1 - cc * cc);
-                    dc[j] = c_grad * f;
-                }
-                memset(dh_prev, 0, (size_t)H * sizeof(double));
-                for (int64_t row = 0; row < G; row++) {
-                    double g = dg[row];
-                    dB[dir * 8 * H + row] += g;
-                    dB[dir * 8 * H + G + row] += g;
-                    for (int64_t k = 0; k < I; k++) {
-                        int64_t wk = (dir * G + row) * I + k, xk = x_at(&d, t, n, k);
-                        dW[wk] += g * kiln__elem_ld_f(x->dtype, x->data, xk);
-                        dX[xk] += g * kiln__elem_ld_f(w->dtype, w->data, wk);
-                    }
-                    for (int64_t k = 0; k < H; k++) {
-                        int64_t rk = (dir * G + row) * H + k;
-                        dR[rk] += g * (prev ? prev[5 * H + k] : opt_ld(h0, h_at(&d, dir, n, k)));
-                        dh_prev[k] += g * kiln__elem_ld_f(r->dtype, r->data, rk);
-                    }
-                }
-                memcpy(dh, dh_prev, (size_t)H * sizeof(double));
+                g.t = rev ? S - 1 - s : s;
+                for (int64_t j = 0; j < H; j++) ds[j] += opt_ld(g.dy, y_at(&g, g.t, g.dir, g.n, j));
+                memset(dprev, 0, (size_t)nS * sizeof(double));
+                cell->backward(&g, steps + s * SH, s ? steps + (s - 1) * SH : init, ds, dprev,
+                               work);
+                memcpy(ds, dprev, (size_t)nS * sizeof(double));
             }
-            for (int k = 4; k < 6; k++) {
-                kiln_tensor *o = kiln__out(c, k);
+            for (int k = 0; k < cell->states; k++) {
+                kiln_tensor *o = kiln__out(c, OUT_DINIT + k);
                 if (o)
                     for (int64_t j = 0; j < H; j++)
-                        kiln__elem_st_f(o->dtype, o->data, h_at(&d, dir, n, j), k == 4 ? dh[j] : dc[j]);
+                        kiln__elem_st_f(o->dtype, o->data, h_at(&g, g.dir, g.n, j), ds[k * H + j]);
             }
         }
     }
-    store_out(c, 0, dX, S * N * I);
-    store_out(c, 1, dW, d.D * G * I);
-    store_out(c, 2, dR, d.D * G * H);
-    store_out(c, 3, dB, d.D * 8 * H);
+    store_out(c, 0, g.dX, S * N * g.I);
+    store_out(c, 1, g.dW, g.D * g.G * g.I);
+    store_out(c, 2, g.dR, g.D * g.G * H);
+    store_out(c, 3, g.dB, g.D * 2 * g.G);
     return KILN_OK;
 }
+
+/* ---- LSTM ------------------------------------------------------------------------ */
+
+/* A step: h, c, then the gates i, o, f, c~. */
+static void lstm_forward(const rnn_grad *g, double *st, const double *prev) {
+    const int64_t H = g->H;
+    double *gate = st + 2 * H;
+    for (int64_t k = 0; k < g->G; k++) {
+        double a = in_part(g, k) + rec_part(g, k, prev);
+        gate[k] = k < 3 * H ? sigmoid(a) : tanh(a); /* i, o, f; c~ */
+    }
+    for (int64_t j = 0; j < H; j++) {
+        st[H + j] = gate[2 * H + j] * prev[H + j] + gate[j] * gate[3 * H + j];
+        st[j] = gate[H + j] * tanh(st[H + j]);
+    }
+}
+
+static void lstm_backward(rnn_grad *g, const double *st, const double *prev, const double *ds,
+                          double *dprev, double *dg) {
+    const int64_t H = g->H;
+    const double *gate = st + 2 * H;
+    for (int64_t j = 0; j < H; j++) {
+        double i = gate[j], o = gate[H + j], f = gate[2 * H + j], cc = gate[3 * H + j];
+        double tc = tanh(st[H + j]);
+        double c_grad = ds[H + j] + ds[j] * o * (1 - tc * tc);
+        dg[j] = c_grad * cc * i * (1 - i);
+        dg[H + j] = ds[j] * tc * o * (1 - o);
+        dg[2 * H + j] = c_grad * prev[H + j] * f * (1 - f);
+        dg[3 * H + j] = c_grad * i * (1 - cc * cc);
+        dprev[H + j] = c_grad * f;
+    }
+    for (int64_t k = 0; k < g->G; k++) {
+        in_back(g, k, dg[k]);
+        rec_back(g, k, dg[k], prev, dprev);
+    }
+}
+
+static const rnn_grad_cell lstm_cell = {4, 2, 6, lstm_forward, lstm_backward};
+
+kiln_status kiln__infer_LSTMGrad(kiln__kctx *c) { return rnn_grad_infer(c, &lstm_cell); }
+kiln_status kiln__ref_LSTMGrad(kiln__kctx *c) { return rnn_grad_run(c, &lstm_cell); }
+
+/* ---- GRU ------------------------------------------------------------------------- */
+
+/* A step: h, the gates z, r, h~, then v: r * h_{t-1} (linear_before_reset 0)
+ * or Rh h_{t-1} + Rbh (1). */
+static void gru_forward(const rnn_grad *g, double *st, const double *prev) {
+    const int64_t H = g->H;
+    double *z = st + H, *r = st + 2 * H, *n = st + 3 * H, *v = st + 4 * H;
+    for (int64_t k = 0; k < 2 * H; k++) z[k] = sigmoid(in_part(g, k) + rec_part(g, k, prev));
+    if (!g->lbr)
+        for (int64_t j = 0; j < H; j++) v[j] = r[j] * prev[j];
+    for (int64_t j = 0; j < H; j++) {
+        int64_t k = 2 * H + j;
+        double a = in_part(g, k);
+        if (g->lbr) {
+            v[j] = rec_part(g, k, prev);
+            a += r[j] * v[j];
+        } else {
+            a += rec_part(g, k, v);
+        }
+        n[j] = tanh(a);
+    }
+    for (int64_t j = 0; j < H; j++) st[j] = (1 - z[j]) * n[j] + z[j] * prev[j];
+}
+
+static void gru_backward(rnn_grad *g, const double *st, const double *prev, const double *ds,
+                         double *dprev, double *dg) {
+    const int64_t H = g->H;
+    const double *z = st + H, *r = st + 2 * H, *n = st + 3 * H, *v = st + 4 * H;
+    double *dv = dg + g->G; /* linear_before_reset 0: the gradient of r * h_{t-1} */
+    for (int64_t j = 0; j < H; j++) {
+        dg[j] = ds[j] * (prev[j] - n[j]) * z[j] * (1 - z[j]);
+        dg[2 * H + j] = ds[j] * (1 - z[j]) * (1 - n[j] * n[j]);
+        dprev[j] = ds[j] * z[j];
+        dv[j] = 0;
+    }
+    for (int64_t j = 0; j < H; j++) {
+        int64_t k = 2 * H + j;
+        in_back(g, k, dg[k]);
+        if (g->lbr) {
+            rec_back(g, k, dg[k] * r[j], prev, dprev);
+            dg[H + j] = dg[k] * v[j];
+        } else {
+            rec_back(g, k, dg[k], v, dv);
+        }
+    }
+    for (int64_t j = 0; j < H; j++) {
+        if (!g->lbr) {
+            dg[H + j] = dv[j] * prev[j];
+            dprev[j] += dv[j] * r[j];
+        }
+        dg[H + j] *= r[j] * (1 - r[j]);
+    }
+    for (int64_t k = 0; k < 2 * H; k++) {
+        in_back(g, k, dg[k]);
+        rec_back(g, k, dg[k], prev, dprev);
+    }
+}
+
+static const rnn_grad_cell gru_cell = {3, 1, 5, gru_forward, gru_backward};
+
+kiln_status kiln__infer_GRUGrad(kiln__kctx *c) { return rnn_grad_infer(c, &gru_cell); }
+kiln_status kiln__ref_GRUGrad(kiln__kctx *c) { return rnn_grad_run(c, &gru_cell); }
