@@ -5,7 +5,7 @@
  *   training  the model with its parameters and BatchNormalization running
  *             statistics turned into graph inputs, BatchNormalization in
  *             training mode (its updated running statistics as extra outputs),
- *             the loss SoftmaxCrossEntropyLoss(logits, labels) appended, and the
+ *             the loss of the logits against the labels appended (losses.h), and the
  *             backward nodes from autograd (autograd.h); Dropout as
  *             kiln.TrainDropout with a seed input the trainer sets per step;
  *             the loss's gradient seed an input (1, or fp16's loss scale);
