@@ -57,6 +57,7 @@ check "train without data is a usage error" bash -c "'$KILN' train '$TMP/m.onnx'
 check "train rejects an unknown optimizer" bash -c "'$KILN' train '$TMP/m.onnx' --optimizer lion 2>&1 | grep -q 'expected sgd, adam or adamw'"
 check "train rejects an unknown precision" bash -c "'$KILN' train '$TMP/m.onnx' --precision int8 2>&1 | grep -q 'expected fp32, bf16 or fp16'"
 check "train rejects an unknown loss" bash -c "'$KILN' train '$TMP/m.onnx' --loss hinge 2>&1 | grep -q 'expected cross-entropy, nll, mse or bce-with-logits'"
+check "train names a data file whose samples do not fit the input" bash -c "printf '1,2,0\\n3,4,1\\n' > '$TMP/two.csv'; '$KILN' train '$TMP/m.onnx' --train-csv '$TMP/two.csv' --out '$TMP/t' 2>&1 | grep -q \"two.csv has 2 values per sample; the model's input 'x' (float32\\[N,3\\]) takes 3\""
 check "train rejects an unknown schedule" bash -c "'$KILN' train '$TMP/m.onnx' --schedule linear 2>&1 | grep -q 'expected constant, step or cosine'"
 check "train's step schedule needs --step-size" bash -c "'$KILN' train '$TMP/m.onnx' --schedule step --train-images a --train-labels b --out '$TMP/t' 2>&1 | grep -q 'needs --step-size'"
 check "unknown command fails" bash -c "! '$KILN' frobnicate"

@@ -328,6 +328,21 @@ int kiln_cmd_train(int argc, char **argv) {
         goto done;
     if (test_csv && train_set_load_csv(test_csv, in.ndim, limit, classes, &test)) goto done;
     if (test_img && train_set_load_images(test_img, test_lab, in.ndim, limit, classes, &test)) goto done;
+    { /* a sample must fill the model's input (when its sizes are known) */
+        int64_t per = 1;
+        for (int k = 1; k < in.ndim && per > 0; k++) per = in.dims[k] > 0 ? per * in.dims[k] : -1;
+        const train_set *sets[2] = {&train, &test};
+        for (int k = 0; k < 2; k++)
+            if (sets[k]->n && per > 0 && sets[k]->sample != per) {
+                char shape[128];
+                kiln_cli_describe(&in, shape, sizeof shape);
+                fprintf(stderr, "kiln train: error: %s has %lld values per sample; the model's input "
+                        "'%s' (%s) takes %lld\n",
+                        k ? (test_csv ? test_csv : test_img) : (train_csv ? train_csv : train_img),
+                        (long long)sets[k]->sample, in.name, shape, (long long)per);
+                goto done;
+            }
+    }
     if (normalize) {
         train_set_normalize(&train, (float)norm_mean, (float)norm_std);
         if (test.n) train_set_normalize(&test, (float)norm_mean, (float)norm_std);
