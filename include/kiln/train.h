@@ -114,10 +114,12 @@ void kiln_trainer_free(kiln_trainer *t);
 int64_t kiln_trainer_num_params(const kiln_trainer *t);
 
 /* One training step on a batch x (the model's first input) with labels (N)
- * int64: forward, backward and one optimizer update at learning rate lr
+ * int64 (or (N, D1..Dk) when the logits are (N, C, D1..Dk): a class per
+ * position, as a sequence model predicts): forward, backward and one
+ * optimizer update at learning rate lr
  * (with fp16, no update when the step is skipped: see kiln_trainer_stats).
- * *loss receives the batch's mean loss and *correct the samples whose largest
- * logit is at their label (either may be NULL). */
+ * *loss receives the batch's mean loss and *correct the samples (positions)
+ * whose largest logit is at their label (either may be NULL). */
 kiln_status kiln_trainer_step(kiln_trainer *t, const kiln_tensor *x, const kiln_tensor *labels,
                               double lr, double *loss, int64_t *correct);
 

@@ -58,7 +58,10 @@ struct kiln_trainer {
     kiln_train_precision precision;
     kiln_loss loss;
     double label_smoothing;
-    int64_t classes;          /* C of the logits (N, C), -1 if unknown */
+    int64_t classes;          /* C of the logits (N, C[, D...]), -1 if unknown */
+    int out_rank;             /* rank of the logits: 2, or more for per-position
+                                 classes (N, C, D1..Dk) with labels (N, D1..Dk) */
+    kiln__dim out_dims[KILN_MAX_DIMS]; /* the logits' dims as the model declares or infers them */
     kiln__loss_scaler scaler; /* fp16; otherwise scale 1 throughout */
     kiln_tensor *loss_seed;   /* () f32, the training graph's loss gradient seed: the scale */
     double clip_norm;         /* > 0: clip the gradients' global norm to it */
@@ -298,14 +301,19 @@ static kiln_status build(kiln_trainer *t, int training, kiln_graph **out) {
     kiln_status s = kiln__px_init(&p, g, &opt);
     for (int i = 0; i < t->n_params && s == KILN_OK; i++) s = init_to_input(g, t->params[i].name);
     for (int i = 0; i < t->n_stats && s == KILN_OK; i++) s = init_to_input(g, t->stats[i].name);
-    if (s == KILN_OK) s = add_input(g, t->labels_name, KILN_DTYPE_I64, 1);
-    if (s == KILN_OK) { /* one label per sample: the batch dim is x's (for shape inference) */
-        kiln__dim *n = &g->values[kiln__graph_find(g, t->labels_name)].dims[0];
+    if (s == KILN_OK) s = add_input(g, t->labels_name, KILN_DTYPE_I64, t->out_rank - 1);
+    if (s == KILN_OK) { /* labels (N, D1..Dk): the batch dim is x's, the others the logits'
+                           (for shape inference) */
+        kiln__dim *lab = g->values[kiln__graph_find(g, t->labels_name)].dims;
         kiln__dim *xn = &g->values[g->inputs[0]].dims[0];
         if (g->values[g->inputs[0]].ndim > 0) {
             if (xn->v < 0 && !xn->sym && !(xn->sym = kiln__strdup("kiln_batch"))) s = oom();
-            n->v = xn->v;
-            if (xn->sym && !(n->sym = kiln__strdup(xn->sym))) s = oom();
+            lab[0].v = xn->v;
+            if (xn->sym && !(lab[0].sym = kiln__strdup(xn->sym))) s = oom();
+        }
+        for (int d = 1; d < t->out_rank - 1 && s == KILN_OK; d++) {
+            lab[d].v = t->out_dims[d + 1].v;
+            if (t->out_dims[d + 1].sym && !(lab[d].sym = kiln__strdup(t->out_dims[d + 1].sym))) s = oom();
         }
     }
     if (s == KILN_OK && training) s = add_input(g, LOSS_SEED, KILN_DTYPE_F32, 0);
@@ -329,9 +337,9 @@ static kiln_status build(kiln_trainer *t, int training, kiln_graph **out) {
     if (s == KILN_OK && training) s = train_mode(t, &p, stat_out);
     if (s == KILN_OK) s = kiln__px_sweep(&p);
     if (s == KILN_OK) s = kiln_graph_infer_shapes(g);
-    if (s == KILN_OK && g->values[logits].ndim >= 0 && g->values[logits].ndim != 2)
-        s = kiln__err(KILN_E_SHAPE, "the model's first output '%s' has rank %d, expected logits (N, C)",
-                      g->values[logits].name, g->values[logits].ndim);
+    if (s == KILN_OK && g->values[logits].ndim >= 0 && g->values[logits].ndim != t->out_rank)
+        s = kiln__err(KILN_E_SHAPE, "the model's first output '%s' has rank %d, expected logits (N, C) "
+                      "or (N, C, D1..Dk)", g->values[logits].name, g->values[logits].ndim);
     if (s == KILN_OK && training) {
         int seed = kiln__graph_find(g, LOSS_SEED);
         for (int i = 0; i < t->n_params; i++) wrt[i] = kiln__graph_find(g, t->params[i].name);
@@ -395,10 +403,21 @@ kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_option
     if (!kiln_loss_name(opt->loss))
         s = kiln__err(KILN_E_INVAL, "kiln_trainer_create: bad loss %d", (int)opt->loss);
     t->classes = -1;
+    t->out_rank = 2;
     if (s == KILN_OK && kiln_graph_infer_shapes(t->model) == KILN_OK && t->model->n_outputs > 0) {
         const kiln__value *o = &t->model->values[t->model->outputs[0]];
-        if (o->ndim == 2) t->classes = o->dims[1].v;
+        if (o->ndim >= 2) {
+            t->classes = o->dims[1].v;
+            t->out_rank = o->ndim;
+            memcpy(t->out_dims, o->dims, (size_t)o->ndim * sizeof *o->dims); /* names borrowed */
+        } else if (o->ndim >= 0) {
+            s = kiln__err(KILN_E_SHAPE, "the model's first output '%s' has rank %d, expected logits "
+                          "(N, C) or (N, C, D1..Dk)", o->name, o->ndim);
+        }
     }
+    if (s == KILN_OK && t->out_rank > 2 && (opt->loss == KILN_LOSS_MSE || opt->loss == KILN_LOSS_BCE_WITH_LOGITS))
+        s = kiln__err(KILN_E_INVAL, "the %s loss needs logits (N, C); the model's are of rank %d",
+                      kiln_loss_name(opt->loss), t->out_rank);
     t->precision = opt->precision;
     t->scaler = (kiln__loss_scaler){.scale = 1, .interval = INT64_MAX};
     if (t->precision == KILN_TRAIN_FP16)
@@ -489,11 +508,11 @@ int64_t kiln_trainer_num_params(const kiln_trainer *t) { return t->n_p; }
 static kiln_status run_batch(kiln_trainer *t, kiln_session *s, int n_in, const kiln_tensor *x,
                              const kiln_tensor *labels, double *loss, int64_t *correct) {
     char b1[96];
-    if (labels->dtype != KILN_DTYPE_I64 || labels->ndim != 1 || x->ndim < 1 ||
+    if (labels->dtype != KILN_DTYPE_I64 || labels->ndim != t->out_rank - 1 || x->ndim < 1 ||
         labels->dims[0] != x->dims[0])
-        return kiln__err(KILN_E_SHAPE, "labels are %s %s, expected int64 (%lld) for the batch",
-                         kiln_dtype_name(labels->dtype),
-                         kiln__shape_str(labels->ndim, labels->dims, b1, sizeof b1),
+        return kiln__err(KILN_E_SHAPE, "labels are %s %s, expected int64 of rank %d with the batch's "
+                         "%lld first", kiln_dtype_name(labels->dtype),
+                         kiln__shape_str(labels->ndim, labels->dims, b1, sizeof b1), t->out_rank - 1,
                          (long long)(x->ndim ? x->dims[0] : 0));
     t->in_vals[0] = x;
     t->in_vals[1] = labels;
@@ -502,17 +521,19 @@ static kiln_status run_batch(kiln_trainer *t, kiln_session *s, int n_in, const k
     KILN__TRY(kiln_session_output(s, 0, &l));
     KILN__TRY(kiln_session_output(s, 1, &logits));
     if (loss) *loss = kiln__ld_f(l->dtype, l->data, 0);
-    if (correct) {
-        int64_t n = logits->dims[0], c = logits->dims[1], k = 0;
+    if (correct) { /* logits (N, C, D), labels (N, D): position (i, d)'s classes at stride D */
+        int64_t n = logits->dims[0], c = logits->dims[1], d = kiln__dims_prod(logits->dims, 2, logits->ndim);
+        int64_t k = 0;
         const int64_t *lab = kiln_tensor_data(labels);
-        for (int64_t i = 0; i < n; i++) {
-            int64_t best = 0;
-            for (int64_t j = 1; j < c; j++)
-                if (kiln__ld_f(logits->dtype, logits->data, i * c + j) >
-                    kiln__ld_f(logits->dtype, logits->data, i * c + best))
-                    best = j;
-            k += best == lab[i];
-        }
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t p = 0; p < d; p++) {
+                int64_t best = 0, base = i * c * d + p;
+                for (int64_t j = 1; j < c; j++)
+                    if (kiln__ld_f(logits->dtype, logits->data, base + j * d) >
+                        kiln__ld_f(logits->dtype, logits->data, base + best * d))
+                        best = j;
+                k += best == lab[i * d + p];
+            }
         *correct = k;
     }
     return KILN_OK;

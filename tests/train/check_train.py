@@ -20,6 +20,9 @@ with --precision bf16 and fp16, mixed precision), then checks:
     with random-crop and flip augmentation); the checkpoint
     (safetensors, parsed here by hand) holds the exported parameters;
   - --train-csv / --test-csv tables train an MLP on separable clusters;
+  - --train-text: a character LSTM on Moby Dick learns (the loss per
+    character falls well below ln 256) and onnxruntime agrees with kiln on
+    the exported model's test predictions;
   - bad input gets a one-line error: a missing file, a model with an op that
     has no gradient rule (naming the node).
 
@@ -260,6 +263,52 @@ def check_csv(args, tmp):
     return f"ok: test_accuracy {acc:.4f}" if acc > 0.9 else f"test accuracy {acc} on separable clusters"
 
 
+MOBY_DICK = "/usr/share/gocode/src/github.com/colinmarc/hdfs/testdata/mobydick.txt"
+
+
+def check_char_lstm(args, tmp):
+    """--train-text: scripts/char_lstm.py's character LSTM (Gather, Transpose,
+    LSTM, Squeeze, MatMul) on Moby Dick (Debian golang-github-colinmarc-hdfs-dev),
+    the book's first 90% for training and the rest for testing: the loss per
+    character (TensorBoard's train/loss) falls well below its start of about
+    ln 256, and onnxruntime running the exported model predicts the test
+    characters as kiln's evaluation did."""
+    if not os.path.exists(MOBY_DICK):
+        return f"{MOBY_DICK} missing (Debian package golang-github-colinmarc-hdfs-dev)"
+    text = open(MOBY_DICK, "rb").read()
+    cut = len(text) * 9 // 10
+    open(os.path.join(tmp, "book_train.txt"), "wb").write(text[:cut])
+    open(os.path.join(tmp, "book_test.txt"), "wb").write(text[cut:])
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
+    import char_lstm  # noqa: E402
+    path, out, T, n_test = os.path.join(tmp, "char_lstm.onnx"), os.path.join(tmp, "lstm_out"), 32, 200
+    onnx.save(char_lstm.build(), path)
+    r = run([args.kiln, "train", path, "--train-text", os.path.join(tmp, "book_train.txt"), "--seq-len", str(T),
+             "--limit", "640", "--test-text", os.path.join(tmp, "book_test.txt"), "--batch", "32",
+             "--epochs", "2", "--optimizer", "adam", "--lr", "0.01", "-t", str(args.threads), "--out", out])
+    lines = r.stdout.strip().splitlines()
+    print("\n".join("  " + s for s in lines))
+    acc = float(lines[-1].split("=")[1])
+    ea = EventAccumulator(os.path.join(out, "events"))
+    ea.Reload()
+    losses = [e.value for e in ea.Scalars("train/loss")]
+    first, last = losses[0], float(np.mean(losses[-5:]))
+    if not (first > 5.0 and last < 0.7 * first):
+        return f"loss per character {first:.3f} -> {last:.3f}: did not fall well below its start"
+    # onnxruntime on the export, the same test windows (kiln evaluates up to --limit of them)
+    test = np.frombuffer(text[cut:], np.uint8)
+    n = min(640, (len(test) - 1) // T)
+    x = test[:n * T].reshape(n, T).astype(np.int64)
+    y = test[1:n * T + 1].reshape(n, T)
+    sess = ort.InferenceSession(os.path.join(out, "model.onnx"), providers=["CPUExecutionProvider"])
+    pred = np.concatenate([sess.run(None, {"x": x[i:i + n_test]})[0].argmax(1) for i in range(0, n, n_test)])
+    oacc = float((pred == y).mean())
+    if abs(oacc - acc) > 1e-3:
+        return f"onnxruntime on the exported model: accuracy {oacc:.4f}, kiln {acc:.4f}"
+    return (f"ok: loss per character {first:.3f} -> {last:.3f}, test accuracy {acc:.4f} "
+            f"(onnxruntime on the export {oacc:.4f})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kiln", default="build/kiln")
@@ -291,7 +340,8 @@ def main():
             print(f"{name:4s} {res}", flush=True)
 
         for name, check in (("resume", lambda: check_resume(args, tmp, x[:, None], y)),
-                            ("csv", lambda: check_csv(args, tmp))):
+                            ("csv", lambda: check_csv(args, tmp)),
+                            ("char_lstm", lambda: check_char_lstm(args, tmp))):
             print(f"{name}:", flush=True)
             try:
                 res = check()

@@ -11,8 +11,9 @@
 #include "train_data.h"
 
 static const char *help =
-    "usage: kiln train MODEL.onnx (--train-images F --train-labels F | --train-csv F)\n"
-    "                  [--test-images F --test-labels F | --test-csv F]\n"
+    "usage: kiln train MODEL.onnx (--train-images F --train-labels F | --train-csv F |\n"
+    "                  --train-text F [--seq-len T])\n"
+    "                  [--test-images F --test-labels F | --test-csv F | --test-text F]\n"
     "                  [--random-crop P] [--hflip] [--normalize MEAN,STD]\n"
     "                  [--loss cross-entropy|nll|mse|bce-with-logits] [--label-smoothing X]\n"
     "                  [--optimizer sgd|adam|adamw] [--lr X] [--momentum X] [--nesterov]\n"
@@ -50,6 +51,11 @@ static const char *help =
     "  --test-images F    test images, evaluated after every epoch\n"
     "  --test-labels F    test labels\n"
     "  --test-csv F       test samples as a CSV table\n"
+    "  --train-text F     instead: a text file for next-character prediction: windows\n"
+    "                     of --seq-len bytes as int64 ids (N,T), each position's label\n"
+    "                     the byte after it; the model's logits are (N,256,T)\n"
+    "  --seq-len T        window length for text (default 64)\n"
+    "  --test-text F      test text, windows as for training\n"
     "  --random-crop P    augmentation: shift each training image by up to P pixels\n"
     "                     each way, zeros coming in (a random crop of the image\n"
     "                     padded by P), drawn anew every epoch from --seed\n"
@@ -114,7 +120,7 @@ static int evaluate(kiln_trainer *t, const train_set *d, int64_t batch, double *
     }
     train_batches_stop(b);
     *loss = d->n ? lsum / (double)d->n : 0;
-    *acc = d->n ? (double)right / (double)d->n : 0;
+    *acc = d->n ? (double)right / (double)(d->n * d->per_label) : 0;
     return rc;
 }
 
@@ -172,7 +178,8 @@ static int resume_from(kiln_trainer *t, const char *path, int64_t *epoch, uint64
 int kiln_cmd_train(int argc, char **argv) {
     const char *path = NULL, *train_img = NULL, *train_lab = NULL, *test_img = NULL,
                *test_lab = NULL, *out_dir = NULL, *resume = NULL, *train_csv = NULL,
-               *test_csv = NULL;
+               *test_csv = NULL, *train_text = NULL, *test_text = NULL;
+    double seq_len_d = 64;
     train_augment aug = {0};
     double crop_d = 0, norm_mean = 0, norm_std = 1;
     int normalize = 0;
@@ -208,6 +215,12 @@ int kiln_cmd_train(int argc, char **argv) {
             train_csv = v;
         } else if (!strcmp(a, "--test-csv")) {
             test_csv = v;
+        } else if (!strcmp(a, "--train-text")) {
+            train_text = v;
+        } else if (!strcmp(a, "--test-text")) {
+            test_text = v;
+        } else if (!strcmp(a, "--seq-len")) {
+            bad = num_arg(a, v, 1, &seq_len_d);
         } else if (!strcmp(a, "--random-crop")) {
             bad = num_arg(a, v, 0, &crop_d);
         } else if (!strcmp(a, "--normalize")) {
@@ -282,11 +295,16 @@ int kiln_cmd_train(int argc, char **argv) {
         i += takes;
     }
     if (kiln_cli_need_model(help, path)) return 2;
-    if (!(train_img && train_lab) == !train_csv || !out_dir || (!test_img != !test_lab) ||
-        (test_img && test_csv) || (!train_img != !train_lab)) {
-        fprintf(stderr, "kiln train: error: --out and either --train-images with --train-labels or "
-                "--train-csv are required (and for test data, --test-images with --test-labels or "
-                "--test-csv)\n%s", help);
+    if ((train_img && train_lab) + !!train_csv + !!train_text != 1 || !out_dir ||
+        (!test_img != !test_lab) || !!test_img + !!test_csv + !!test_text > 1 ||
+        (!train_img != !train_lab)) {
+        fprintf(stderr, "kiln train: error: --out and one of --train-images with --train-labels, "
+                "--train-csv or --train-text are required (and for test data, --test-images with "
+                "--test-labels, --test-csv or --test-text)\n%s", help);
+        return 2;
+    }
+    if (train_text && (normalize || crop_d > 0 || aug.hflip)) {
+        fprintf(stderr, "kiln train: error: --normalize, --random-crop and --hflip are for images\n");
         return 2;
     }
     aug.crop_pad = (int)crop_d;
@@ -323,9 +341,11 @@ int kiln_cmd_train(int argc, char **argv) {
         goto done;
     }
     int64_t classes = out.ndim == 2 ? out.dims[1] : -1;
-    if (train_csv ? train_set_load_csv(train_csv, in.ndim, limit, classes, &train)
-                  : train_set_load_images(train_img, train_lab, in.ndim, limit, classes, &train))
+    if (train_text ? train_set_load_text(train_text, (int64_t)seq_len_d, limit, &train)
+        : train_csv ? train_set_load_csv(train_csv, in.ndim, limit, classes, &train)
+                    : train_set_load_images(train_img, train_lab, in.ndim, limit, classes, &train))
         goto done;
+    if (test_text && train_set_load_text(test_text, (int64_t)seq_len_d, limit, &test)) goto done;
     if (test_csv && train_set_load_csv(test_csv, in.ndim, limit, classes, &test)) goto done;
     if (test_img && train_set_load_images(test_img, test_lab, in.ndim, limit, classes, &test)) goto done;
     { /* a sample must fill the model's input (when its sizes are known) */
@@ -338,7 +358,8 @@ int kiln_cmd_train(int argc, char **argv) {
                 kiln_cli_describe(&in, shape, sizeof shape);
                 fprintf(stderr, "kiln train: error: %s has %lld values per sample; the model's input "
                         "'%s' (%s) takes %lld\n",
-                        k ? (test_csv ? test_csv : test_img) : (train_csv ? train_csv : train_img),
+                        k ? (test_csv ? test_csv : test_text ? test_text : test_img)
+                          : (train_csv ? train_csv : train_text ? train_text : train_img),
                         (long long)sets[k]->sample, in.name, shape, (long long)per);
                 goto done;
             }
@@ -391,7 +412,7 @@ int kiln_cmd_train(int argc, char **argv) {
             order[j] = tmp;
         }
         double lsum = 0, te = kiln_cli_now_ms(), step_lr = lr, last_test_loss = 0;
-        int64_t right = 0, seen = 0;
+        int64_t right = 0, seen = 0, positions = 0; /* samples; labelled positions */
         if (train_batches_start(&train, order, batch, &aug, e, &tb)) goto done;
         for (int64_t st = 0; st < steps; st++) {
             int64_t c, nb;
@@ -427,6 +448,7 @@ int kiln_cmd_train(int argc, char **argv) {
             lsum += bl * (double)nb;
             right += c;
             seen += nb;
+            positions += nb * train.per_label;
             if (tty) {
                 double rate = seen / ((kiln_cli_now_ms() - te) / 1000);
                 double left = ((double)(epochs - e) * train.n - seen) / (rate > 0 ? rate : 1);
@@ -434,7 +456,7 @@ int kiln_cmd_train(int argc, char **argv) {
                 fmt_duration(left, eta, sizeof eta);
                 fprintf(stderr, "\repoch %lld/%lld step %lld/%lld loss %.4f acc %.4f %.0f samples/s "
                         "ETA %s  ", (long long)e + 1, (long long)epochs, (long long)st + 1,
-                        (long long)steps, lsum / seen, (double)right / seen, rate, eta);
+                        (long long)steps, lsum / seen, (double)right / positions, rate, eta);
             }
         }
         train_batches_stop(tb);
@@ -448,7 +470,7 @@ int kiln_cmd_train(int argc, char **argv) {
         double secs = (kiln_cli_now_ms() - te) / 1000;
         printf("epoch %lld/%lld: loss %.4f train_accuracy %.4f, lr %.4g, %.1f s, %.0f samples/s",
                (long long)e + 1, (long long)epochs, lsum / (seen ? seen : 1),
-               (double)right / (seen ? seen : 1), step_lr, secs, seen / (secs > 0 ? secs : 1));
+               (double)right / (positions ? positions : 1), step_lr, secs, seen / (secs > 0 ? secs : 1));
         if (test.n) {
             double tl = 0;
             if (evaluate(t, &test, batch, &tl, &test_acc)) goto done;
@@ -456,7 +478,7 @@ int kiln_cmd_train(int argc, char **argv) {
             printf(", test loss %.4f test_accuracy %.4f", tl, test_acc);
         }
         const int64_t end_step = (e + 1) * steps - 1;
-        s = kiln_events_scalar(ev, "train/accuracy", end_step, (double)right / seen);
+        s = kiln_events_scalar(ev, "train/accuracy", end_step, (double)right / positions);
         if (s == KILN_OK && test.n) s = kiln_events_scalar(ev, "test/accuracy", end_step, test_acc);
         if (s == KILN_OK && test.n) s = kiln_events_scalar(ev, "test/loss", end_step, last_test_loss);
         if (s == KILN_OK) s = kiln_events_flush(ev);

@@ -1,5 +1,6 @@
 /* tools/kiln/train_data.c: kiln train's data sets and batch making
  * (train_data.h). */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +68,7 @@ static int fill_x(const char *what, const kiln_tensor *src, int in_rank, int64_t
     kiln_tensor_free(f32);
     d->n = n;
     d->sample = sample;
+    d->per_label = 1;
     return 0;
 }
 
@@ -148,6 +150,57 @@ int train_set_load_csv(const char *path, int in_rank, int64_t limit, int64_t cla
     return (int)rc;
 }
 
+int train_set_load_text(const char *path, int64_t seq_len, int64_t limit, train_set *d) {
+    memset(d, 0, sizeof *d);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "kiln train: error: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    unsigned char *text = NULL;
+    size_t len = 0, cap = 0, got;
+    do {
+        if (len + 65536 > cap) {
+            unsigned char *grown = realloc(text, cap = 2 * cap + 65536);
+            if (!grown) {
+                free(text);
+                fclose(f);
+                return kiln_cli_fail("train", KILN_E_NOMEM);
+            }
+            text = grown;
+        }
+        got = fread(text + len, 1, cap - len, f);
+        len += got;
+    } while (got > 0);
+    int bad = ferror(f);
+    fclose(f);
+    int64_t n = len > (size_t)seq_len ? (int64_t)((len - 1) / (size_t)seq_len) : 0;
+    if (n > limit) n = limit;
+    if (bad || n == 0) {
+        fprintf(stderr, "kiln train: error: %s: %s\n", path,
+                bad ? "read error" : "shorter than one window of --seq-len + 1 bytes");
+        free(text);
+        return -1;
+    }
+    int64_t dims[2] = {n, seq_len};
+    kiln_status s = kiln_tensor_create(KILN_DTYPE_I64, 2, dims, &d->x);
+    if (s == KILN_OK) s = kiln_tensor_create(KILN_DTYPE_I64, 2, dims, &d->labels);
+    if (s != KILN_OK) {
+        free(text);
+        train_set_free(d);
+        return kiln_cli_fail("train", s);
+    }
+    int64_t *x = kiln_tensor_data(d->x), *l = kiln_tensor_data(d->labels);
+    for (int64_t i = 0; i < n * seq_len; i++) {
+        x[i] = text[i];
+        l[i] = text[i + 1];
+    }
+    free(text);
+    d->n = n;
+    d->sample = d->per_label = seq_len;
+    return 0;
+}
+
 void train_set_normalize(train_set *d, float mean, float std) {
     float *x = kiln_tensor_data(d->x);
     for (int64_t i = 0; i < d->n * d->sample; i++) x[i] = (x[i] - mean) / std;
@@ -193,25 +246,27 @@ struct train_batches {
 static kiln_status make_batch(const train_batches *b, int64_t k, kiln_tensor **x, kiln_tensor **labels) {
     const train_set *d = b->d;
     int64_t lo = k * b->batch, hi = lo + b->batch < d->n ? lo + b->batch : d->n, dims[8];
-    int nd = kiln_tensor_ndim(d->x);
+    int nd = kiln_tensor_ndim(d->x), nl = kiln_tensor_ndim(d->labels);
+    kiln_dtype dt = kiln_tensor_dtype(d->x);
+    size_t esize = kiln_dtype_size(dt);
     memcpy(dims, kiln_tensor_dims(d->x), (size_t)nd * sizeof *dims);
     dims[0] = hi - lo;
-    kiln_status s = kiln_tensor_create(KILN_DTYPE_F32, nd, dims, x);
-    if (s == KILN_OK) s = kiln_tensor_create(KILN_DTYPE_I64, 1, dims, labels);
+    kiln_status s = kiln_tensor_create(dt, nd, dims, x);
+    if (s == KILN_OK) s = kiln_tensor_create(KILN_DTYPE_I64, nl, (int64_t[]){hi - lo, d->per_label}, labels);
     if (s != KILN_OK) {
         kiln_tensor_free(*x);
         return s;
     }
-    const float *src = kiln_tensor_data(d->x);
+    const char *src = kiln_tensor_data(d->x);
     const int64_t *ls = kiln_tensor_data(d->labels);
-    float *dst = kiln_tensor_data(*x);
+    char *dst = kiln_tensor_data(*x);
     int64_t *ld = kiln_tensor_data(*labels);
     for (int64_t i = lo; i < hi; i++) {
         int64_t j = b->order ? b->order[i] : i;
-        float *out = dst + (i - lo) * d->sample;
-        ld[i - lo] = ls[j];
+        void *out = dst + (size_t)((i - lo) * d->sample) * esize;
+        memcpy(ld + (i - lo) * d->per_label, ls + j * d->per_label, (size_t)d->per_label * sizeof *ld);
         if (!b->use_aug) {
-            memcpy(out, src + j * d->sample, (size_t)d->sample * sizeof(float));
+            memcpy(out, src + (size_t)(j * d->sample) * esize, (size_t)d->sample * esize);
             continue;
         }
         uint64_t r = kiln_cli_mix64(kiln_cli_mix64(b->aug.seed ^ (uint64_t)b->epoch * 0x9E3779B97F4A7C15ull) +
@@ -220,7 +275,7 @@ static kiln_status make_batch(const train_batches *b, int64_t k, kiln_tensor **x
         int64_t dy = (int64_t)(r % (uint64_t)span) - b->aug.crop_pad;
         int64_t dx = (int64_t)((r >> 20) % (uint64_t)span) - b->aug.crop_pad;
         int flip = b->aug.hflip && (r >> 63);
-        augment_image(src + j * d->sample, out, dims[1], dims[2], dims[3], dy, dx, flip);
+        augment_image((const float *)src + j * d->sample, out, dims[1], dims[2], dims[3], dy, dx, flip);
     }
     return KILN_OK;
 }
@@ -253,7 +308,8 @@ static void *producer(void *arg) {
 int train_batches_start(const train_set *d, const int64_t *order, int64_t batch,
                         const train_augment *aug, int64_t epoch, train_batches **out) {
     *out = NULL;
-    if (aug && (aug->crop_pad > 0 || aug->hflip) && kiln_tensor_ndim(d->x) != 4) {
+    if (aug && (aug->crop_pad > 0 || aug->hflip) &&
+        (kiln_tensor_ndim(d->x) != 4 || kiln_tensor_dtype(d->x) != KILN_DTYPE_F32)) {
         fprintf(stderr, "kiln train: error: --random-crop and --hflip need image inputs (N,C,H,W)\n");
         return -1;
     }

@@ -9,9 +9,10 @@
 #include "kiln/kiln.h"
 
 typedef struct train_set {
-    kiln_tensor *x;      /* (N, ...) f32 in the model's input layout */
-    kiln_tensor *labels; /* (N) int64 */
-    int64_t n, sample;   /* samples, floats per sample */
+    kiln_tensor *x;      /* (N, ...) in the model's input layout: f32, or int64 ids (text) */
+    kiln_tensor *labels; /* (N) int64, or (N, T) for text: a label per position */
+    int64_t n, sample;   /* samples, values per sample */
+    int64_t per_label;   /* labels per sample: 1, or T */
 } train_set;
 
 /* Images and labels, each an IDX file (.gz or not) or a .npy file (told apart
@@ -25,7 +26,12 @@ int train_set_load_images(const char *images, const char *labels, int in_rank, i
 /* A CSV file (kiln_csv_load): each row the features and, in the last column,
  * the label; features (N, columns - 1) for a rank-2 model input. */
 int train_set_load_csv(const char *path, int in_rank, int64_t limit, int64_t classes, train_set *d);
-/* x = (x - mean) / std, on every sample. */
+/* A text file (bytes, read as they are) cut into n windows of seq_len + 1
+ * bytes, one every seq_len: x (n, seq_len) int64 the window's first seq_len
+ * bytes, labels (n, seq_len) the bytes that follow each (next-character
+ * prediction over 256 classes). */
+int train_set_load_text(const char *path, int64_t seq_len, int64_t limit, train_set *d);
+/* x = (x - mean) / std, on every sample (f32 sets). */
 void train_set_normalize(train_set *d, float mean, float std);
 void train_set_free(train_set *d);
 
