@@ -31,6 +31,42 @@ kiln_status kiln_graph_load_onnx_buffer(const void *buf, size_t len, const char 
 kiln_status kiln_graph_save_onnx(const kiln_graph *g, const char *path);
 void kiln_graph_free(kiln_graph *g);
 
+/* ---- building a graph in C -------------------------------------------------- */
+/* kiln_graph_create, then inputs, initializers, nodes (values are named; a
+ * node's output names new values, its inputs name existing ones or ones a
+ * later node makes), outputs, and kiln_graph_finish, which checks the graph
+ * (every input defined, ops known, no cycles; messages name the node) and
+ * makes it ready for sessions, trainers and kiln_graph_save_onnx. */
+
+/* An empty graph importing ai.onnx at opset (<= 0: 17). */
+kiln_status kiln_graph_create(int64_t opset, kiln_graph **out);
+/* Graph input `name` of dtype dt, rank ndim; dims[d] < 0 is dynamic, named
+ * dim_names[d] when dim_names (may be NULL) gives one (inputs sharing a name
+ * share the size). */
+kiln_status kiln_graph_add_input(kiln_graph *g, const char *name, kiln_dtype dt, int ndim,
+                                 const int64_t *dims, const char *const *dim_names);
+/* Initializer `name` holding a copy of t (a trainer's parameter when f32). */
+kiln_status kiln_graph_add_initializer(kiln_graph *g, const char *name, const kiln_tensor *t);
+/* Node op_type of domain ("" or NULL: ai.onnx; another domain is imported at
+ * version 1) reading inputs[0..n_in) and writing outputs[0..n_out) (names;
+ * "" or NULL: omitted); *node (may be NULL) receives its index for the
+ * attribute setters. */
+kiln_status kiln_graph_add_node(kiln_graph *g, const char *op_type, const char *domain, int n_in,
+                                const char *const *inputs, int n_out, const char *const *outputs,
+                                int *node);
+/* Attribute `name` of node (replacing one of that name). */
+kiln_status kiln_graph_set_attr_int(kiln_graph *g, int node, const char *name, int64_t v);
+kiln_status kiln_graph_set_attr_float(kiln_graph *g, int node, const char *name, float v);
+kiln_status kiln_graph_set_attr_ints(kiln_graph *g, int node, const char *name, int n,
+                                     const int64_t *v);
+kiln_status kiln_graph_set_attr_floats(kiln_graph *g, int node, const char *name, int n,
+                                       const float *v);
+kiln_status kiln_graph_set_attr_string(kiln_graph *g, int node, const char *name, const char *v);
+/* Value `name` becomes the next graph output. */
+kiln_status kiln_graph_add_output(kiln_graph *g, const char *name);
+/* Checks and finalizes a built graph (see above). */
+kiln_status kiln_graph_finish(kiln_graph *g);
+
 /* Reads one serialized ONNX TensorProto (the backend test suite's .pb files).
  * The caller owns *out. If name is not NULL it receives the tensor's name
  * (caller frees with free()). */

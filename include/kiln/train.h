@@ -169,6 +169,21 @@ typedef struct kiln_lr_schedule {
 /* The learning rate of step t (0-based). */
 double kiln_lr_at(const kiln_lr_schedule *s, int64_t t);
 
+/* ---- built-in architectures --------------------------------------------------------- */
+/* Written with kiln/graph.h's builder; He-initialized from seed (the same seed
+ * builds the same weights); input "x" with batch dim "N", output "logits". */
+
+/* x (N, features) -> [MatMul + bias -> Relu] for each of the n_hidden widths
+ * -> MatMul + bias -> logits (N, classes). */
+kiln_status kiln_model_mlp(int64_t features, int n_hidden, const int64_t *hidden, int64_t classes,
+                           uint64_t seed, kiln_graph **out);
+/* x (N, channels, height, width) -> Conv 3x3 (c1, pad 1) -> BatchNormalization
+ * -> Relu -> MaxPool 2 -> Conv 3x3 (2 c1) -> BatchNormalization -> Relu ->
+ * MaxPool 2 -> Flatten -> Gemm -> logits (N, classes): the small CNN of
+ * scripts/fashion_cnn.py, without its dropout. */
+kiln_status kiln_model_cnn(int64_t channels, int64_t height, int64_t width, int64_t c1,
+                           int64_t classes, uint64_t seed, kiln_graph **out);
+
 /* ---- TensorBoard event files ---------------------------------------------------- */
 
 typedef struct kiln_events kiln_events;
