@@ -118,6 +118,20 @@ kiln_status kiln_tensor_load_npy(const char *path, kiln_tensor **out) {
     int ndim = 0;
     int64_t dims[KILN_MAX_DIMS];
     if ((st = parse_header(path, hdr, &dt, &ndim, dims)) != KILN_OK) goto fail;
+    { /* the data must be in the file before memory is taken for it */
+        long here = ftell(f), end = -1;
+        int64_t n = kiln__numel(ndim, dims);
+        if (here >= 0 && fseek(f, 0, SEEK_END) == 0) end = ftell(f);
+        if (end < 0 || fseek(f, here, SEEK_SET) != 0) {
+            st = kiln__err(KILN_E_IO, "%s: cannot seek", path);
+            goto fail;
+        }
+        if (n < 0 || (uint64_t)n > (uint64_t)(end - here) / (kiln_dtype_size(dt) ? kiln_dtype_size(dt) : 1)) {
+            st = kiln__err(KILN_E_FORMAT, "%s: truncated .npy data (the header's shape needs more "
+                           "than the %ld bytes left)", path, end - here);
+            goto fail;
+        }
+    }
     if ((st = kiln_tensor_create(dt, ndim, dims, &t)) != KILN_OK) {
         kiln__err_prefix(st, "%s", path);
         goto fail;

@@ -6,6 +6,7 @@
  * ones alike.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -73,14 +74,32 @@ kiln_status kiln_idx_load(const char *path, kiln_tensor **out) {
         s = read_all(f, path, b, 4, "dims");
         dims[d] = (int64_t)b[0] << 24 | (int64_t)b[1] << 16 | (int64_t)b[2] << 8 | b[3];
     }
-    if (s == KILN_OK && kiln__numel(head[3], dims) < 0)
+    int64_t n = s == KILN_OK ? kiln__numel(head[3], dims) : 0;
+    if (s == KILN_OK && (n < 0 || (uint64_t)n > SIZE_MAX / 8))
         s = kiln__err(KILN_E_FORMAT, "%s: dims too large", path);
+    /* the elements are read in growing chunks before the tensor is made, so
+     * a header claiming more than the file holds fails as truncated without
+     * taking that much memory (gzip hides the true size until read) */
+    size_t need = (size_t)n * kiln_dtype_size(dt), have = 0, cap = 0;
+    uint8_t *buf = NULL;
+    while (s == KILN_OK && have < need) {
+        size_t grow = cap ? cap : (size_t)1 << 16;
+        if (grow > need - have) grow = need - have;
+        uint8_t *b = realloc(buf, cap = have + grow);
+        if (!b) {
+            s = kiln__err(KILN_E_NOMEM, "out of memory");
+            break;
+        }
+        buf = b;
+        s = read_all(f, path, buf + have, grow, "elements");
+        have += grow;
+    }
     if (s == KILN_OK) s = kiln_tensor_create(dt, head[3], dims, &t);
     if (s == KILN_OK) {
-        int64_t n = kiln_tensor_numel(t);
-        s = read_all(f, path, kiln_tensor_data(t), (size_t)n * kiln_dtype_size(dt), "elements");
-        if (s == KILN_OK) from_big_endian(kiln_tensor_data(t), n, kiln_dtype_size(dt));
+        if (need) memcpy(kiln_tensor_data(t), buf, need);
+        from_big_endian(kiln_tensor_data(t), n, kiln_dtype_size(dt));
     }
+    free(buf);
     gzclose(f);
     if (s != KILN_OK) {
         kiln_tensor_free(t);
