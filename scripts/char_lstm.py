@@ -7,11 +7,10 @@
 
     python scripts/char_lstm.py OUT.onnx [--embed E] [--hidden H] [--seed S]
 """
-import argparse
-
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+import model_util
 
 
 def build(embed=16, hidden=64, seed=0):
@@ -40,22 +39,8 @@ def build(embed=16, hidden=64, seed=0):
                           [helper.make_tensor_value_info("x", TensorProto.INT64, ["N", "T"])],
                           [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 256, "T"])],
                           [numpy_helper.from_array(a, n) for n, a in inits.items()])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="kiln scripts/char_lstm.py")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out")
-    ap.add_argument("--embed", type=int, default=16)
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args()
-    onnx.save(build(a.embed, a.hidden, a.seed), a.out)
+    return model_util.finish(g, "char_lstm.py")
 
 
 if __name__ == "__main__":
-    main()
+    model_util.main(build, __doc__, {"embed": 16, "hidden": 64, "seed": 0})

@@ -7,16 +7,15 @@ Fashion-MNIST, as ONNX with seeded He-initialized weights (onnx helper API):
 
     python scripts/fashion_cnn.py OUT.onnx [--width C1] [--seed S]   (C2 = 2 C1)
 """
-import argparse
-
 import numpy as np
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+import model_util
 
-def build(c1=16, seed=0):
+
+def build(width=16, seed=0):
     rng = np.random.default_rng(seed)
-    c2 = 2 * c1
+    c1, c2 = width, 2 * width
 
     def he(*shape, fan):
         return (rng.standard_normal(shape) * np.sqrt(2.0 / fan)).astype(np.float32)
@@ -52,21 +51,8 @@ def build(c1=16, seed=0):
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 28, 28])],
                           [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
                           [numpy_helper.from_array(a, n) for n, a in inits.items()])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="kiln scripts/fashion_cnn.py")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out")
-    ap.add_argument("--width", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args()
-    onnx.save(build(a.width, a.seed), a.out)
+    return model_util.finish(g, "fashion_cnn.py")
 
 
 if __name__ == "__main__":
-    main()
+    model_util.main(build, __doc__, {"width": 16, "seed": 0})

@@ -547,6 +547,17 @@ typedef struct pool_case {
     const char *auto_pad;
 } pool_case;
 
+/* The window attributes of pc on case c (MaxPool, AveragePool, MaxPoolGrad). */
+static void pool_attrs(ah_case *c, const pool_case *pc) {
+    ah_attr_ints(c, "kernel_shape", 2, pc->k);
+    ah_attr_ints(c, "strides", 2, pc->s);
+    if (pc->auto_pad)
+        ah_attr_string(c, "auto_pad", pc->auto_pad);
+    else
+        ah_attr_ints(c, "pads", 4, pc->pads);
+    if (pc->ceil_mode) ah_attr_int(c, "ceil_mode", 1);
+}
+
 static void test_pool(void **state) {
     static const pool_case cases[] = {
         {{1, 3, 15, 17}, {3, 3}, {1, 1}, {1, 1, 1, 1}},
@@ -571,13 +582,7 @@ static void test_pool(void **state) {
                 kiln_tensor *x = rnd(4, pc->x, -3, 3);
                 if (p) poison(x);
                 ah_input(&c, x, 0);
-                ah_attr_ints(&c, "kernel_shape", 2, pc->k);
-                ah_attr_ints(&c, "strides", 2, pc->s);
-                if (pc->auto_pad)
-                    ah_attr_string(&c, "auto_pad", pc->auto_pad);
-                else
-                    ah_attr_ints(&c, "pads", 4, pc->pads);
-                if (pc->ceil_mode) ah_attr_int(&c, "ceil_mode", 1);
+                pool_attrs(&c, pc);
                 if (o && pc->include_pad) ah_attr_int(&c, "count_include_pad", 1);
                 run_all(&c, o ? "average_pool2d_f32" : "max_pool2d_f32", TOL);
                 ah_case_free(&c);
@@ -600,13 +605,7 @@ static void test_pool(void **state) {
             kiln_tensor *x = rnd(4, pc->x, -3, 3);
             if (p) poison(x);
             ah_input(&c, x, 0);
-            ah_attr_ints(&c, "kernel_shape", 2, pc->k);
-            ah_attr_ints(&c, "strides", 2, pc->s);
-            if (pc->auto_pad)
-                ah_attr_string(&c, "auto_pad", pc->auto_pad);
-            else
-                ah_attr_ints(&c, "pads", 4, pc->pads);
-            if (pc->ceil_mode) ah_attr_int(&c, "ceil_mode", 1);
+            pool_attrs(&c, pc);
             run_all(&c, "max_pool2d_grad_f32", TOL);
             ah_case_free(&c);
         }
