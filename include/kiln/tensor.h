@@ -65,6 +65,8 @@ const char *kiln_dtype_name(kiln_dtype dt);
 size_t kiln_dtype_size(kiln_dtype dt);
 /* 1 if dt is one of the dtypes above. */
 int kiln_dtype_valid(int dt);
+/* 1 for the signed and unsigned integer dtypes (not bool), else 0. */
+int kiln_dtype_is_integer(kiln_dtype dt);
 
 /* IEEE half and bfloat16 conversions (round to nearest even). */
 float kiln_f16_to_f32(uint16_t h);

@@ -13,6 +13,11 @@
 
 /* Sets the thread's last-error message and returns s. */
 kiln_status kiln__err(kiln_status s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Index of name in names[0..n) (the choices of an option called `what`) in
+ * *index; KILN_E_INVAL otherwise, the message naming the value and listing
+ * the choices: "unknown optimizer 'lion' (expected sgd, adam or adamw)". */
+kiln_status kiln__name_index(const char *what, const char *const *names, int n, const char *name,
+                             int *index);
 /* Prepends "<prefix>: " to the current message; returns s. */
 kiln_status kiln__err_prefix(kiln_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

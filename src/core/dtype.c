@@ -46,6 +46,8 @@ int kiln__dtype_is_minifloat(kiln_dtype dt) {
     }
 }
 
+int kiln_dtype_is_integer(kiln_dtype dt) { return kiln__dtype_is_int(dt); }
+
 int kiln__dtype_is_int(kiln_dtype dt) {
     switch (dt) {
     case KILN_DTYPE_I8: case KILN_DTYPE_U8: case KILN_DTYPE_I16: case KILN_DTYPE_U16:

@@ -54,3 +54,18 @@ kiln_status kiln__err_prefix(kiln_status s, const char *fmt, ...) {
         snprintf(kiln__errbuf, sizeof kiln__errbuf, "%s: %s", prefix, kiln_status_text(s));
     return s;
 }
+
+kiln_status kiln__name_index(const char *what, const char *const *names, int n, const char *name,
+                             int *index) {
+    for (int i = 0; i < n; i++)
+        if (name && strcmp(name, names[i]) == 0) {
+            *index = i;
+            return KILN_OK;
+        }
+    char list[256] = "";
+    size_t len = 0;
+    for (int i = 0; i < n && len < sizeof list; i++)
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", i == 0 ? "" : i == n - 1 ? " or " : ", ",
+                                names[i]);
+    return kiln__err(KILN_E_INVAL, "unknown %s '%s' (expected %s)", what, name ? name : "(null)", list);
+}

@@ -142,23 +142,32 @@ kiln_status kiln_graph_set_attr_float(kiln_graph *g, int node, const char *name,
     return KILN_OK;
 }
 
+/* A list attribute of n elements of `size` bytes copied from v: the slot in
+ * *out with its buffer in *buf (to store in the slot's typed field). */
+static kiln_status attr_list(kiln_graph *g, int node, const char *name, kiln__attr_type type, int n,
+                             const void *v, size_t size, kiln__attr **out, void **buf) {
+    KILN__TRY(attr_slot(g, node, name, type, out));
+    if (!(*buf = malloc((size_t)n * size + 1))) return oom();
+    memcpy(*buf, v, (size_t)n * size);
+    (*out)->n = n;
+    return KILN_OK;
+}
+
 kiln_status kiln_graph_set_attr_ints(kiln_graph *g, int node, const char *name, int n,
                                      const int64_t *v) {
     kiln__attr *a;
-    KILN__TRY(attr_slot(g, node, name, KILN__ATTR_INTS, &a));
-    if (!(a->ints = malloc((size_t)n * sizeof *v + 1))) return oom();
-    memcpy(a->ints, v, (size_t)n * sizeof *v);
-    a->n = n;
+    void *buf;
+    KILN__TRY(attr_list(g, node, name, KILN__ATTR_INTS, n, v, sizeof *v, &a, &buf));
+    a->ints = buf;
     return KILN_OK;
 }
 
 kiln_status kiln_graph_set_attr_floats(kiln_graph *g, int node, const char *name, int n,
                                        const float *v) {
     kiln__attr *a;
-    KILN__TRY(attr_slot(g, node, name, KILN__ATTR_FLOATS, &a));
-    if (!(a->floats = malloc((size_t)n * sizeof *v + 1))) return oom();
-    memcpy(a->floats, v, (size_t)n * sizeof *v);
-    a->n = n;
+    void *buf;
+    KILN__TRY(attr_list(g, node, name, KILN__ATTR_FLOATS, n, v, sizeof *v, &a, &buf));
+    a->floats = buf;
     return KILN_OK;
 }
 

@@ -23,13 +23,11 @@ const char *kiln_precision_name(kiln_precision p) {
 }
 
 kiln_status kiln_precision_parse(const char *name, kiln_precision *out) {
-    for (int i = 0; i < (int)(sizeof precision_names / sizeof *precision_names); i++)
-        if (name && strcmp(name, precision_names[i]) == 0) {
-            *out = (kiln_precision)i;
-            return KILN_OK;
-        }
-    return kiln__err(KILN_E_INVAL, "unknown precision '%s' (expected fp32, bf16 or int8)",
-                     name ? name : "(null)");
+    int i;
+    KILN__TRY(kiln__name_index("precision", precision_names,
+                               (int)(sizeof precision_names / sizeof *precision_names), name, &i));
+    *out = (kiln_precision)i;
+    return KILN_OK;
 }
 
 static const char *const device_names[] = {"cpu", "cuda"};

@@ -6,13 +6,10 @@
 static const char *const loss_names[] = {"cross-entropy", "nll", "mse", "bce-with-logits"};
 
 kiln_status kiln_loss_parse(const char *name, kiln_loss *out) {
-    for (int i = 0; i < 4; i++)
-        if (name && !strcmp(name, loss_names[i])) {
-            *out = (kiln_loss)i;
-            return KILN_OK;
-        }
-    return kiln__err(KILN_E_INVAL, "unknown loss '%s' (expected cross-entropy, nll, mse or bce-with-logits)",
-                     name ? name : "(null)");
+    int i;
+    KILN__TRY(kiln__name_index("loss", loss_names, 4, name, &i));
+    *out = (kiln_loss)i;
+    return KILN_OK;
 }
 
 const char *kiln_loss_name(kiln_loss kind) {
@@ -20,8 +17,9 @@ const char *kiln_loss_name(kiln_loss kind) {
 }
 
 /* Appends node op(a[, b[, c]]) (-1: no input) with one new output; its value,
- * or -1 (status in *s) on failure or when *s is already an error. */
-static int op(kiln__px *p, kiln_status *s, const char *type, int a, int b, int c) {
+ * or -1 (status in *s) on failure or when *s is already an error. The node's
+ * index goes to *node when node is not NULL (for attributes). */
+static int op_node(kiln__px *p, kiln_status *s, const char *type, int a, int b, int c, int *node_out) {
     if (*s != KILN_OK) return -1;
     int n_in = c >= 0 ? 3 : b >= 0 ? 2 : 1;
     int node = kiln__px_add_node(p, "kiln_loss", type, "", n_in, 1);
@@ -34,14 +32,12 @@ static int op(kiln__px *p, kiln_status *s, const char *type, int a, int b, int c
     int in[3] = {a, b, c};
     for (int k = 0; k < n_in; k++) n->in[k] = in[k];
     n->out[0] = out;
+    if (node_out) *node_out = node;
     return out;
 }
 
-/* The producer node of value v (just made by op). */
-static int producer(kiln__px *p, int v) {
-    for (int i = p->g->n_nodes - 1; i >= 0; i--)
-        if (p->g->nodes[i].n_out > 0 && p->g->nodes[i].out[0] == v) return i;
-    return -1;
+static int op(kiln__px *p, kiln_status *s, const char *type, int a, int b, int c) {
+    return op_node(p, s, type, a, b, c, NULL);
 }
 
 /* A constant: a scalar f32 (ndim 0) or an int64 vector / f32 pair. */
@@ -58,8 +54,8 @@ static int constant(kiln__px *p, kiln_status *s, kiln_dtype dt, int n, const dou
 
 /* ReduceMean over every element, to a scalar. */
 static int mean_all(kiln__px *p, kiln_status *s, int x) {
-    int m = op(p, s, "ReduceMean", x, -1, -1);
-    if (*s == KILN_OK) *s = kiln__px_attr_int(p, producer(p, m), "keepdims", 0);
+    int node, m = op_node(p, s, "ReduceMean", x, -1, -1, &node);
+    if (*s == KILN_OK) *s = kiln__px_attr_int(p, node, "keepdims", 0);
     return m;
 }
 
@@ -80,8 +76,8 @@ kiln_status kiln__add_loss(kiln__px *p, kiln_loss kind, double label_smoothing, 
         int ce = op(p, &s, "SoftmaxCrossEntropyLoss", logits, labels, -1);
         if (label_smoothing > 0) {
             const double e = label_smoothing, keep = 1 - e;
-            int lp = op(p, &s, "LogSoftmax", logits, -1, -1);
-            if (s == KILN_OK) s = kiln__px_attr_int(p, producer(p, lp), "axis", 1);
+            int node, lp = op_node(p, &s, "LogSoftmax", logits, -1, -1, &node);
+            if (s == KILN_OK) s = kiln__px_attr_int(p, node, "axis", 1);
             int smooth = op(p, &s, "Mul", mean_all(p, &s, lp), constant(p, &s, KILN_DTYPE_F32, 0, &e), -1);
             ce = op(p, &s, "Sub", op(p, &s, "Mul", ce, constant(p, &s, KILN_DTYPE_F32, 0, &keep), -1),
                     smooth, -1);

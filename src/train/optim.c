@@ -12,13 +12,10 @@ const char *kiln__optim_name(kiln__optim_kind k) {
 }
 
 kiln_status kiln__optim_parse(const char *name, kiln__optim_kind *out) {
-    for (unsigned i = 0; i < sizeof optim_names / sizeof *optim_names; i++)
-        if (name && strcmp(name, optim_names[i]) == 0) {
-            *out = (kiln__optim_kind)i;
-            return KILN_OK;
-        }
-    return kiln__err(KILN_E_INVAL, "optimizer '%s': expected sgd, adam or adamw",
-                     name ? name : "(null)");
+    int i;
+    KILN__TRY(kiln__name_index("optimizer", optim_names, 3, name, &i));
+    *out = (kiln__optim_kind)i;
+    return KILN_OK;
 }
 
 kiln_status kiln__optim_init(kiln__optim *o, kiln__optim_kind kind, int64_t n) {
@@ -108,13 +105,10 @@ double kiln__clip_global_norm(float *g, int64_t n, double max_norm) {
 static const char *const schedule_names[] = {"constant", "step", "cosine"};
 
 kiln_status kiln_lr_schedule_parse(const char *name, kiln_lr_schedule_kind *out) {
-    for (int i = 0; i < 3; i++)
-        if (name && !strcmp(name, schedule_names[i])) {
-            *out = (kiln_lr_schedule_kind)i;
-            return KILN_OK;
-        }
-    return kiln__err(KILN_E_INVAL, "unknown learning-rate schedule '%s' (expected constant, step or cosine)",
-                     name ? name : "(null)");
+    int i;
+    KILN__TRY(kiln__name_index("learning-rate schedule", schedule_names, 3, name, &i));
+    *out = (kiln_lr_schedule_kind)i;
+    return KILN_OK;
 }
 
 double kiln_lr_at(const kiln_lr_schedule *s, int64_t t) {

@@ -78,13 +78,10 @@ struct kiln_trainer {
 static const char *const precision_names[] = {"fp32", "bf16", "fp16"};
 
 kiln_status kiln_train_precision_parse(const char *name, kiln_train_precision *out) {
-    for (int i = 0; i < 3; i++)
-        if (name && !strcmp(name, precision_names[i])) {
-            *out = (kiln_train_precision)i;
-            return KILN_OK;
-        }
-    return kiln__err(KILN_E_INVAL, "unknown training precision '%s' (expected fp32, bf16 or fp16)",
-                     name ? name : "(null)");
+    int i;
+    KILN__TRY(kiln__name_index("training precision", precision_names, 3, name, &i));
+    *out = (kiln_train_precision)i;
+    return KILN_OK;
 }
 
 kiln_status kiln_optimizer_parse(const char *name, kiln_optimizer *out) {

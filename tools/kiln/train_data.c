@@ -25,12 +25,6 @@ static kiln_status load_array(const char *path, kiln_tensor **out) {
     return is_npy(path) ? kiln_tensor_load_npy(path, out) : kiln_idx_load(path, out);
 }
 
-static int is_int(kiln_dtype dt) {
-    return dt == KILN_DTYPE_U8 || dt == KILN_DTYPE_I8 || dt == KILN_DTYPE_I16 ||
-           dt == KILN_DTYPE_I32 || dt == KILN_DTYPE_I64 || dt == KILN_DTYPE_U16 ||
-           dt == KILN_DTYPE_U32 || dt == KILN_DTYPE_U64;
-}
-
 /* d->x (the first n samples, in the layout for a model input of rank
  * in_rank) from samples src (N, ...); values through kiln_tensor_copy to f32,
  * u8 scaled to [0,1]. */
@@ -113,7 +107,7 @@ int train_set_load_images(const char *images, const char *labels, int in_rank, i
     int img_ok = kiln_tensor_ndim(img) >= 2 &&
                  (kiln_tensor_dtype(img) == KILN_DTYPE_U8 || kiln_tensor_dtype(img) == KILN_DTYPE_F32 ||
                   kiln_tensor_dtype(img) == KILN_DTYPE_F64);
-    if (!img_ok || !is_int(kiln_tensor_dtype(lab)) || kiln_tensor_ndim(lab) != 1 ||
+    if (!img_ok || !kiln_dtype_is_integer(kiln_tensor_dtype(lab)) || kiln_tensor_ndim(lab) != 1 ||
         kiln_tensor_dims(lab)[0] != kiln_tensor_dims(img)[0]) {
         fprintf(stderr, "kiln train: error: %s and %s: expected images (N,H,W...) of u8, float32 or "
                 "float64 and integer labels (N) of the same N\n", images, labels);
