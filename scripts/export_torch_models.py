@@ -1,8 +1,17 @@
 """Exports small real networks from PyTorch to ONNX for the whole-model tests
-(tests/models/torch/*.onnx, committed, so the tests themselves need no torch).
-Seeded random weights; dynamic batch/sequence axes as users export them.
+(tests/models/torch/*.onnx) and for the training test (tests/train/torch/),
+committed, so the tests themselves need no torch. Seeded random weights;
+dynamic batch/sequence axes as users export them.
 
-    python scripts/export_torch_models.py tests/models/torch      (needs torch, onnx, onnxscript)
+    python scripts/export_torch_models.py tests/models/torch tests/train/torch
+                                                       (needs torch, onnx, onnxscript)
+
+The training model, a Fashion-MNIST ResNet with BatchNorm, residual
+connections and dropout, is exported as one exports a model to train
+elsewhere: in training mode (TrainingMode.TRAINING, the TorchScript exporter;
+the dynamo exporter folds BatchNorm into the convolutions), so its
+BatchNormalization nodes carry training_mode and running-statistic outputs and
+its Dropout a training_mode input, which `kiln train` takes as they come.
 """
 import os
 import sys
@@ -82,6 +91,48 @@ class GruTagger(nn.Module):
         return torch.log_softmax(self.out(y), -1)
 
 
+class FashionResNet(nn.Module):
+    """(N,1,28,28) -> stem conv 16, BN, ReLU -> residual blocks 16 and 32 (stride
+    2, projection) -> global average pool -> dropout 0.25 -> linear 10 (logits)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.stages = nn.Sequential(TrainBlock(16, 16, 1), TrainBlock(16, 32, 2))
+        self.drop = nn.Dropout(0.25)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = torch.flatten(nn.functional.adaptive_avg_pool2d(self.stages(self.stem(x)), 1), 1)
+        return self.fc(self.drop(x))
+
+
+class TrainBlock(nn.Module):
+    """Two 3x3 conv + BN, the input added back (through a 1x1 conv + BN when
+    the shape changes), ReLU."""
+
+    def __init__(self, cin, c, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, c, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(c)
+        self.c2 = nn.Conv2d(c, c, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(c)
+        self.skip = (nn.Sequential(nn.Conv2d(cin, c, 1, stride, bias=False), nn.BatchNorm2d(c))
+                     if stride > 1 or cin != c else nn.Identity())
+
+    def forward(self, x):
+        y = torch.relu(self.b1(self.c1(x)))
+        return torch.relu(self.b2(self.c2(y)) + self.skip(x))
+
+
+def export_for_training(path):
+    model = FashionResNet().train()
+    torch.onnx.export(model, (torch.randn(2, 1, 28, 28),), path, input_names=["x"], output_names=["logits"],
+                      dynamic_axes={"x": {0: "N"}, "logits": {0: "N"}}, dynamo=False, opset_version=17,
+                      training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
+    print("wrote", path, os.path.getsize(path), "bytes")
+
+
 def export(model, args, names, dyn, path):
     model.eval()
     torch.onnx.export(model, args, path, input_names=names, output_names=["out"],
@@ -104,6 +155,9 @@ def main():
         with open(os.path.join(out, name + ".inputs"), "w") as f:
             f.write(spec + "\n")
         print("wrote", path, os.path.getsize(path), "bytes")
+    if len(sys.argv) > 2:
+        os.makedirs(sys.argv[2], exist_ok=True)
+        export_for_training(os.path.join(sys.argv[2], "torch_fashion_resnet.onnx"))
 
 
 if __name__ == "__main__":

@@ -183,6 +183,21 @@ kiln_status kiln_model_mlp(int64_t features, int n_hidden, const int64_t *hidden
  * scripts/fashion_cnn.py, without its dropout. */
 kiln_status kiln_model_cnn(int64_t channels, int64_t height, int64_t width, int64_t c1,
                            int64_t classes, uint64_t seed, kiln_graph **out);
+/* x (N, channels, height, width) -> Conv 3x3 (c1) -> BatchNormalization -> Relu
+ * -> `stages` residual blocks, block l of c1 * 2^l channels (stride 2 from the
+ * second on): Conv 3x3 -> BN -> Relu -> Conv 3x3 -> BN, plus the block's input
+ * (through a Conv 1x1 + BN projection where the shape changes), Relu ->
+ * GlobalAveragePool -> Flatten -> Gemm -> logits (N, classes). Convolutions
+ * without bias (the BNs shift); the network of
+ * tests/train/torch/torch_fashion_resnet.onnx without its dropout. */
+kiln_status kiln_model_resnet(int64_t channels, int64_t height, int64_t width, int64_t c1, int stages,
+                              int64_t classes, uint64_t seed, kiln_graph **out);
+/* Character language model: x (N, T) int64 ids in [0, vocab) -> Gather
+ * (embedding (vocab, embed)) -> LSTM (hidden) over T -> MatMul + bias -> logits
+ * (N, vocab, T), each position predicting the next id (kiln train
+ * --train-text); the network of scripts/char_lstm.py. */
+kiln_status kiln_model_char_lstm(int64_t vocab, int64_t embed, int64_t hidden, uint64_t seed,
+                                 kiln_graph **out);
 
 /* ---- TensorBoard event files ---------------------------------------------------- */
 

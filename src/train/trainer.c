@@ -160,6 +160,61 @@ static kiln_status collect(kiln_trainer *t) {
 
 /* ---- building the graphs ------------------------------------------------------------ */
 
+/* 1 if output k of node n is read by a node or is a graph output. */
+static int output_used(kiln__px *p, const kiln__node *n, int k) {
+    return k < n->n_out && n->out[k] >= 0 && (kiln__px_uses(p, n->out[k]) > 0 || kiln__px_pinned(p, n->out[k]));
+}
+
+/* Dropout node i's ratio, when a Constant node gives it, becomes an
+ * initializer (a copy of the Constant's value), the form train_dropout reads. */
+static kiln_status ratio_to_init(kiln__px *p, int i) {
+    const kiln__node *n = &p->g->nodes[i];
+    if (n->opset < 12 || n->n_in < 2 || n->in[1] < 0) return KILN_OK;
+    int c = kiln__px_producer(p, n->in[1]);
+    const kiln_tensor *value = c >= 0 && kiln__px_is(p, c, "Constant") ? kiln__attr_tensor(&p->g->nodes[c], "value") : NULL;
+    if (!value) return KILN_OK;
+    kiln_tensor *copy;
+    KILN__TRY(kiln_tensor_copy(value, value->dtype, &copy));
+    int v = kiln__px_add_init(p, "dropout_ratio", copy);
+    if (v < 0) return KILN_E_NOMEM;
+    p->g->nodes[i].in[1] = v;
+    return KILN_OK;
+}
+
+/* Puts model g into inference form, the form the eval graph and the export
+ * take and the training graph starts from. A model exported in training mode
+ * (PyTorch's TrainingMode.TRAINING) has BatchNormalization with training_mode
+ * 1 and running-statistic outputs, and Dropout with a training_mode input, a
+ * mask output and its ratio from a Constant node: the modes become inference,
+ * the extra outputs go (refused when something reads them), the ratio becomes
+ * an initializer, and the Constant nodes left unread go. */
+static kiln_status inference_form(kiln_graph *g) {
+    kiln__px p;
+    kiln__opt_options opt = {0};
+    char desc[256];
+    KILN__TRY(kiln__px_init(&p, g, &opt));
+    kiln_status s = KILN_OK;
+    for (int i = 0; i < g->n_nodes && s == KILN_OK; i++) {
+        kiln__node *n = &g->nodes[i];
+        int bn = kiln__px_is(&p, i, "BatchNormalization"), dropout = kiln__px_is(&p, i, "Dropout");
+        if (!bn && !dropout) continue;
+        for (int k = 1; k < n->n_out; k++)
+            if (output_used(&p, n, k))
+                s = kiln__err(KILN_E_UNSUPPORTED, "%s: its output %d ('%s') is read; kiln train needs only "
+                              "output 0", kiln__node_desc(n, desc, sizeof desc), k, g->values[n->out[k]].name);
+        if (s != KILN_OK) break;
+        n->n_out = 1;
+        if (bn && kiln__attr_i(n, "training_mode", 0) != 0)
+            s = kiln__px_attr_int(&p, i, "training_mode", 0);
+        if (dropout && n->opset >= 12 && n->n_in > 2) s = kiln__px_set_n_in(&p, i, 2);
+        if (dropout && s == KILN_OK) s = ratio_to_init(&p, i);
+    }
+    if (s == KILN_OK) s = kiln__pass_dead(&p);
+    if (s == KILN_OK) s = kiln__px_sweep(&p);
+    kiln__px_free(&p);
+    return s;
+}
+
 /* Initializer `name` of g becomes a graph input of its dtype and shape. */
 static kiln_status init_to_input(kiln_graph *g, const char *name) {
     int v = kiln__graph_find(g, name), k = 0;
@@ -385,6 +440,7 @@ kiln_status kiln_trainer_create(const kiln_graph *model, const kiln_train_option
     if (!t) return oom();
     kiln_status s = KILN_OK;
     if (!(t->model = kiln__graph_clone(model))) s = KILN_E_NOMEM;
+    if (s == KILN_OK) s = inference_form(t->model);
     /* a labels input name the model does not use */
     char name[64] = "labels";
     for (int k = 1; s == KILN_OK && kiln__graph_find(t->model, name) >= 0; k++)

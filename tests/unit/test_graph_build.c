@@ -1,7 +1,7 @@
 /* tests/unit/test_graph_build.c: building graphs in C (kiln/graph.h's
- * builder) and the built-in architectures (kiln/train.h): an MLP and a CNN
- * built by the library train (the MLP learns three clusters, the CNN fits a
- * batch), the same seed builds the same weights, a built graph survives
+ * builder) and the built-in architectures (kiln/train.h): an MLP, a CNN, a
+ * ResNet and a character LSTM built by the library train (the MLP learns three
+ * clusters, the CNN and the ResNet fit a batch, the LSTM a next-id rule), the same seed builds the same weights, a built graph survives
  * kiln_graph_save_onnx and reloading with the same outputs, and bad graphs
  * are refused naming what is wrong. */
 #include <math.h>
@@ -108,11 +108,9 @@ static void test_mlp(void **state) {
     kiln_graph_free(g), kiln_graph_free(same), kiln_graph_free(other), kiln_graph_free(back);
 }
 
-static void test_cnn(void **state) {
-    (void)state;
+/* Image model g (x (N,1,8,8) -> logits (N,3)) fits one batch of 12. */
+static void fits_images(kiln_graph *g, const char *name) {
     enum { N = 12 };
-    kiln_graph *g;
-    assert_int_equal(kiln_model_cnn(1, 8, 8, 4, 3, 5, &g), KILN_OK);
     kiln_value_info info;
     assert_int_equal(kiln_graph_output_info(g, 0, &info), KILN_OK);
     assert_string_equal(info.name, "logits");
@@ -124,8 +122,56 @@ static void test_cnn(void **state) {
     double first, loss;
     int64_t right = 0;
     loss = train(g, x, labels, 30, &first, &right); /* fits the one batch */
-    printf("  cnn: loss %.4f -> %.4f, %lld/%d right\n", first, loss, (long long)right, N);
+    printf("  %s: loss %.4f -> %.4f, %lld/%d right\n", name, first, loss, (long long)right, N);
     assert_true(loss < 0.5 * first);
+    kiln_tensor_free(y), kiln_tensor_free(x), kiln_tensor_free(labels);
+    kiln_graph_free(g);
+}
+
+static void test_cnn(void **state) {
+    (void)state;
+    kiln_graph *g;
+    assert_int_equal(kiln_model_cnn(1, 8, 8, 4, 3, 5, &g), KILN_OK);
+    fits_images(g, "cnn");
+}
+
+static void test_resnet(void **state) {
+    (void)state;
+    kiln_graph *g;
+    assert_int_equal(kiln_model_resnet(1, 8, 8, 4, 0, 3, 5, &g), KILN_E_INVAL);
+    assert_int_equal(kiln_model_resnet(1, 8, 8, 4, 2, 3, 5, &g), KILN_OK);
+    int adds = 0, convs = 0;
+    for (int i = 0; i < kiln_graph_num_nodes(g); i++) {
+        adds += !strcmp(kiln_graph_node_op_type(g, i), "Add");
+        convs += !strcmp(kiln_graph_node_op_type(g, i), "Conv");
+    }
+    assert_int_equal(adds, 2);  /* one residual connection a block */
+    assert_int_equal(convs, 6); /* stem, 2 a block, the projection where block 2 halves and widens */
+    fits_images(g, "resnet");
+}
+
+/* The character LSTM learns to predict id + 1 (mod 5) from id, at every position. */
+static void test_char_lstm(void **state) {
+    (void)state;
+    enum { N = 8, T = 6, V = 5 };
+    kiln_graph *g;
+    assert_int_equal(kiln_model_char_lstm(V, 4, 8, 3, &g), KILN_OK);
+    kiln_tensor *x, *labels;
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_I64, 2, (int64_t[]){N, T}, &x), KILN_OK);
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_I64, 2, (int64_t[]){N, T}, &labels), KILN_OK);
+    int64_t *xd = kiln_tensor_data(x), *ld = kiln_tensor_data(labels);
+    for (int i = 0; i < N * T; i++) {
+        xd[i] = (i * 7 + i / T) % V;
+        ld[i] = (xd[i] + 1) % V;
+    }
+    kiln_tensor *y = run(g, x);
+    assert_int_equal(kiln_tensor_ndim(y), 3);
+    assert_true(kiln_tensor_dims(y)[0] == N && kiln_tensor_dims(y)[1] == V && kiln_tensor_dims(y)[2] == T);
+    double first, loss;
+    int64_t right = 0;
+    loss = train(g, x, labels, 60, &first, &right);
+    printf("  char lstm: loss %.4f -> %.4f, %lld/%d right\n", first, loss, (long long)right, N * T);
+    assert_true(loss < 0.3 * first && right == N * T);
     kiln_tensor_free(y), kiln_tensor_free(x), kiln_tensor_free(labels);
     kiln_graph_free(g);
 }
@@ -168,6 +214,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mlp),
         cmocka_unit_test(test_cnn),
+        cmocka_unit_test(test_resnet),
+        cmocka_unit_test(test_char_lstm),
         cmocka_unit_test(test_builder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,9 +39,31 @@ static kiln_tensor *randn(int ndim, const int64_t *dims, unsigned *seed, double 
     return t;
 }
 
+/* Gives node n outputs out[1..k-1] named after its output 0 ("bn" -> "bn.1"). */
+static void extra_outputs(kiln_graph *g, kiln__node *n, int k) {
+    n->out = realloc(n->out, (size_t)k * sizeof *n->out);
+    for (int i = 1; i < k; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.%d", g->values[n->out[0]].name, i);
+        n->out[i] = kiln__graph_value(g, name);
+    }
+    n->n_out = k;
+}
+
+/* Constant node writing t (taken) to out. */
+static void constant(kiln_graph *g, const char *out, kiln_tensor *t) {
+    kiln__node *n = node(g, "Constant", out, NULL);
+    n->attr = calloc(1, sizeof *n->attr);
+    n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup("value"), .type = KILN__ATTR_TENSOR, .t = t};
+}
+
 /* x (N,4) -> MatMul w1 (4,8) + b1 -> BatchNormalization -> Relu [-> Dropout(0.25) or
- * Sin] -> Gemm w2 (3,8)^T + b2 [-> LogSoftmax] */
-enum { PLAIN, DROPOUT, SIN, LOG_SOFTMAX };
+ * Sin] -> Gemm w2 (3,8)^T + b2 [-> LogSoftmax]. TRAINING_FORM is DROPOUT as
+ * PyTorch exports it in training mode: BatchNormalization with training_mode 1
+ * and its running-statistic outputs, the Dropout's ratio and training_mode
+ * (true) from Constant nodes and its mask output; MASK_READ adds a graph
+ * output reading that mask. */
+enum { PLAIN, DROPOUT, SIN, LOG_SOFTMAX, TRAINING_FORM, MASK_READ };
 static kiln_graph *mlp(int variant) {
     unsigned seed = 7;
     kiln_graph *g = new_graph(NULL);
@@ -65,17 +87,27 @@ static kiln_graph *mlp(int variant) {
     init(g, "b2", vec(KILN_DTYPE_F32, C, (double[]){0, 0, 0}));
     node(g, "MatMul", "h", "x", "w1", NULL);
     node(g, "Add", "hb", "h", "b1", NULL);
-    node(g, "BatchNormalization", "bn", "hb", "gamma", "beta", "mean", "var", NULL);
-    node(g, "Relu", variant == DROPOUT || variant == SIN ? "r0" : "r", "bn", NULL);
+    kiln__node *bn = node(g, "BatchNormalization", "bn", "hb", "gamma", "beta", "mean", "var", NULL);
+    int dropout = variant == DROPOUT || variant >= TRAINING_FORM;
+    if (variant >= TRAINING_FORM) {
+        int_attr(bn, "training_mode", 1);
+        extra_outputs(g, bn, 3);
+    }
+    node(g, "Relu", dropout || variant == SIN ? "r0" : "r", "bn", NULL);
     if (variant == DROPOUT) {
         init(g, "ratio", vec(KILN_DTYPE_F32, 1, (double[]){0.25}));
         node(g, "Dropout", "r", "r0", "ratio", NULL);
+    } else if (dropout) {
+        constant(g, "ratio", vec(KILN_DTYPE_F32, 1, (double[]){0.25}));
+        constant(g, "training", vec(KILN_DTYPE_BOOL, 1, (double[]){1}));
+        extra_outputs(g, node(g, "Dropout", "r", "r0", "ratio", "training", NULL), 2);
     }
     if (variant == SIN) node(g, "Sin", "r", "r0", NULL);
     int_attr(node(g, "Gemm", variant == LOG_SOFTMAX ? "z" : "logits", "r", "w2", "b2", NULL),
              "transB", 1);
     if (variant == LOG_SOFTMAX) int_attr(node(g, "LogSoftmax", "logits", "z", NULL), "axis", 1);
     add_output(g, "logits");
+    if (variant == MASK_READ) add_output(g, "r.1");
     assert_int_equal(kiln__graph_finalize(g), KILN_OK);
     return g;
 }
@@ -183,6 +215,48 @@ static void test_reproducible(void **state) {
     kiln_tensor_free(x);
     kiln_tensor_free(labels);
     kiln_graph_free(g);
+}
+
+/* A model in PyTorch's training-mode export form trains exactly as the same
+ * model in inference form and exports in inference form; a read mask is
+ * refused, naming the node. */
+static void test_training_form(void **state) {
+    (void)state;
+    kiln_tensor *x, *labels;
+    data(&x, &labels);
+    double loss[2];
+    kiln_graph *e = NULL;
+    for (int k = 0; k < 2; k++) {
+        kiln_graph *g = mlp(k ? TRAINING_FORM : DROPOUT);
+        kiln_train_options o = {.momentum = 0.9, .threads = 2, .seed = 5};
+        kiln_trainer *t;
+        if (kiln_trainer_create(g, &o, &t) != KILN_OK) fail_msg("%s", kiln_last_error());
+        assert_int_equal(kiln_trainer_num_params(t), F * H + H + H + H + C * H + C);
+        for (int step = 0; step < 5; step++)
+            assert_int_equal(kiln_trainer_step(t, x, labels, 0.05, &loss[k], NULL), KILN_OK);
+        if (k) assert_int_equal(kiln_trainer_export(t, &e), KILN_OK);
+        kiln_trainer_free(t);
+        kiln_graph_free(g);
+    }
+    assert_true(loss[0] == loss[1]);
+    for (int i = 0; i < e->n_nodes; i++) { /* inference form */
+        const kiln__node *n = &e->nodes[i];
+        assert_string_not_equal(n->op_type, "Constant");
+        if (!strcmp(n->op_type, "BatchNormalization")) {
+            assert_int_equal(n->n_out, 1);
+            assert_int_equal(kiln__attr_i(n, "training_mode", 0), 0);
+        }
+        if (!strcmp(n->op_type, "Dropout")) assert_true(n->n_in == 2 && n->n_out == 1);
+    }
+    kiln_graph_free(e);
+
+    kiln_graph *g = mlp(MASK_READ);
+    kiln_trainer *t;
+    assert_int_equal(kiln_trainer_create(g, NULL, &t), KILN_E_UNSUPPORTED);
+    assert_non_null(strstr(kiln_last_error(), "(Dropout): its output 1 ('r.1') is read"));
+    kiln_graph_free(g);
+    kiln_tensor_free(x);
+    kiln_tensor_free(labels);
 }
 
 /* First initializer value of t's export (a parameter's first element). */
@@ -651,6 +725,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_learns_and_exports),
         cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_training_form),
         cmocka_unit_test(test_checkpoint),
         cmocka_unit_test(test_round_to_precision),
         cmocka_unit_test(test_mixed_precision_learns),

@@ -1,5 +1,6 @@
-/* tools/kiln/cmd_train.c: `kiln train MODEL.onnx --train-images F --train-labels F
- * ... --out DIR`: trains a classifier on IDX image data (kiln/train.h). */
+/* tools/kiln/cmd_train.c: `kiln train MODEL.onnx|--arch A --train-images F
+ * --train-labels F ... --out DIR`: trains a classifier on image, CSV or text
+ * data (kiln/train.h). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,7 +12,8 @@
 #include "train_data.h"
 
 static const char *help =
-    "usage: kiln train MODEL.onnx (--train-images F --train-labels F | --train-csv F |\n"
+    "usage: kiln train (MODEL.onnx | --arch mlp|cnn|resnet|char-lstm [--width W])\n"
+    "                  (--train-images F --train-labels F | --train-csv F |\n"
     "                  --train-text F [--seq-len T])\n"
     "                  [--test-images F --test-labels F | --test-csv F | --test-text F]\n"
     "                  [--random-crop P] [--hflip] [--normalize MEAN,STD]\n"
@@ -43,6 +45,16 @@ static const char *help =
     "rate, and with fp16 the loss scale and skipped steps). With test data the\n"
     "last line is test_accuracy=0.xxxx.\n"
     "\n"
+    "  --arch A           instead of MODEL.onnx, a built-in network, seeded from\n"
+    "                     --seed and sized to the data (classes: the largest\n"
+    "                     training label + 1): mlp (one hidden layer of W, 128,\n"
+    "                     ReLU), cnn (two conv 3x3 + BN + ReLU + max-pool\n"
+    "                     stages of W, 16, and 2W channels, then a linear\n"
+    "                     layer), resnet (a conv stem of W, 16, channels, two\n"
+    "                     residual blocks of W and 2W channels, global average\n"
+    "                     pooling, a linear layer), char-lstm (for --train-text:\n"
+    "                     a byte embedding of 16, an LSTM of W, 64, a linear layer)\n"
+    "  --width W          the built-in network's width (see --arch)\n"
     "  --train-images F   images (N,H,W) or (N,C,H,W): IDX or .npy, u8 (scaled to\n"
     "                     [0,1]) or float (taken as they are)\n"
     "  --train-labels F   labels (N), integers: IDX or .npy\n"
@@ -144,6 +156,42 @@ static int num_arg(const char *opt, const char *v, double lo, double *out) {
     return 0;
 }
 
+enum { ARCH_MLP, ARCH_CNN, ARCH_RESNET, ARCH_CHAR_LSTM, ARCH_COUNT };
+static const char *const arch_names[ARCH_COUNT] = {"mlp", "cnn", "resnet", "char-lstm"};
+
+/* Built-in network `arch` for the training set d (images (N,C,H,W) for cnn and
+ * resnet, (N,F) for mlp, text for char-lstm) of width (0: the default) from
+ * seed; -1 (message printed) if it does not fit the data. */
+static int build_arch(int arch, int64_t width, const train_set *d, uint64_t seed, kiln_graph **g) {
+    const int64_t *dims = kiln_tensor_dims(d->x);
+    int64_t classes = 1;
+    const int64_t *lab = kiln_tensor_data(d->labels);
+    for (int64_t i = 0; i < kiln_tensor_numel(d->labels); i++)
+        if (lab[i] >= classes) classes = lab[i] + 1;
+    const int image = arch == ARCH_CNN || arch == ARCH_RESNET;
+    if ((arch == ARCH_CHAR_LSTM) != (d->per_label > 1) || (image && kiln_tensor_ndim(d->x) != 4)) {
+        fprintf(stderr, "kiln train: error: --arch %s is for %s\n", arch_names[arch],
+                arch == ARCH_CHAR_LSTM ? "--train-text" : image ? "images" : "images or CSV tables");
+        return -1;
+    }
+    kiln_status s;
+    switch (arch) {
+    case ARCH_MLP:
+        s = kiln_model_mlp(dims[1], 1, (int64_t[]){width ? width : 128}, classes, seed, g);
+        break;
+    case ARCH_CNN:
+        s = kiln_model_cnn(dims[1], dims[2], dims[3], width ? width : 16, classes, seed, g);
+        break;
+    case ARCH_RESNET:
+        s = kiln_model_resnet(dims[1], dims[2], dims[3], width ? width : 16, 2, classes, seed, g);
+        break;
+    default:
+        s = kiln_model_char_lstm(256, 16, width ? width : 64, seed, g);
+        break;
+    }
+    return s == KILN_OK ? 0 : kiln_cli_fail("train", s);
+}
+
 /* Checkpoint after `epochs` epochs, with the data order's random state. */
 static int save_checkpoint(kiln_trainer *t, const char *path, int64_t epochs, uint64_t rng) {
     char ep[32], st[32];
@@ -186,8 +234,8 @@ int kiln_cmd_train(int argc, char **argv) {
     kiln_train_options opt = {0};
     double lr = -1, momentum = 0.9, wd = 0, batch_d = 64, epochs_d = 1, seed_d = 1, limit_d = -1;
     kiln_lr_schedule sched = {.kind = KILN_LR_CONSTANT, .gamma = 0.1};
-    double warmup_d = 0, step_size_d = -1;
-    int threads = 0;
+    double warmup_d = 0, step_size_d = -1, width_d = 0;
+    int threads = 0, arch = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1, bad = 0;
@@ -286,6 +334,16 @@ int kiln_cmd_train(int argc, char **argv) {
             bad = num_arg(a, v, 0, &seed_d);
         } else if (!strcmp(a, "--limit")) {
             bad = num_arg(a, v, 1, &limit_d);
+        } else if (!strcmp(a, "--arch")) {
+            int k = 0;
+            while (k < ARCH_COUNT && strcmp(v, arch_names[k])) k++;
+            if (k == ARCH_COUNT) {
+                fprintf(stderr, "kiln train: error: --arch '%s': expected mlp, cnn, resnet or char-lstm\n", v);
+                return 2;
+            }
+            arch = k;
+        } else if (!strcmp(a, "--width")) {
+            bad = num_arg(a, v, 1, &width_d);
         } else {
             int r = kiln_cli_common_option("train", help, argc, argv, &i, &threads, &path);
             if (r < 0) return 2;
@@ -294,7 +352,11 @@ int kiln_cmd_train(int argc, char **argv) {
         if (bad) return 2;
         i += takes;
     }
-    if (kiln_cli_need_model(help, path)) return 2;
+    if (arch >= 0 && path) {
+        fprintf(stderr, "kiln train: error: give a model or --arch, not both\n");
+        return 2;
+    }
+    if (arch < 0 && kiln_cli_need_model(help, path)) return 2;
     if ((train_img && train_lab) + !!train_csv + !!train_text != 1 || !out_dir ||
         (!test_img != !test_lab) || !!test_img + !!test_csv + !!test_text > 1 ||
         (!train_img != !train_lab)) {
@@ -332,22 +394,36 @@ int kiln_cmd_train(int argc, char **argv) {
     train_batches *tb = NULL;
     int64_t *order = NULL;
     int rc = 1;
-    kiln_status s = kiln_graph_load_onnx(path, &g);
-    if (s != KILN_OK) return kiln_cli_fail("train", s);
+    kiln_status s = KILN_OK;
     kiln_value_info in, out;
-    if ((s = kiln_graph_input_info(g, 0, &in)) != KILN_OK ||
-        (s = kiln_graph_output_info(g, 0, &out)) != KILN_OK) {
-        rc = kiln_cli_fail("train", s);
-        goto done;
+    int in_rank = arch == ARCH_CNN || arch == ARCH_RESNET ? 4 : 2; /* a built-in's input */
+    int64_t classes = -1; /* unchecked: a built-in is sized to the training labels */
+    char arch_desc[64];
+    if (arch < 0) {
+        if ((s = kiln_graph_load_onnx(path, &g)) != KILN_OK) return kiln_cli_fail("train", s);
+        if ((s = kiln_graph_input_info(g, 0, &in)) != KILN_OK ||
+            (s = kiln_graph_output_info(g, 0, &out)) != KILN_OK) {
+            rc = kiln_cli_fail("train", s);
+            goto done;
+        }
+        in_rank = in.ndim;
+        classes = out.ndim == 2 ? out.dims[1] : -1;
     }
-    int64_t classes = out.ndim == 2 ? out.dims[1] : -1;
     if (train_text ? train_set_load_text(train_text, (int64_t)seq_len_d, limit, &train)
-        : train_csv ? train_set_load_csv(train_csv, in.ndim, limit, classes, &train)
-                    : train_set_load_images(train_img, train_lab, in.ndim, limit, classes, &train))
+        : train_csv ? train_set_load_csv(train_csv, in_rank, limit, classes, &train)
+                    : train_set_load_images(train_img, train_lab, in_rank, limit, classes, &train))
         goto done;
+    if (arch >= 0) {
+        if (build_arch(arch, (int64_t)width_d, &train, (uint64_t)seed_d, &g)) goto done;
+        (void)kiln_graph_input_info(g, 0, &in);
+        (void)kiln_graph_output_info(g, 0, &out);
+        classes = out.ndim == 2 ? out.dims[1] : -1;
+        snprintf(arch_desc, sizeof arch_desc, "built-in %s", arch_names[arch]);
+        path = arch_desc;
+    }
     if (test_text && train_set_load_text(test_text, (int64_t)seq_len_d, limit, &test)) goto done;
-    if (test_csv && train_set_load_csv(test_csv, in.ndim, limit, classes, &test)) goto done;
-    if (test_img && train_set_load_images(test_img, test_lab, in.ndim, limit, classes, &test)) goto done;
+    if (test_csv && train_set_load_csv(test_csv, in_rank, limit, classes, &test)) goto done;
+    if (test_img && train_set_load_images(test_img, test_lab, in_rank, limit, classes, &test)) goto done;
     { /* a sample must fill the model's input (when its sizes are known) */
         int64_t per = 1;
         for (int k = 1; k < in.ndim && per > 0; k++) per = in.dims[k] > 0 ? per * in.dims[k] : -1;
