@@ -388,20 +388,21 @@ static int default_acts(const kiln__node *nd, const char *const *defs, int n) {
     return a->n % n == 0;
 }
 
-/* Emits op(X, W, R, dY, dY_h[, dY_c], B, initial_h[, initial_c]) -> (dX, dW,
- * dR, dB, dinitial_h[, dinitial_c]) for an RNN op with `states` states (h,
- * and c for LSTM) whose forward inputs are X, W, R, B, sequence_lens,
- * initial_h[, initial_c, ...]. */
+/* Emits op(X, W, R, dY, dY_h[, dY_c], B, initial_h[, initial_c],
+ * sequence_lens) -> (dX, dW, dR, dB, dinitial_h[, dinitial_c]) for an RNN op
+ * with `states` states (h, and c for LSTM) whose forward inputs are X, W, R,
+ * B, sequence_lens, initial_h[, initial_c, ...]. */
 static kiln_status rnn_back(kiln__grad_ctx *gc, const char *op, const char *base, int states) {
     static const int slot[6] = {0, 1, 2, 3, 5, 6}; /* forward input of each output */
     const int n_out = 4 + states;
     unsigned char want[6];
-    int in[9], n_in = 0, outs[6];
+    int in[10], n_in = 0, outs[6];
     for (int k = 0; k < n_out; k++) want[k] = IN(slot[k]) >= 0 && NEED(slot[k]);
     for (int k = 0; k < 3; k++) in[n_in++] = IN(k);
     for (int k = 0; k <= states; k++) in[n_in++] = gc->n_dy > k ? gc->dy[k] : -1;
     in[n_in++] = IN(3);
     for (int k = 0; k < states; k++) in[n_in++] = IN(5 + k);
+    in[n_in++] = IN(4); /* sequence_lens */
     int node = kiln__gb_node_n(gc, op, "kiln", n_in, in, n_out, want, base, outs);
     kiln__gb_copy_attrs(gc, node);
     for (int k = 0; k < n_out; k++)
@@ -410,15 +411,14 @@ static kiln_status rnn_back(kiln__grad_ctx *gc, const char *op, const char *base
 }
 
 // (Y, Y_h, Y_c) = LSTM(X, W, R[, B, sequence_lens, initial_h, initial_c, P]):
-// kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c)
+// kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens)
 //   -> (dX, dW, dR, dB, dinitial_h, dinitial_c), back through time (grad_rnn.c);
-// default activations, no peepholes, clip, input_forget or sequence_lens
+// default activations, no peepholes, clip or input_forget
 kiln_status kiln__grad_LSTM(kiln__grad_ctx *gc) {
     static const char *const acts[3] = {"Sigmoid", "Tanh", "Tanh"};
     const kiln__node *n = kiln__gb_fwd(gc);
-    if (IN(4) >= 0 || IN(7) >= 0)
-        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "LSTM gradients with %s are not supported yet",
-                             IN(4) >= 0 ? "sequence_lens" : "peepholes (P)");
+    if (IN(7) >= 0)
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "LSTM gradients with peepholes (P) are not supported yet");
     if (kiln__attr_find(n, "clip") || kiln__attr_i(n, "input_forget", 0) || !default_acts(n, acts, 3))
         return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
                              "LSTM gradients need the default activations, no clip and input_forget 0");
@@ -426,15 +426,14 @@ kiln_status kiln__grad_LSTM(kiln__grad_ctx *gc) {
 }
 
 // (Y, Y_h) = GRU(X, W, R[, B, sequence_lens, initial_h]):
-// kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h) -> (dX, dW, dR, dB, dinitial_h),
-// back through time (grad_rnn.c); either linear_before_reset; default
-// activations, no clip or sequence_lens
+// kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens)
+//   -> (dX, dW, dR, dB, dinitial_h), back through time (grad_rnn.c); either
+// linear_before_reset; default activations, no clip
 kiln_status kiln__grad_GRU(kiln__grad_ctx *gc) {
     static const char *const acts[2] = {"Sigmoid", "Tanh"};
     const kiln__node *n = kiln__gb_fwd(gc);
-    if (IN(4) >= 0 || kiln__attr_find(n, "clip"))
-        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "GRU gradients with %s are not supported yet",
-                             IN(4) >= 0 ? "sequence_lens" : "clip");
+    if (kiln__attr_find(n, "clip"))
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "GRU gradients with clip are not supported yet");
     if (!default_acts(n, acts, 2))
         return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
                              "GRU gradients need the default activations (Sigmoid, Tanh)");

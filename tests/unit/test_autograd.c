@@ -832,10 +832,10 @@ static void test_unknown_sizes(void **state) {
  * GRU 3 and 1) with S = 3, B = 2, I = 3, H = 2, differentiated with respect to
  * X, W, R and, when full, B and the initial states; y is the outputs asked for
  * (bits of outs: Y, Y_h, Y_c) flattened and concatenated. lbr >= 0 sets
- * linear_before_reset. */
+ * linear_before_reset; lens (B values, or NULL) is sequence_lens. */
 enum { RNN_S = 3, RNN_B = 2, RNN_I = 3, RNN_H = 2 };
 static void check_rnn(const char *op, int G, int n_states, const char *dir, int layout, int full,
-                      int outs, int lbr) {
+                      int outs, int lbr, const double *lens) {
     enum { S = RNN_S, B = RNN_B, I = RNN_I, H = RNN_H };
     int D = strcmp(dir, "bidirectional") ? 1 : 2;
     kiln_graph *g = graph(17);
@@ -849,9 +849,10 @@ static void check_rnn(const char *op, int G, int n_states, const char *dir, int 
         input(g, "h0", 3, sd);
         if (n_states > 1) input(g, "c0", 3, sd);
     }
-    static const char *const ins[7] = {"X", "W", "R", "B", "", "h0", "c0"};
+    if (lens) init(g, "lens", vec(KILN_DTYPE_I32, B, lens));
+    const char *const ins[7] = {"X", "W", "R", full ? "B" : "", lens ? "lens" : "", "h0", "c0"};
     static const char *const names[3] = {"Y", "Y_h", "Y_c"};
-    int n_in = full ? 5 + n_states : 3, n_out = 1 + n_states;
+    int n_in = full ? 5 + n_states : lens ? 5 : 3, n_out = 1 + n_states;
     int i = kiln__graph_add_node(g, "rnn", op, "", n_in, n_out);
     for (int j = 0; j < n_in; j++) g->nodes[i].in[j] = ins[j][0] ? kiln__graph_value(g, ins[j]) : -1;
     for (int j = 0; j < n_out; j++)
@@ -881,16 +882,25 @@ static void check_rnn(const char *op, int G, int n_states, const char *dir, int 
 }
 
 
+/* Sequence lengths of the RNN checks: shorter than S, and 0 (the row's states
+ * pass straight from the initial ones to Y_h, Y_c). */
+static const double rnn_lens[2][RNN_B] = {{2, 3}, {0, 2}};
+
 /* LSTM through time. Variants: forward with bias and initial states (layout
- * 0), bidirectional without them (layout 1), reverse with only Y_h. */
+ * 0), bidirectional without them (layout 1), reverse with only Y_h; with
+ * sequence_lens: bidirectional (layout 1), forward with initial states and an
+ * empty row. */
 static void test_lstm(void **state) {
     (void)state;
     enum { S = RNN_S, B = RNN_B, I = RNN_I, H = RNN_H };
-    static const struct { const char *dir; int layout, full, outs; } cases[] = {
-        {"forward", 0, 1, 7}, {"bidirectional", 1, 0, 7}, {"reverse", 0, 1, 2}};
-    for (int k = 0; k < 3; k++) {
-        printf(" lstm %s, layout %d\n", cases[k].dir, cases[k].layout);
-        check_rnn("LSTM", 4, 2, cases[k].dir, cases[k].layout, cases[k].full, cases[k].outs, -1);
+    static const struct { const char *dir; int layout, full, outs, lens; } cases[] = {
+        {"forward", 0, 1, 7, -1}, {"bidirectional", 1, 0, 7, -1}, {"reverse", 0, 1, 2, -1},
+        {"bidirectional", 1, 0, 7, 0}, {"forward", 0, 1, 7, 1}};
+    for (int k = 0; k < 5; k++) {
+        printf(" lstm %s, layout %d%s\n", cases[k].dir, cases[k].layout,
+               cases[k].lens >= 0 ? ", sequence_lens" : "");
+        check_rnn("LSTM", 4, 2, cases[k].dir, cases[k].layout, cases[k].full, cases[k].outs, -1,
+                  cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL);
     }
     /* peepholes have no gradient yet: refused, naming the node */
     kiln_graph *g = graph(17);
@@ -903,42 +913,41 @@ static void test_lstm(void **state) {
     check_refused(g, "peepholes (P) are not supported yet");
 }
 
-/* *g: a graph with a GRU y = GRU(X, W, R[, sequence_lens]) (hidden 2) and
- * nothing else; the node, for more attributes. */
-static kiln__node *gru_alone(kiln_graph **g, int with_lens) {
+/* *g: a graph with a GRU y = GRU(X, W, R) (hidden 2) and nothing else; the
+ * node, for more attributes. */
+static kiln__node *gru_alone(kiln_graph **g) {
     enum { S = 3, B = 2, I = 3, H = 2 };
     *g = graph(17);
     input(*g, "X", 3, (int64_t[]){S, B, I});
     input(*g, "W", 3, (int64_t[]){1, 3 * H, I});
     input(*g, "R", 3, (int64_t[]){1, 3 * H, H});
-    if (with_lens) init(*g, "lens", vec(KILN_DTYPE_I32, B, (double[]){S, S}));
-    kiln__node *n = node(*g, "GRU", "y", "X", "W", "R", "", with_lens ? "lens" : NULL, NULL);
+    kiln__node *n = node(*g, "GRU", "y", "X", "W", "R", NULL);
     int_attr(n, "hidden_size", H);
     return n;
 }
 
 /* GRU through time, both linear_before_reset. Variants: forward with bias and
  * initial state (layout 0, linear_before_reset 0), bidirectional without them
- * (layout 1, 1), reverse with only Y_h (layout 0, 1). */
+ * (layout 1, 1), reverse with only Y_h (layout 0, 1); with sequence_lens:
+ * reverse with the initial state and an empty row (0), forward (1). */
 static void test_gru(void **state) {
     (void)state;
     enum { S = RNN_S, B = RNN_B, I = RNN_I, H = RNN_H };
-    static const struct { const char *dir; int layout, full, outs, lbr; } cases[] = {
-        {"forward", 0, 1, 3, 0}, {"bidirectional", 1, 0, 3, 1}, {"reverse", 0, 1, 2, 1}};
-    for (int k = 0; k < 3; k++) {
-        printf(" gru %s, layout %d, linear_before_reset %d\n", cases[k].dir, cases[k].layout,
-               cases[k].lbr);
+    static const struct { const char *dir; int layout, full, outs, lbr, lens; } cases[] = {
+        {"forward", 0, 1, 3, 0, -1}, {"bidirectional", 1, 0, 3, 1, -1}, {"reverse", 0, 1, 2, 1, -1},
+        {"reverse", 0, 1, 3, 0, 1}, {"forward", 1, 0, 3, 1, 0}};
+    for (int k = 0; k < 5; k++) {
+        printf(" gru %s, layout %d, linear_before_reset %d%s\n", cases[k].dir, cases[k].layout,
+               cases[k].lbr, cases[k].lens >= 0 ? ", sequence_lens" : "");
         check_rnn("GRU", 3, 1, cases[k].dir, cases[k].layout, cases[k].full, cases[k].outs,
-                  cases[k].lbr);
+                  cases[k].lbr, cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL);
     }
-    /* sequence_lens, clip and other activations: refused, naming the limitation */
+    /* clip and other activations: refused, naming the limitation */
     kiln_graph *g;
-    kiln__node *n = gru_alone(&g, 1);
-    check_refused(g, "GRU gradients with sequence_lens are not supported yet");
-    n = gru_alone(&g, 0);
+    kiln__node *n = gru_alone(&g);
     float_attr(n, "clip", 3.0f);
     check_refused(g, "GRU gradients with clip are not supported yet");
-    n = gru_alone(&g, 0);
+    n = gru_alone(&g);
     n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
     kiln__attr acts = {.name = kiln__strdup("activations"), .type = KILN__ATTR_STRINGS, .n = 2};
     acts.strings = malloc(2 * sizeof *acts.strings);

@@ -1,17 +1,20 @@
 /* src/cpu/ref/grad_rnn.c: the reference kernels of the recurrent ops'
  * gradients through time (src/ops/defs/grad.def):
  *
- *   kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c)
+ *   kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens)
  *       -> (dX, dW, dR, dB, dinitial_h, dinitial_c)
- *   kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h)
+ *   kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens)
  *       -> (dX, dW, dR, dB, dinitial_h)
  *
  * for the LSTM and GRU of src/cpu/ref/rnn.c (which has the shapes) with the
- * default activations (sigmoid gates, tanh elsewhere), no clip and every
- * sequence of full length; LSTM also without peepholes and with input_forget
- * 0. Attributes direction, hidden_size, layout and GRU's linear_before_reset
- * are the forward node's. dY, dY_h, dY_c, B and the initial states may be
- * absent (zero).
+ * default activations (sigmoid gates, tanh elsewhere) and no clip; LSTM also
+ * without peepholes and with input_forget 0. Attributes direction,
+ * hidden_size, layout and GRU's linear_before_reset are the forward node's.
+ * dY, dY_h, dY_c, B, the initial states and sequence_lens may be absent (zero;
+ * every sequence of full length). With sequence_lens, row n runs its first
+ * L = sequence_lens[n] steps as the forward op does (the reverse direction
+ * from time L - 1 down), Y_h and Y_c are its states after them, and dY at
+ * times from L on (where Y holds zeros) reaches nothing.
  *
  * One driver serves both: per direction d and batch row n it computes the
  * forward pass again, keeping each step's states and gates, then walks back
@@ -74,7 +77,7 @@ struct rnn_grad {
     int64_t S, N, I, H, D, G; /* G = gates * H: rows of W and R per direction */
     int layout, reverse;      /* reverse: direction "reverse" (D = 1) */
     int lbr;                  /* GRU's linear_before_reset */
-    const kiln_tensor *x, *w, *r, *b, *dy;
+    const kiln_tensor *x, *w, *r, *b, *dy, *lens;
     const kiln_tensor *dys[2], *init[2]; /* dY_h, dY_c; initial_h, initial_c */
     int64_t dir, n, t;                   /* where the driver is */
     double *dX, *dW, *dR, *dB;           /* the sums, in scratch */
@@ -85,6 +88,7 @@ struct rnn_grad {
 enum { IN_X, IN_W, IN_R, IN_DY, IN_DY_STATES };
 #define IN_B(cell) (IN_DY_STATES + (cell)->states)
 #define IN_INIT(cell) (IN_B(cell) + 1)
+#define IN_LENS(cell) (IN_INIT(cell) + (cell)->states)
 #define OUT_DINIT 4
 
 /* ---- dimensions and offsets ------------------------------------------------- */
@@ -137,7 +141,12 @@ static kiln_status rnn_grad_read(const kiln__kctx *c, const rnn_grad_cell *cell,
         KILN__TRY(kiln__check_shape(kiln__in(c, IN_DY_STATES + k), d_names[k], 3, s_dims));
         KILN__TRY(kiln__check_shape(kiln__in(c, IN_INIT(cell) + k), i_names[k], 3, s_dims));
     }
-    for (int k = 1; k < c->n_in; k++) {
+    const kiln_tensor *lens = kiln__in(c, IN_LENS(cell));
+    if (lens) {
+        KILN__TRY(kiln__check_dtype(lens, "sequence_lens", KILN_DTYPE_I32, 0));
+        KILN__TRY(kiln__check_shape(lens, "sequence_lens", 1, &g->N));
+    }
+    for (int k = 1; k < c->n_in && k < IN_LENS(cell); k++) {
         const kiln_tensor *t = kiln__in(c, k);
         if (t && t->dtype != x->dtype)
             return kiln__err(KILN_E_TYPE, "input %d is %s, expected %s like X", k,
@@ -148,6 +157,7 @@ static kiln_status rnn_grad_read(const kiln__kctx *c, const rnn_grad_cell *cell,
     g->r = r;
     g->b = kiln__in(c, IN_B(cell));
     g->dy = kiln__in(c, IN_DY);
+    g->lens = lens;
     for (int k = 0; k < cell->states; k++) {
         g->dys[k] = kiln__in(c, IN_DY_STATES + k);
         g->init[k] = kiln__in(c, IN_INIT(cell) + k);
@@ -249,19 +259,23 @@ static kiln_status rnn_grad_run(kiln__kctx *c, const rnn_grad_cell *cell) {
     for (g.dir = 0; g.dir < g.D; g.dir++) {
         const int rev = g.reverse || g.dir == 1;
         for (g.n = 0; g.n < N; g.n++) {
+            const int64_t L = g.lens ? kiln__ld_i(g.lens->dtype, g.lens->data, g.n) : S;
+            if (L < 0 || L > S)
+                return kiln__err(KILN_E_RANGE, "input 'sequence_lens' has %lld at batch %lld, "
+                                 "expected 0..%lld", (long long)L, (long long)g.n, (long long)S);
             for (int k = 0; k < cell->states; k++)
                 for (int64_t j = 0; j < H; j++) {
                     init[k * H + j] = opt_ld(g.init[k], h_at(&g, g.dir, g.n, j));
                     ds[k * H + j] = opt_ld(g.dys[k], h_at(&g, g.dir, g.n, j));
                 }
             /* forward again: step s at time t, from the states of the step before */
-            for (int64_t s = 0; s < S; s++) {
-                g.t = rev ? S - 1 - s : s;
+            for (int64_t s = 0; s < L; s++) {
+                g.t = rev ? L - 1 - s : s;
                 cell->forward(&g, steps + s * SH, s ? steps + (s - 1) * SH : init);
             }
             /* backward through time */
-            for (int64_t s = S - 1; s >= 0; s--) {
-                g.t = rev ? S - 1 - s : s;
+            for (int64_t s = L - 1; s >= 0; s--) {
+                g.t = rev ? L - 1 - s : s;
                 for (int64_t j = 0; j < H; j++) ds[j] += opt_ld(g.dy, y_at(&g, g.t, g.dir, g.n, j));
                 memset(dprev, 0, (size_t)nS * sizeof(double));
                 cell->backward(&g, steps + s * SH, s ? steps + (s - 1) * SH : init, ds, dprev,
