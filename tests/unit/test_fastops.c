@@ -55,11 +55,12 @@ static kiln_tensor *scalar_f32(float v) {
     return t;
 }
 
-/* The tables to check: generic, and AVX-512 where the CPU has it. */
+/* The tables to check: generic, and AVX2 and AVX-512 where the CPU has them. */
 static int tables(const kiln__eltw_kernels **t) {
     int n = 0;
     t[n++] = &kiln__eltw_generic;
 #if defined(__x86_64__) || defined(__i386__)
+    if (kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX2)) t[n++] = &kiln__eltw_avx2;
     if (kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX512)) t[n++] = &kiln__eltw_avx512;
 #endif
     return n;
@@ -67,7 +68,7 @@ static int tables(const kiln__eltw_kernels **t) {
 
 /* Runs case c with algorithm algo forced, on every table, at 1 and 2 threads. */
 static void run_all(ah_case *c, const char *algo, double tol) {
-    const kiln__eltw_kernels *t[2];
+    const kiln__eltw_kernels *t[3];
     int nt = tables(t);
     for (int i = 0; i < nt; i++)
         for (int threads = 1; threads <= 2; threads++) {

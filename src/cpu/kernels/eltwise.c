@@ -32,6 +32,7 @@ const kiln__eltw_kernels *kiln__eltw_best(void) {
     if (kiln__eltw_forced) return kiln__eltw_forced;
 #if defined(__x86_64__) || defined(__i386__)
     if (kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX512)) return &kiln__eltw_avx512;
+    if (kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX2)) return &kiln__eltw_avx2;
 #endif
     return &kiln__eltw_generic;
 }

@@ -3,6 +3,8 @@
  * softmax.c, norm.c, pool.c, attention.c), one table per ISA:
  *
  *   kiln__eltw_generic   portable C (eltwise_generic.c), libm math;
+ *   kiln__eltw_avx2      the same C compiled for AVX2 + FMA, vectorized by
+ *                        the compiler (x86/eltwise_avx2.c);
  *   kiln__eltw_avx512    AVX-512F (x86/eltwise_avx512.c), vmath.h math,
  *                        compiled through target attributes only.
  *
@@ -102,12 +104,13 @@ typedef struct kiln__eltw_kernels {
 
 extern const kiln__eltw_kernels kiln__eltw_generic;
 #if defined(__x86_64__) || defined(__i386__)
+extern const kiln__eltw_kernels kiln__eltw_avx2;
 extern const kiln__eltw_kernels kiln__eltw_avx512;
 #endif
 
 /* The table prepare takes: kiln__eltw_forced when set (tests run every
  * algorithm on each table through it), else the best this CPU runs
- * (AVX-512F when present, else generic). */
+ * (AVX-512F when present, else AVX2 with FMA, else generic). */
 const kiln__eltw_kernels *kiln__eltw_best(void);
 extern const kiln__eltw_kernels *kiln__eltw_forced;
 

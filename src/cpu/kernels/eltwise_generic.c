@@ -1,6 +1,7 @@
 /* src/cpu/kernels/eltwise_generic.c: the portable C table of the f32 row
  * kernels (eltwise.h): plain loops the compiler may vectorize, libm math
- * (vmath.h scalar forms), sums accumulated in double. */
+ * (vmath.h scalar forms), sums accumulated in double. x86/eltwise_avx2.c
+ * compiles this file again for AVX2 as another table (KILN_ELTW_TABLE). */
 #include <math.h>
 
 #include "cpu/kernels/eltwise.h"
@@ -155,7 +156,27 @@ static void norm_generic(const float *x, float *y, int64_t n, const float *scale
     }
 }
 
-static void pool_row_generic(const kiln__pool_row *p) { kiln__pool_row_span(p, 0, p->OW); }
+/* The outputs whose windows lie inside the row, [ow0, ow1), tap by tap across
+ * all of them (loops over outputs the compiler can vectorize), each output
+ * taking its taps in the span's order (so the same sums and maxima); the
+ * edges one at a time. */
+static void pool_row_generic(const kiln__pool_row *p) {
+    const int64_t n = p->ow1 - p->ow0, s = p->s;
+    kiln__pool_row_span(p, 0, n > 0 ? p->ow0 : p->OW);
+    if (n <= 0) return;
+    float *y = p->y + p->ow0;
+    const float *r = p->x + p->h0 * p->W + p->ow0 * s - p->pad; /* output ow0's first tap */
+    for (int64_t i = 0; i < n; i++) y[i] = p->max ? r[i * s] : 0.0f;
+    for (int64_t h = p->h0; h < p->h1; h++, r += p->W)
+        for (int64_t j = 0; j < p->k; j++) {
+            const float *t = r + j;
+            if (!p->max)
+                for (int64_t i = 0; i < n; i++) y[i] += t[i * s];
+            else if (h > p->h0 || j > 0)
+                for (int64_t i = 0; i < n; i++) y[i] = t[i * s] > y[i] ? t[i * s] : y[i];
+        }
+    kiln__pool_row_span(p, p->ow1, p->OW);
+}
 
 static void lrn_generic(const float *x, const float *win, int64_t stride, int nwin, float *y,
                         int64_t n, float bias, float scale, float beta) {
@@ -169,8 +190,13 @@ static void lrn_generic(const float *x, const float *win, int64_t stride, int nw
     }
 }
 
-const kiln__eltw_kernels kiln__eltw_generic = {
-    .name = "generic",
+#ifndef KILN_ELTW_TABLE /* the table this compilation defines, and its name */
+#define KILN_ELTW_TABLE kiln__eltw_generic
+#define KILN_ELTW_TABLE_NAME "generic"
+#endif
+
+const kiln__eltw_kernels KILN_ELTW_TABLE = {
+    .name = KILN_ELTW_TABLE_NAME,
     .unary = unary_generic,
     .binary = binary_generic,
     .softmax = softmax_generic,

@@ -255,13 +255,21 @@ static kiln_status max_pool_grad_run(kiln__kctx *c) {
             if (h0 < 0) h0 = 0;
             if (h1 > H) h1 = H;
             for (int64_t ow = 0; ow < OW; ow++) {
-                int64_t w0 = ow * w->stride[1] - w->pad0[1], w1 = w0 + w->k[1], best = -1;
+                int64_t w0 = ow * w->stride[1] - w->pad0[1], w1 = w0 + w->k[1];
                 if (w0 < 0) w0 = 0;
                 if (w1 > W) w1 = W;
+                if (h0 >= h1 || w0 >= w1) continue; /* a window of padding only */
+                /* the first maximum, without branches (the maxima fall anywhere) */
+                int64_t best = h0 * W + w0;
+                float m = xp[best];
                 for (int64_t i = h0; i < h1; i++)
-                    for (int64_t j = w0; j < w1; j++)
-                        if (best < 0 || xp[i * W + j] > xp[best]) best = i * W + j;
-                if (best >= 0) d[best] += g[oh * OW + ow];
+                    for (int64_t j = w0; j < w1; j++) {
+                        const float v = xp[i * W + j];
+                        const int64_t gt = -(int64_t)(v > m); /* all ones when v wins */
+                        best ^= (best ^ (i * W + j)) & gt;
+                        m = v > m ? v : m;
+                    }
+                d[best] += g[oh * OW + ow];
             }
         }
     }
