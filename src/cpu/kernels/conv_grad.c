@@ -10,9 +10,9 @@
  *
  * A 1x1 convolution with stride 1 and no padding needs neither im2col nor
  * col2im: cols is X[n, g] and dcols is dX[n, g]. The GEMMs run on all the
- * plan's threads (kiln__sgemm_run on the session pool); the gathers and
- * scatters between them on one. Scratch: one image's cols and dcols (not cut
- * into column blocks yet) and the GEMM's packing space.
+ * plan's threads (kiln__sgemm_run on the session pool), and so do the gathers
+ * and scatters between them (channels split). Scratch: one image's cols and
+ * dcols (not cut into column blocks yet) and the GEMM's packing space.
  */
 #include <string.h>
 
@@ -88,6 +88,42 @@ static void col2im_add(const kiln__conv2d *g, const float *restrict dcols, float
     }
 }
 
+/* im2col of x into cols (gather) or col2im_add of dcols into dx (scatter) for
+ * one image and group, the channels split over the threads: each channel's
+ * rows of cols and plane of x are its own. */
+typedef struct gather_job {
+    const kiln__conv2d *g;
+    int scatter;
+    const float *x;    /* gather: (Cg, H, W) */
+    float *cols;       /* gather: (CgRS, PQ) */
+    const float *dcols; /* scatter: (CgRS, PQ) */
+    float *dx;         /* scatter: (Cg, H, W) */
+} gather_job;
+
+static void gather_task(void *arg, int ith, int nth) {
+    const gather_job *j = arg;
+    int64_t lo, hi;
+    kiln__split(j->g->Cg, ith, nth, &lo, &hi);
+    if (lo >= hi) return;
+    kiln__conv2d g = *j->g;
+    g.Cg = hi - lo;
+    const int64_t rows = lo * g.R * g.S * g.P * g.Q, plane = lo * g.H * g.W;
+    if (j->scatter)
+        col2im_add(&g, j->dcols + rows, j->dx + plane);
+    else
+        kiln__conv_im2col(&g, j->x + plane, 0, g.P * g.Q, j->cols + rows);
+}
+
+static void gather(const kiln__kctx *c, gather_job *j) {
+    int nth = c->pool ? kiln__pool_size(c->pool) : 1;
+    if (nth > kiln__conv_nth(c)) nth = kiln__conv_nth(c);
+    if (nth > j->g->Cg) nth = (int)j->g->Cg;
+    if (nth > 1)
+        kiln__pool_run(c->pool, nth, gather_task, j);
+    else
+        gather_task(j, 0, 1);
+}
+
 static kiln_status grad_run(kiln__kctx *c) {
     const grad_plan *p = c->kstate;
     const kiln__conv2d *g = &p->g;
@@ -107,7 +143,7 @@ static kiln_status grad_run(kiln__kctx *c) {
             if (dw) {
                 const float *b = xg;
                 if (!p->direct) {
-                    kiln__conv_im2col(g, xg, 0, pq, cols);
+                    gather(c, &(gather_job){.g = g, .x = xg, .cols = cols});
                     b = cols;
                 }
                 kiln__gemm_args a = {.m = g->Kg, .n = crs, .k = pq, .trans_b = 1, .alpha = 1,
@@ -121,7 +157,7 @@ static kiln_status grad_run(kiln__kctx *c) {
                                      .a = w + grp * g->Kg * crs, .lda = crs, .b = dyg, .ldb = pq,
                                      .c = p->direct ? dxg : dcols, .ldc = pq};
                 KILN__TRY(kiln__sgemm_run(c->pool, &a, gs));
-                if (!p->direct) col2im_add(g, dcols, dxg);
+                if (!p->direct) gather(c, &(gather_job){.g = g, .scatter = 1, .dcols = dcols, .dx = dxg});
             }
         }
     if (dbt) {
