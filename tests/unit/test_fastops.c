@@ -1,11 +1,11 @@
 /* tests/unit/test_fastops.c: the fast f32 elementwise, softmax, norm, pool
  * and attention algorithms (src/cpu/kernels/{eltwise,softmax,norm,pool,
- * attention}.c) against the reference kernels, and the vector math of
- * vmath.h against libm.
+ * attention}.c; train_ops.c's training kernels) against the reference
+ * kernels, and the vector math of vmath.h against libm.
  *
  * Every algorithm runs through the one-node harness (algo_harness.h) on
- * fresh random inputs, forced, on each ISA table (generic C, and AVX-512
- * when the CPU has it) at 1 and 2 threads: normalized error under 1e-5, NaN
+ * fresh random inputs, forced, on each ISA table (generic C, and AVX2 and
+ * AVX-512 when the CPU has them) at 1 and 2 threads: normalized error under 1e-5, NaN
  * and Inf at the reference's places. Sizes 1, 15, 16, 17, 1000 and one
  * spanning several thread units; broadcasts; pools with pads, strides,
  * ceil_mode, auto_pad and count_include_pad; attention with and without
@@ -512,6 +512,27 @@ static void test_batch_norm_grad(void **state) {
             }
 }
 
+/* kiln.ReluGrad / SigmoidGrad / TanhGrad on their algorithms: sizes about the
+ * vector blocks and across thread units, NaN and Inf in dY and in Y. */
+static void test_activation_grad(void **state) {
+    (void)state;
+    static const char *const ops[3] = {"ReluGrad", "SigmoidGrad", "TanhGrad"};
+    static const char *const algos[3] = {"relu_grad_f32", "sigmoid_grad_f32", "tanh_grad_f32"};
+    static const float lo[3] = {-2, 0, -1}, hi[3] = {2, 1, 1}; /* Y's range */
+    static const int64_t sizes[6] = {1, 15, 16, 17, 1000, 3 * KILN__ELTW_GRAIN + 5};
+    for (int o = 0; o < 3; o++)
+        for (int k = 0; k < 6; k++) {
+            ah_case c;
+            ah_case_init(&c, ops[o], "kiln", 1, 1);
+            kiln_tensor *dy = rnd(1, &sizes[k], -3, 3), *y = rnd(1, &sizes[k], lo[o], hi[o]);
+            if (k == 4) poison(dy), poison(y);
+            ah_input(&c, dy, 0);
+            ah_input(&c, y, 0);
+            run_all(&c, algos[o], TOL);
+            ah_case_free(&c);
+        }
+}
+
 /* LRN: even and odd sizes (asymmetric windows), windows cut by the first and
  * last channels, planes of one element and of a vector tail, NaN inputs. */
 static void lrn_case(int ndim, const int64_t *dims, int64_t size, float alpha, float beta,
@@ -784,7 +805,7 @@ int main(void) {
         cmocka_unit_test(test_clip_inputs), cmocka_unit_test(test_binary),
         cmocka_unit_test(test_pow),         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_layer_norm),  cmocka_unit_test(test_batch_norm),
-        cmocka_unit_test(test_batch_norm_grad),
+        cmocka_unit_test(test_batch_norm_grad), cmocka_unit_test(test_activation_grad),
         cmocka_unit_test(test_lrn),
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_global_pool),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_reduce),

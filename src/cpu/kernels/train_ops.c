@@ -16,8 +16,11 @@
  *   then each dY element added at its window's first maximum (the first tap
  *   inside X, then a later tap only when strictly greater: the reference's
  *   rule, NaN included).
- * Channels (batch normalization) and planes (pooling) are split over the
- * threads (KILN_OPF_PARALLEL).
+ * kiln.ReluGrad / SigmoidGrad / TanhGrad(dY, Y) -> dX: dY * f'(x) from the
+ *   forward output Y (Y > 0; Y (1 - Y); 1 - Y^2), as the reference
+ *   (src/cpu/ref/grad_eltwise.c), in blocks the compiler vectorizes.
+ * Channels (batch normalization), planes (pooling) and elements (activation
+ * gradients) are split over the threads (KILN_OPF_PARALLEL).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -279,3 +282,71 @@ static kiln_status max_pool_grad_run(kiln__kctx *c) {
 const kiln__algo kiln__algo_max_pool2d_grad_f32 = {
     "max_pool2d_grad_f32", "kiln", "MaxPoolGrad", KILN_OPF_PARALLEL, max_pool_grad_prepare,
     max_pool_grad_cost, max_pool_grad_run, free};
+
+/* ---- activation gradients ------------------------------------------------------------ */
+
+typedef enum { GRAD_RELU, GRAD_SIGMOID, GRAD_TANH } act_kind;
+
+static kiln_status act_grad_prepare(kiln__kctx *c) {
+    const kiln_tensor *dy = c->in[0], *y = c->in[1];
+    if (!kiln__eltw_f32(dy) || !kiln__eltw_f32(y) || !kiln__eltw_f32(c->out[0]) || !kiln__same_shape(dy, y))
+        return KILN_E_UNSUPPORTED;
+    act_kind *k = malloc(sizeof *k);
+    if (!k) return kiln__err(KILN_E_NOMEM, "out of memory");
+    *k = !strcmp(c->node->op_type, "ReluGrad") ? GRAD_RELU
+         : !strcmp(c->node->op_type, "SigmoidGrad") ? GRAD_SIGMOID : GRAD_TANH;
+    c->kstate = k;
+    c->flops = 3.0 * (double)kiln__n(dy);
+    return KILN_OK;
+}
+
+static double act_grad_cost(const kiln__kctx *c) {
+    return kiln__cost_seconds(c, c->flops, 0.25, 12.0 * (double)kiln__n(c->in[0]));
+}
+
+/* dx[i] = EXPR(g, v) with g = dy[i], v = y[i], i < n: blocks of LANES through
+ * local copies (dx may be dy or y: the copies keep the vectorizer free of
+ * aliasing), then the rest. */
+#define ACT_ROWS(EXPR)                                                          \
+    do {                                                                        \
+        int64_t i = 0;                                                          \
+        for (; i + LANES <= n; i += LANES) {                                    \
+            float gb[LANES], vb[LANES];                                         \
+            memcpy(gb, dy + i, sizeof gb);                                      \
+            memcpy(vb, y + i, sizeof vb);                                       \
+            for (int j = 0; j < LANES; j++) {                                   \
+                const float g = gb[j], v = vb[j];                               \
+                dx[i + j] = (EXPR);                                             \
+            }                                                                   \
+        }                                                                       \
+        for (; i < n; i++) {                                                    \
+            const float g = dy[i], v = y[i];                                    \
+            dx[i] = (EXPR);                                                     \
+        }                                                                       \
+    } while (0)
+
+KILN__F32_CLONES static void act_grad_rows(act_kind k, const float *dy, const float *y, float *dx,
+                                           int64_t n) {
+    switch (k) {
+    case GRAD_RELU: ACT_ROWS(v > 0 ? g : 0.f); break;
+    case GRAD_SIGMOID: ACT_ROWS(g * v * (1.f - v)); break;
+    default: ACT_ROWS(g * (1.f - v * v)); break;
+    }
+}
+
+// dY, Y, dX: same shape, f32; dX may share dY's or Y's buffer
+static kiln_status act_grad_run(kiln__kctx *c) {
+    int64_t lo, hi;
+    kiln__eltw_share(kiln__n(c->out[0]), KILN__ELTW_GRAIN, c->ith, c->nth, &lo, &hi);
+    if (hi > lo)
+        act_grad_rows(*(const act_kind *)c->kstate, (const float *)c->in[0]->data + lo,
+                      (const float *)c->in[1]->data + lo, (float *)c->out[0]->data + lo, hi - lo);
+    return KILN_OK;
+}
+
+#define ACT_GRAD_ALGO(NAME, OP)                                                                  \
+    const kiln__algo kiln__algo_##NAME = {#NAME, "kiln", OP, KILN_OPF_PARALLEL, \
+                                          act_grad_prepare, act_grad_cost, act_grad_run, free};
+ACT_GRAD_ALGO(relu_grad_f32, "ReluGrad")
+ACT_GRAD_ALGO(sigmoid_grad_f32, "SigmoidGrad")
+ACT_GRAD_ALGO(tanh_grad_f32, "TanhGrad")
