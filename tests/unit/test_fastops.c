@@ -449,11 +449,15 @@ static void test_layer_norm(void **state) {
     ah_case_free(&c);
 }
 
+/* poisoned: 1 NaN/Inf (poison), 2 a large mean (100) with each channel's first
+ * value an outlier (1e4) */
 static void batch_norm_case(int ndim, const int64_t *dims, int poisoned, int opset, int training) {
     ah_case c;
     ah_case_init(&c, "BatchNormalization", "", opset, training ? 3 : 1);
-    kiln_tensor *x = rnd(ndim, dims, -3, 3);
-    if (poisoned) poison(x);
+    kiln_tensor *x = poisoned == 2 ? rnd(ndim, dims, 97, 103) : rnd(ndim, dims, -3, 3);
+    if (poisoned == 1) poison(x);
+    const int64_t plane = kiln__n(x) / (dims[0] * dims[1]);
+    for (int64_t ch = 0; poisoned == 2 && ch < dims[1]; ch++) ((float *)kiln_tensor_data(x))[ch * plane] = 1e4f;
     ah_input(&c, x, 0);
     int64_t C = dims[1];
     ah_input(&c, rnd(1, &C, 0.5f, 1.5f), 1);
@@ -481,6 +485,8 @@ static void test_batch_norm(void **state) {
     batch_norm_case(4, a, 0, 15, 1);
     batch_norm_case(3, e, 0, 15, 1);
     batch_norm_case(2, b, 0, 15, 1);
+    batch_norm_case(4, a, 2, 15, 1);
+    batch_norm_case(3, e, 2, 15, 1);
 }
 
 /* kiln.BatchNormalizationGrad on batch_norm_grad_f32, training and inference

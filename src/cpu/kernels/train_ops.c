@@ -5,8 +5,9 @@
  * BatchNormalization, training (opset >= 14, training_mode = 1):
  *   X: (N,C,D1..Dk) f32; scale, B, input_mean, input_var: (C) f32; Y like X,
  *   running_mean and running_var (C) when asked for. Per channel, the batch
- *   mean and population variance (two passes, as the reference; float
- *   partial sums in 16 lanes over blocks of 4096, added up in double),
+ *   mean and population variance in one pass (the squares taken about the
+ *   mean of the first sample's values; float partial sums in 16 lanes over
+ *   blocks of 4096, added up in double),
  *   running = running * momentum + batch * (1 - momentum), then
  *   y = x * a + b with a = scale / sqrt(var + eps), b = B - mean * a.
  * kiln.BatchNormalizationGrad(dY, X, scale, mean, var) -> (dX, dScale, dB):
@@ -121,18 +122,20 @@ static double row_dot(const float *g, const float *p, int64_t n, float c, double
     return sum;
 }
 
-/* Mean and population variance of channel ch of x (N, C, S): the mean, then
- * the squared deviations from it (two passes, as the reference). */
+/* Mean and population variance of channel ch of x (N, C, S) in one pass over
+ * the batch: the sum, and the squared deviations from a shift K, the mean of
+ * the first sample's values (near the batch mean, so var = E[(x - K)^2] -
+ * (mean - K)^2 loses little to cancellation; an outlier cannot pull K far). */
 static double channel_stats(const bn_state *s, const float *x, int64_t ch, double *var) {
+    const float shift = s->N * s->S > 0 ? (float)(row_sums(x + ch * s->S, s->S, 0, NULL) / (double)s->S) : 0;
     double sum = 0, sq = 0;
-    for (int64_t n = 0; n < s->N; n++) sum += row_sums(x + (n * s->C + ch) * s->S, s->S, 0, NULL);
-    const double cnt = (double)(s->N * s->S), mean = sum / cnt;
     for (int64_t n = 0; n < s->N; n++) {
         double row_sq;
-        row_sums(x + (n * s->C + ch) * s->S, s->S, (float)mean, &row_sq);
+        sum += row_sums(x + (n * s->C + ch) * s->S, s->S, shift, &row_sq);
         sq += row_sq;
     }
-    *var = sq / cnt;
+    const double cnt = (double)(s->N * s->S), mean = sum / cnt, d = mean - shift;
+    *var = fmax(sq / cnt - d * d, 0.0);
     return mean;
 }
 
