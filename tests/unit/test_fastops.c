@@ -599,6 +599,8 @@ static void test_pool(void **state) {
         {{1, 1, 1, 1}, {1, 1}, {1, 1}, {0, 0, 0, 0}},
         {{1, 1, 5, 5}, {3, 3}, {2, 2}, {2, 2, 2, 2}, 1, 0}, /* edge windows mostly padding */
         {{1, 64, 56, 56}, {3, 3}, {2, 2}, {1, 1, 1, 1}},    /* ResNet stem: several thread units */
+        {{2, 3, 15, 17}, {2, 2}, {2, 2}, {0, 0, 0, 0}},     /* tiling windows, a row and a column left */
+        {{1, 2, 10, 11}, {3, 2}, {3, 2}, {0, 0, 0, 0}},     /* tiling, unequal sides */
     };
     static const char *ops[] = {"MaxPool", "AveragePool"};
     for (int o = 0; o < 2; o++)

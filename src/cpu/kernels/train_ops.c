@@ -16,7 +16,8 @@
  * kiln.MaxPoolGrad(dY, X) -> dX, 2-D, dilation 1: per (n, c) plane dX = 0,
  *   then each dY element added at its window's first maximum (the first tap
  *   inside X, then a later tap only when strictly greater: the reference's
- *   rule, NaN included).
+ *   rule, NaN included); where the windows tile the plane (stride = kernel,
+ *   no pads) each pixel is written once instead.
  * kiln.ReluGrad / SigmoidGrad / TanhGrad(dY, Y) -> dX: dY * f'(x) from the
  *   forward output Y (Y > 0; Y (1 - Y); 1 - Y^2), as the reference
  *   (src/cpu/ref/grad_eltwise.c), in blocks the compiler vectorizes.
@@ -243,6 +244,41 @@ static double max_pool_grad_cost(const kiln__kctx *c) {
     return kiln__cost_seconds(c, c->flops, 0.05, 8.0 * (double)kiln__n(c->in[1]));
 }
 
+/* 1 if the windows tile the plane without overlap or padding (stride = kernel,
+ * no pads, every window inside): each pixel then belongs to at most one. */
+static int windows_tile(const kiln__win *w) {
+    for (int d = 0; d < 2; d++)
+        if (w->stride[d] != w->k[d] || w->pad0[d] || w->out[d] * w->k[d] > w->in[d]) return 0;
+    return 1;
+}
+
+/* max_pool_grad_run on one plane whose windows tile it: every pixel written
+ * once (the window's maximum gets its dY, the other taps and the pixels no
+ * window covers 0), so neither a zeroing pass nor scattered adds. */
+static void max_pool_grad_tiled(const kiln__win *w, const float *xp, const float *g, float *d) {
+    const int64_t H = w->in[0], W = w->in[1], OH = w->out[0], OW = w->out[1];
+    const int64_t kh = w->k[0], kw = w->k[1];
+    for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow = 0; ow < OW; ow++) {
+            const int64_t base = oh * kh * W + ow * kw;
+            int64_t best = base;
+            float m = xp[base];
+            for (int64_t i = 0; i < kh; i++)
+                for (int64_t j = 0; j < kw; j++) {
+                    const int64_t at = base + i * W + j;
+                    const float v = xp[at];
+                    const int64_t gt = -(int64_t)(v > m);
+                    best ^= (best ^ at) & gt;
+                    m = v > m ? v : m;
+                    d[at] = 0.0f;
+                }
+            d[best] = g[oh * OW + ow];
+        }
+    for (int64_t i = 0; i < OH * kh; i++) /* columns right of the last window */
+        memset(d + i * W + OW * kw, 0, (size_t)(W - OW * kw) * sizeof *d);
+    memset(d + OH * kh * W, 0, (size_t)((H - OH * kh) * W) * sizeof *d); /* rows below */
+}
+
 // dY: (N*C planes, OH, OW), X, dX: (N*C, H, W)
 static kiln_status max_pool_grad_run(kiln__kctx *c) {
     const kiln__win *w = c->kstate;
@@ -252,9 +288,14 @@ static kiln_status max_pool_grad_run(kiln__kctx *c) {
     float *dx = c->out[0]->data;
     int64_t lo, hi;
     kiln__split(planes, c->ith, c->nth, &lo, &hi);
+    const int tiled = windows_tile(w);
     for (int64_t pl = lo; pl < hi; pl++) {
         const float *xp = x + pl * H * W, *g = dy + pl * OH * OW;
         float *d = dx + pl * H * W;
+        if (tiled) {
+            max_pool_grad_tiled(w, xp, g, d);
+            continue;
+        }
         memset(d, 0, (size_t)(H * W) * sizeof *d);
         for (int64_t oh = 0; oh < OH; oh++) {
             int64_t h0 = oh * w->stride[0] - w->pad0[0], h1 = h0 + w->k[0];
