@@ -203,6 +203,11 @@ static void test_conv_im2col(void **state) {
         {.n = 1, .c = 2, .h = 1, .w = 1, .k = 3, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
         {.n = 1, .c = 8, .h = 6, .w = 6, .k = 40, .r = 3, .s = 3, .pads = {1, 1, 1, 1},
          .bias = 1}, /* one block: row chunks of 32 and 8 on 2 threads */
+        /* weights known at run time and enough images for each thread to pack
+         * them once (training): groups, row chunks, column blocks */
+        {.n = 6, .c = 6, .h = 9, .w = 8, .k = 40, .r = 3, .s = 3, .group = 2, .pads = {1, 1, 1, 1},
+         .bias = 1},
+        {.n = 5, .c = 64, .h = 20, .w = 19, .k = 37, .r = 3, .s = 3, .pads = {1, 1, 1, 1}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) check(cases[i], "conv_im2col", TOL_F32);
     both_layouts(cases, sizeof cases / sizeof *cases, "conv_im2col");

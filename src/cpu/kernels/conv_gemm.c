@@ -69,6 +69,11 @@ typedef struct gemm_conv {
      * group grp, row chunk ch starts at wpack + woff[grp * mch + ch] */
     char *wpack;
     size_t *woff;
+    /* W known only at run time (training): each thread packs a chunk the
+     * first time one of its products needs it, into its slice at wrun_at
+     * (woff[G * mch] bytes, then G * mch "packed" flags) */
+    int wrun;
+    size_t wrun_at;
 } gemm_conv;
 
 static void gemm_conv_free(gemm_conv *s) {
@@ -140,11 +145,10 @@ static void chunk_rows(const gemm_conv *s, int64_t ch, int64_t *m0, int64_t *m1)
     if (s->mch > 1) kiln__conv_chunk(s->g.Kg, s->malign, ch, s->mch, m0, m1);
 }
 
-/* Packs W (K, Cg*R*S) once: one packed A per (group, row chunk), as run()
- * multiplies them. */
-static kiln_status pack_weights(gemm_conv *s, const float *w) {
-    const kiln__conv2d *g = &s->g;
-    const int64_t n = g->G * s->mch;
+/* The packed size of every (group, row chunk) of W (K, Cg*R*S), as run()
+ * multiplies them: s->woff[i] is chunk i's offset, s->woff[G * mch] the total. */
+static kiln_status plan_weight_offsets(gemm_conv *s) {
+    const int64_t n = s->g.G * s->mch;
     s->woff = malloc((size_t)(n + 1) * sizeof *s->woff);
     if (!s->woff) return kiln__err(KILN_E_NOMEM, "conv: out of memory for packed weights");
     size_t total = 0;
@@ -161,23 +165,32 @@ static kiln_status pack_weights(gemm_conv *s, const float *w) {
         total += kiln__conv_align64(bytes);
     }
     s->woff[n] = total;
-    s->wpack = kiln__aligned_alloc(total ? total : 64);
+    return KILN_OK;
+}
+
+/* Packs chunk i of W into dst (s->woff[i + 1] - s->woff[i] bytes). */
+static kiln_status pack_weight_chunk(const gemm_conv *s, const float *w, int64_t i, char *dst) {
+    const kiln__conv2d *g = &s->g;
+    const int64_t grp = i / s->mch;
+    int64_t m0, m1;
+    chunk_rows(s, i % s->mch, &m0, &m1);
+    const float *wi = w + (grp * g->Kg + m0) * s->crs;
+    const int64_t ld = s->crs > 0 ? s->crs : 1;
+    const size_t bytes = s->woff[i + 1] - s->woff[i];
+    if (s->spatial) /* B (CgRS, rows) = W_g[m0:m1]^T */
+        return kiln__gemm_pack_b_ex(KILN__GEMM_ISA_AUTO, s->compute, 1, s->crs, m1 - m0, wi, ld, dst,
+                                    bytes);
+    return kiln__gemm_pack_a_ex(KILN__GEMM_ISA_AUTO, s->compute, 0, m1 - m0, s->crs, wi, ld, dst,
+                                bytes);
+}
+
+/* Packs a constant W once, at plan time. */
+static kiln_status pack_weights(gemm_conv *s, const float *w) {
+    KILN__TRY(plan_weight_offsets(s));
+    const int64_t n = s->g.G * s->mch;
+    s->wpack = kiln__aligned_alloc(s->woff[n] ? s->woff[n] : 64);
     if (!s->wpack) return kiln__err(KILN_E_NOMEM, "conv: out of memory for packed weights");
-    for (int64_t i = 0; i < n; i++) {
-        const int64_t grp = i / s->mch;
-        int64_t m0, m1;
-        chunk_rows(s, i % s->mch, &m0, &m1);
-        const float *wi = w + (grp * g->Kg + m0) * s->crs;
-        const int64_t ld = s->crs > 0 ? s->crs : 1;
-        char *dst = s->wpack + s->woff[i];
-        const size_t bytes = s->woff[i + 1] - s->woff[i];
-        if (s->spatial) /* B (CgRS, rows) = W_g[m0:m1]^T */
-            KILN__TRY(kiln__gemm_pack_b_ex(KILN__GEMM_ISA_AUTO, s->compute, 1, s->crs, m1 - m0,
-                                           wi, ld, dst, bytes));
-        else
-            KILN__TRY(kiln__gemm_pack_a_ex(KILN__GEMM_ISA_AUTO, s->compute, 0, m1 - m0, s->crs,
-                                           wi, ld, dst, bytes));
-    }
+    for (int64_t i = 0; i < n; i++) KILN__TRY(pack_weight_chunk(s, w, i, s->wpack + s->woff[i]));
     return KILN_OK;
 }
 
@@ -241,6 +254,19 @@ static kiln_status gemm_conv_prepare(kiln__kctx *c, int only_1x1, kiln__gemm_com
         s->spatial ? kiln__conv_gemm_scratch(s->nb, hi - lo, s->crs, s->compute, NULL, s->wpack, 1)
                    : kiln__conv_gemm_scratch(hi - lo, s->nb, s->crs, s->compute, s->wpack, NULL, 1);
     s->slice = s->cols_bytes + s->t_bytes + kiln__conv_align64(gs);
+    /* W at run time: worth packing per thread when a thread multiplies each
+     * chunk for several images */
+    const int64_t items = g.N * g.G * s->nblk * s->mch;
+    if (!w->data && !s->shared && !s->spatial && items >= 2 * (int64_t)s->workers * g.G * s->mch) {
+        kiln_status st = plan_weight_offsets(s);
+        if (st != KILN_OK) {
+            gemm_conv_free(s);
+            return st;
+        }
+        s->wrun = 1;
+        s->wrun_at = s->slice;
+        s->slice += kiln__conv_align64(s->woff[g.G * s->mch] + (size_t)(g.G * s->mch));
+    }
     c->scratch_bytes = s->slice * (size_t)s->workers;
     c->kstate = s;
     c->flops = kiln__conv_direct_flops(&g);
@@ -303,6 +329,9 @@ static kiln_status gemm_conv_run(kiln__kctx *c) {
      * and its packing space in the whole scratch */
     char *slice = (char *)c->scratch + (s->shared ? 0 : (size_t)c->ith * s->slice);
     float *cols = (float *)slice;
+    char *wrun = s->wrun ? slice + s->wrun_at : NULL; /* W packed by this thread */
+    unsigned char *wrun_done = wrun ? (unsigned char *)wrun + s->woff[g->G * s->mch] : NULL;
+    if (wrun) memset(wrun_done, 0, (size_t)(g->G * s->mch));
     int64_t gathered = -1; /* block whose im2col matrix cols holds */
     for (int64_t it = lo; it < hi; it++) {
         const int64_t chunk = it % s->mch, block = it / s->mch;
@@ -344,8 +373,13 @@ static kiln_status gemm_conv_run(kiln__kctx *c) {
             continue;
         }
         a.m = m1 - m0;
-        if (s->wpack) {
-            a.a = (const float *)(s->wpack + s->woff[grp * s->mch + chunk]);
+        const int64_t wi = grp * s->mch + chunk;
+        if (wrun && !wrun_done[wi]) {
+            KILN__TRY(pack_weight_chunk(s, io.w, wi, wrun + s->woff[wi]));
+            wrun_done[wi] = 1;
+        }
+        if (s->wpack || wrun) {
+            a.a = (const float *)((s->wpack ? s->wpack : wrun) + s->woff[wi]);
             a.a_packed = 1;
         } else {
             a.a = io.w + row * s->crs;

@@ -11,8 +11,10 @@
  * A 1x1 convolution with stride 1 and no padding needs neither im2col nor
  * col2im: cols is X[n, g] and dcols is dX[n, g]. The GEMMs run on all the
  * plan's threads (kiln__sgemm_run on the session pool), and so do the gathers
- * and scatters between them (channels split). Scratch: one image's cols and
- * dcols (not cut into column blocks yet) and the GEMM's packing space.
+ * and scatters between them (channels split). W_g^T, the dX GEMM's A for every
+ * image, is packed once per run. Scratch: one image's cols and dcols (not cut
+ * into column blocks yet), the packed W^T of each group and the GEMM's
+ * packing space.
  */
 #include <string.h>
 
@@ -24,9 +26,11 @@ typedef struct grad_plan {
     int direct;           /* 1x1, stride 1, no padding */
     int64_t crs, pq;      /* Cg*R*S, P*Q */
     size_t cols_bytes;    /* cols and dcols, each (0 when direct) */
+    size_t wt_bytes;      /* one group's W_g^T packed as the dX GEMM's A */
 } grad_plan;
 
-/* Bytes of packing scratch the larger of the two GEMMs needs on nth threads. */
+/* Bytes of packing scratch the larger of the two GEMMs needs on nth threads
+ * (for the dX GEMM, as if it packed its A too: an upper bound). */
 static size_t gemm_scratch(const grad_plan *p, int nth) {
     size_t dw = kiln__conv_gemm_scratch(p->g.Kg, p->crs, p->pq, KILN__GEMM_F32, NULL, NULL, nth);
     size_t dx = kiln__conv_gemm_scratch(p->crs, p->pq, p->g.Kg, KILN__GEMM_F32, NULL, NULL, nth);
@@ -47,7 +51,10 @@ static kiln_status grad_prepare(kiln__kctx *c) {
     p.direct = g->R == 1 && g->S == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
                g->P == g->H && g->Q == g->W;
     p.cols_bytes = p.direct ? 0 : kiln__conv_align64((size_t)(p.crs * p.pq) * sizeof(float));
-    c->scratch_bytes = 64 + 2 * p.cols_bytes + gemm_scratch(&p, kiln__conv_nth(c));
+    p.wt_bytes = kiln__conv_align64(kiln__gemm_packed_a_bytes_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32,
+                                                                 p.crs, g->Kg));
+    if (p.wt_bytes == 0) return KILN_E_UNSUPPORTED;
+    c->scratch_bytes = 64 + 2 * p.cols_bytes + (size_t)g->G * p.wt_bytes + gemm_scratch(&p, kiln__conv_nth(c));
     c->flops = 2.0 * kiln__conv_direct_flops(g);
     grad_plan *s = kiln__aligned_alloc(sizeof *s);
     if (!s) return KILN_E_NOMEM;
@@ -132,7 +139,13 @@ static kiln_status grad_run(kiln__kctx *c) {
     float *dx = dxt ? dxt->data : NULL, *dw = dwt ? dwt->data : NULL;
     char *base = (char *)(((uintptr_t)c->scratch + 63) & ~(uintptr_t)63);
     float *cols = (float *)base, *dcols = (float *)(base + p->cols_bytes);
-    void *gs = base + 2 * p->cols_bytes;
+    char *wt = base + 2 * p->cols_bytes; /* W_g^T packed, per group, once per run */
+    void *gs = wt + (size_t)g->G * p->wt_bytes;
+    if (dx)
+        for (int64_t grp = 0; grp < g->G; grp++)
+            KILN__TRY(kiln__gemm_pack_a_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32, 1, p->crs, g->Kg,
+                                           w + grp * g->Kg * p->crs, p->crs, wt + grp * p->wt_bytes,
+                                           p->wt_bytes));
     const int64_t in_size = g->H * g->W, crs = p->crs, pq = p->pq;
     if (dx) memset(dx, 0, (size_t)(g->N * g->C * in_size) * sizeof(float));
     if (dw && g->N == 0) memset(dw, 0, (size_t)(g->K * crs) * sizeof(float));
@@ -153,9 +166,9 @@ static kiln_status grad_run(kiln__kctx *c) {
             }
             if (dx) {
                 float *dxg = dx + (n * g->C + grp * g->Cg) * in_size;
-                kiln__gemm_args a = {.m = crs, .n = pq, .k = g->Kg, .trans_a = 1, .alpha = 1,
-                                     .a = w + grp * g->Kg * crs, .lda = crs, .b = dyg, .ldb = pq,
-                                     .c = p->direct ? dxg : dcols, .ldc = pq};
+                kiln__gemm_args a = {.m = crs, .n = pq, .k = g->Kg, .alpha = 1,
+                                     .a = (const float *)(wt + grp * p->wt_bytes), .a_packed = 1,
+                                     .b = dyg, .ldb = pq, .c = p->direct ? dxg : dcols, .ldc = pq};
                 KILN__TRY(kiln__sgemm_run(c->pool, &a, gs));
                 if (!p->direct) gather(c, &(gather_job){.g = g, .scatter = 1, .dcols = dcols, .dx = dxg});
             }
