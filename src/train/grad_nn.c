@@ -418,7 +418,8 @@ kiln_status kiln__grad_LSTM(kiln__grad_ctx *gc) {
     static const char *const acts[3] = {"Sigmoid", "Tanh", "Tanh"};
     const kiln__node *n = kiln__gb_fwd(gc);
     if (IN(7) >= 0)
-        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "LSTM gradients with peepholes (P) are not supported yet");
+        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
+                             "LSTM gradients with peepholes (P) are not supported yet");
     if (kiln__attr_find(n, "clip") || kiln__attr_i(n, "input_forget", 0) || !default_acts(n, acts, 3))
         return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
                              "LSTM gradients need the default activations, no clip and input_forget 0");

@@ -195,13 +195,15 @@ kiln_status kiln_model_resnet(int64_t channels, int64_t height, int64_t width, i
     for (int l = 0; l < stages && s == KILN_OK; l++) {
         const int64_t c = c1 << l, stride = l ? 2 : 1;
         char name[64], a[64], b[64], skip[64], sum[64];
-        s = conv_bn(g, block_name(name, l, "1"), in, block_name(a, l, "relu1"), cin, c, 3, stride, 1, seed, &ctr);
+        s = conv_bn(g, block_name(name, l, "1"), in, block_name(a, l, "relu1"), cin, c, 3, stride, 1,
+                    seed, &ctr);
         if (s == KILN_OK)
-            s = conv_bn(g, block_name(name, l, "2"), a, block_name(b, l, "branch"), c, c, 3, 1, 0, seed, &ctr);
+            s = conv_bn(g, block_name(name, l, "2"), a, block_name(b, l, "branch"), c, c, 3, 1, 0,
+                        seed, &ctr);
         snprintf(skip, sizeof skip, "%s", in); /* identity, or a 1x1 projection */
         if (s == KILN_OK && (stride > 1 || cin != c))
-            s = conv_bn(g, block_name(name, l, "skip"), in, block_name(skip, l, "shortcut"), cin, c, 1, stride, 0,
-                        seed, &ctr);
+            s = conv_bn(g, block_name(name, l, "skip"), in, block_name(skip, l, "shortcut"), cin, c, 1,
+                        stride, 0, seed, &ctr);
         block_name(sum, l, "sum");
         block_name(in, l, "relu2");
         if (s == KILN_OK) s = op(g, "Add", sum, 2, (const char *[]){b, skip}, NULL);
@@ -225,10 +227,11 @@ kiln_status kiln_model_char_lstm(int64_t vocab, int64_t embed, int64_t hidden, u
     kiln_status s = kiln_graph_add_input(g, "x", KILN_DTYPE_I64, 2, (int64_t[]){-1, -1}, names);
     /* embedding N(0, 1); LSTM and output weights N(0, 1 / hidden) */
     if (s == KILN_OK) s = add_param(g, "embedding", 2, (int64_t[]){vocab, embed}, 2, 0, seed, &ctr);
-    if (s == KILN_OK) s = add_param(g, "lstm.W", 3, (int64_t[]){1, 4 * hidden, embed}, 2 * hidden, 0, seed, &ctr);
-    if (s == KILN_OK) s = add_param(g, "lstm.R", 3, (int64_t[]){1, 4 * hidden, hidden}, 2 * hidden, 0, seed, &ctr);
-    if (s == KILN_OK) s = add_param(g, "lstm.B", 2, (int64_t[]){1, 8 * hidden}, 0, 0, seed, &ctr);
-    if (s == KILN_OK) s = add_param(g, "out.weight", 2, (int64_t[]){hidden, vocab}, 2 * hidden, 0, seed, &ctr);
+    const int64_t G = 4 * hidden, fan = 2 * hidden; /* fan: N(0, 1 / hidden) */
+    if (s == KILN_OK) s = add_param(g, "lstm.W", 3, (int64_t[]){1, G, embed}, fan, 0, seed, &ctr);
+    if (s == KILN_OK) s = add_param(g, "lstm.R", 3, (int64_t[]){1, G, hidden}, fan, 0, seed, &ctr);
+    if (s == KILN_OK) s = add_param(g, "lstm.B", 2, (int64_t[]){1, 2 * G}, 0, 0, seed, &ctr);
+    if (s == KILN_OK) s = add_param(g, "out.weight", 2, (int64_t[]){hidden, vocab}, fan, 0, seed, &ctr);
     if (s == KILN_OK) s = add_param(g, "out.bias", 1, &vocab, 0, 0, seed, &ctr);
     kiln_tensor *axes = NULL;
     if (s == KILN_OK) s = kiln_tensor_create(KILN_DTYPE_I64, 1, (int64_t[]){1}, &axes);

@@ -162,7 +162,8 @@ static kiln_status collect(kiln_trainer *t) {
 
 /* 1 if output k of node n is read by a node or is a graph output. */
 static int output_used(kiln__px *p, const kiln__node *n, int k) {
-    return k < n->n_out && n->out[k] >= 0 && (kiln__px_uses(p, n->out[k]) > 0 || kiln__px_pinned(p, n->out[k]));
+    return k < n->n_out && n->out[k] >= 0 &&
+           (kiln__px_uses(p, n->out[k]) > 0 || kiln__px_pinned(p, n->out[k]));
 }
 
 /* Dropout node i's ratio, when a Constant node gives it, becomes an
@@ -171,7 +172,8 @@ static kiln_status ratio_to_init(kiln__px *p, int i) {
     const kiln__node *n = &p->g->nodes[i];
     if (n->opset < 12 || n->n_in < 2 || n->in[1] < 0) return KILN_OK;
     int c = kiln__px_producer(p, n->in[1]);
-    const kiln_tensor *value = c >= 0 && kiln__px_is(p, c, "Constant") ? kiln__attr_tensor(&p->g->nodes[c], "value") : NULL;
+    const kiln_tensor *value =
+        c >= 0 && kiln__px_is(p, c, "Constant") ? kiln__attr_tensor(&p->g->nodes[c], "value") : NULL;
     if (!value) return KILN_OK;
     kiln_tensor *copy;
     KILN__TRY(kiln_tensor_copy(value, value->dtype, &copy));
@@ -200,8 +202,9 @@ static kiln_status inference_form(kiln_graph *g) {
         if (!bn && !dropout) continue;
         for (int k = 1; k < n->n_out; k++)
             if (output_used(&p, n, k))
-                s = kiln__err(KILN_E_UNSUPPORTED, "%s: its output %d ('%s') is read; kiln train needs only "
-                              "output 0", kiln__node_desc(n, desc, sizeof desc), k, g->values[n->out[k]].name);
+                s = kiln__err(KILN_E_UNSUPPORTED, "%s: its output %d ('%s') is read; kiln train needs "
+                              "only output 0", kiln__node_desc(n, desc, sizeof desc), k,
+                              g->values[n->out[k]].name);
         if (s != KILN_OK) break;
         n->n_out = 1;
         if (bn && kiln__attr_i(n, "training_mode", 0) != 0)

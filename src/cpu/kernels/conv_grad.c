@@ -54,7 +54,8 @@ static kiln_status grad_prepare(kiln__kctx *c) {
     p.wt_bytes = kiln__conv_align64(kiln__gemm_packed_a_bytes_ex(KILN__GEMM_ISA_AUTO, KILN__GEMM_F32,
                                                                  p.crs, g->Kg));
     if (p.wt_bytes == 0) return KILN_E_UNSUPPORTED;
-    c->scratch_bytes = 64 + 2 * p.cols_bytes + (size_t)g->G * p.wt_bytes + gemm_scratch(&p, kiln__conv_nth(c));
+    c->scratch_bytes =
+        64 + 2 * p.cols_bytes + (size_t)g->G * p.wt_bytes + gemm_scratch(&p, kiln__conv_nth(c));
     c->flops = 2.0 * kiln__conv_direct_flops(g);
     grad_plan *s = kiln__aligned_alloc(sizeof *s);
     if (!s) return KILN_E_NOMEM;

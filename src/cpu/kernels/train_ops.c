@@ -128,7 +128,8 @@ static double row_dot(const float *g, const float *p, int64_t n, float c, double
  * the first sample's values (near the batch mean, so var = E[(x - K)^2] -
  * (mean - K)^2 loses little to cancellation; an outlier cannot pull K far). */
 static double channel_stats(const bn_state *s, const float *x, int64_t ch, double *var) {
-    const float shift = s->N * s->S > 0 ? (float)(row_sums(x + ch * s->S, s->S, 0, NULL) / (double)s->S) : 0;
+    const float shift =
+        s->N * s->S > 0 ? (float)(row_sums(x + ch * s->S, s->S, 0, NULL) / (double)s->S) : 0.0f;
     double sum = 0, sq = 0;
     for (int64_t n = 0; n < s->N; n++) {
         double row_sq;
