@@ -5,8 +5,10 @@
  * from the same source. Results may differ from the generic table's in the
  * last bit where FMA contracts a product and a sum. Only kiln__eltw_best's
  * CPU check leads here. */
+#if defined(__GNUC__) && !defined(__clang__) /* clang (the fuzz build): the portable code as it is */
 #pragma GCC target("avx2,fma")
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
+#endif
 
 #define KILN_ELTW_TABLE kiln__eltw_avx2
 #define KILN_ELTW_TABLE_NAME "avx2"
