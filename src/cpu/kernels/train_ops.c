@@ -71,48 +71,23 @@ static double bn_cost(const kiln__kctx *c) {
  * added up in double: float rounding over BLOCK / LANES terms at most. */
 enum { LANES = 16, BLOCK = 4096 };
 
-/* Sum of p[0..n) and of (p[i] - c)^2 (into *sq when sq is not NULL). */
-static double row_sums(const float *p, int64_t n, float c, double *sq) {
-    double sum = 0, sum_sq = 0;
-    for (int64_t b = 0; b < n; b += BLOCK) {
-        const int64_t e = b + BLOCK < n ? b + BLOCK : n;
-        float acc[LANES] = {0}, acc_sq[LANES] = {0};
-        int64_t i = b;
-        for (; i + LANES <= e; i += LANES)
-            for (int j = 0; j < LANES; j++) {
-                const float d = p[i + j] - c;
-                acc[j] += p[i + j];
-                acc_sq[j] += d * d;
-            }
-        for (; i < e; i++) {
-            const double d = (double)p[i] - c;
-            sum += p[i];
-            sum_sq += d * d;
-        }
-        for (int j = 0; j < LANES; j++) {
-            sum += acc[j];
-            sum_sq += acc_sq[j];
-        }
-    }
-    if (sq) *sq = sum_sq;
-    return sum;
-}
-
-/* Sum of g[0..n) and of g[i] * (p[i] - c), the same way. */
-static double row_dot(const float *g, const float *p, int64_t n, float c, double *dot) {
+/* Sum of a[0..n), and of (a[i] - ca) (b[i] - cb) into *dot: the batch
+ * statistics (a = b = x, ca = cb = the shift: the squared deviations) and the
+ * gradient's sums (a = dY, ca = 0, b = X, cb = the mean). */
+static double row_sum_dot(const float *a, float ca, const float *b, float cb, int64_t n, double *dot) {
     double sum = 0, sum_dot = 0;
-    for (int64_t b = 0; b < n; b += BLOCK) {
-        const int64_t e = b + BLOCK < n ? b + BLOCK : n;
+    for (int64_t blk = 0; blk < n; blk += BLOCK) {
+        const int64_t e = blk + BLOCK < n ? blk + BLOCK : n;
         float acc[LANES] = {0}, acc_dot[LANES] = {0};
-        int64_t i = b;
+        int64_t i = blk;
         for (; i + LANES <= e; i += LANES)
             for (int j = 0; j < LANES; j++) {
-                acc[j] += g[i + j];
-                acc_dot[j] += g[i + j] * (p[i + j] - c);
+                acc[j] += a[i + j];
+                acc_dot[j] += (a[i + j] - ca) * (b[i + j] - cb);
             }
         for (; i < e; i++) {
-            sum += g[i];
-            sum_dot += g[i] * ((double)p[i] - c);
+            sum += a[i];
+            sum_dot += ((double)a[i] - ca) * ((double)b[i] - cb);
         }
         for (int j = 0; j < LANES; j++) {
             sum += acc[j];
@@ -128,12 +103,15 @@ static double row_dot(const float *g, const float *p, int64_t n, float c, double
  * the first sample's values (near the batch mean, so var = E[(x - K)^2] -
  * (mean - K)^2 loses little to cancellation; an outlier cannot pull K far). */
 static double channel_stats(const bn_state *s, const float *x, int64_t ch, double *var) {
+    const float *first = x + ch * s->S;
+    double unused;
     const float shift =
-        s->N * s->S > 0 ? (float)(row_sums(x + ch * s->S, s->S, 0, NULL) / (double)s->S) : 0.0f;
+        s->N * s->S > 0 ? (float)(row_sum_dot(first, 0, first, 0, s->S, &unused) / (double)s->S) : 0.0f;
     double sum = 0, sq = 0;
     for (int64_t n = 0; n < s->N; n++) {
+        const float *row = x + (n * s->C + ch) * s->S;
         double row_sq;
-        sum += row_sums(x + (n * s->C + ch) * s->S, s->S, shift, &row_sq);
+        sum += row_sum_dot(row, shift, row, shift, s->S, &row_sq);
         sq += row_sq;
     }
     const double cnt = (double)(s->N * s->S), mean = sum / cnt, d = mean - shift;
@@ -192,7 +170,8 @@ static kiln_status bn_grad_run(kiln__kctx *c) {
         double istd = 1.0 / sqrt(var + s->eps), gsum = 0, gxsum = 0;
         for (int64_t n = 0; n < s->N; n++) {
             double dot;
-            gsum += row_dot(dy + (n * s->C + ch) * s->S, x + (n * s->C + ch) * s->S, s->S, (float)mu, &dot);
+            const int64_t off = (n * s->C + ch) * s->S;
+            gsum += row_sum_dot(dy + off, 0, x + off, (float)mu, s->S, &dot);
             gxsum += dot;
         }
         gxsum *= istd;
