@@ -150,7 +150,13 @@ static kiln_status classifier(kiln_graph *g, const char *in, int64_t features, i
 static kiln_status image_graph(int64_t channels, int64_t height, int64_t width, kiln_graph **g) {
     KILN__TRY(kiln_graph_create(17, g));
     const char *names[4] = {"N", NULL, NULL, NULL};
-    return kiln_graph_add_input(*g, "x", KILN_DTYPE_F32, 4, (int64_t[]){-1, channels, height, width}, names);
+    kiln_status s = kiln_graph_add_input(*g, "x", KILN_DTYPE_F32, 4,
+                                         (int64_t[]){-1, channels, height, width}, names);
+    if (s != KILN_OK) { /* nothing for the caller to free */
+        kiln_graph_free(*g);
+        *g = NULL;
+    }
+    return s;
 }
 
 kiln_status kiln_model_cnn(int64_t channels, int64_t height, int64_t width, int64_t c1,
