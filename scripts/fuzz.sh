@@ -7,15 +7,19 @@
 #          rule and kernel on hostile attributes and shapes)
 #     files: the training file readers (checkpoints restored into a trainer,
 #          CSV, IDX, .npy), seeded with a valid file of each
+#     serve: the server's inference request parsing and checking (JSON and
+#          binary tensor data; tests/fuzz/fuzz_serve_request.c), seeded with
+#          valid requests, with a dictionary of the protocol's words
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_TO_RUN=${1:-60}
 TARGET=${2:-load}
-case "$TARGET" in load|run|files) ;; *) echo "fuzz.sh: target must be load, run or files" >&2; exit 2;; esac
+case "$TARGET" in load|run|files|serve) ;; *) echo "fuzz.sh: target must be load, run, files or serve" >&2; exit 2;; esac
 BUILD=${FUZZ_BUILD:-build-fuzz}
 CC=clang cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DKILN_FUZZ=ON -DKILN_TESTS=OFF >/dev/null
 HARNESS=fuzz_onnx_$TARGET
 [ "$TARGET" = files ] && HARNESS=fuzz_train_files
+[ "$TARGET" = serve ] && HARNESS=fuzz_serve_request
 cmake --build "$BUILD" -j"$(nproc)" --target "$HARNESS" >/dev/null
 DATA=$(.venv/bin/python -c 'import onnx,os;print(os.path.join(os.path.dirname(onnx.__file__),"backend","test","data"))')
 SEEDS=$BUILD/fuzz-seeds
@@ -50,6 +54,39 @@ for i, body in enumerate([st, b"a,b,label\n1.5,2,0\n-3e2,4,1\n", idx, npy.getval
     open(f"{seeds}/seed{i}", "wb").write(bytes([i]) + body)
 PY
 fi
+EXTRA=()
+if [ "$TARGET" = serve ]; then
+  # requests framed as fuzz_serve_request.c reads them: a mode byte (bit 0: a
+  # 2-byte header length follows), the JSON, the binary tail
+  SEEDS=$BUILD/fuzz-seeds-serve
+  mkdir -p "$SEEDS"
+  EXTRA=(-dict=tests/fuzz/serve.dict)
+  .venv/bin/python - "$SEEDS" <<'PY'
+import struct, sys, os
+d = sys.argv[1]
+def framed(mode, js, tail=b""):
+    js = js.encode()
+    if mode & 1:
+        return bytes([mode]) + struct.pack("<H", len(js)) + js + tail
+    return bytes([mode]) + js + tail
+a = ('{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","data":[1,2.5,NaN,-Infinity]},'
+     '{"name":"ids","shape":[1,3,2],"datatype":"INT64","data":[[1,2],[3,4],[5,-9223372036854775808]]}]}')
+b = ('{"id":"7","inputs":[{"name":"s","shape":[2],"datatype":"BYTES","parameters":{"binary_data_size":11}}],'
+     '"outputs":[{"name":"s","parameters":{"binary_data":true}}]}')
+c = ('{"inputs":[{"name":"x","shape":[2,4],"datatype":"FP32","parameters":{"binary_data_size":32}},'
+     '{"name":"ids","shape":[2,1,2],"datatype":"UINT64","data":[18446744073709551615,0,1,2]}],'
+     '"outputs":[{"name":"x","parameters":{"classification":3}}],"parameters":{"timeout":5}}')
+e = ('{"inputs":[{"name":"x","shape":[4],"datatype":"FP32","data":[[1],[2,3],[4]]},'
+     '{"name":"ids","shape":[3,2],"datatype":"INT64","data":[1,2,3,4,5,6]},'
+     '{"name":"s","shape":[1],"datatype":"BYTES","data":["h\\u00e9\\n"]},'
+     '{"name":"h","shape":[2],"datatype":"FP16","parameters":{"binary_data_size":4}},'
+     '{"name":"b","shape":[3],"datatype":"BOOL","data":[true,false,true]}]}')
+seeds = [framed(0, a), framed(2, a), framed(1, b, b"\x02\x00\x00\x00hi\x01\x00\x00\x00!"),
+         framed(3, c, struct.pack("<8f", *range(8))), framed(5, e, b"\x00\x3c\x00\xc0")]
+for i, s in enumerate(seeds):
+    open(os.path.join(d, f"seed{i}"), "wb").write(s)
+PY
+fi
 mkdir -p "$SEEDS" "$CORPUS"
 if [ -z "$(ls -A "$SEEDS")" ]; then
   i=0
@@ -59,4 +96,4 @@ if [ -z "$(ls -A "$SEEDS")" ]; then
 fi
 echo "fuzz: $TARGET for ${SECONDS_TO_RUN}s ($(ls "$SEEDS" | wc -l) seeds, corpus $CORPUS)"
 "$BUILD/tests/fuzz/$HARNESS" -max_total_time="$SECONDS_TO_RUN" -max_len=65536 -timeout=10 \
-  -rss_limit_mb=4096 -print_final_stats=1 "$CORPUS" "$SEEDS" 2>&1 | tail -n 12
+  -rss_limit_mb=4096 -print_final_stats=1 "${EXTRA[@]}" "$CORPUS" "$SEEDS" 2>&1 | tail -n 12

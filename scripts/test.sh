@@ -33,10 +33,12 @@ suite "models vs onnxruntime (fp32, bf16) + export round trip" \
 suite "quantized models vs onnxruntime (int8)" .venv/bin/python tests/models/check_int8.py --kiln "$BUILD/kiln"
 suite "training on Fashion-MNIST, export vs onnxruntime" .venv/bin/python tests/train/check_train.py --kiln "$BUILD/kiln"
 suite "CLI" tests/cli/test_cli.sh "$BUILD/kiln"
+suite "server vs Triton's client (kiln serve)" .venv/bin/python tests/serve/check_serve.py --kiln "$BUILD/kiln"
 suite "unit tests (ASan+UBSan)" ctest --test-dir "$ASAN_BUILD" --output-on-failure
 suite "ONNX conformance (ASan+UBSan)" "$ASAN_BUILD/tests/kiln_conformance" --baseline "$BASELINE"
 suite "fuzz ONNX loader (${FUZZ_SECONDS}s)" scripts/fuzz.sh "$FUZZ_SECONDS"
 suite "fuzz training file readers (30s)" scripts/fuzz.sh 30 files
+suite "fuzz server request parsing (30s)" scripts/fuzz.sh 30 serve
 
 echo
 echo "=== summary"

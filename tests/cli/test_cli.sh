@@ -65,6 +65,12 @@ check "train rejects an unknown architecture" bash -c "'$KILN' train --arch vgg 
 check "train rejects an unknown schedule" bash -c "'$KILN' train '$TMP/m.onnx' --schedule linear 2>&1 | grep -q 'expected constant, step or cosine'"
 check "train's step schedule needs --step-size" bash -c "'$KILN' train '$TMP/m.onnx' --schedule step --train-images a --train-labels b --out '$TMP/t' 2>&1 | grep -q 'needs --step-size'"
 check "unknown command fails" bash -c "! '$KILN' frobnicate"
+check "serve --help describes the repository" bash -c "'$KILN' serve --help | grep -q 'model-repository DIR'"
+check "serve without a repository is a usage error" bash -c "'$KILN' serve; [ \$? -eq 2 ]"
+check "serve rejects an unknown control mode" bash -c "'$KILN' serve --model-repository '$TMP' --model-control-mode auto 2>&1 | grep -q 'expected none, poll or explicit'"
+check "serve --load-model needs explicit mode" bash -c "'$KILN' serve --model-repository '$TMP' --load-model m 2>&1 | grep -q 'needs --model-control-mode explicit'"
+check "serve names a missing repository" bash -c "'$KILN' serve --model-repository '$TMP/none' --http-port 0 --no-metrics 2>&1 | grep -q \"$TMP/none\""
+check "serve names a bad host" bash -c "'$KILN' serve --model-repository '$TMP' --host nowhere --http-port 0 --no-metrics 2>&1 | grep -q \"'nowhere' is not an IPv4 or IPv6 address\""
 
 check "info shows inputs" bash -c "'$KILN' info '$TMP/m.onnx' | grep -q 'x: float32\[N,3\]'"
 check "info shows parameters" bash -c "'$KILN' info '$TMP/m.onnx' | grep -q 'parameters: 6'"

@@ -8,6 +8,7 @@ int kiln_cmd_info(int argc, char **argv);
 int kiln_cmd_run(int argc, char **argv);
 int kiln_cmd_bench(int argc, char **argv);
 int kiln_cmd_train(int argc, char **argv);
+int kiln_cmd_serve(int argc, char **argv);
 
 /* Prints "kiln <cmd>: <what>: <last error>" to stderr and returns 1. */
 int kiln_cli_fail(const char *cmd, kiln_status s);

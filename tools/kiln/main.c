@@ -13,6 +13,7 @@ static const struct {
     {"run", kiln_cmd_run, "run a model on .npy inputs and write .npy outputs"},
     {"bench", kiln_cmd_bench, "measure a model's latency and throughput (per-node profile)"},
     {"train", kiln_cmd_train, "train a classifier on IDX image data and export it to ONNX"},
+    {"serve", kiln_cmd_serve, "serve a Triton model repository over KServe v2 HTTP"},
 };
 
 static void usage(FILE *f) {

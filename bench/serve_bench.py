@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""Issue 5's serving targets, measured: writes docs/BENCHMARKS_SERVE.md.
+
+  .venv/bin/python bench/serve_bench.py [--kiln build/kiln] [--load build/serve_load]
+        [-t 2] [--seconds 5] [--concurrency 1,2,4,8,16,32,64] [--soak-seconds 0]
+
+Builds a model repository (a small CNN on 1x28x28 images, served twice: with
+dynamic batching off and on; and a tiny two-input add model for the overhead),
+starts `kiln serve` on it, and drives it with bench/serve_load (a closed-loop
+load generator in C, Triton's perf_analyzer measurement: perf_analyzer itself
+is not installable here):
+
+  overhead   at concurrency 1, end-to-end p50 minus the same model's p50 run
+             in-process (a kiln session with the same threads, same input)
+  batching   the CNN at each concurrency, batching off vs on: throughput and
+             p50/p99 latency
+  soak       (--soak-seconds S) concurrency 64 for S seconds: failed requests
+             and the server's resident memory sampled every 10 s
+
+The server and the in-process runs get the same thread count (-t). Needs numpy
+and onnx (the test venv has them).
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cnn_model(path, width=32, classes=10, seed=0):
+    """conv3x3(1->w) relu maxpool2, conv3x3(w->2w) relu maxpool2, flatten, gemm -> classes."""
+    rng = np.random.default_rng(seed)
+
+    def init(name, shape, fan_in):
+        a = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+        return numpy_helper.from_array(a, name)
+
+    w2 = 2 * width
+    inits = [init("w1", (width, 1, 3, 3), 9), init("b1", (width,), 1e9),
+             init("w2", (w2, width, 3, 3), 9 * width), init("b2", (w2,), 1e9),
+             init("w3", (w2 * 7 * 7, classes), w2 * 49), init("b3", (classes,), 1e9)]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p2"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"]),
+    ]
+    g = helper.make_graph(
+        nodes, "cnn",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+
+
+def add_model(path):
+    """sum = a + 1: the least a model can do, so its time is the server's."""
+    g = helper.make_graph(
+        [helper.make_node("Add", ["a", "one"], ["sum"])], "add",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 16])],
+        [helper.make_tensor_value_info("sum", TensorProto.FLOAT, ["N", 16])],
+        [numpy_helper.from_array(np.ones(16, np.float32), "one")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(m, path)
+
+
+def write_model(repo, name, onnx_src, config):
+    os.makedirs(os.path.join(repo, name, "1"))
+    with open(onnx_src, "rb") as f, open(os.path.join(repo, name, "1", "model.onnx"), "wb") as g:
+        g.write(f.read())
+    with open(os.path.join(repo, name, "config.pbtxt"), "w") as f:
+        f.write(config)
+
+
+def make_repository(repo, max_batch, delay_us):
+    cnn = os.path.join(repo, "cnn.onnx.src")
+    cnn_model(cnn)
+    add = os.path.join(repo, "add.onnx.src")
+    add_model(add)
+    io = ('input [ { name: "input" data_type: TYPE_FP32 dims: [ 1, 28, 28 ] } ]\n'
+          'output [ { name: "logits" data_type: TYPE_FP32 dims: [ 10 ] } ]\n')
+    write_model(repo, "cnn_batching_off", cnn,
+                f'name: "cnn_batching_off"\nplatform: "onnxruntime_onnx"\n'
+                f"max_batch_size: {max_batch}\n{io}")
+    write_model(repo, "cnn_batching_on", cnn,
+                f'name: "cnn_batching_on"\nplatform: "onnxruntime_onnx"\n'
+                f"max_batch_size: {max_batch}\n{io}"
+                f"dynamic_batching {{ max_queue_delay_microseconds: {delay_us} }}\n")
+    write_model(repo, "add", add, 'name: "add"\nmax_batch_size: 8\n')
+    return cnn, add
+
+
+def start_server(kiln, repo, threads):
+    proc = subprocess.Popen([kiln, "serve", "--model-repository", repo, "--http-port", "0",
+                             "--metrics-port", "0", "-t", str(threads)],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    port = None
+    lines = []
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        m = re.search(r"listening on http://[^:]+:(\d+)", line)
+        if m:
+            port = int(m.group(1))
+            break
+    if port is None:
+        proc.kill()
+        sys.exit("serve_bench: kiln serve did not start:\n" + "".join(lines))
+    # keep draining stderr so the server never blocks on a full pipe
+    import threading
+    threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+    return proc, port
+
+
+def run_load(load, port, model, inp, shape, conc, seconds, warmup, onnx_path=None, threads=1,
+             output=None):
+    cmd = [load, "--port", str(port), "--model", model, "--input", inp, "--shape",
+           ",".join(map(str, shape)), "--concurrency", ",".join(map(str, conc)),
+           "--seconds", str(seconds), "--warmup-seconds", str(warmup), "--json"]
+    if output:
+        cmd += ["--output", output]
+    if onnx_path:
+        cmd += ["--onnx", onnx_path, "-t", str(threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode not in (0, 1) or not out.stdout.strip():
+        sys.exit(f"serve_bench: {' '.join(cmd)} failed:\n{out.stderr}")
+    if out.stderr.strip():
+        print(out.stderr.strip(), file=sys.stderr)
+    return json.loads(out.stdout)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_model():
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        m = re.search(r"Model name:\s*(.+)", out)
+        return m.group(1).strip() if m else platform.processor()
+    except OSError:
+        return platform.processor()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--kiln", default=os.path.join(ROOT, "build", "kiln"))
+    ap.add_argument("--load", default=os.path.join(ROOT, "build", "serve_load"))
+    ap.add_argument("-t", "--threads", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--warmup-seconds", type=float, default=1)
+    ap.add_argument("--concurrency", default="1,2,4,8,16,32,64")
+    ap.add_argument("--max-batch", type=int, default=32)
+    ap.add_argument("--delay-us", type=int, default=1000,
+                    help="max_queue_delay_microseconds of the batching model (default 1000)")
+    ap.add_argument("--soak-seconds", type=float, default=0)
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "BENCHMARKS_SERVE.md"))
+    a = ap.parse_args()
+    conc = [int(c) for c in a.concurrency.split(",")]
+    t_start = time.time()
+
+    def progress(msg):
+        print(f"[{time.time() - t_start:6.0f} s] {msg}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory() as repo:
+        cnn, add = make_repository(repo, a.max_batch, a.delay_us)
+        proc, port = start_server(a.kiln, repo, a.threads)
+        try:
+            progress(f"kiln serve on port {port}; overhead at concurrency 1")
+            over_add = run_load(a.load, port, "add", "a", [1, 16], [1], a.seconds,
+                                a.warmup_seconds, add, a.threads)
+            over_cnn = run_load(a.load, port, "cnn_batching_off", "input", [1, 1, 28, 28], [1],
+                                a.seconds, a.warmup_seconds, cnn, a.threads, output="logits")
+            runs = {}
+            for model in ("cnn_batching_off", "cnn_batching_on"):
+                progress(f"{model} at concurrency {a.concurrency}")
+                runs[model] = run_load(a.load, port, model, "input", [1, 1, 28, 28], conc,
+                                       a.seconds, a.warmup_seconds, output="logits")["runs"]
+            soak = None
+            if a.soak_seconds > 0:
+                progress(f"soak: concurrency 64 for {a.soak_seconds:.0f} s")
+                samples = [(0.0, rss_kib(proc.pid))]
+                lp = subprocess.Popen(
+                    [a.load, "--port", str(port), "--model", "cnn_batching_on", "--input",
+                     "input", "--shape", "1,1,28,28", "--concurrency", "64", "--seconds",
+                     str(a.soak_seconds), "--warmup-seconds", "0", "--output", "logits",
+                     "--json"], stdout=subprocess.PIPE, text=True)
+                t0 = time.time()
+                while lp.poll() is None:
+                    time.sleep(10)
+                    samples.append((time.time() - t0, rss_kib(proc.pid)))
+                soak = {"result": json.loads(lp.stdout.read())["runs"][0], "rss": samples}
+            metrics_ok = proc.poll() is None
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = "killed"
+    progress(f"server exit status {rc}")
+    write_report(a, conc, over_add, over_cnn, runs, soak, rc)
+    progress(f"wrote {a.out}")
+
+
+def write_report(a, conc, over_add, over_cnn, runs, soak, rc):
+    cmd = " ".join(["bench/serve_bench.py"] + sys.argv[1:])
+    lines = ["# Serving benchmarks (issue 5)", "",
+             f"Machine: {cpu_model()}, {os.cpu_count()} cores. Server and in-process runs with "
+             f"`-t {a.threads}`; the load generator (bench/serve_load.c) on the same machine.",
+             f"Command: `.venv/bin/python {cmd}` ({time.strftime('%Y-%m-%d')}).", "",
+             "## Server overhead at concurrency 1", "",
+             "End-to-end p50 as the client sees it (HTTP/1.1 keep-alive, binary tensor data) "
+             "minus the model's p50 run in-process (the same kiln session options and input).",
+             "", "| model | input | in-process p50 us | end-to-end p50 us | overhead us | "
+             "end-to-end p99 us |", "|---|---|---|---|---|---|"]
+    for name, shape, r in (("add", "FP32 [1,16]", over_add),
+                           ("cnn_batching_off", "FP32 [1,1,28,28]", over_cnn)):
+        run = r["runs"][0]
+        ip = r["in_process_p50_us"]
+        lines.append(f"| {name} | {shape} | {ip:.1f} | {run['p50_us']:.1f} | "
+                     f"{run['p50_us'] - ip:.1f} | {run['p99_us']:.1f} |")
+    overhead = over_add["runs"][0]["p50_us"] - over_add["in_process_p50_us"]
+    lines += ["", f"Target: overhead p50 at most 50 us: **{'met' if overhead <= 50 else 'not met'}**"
+              f" ({overhead:.1f} us on the add model).", "",
+              "## Dynamic batching on the CNN", "",
+              f"max_batch_size {a.max_batch}; batching on: `dynamic_batching "
+              f"{{ max_queue_delay_microseconds: {a.delay_us} }}`; {a.seconds:g} s per point; "
+              "batch-1 requests.", "",
+              "| concurrency | off: infer/s | off: p50 us | off: p99 us | on: infer/s | "
+              "on: p50 us | on: p99 us | on / off |", "|---|---|---|---|---|---|---|---|"]
+    off = {r["concurrency"]: r for r in runs["cnn_batching_off"]}
+    on = {r["concurrency"]: r for r in runs["cnn_batching_on"]}
+    for c in conc:
+        f, n = off[c], on[c]
+        ratio = n["infer_s"] / f["infer_s"] if f["infer_s"] else float("nan")
+        lines.append(f"| {c} | {f['infer_s']:.0f} | {f['p50_us']:.0f} | {f['p99_us']:.0f} | "
+                     f"{n['infer_s']:.0f} | {n['p50_us']:.0f} | {n['p99_us']:.0f} | "
+                     f"{ratio:.2f}x |")
+    failed = sum(r["failed"] for r in runs["cnn_batching_off"] + runs["cnn_batching_on"])
+    if 32 in off and 32 in on:
+        r32 = on[32]["infer_s"] / off[32]["infer_s"]
+        lines += ["", f"Target: batching on at concurrency 32 at least 3x the throughput of "
+                  f"batching off: **{'met' if r32 >= 3 else 'not met'}** ({r32:.2f}x; p99 "
+                  f"{on[32]['p99_us']:.0f} us on, {off[32]['p99_us']:.0f} us off)."]
+    lines += ["", f"Failed requests over all points: {failed}."]
+    if soak:
+        res = soak["result"]
+        rss = soak["rss"]
+        lines += ["", "## Soak", "",
+                  f"Concurrency 64 on cnn_batching_on for {a.soak_seconds:.0f} s: "
+                  f"{res['requests']} requests, {res['failed']} failed, p50 {res['p50_us']:.0f} "
+                  f"us, p99 {res['p99_us']:.0f} us.", "",
+                  "Server resident memory (KiB) over time: " +
+                  ", ".join(f"{t:.0f} s: {k}" for t, k in rss) + ".", "",
+                  f"Target: zero failed requests and flat memory: **"
+                  f"{'met' if res['failed'] == 0 and rss[-1][1] <= rss[1][1] * 1.1 + 1024 else 'not met'}"
+                  f"** (from the first sample under load, {rss[1][1] if len(rss) > 1 else 0} KiB, "
+                  f"to the last, {rss[-1][1]} KiB)."]
+    lines += ["", f"The server exited with status {rc} after SIGTERM.", ""]
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+/* src/serve/model_config_json.c: a model configuration in Triton's JSON form
+ * (GET /v2/models/M/config): ModelConfig's snake_case field names, every
+ * plain field printed with its default, int64 fields as numbers.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve/model_config.h"
+
+/* Adds v under key (arrays: key NULL); clears *ok when v is NULL or adding fails. */
+static cJSON *put(cJSON *parent, const char *key, cJSON *v, int *ok) {
+    if (!v || !parent) {
+        cJSON_Delete(v);
+        *ok = 0;
+        return NULL;
+    }
+    if (!(key ? cJSON_AddItemToObject(parent, key, v) : cJSON_AddItemToArray(parent, v))) {
+        cJSON_Delete(v);
+        *ok = 0;
+        return NULL;
+    }
+    return v;
+}
+
+static cJSON *num(double v) { return cJSON_CreateNumber(v); }
+static cJSON *str(const char *s) { return cJSON_CreateString(s ? s : ""); }
+static cJSON *boolean(int b) { return cJSON_CreateBool(b != 0); }
+
+static cJSON *dims_json(int n, const int64_t *d) {
+    cJSON *a = cJSON_CreateArray();
+    int ok = 1;
+    for (int i = 0; a && i < n; i++) put(a, NULL, num((double)d[i]), &ok);
+    if (!ok) {
+        cJSON_Delete(a);
+        return NULL;
+    }
+    return a;
+}
+
+static cJSON *io_json(const serve_io *io, int is_input) {
+    cJSON *o = cJSON_CreateObject();
+    int ok = 1;
+    put(o, "name", str(io->name), &ok);
+    const char *t = serve_dtype_config_name(io->dtype);
+    put(o, "data_type", str(t ? t : "TYPE_INVALID"), &ok);
+    if (is_input) put(o, "format", str(serve_format_names[io->format >= 0 && io->format < 3 ? io->format : 0]), &ok);
+    put(o, "dims", dims_json(io->ndim, io->dims), &ok);
+    if (io->has_reshape) {
+        cJSON *r = put(o, "reshape", cJSON_CreateObject(), &ok);
+        put(r, "shape", dims_json(io->reshape_ndim, io->reshape), &ok);
+    }
+    if (!is_input) put(o, "label_filename", str(io->label_filename), &ok);
+    put(o, "is_shape_tensor", boolean(0), &ok);
+    if (is_input) {
+        put(o, "allow_ragged_batch", boolean(0), &ok);
+        put(o, "optional", boolean(io->optional), &ok);
+    }
+    put(o, "is_non_linear_format_io", boolean(0), &ok);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Triton's config JSON: protobuf's JSON of ModelConfig with snake_case names
+ * and every scalar printed (preserve_proto_field_names,
+ * always_print_primitive_fields), int64 fields as numbers. */
+cJSON *serve_config_to_json(const serve_model_config *cfg) {
+    cJSON *j = cJSON_CreateObject(), *o, *a;
+    int ok = 1;
+    put(j, "name", str(cfg->name), &ok);
+    put(j, "platform", str(cfg->platform), &ok);
+    put(j, "backend", str(cfg->backend), &ok);
+    put(j, "runtime", str(""), &ok);
+    o = put(j, "version_policy", cJSON_CreateObject(), &ok);
+    if (cfg->version_policy == SERVE_VERSIONS_ALL) {
+        put(o, "all", cJSON_CreateObject(), &ok);
+    } else if (cfg->version_policy == SERVE_VERSIONS_SPECIFIC) {
+        cJSON *s = put(o, "specific", cJSON_CreateObject(), &ok);
+        put(s, "versions", dims_json(cfg->n_versions, cfg->versions), &ok);
+    } else {
+        cJSON *l = put(o, "latest", cJSON_CreateObject(), &ok);
+        put(l, "num_versions", num(cfg->latest_num_versions > 0 ? cfg->latest_num_versions : 1), &ok);
+    }
+    put(j, "max_batch_size", num(cfg->max_batch_size), &ok);
+    a = put(j, "input", cJSON_CreateArray(), &ok);
+    for (int i = 0; i < cfg->n_inputs; i++) put(a, NULL, io_json(&cfg->inputs[i], 1), &ok);
+    a = put(j, "output", cJSON_CreateArray(), &ok);
+    for (int i = 0; i < cfg->n_outputs; i++) put(a, NULL, io_json(&cfg->outputs[i], 0), &ok);
+    put(j, "batch_input", cJSON_CreateArray(), &ok);
+    put(j, "batch_output", cJSON_CreateArray(), &ok);
+    if (cfg->dynamic_batching) {
+        o = put(j, "dynamic_batching", cJSON_CreateObject(), &ok);
+        a = put(o, "preferred_batch_size", cJSON_CreateArray(), &ok);
+        for (int i = 0; i < cfg->n_preferred; i++) put(a, NULL, num(cfg->preferred_batch_sizes[i]), &ok);
+        /* Triton's normalization: no preferred sizes means [max_batch_size] */
+        if (cfg->n_preferred == 0 && cfg->max_batch_size > 0) put(a, NULL, num(cfg->max_batch_size), &ok);
+        put(o, "max_queue_delay_microseconds", num((double)cfg->max_queue_delay_us), &ok);
+        put(o, "preserve_ordering", boolean(0), &ok);
+        put(o, "priority_levels", num(0), &ok);
+        put(o, "default_priority_level", num(0), &ok);
+        if (cfg->timeout_action_delay || cfg->default_timeout_us || cfg->allow_timeout_override ||
+            cfg->max_queue_size) {
+            cJSON *q = put(o, "default_queue_policy", cJSON_CreateObject(), &ok);
+            put(q, "timeout_action", str(cfg->timeout_action_delay ? "DELAY" : "REJECT"), &ok);
+            put(q, "default_timeout_microseconds", num((double)cfg->default_timeout_us), &ok);
+            put(q, "allow_timeout_override", boolean(cfg->allow_timeout_override), &ok);
+            put(q, "max_queue_size", num((double)cfg->max_queue_size), &ok);
+        }
+        put(o, "priority_queue_policy", cJSON_CreateObject(), &ok);
+    }
+    a = put(j, "instance_group", cJSON_CreateArray(), &ok);
+    int ng = cfg->n_instance_groups;
+    for (int i = 0; i < (ng ? ng : 1); i++) {
+        const serve_instance_group *gr = ng ? &cfg->instance_groups[i] : NULL;
+        o = put(a, NULL, cJSON_CreateObject(), &ok);
+        put(o, "name", str(gr ? gr->name : cfg->name), &ok);
+        put(o, "kind", str(gr ? gr->kind : cfg->instance_kind ? cfg->instance_kind : "KIND_CPU"), &ok);
+        put(o, "count", num(gr ? gr->count : cfg->instance_count), &ok);
+        cJSON *gp = put(o, "gpus", cJSON_CreateArray(), &ok);
+        for (int k = 0; gr && k < gr->n_gpus; k++) put(gp, NULL, num(gr->gpus[k]), &ok);
+        put(o, "secondary_devices", cJSON_CreateArray(), &ok);
+        put(o, "profile", cJSON_CreateArray(), &ok);
+        put(o, "passive", boolean(0), &ok);
+        put(o, "host_policy", str(""), &ok);
+    }
+    put(j, "default_model_filename", str(cfg->default_model_filename ? cfg->default_model_filename : "model.onnx"),
+        &ok);
+    put(j, "cc_model_filenames", cJSON_CreateObject(), &ok);
+    put(j, "metric_tags", cJSON_CreateObject(), &ok);
+    o = put(j, "parameters", cJSON_CreateObject(), &ok);
+    for (int i = 0; i < cfg->n_parameters; i++) {
+        cJSON *p = put(o, cfg->param_keys[i], cJSON_CreateObject(), &ok);
+        put(p, "string_value", str(cfg->param_values[i]), &ok);
+    }
+    a = put(j, "model_warmup", cJSON_CreateArray(), &ok);
+    for (int w = 0; w < cfg->n_warmup; w++) {
+        const serve_warmup *wu = &cfg->warmup[w];
+        o = put(a, NULL, cJSON_CreateObject(), &ok);
+        put(o, "name", str(wu->name), &ok);
+        put(o, "batch_size", num(wu->batch_size), &ok);
+        cJSON *ins = put(o, "inputs", cJSON_CreateObject(), &ok);
+        for (int i = 0; i < wu->n_inputs; i++) {
+            const serve_warmup_input *wi = &wu->inputs[i];
+            const char *t = serve_dtype_config_name(wi->dtype);
+            cJSON *x = put(ins, wi->name, cJSON_CreateObject(), &ok);
+            put(x, "data_type", str(t ? t : "TYPE_INVALID"), &ok);
+            put(x, "dims", dims_json(wi->ndim, wi->dims), &ok);
+            if (wi->data == SERVE_WARMUP_FILE) put(x, "input_data_file", str(wi->input_data_file), &ok);
+            else put(x, wi->data == SERVE_WARMUP_RANDOM ? "random_data" : "zero_data", boolean(1), &ok);
+        }
+        put(o, "count", num(wu->count), &ok);
+    }
+    if (!ok) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}

@@ -1,0 +1,177 @@
+/* src/serve/serve_internal.h: the server's parts and how they meet.
+ *
+ *   http.c        libmicrohttpd: connections, request bodies, the route table
+ *   routes.c      one handler per KServe v2 / Triton endpoint
+ *   repository.c  the model repository: scan, versions, load, unload, poll
+ *   scheduler.c   per-model queue, dynamic batcher, instance workers
+ *   stats.c       per-model counters: Prometheus metrics, statistics extension
+ *   model_config.c, infer_codec.c: config.pbtxt, and request/response bodies
+ *
+ * A request's path: http.c gathers the body, routes.c finds the model (taking
+ * a reference), parses and checks the request (infer_codec.c), hands a job to
+ * the model's scheduler and waits; an instance worker runs the batch on its
+ * kiln session and hands each job its slice of the outputs; routes.c writes
+ * the response. Models are reference counted, so an unload or a reload never
+ * frees a model a request still uses.
+ */
+#ifndef KILN_SERVE_INTERNAL_H
+#define KILN_SERVE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "kiln/kiln.h"
+#include "kiln/serve.h"
+#include "serve/infer_codec.h"
+#include "serve/model_config.h"
+
+typedef struct serve_model serve_model;
+
+/* ---- statistics (stats.c) ---------------------------------------------- */
+
+typedef struct serve_duration {
+    uint64_t count, ns;
+} serve_duration;
+
+/* Latency histogram bucket upper bounds, microseconds (+Inf implied). */
+#define SERVE_HIST_BUCKETS 14
+
+/* Failure reasons of nv_inference_request_failure. */
+typedef enum serve_fail_reason {
+    SERVE_FAIL_REJECTED = 0, /* queue full, queue timeout */
+    SERVE_FAIL_BACKEND,      /* the model failed to run */
+    SERVE_FAIL_OTHER,        /* a bad request */
+    SERVE_FAIL_COUNT
+} serve_fail_reason;
+
+/* Counters of one model version; guarded by mu. */
+typedef struct serve_stats {
+    pthread_mutex_t mu;
+    uint64_t last_inference_ms;      /* wall clock, ms since the epoch */
+    uint64_t inference_count;        /* batch items inferred (successful) */
+    uint64_t execution_count;        /* batches run */
+    serve_duration success, queue, compute_input, compute_infer, compute_output;
+    serve_duration fail[SERVE_FAIL_COUNT];
+    uint64_t hist[SERVE_HIST_BUCKETS + 1]; /* successful requests' end-to-end latency */
+    int n_batch;                     /* per batch size (index = size - 1) */
+    serve_duration *batch_input, *batch_infer, *batch_output;
+    atomic_int pending;              /* requests queued or running */
+} serve_stats;
+
+int serve_stats_init(serve_stats *st, int max_batch);
+void serve_stats_free(serve_stats *st);
+void serve_stats_success(serve_stats *st, uint64_t total_ns, uint64_t queue_ns);
+void serve_stats_fail(serve_stats *st, serve_fail_reason why, uint64_t total_ns);
+/* One batch of `size` items run: its input, infer and output times. */
+void serve_stats_batch(serve_stats *st, int size, uint64_t in_ns, uint64_t infer_ns,
+                       uint64_t out_ns);
+/* Triton's statistics-extension entry of one model version (caller owns). */
+cJSON *serve_stats_json(serve_model *m);
+
+/* ---- models and the scheduler (scheduler.c) ---------------------------- */
+
+/* One request waiting for (or in) a batch. Lives on the requesting thread's
+ * stack; the worker fills the results and signals done. */
+typedef struct serve_job {
+    serve_request *req;          /* checked: inputs in the model's form */
+    int batch;                   /* its batch size (1 without batching) */
+    uint64_t t_enqueue_ns, deadline_ns; /* deadline 0: none */
+    uint64_t queue_ns;           /* time spent queued */
+    /* results, set by the worker before done */
+    int status;                  /* 0, or an HTTP status with err */
+    char err[512];
+    int n_outputs;
+    kiln_tensor **outputs;       /* model outputs (all), this job's slice; owned */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    struct serve_job *next;
+} serve_job;
+
+typedef struct serve_sched serve_sched;
+
+/* Starts cfg->instance_count workers, each with a session of `threads`
+ * threads on g (which must outlive the scheduler). err on failure. */
+kiln_status serve_sched_start(serve_model *m, int threads, serve_sched **out, char *err,
+                              size_t errlen);
+/* Queues job and waits until it is done (job->status says how it went). */
+void serve_sched_submit(serve_sched *s, serve_job *job);
+/* Runs the inputs once on every instance's session, outside the queue (model
+ * warm-up, before the model is published). err on failure. */
+kiln_status serve_sched_warm(serve_sched *s, int n, const char *const *names,
+                             const kiln_tensor *const *inputs, char *err, size_t errlen);
+/* Stops the workers after the queue is empty and frees the scheduler. */
+void serve_sched_stop(serve_sched *s);
+
+/* ---- the repository (repository.c) ------------------------------------- */
+
+/* One loaded version of a model. */
+struct serve_model {
+    char *name;
+    int64_t version;
+    char version_str[24];
+    char *dir;                   /* DIR/<model> */
+    serve_model_config cfg;      /* completed */
+    kiln_graph *graph;
+    char ***labels;              /* per output: classification labels or NULL */
+    int *n_labels;
+    serve_sched *sched;
+    serve_stats stats;
+    atomic_int refs;             /* the repository's + one per request using it */
+};
+
+void serve_model_ref(serve_model *m);
+/* Drops a reference; the last one stops the scheduler and frees the model. */
+void serve_model_unref(serve_model *m);
+
+typedef struct serve_repo serve_repo;
+
+kiln_status serve_repo_open(const kiln_server_options *opt, int threads, serve_repo **out);
+void serve_repo_close(serve_repo *r);
+
+/* The model version a request names (version NULL or "": the highest ready
+ * one), with a reference the caller drops with serve_model_unref. Returns 0,
+ * or 404 (no such model or version) / 503 (known but not ready) with err. */
+int serve_repo_get(serve_repo *r, const char *name, const char *version, serve_model **out,
+                   char *err, size_t errlen);
+/* Every ready model version (references taken; caller unrefs each and frees
+ * the array). */
+int serve_repo_list_ready(serve_repo *r, serve_model ***out);
+/* Repository index (POST /v2/repository/index): caller owns the array. */
+cJSON *serve_repo_index(serve_repo *r, int ready_only);
+/* The versions of a model as known to the repository (for metadata): "1","2". */
+int serve_repo_versions(serve_repo *r, const char *name, cJSON *array);
+/* Loads or reloads (load) / unloads a model; EXPLICIT mode only. Returns 0 or
+ * an HTTP status with err. */
+int serve_repo_load(serve_repo *r, const char *name, char *err, size_t errlen);
+int serve_repo_unload(serve_repo *r, const char *name, char *err, size_t errlen);
+int serve_repo_ready(serve_repo *r);  /* every model that should load is READY */
+
+/* ---- routes (routes.c) and HTTP (http.c) ------------------------------- */
+
+/* What a handler answers. body is malloc'd (http.c frees it). */
+typedef struct serve_reply {
+    int status;
+    char *body;
+    size_t len;
+    size_t header_len;           /* > 0: Inference-Header-Content-Length */
+    const char *content_type;    /* default application/json */
+} serve_reply;
+
+typedef struct serve_ctx {
+    serve_repo *repo;
+    const kiln_server_options *opt;
+    atomic_int live;             /* 0 while shutting down */
+} serve_ctx;
+
+/* Dispatches one HTTP request (method, url path, body). */
+void serve_route(serve_ctx *c, const char *method, const char *url, const char *body,
+                 size_t len, const char *header_len_text, serve_reply *out);
+/* Prometheus text of every ready model's counters (GET /metrics). */
+void serve_metrics_text(serve_ctx *c, serve_reply *out);
+
+/* Monotonic nanoseconds. */
+uint64_t serve_now_ns(void);
+
+#endif
