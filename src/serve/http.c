@@ -38,6 +38,7 @@ typedef struct request_state {
     size_t len, cap;
     int too_big;                 /* the body passed the size limit: answer 400, keep nothing */
     int is_metrics;
+    int counted;                 /* in s->inflight: the body is in and being answered */
 } request_state;
 
 static enum MHD_Result send_reply(struct MHD_Connection *conn, serve_reply *r) {
@@ -77,7 +78,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!rs) { /* headers are in; the body (if any) comes in the next calls */
         if (!(rs = calloc(1, sizeof *rs))) return MHD_NO;
         *con_cls = rs;
-        atomic_fetch_add(&s->inflight, 1);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > limit) rs->too_big = 1;
@@ -112,6 +112,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rs->body[rs->len] = 0;
         return MHD_YES;
     }
+    /* the request is complete: shutdown now waits for its answer (an upload
+     * still arriving does not hold shutdown up) */
+    rs->counted = 1;
+    atomic_fetch_add(&s->inflight, 1);
     serve_reply r = {0};
     const char *enc = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                   MHD_HTTP_HEADER_CONTENT_ENCODING);
@@ -157,10 +161,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     kiln_server *s = cls;
     request_state *rs = *con_cls;
     if (!rs) return;
+    if (rs->counted) atomic_fetch_sub(&s->inflight, 1);
     free(rs->body);
     free(rs);
     *con_cls = NULL;
-    atomic_fetch_sub(&s->inflight, 1);
 }
 
 /* The socket address of host:port in *a; 0, or -1 when host is not a

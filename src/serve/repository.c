@@ -490,11 +490,14 @@ fail:
     free(versions);
     logf_(r, "model '%s' failed to load: %s", name, err);
     pthread_mutex_lock(&r->mu);
-    repo_entry *fe = valid_model_name(name) ? entry_find(r, name, 1) : NULL;
+    /* a name with no directory gets no entry (unless it had one): a mistyped
+     * load must not make the server unready */
+    int has_dir = valid_model_name(name) && !stat(dir, &sb) && S_ISDIR(sb.st_mode);
+    repo_entry *fe = valid_model_name(name) ? entry_find(r, name, has_dir) : NULL;
     if (fe) {
         if (!fe->n_versions) fe->state = ENTRY_UNAVAILABLE; /* a failed reload keeps serving */
         snprintf(fe->reason, sizeof fe->reason, "%s", err);
-        fe->fingerprint = valid_model_name(name) ? fingerprint_dir(dir, 2) : 0;
+        fe->fingerprint = has_dir ? fingerprint_dir(dir, 2) : 0;
     }
     pthread_mutex_unlock(&r->mu);
     return -1;

@@ -13,6 +13,13 @@
  * along dimension 0, the session runs once, and each job gets its rows of
  * every output. Queue policy: jobs past max_queue_size are rejected at once,
  * jobs whose timeout passes while queued are answered 503.
+ *
+ * Fast path: when a job arrives to an empty queue, an idle instance and no
+ * batch to wait for (no dynamic batching, or a queue delay of 0), the
+ * requesting thread runs it on that instance itself: the same batch of one a
+ * worker would run at once, without the two thread hand-offs. Each instance
+ * is run by one thread at a time (busy[]); a worker waits while its
+ * instance is lent out.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,6 +39,7 @@ struct serve_sched {
     int n_workers;
     pthread_t *threads;
     kiln_session **sessions;     /* one per worker */
+    int *busy;                   /* instance w is running a batch */
     int n_graph_inputs, n_graph_outputs;
     const char **input_names;    /* graph inputs the config lists, in config order */
 };
@@ -124,10 +132,14 @@ static int largest_preferred(const serve_model_config *c) {
 /* Picks the jobs of the next batch into out[] (queue order, oldest first),
  * returns how many; 0 when stopping with an empty queue. Holds s->mu and may
  * wait on s->cv (releasing it) for a dynamic batch to fill. */
-static int collect(serve_sched *s, serve_job **out, int max_jobs) {
+static int collect(serve_sched *s, int w, serve_job **out, int max_jobs) {
     const serve_model_config *c = &s->m->cfg;
     for (;;) {
-        while (!s->head && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+        while ((!s->head || s->busy[w]) && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+        if (s->busy[w]) { /* stopping while the instance is lent out: wait for it */
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
         uint64_t now = serve_now_ns();
         expire_jobs(s, now);
         if (!s->head) {
@@ -323,10 +335,14 @@ static void *worker_main(void *arg) {
     int max_jobs = s->m->cfg.max_batch_size > 0 ? s->m->cfg.max_batch_size : 1;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        int n = collect(s, a->jobs, max_jobs);
+        int n = collect(s, a->index, a->jobs, max_jobs);
+        if (n) s->busy[a->index] = 1;
         pthread_mutex_unlock(&s->mu);
         if (n == 0) break;
         run_batch(s, a->index, a->jobs, n);
+        pthread_mutex_lock(&s->mu);
+        s->busy[a->index] = 0;
+        pthread_mutex_unlock(&s->mu);
     }
     free(a->jobs);
     free(a);
@@ -362,6 +378,21 @@ void serve_sched_submit(serve_sched *s, serve_job *job) {
                  s->m->name, (long long)c->max_queue_size);
         goto out;
     }
+    if (!s->head && (!c->dynamic_batching || c->max_queue_delay_us == 0)) {
+        int w = 0;
+        while (w < s->n_workers && s->busy[w]) w++;
+        if (w < s->n_workers) { /* the fast path: run it here, on idle instance w */
+            s->busy[w] = 1;
+            pthread_mutex_unlock(&s->mu);
+            job->queue_ns = 0;
+            run_batch(s, w, &job, 1);
+            pthread_mutex_lock(&s->mu);
+            s->busy[w] = 0;
+            if (s->head || s->stop) pthread_cond_broadcast(&s->cv); /* jobs queued meanwhile */
+            pthread_mutex_unlock(&s->mu);
+            goto out;
+        }
+    }
     if (s->tail) s->tail->next = job;
     else s->head = job;
     s->tail = job;
@@ -381,6 +412,7 @@ static void sched_free(serve_sched *s) {
     for (int w = 0; w < s->n_workers; w++) kiln_session_free(s->sessions[w]);
     free(s->sessions);
     free(s->threads);
+    free(s->busy);
     free(s->input_names);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
@@ -405,8 +437,9 @@ kiln_status serve_sched_start(serve_model *m, int threads, serve_sched **out, ch
     int n = c->instance_count > 0 ? c->instance_count : 1;
     s->sessions = calloc((size_t)n, sizeof *s->sessions);
     s->threads = calloc((size_t)n, sizeof *s->threads);
+    s->busy = calloc((size_t)n, sizeof *s->busy);
     s->input_names = calloc((size_t)(c->n_inputs > 0 ? c->n_inputs : 1), sizeof(char *));
-    if (!s->sessions || !s->threads || !s->input_names) goto nomem;
+    if (!s->sessions || !s->threads || !s->busy || !s->input_names) goto nomem;
     for (int i = 0; i < c->n_inputs; i++) s->input_names[i] = c->inputs[i].name;
     kiln_session_options so = {0};
     so.threads = threads;

@@ -34,7 +34,7 @@ typedef struct serve_duration {
     uint64_t count, ns;
 } serve_duration;
 
-/* Latency histogram bucket upper bounds, microseconds (+Inf implied). */
+/* Buckets of the latency histogram (+Inf implied; bounds in stats.c). */
 #define SERVE_HIST_BUCKETS 14
 
 /* Failure reasons of nv_inference_request_failure. */

@@ -13,9 +13,9 @@
 
 #include "serve/serve_internal.h"
 
-/* Upper bounds (microseconds) of the latency histogram's buckets. */
-static const double hist_le_us[SERVE_HIST_BUCKETS] = {
-    50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000};
+/* Upper bounds (seconds) of the latency histogram's buckets. */
+static const double hist_le_s[SERVE_HIST_BUCKETS] = {
+    50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 0.1, 0.25, 1, 5};
 
 static const char *const fail_reason_names[SERVE_FAIL_COUNT] = {"REJECTED", "BACKEND", "OTHER"};
 
@@ -54,9 +54,9 @@ static uint64_t wall_ms(void) {
 }
 
 void serve_stats_success(serve_stats *st, uint64_t total_ns, uint64_t queue_ns) {
-    double us = (double)total_ns / 1e3;
+    double sec = (double)total_ns / 1e9;
     int b = 0;
-    while (b < SERVE_HIST_BUCKETS && us > hist_le_us[b]) b++;
+    while (b < SERVE_HIST_BUCKETS && sec > hist_le_s[b]) b++;
     pthread_mutex_lock(&st->mu);
     add(&st->success, total_ns);
     add(&st->queue, queue_ns);
@@ -219,8 +219,8 @@ void serve_metrics_text(serve_ctx *c, serve_reply *out) {
         }
     }
     if (snaps) {
-        const char *h = "kiln_inference_request_latency_us";
-        put(&b, "# HELP %s End-to-end latency of successful requests, microseconds\n", h);
+        const char *h = "kiln_inference_request_duration_seconds";
+        put(&b, "# HELP %s End-to-end latency of successful requests\n", h);
         put(&b, "# TYPE %s histogram\n", h);
         for (int i = 0; i < n; i++) {
             const model_snap *m = &snaps[i];
@@ -229,13 +229,13 @@ void serve_metrics_text(serve_ctx *c, serve_reply *out) {
                 cum += m->s.hist[k];
                 if (k < SERVE_HIST_BUCKETS)
                     put(&b, "%s_bucket{model=\"%s\",version=\"%s\",le=\"%g\"} %llu\n", h, m->model,
-                        m->version, hist_le_us[k], (unsigned long long)cum);
+                        m->version, hist_le_s[k], (unsigned long long)cum);
                 else
                     put(&b, "%s_bucket{model=\"%s\",version=\"%s\",le=\"+Inf\"} %llu\n", h,
                         m->model, m->version, (unsigned long long)cum);
             }
-            put(&b, "%s_sum{model=\"%s\",version=\"%s\"} %.3f\n", h, m->model, m->version,
-                (double)m->s.success.ns / 1e3);
+            put(&b, "%s_sum{model=\"%s\",version=\"%s\"} %.9f\n", h, m->model, m->version,
+                (double)m->s.success.ns / 1e9);
             put(&b, "%s_count{model=\"%s\",version=\"%s\"} %llu\n", h, m->model, m->version,
                 (unsigned long long)m->s.success.count);
         }
