@@ -4,16 +4,16 @@
   .venv/bin/python bench/serve_bench.py [--kiln build/kiln] [--load build/serve_load]
         [-t 2] [--seconds 5] [--concurrency 1,2,4,8,16,32,64] [--soak-seconds 0]
 
-Builds a model repository (a small CNN on 1x28x28 images, served twice: with
-dynamic batching off and on; and a tiny two-input add model for the overhead),
+Builds a model repository (two CNNs on 1x28x28 images, each served twice: with
+dynamic batching off and on; and a one-op add model for the overhead),
 starts `kiln serve` on it, and drives it with bench/serve_load (a closed-loop
 load generator in C, Triton's perf_analyzer measurement: perf_analyzer itself
 is not installable here):
 
   overhead   at concurrency 1, end-to-end p50 minus the same model's p50 run
              in-process (a kiln session with the same threads, same input)
-  batching   the CNN at each concurrency, batching off vs on: throughput and
-             p50/p99 latency
+  batching   two CNNs (LeNet-5, and the demo's shape of CNN) at each
+             concurrency, batching off vs on: throughput and p50/p99 latency
   soak       (--soak-seconds S) concurrency 64 for S seconds: failed requests
              and the server's resident memory sampled every 10 s
 
@@ -38,18 +38,29 @@ from onnx import TensorProto, helper, numpy_helper
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _init(rng, name, shape, fan_in):
+    a = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
+    return numpy_helper.from_array(a, name)
+
+
+def _save(path, name, nodes, inits, classes=10):
+    g = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(m)
+    onnx.save(m, path)
+
+
 def cnn_model(path, width=32, classes=10, seed=0):
-    """conv3x3(1->w) relu maxpool2, conv3x3(w->2w) relu maxpool2, flatten, gemm -> classes."""
+    """The demo's shape of network: conv3x3(1->w) relu maxpool2, conv3x3(w->2w) relu
+    maxpool2, flatten, gemm -> classes (about 8 MFLOP per image at w=32)."""
     rng = np.random.default_rng(seed)
-
-    def init(name, shape, fan_in):
-        a = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
-        return numpy_helper.from_array(a, name)
-
     w2 = 2 * width
-    inits = [init("w1", (width, 1, 3, 3), 9), init("b1", (width,), 1e9),
-             init("w2", (w2, width, 3, 3), 9 * width), init("b2", (w2,), 1e9),
-             init("w3", (w2 * 7 * 7, classes), w2 * 49), init("b3", (classes,), 1e9)]
+    inits = [_init(rng, "w1", (width, 1, 3, 3), 9), _init(rng, "b1", (width,), 1e9),
+             _init(rng, "w2", (w2, width, 3, 3), 9 * width), _init(rng, "b2", (w2,), 1e9),
+             _init(rng, "w3", (w2 * 7 * 7, classes), w2 * 49), _init(rng, "b3", (classes,), 1e9)]
     nodes = [
         helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"]),
@@ -60,13 +71,33 @@ def cnn_model(path, width=32, classes=10, seed=0):
         helper.make_node("Flatten", ["p2"], ["f"], axis=1),
         helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"]),
     ]
-    g = helper.make_graph(
-        nodes, "cnn",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", classes])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(m)
-    onnx.save(m, path)
+    _save(path, "cnn", nodes, inits, classes)
+
+
+def lenet_model(path, classes=10, seed=0):
+    """LeNet-5 on 28x28: conv5x5(1->6, pad 2) relu maxpool2, conv5x5(6->16) relu maxpool2,
+    gemm 400->120 relu, 120->84 relu, 84->classes (about 0.8 MFLOP per image)."""
+    rng = np.random.default_rng(seed)
+    inits = [_init(rng, "w1", (6, 1, 5, 5), 25), _init(rng, "b1", (6,), 1e9),
+             _init(rng, "w2", (16, 6, 5, 5), 150), _init(rng, "b2", (16,), 1e9),
+             _init(rng, "w3", (400, 120), 400), _init(rng, "b3", (120,), 1e9),
+             _init(rng, "w4", (120, 84), 120), _init(rng, "b4", (84,), 1e9),
+             _init(rng, "w5", (84, classes), 84), _init(rng, "b5", (classes,), 1e9)]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[2, 2, 2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"]),
+        helper.make_node("Relu", ["c2"], ["r2"]),
+        helper.make_node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p2"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "w3", "b3"], ["g3"]),
+        helper.make_node("Relu", ["g3"], ["r3"]),
+        helper.make_node("Gemm", ["r3", "w4", "b4"], ["g4"]),
+        helper.make_node("Relu", ["g4"], ["r4"]),
+        helper.make_node("Gemm", ["r4", "w5", "b5"], ["logits"]),
+    ]
+    _save(path, "lenet", nodes, inits, classes)
 
 
 def add_model(path):
@@ -88,22 +119,29 @@ def write_model(repo, name, onnx_src, config):
         f.write(config)
 
 
+NETS = ("lenet", "cnn")  # the CNNs served with batching off and on
+
+
 def make_repository(repo, max_batch, delay_us):
-    cnn = os.path.join(repo, "cnn.onnx.src")
-    cnn_model(cnn)
+    """Each net of NETS as <net>_batching_off and <net>_batching_on, and "add"."""
+    srcs = {}
+    for net, make in (("lenet", lenet_model), ("cnn", cnn_model)):
+        srcs[net] = os.path.join(repo, f"{net}.onnx.src")
+        make(srcs[net])
     add = os.path.join(repo, "add.onnx.src")
     add_model(add)
     io = ('input [ { name: "input" data_type: TYPE_FP32 dims: [ 1, 28, 28 ] } ]\n'
           'output [ { name: "logits" data_type: TYPE_FP32 dims: [ 10 ] } ]\n')
-    write_model(repo, "cnn_batching_off", cnn,
-                f'name: "cnn_batching_off"\nplatform: "onnxruntime_onnx"\n'
-                f"max_batch_size: {max_batch}\n{io}")
-    write_model(repo, "cnn_batching_on", cnn,
-                f'name: "cnn_batching_on"\nplatform: "onnxruntime_onnx"\n'
-                f"max_batch_size: {max_batch}\n{io}"
-                f"dynamic_batching {{ max_queue_delay_microseconds: {delay_us} }}\n")
+    for net in NETS:
+        write_model(repo, f"{net}_batching_off", srcs[net],
+                    f'name: "{net}_batching_off"\nplatform: "onnxruntime_onnx"\n'
+                    f"max_batch_size: {max_batch}\n{io}")
+        write_model(repo, f"{net}_batching_on", srcs[net],
+                    f'name: "{net}_batching_on"\nplatform: "onnxruntime_onnx"\n'
+                    f"max_batch_size: {max_batch}\n{io}"
+                    f"dynamic_batching {{ max_queue_delay_microseconds: {delay_us} }}\n")
     write_model(repo, "add", add, 'name: "add"\nmax_batch_size: 8\n')
-    return cnn, add
+    return srcs, add
 
 
 def start_server(kiln, repo, threads):
@@ -186,22 +224,26 @@ def main():
         print(f"[{time.time() - t_start:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory() as repo:
-        cnn, add = make_repository(repo, a.max_batch, a.delay_us)
+        srcs, add = make_repository(repo, a.max_batch, a.delay_us)
         proc, port = start_server(a.kiln, repo, a.threads)
         try:
             progress(f"kiln serve on port {port}; overhead at concurrency 1")
-            over_add = run_load(a.load, port, "add", "a", [1, 16], [1], a.seconds,
-                                a.warmup_seconds, add, a.threads)
-            over_cnn = run_load(a.load, port, "cnn_batching_off", "input", [1, 1, 28, 28], [1],
-                                a.seconds, a.warmup_seconds, cnn, a.threads, output="logits")
+            overhead = {"add": run_load(a.load, port, "add", "a", [1, 16], [1], a.seconds,
+                                        a.warmup_seconds, add, a.threads)}
+            for net in NETS:
+                overhead[net] = run_load(a.load, port, f"{net}_batching_off", "input",
+                                         [1, 1, 28, 28], [1], a.seconds, a.warmup_seconds,
+                                         srcs[net], a.threads, output="logits")
             runs = {}
-            for model in ("cnn_batching_off", "cnn_batching_on"):
-                progress(f"{model} at concurrency {a.concurrency}")
-                runs[model] = run_load(a.load, port, model, "input", [1, 1, 28, 28], conc,
-                                       a.seconds, a.warmup_seconds, output="logits")["runs"]
+            for net in NETS:
+                for mode in ("off", "on"):
+                    model = f"{net}_batching_{mode}"
+                    progress(f"{model} at concurrency {a.concurrency}")
+                    runs[model] = run_load(a.load, port, model, "input", [1, 1, 28, 28], conc,
+                                           a.seconds, a.warmup_seconds, output="logits")["runs"]
             soak = None
             if a.soak_seconds > 0:
-                progress(f"soak: concurrency 64 for {a.soak_seconds:.0f} s")
+                progress(f"soak: concurrency 64 on cnn_batching_on for {a.soak_seconds:.0f} s")
                 samples = [(0.0, rss_kib(proc.pid))]
                 lp = subprocess.Popen(
                     [a.load, "--port", str(port), "--model", "cnn_batching_on", "--input",
@@ -213,7 +255,6 @@ def main():
                     time.sleep(10)
                     samples.append((time.time() - t0, rss_kib(proc.pid)))
                 soak = {"result": json.loads(lp.stdout.read())["runs"][0], "rss": samples}
-            metrics_ok = proc.poll() is None
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -222,64 +263,72 @@ def main():
                 proc.kill()
                 rc = "killed"
     progress(f"server exit status {rc}")
-    write_report(a, conc, over_add, over_cnn, runs, soak, rc)
+    write_report(a, conc, overhead, runs, soak, rc)
     progress(f"wrote {a.out}")
 
 
-def write_report(a, conc, over_add, over_cnn, runs, soak, rc):
+def write_report(a, conc, overhead, runs, soak, rc):
     cmd = " ".join(["bench/serve_bench.py"] + sys.argv[1:])
     lines = ["# Serving benchmarks (issue 5)", "",
              f"Machine: {cpu_model()}, {os.cpu_count()} cores. Server and in-process runs with "
-             f"`-t {a.threads}`; the load generator (bench/serve_load.c) on the same machine.",
+             f"`-t {a.threads}`; the load generator (bench/serve_load.c, one keep-alive "
+             "connection per concurrent client, binary tensor data) on the same machine.",
              f"Command: `.venv/bin/python {cmd}` ({time.strftime('%Y-%m-%d')}).", "",
              "## Server overhead at concurrency 1", "",
-             "End-to-end p50 as the client sees it (HTTP/1.1 keep-alive, binary tensor data) "
-             "minus the model's p50 run in-process (the same kiln session options and input).",
+             "End-to-end p50 as the client sees it minus the model's p50 run in-process "
+             "(a kiln session with the same options and input).",
              "", "| model | input | in-process p50 us | end-to-end p50 us | overhead us | "
              "end-to-end p99 us |", "|---|---|---|---|---|---|"]
-    for name, shape, r in (("add", "FP32 [1,16]", over_add),
-                           ("cnn_batching_off", "FP32 [1,1,28,28]", over_cnn)):
+    shapes = {"add": "FP32 [1,16]", "lenet": "FP32 [1,1,28,28]", "cnn": "FP32 [1,1,28,28]"}
+    for name, r in overhead.items():
         run = r["runs"][0]
         ip = r["in_process_p50_us"]
-        lines.append(f"| {name} | {shape} | {ip:.1f} | {run['p50_us']:.1f} | "
+        label = name if name == "add" else f"{name}_batching_off"
+        lines.append(f"| {label} | {shapes[name]} | {ip:.1f} | {run['p50_us']:.1f} | "
                      f"{run['p50_us'] - ip:.1f} | {run['p99_us']:.1f} |")
-    overhead = over_add["runs"][0]["p50_us"] - over_add["in_process_p50_us"]
-    lines += ["", f"Target: overhead p50 at most 50 us: **{'met' if overhead <= 50 else 'not met'}**"
-              f" ({overhead:.1f} us on the add model).", "",
-              "## Dynamic batching on the CNN", "",
+    o = overhead["add"]["runs"][0]["p50_us"] - overhead["add"]["in_process_p50_us"]
+    lines += ["", f"Target: overhead p50 at most 50 us: **{'met' if o <= 50 else 'not met'}** "
+              f"({o:.1f} us on the add model).", "",
+              "## Dynamic batching", "",
               f"max_batch_size {a.max_batch}; batching on: `dynamic_batching "
-              f"{{ max_queue_delay_microseconds: {a.delay_us} }}`; {a.seconds:g} s per point; "
-              "batch-1 requests.", "",
-              "| concurrency | off: infer/s | off: p50 us | off: p99 us | on: infer/s | "
-              "on: p50 us | on: p99 us | on / off |", "|---|---|---|---|---|---|---|---|"]
-    off = {r["concurrency"]: r for r in runs["cnn_batching_off"]}
-    on = {r["concurrency"]: r for r in runs["cnn_batching_on"]}
-    for c in conc:
-        f, n = off[c], on[c]
-        ratio = n["infer_s"] / f["infer_s"] if f["infer_s"] else float("nan")
-        lines.append(f"| {c} | {f['infer_s']:.0f} | {f['p50_us']:.0f} | {f['p99_us']:.0f} | "
-                     f"{n['infer_s']:.0f} | {n['p50_us']:.0f} | {n['p99_us']:.0f} | "
-                     f"{ratio:.2f}x |")
-    failed = sum(r["failed"] for r in runs["cnn_batching_off"] + runs["cnn_batching_on"])
-    if 32 in off and 32 in on:
-        r32 = on[32]["infer_s"] / off[32]["infer_s"]
-        lines += ["", f"Target: batching on at concurrency 32 at least 3x the throughput of "
-                  f"batching off: **{'met' if r32 >= 3 else 'not met'}** ({r32:.2f}x; p99 "
-                  f"{on[32]['p99_us']:.0f} us on, {off[32]['p99_us']:.0f} us off)."]
-    lines += ["", f"Failed requests over all points: {failed}."]
+              f"{{ max_queue_delay_microseconds: {a.delay_us} }}`; one instance; {a.seconds:g} s "
+              "per point; every request one image. lenet: LeNet-5 (about 0.8 MFLOP per image); "
+              "cnn: two 3x3 convolutions of 32 and 64 channels (about 8 MFLOP per image).", ""]
+    failed = 0
+    for net in NETS:
+        off = {r["concurrency"]: r for r in runs[f"{net}_batching_off"]}
+        on = {r["concurrency"]: r for r in runs[f"{net}_batching_on"]}
+        lines += [f"### {net}", "",
+                  "| concurrency | off: infer/s | off: p50 us | off: p99 us | on: infer/s | "
+                  "on: p50 us | on: p99 us | on / off |", "|---|---|---|---|---|---|---|---|"]
+        for c in conc:
+            f, n = off[c], on[c]
+            ratio = n["infer_s"] / f["infer_s"] if f["infer_s"] else float("nan")
+            lines.append(f"| {c} | {f['infer_s']:.0f} | {f['p50_us']:.0f} | {f['p99_us']:.0f} | "
+                         f"{n['infer_s']:.0f} | {n['p50_us']:.0f} | {n['p99_us']:.0f} | "
+                         f"{ratio:.2f}x |")
+            failed += f["failed"] + n["failed"]
+        if 32 in off and 32 in on:
+            r32 = on[32]["infer_s"] / off[32]["infer_s"]
+            lines += ["", f"{net}, target: batching on at concurrency 32 at least 3x the "
+                      f"throughput of batching off: **{'met' if r32 >= 3 else 'not met'}** "
+                      f"({r32:.2f}x; p99 {on[32]['p99_us']:.0f} us on, {off[32]['p99_us']:.0f} "
+                      "us off).", ""]
+    lines += [f"Failed requests over all points: {failed}."]
     if soak:
         res = soak["result"]
         rss = soak["rss"]
+        flat = len(rss) > 1 and rss[-1][1] <= rss[1][1] * 1.1 + 1024
         lines += ["", "## Soak", "",
                   f"Concurrency 64 on cnn_batching_on for {a.soak_seconds:.0f} s: "
                   f"{res['requests']} requests, {res['failed']} failed, p50 {res['p50_us']:.0f} "
                   f"us, p99 {res['p99_us']:.0f} us.", "",
                   "Server resident memory (KiB) over time: " +
                   ", ".join(f"{t:.0f} s: {k}" for t, k in rss) + ".", "",
-                  f"Target: zero failed requests and flat memory: **"
-                  f"{'met' if res['failed'] == 0 and rss[-1][1] <= rss[1][1] * 1.1 + 1024 else 'not met'}"
-                  f"** (from the first sample under load, {rss[1][1] if len(rss) > 1 else 0} KiB, "
-                  f"to the last, {rss[-1][1]} KiB)."]
+                  f"Target: zero failed requests and flat memory: "
+                  f"**{'met' if res['failed'] == 0 and flat else 'not met'}** (from the first "
+                  f"sample under load, {rss[1][1] if len(rss) > 1 else 0} KiB, to the last, "
+                  f"{rss[-1][1]} KiB)."]
     lines += ["", f"The server exited with status {rc} after SIGTERM.", ""]
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(cmake make gcc clang libclang-rt-14-dev pkg-config protobuf-c-compiler
           libprotobuf-c-dev libonnx-dev libcmocka-dev libdnnl-dev zlib1g-dev libcjson-dev
-          libmicrohttpd-dev prometheus
+          libmicrohttpd-dev prometheus curl
           dataset-fashion-mnist golang-github-colinmarc-hdfs-dev python3 python3-venv)
 
 missing=()

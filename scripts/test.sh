@@ -36,6 +36,7 @@ suite "CLI" tests/cli/test_cli.sh "$BUILD/kiln"
 suite "server vs Triton's client (kiln serve)" .venv/bin/python tests/serve/check_serve.py --kiln "$BUILD/kiln"
 suite "unit tests (ASan+UBSan)" ctest --test-dir "$ASAN_BUILD" --output-on-failure
 suite "ONNX conformance (ASan+UBSan)" "$ASAN_BUILD/tests/kiln_conformance" --baseline "$BASELINE"
+suite "server vs Triton's client (ASan+UBSan)" .venv/bin/python tests/serve/check_serve.py --kiln "$ASAN_BUILD/kiln"
 suite "fuzz ONNX loader (${FUZZ_SECONDS}s)" scripts/fuzz.sh "$FUZZ_SECONDS"
 suite "fuzz training file readers (30s)" scripts/fuzz.sh 30 files
 suite "fuzz server request parsing (30s)" scripts/fuzz.sh 30 serve
