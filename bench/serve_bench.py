@@ -212,8 +212,8 @@ def main():
     ap.add_argument("--warmup-seconds", type=float, default=1)
     ap.add_argument("--concurrency", default="1,2,4,8,16,32,64")
     ap.add_argument("--max-batch", type=int, default=32)
-    ap.add_argument("--delay-us", type=int, default=1000,
-                    help="max_queue_delay_microseconds of the batching model (default 1000)")
+    ap.add_argument("--delay-us", type=int, default=0,
+                    help="max_queue_delay_microseconds of the batching models (default 0, as Triton)")
     ap.add_argument("--soak-seconds", type=float, default=0)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "BENCHMARKS_SERVE.md"))
     a = ap.parse_args()
@@ -229,7 +229,7 @@ def main():
         try:
             progress(f"kiln serve on port {port}; overhead at concurrency 1")
             overhead = {"add": run_load(a.load, port, "add", "a", [1, 16], [1], a.seconds,
-                                        a.warmup_seconds, add, a.threads)}
+                                        a.warmup_seconds, add, a.threads, output="sum")}
             for net in NETS:
                 overhead[net] = run_load(a.load, port, f"{net}_batching_off", "input",
                                          [1, 1, 28, 28], [1], a.seconds, a.warmup_seconds,
