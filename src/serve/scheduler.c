@@ -362,7 +362,11 @@ void serve_sched_submit(serve_sched *s, serve_job *job) {
     job->status = 0;
     job->next = NULL;
     pthread_mutex_init(&job->mu, NULL);
-    pthread_cond_init(&job->cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&job->cv, &ca);
+    pthread_condattr_destroy(&ca);
     pthread_mutex_lock(&s->mu);
     if (s->stop) {
         pthread_mutex_unlock(&s->mu);
@@ -401,7 +405,31 @@ void serve_sched_submit(serve_sched *s, serve_job *job) {
     else pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     pthread_mutex_lock(&job->mu);
-    while (!job->done) pthread_cond_wait(&job->cv, &job->mu);
+    while (!job->done) {
+        if (!job->deadline_ns) {
+            pthread_cond_wait(&job->cv, &job->mu);
+            continue;
+        }
+        struct timespec ts = {(time_t)(job->deadline_ns / 1000000000ull),
+                              (long)(job->deadline_ns % 1000000000ull)};
+        if (pthread_cond_timedwait(&job->cv, &job->mu, &ts) != ETIMEDOUT || job->done) continue;
+        /* the timeout passed: a job still queued is taken out and answered now;
+         * one a worker has taken is waited for */
+        pthread_mutex_unlock(&job->mu);
+        pthread_mutex_lock(&s->mu);
+        serve_job *prev = NULL, *j = s->head;
+        while (j && j != job) prev = j, j = j->next;
+        if (j) queue_remove(s, prev, j);
+        pthread_mutex_unlock(&s->mu);
+        pthread_mutex_lock(&job->mu);
+        if (j) {
+            job->queue_ns = serve_now_ns() - job->t_enqueue_ns;
+            job->status = 503;
+            snprintf(job->err, sizeof job->err, "request timeout expired while queued");
+            job->done = 1;
+        }
+        job->deadline_ns = 0;
+    }
     pthread_mutex_unlock(&job->mu);
 out:
     pthread_cond_destroy(&job->cv);

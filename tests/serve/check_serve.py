@@ -41,6 +41,11 @@ out, BYTES models batched and not), starts `kiln serve --http-port 0
                model reloaded while clients loop on it (none fails, none sees
                the old model after the new), a version added is served, a
                broken edit keeps what was served, a removed model unloaded
+  queue        the dynamic batcher's default_queue_policy on a slow model with
+               one instance: past max_queue_size a request is rejected at once
+               (503, "queue ... full"); a request that waits in the queue past
+               default_timeout_microseconds is answered 503 ("timeout") while
+               the batch before it still runs; both counted as REJECTED failures
   sigterm      SIGTERM with slow requests in flight: every one answered 200
                with the right output, new connections refused, exit 0 within
                seconds; idle, half-sent and stalled clients do not hold the exit
@@ -1285,6 +1290,77 @@ def pending(metrics_port, model):
     return m.get(("nv_inference_pending_request_count", frozenset({("model", model), ("version", "1")})), 0)
 
 
+def slow_batched_model(rng, layers=12, k=1024):
+    """slow_model with a batch dimension: X [N,256,1024] (about 0.25 s a request on two cores)."""
+    m = slow_model(rng, layers, k)
+    for v in (m.graph.input[0], m.graph.output[0]):
+        dims = v.type.tensor_type.shape.dim
+        dims.insert(0, onnx.TensorShapeProto.Dimension(dim_param="N"))
+    return m
+
+
+def group_queue(ck, kiln, tmp):
+    qrepo = os.path.join(tmp, "queue_repo")
+    rng = np.random.default_rng(4)
+    model = slow_batched_model(rng)
+    add_model(qrepo, "full", {1: model},
+              "max_batch_size: 1\ndynamic_batching { default_queue_policy { max_queue_size: 1 } }\n")
+    add_model(qrepo, "timeout", {1: model}, "max_batch_size: 1\n"
+              "dynamic_batching { default_queue_policy { default_timeout_microseconds: 50000 } }\n")
+    srv = Server(kiln, qrepo)
+    try:
+        ck.check("queue: server ready", srv.ready, srv.stderr()[-400:])
+        x = rng.standard_normal((1, 256, 1024)).astype(np.float32)
+
+        def burst(model_name, n):
+            """n requests at once; the HTTP status of each (200 or the error's)."""
+            out = [None] * n
+            gate = threading.Barrier(n)
+
+            def one(k):
+                cl = srv.new_client()
+                try:
+                    gate.wait()
+                    cl.infer(model_name, [inp("X", x, "FP32", True)])
+                    out[k] = ("200", "")
+                except InferenceServerException as e:
+                    out[k] = (str(e.status()), e.message() or "")
+                except Exception as e:  # noqa: BLE001
+                    out[k] = ("?", one_line(e))
+                finally:
+                    cl.close()
+            threads = [threading.Thread(target=one, args=(k,)) for k in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            return out
+
+        # one runs, one waits in the queue (max_queue_size 1), two find the queue full
+        r = burst("full", 4)
+        ok = sum(1 for st, _ in r if st == "200")
+        full = sum(1 for st, msg in r if st == "503" and "queue" in msg and "full" in msg)
+        ck.check("queue: past max_queue_size, requests are rejected with 503", ok == 2 and full == 2,
+                 f"answers {r}", f"2 answered, 2 rejected: {next(m for s_, m in r if s_ == '503')!r}")
+        # one runs (about 0.25 s); the two queued behind it time out after 50 ms
+        t0 = time.time()
+        r = burst("timeout", 3)
+        took = time.time() - t0
+        ok = sum(1 for st, _ in r if st == "200")
+        late = sum(1 for st, msg in r if st == "503" and "timeout" in msg)
+        ck.check("queue: a request queued past its timeout is answered 503", ok == 1 and late == 2,
+                 f"answers {r}", f"1 answered, 2 timed out ({took:.2f} s for the burst)")
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=10) as resp:
+            page = resp.read().decode()
+        rejected = {m: re.search(rf'nv_inference_request_failure{{model="{m}",reason="REJECTED",'
+                                 rf'version="1"}} (\d+)', page) for m in ("full", "timeout")}
+        counts = {m: int(g.group(1)) if g else None for m, g in rejected.items()}
+        ck.check("queue: rejections counted as REJECTED failures", counts == {"full": 2, "timeout": 2},
+                 f"{counts}", f"{counts}")
+    finally:
+        srv.stop()
+
+
 def group_sigterm(ck, kiln, tmp):
     srepo = os.path.join(tmp, "slow_repo")
     rng = np.random.default_rng(3)
@@ -1410,6 +1486,7 @@ def main():
         except Exception as e:  # noqa: BLE001 - it did not start: the other servers still run
             ck.fail("main server", one_line(e))
         ck.group("poll", group_poll, kiln, repo, tmp)
+        ck.group("queue", group_queue, kiln, tmp)
         ck.group("sigterm", group_sigterm, kiln, tmp)
     finally:
         if args.keep:
