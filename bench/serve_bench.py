@@ -2,7 +2,8 @@
 """Issue 5's serving targets, measured: writes docs/BENCHMARKS_SERVE.md.
 
   .venv/bin/python bench/serve_bench.py [--kiln build/kiln] [--load build/serve_load]
-        [-t 2] [--seconds 5] [--concurrency 1,2,4,8,16,32,64] [--soak-seconds 0]
+        [-t 2] [--seconds 5] [--concurrency 1,2,4,8,16,32,64]
+        [--sections overhead,batching,soak] [--soak-seconds 600]
 
 Builds a model repository (two CNNs on 1x28x28 images, each served twice: with
 dynamic batching off and on; and a one-op add model for the overhead),
@@ -14,8 +15,11 @@ is not installable here):
              in-process (a kiln session with the same threads, same input)
   batching   two CNNs (LeNet-5, and the demo's shape of CNN) at each
              concurrency, batching off vs on: throughput and p50/p99 latency
-  soak       (--soak-seconds S) concurrency 64 for S seconds: failed requests
-             and the server's resident memory sampled every 10 s
+  soak       (--sections soak) concurrency 64 for --soak-seconds (600): failed
+             requests and the server's resident memory sampled every 10 s
+
+Sections not run keep what the report already says (so the soak can be run on
+its own).
 
 The server and the in-process runs get the same thread count (-t). Needs numpy
 and onnx (the test venv has them).
@@ -203,6 +207,9 @@ def cpu_model():
         return platform.processor()
 
 
+SECTIONS = ("overhead", "batching", "soak")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kiln", default=os.path.join(ROOT, "build", "kiln"))
@@ -214,35 +221,46 @@ def main():
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--delay-us", type=int, default=0,
                     help="max_queue_delay_microseconds of the batching models (default 0, as Triton)")
-    ap.add_argument("--soak-seconds", type=float, default=0)
+    ap.add_argument("--sections", default="overhead,batching",
+                    help="of overhead,batching,soak (default overhead,batching); sections not run "
+                         "keep what the report already says")
+    ap.add_argument("--soak-seconds", type=float, default=600)
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "BENCHMARKS_SERVE.md"))
     a = ap.parse_args()
+    sections = a.sections.split(",")
+    bad = [x for x in sections if x not in SECTIONS]
+    if bad:
+        ap.error(f"--sections: unknown {bad}; expected some of {','.join(SECTIONS)}")
     conc = [int(c) for c in a.concurrency.split(",")]
     t_start = time.time()
 
     def progress(msg):
         print(f"[{time.time() - t_start:6.0f} s] {msg}", file=sys.stderr, flush=True)
 
+    done = {}
     with tempfile.TemporaryDirectory() as repo:
         srcs, add = make_repository(repo, a.max_batch, a.delay_us)
         proc, port = start_server(a.kiln, repo, a.threads)
         try:
-            progress(f"kiln serve on port {port}; overhead at concurrency 1")
-            overhead = {"add": run_load(a.load, port, "add", "a", [1, 16], [1], a.seconds,
-                                        a.warmup_seconds, add, a.threads, output="sum")}
-            for net in NETS:
-                overhead[net] = run_load(a.load, port, f"{net}_batching_off", "input",
-                                         [1, 1, 28, 28], [1], a.seconds, a.warmup_seconds,
-                                         srcs[net], a.threads, output="logits")
-            runs = {}
-            for net in NETS:
-                for mode in ("off", "on"):
-                    model = f"{net}_batching_{mode}"
-                    progress(f"{model} at concurrency {a.concurrency}")
-                    runs[model] = run_load(a.load, port, model, "input", [1, 1, 28, 28], conc,
-                                           a.seconds, a.warmup_seconds, output="logits")["runs"]
-            soak = None
-            if a.soak_seconds > 0:
+            if "overhead" in sections:
+                progress(f"kiln serve on port {port}; overhead at concurrency 1")
+                overhead = {"add": run_load(a.load, port, "add", "a", [1, 16], [1], a.seconds,
+                                            a.warmup_seconds, add, a.threads, output="sum")}
+                for net in NETS:
+                    overhead[net] = run_load(a.load, port, f"{net}_batching_off", "input",
+                                             [1, 1, 28, 28], [1], a.seconds, a.warmup_seconds,
+                                             srcs[net], a.threads, output="logits")
+                done["overhead"] = overhead_report(a, overhead)
+            if "batching" in sections:
+                runs = {}
+                for net in NETS:
+                    for mode in ("off", "on"):
+                        model = f"{net}_batching_{mode}"
+                        progress(f"{model} at concurrency {a.concurrency}")
+                        runs[model] = run_load(a.load, port, model, "input", [1, 1, 28, 28], conc,
+                                               a.seconds, a.warmup_seconds, output="logits")["runs"]
+                done["batching"] = batching_report(a, conc, runs)
+            if "soak" in sections:
                 progress(f"soak: concurrency 64 on cnn_batching_on for {a.soak_seconds:.0f} s")
                 samples = [(0.0, rss_kib(proc.pid))]
                 lp = subprocess.Popen(
@@ -263,20 +281,21 @@ def main():
                 proc.kill()
                 rc = "killed"
     progress(f"server exit status {rc}")
-    write_report(a, conc, overhead, runs, soak, rc)
+    if "soak" in sections:
+        done["soak"] = soak_report(a, soak, rc)
+    write_report(a, done)
     progress(f"wrote {a.out}")
 
 
-def write_report(a, conc, overhead, runs, soak, rc):
-    cmd = " ".join(["bench/serve_bench.py"] + sys.argv[1:])
-    lines = ["# Serving benchmarks (issue 5)", "",
-             f"Machine: {cpu_model()}, {os.cpu_count()} cores. Server and in-process runs with "
-             f"`-t {a.threads}`; the load generator (bench/serve_load.c, one keep-alive "
-             "connection per concurrent client, binary tensor data) on the same machine.",
-             f"Command: `.venv/bin/python {cmd}` ({time.strftime('%Y-%m-%d')}).", "",
-             "## Server overhead at concurrency 1", "",
+def command(a):
+    return f"`.venv/bin/python {' '.join(['bench/serve_bench.py'] + sys.argv[1:])}` " \
+           f"({time.strftime('%Y-%m-%d')})"
+
+
+def overhead_report(a, overhead):
+    lines = ["## Server overhead at concurrency 1", "",
              "End-to-end p50 as the client sees it minus the model's p50 run in-process "
-             "(a kiln session with the same options and input).",
+             "(a kiln session with the same options and input). Command: " + command(a) + ".",
              "", "| model | input | in-process p50 us | end-to-end p50 us | overhead us | "
              "end-to-end p99 us |", "|---|---|---|---|---|---|"]
     shapes = {"add": "FP32 [1,16]", "lenet": "FP32 [1,1,28,28]", "cnn": "FP32 [1,1,28,28]"}
@@ -288,12 +307,17 @@ def write_report(a, conc, overhead, runs, soak, rc):
                      f"{run['p50_us'] - ip:.1f} | {run['p99_us']:.1f} |")
     o = overhead["add"]["runs"][0]["p50_us"] - overhead["add"]["in_process_p50_us"]
     lines += ["", f"Target: overhead p50 at most 50 us: **{'met' if o <= 50 else 'not met'}** "
-              f"({o:.1f} us on the add model).", "",
-              "## Dynamic batching", "",
-              f"max_batch_size {a.max_batch}; batching on: `dynamic_batching "
-              f"{{ max_queue_delay_microseconds: {a.delay_us} }}`; one instance; {a.seconds:g} s "
-              "per point; every request one image. lenet: LeNet-5 (about 0.8 MFLOP per image); "
-              "cnn: two 3x3 convolutions of 32 and 64 channels (about 8 MFLOP per image).", ""]
+              f"({o:.1f} us on the add model).", ""]
+    return lines
+
+
+def batching_report(a, conc, runs):
+    lines = ["## Dynamic batching", "",
+             f"max_batch_size {a.max_batch}; batching on: `dynamic_batching "
+             f"{{ max_queue_delay_microseconds: {a.delay_us} }}`; one instance; {a.seconds:g} s "
+             "per point; every request one image. lenet: LeNet-5 (about 0.8 MFLOP per image); "
+             "cnn: two 3x3 convolutions of 32 and 64 channels (about 8 MFLOP per image). "
+             "Command: " + command(a) + ".", ""]
     failed = 0
     for net in NETS:
         off = {r["concurrency"]: r for r in runs[f"{net}_batching_off"]}
@@ -314,25 +338,51 @@ def write_report(a, conc, overhead, runs, soak, rc):
                       f"throughput of batching off: **{'met' if r32 >= 3 else 'not met'}** "
                       f"({r32:.2f}x; p99 {on[32]['p99_us']:.0f} us on, {off[32]['p99_us']:.0f} "
                       "us off).", ""]
-    lines += [f"Failed requests over all points: {failed}."]
-    if soak:
-        res = soak["result"]
-        rss = soak["rss"]
-        flat = len(rss) > 1 and rss[-1][1] <= rss[1][1] * 1.1 + 1024
-        lines += ["", "## Soak", "",
-                  f"Concurrency 64 on cnn_batching_on for {a.soak_seconds:.0f} s: "
-                  f"{res['requests']} requests, {res['failed']} failed, p50 {res['p50_us']:.0f} "
-                  f"us, p99 {res['p99_us']:.0f} us.", "",
-                  "Server resident memory (KiB) over time: " +
-                  ", ".join(f"{t:.0f} s: {k}" for t, k in rss) + ".", "",
-                  f"Target: zero failed requests and flat memory: "
-                  f"**{'met' if res['failed'] == 0 and flat else 'not met'}** (from the first "
-                  f"sample under load, {rss[1][1] if len(rss) > 1 else 0} KiB, to the last, "
-                  f"{rss[-1][1]} KiB)."]
-    lines += ["", f"The server exited with status {rc} after SIGTERM.", ""]
+    lines += [f"Failed requests over all points: {failed}.", ""]
+    return lines
+
+
+def soak_report(a, soak, rc):
+    res, rss = soak["result"], soak["rss"]
+    # under load: from the first sample after the start to the largest one
+    first = rss[1][1] if len(rss) > 1 else rss[0][1]
+    peak = max(k for _, k in rss[1:]) if len(rss) > 1 else first
+    flat = peak <= first * 1.1 + 1024
+    return ["## Soak", "",
+            f"Concurrency 64 on cnn_batching_on for {a.soak_seconds:.0f} s. Command: "
+            + command(a) + ".", "",
+            f"{res['requests']} requests, {res['failed']} failed, p50 {res['p50_us']:.0f} us, "
+            f"p99 {res['p99_us']:.0f} us; the server exited with status {rc} after SIGTERM.", "",
+            "Server resident memory (KiB) over time: " +
+            ", ".join(f"{t:.0f} s: {k}" for t, k in rss) + ".", "",
+            f"Target: zero failed requests and flat memory: "
+            f"**{'met' if res['failed'] == 0 and flat else 'not met'}** (the first sample under "
+            f"load {first} KiB, the largest {peak} KiB: {100 * (peak - first) / first:+.1f}%; "
+            "flat means within 10%).", ""]
+
+
+def write_report(a, done):
+    """The report's sections in SECTIONS order: the ones run now, the others as the
+    existing report has them."""
+    old = {}
+    if os.path.exists(a.out):
+        text = open(a.out).read()
+        for name, title in (("overhead", "## Server overhead"), ("batching", "## Dynamic batching"),
+                            ("soak", "## Soak")):
+            i = text.find(title)
+            if i >= 0:
+                j = text.find("\n## ", i + 1)
+                old[name] = text[i:j if j >= 0 else len(text)].rstrip("\n").split("\n") + [""]
+    lines = ["# Serving benchmarks (issue 5)", "",
+             f"Machine: {cpu_model()}, {os.cpu_count()} cores. Server and in-process runs with "
+             f"`-t {a.threads}`; the load generator (bench/serve_load.c, one keep-alive "
+             "connection per concurrent client, binary tensor data) on the same machine. "
+             "Each section says the command that produced it.", ""]
+    for name in SECTIONS:
+        lines += done.get(name) or old.get(name) or []
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
-        f.write("\n".join(lines))
+        f.write("\n".join(lines).rstrip("\n") + "\n")
 
 
 if __name__ == "__main__":
