@@ -145,6 +145,20 @@ void *kiln__aligned_alloc(size_t bytes);
 void kiln__aligned_free(void *p);
 char *kiln__strdup(const char *s);
 
+/* A growing text/byte buffer. Zero-initialize; the caller frees p. oom sticks
+ * once an allocation failed (later writes do nothing). When it holds anything,
+ * a NUL follows its n bytes. */
+typedef struct kiln__strbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} kiln__strbuf;
+/* Room for extra more bytes (and the NUL); -1 (oom set) when out of memory. */
+int kiln__sb_reserve(kiln__strbuf *b, size_t extra);
+void kiln__sb_put(kiln__strbuf *b, const void *s, size_t n);
+void kiln__sb_str(kiln__strbuf *b, const char *s);
+void kiln__sb_printf(kiln__strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Arena: one aligned block; offsets are planned elsewhere. */
 typedef struct kiln__arena {
     uint8_t *base;

@@ -197,75 +197,42 @@ kiln_status kiln__timing_cache_save(kiln__timing_cache *tc) {
 
 /* ---- node signature ---------------------------------------------------------- */
 
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = (b->cap ? b->cap * 2 : 256) + (size_t)n;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-}
-
 /* "cpu|threads|precision|domain.op|in: dtype[dims]c ...|attrs" (malloc'd);
  * for a node on a device (c->dev), the device's name in place of the CPU's. */
 static char *node_key(const kiln__kctx *c) {
-    sbuf b = {0};
+    kiln__strbuf b = {0};
     const kiln__node *nd = c->node;
-    sb_printf(&b, "%s|t%d|p%d|%s.%s|", c->dev ? kiln__device_name(c->dev) : kiln__cpu_model(),
+    kiln__sb_printf(&b, "%s|t%d|p%d|%s.%s|", c->dev ? kiln__device_name(c->dev) : kiln__cpu_model(),
               c->nth_plan, c->precision, nd->domain, nd->op_type);
     for (int k = 0; k < c->n_in; k++) {
         const kiln_tensor *t = c->in[k];
         if (!t) {
-            sb_printf(&b, "-;");
+            kiln__sb_printf(&b, "-;");
             continue;
         }
-        sb_printf(&b, "%s[", kiln_dtype_name(t->dtype));
-        for (int d = 0; d < t->ndim; d++) sb_printf(&b, d ? ",%" PRId64 : "%" PRId64, t->dims[d]);
-        sb_printf(&b, "]%s;", t->data ? "c" : "");
+        kiln__sb_printf(&b, "%s[", kiln_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++) kiln__sb_printf(&b, d ? ",%" PRId64 : "%" PRId64, t->dims[d]);
+        kiln__sb_printf(&b, "]%s;", t->data ? "c" : "");
     }
-    sb_printf(&b, "|");
+    kiln__sb_printf(&b, "|");
     for (int i = 0; i < nd->n_attr; i++) {
         const kiln__attr *a = &nd->attr[i];
-        sb_printf(&b, "%s=", a->name);
+        kiln__sb_printf(&b, "%s=", a->name);
         switch (a->type) {
-        case KILN__ATTR_INT: sb_printf(&b, "%" PRId64, a->i); break;
-        case KILN__ATTR_FLOAT: sb_printf(&b, "%.9g", a->f); break;
-        case KILN__ATTR_STRING: sb_printf(&b, "%.64s", a->s); break;
+        case KILN__ATTR_INT: kiln__sb_printf(&b, "%" PRId64, a->i); break;
+        case KILN__ATTR_FLOAT: kiln__sb_printf(&b, "%.9g", a->f); break;
+        case KILN__ATTR_STRING: kiln__sb_printf(&b, "%.64s", a->s); break;
         case KILN__ATTR_INTS:
-            for (int j = 0; j < a->n; j++) sb_printf(&b, j ? ",%" PRId64 : "%" PRId64, a->ints[j]);
+            for (int j = 0; j < a->n; j++) kiln__sb_printf(&b, j ? ",%" PRId64 : "%" PRId64, a->ints[j]);
             break;
         case KILN__ATTR_FLOATS:
-            for (int j = 0; j < a->n; j++) sb_printf(&b, j ? ",%.9g" : "%.9g", a->floats[j]);
+            for (int j = 0; j < a->n; j++) kiln__sb_printf(&b, j ? ",%.9g" : "%.9g", a->floats[j]);
             break;
-        default: sb_printf(&b, "t%d", (int)a->type); break;
+        default: kiln__sb_printf(&b, "t%d", (int)a->type); break;
         }
-        sb_printf(&b, ";");
+        kiln__sb_printf(&b, ";");
     }
-    for (size_t i = 0; b.p && i < b.len; i++) /* one line, no separators inside */
+    for (size_t i = 0; b.p && i < b.n; i++) /* one line, no separators inside */
         if (b.p[i] == '\n' || b.p[i] == '\r' || b.p[i] == ' ' || b.p[i] == '\t') b.p[i] = '_';
     if (b.oom) {
         free(b.p);

@@ -34,6 +34,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/core.h"
 #include "serve/infer_codec.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -972,65 +973,17 @@ int serve_request_check(serve_request *r, const serve_model_config *cfg, int *ba
 /* Responses                                                                */
 /* ======================================================================== */
 
-/* A growing byte buffer; oom sticks once an allocation failed. Always has a
- * NUL after its n bytes when it holds anything. */
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static int sb_reserve(sbuf *b, size_t extra) {
-    if (b->oom) return -1;
-    if (extra > SIZE_MAX - b->n - 1) return b->oom = 1, -1;
-    size_t need = b->n + extra + 1;
-    if (need <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    char *p = realloc(b->p, cap);
-    if (!p) return b->oom = 1, -1;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static void sb_put(sbuf *b, const void *s, size_t n) {
-    if (sb_reserve(b, n)) return;
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_fmt(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_fmt(sbuf *b, const char *fmt, ...) {
-    va_list ap;
-    if (sb_reserve(b, 64)) return;
-    va_start(ap, fmt);
-    int w = vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-    va_end(ap);
-    if (w < 0) return;
-    if ((size_t)w >= b->cap - b->n) {
-        if (sb_reserve(b, (size_t)w)) return;
-        va_start(ap, fmt);
-        vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
-        va_end(ap);
-    }
-    b->n += (size_t)w;
-}
-
 /* s (n bytes) as a JSON string. Bytes >= 0x80 pass as they are (as Triton
  * does: BYTES that are not UTF-8 belong in binary form). */
-static void sb_json_str(sbuf *b, const char *s, size_t n) {
+static void sb_json_str(kiln__strbuf *b, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
-    if (sb_reserve(b, n + 2)) return;
+    if (kiln__sb_reserve(b, n + 2)) return;
     b->p[b->n++] = '"';
     size_t run = 0; /* bytes copied as they are, pending */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\') continue;
-        sb_put(b, s + run, i - run);
+        kiln__sb_put(b, s + run, i - run);
         run = i + 1;
         char e[7] = {'\\', 0};
         switch (c) {
@@ -1043,28 +996,28 @@ static void sb_json_str(sbuf *b, const char *s, size_t n) {
         case '\t': e[1] = 't'; break;
         default: memcpy(e + 1, "u00", 3), e[4] = hex[c >> 4], e[5] = hex[c & 15]; break;
         }
-        sb_str(b, e);
+        kiln__sb_str(b, e);
     }
-    sb_put(b, s + run, n - run);
-    sb_put(b, "\"", 1);
+    kiln__sb_put(b, s + run, n - run);
+    kiln__sb_put(b, "\"", 1);
 }
 
 /* A float or double that reads back the same (prec 9 or 17 significant
  * digits), always with a '.' or an exponent so that it reads as a float. */
-static void sb_float(sbuf *b, double v, int prec) {
+static void sb_float(kiln__strbuf *b, double v, int prec) {
     char t[48];
     if (isnan(v)) {
-        sb_str(b, "NaN");
+        kiln__sb_str(b, "NaN");
         return;
     }
     if (isinf(v)) {
-        sb_str(b, v < 0 ? "-Infinity" : "Infinity");
+        kiln__sb_str(b, v < 0 ? "-Infinity" : "Infinity");
         return;
     }
     int w = snprintf(t, sizeof t - 2, "%.*g", prec, v);
     if (w < 0 || (size_t)w >= sizeof t - 2) return;
     if (!strpbrk(t, ".e")) memcpy(t + w, ".0", 3), w += 2;
-    sb_put(b, t, (size_t)w);
+    kiln__sb_put(b, t, (size_t)w);
 }
 
 /* One output, as it will be sent. */
@@ -1075,7 +1028,7 @@ typedef struct out_prep {
     const char *dtype;            /* wire name */
     int ndim;
     int64_t dims[KILN_MAX_DIMS];  /* the shape sent */
-    sbuf cls;                     /* classification: length-prefixed strings; owned */
+    kiln__strbuf cls;                     /* classification: length-prefixed strings; owned */
     int64_t n_cls;
     size_t bin_size;              /* binary size of the data */
 } out_prep;
@@ -1174,17 +1127,17 @@ static int classify(out_prep *p, char *err, size_t errlen) {
         }
         qsort(e, (size_t)per, sizeof *e, cmp);
         for (int64_t j = 0; j < k; j++) {
-            if (sb_reserve(&p->cls, 4)) break;
+            if (kiln__sb_reserve(&p->cls, 4)) break;
             size_t at = p->cls.n;
             p->cls.n += 4;
             /* std::to_string: "%f" for floating point, decimal integers */
-            if (cmp == cls_cmp_f) sb_fmt(&p->cls, "%f:%" PRId64, e[j].v.f, e[j].idx);
-            else if (cmp == cls_cmp_i) sb_fmt(&p->cls, "%" PRId64 ":%" PRId64, e[j].v.i, e[j].idx);
-            else sb_fmt(&p->cls, "%" PRIu64 ":%" PRId64, e[j].v.u, e[j].idx);
+            if (cmp == cls_cmp_f) kiln__sb_printf(&p->cls, "%f:%" PRId64, e[j].v.f, e[j].idx);
+            else if (cmp == cls_cmp_i) kiln__sb_printf(&p->cls, "%" PRId64 ":%" PRId64, e[j].v.i, e[j].idx);
+            else kiln__sb_printf(&p->cls, "%" PRIu64 ":%" PRId64, e[j].v.u, e[j].idx);
             const char *label = (o->labels && e[j].idx < o->n_labels) ? o->labels[e[j].idx] : NULL;
             if (label && *label) {
-                sb_put(&p->cls, ":", 1);
-                sb_str(&p->cls, label);
+                kiln__sb_put(&p->cls, ":", 1);
+                kiln__sb_str(&p->cls, label);
             }
             if (p->cls.oom) break;
             uint32_t l = (uint32_t)(p->cls.n - at - 4);
@@ -1235,35 +1188,35 @@ static int prepare_output(const serve_response_output *o, out_prep *p, char *err
 }
 
 /* The elements of p as a JSON array. */
-static void write_json_data(sbuf *b, const out_prep *p) {
-    sb_put(b, "[", 1);
+static void write_json_data(kiln__strbuf *b, const out_prep *p) {
+    kiln__sb_put(b, "[", 1);
     if (p->o->class_count > 0) {
         size_t off = 0;
         for (int64_t i = 0; i < p->n_cls && !b->oom; i++) {
             uint32_t l;
             memcpy(&l, p->cls.p + off, 4);
-            if (i) sb_put(b, ",", 1);
+            if (i) kiln__sb_put(b, ",", 1);
             sb_json_str(b, p->cls.p + off + 4, l);
             off += 4 + (size_t)l;
         }
-        sb_put(b, "]", 1);
+        kiln__sb_put(b, "]", 1);
         return;
     }
     kiln_dtype dt = kiln_tensor_dtype(p->t);
     const void *d = kiln_tensor_data(p->t);
     int64_t n = kiln_tensor_numel(p->t);
     for (int64_t i = 0; i < n && !b->oom; i++) {
-        if (i) sb_put(b, ",", 1);
+        if (i) kiln__sb_put(b, ",", 1);
         switch (dt) {
-        case KILN_DTYPE_BOOL: sb_str(b, ((const uint8_t *)d)[i] ? "true" : "false"); break;
-        case KILN_DTYPE_I8: sb_fmt(b, "%d", ((const int8_t *)d)[i]); break;
-        case KILN_DTYPE_I16: sb_fmt(b, "%d", ((const int16_t *)d)[i]); break;
-        case KILN_DTYPE_I32: sb_fmt(b, "%" PRId32, ((const int32_t *)d)[i]); break;
-        case KILN_DTYPE_I64: sb_fmt(b, "%" PRId64, ((const int64_t *)d)[i]); break;
-        case KILN_DTYPE_U8: sb_fmt(b, "%u", ((const uint8_t *)d)[i]); break;
-        case KILN_DTYPE_U16: sb_fmt(b, "%u", ((const uint16_t *)d)[i]); break;
-        case KILN_DTYPE_U32: sb_fmt(b, "%" PRIu32, ((const uint32_t *)d)[i]); break;
-        case KILN_DTYPE_U64: sb_fmt(b, "%" PRIu64, ((const uint64_t *)d)[i]); break;
+        case KILN_DTYPE_BOOL: kiln__sb_str(b, ((const uint8_t *)d)[i] ? "true" : "false"); break;
+        case KILN_DTYPE_I8: kiln__sb_printf(b, "%d", ((const int8_t *)d)[i]); break;
+        case KILN_DTYPE_I16: kiln__sb_printf(b, "%d", ((const int16_t *)d)[i]); break;
+        case KILN_DTYPE_I32: kiln__sb_printf(b, "%" PRId32, ((const int32_t *)d)[i]); break;
+        case KILN_DTYPE_I64: kiln__sb_printf(b, "%" PRId64, ((const int64_t *)d)[i]); break;
+        case KILN_DTYPE_U8: kiln__sb_printf(b, "%u", ((const uint8_t *)d)[i]); break;
+        case KILN_DTYPE_U16: kiln__sb_printf(b, "%u", ((const uint16_t *)d)[i]); break;
+        case KILN_DTYPE_U32: kiln__sb_printf(b, "%" PRIu32, ((const uint32_t *)d)[i]); break;
+        case KILN_DTYPE_U64: kiln__sb_printf(b, "%" PRIu64, ((const uint64_t *)d)[i]); break;
         case KILN_DTYPE_F32: sb_float(b, ((const float *)d)[i], 9); break;
         case KILN_DTYPE_F64: sb_float(b, ((const double *)d)[i], 17); break;
         case KILN_DTYPE_STRING: {
@@ -1272,16 +1225,16 @@ static void write_json_data(sbuf *b, const out_prep *p) {
             sb_json_str(b, s, strlen(s));
             break;
         }
-        default: sb_str(b, "null"); break; /* FP16/BF16 are refused before */
+        default: kiln__sb_str(b, "null"); break; /* FP16/BF16 are refused before */
         }
     }
-    sb_put(b, "]", 1);
+    kiln__sb_put(b, "]", 1);
 }
 
 /* The binary form of p's data. */
-static void write_binary(sbuf *b, const out_prep *p) {
+static void write_binary(kiln__strbuf *b, const out_prep *p) {
     if (p->o->class_count > 0) {
-        sb_put(b, p->cls.p, p->cls.n);
+        kiln__sb_put(b, p->cls.p, p->cls.n);
         return;
     }
     kiln_dtype dt = kiln_tensor_dtype(p->t);
@@ -1292,16 +1245,16 @@ static void write_binary(sbuf *b, const out_prep *p) {
             const char *s = ((char *const *)d)[i];
             s = s ? s : "";
             uint32_t l = (uint32_t)strlen(s);
-            sb_put(b, &l, 4);
-            sb_put(b, s, l);
+            kiln__sb_put(b, &l, 4);
+            kiln__sb_put(b, s, l);
         }
     } else if (dt == KILN_DTYPE_BOOL) {
-        if (sb_reserve(b, (size_t)n)) return;
+        if (kiln__sb_reserve(b, (size_t)n)) return;
         for (int64_t i = 0; i < n; i++) b->p[b->n + (size_t)i] = ((const uint8_t *)d)[i] != 0;
         b->n += (size_t)n;
         b->p[b->n] = '\0';
     } else {
-        sb_put(b, d, p->bin_size);
+        kiln__sb_put(b, d, p->bin_size);
     }
 }
 
@@ -1323,41 +1276,41 @@ int serve_response_build(const char *model, const char *version, const char *id,
             bin_total += prep[i].bin_size;
         }
     }
-    sbuf b = {0};
+    kiln__strbuf b = {0};
     if (!rc) {
-        sb_reserve(&b, 256 + bin_total);
-        sb_str(&b, "{\"model_name\":");
+        kiln__sb_reserve(&b, 256 + bin_total);
+        kiln__sb_str(&b, "{\"model_name\":");
         sb_json_str(&b, model ? model : "", model ? strlen(model) : 0);
         if (version) {
-            sb_str(&b, ",\"model_version\":");
+            kiln__sb_str(&b, ",\"model_version\":");
             sb_json_str(&b, version, strlen(version));
         }
         if (id && *id) {
-            sb_str(&b, ",\"id\":");
+            kiln__sb_str(&b, ",\"id\":");
             sb_json_str(&b, id, strlen(id));
         }
-        sb_str(&b, ",\"outputs\":[");
+        kiln__sb_str(&b, ",\"outputs\":[");
         for (int i = 0; i < n && !b.oom; i++) {
             const out_prep *p = &prep[i];
-            sb_str(&b, i ? ",{\"name\":" : "{\"name\":");
+            kiln__sb_str(&b, i ? ",{\"name\":" : "{\"name\":");
             sb_json_str(&b, outs[i].name ? outs[i].name : "", outs[i].name ? strlen(outs[i].name) : 0);
-            sb_str(&b, ",\"datatype\":\"");
-            sb_str(&b, p->dtype);
-            sb_str(&b, "\",\"shape\":[");
+            kiln__sb_str(&b, ",\"datatype\":\"");
+            kiln__sb_str(&b, p->dtype);
+            kiln__sb_str(&b, "\",\"shape\":[");
             for (int d = 0; d < p->ndim; d++) {
-                if (d) sb_put(&b, ",", 1);
-                sb_fmt(&b, "%" PRId64, p->dims[d]);
+                if (d) kiln__sb_put(&b, ",", 1);
+                kiln__sb_printf(&b, "%" PRId64, p->dims[d]);
             }
-            sb_str(&b, "],");
+            kiln__sb_str(&b, "],");
             if (outs[i].binary) {
-                sb_fmt(&b, "\"parameters\":{\"binary_data_size\":%zu}}", p->bin_size);
+                kiln__sb_printf(&b, "\"parameters\":{\"binary_data_size\":%zu}}", p->bin_size);
             } else {
-                sb_str(&b, "\"data\":");
+                kiln__sb_str(&b, "\"data\":");
                 write_json_data(&b, p);
-                sb_str(&b, "}");
+                kiln__sb_str(&b, "}");
             }
         }
-        sb_str(&b, "]}");
+        kiln__sb_str(&b, "]}");
         size_t json_len = b.n;
         for (int i = 0; i < n && !b.oom; i++)
             if (outs[i].binary) write_binary(&b, &prep[i]);
@@ -1380,11 +1333,11 @@ int serve_response_build(const char *model, const char *version, const char *id,
 }
 
 char *serve_error_body(const char *msg, size_t *len) {
-    sbuf b = {0};
+    kiln__strbuf b = {0};
     msg = msg ? msg : "";
-    sb_str(&b, "{\"error\":");
+    kiln__sb_str(&b, "{\"error\":");
     sb_json_str(&b, msg, strlen(msg));
-    sb_str(&b, "}");
+    kiln__sb_str(&b, "}");
     if (b.oom) {
         free(b.p);
         *len = 0;

@@ -1015,6 +1015,26 @@ static kiln_status parse_false_only(pctx *c, const pbtxt_node *n, const char *ty
     X(parameters, 1) X(model_warmup, 1) X(model_operations, 0) X(model_transaction_policy, 0)     \
     X(model_repository_agents, 0) X(response_cache, 0) X(model_metrics, 0)
 
+/* platform (is_platform) or backend: a string naming an ONNX runtime
+ * ("onnxruntime_onnx"; "onnxruntime" or "kiln"), or empty. */
+static kiln_status get_onnx_choice(pctx *c, const pbtxt_node *f, const char *where,
+                                   int is_platform, char **out) {
+    kiln_status st = get_str(c, f, where, out);
+    if (st) return st;
+    const char *s = *out;
+    int ok = !s[0] || (is_platform ? !strcmp(s, "onnxruntime_onnx")
+                                   : !strcmp(s, "onnxruntime") || !strcmp(s, "kiln"));
+    if (ok) return KILN_OK;
+    st = AT_VALUE(c, f, KILN_E_UNSUPPORTED,
+                  "%s '%s' is not supported: kiln serves ONNX models (%s)",
+                  is_platform ? "platform" : "backend", s,
+                  is_platform ? "platform \"onnxruntime_onnx\""
+                              : "backend \"onnxruntime\" or \"kiln\"");
+    free(*out);
+    *out = NULL;
+    return st;
+}
+
 static kiln_status parse_model_config(pctx *c, const pbtxt_node *root) {
     FIELD_TABLE(MC, MC_FIELDS);
     serve_model_config *cfg = c->cfg;
@@ -1054,27 +1074,9 @@ static kiln_status parse_model_config(pctx *c, const pbtxt_node *root) {
             else free(s);
             break;
         case F_platform:
-            if ((st = get_str(c, f, where, &s))) return st;
-            if (s[0] && strcmp(s, "onnxruntime_onnx")) {
-                st = AT_VALUE(c, f, KILN_E_UNSUPPORTED,
-                              "platform '%s' is not supported: kiln serves ONNX models (platform "
-                              "\"onnxruntime_onnx\")", s);
-                free(s);
-                return st;
-            }
-            if (s[0]) cfg->platform = s;
-            else free(s);
-            break;
         case F_backend:
-            if ((st = get_str(c, f, where, &s))) return st;
-            if (s[0] && strcmp(s, "onnxruntime") && strcmp(s, "kiln")) {
-                st = AT_VALUE(c, f, KILN_E_UNSUPPORTED,
-                              "backend '%s' is not supported: kiln serves ONNX models (backend "
-                              "\"onnxruntime\" or \"kiln\")", s);
-                free(s);
-                return st;
-            }
-            if (s[0]) cfg->backend = s;
+            if ((st = get_onnx_choice(c, f, where, idx == F_platform, &s))) return st;
+            if (s[0]) *(idx == F_platform ? &cfg->platform : &cfg->backend) = s;
             else free(s);
             break;
         case F_runtime:

@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/core.h"
 #include "serve/serve_internal.h"
 
 /* Upper bounds (seconds) of the latency histogram's buckets. */
@@ -89,40 +90,6 @@ void serve_stats_batch(serve_stats *st, int size, uint64_t in_ns, uint64_t infer
 
 /* ---- Prometheus text ---------------------------------------------------- */
 
-typedef struct text_buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} text_buf;
-
-static void put(text_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(text_buf *b, const char *fmt, ...) {
-    if (b->oom) return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->oom = 1;
-            return;
-        }
-        if (b->p && b->len + (size_t)n < b->cap) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap <= b->len + (size_t)n) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
 /* A Prometheus label value: backslash, quote and newline escaped. */
 static void label_value(const char *s, char *out, size_t n) {
     size_t k = 0;
@@ -189,7 +156,7 @@ void serve_metrics_text(serve_ctx *c, serve_reply *out) {
     serve_model **models = NULL;
     int n = serve_repo_list_ready(c->repo, &models);
     model_snap *snaps = calloc((size_t)(n > 0 ? n : 1), sizeof *snaps);
-    text_buf b = {0};
+    kiln__strbuf b = {0};
     if (!snaps) b.oom = 1;
     for (int i = 0; i < n && snaps; i++) {
         serve_model *m = models[i];
@@ -204,39 +171,39 @@ void serve_metrics_text(serve_ctx *c, serve_reply *out) {
     free(models);
     for (size_t k = 0; k < sizeof metric_defs / sizeof metric_defs[0] && snaps; k++) {
         const metric_def *d = &metric_defs[k];
-        put(&b, "# HELP %s %s\n# TYPE %s %s\n", d->name, d->help, d->name, d->type);
+        kiln__sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", d->name, d->help, d->name, d->type);
         for (int i = 0; i < n; i++) {
             const model_snap *m = &snaps[i];
             if (k == 1) {
                 for (int r = 0; r < SERVE_FAIL_COUNT; r++)
-                    put(&b, "%s{model=\"%s\",reason=\"%s\",version=\"%s\"} %llu\n", d->name,
+                    kiln__sb_printf(&b, "%s{model=\"%s\",reason=\"%s\",version=\"%s\"} %llu\n", d->name,
                         m->model, fail_reason_names[r], m->version,
                         (unsigned long long)m->s.fail[r].count);
             } else {
-                put(&b, "%s{model=\"%s\",version=\"%s\"} %llu\n", d->name, m->model, m->version,
+                kiln__sb_printf(&b, "%s{model=\"%s\",version=\"%s\"} %llu\n", d->name, m->model, m->version,
                     (unsigned long long)metric_value(m, (int)k));
             }
         }
     }
     if (snaps) {
         const char *h = "kiln_inference_request_duration_seconds";
-        put(&b, "# HELP %s End-to-end latency of successful requests\n", h);
-        put(&b, "# TYPE %s histogram\n", h);
+        kiln__sb_printf(&b, "# HELP %s End-to-end latency of successful requests\n", h);
+        kiln__sb_printf(&b, "# TYPE %s histogram\n", h);
         for (int i = 0; i < n; i++) {
             const model_snap *m = &snaps[i];
             uint64_t cum = 0;
             for (int k = 0; k <= SERVE_HIST_BUCKETS; k++) {
                 cum += m->s.hist[k];
                 if (k < SERVE_HIST_BUCKETS)
-                    put(&b, "%s_bucket{model=\"%s\",version=\"%s\",le=\"%g\"} %llu\n", h, m->model,
+                    kiln__sb_printf(&b, "%s_bucket{model=\"%s\",version=\"%s\",le=\"%g\"} %llu\n", h, m->model,
                         m->version, hist_le_s[k], (unsigned long long)cum);
                 else
-                    put(&b, "%s_bucket{model=\"%s\",version=\"%s\",le=\"+Inf\"} %llu\n", h,
+                    kiln__sb_printf(&b, "%s_bucket{model=\"%s\",version=\"%s\",le=\"+Inf\"} %llu\n", h,
                         m->model, m->version, (unsigned long long)cum);
             }
-            put(&b, "%s_sum{model=\"%s\",version=\"%s\"} %.9f\n", h, m->model, m->version,
+            kiln__sb_printf(&b, "%s_sum{model=\"%s\",version=\"%s\"} %.9f\n", h, m->model, m->version,
                 (double)m->s.success.ns / 1e9);
-            put(&b, "%s_count{model=\"%s\",version=\"%s\"} %llu\n", h, m->model, m->version,
+            kiln__sb_printf(&b, "%s_count{model=\"%s\",version=\"%s\"} %llu\n", h, m->model, m->version,
                 (unsigned long long)m->s.success.count);
         }
     }
@@ -249,7 +216,7 @@ void serve_metrics_text(serve_ctx *c, serve_reply *out) {
     }
     out->status = 200;
     out->body = b.p ? b.p : calloc(1, 1);
-    out->len = b.len;
+    out->len = b.n;
     out->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
