@@ -11,8 +11,9 @@
  * preferred size, runs at once; at the deadline a batch is cut back to the
  * largest preferred size it holds, if any). The batch's inputs are stacked
  * along dimension 0, the session runs once, and each job gets its rows of
- * every output. Queue policy: jobs past max_queue_size are rejected at once,
- * jobs whose timeout passes while queued are answered 503.
+ * every output. Queue policy: jobs past max_queue_size are rejected at once;
+ * a job whose timeout passes while queued is answered 503 (timeout_action
+ * REJECT) or waits behind every job still within its timeout (DELAY).
  *
  * Fast path: when a job arrives to an empty queue, an idle instance and no
  * batch to wait for (no dynamic batching, or a queue delay of 0), the
@@ -129,9 +130,16 @@ static int largest_preferred(const serve_model_config *c) {
     return best;
 }
 
-/* Picks the jobs of the next batch into out[] (queue order, oldest first),
- * returns how many; 0 when stopping with an empty queue. Holds s->mu and may
- * wait on s->cv (releasing it) for a dynamic batch to fill. */
+/* Is j past a timeout whose action is DELAY (it then yields to the jobs
+ * still within their timeout)? */
+static int delayed(const serve_job *j, uint64_t now) {
+    return j->delay_after_ns && now >= j->delay_after_ns;
+}
+
+/* Picks the jobs of the next batch into out[] (queue order, oldest first,
+ * jobs past a DELAY timeout last), returns how many; 0 when stopping with an
+ * empty queue. Holds s->mu and may wait on s->cv (releasing it) for a dynamic
+ * batch to fill. */
 static int collect(serve_sched *s, int w, serve_job **out, int max_jobs) {
     const serve_model_config *c = &s->m->cfg;
     for (;;) {
@@ -146,17 +154,24 @@ static int collect(serve_sched *s, int w, serve_job **out, int max_jobs) {
             if (s->stop) return 0;
             continue;
         }
+        /* the oldest job within its timeout leads; jobs past a DELAY timeout
+         * come after all of those */
         serve_job *first = s->head;
+        while (first && delayed(first, now)) first = first->next;
+        if (!first) first = s->head;
         int n = 0, total = 0;
         if (!c->dynamic_batching) {
             out[n++] = first;
             total = first->batch;
         } else {
-            for (serve_job *j = first; j && n < max_jobs; j = j->next)
-                if (total + j->batch <= c->max_batch_size && batchable(s, first, j)) {
-                    out[n++] = j;
-                    total += j->batch;
-                    if (total == c->max_batch_size) break;
+            for (int pass = 0; pass < 2 && total < c->max_batch_size; pass++)
+                for (serve_job *j = s->head; j && n < max_jobs; j = j->next) {
+                    if (delayed(j, now) != pass) continue;
+                    if (total + j->batch <= c->max_batch_size && batchable(s, first, j)) {
+                        out[n++] = j;
+                        total += j->batch;
+                        if (total == c->max_batch_size) break;
+                    }
                 }
             uint64_t until = first->t_enqueue_ns + (uint64_t)c->max_queue_delay_us * 1000ull;
             int ready = total >= c->max_batch_size || s->stop ||
@@ -355,9 +370,9 @@ void serve_sched_submit(serve_sched *s, serve_job *job) {
     int64_t timeout = c->default_timeout_us;
     if (job->req->timeout_us > 0 && (c->allow_timeout_override || !timeout))
         timeout = job->req->timeout_us;
-    job->deadline_ns = timeout > 0 && !c->timeout_action_delay
-                           ? job->t_enqueue_ns + (uint64_t)timeout * 1000ull
-                           : 0;
+    uint64_t limit = timeout > 0 ? job->t_enqueue_ns + (uint64_t)timeout * 1000ull : 0;
+    job->deadline_ns = c->timeout_action_delay ? 0 : limit;    /* REJECT */
+    job->delay_after_ns = c->timeout_action_delay ? limit : 0; /* DELAY */
     job->done = 0;
     job->status = 0;
     job->next = NULL;

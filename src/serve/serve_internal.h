@@ -76,7 +76,8 @@ cJSON *serve_stats_json(serve_model *m);
 typedef struct serve_job {
     serve_request *req;          /* checked: inputs in the model's form */
     int batch;                   /* its batch size (1 without batching) */
-    uint64_t t_enqueue_ns, deadline_ns; /* deadline 0: none */
+    uint64_t t_enqueue_ns, deadline_ns; /* deadline: answered 503 past it; 0: none */
+    uint64_t delay_after_ns;     /* DELAY timeout: past it, after the others; 0: none */
     uint64_t queue_ns;           /* time spent queued */
     /* results, set by the worker before done */
     int status;                  /* 0, or an HTTP status with err */

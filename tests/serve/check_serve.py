@@ -45,7 +45,9 @@ out, BYTES models batched and not), starts `kiln serve --http-port 0
                one instance: past max_queue_size a request is rejected at once
                (503, "queue ... full"); a request that waits in the queue past
                default_timeout_microseconds is answered 503 ("timeout") while
-               the batch before it still runs; both counted as REJECTED failures
+               the batch before it still runs; both counted as REJECTED failures;
+               with timeout_action DELAY, a request past its (per-request)
+               timeout runs after a later one still within its own
   sigterm      SIGTERM with slow requests in flight: every one answered 200
                with the right output, new connections refused, exit 0 within
                seconds; idle, half-sent and stalled clients do not hold the exit
@@ -1307,6 +1309,8 @@ def group_queue(ck, kiln, tmp):
               "max_batch_size: 1\ndynamic_batching { default_queue_policy { max_queue_size: 1 } }\n")
     add_model(qrepo, "timeout", {1: model}, "max_batch_size: 1\n"
               "dynamic_batching { default_queue_policy { default_timeout_microseconds: 50000 } }\n")
+    add_model(qrepo, "delay", {1: slow_batched_model(rng, layers=24)}, "max_batch_size: 1\n"
+              "dynamic_batching { default_queue_policy { timeout_action: DELAY allow_timeout_override: true } }\n")
     srv = Server(kiln, qrepo)
     try:
         ck.check("queue: server ready", srv.ready, srv.stderr()[-400:])
@@ -1350,6 +1354,43 @@ def group_queue(ck, kiln, tmp):
         late = sum(1 for st, msg in r if st == "503" and "timeout" in msg)
         ck.check("queue: a request queued past its timeout is answered 503", ok == 1 and late == 2,
                  f"answers {r}", f"1 answered, 2 timed out ({took:.2f} s for the burst)")
+        # DELAY: a queued request past its timeout yields to one still within its own. The times
+        # are fractions of one request's run (a sanitizer build runs ten times slower).
+        t0 = time.time()
+        srv.client.infer("delay", [inp("X", x, "FP32", True)])
+        run = time.time() - t0
+        finished = {}
+
+        def send(tag, timeout_us):
+            cl = srv.new_client()
+            try:
+                cl.infer("delay", [inp("X", x, "FP32", True)], timeout=timeout_us)
+                finished[tag] = time.time()
+            except Exception as e:  # noqa: BLE001
+                finished[tag] = one_line(e)
+            finally:
+                cl.close()
+        # A runs; B queues behind it with a timeout of 0.2 run; once that has passed, D queues with
+        # a long one; A must still be running then (else the check says it could not tell)
+        threads = []
+
+        def start(tag, timeout_us, pending_now):
+            th = threading.Thread(target=send, args=(tag, timeout_us))
+            th.start()
+            threads.append(th)
+            return wait_for(lambda: pending(srv.metrics_port, "delay") >= pending_now, 30)
+        queued = start("A", None, 1) and start("B", int(run * 0.2e6), 2)  # B is queued before D
+        time.sleep(0.3 * run)
+        t_d = time.time()
+        start("D", int(run * 10e6), 0)
+        for th in threads:
+            th.join(120)
+        times_ok = queued and all(isinstance(finished.get(t), float) for t in "ABD")
+        reordered = times_ok and finished["D"] < finished["B"]
+        told = reordered or (times_ok and finished["A"] > t_d)
+        ck.check("queue: DELAY: a request past its timeout runs after one within it", reordered,
+                 f"{'' if told else 'could not tell (A ended before D was sent): '}{finished}",
+                 f"one run {run:.2f} s; B (timeout 0.2 run) answered after D (queued 0.3 run later)")
         with urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=10) as resp:
             page = resp.read().decode()
         rejected = {m: re.search(rf'nv_inference_request_failure{{model="{m}",reason="REJECTED",'
