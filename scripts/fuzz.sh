@@ -10,16 +10,19 @@
 #     serve: the server's inference request parsing and checking (JSON and
 #          binary tensor data; tests/fuzz/fuzz_serve_request.c), seeded with
 #          valid requests, with a dictionary of the protocol's words
+#     serve-config: config.pbtxt parsing, completion against a small model and
+#          the JSON form (tests/fuzz/fuzz_serve_config.c), seeded with configs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_TO_RUN=${1:-60}
 TARGET=${2:-load}
-case "$TARGET" in load|run|files|serve) ;; *) echo "fuzz.sh: target must be load, run, files or serve" >&2; exit 2;; esac
+case "$TARGET" in load|run|files|serve|serve-config) ;; *) echo "fuzz.sh: target must be load, run, files, serve or serve-config" >&2; exit 2;; esac
 BUILD=${FUZZ_BUILD:-build-fuzz}
 CC=clang cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DKILN_FUZZ=ON -DKILN_TESTS=OFF >/dev/null
 HARNESS=fuzz_onnx_$TARGET
 [ "$TARGET" = files ] && HARNESS=fuzz_train_files
 [ "$TARGET" = serve ] && HARNESS=fuzz_serve_request
+[ "$TARGET" = serve-config ] && HARNESS=fuzz_serve_config
 cmake --build "$BUILD" -j"$(nproc)" --target "$HARNESS" >/dev/null
 DATA=$(.venv/bin/python -c 'import onnx,os;print(os.path.join(os.path.dirname(onnx.__file__),"backend","test","data"))')
 SEEDS=$BUILD/fuzz-seeds
@@ -86,6 +89,34 @@ seeds = [framed(0, a), framed(2, a), framed(1, b, b"\x02\x00\x00\x00hi\x01\x00\x
 for i, s in enumerate(seeds):
     open(os.path.join(d, f"seed{i}"), "wb").write(s)
 PY
+fi
+if [ "$TARGET" = serve-config ]; then
+  SEEDS=$BUILD/fuzz-seeds-serve-config
+  mkdir -p "$SEEDS"
+  EXTRA=(-dict=tests/fuzz/serve_config.dict)
+  cat > "$SEEDS/full.pbtxt" <<'PB'
+name: "m"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ { name: "x" data_type: TYPE_FP32 dims: [ 3 ] reshape: { shape: [ 3 ] } } ]
+output [ { name: "out0", data_type: TYPE_FP32, dims: [ -1 ], label_filename: "labels.txt" } ]
+dynamic_batching {
+  preferred_batch_size: [ 4, 8 ]
+  max_queue_delay_microseconds: 100
+  default_queue_policy { timeout_action: DELAY default_timeout_microseconds: 1000 allow_timeout_override: true max_queue_size: 16 }
+}
+instance_group [ { count: 2 kind: KIND_CPU } ]
+version_policy: { specific: { versions: [ 1, 3 ] } }
+parameters { key: "precision" value: { string_value: "fp32" } }
+parameters: { key: "threads", value: { string_value: "2" } }
+model_warmup [ { name: "w" batch_size: 2 inputs { key: "x" value: { data_type: TYPE_FP32 dims: [ 3 ] random_data: true } } } ]
+PB
+  printf 'max_batch_size: 0
+# a comment
+input [ { name: "x" data_type: TYPE_FP32 dims: [ -1, 3 ] } ]
+' > "$SEEDS/nobatch.pbtxt"
+  printf 'name: "m"
+' > "$SEEDS/name.pbtxt"
 fi
 mkdir -p "$SEEDS" "$CORPUS"
 if [ -z "$(ls -A "$SEEDS")" ]; then

@@ -40,6 +40,7 @@ suite "server vs Triton's client (ASan+UBSan)" .venv/bin/python tests/serve/chec
 suite "fuzz ONNX loader (${FUZZ_SECONDS}s)" scripts/fuzz.sh "$FUZZ_SECONDS"
 suite "fuzz training file readers (30s)" scripts/fuzz.sh 30 files
 suite "fuzz server request parsing (30s)" scripts/fuzz.sh 30 serve
+suite "fuzz server config.pbtxt parsing (20s)" scripts/fuzz.sh 20 serve-config
 
 echo
 echo "=== summary"
