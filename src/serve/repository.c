@@ -299,34 +299,48 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* The numeric version directories of dir, ascending (caller frees). */
-static int list_versions(const char *dir, int64_t **out) {
+/* The subdirectories of dir whose names accept() takes (caller frees them
+ * with free_names); -1 when dir cannot be read. */
+static int list_subdirs(const char *dir, int (*accept)(const char *), char ***out) {
     *out = NULL;
     DIR *d = opendir(dir);
     if (!d) return -1;
     int n = 0, cap = 0;
-    int64_t *v = NULL;
+    char **v = NULL;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (!is_version_name(e->d_name)) continue;
+        if (!accept(e->d_name)) continue;
         char p[PATH_MAX];
         struct stat sb;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         if (stat(p, &sb) || !S_ISDIR(sb.st_mode)) continue;
         if (n == cap) {
-            int64_t *nv = realloc(v, sizeof *v * (size_t)(cap = cap ? cap * 2 : 8));
-            if (!nv) {
-                free(v);
-                closedir(d);
-                return -1;
-            }
+            char **nv = realloc(v, sizeof *v * (size_t)(cap = cap ? cap * 2 : 16));
+            if (!nv) break;
             v = nv;
         }
-        v[n++] = strtoll(e->d_name, NULL, 10);
+        if (!(v[n] = strdup(e->d_name))) break;
+        n++;
     }
     closedir(d);
-    if (n) qsort(v, (size_t)n, sizeof *v, cmp_i64);
     *out = v;
+    return n;
+}
+
+static void free_names(char **v, int n) {
+    for (int i = 0; i < n; i++) free(v[i]);
+    free(v);
+}
+
+/* The numeric version directories of dir, ascending (caller frees). */
+static int list_versions(const char *dir, int64_t **out) {
+    char **names = NULL;
+    int found = list_subdirs(dir, is_version_name, &names), n = found;
+    *out = n > 0 ? malloc(sizeof **out * (size_t)n) : NULL;
+    if (n > 0 && !*out) n = -1;
+    for (int i = 0; i < n; i++) (*out)[i] = strtoll(names[i], NULL, 10);
+    free_names(names, found > 0 ? found : 0);
+    if (n > 0) qsort(*out, (size_t)n, sizeof **out, cmp_i64);
     return n;
 }
 
@@ -518,42 +532,10 @@ static void unload_model(serve_repo *r, const char *name) {
     unref_all(old, n_old); /* freed when the last request using them ends */
 }
 
-/* The model directories of the repository (caller frees each and the array). */
-static int list_models(const char *dir, char ***out) {
-    *out = NULL;
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0, cap = 0;
-    char **v = NULL;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!valid_model_name(e->d_name)) continue;
-        char p[PATH_MAX];
-        struct stat sb;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (stat(p, &sb) || !S_ISDIR(sb.st_mode)) continue;
-        if (n == cap) {
-            char **nv = realloc(v, sizeof *v * (size_t)(cap = cap ? cap * 2 : 16));
-            if (!nv) break;
-            v = nv;
-        }
-        if (!(v[n] = strdup(e->d_name))) break;
-        n++;
-    }
-    closedir(d);
-    *out = v;
-    return n;
-}
-
-static void free_names(char **v, int n) {
-    for (int i = 0; i < n; i++) free(v[i]);
-    free(v);
-}
-
 /* POLL mode: loads new and changed models, unloads removed ones. */
 static void poll_once(serve_repo *r) {
     char **names = NULL;
-    int n = list_models(r->dir, &names);
+    int n = list_subdirs(r->dir, valid_model_name, &names);
     if (n < 0) return;
     char err[768];
     pthread_mutex_lock(&r->load_mu);
@@ -626,11 +608,7 @@ kiln_status serve_repo_open(const kiln_server_options *opt, int threads, serve_r
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->load_mu, NULL);
     pthread_mutex_init(&r->stop_mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->stop_cv, &ca);
-    pthread_condattr_destroy(&ca);
+    serve_cond_init_monotonic(&r->stop_cv);
     char err[768];
     pthread_mutex_lock(&r->load_mu);
     if (r->mode == KILN_MODEL_CONTROL_EXPLICIT) {
@@ -640,7 +618,7 @@ kiln_status serve_repo_open(const kiln_server_options *opt, int threads, serve_r
                         err);
     } else {
         char **names = NULL;
-        int n = list_models(r->dir, &names);
+        int n = list_subdirs(r->dir, valid_model_name, &names);
         for (int i = 0; i < n; i++)
             if (load_model(r, names[i], err, sizeof err))
                 fprintf(stderr, "kiln serve: model '%s' failed to load: %s\n", names[i], err);
@@ -736,7 +714,7 @@ int serve_repo_list_ready(serve_repo *r, serve_model ***out) {
 cJSON *serve_repo_index(serve_repo *r, int ready_only) {
     cJSON *a = cJSON_CreateArray();
     char **names = NULL;
-    int n = list_models(r->dir, &names);
+    int n = list_subdirs(r->dir, valid_model_name, &names);
     pthread_mutex_lock(&r->mu);
     /* every model directory, and entries whose directory is gone */
     for (repo_entry *e = r->entries; e && a; e = e->next) {

@@ -57,6 +57,14 @@ uint64_t serve_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void serve_cond_init_monotonic(pthread_cond_t *cv) {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 static void job_finish(serve_job *j, int status, const char *msg) {
     pthread_mutex_lock(&j->mu);
     j->status = status;
@@ -377,11 +385,7 @@ void serve_sched_submit(serve_sched *s, serve_job *job) {
     job->status = 0;
     job->next = NULL;
     pthread_mutex_init(&job->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&job->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    serve_cond_init_monotonic(&job->cv);
     pthread_mutex_lock(&s->mu);
     if (s->stop) {
         pthread_mutex_unlock(&s->mu);
@@ -470,11 +474,7 @@ kiln_status serve_sched_start(serve_model *m, int threads, serve_sched **out, ch
     if (!s) goto nomem;
     s->m = m;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    serve_cond_init_monotonic(&s->cv);
     s->n_graph_inputs = kiln_graph_num_inputs(m->graph);
     s->n_graph_outputs = kiln_graph_num_outputs(m->graph);
     int n = c->instance_count > 0 ? c->instance_count : 1;

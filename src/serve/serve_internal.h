@@ -174,5 +174,7 @@ void serve_metrics_text(serve_ctx *c, serve_reply *out);
 
 /* Monotonic nanoseconds. */
 uint64_t serve_now_ns(void);
+/* A condition variable whose timed waits take serve_now_ns() deadlines. */
+void serve_cond_init_monotonic(pthread_cond_t *cv);
 
 #endif
