@@ -7,7 +7,9 @@
  * a poll loop. Bodies are gathered up to the request size limit (checked
  * against Content-Length before reading when the client sends one). Shutdown
  * stops accepting (MHD_quiesce_daemon), waits for the requests in flight to
- * be answered, then stops the daemons, and only then the models.
+ * be answered, then stops the daemons, and only then the models. Bodies sent
+ * with Content-Encoding gzip/deflate are inflated, and answers compressed
+ * when the client accepts it (compress.c).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -41,7 +43,20 @@ typedef struct request_state {
     int counted;                 /* in s->inflight: the body is in and being answered */
 } request_state;
 
-static enum MHD_Result send_reply(struct MHD_Connection *conn, serve_reply *r) {
+/* Sends r, compressed with enc when that is not identity (and compressing
+ * works: otherwise as it is, which any client takes). */
+static enum MHD_Result send_reply(struct MHD_Connection *conn, serve_reply *r,
+                                  serve_encoding enc) {
+    char *packed = NULL;
+    size_t packed_len = 0;
+    if (enc != SERVE_ENC_IDENTITY && r->body && r->len &&
+        serve_deflate(enc, r->body, r->len, &packed, &packed_len) == 0) {
+        free(r->body);
+        r->body = packed;
+        r->len = packed_len;
+    } else {
+        enc = SERVE_ENC_IDENTITY;
+    }
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(r->len, r->body ? r->body : (void *)"",
                                         r->body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -51,7 +66,10 @@ static enum MHD_Result send_reply(struct MHD_Connection *conn, serve_reply *r) {
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             r->content_type ? r->content_type : "application/json");
-    if (r->header_len) {
+    if (enc != SERVE_ENC_IDENTITY)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, serve_encoding_name(enc));
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, MHD_HTTP_HEADER_ACCEPT_ENCODING);
+    if (r->header_len) { /* offsets in the uncompressed body, as Triton's */
         char v[32];
         snprintf(v, sizeof v, "%zu", r->header_len);
         MHD_add_response_header(resp, "Inference-Header-Content-Length", v);
@@ -117,20 +135,38 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     rs->counted = 1;
     atomic_fetch_add(&s->inflight, 1);
     serve_reply r = {0};
-    const char *enc = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                  MHD_HTTP_HEADER_CONTENT_ENCODING);
+    const char *enc_text = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                       MHD_HTTP_HEADER_CONTENT_ENCODING);
+    const serve_encoding answer_enc = serve_accept_encoding(
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING));
+    serve_encoding enc;
+    char msg[320];
     if (rs->too_big) {
-        char msg[160];
         snprintf(msg, sizeof msg,
                  "request body larger than the limit of %zu bytes (kiln serve --max-request-size)",
                  limit);
         error_reply(&r, 400, msg);
-    } else if (enc && strcasecmp(enc, "identity")) {
-        char msg[160];
-        snprintf(msg, sizeof msg, "Content-Encoding '%.40s' is not supported: send the body "
-                 "uncompressed", enc);
+        return send_reply(conn, &r, answer_enc);
+    }
+    if (serve_content_encoding(enc_text, &enc)) {
+        snprintf(msg, sizeof msg, "Content-Encoding '%.40s' is not supported: send the body as "
+                 "gzip, deflate or identity", enc_text);
         error_reply(&r, 400, msg);
-    } else if (rs->is_metrics) {
+        return send_reply(conn, &r, answer_enc);
+    }
+    if (enc != SERVE_ENC_IDENTITY && rs->len) {
+        char *plain;
+        size_t plain_len;
+        if (serve_inflate(enc, rs->body, rs->len, limit, &plain, &plain_len, msg, sizeof msg)) {
+            error_reply(&r, 400, msg);
+            return send_reply(conn, &r, answer_enc);
+        }
+        free(rs->body);
+        rs->body = plain;
+        rs->len = plain_len;
+        rs->cap = plain_len + 1;
+    }
+    if (rs->is_metrics) {
         if (!strcmp(url, "/metrics") && (!strcmp(method, "GET") || !strcmp(method, "HEAD")))
             serve_metrics_text(&s->ctx, &r);
         else
@@ -140,7 +176,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                                      "Inference-Header-Content-Length");
         serve_route(&s->ctx, method, url, rs->body ? rs->body : "", rs->len, hl, &r);
     }
-    return send_reply(conn, &r);
+    return send_reply(conn, &r, answer_enc);
 }
 
 static enum MHD_Result on_metrics_request(void *cls, struct MHD_Connection *conn,

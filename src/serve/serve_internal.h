@@ -5,6 +5,7 @@
  *   repository.c  the model repository: scan, versions, load, unload, poll
  *   scheduler.c   per-model queue, dynamic batcher, instance workers
  *   stats.c       per-model counters: Prometheus metrics, statistics extension
+ *   compress.c    gzip / deflate request and response bodies (zlib)
  *   model_config.c, infer_codec.c: config.pbtxt, and request/response bodies
  *
  * A request's path: http.c gathers the body, routes.c finds the model (taking
@@ -171,6 +172,30 @@ void serve_route(serve_ctx *c, const char *method, const char *url, const char *
                  size_t len, const char *header_len_text, serve_reply *out);
 /* Prometheus text of every ready model's counters (GET /metrics). */
 void serve_metrics_text(serve_ctx *c, serve_reply *out);
+
+/* ---- body compression (compress.c) ------------------------------------ */
+
+typedef enum serve_encoding {
+    SERVE_ENC_IDENTITY = 0,
+    SERVE_ENC_GZIP,
+    SERVE_ENC_DEFLATE,       /* HTTP's deflate: a zlib stream (RFC 1950) */
+} serve_encoding;
+
+const char *serve_encoding_name(serve_encoding e);
+/* A request's Content-Encoding header (NULL: none) in *out; -1 when it names
+ * a coding other than identity, gzip or deflate, or several codings. */
+int serve_content_encoding(const char *header, serve_encoding *out);
+/* The coding to answer a request with, from its Accept-Encoding header (NULL:
+ * none): gzip or deflate when accepted (q > 0), gzip first, else identity. */
+serve_encoding serve_accept_encoding(const char *header);
+/* Inflates a gzip or deflate body into *out (malloc'd, NUL-terminated, *out_len
+ * bytes). -1 with err when the data is not valid, has bytes after the end of
+ * the stream, or inflates to more than limit bytes. */
+int serve_inflate(serve_encoding e, const char *in, size_t n, size_t limit, char **out,
+                  size_t *out_len, char *err, size_t errcap);
+/* Compresses in (n bytes) with e (gzip or deflate) into *out (malloc'd); -1
+ * when out of memory (the caller then answers uncompressed). */
+int serve_deflate(serve_encoding e, const char *in, size_t n, char **out, size_t *out_len);
 
 /* Monotonic nanoseconds. */
 uint64_t serve_now_ns(void);

@@ -13,7 +13,8 @@ out, BYTES models batched and not), starts `kiln serve --http-port 0
                its configuration comes from the model), the repository index
   infer        JSON and binary tensors in and out (tritonclient's
                binary_data=True/False), INT32 / FP32 / FP16 / BYTES, NaN and
-               infinities in JSON, request ids, subsets of outputs, gzip,
+               infinities in JSON, request ids, subsets of outputs, gzip and
+               deflate bodies both ways (and bad ones refused),
                async_infer, classification (class_count: shape, values,
                indices and labels of the top classes), model versions ("1",
                "2", the default), the statistics extension (counts move as the
@@ -57,6 +58,7 @@ Servers are always stopped, ports are never fixed.
     .venv/bin/python tests/serve/check_serve.py --kiln build/kiln
 """
 import argparse
+import gzip
 import http.client
 import json
 import os
@@ -71,6 +73,7 @@ import threading
 import time
 import traceback
 import urllib.request
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -731,22 +734,55 @@ def group_infer(ck, srv, repo):
             return f"{got[0].tolist()}"
         ck.run(f"classification: top 3 of cnn, {'binary' if binary else 'JSON'}", classify)
 
-    def gzip_request():  # Triton takes gzip bodies; a server that does not must say so
-        a, b, ins = simple_inputs(rng, 2, True)
-        try:
-            r = c.infer("simple", ins, request_compression_algorithm="gzip")
-        except InferenceServerException as e:
-            ensure(str(e.status()) == "400" and "content-encoding" in (e.message() or "").lower(),
-                   f"{e.status()} {e.message()!r}")
-            return f"refused: {e.message()}"
-        equal(r.as_numpy("OUTPUT0"), a + b)
-        return "answered"
-    ck.run("infer simple: gzip request body answered, or refused naming Content-Encoding", gzip_request)
+    for algo in ("gzip", "deflate"):
+        def compressed(algo=algo):  # Content-Encoding and Accept-Encoding, as tritonclient sends them
+            got = []
+            for binary in (True, False):
+                a, b, ins = simple_inputs(rng, 3, binary)
+                r = c.infer("simple", ins, request_compression_algorithm=algo,
+                            response_compression_algorithm=algo)
+                equal(r.as_numpy("OUTPUT0"), a + b)
+                equal(r.as_numpy("OUTPUT1"), a - b)
+                got.append("binary" if binary else "JSON")
+            return ", ".join(got)
+        ck.run(f"infer simple: {algo} request and response bodies (binary and JSON tensors)", compressed)
 
-    def gzip_response():  # Accept-Encoding: the server may compress or not
-        a, b, ins = simple_inputs(rng, 2, True)
-        return equal(c.infer("simple", ins, response_compression_algorithm="gzip").as_numpy("OUTPUT0"), a + b)
-    ck.run("infer simple: a client accepting gzip responses", gzip_response)
+    def compressed_raw():  # the answer is really compressed, and only when the client takes it
+        text = json.dumps({"inputs": [{"name": n, "shape": [1, 16], "datatype": "INT32", "data": list(range(16))}
+                                      for n in ("INPUT0", "INPUT1")]}).encode()
+        seen = []
+        for accept, want in (("gzip", "gzip"), ("deflate;q=1, gzip;q=0", "deflate"), ("*", "gzip"),
+                             ("br", None), (None, None)):
+            hdrs = {"Content-Type": "application/json"}
+            if accept:
+                hdrs["Accept-Encoding"] = accept
+            st, h, body = raw(srv.port, "POST", "/v2/models/simple/infer", text, hdrs)
+            ensure(st == 200, f"Accept-Encoding {accept!r}: {st} {error_message(body)}")
+            ensure(h.get("content-encoding") == want,
+                   f"Accept-Encoding {accept!r}: Content-Encoding {h.get('content-encoding')!r}, expected {want!r}")
+            plain = gzip.decompress(body) if want == "gzip" else zlib.decompress(body) if want else body
+            out = {o["name"]: o["data"] for o in json.loads(plain)["outputs"]}
+            ensure(out["OUTPUT0"] == [2 * i for i in range(16)], f"Accept-Encoding {accept!r}: {out}")
+            seen.append(f"{accept}->{want or 'identity'}")
+        return ", ".join(seen)
+    ck.run("infer simple: responses compressed as Accept-Encoding asks", compressed_raw)
+
+    def compressed_bad():  # not gzip at all, cut short, trailing bytes, an unknown coding: 400, named
+        text = json.dumps({"inputs": [{"name": n, "shape": [1, 16], "datatype": "INT32", "data": [1] * 16}
+                                      for n in ("INPUT0", "INPUT1")]}).encode()
+        z = gzip.compress(text)
+        seen = []
+        for enc, body, words in (("gzip", text, "not valid gzip"), ("gzip", z[:len(z) // 2], "not valid gzip"),
+                                 ("deflate", zlib.compress(text) + b"xx", "after the end"),
+                                 ("br", text, "content-encoding 'br'")):
+            st, _, rb = raw(srv.port, "POST", "/v2/models/simple/infer", body,
+                            {"Content-Type": "application/json", "Content-Encoding": enc})
+            msg = error_message(rb)
+            ensure(st == 400 and words in msg.lower(), f"{enc}: {st} {msg!r}, expected 400 naming {words!r}")
+            seen.append(msg)
+        ensure(c.is_server_live(), "server not live after them")
+        return " | ".join(seen)
+    ck.run("infer simple: bad compressed bodies refused (400) with the reason", compressed_bad)
 
     def nonfinite():  # JSON NaN / Infinity, as Triton reads and writes them
         st, _, body = infer_json(srv.port, "versioned", [("X", "FP32", [1, 4], [1.5, 2.5, 3.5, 4.5])],
@@ -1106,6 +1142,17 @@ def group_bad_requests(ck, srv, kiln, repo):
             finally:
                 conn.close()
         ck.run("--max-request-size 4096: a 9 kB chunked body is refused (400)", chunked)
+
+        def bomb():  # a small gzip body that inflates past the limit
+            body = json.dumps({"id": " " * 100000, "inputs": []}).encode()
+            z = gzip.compress(body)
+            st, _, rb = raw(small.port, "POST", "/v2/models/simple/infer", z,
+                            {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+            msg = error_message(rb)
+            ensure(len(z) < 4096 and st == 400 and "4096" in msg, f"{len(z)} bytes: {st} {msg!r}")
+            ensure(small.client.is_server_live(), "server not live after it")
+            return f"{len(z)} bytes inflating to {len(body)}: {msg}"
+        ck.run("--max-request-size 4096: a gzip body inflating past it is refused (400)", bomb)
         rc = small.stop()
         ck.check("--max-request-size 4096: exit 0 on SIGTERM", rc == 0, f"exit {rc}: {small.stderr()[-300:]}")
 
