@@ -8,7 +8,7 @@
 #     files: the training file readers (checkpoints restored into a trainer,
 #          CSV, IDX, .npy), seeded with a valid file of each
 #     serve: the server's inference request parsing and checking (JSON and
-#          binary tensor data; tests/fuzz/fuzz_serve_request.c), seeded with
+#          binary tensor data, shared memory references; tests/fuzz/fuzz_serve_request.c), seeded with
 #          valid requests, with a dictionary of the protocol's words
 #     serve-config: config.pbtxt parsing, completion against a small model and
 #          the JSON form (tests/fuzz/fuzz_serve_config.c), seeded with configs
@@ -84,8 +84,13 @@ e = ('{"inputs":[{"name":"x","shape":[4],"datatype":"FP32","data":[[1],[2,3],[4]
      '{"name":"s","shape":[1],"datatype":"BYTES","data":["h\\u00e9\\n"]},'
      '{"name":"h","shape":[2],"datatype":"FP16","parameters":{"binary_data_size":4}},'
      '{"name":"b","shape":[3],"datatype":"BOOL","data":[true,false,true]}]}')
+f = ('{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","parameters":{"shared_memory_region":"r",'
+     '"shared_memory_byte_size":16,"shared_memory_offset":4}},{"name":"s","shape":[1],"datatype":"BYTES",'
+     '"parameters":{"shared_memory_region":"r","shared_memory_byte_size":5}},'
+     '{"name":"ids","shape":[1,1,2],"datatype":"INT64","data":[1,2]}],'
+     '"outputs":[{"name":"y","parameters":{"shared_memory_region":"r","shared_memory_byte_size":12}}]}')
 seeds = [framed(0, a), framed(2, a), framed(1, b, b"\x02\x00\x00\x00hi\x01\x00\x00\x00!"),
-         framed(3, c, struct.pack("<8f", *range(8))), framed(5, e, b"\x00\x3c\x00\xc0")]
+         framed(3, c, struct.pack("<8f", *range(8))), framed(5, e, b"\x00\x3c\x00\xc0"), framed(2, f)]
 for i, s in enumerate(seeds):
     open(os.path.join(d, f"seed{i}"), "wb").write(s)
 PY

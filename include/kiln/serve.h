@@ -51,6 +51,9 @@ typedef struct kiln_server_options {
                                       instances; <= 0: all online cores */
     size_t max_request_bytes;      /* request bodies above are refused; default 64 MiB */
     int poll_seconds;              /* POLL: seconds between rescans; default 15 */
+    int allow_client_shm;          /* 1: clients may register system shared
+                                      memory regions and pass tensors in them
+                                      (Triton's --allow-client-shm); default 0 */
     int verbose;                   /* 1: a log line per model event on stderr */
 } kiln_server_options;
 

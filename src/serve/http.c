@@ -299,8 +299,13 @@ kiln_status kiln_server_start(const kiln_server_options *opt, kiln_server **out)
         return kiln__err(KILN_E_INVAL, "--host '%s' is not an IPv4 or IPv6 address", opt->host);
     }
     int threads = opt->threads > 0 ? opt->threads : kiln__cpu_count();
+    if (opt->allow_client_shm && !(s->ctx.shm = serve_shm_new())) {
+        free(s);
+        return kiln__err(KILN_E_NOMEM, "out of memory");
+    }
     kiln_status st = serve_repo_open(&s->opt, threads, &s->ctx.repo);
     if (st != KILN_OK) {
+        serve_shm_free(s->ctx.shm);
         free(s);
         return kiln__err(st, "model repository %s: %s", opt->model_repository,
                          st == KILN_E_IO ? "not a readable directory" : "out of memory");
@@ -315,6 +320,7 @@ fail:
     st = KILN_E_IO;
     if (s->api) MHD_stop_daemon(s->api);
     serve_repo_close(s->ctx.repo);
+    serve_shm_free(s->ctx.shm);
     free(s);
     return st;
 }
@@ -339,5 +345,6 @@ void kiln_server_stop(kiln_server *s) {
     MHD_stop_daemon(s->api);
     if (s->metrics) MHD_stop_daemon(s->metrics);
     serve_repo_close(s->ctx.repo);
+    serve_shm_free(s->ctx.shm);
     free(s);
 }

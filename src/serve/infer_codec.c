@@ -518,11 +518,41 @@ static int read_bytes_binary(const uint8_t *p, size_t size, int ndim, const int6
     return 0;
 }
 
-/* Reads one element of "inputs": its name (owned, into *name_out) and tensor
- * (*t_out). On failure the caller frees what was set. */
-static int parse_input(const cJSON *in, int idx, bin_tail *bin, char **name_out, kiln_tensor **t_out,
-                       char *err, size_t errlen) {
+/* The shared-memory parameters of an input or output ("what" 'name') into
+ * *ref; ref->region stays NULL when there are none. */
+static int parse_shm_ref(const cJSON *jp, const char *what, const char *name, serve_shm_ref *ref,
+                         char *err, size_t errlen) {
+    const cJSON *jr = cJSON_GetObjectItemCaseSensitive(jp, "shared_memory_region");
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(jp, "shared_memory_byte_size");
+    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(jp, "shared_memory_offset");
+    if (!jr && !js && !jo) return 0;
+    if (!jr || !js)
+        return fail(err, errlen, 400,
+                    "%s '%s': shared memory needs both 'shared_memory_region' and "
+                    "'shared_memory_byte_size' (in 'parameters'); it sets only '%s'", what, name,
+                    jr ? "shared_memory_region" : js ? "shared_memory_byte_size" : "shared_memory_offset");
+    if (!cJSON_IsString(jr) || !*jr->valuestring)
+        return fail(err, errlen, 400, "%s '%s': 'shared_memory_region' is not a region name", what, name);
+    if (json_uint(js, INT64_MAX, &ref->byte_size))
+        return fail(err, errlen, 400, "%s '%s': 'shared_memory_byte_size' is not a non-negative integer",
+                    what, name);
+    if (jo && json_uint(jo, INT64_MAX, &ref->offset))
+        return fail(err, errlen, 400, "%s '%s': 'shared_memory_offset' is not a non-negative integer",
+                    what, name);
+    size_t n = strlen(jr->valuestring);
+    if (!(ref->region = malloc(n + 1))) return OOM(err, errlen);
+    memcpy(ref->region, jr->valuestring, n + 1);
+    return 0;
+}
+
+/* Reads element idx of the n "inputs" into r: its name and tensor, or where
+ * the input is in shared memory its description (r->input_shm). On failure
+ * the caller frees what was set. */
+static int parse_input(const cJSON *in, int idx, int n, bin_tail *bin, serve_request *r, char *err,
+                       size_t errlen) {
     char sb[300];
+    char **name_out = &r->input_names[idx];
+    kiln_tensor **t_out = &r->inputs[idx];
     if (!cJSON_IsObject(in)) return fail(err, errlen, 400, "inputs[%d] is not an object", idx);
     const cJSON *jn = cJSON_GetObjectItemCaseSensitive(in, "name");
     if (!cJSON_IsString(jn)) return fail(err, errlen, 400, "inputs[%d] has no 'name' string", idx);
@@ -561,11 +591,35 @@ static int parse_input(const cJSON *in, int idx, bin_tail *bin, char **name_out,
     const cJSON *jb = NULL;
     if (jp) {
         if (!cJSON_IsObject(jp)) return fail(err, errlen, 400, "input '%s': 'parameters' is not an object", name);
-        if (cJSON_GetObjectItemCaseSensitive(jp, "shared_memory_region"))
-            return fail(err, errlen, 400,
-                        "input '%s': shared memory ('shared_memory_region') is not supported by this "
-                        "server; send the data in JSON or in binary form", name);
         jb = cJSON_GetObjectItemCaseSensitive(jp, "binary_data_size");
+        serve_shm_ref ref = {0};
+        int rc = parse_shm_ref(jp, "input", name, &ref, err, errlen);
+        if (rc) return rc;
+        if (ref.region) {
+            if (!r->input_shm && !(r->input_shm = calloc((size_t)n, sizeof *r->input_shm))) {
+                free(ref.region);
+                return OOM(err, errlen);
+            }
+            serve_shm_input *si = &r->input_shm[idx];
+            si->ref = ref; /* owned by r from here */
+            if (jb || cJSON_GetObjectItemCaseSensitive(in, "data"))
+                return fail(err, errlen, 400,
+                            "input '%s': its data is in shared memory region '%s', so it may not "
+                            "also set '%s'", name, ref.region, jb ? "binary_data_size" : "data");
+            si->dtype = dt;
+            si->ndim = ndim;
+            memcpy(si->dims, dims, sizeof dims);
+            uint64_t es = kiln_dtype_size(dt);
+            if (dt != KILN_DTYPE_STRING &&
+                ((uint64_t)numel > UINT64_MAX / es || (uint64_t)numel * es != ref.byte_size))
+                return fail(err, errlen, 400,
+                            "input '%s': shared_memory_byte_size is %" PRIu64 " but shape %s of %s "
+                            "takes %s%" PRIu64 " bytes", name, ref.byte_size,
+                            shape_str(sb, sizeof sb, 0, ndim, dims), jd->valuestring,
+                            (uint64_t)numel > UINT64_MAX / es ? "more than " : "",
+                            (uint64_t)numel > UINT64_MAX / es ? UINT64_MAX : (uint64_t)numel * es);
+            return 0; /* the tensor comes from serve_request_read_shm */
+        }
     }
     const cJSON *data = cJSON_GetObjectItemCaseSensitive(in, "data");
     if (!data == !jb)
@@ -651,10 +705,8 @@ static int parse_outputs(const cJSON *outs, serve_request *r, char *err, size_t 
         if (!jp) continue;
         if (!cJSON_IsObject(jp))
             return fail(err, errlen, 400, "output '%s': 'parameters' is not an object", q->name);
-        if (cJSON_GetObjectItemCaseSensitive(jp, "shared_memory_region"))
-            return fail(err, errlen, 400,
-                        "output '%s': shared memory ('shared_memory_region') is not supported by this "
-                        "server", q->name);
+        int rc = parse_shm_ref(jp, "output", q->name, &q->shm, err, errlen);
+        if (rc) return rc;
         const cJSON *jb = cJSON_GetObjectItemCaseSensitive(jp, "binary_data");
         if (jb) {
             if (!cJSON_IsBool(jb))
@@ -727,7 +779,7 @@ static int parse_root(const cJSON *root, bin_tail *bin, serve_request *r, char *
     int i = 0;
     for (const cJSON *in = ins->child; in; in = in->next, i++) {
         r->n_inputs = i + 1; /* so that serve_request_free frees what is set */
-        if ((rc = parse_input(in, i, bin, &r->input_names[i], &r->inputs[i], err, errlen))) return rc;
+        if ((rc = parse_input(in, i, n, bin, r, err, errlen))) return rc;
     }
     if (bin->left)
         return fail(err, errlen, 400,
@@ -762,6 +814,46 @@ int serve_request_parse(const void *body, size_t len, size_t header_len, serve_r
     return rc;
 }
 
+/* read() of an input's bytes, its message prefixed with the input's name. */
+static int read_region(serve_shm_read_fn read, void *ctx, const serve_shm_ref *ref, void *dst,
+                       const char *name, char *err, size_t errlen) {
+    char why[512] = "";
+    int rc = read(ctx, ref->region, ref->offset, ref->byte_size, dst, why, sizeof why);
+    return rc ? fail(err, errlen, rc, "input '%s': %s", name, why) : 0;
+}
+
+int serve_request_read_shm(serve_request *r, serve_shm_read_fn read, void *ctx, char *err,
+                           size_t errlen) {
+    for (int i = 0; r->input_shm && i < r->n_inputs; i++) {
+        const serve_shm_input *si = &r->input_shm[i];
+        const char *name = r->input_names[i];
+        if (!si->ref.region || r->inputs[i]) continue;
+        int rc;
+        if (si->dtype == KILN_DTYPE_STRING) { /* parsed from a copy: the client may write meanwhile */
+            if (si->ref.byte_size > SIZE_MAX - 1) return OOM(err, errlen);
+            uint8_t *tmp = malloc((size_t)si->ref.byte_size + 1);
+            if (!tmp) return OOM(err, errlen);
+            rc = read_region(read, ctx, &si->ref, tmp, name, err, errlen);
+            if (!rc)
+                rc = read_bytes_binary(tmp, (size_t)si->ref.byte_size, si->ndim, si->dims,
+                                       numel_of(si->ndim, si->dims), &r->inputs[i], name, err, errlen);
+            free(tmp);
+        } else {
+            rc = new_tensor(si->dtype, si->ndim, si->dims, &r->inputs[i], name, err, errlen);
+            uint8_t *d = rc ? NULL : kiln_tensor_data(r->inputs[i]);
+            if (!rc && si->ref.byte_size) rc = read_region(read, ctx, &si->ref, d, name, err, errlen);
+            if (!rc && si->dtype == KILN_DTYPE_BOOL)
+                for (uint64_t k = 0; k < si->ref.byte_size; k++) d[k] = d[k] != 0;
+        }
+        if (rc) { /* no half-read tensor stays behind */
+            kiln_tensor_free(r->inputs[i]);
+            r->inputs[i] = NULL;
+            return rc;
+        }
+    }
+    return 0;
+}
+
 void serve_request_free(serve_request *r) {
     if (!r) return;
     free(r->id);
@@ -771,7 +863,12 @@ void serve_request_free(serve_request *r) {
     }
     free(r->input_names);
     free(r->inputs);
-    for (int i = 0; i < r->n_outputs; i++) free(r->outputs[i].name);
+    for (int i = 0; r->input_shm && i < r->n_inputs; i++) free(r->input_shm[i].ref.region);
+    free(r->input_shm);
+    for (int i = 0; i < r->n_outputs; i++) {
+        free(r->outputs[i].name);
+        free(r->outputs[i].shm.region);
+    }
     free(r->outputs);
     memset(r, 0, sizeof *r);
 }
@@ -921,6 +1018,10 @@ int serve_request_check(serve_request *r, const serve_model_config *cfg, int *ba
             break;
         }
         const serve_io *io = &cfg->inputs[c];
+        if (!r->inputs[i]) { /* in shared memory, not read (serve_request_read_shm) */
+            rc = fail(err, errlen, 400, "input '%s': its shared memory data has not been read", name);
+            break;
+        }
         kiln_dtype dt = kiln_tensor_dtype(r->inputs[i]);
         if (dt != io->dtype) {
             rc = fail(err, errlen, 400, "input '%s': datatype %s does not match the model's %s", name,
@@ -938,7 +1039,7 @@ int serve_request_check(serve_request *r, const serve_model_config *cfg, int *ba
         const serve_output_request *q = &r->outputs[o];
         int c = find_io(cfg->outputs, cfg->n_outputs, q->name);
         kiln_dtype dt = c >= 0 ? cfg->outputs[c].dtype : KILN_DTYPE_UNDEFINED;
-        int json = q->binary == 0 || (q->binary < 0 && !r->binary_data_output);
+        int json = !q->shm.region && (q->binary == 0 || (q->binary < 0 && !r->binary_data_output));
         if (c < 0)
             rc = fail(err, errlen, 400, "output '%s' is not an output of model '%s' (its outputs: %s)",
                       q->name, model, io_names(cfg->outputs, cfg->n_outputs, list, sizeof list));
@@ -946,6 +1047,10 @@ int serve_request_check(serve_request *r, const serve_model_config *cfg, int *ba
             rc = fail(err, errlen, 400,
                       "output '%s': classification needs a numeric output; its datatype is %s", q->name,
                       wire_name(dt));
+        else if (q->class_count > 0 && q->shm.region)
+            rc = fail(err, errlen, 400,
+                      "output '%s': classification results are sent in the response, not to shared "
+                      "memory region '%s'", q->name, q->shm.region);
         else if (json && q->class_count <= 0 && (dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16))
             rc = half_json_refusal(wire_name(dt), q->name, err, errlen);
     }
@@ -1168,7 +1273,7 @@ static int prepare_output(const serve_response_output *o, out_prep *p, char *err
         p->t = p->copy;
     }
     if (o->class_count > 0) return classify(p, err, errlen);
-    if (!o->binary && (dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16))
+    if (!o->binary && !o->shm_region && (dt == KILN_DTYPE_F16 || dt == KILN_DTYPE_BF16))
         return half_json_refusal(p->dtype, name, err, errlen);
     p->ndim = kiln_tensor_ndim(p->t);
     memcpy(p->dims, kiln_tensor_dims(p->t), (size_t)p->ndim * sizeof *p->dims);
@@ -1271,7 +1376,7 @@ int serve_response_build(const char *model, const char *version, const char *id,
     size_t bin_total = 0;
     for (int i = 0; i < n && !rc; i++) {
         rc = prepare_output(&outs[i], &prep[i], err, errlen);
-        if (!rc && outs[i].binary) {
+        if (!rc && outs[i].binary && !outs[i].shm_region) {
             any_binary = 1;
             bin_total += prep[i].bin_size;
         }
@@ -1302,7 +1407,11 @@ int serve_response_build(const char *model, const char *version, const char *id,
                 kiln__sb_printf(&b, "%" PRId64, p->dims[d]);
             }
             kiln__sb_str(&b, "],");
-            if (outs[i].binary) {
+            if (outs[i].shm_region) {
+                kiln__sb_str(&b, "\"parameters\":{\"shared_memory_region\":");
+                sb_json_str(&b, outs[i].shm_region, strlen(outs[i].shm_region));
+                kiln__sb_printf(&b, ",\"shared_memory_byte_size\":%zu}}", outs[i].shm_bytes);
+            } else if (outs[i].binary) {
                 kiln__sb_printf(&b, "\"parameters\":{\"binary_data_size\":%zu}}", p->bin_size);
             } else {
                 kiln__sb_str(&b, "\"data\":");
@@ -1313,7 +1422,7 @@ int serve_response_build(const char *model, const char *version, const char *id,
         kiln__sb_str(&b, "]}");
         size_t json_len = b.n;
         for (int i = 0; i < n && !b.oom; i++)
-            if (outs[i].binary) write_binary(&b, &prep[i]);
+            if (outs[i].binary && !outs[i].shm_region) write_binary(&b, &prep[i]);
         if (b.oom) {
             rc = OOM(err, errlen);
         } else {
@@ -1329,6 +1438,33 @@ int serve_response_build(const char *model, const char *version, const char *id,
         free(prep[i].cls.p);
     }
     free(prep);
+    return rc;
+}
+
+int serve_output_bytes(const serve_response_output *o, const void **data, size_t *n, void **owned,
+                       char *err, size_t errlen) {
+    *data = NULL;
+    *n = 0;
+    *owned = NULL;
+    out_prep p;
+    int rc = prepare_output(o, &p, err, errlen);
+    kiln_dtype dt = rc ? KILN_DTYPE_UNDEFINED : kiln_tensor_dtype(p.t);
+    if (!rc && !p.copy && o->class_count <= 0 && dt != KILN_DTYPE_STRING && dt != KILN_DTYPE_BOOL) {
+        *data = kiln_tensor_data(p.t); /* the tensor's own bytes: nothing to build */
+        *n = p.bin_size;
+    } else if (!rc) {
+        kiln__strbuf b = {0};
+        write_binary(&b, &p);
+        if (b.oom) {
+            free(b.p);
+            rc = OOM(err, errlen);
+        } else {
+            *data = *owned = b.p;
+            *n = b.n;
+        }
+    }
+    kiln_tensor_free(p.copy);
+    free(p.cls.p);
     return rc;
 }
 

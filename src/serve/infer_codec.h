@@ -25,9 +25,26 @@
 #include "kiln/kiln.h"
 #include "serve/model_config.h"
 
+/* A tensor that travels through a registered system shared memory region
+ * (Triton's shared-memory extension): "parameters": {"shared_memory_region",
+ * "shared_memory_byte_size", "shared_memory_offset" (optional, 0)}. */
+typedef struct serve_shm_ref {
+    char *region;                /* NULL: not in shared memory */
+    uint64_t offset, byte_size;
+} serve_shm_ref;
+
+/* An input in shared memory, as the request describes it. */
+typedef struct serve_shm_input {
+    serve_shm_ref ref;
+    kiln_dtype dtype;
+    int ndim;
+    int64_t dims[KILN_MAX_DIMS];
+} serve_shm_input;
+
 /* One requested output ("outputs": [...] of the request). */
 typedef struct serve_output_request {
     char *name;
+    serve_shm_ref shm;           /* region: write the output there, not in the body */
     int binary;       /* "binary_data": -1 not said (the request-level
                          "binary_data_output" decides), 0 JSON, 1 binary */
     int class_count;  /* classification extension ("classification": K): > 0
@@ -40,7 +57,10 @@ typedef struct serve_request {
     char **input_names;          /* owned */
     kiln_tensor **inputs;        /* owned, contiguous; BYTES as KILN_DTYPE_STRING
                                     (elements are C strings: an element holding
-                                    a NUL byte is refused) */
+                                    a NUL byte is refused); NULL for an input in
+                                    shared memory until serve_request_read_shm */
+    serve_shm_input *input_shm;  /* [n_inputs] when any input is in shared
+                                    memory (region NULL for the others), else NULL */
     int n_outputs;               /* 0: every output of the model, in JSON
                                     unless binary_data_output */
     serve_output_request *outputs;
@@ -52,8 +72,9 @@ typedef struct serve_request {
  * Inference-Header-Content-Length header, or 0 when absent (the whole body is
  * JSON). Like Triton, the JSON may hold NaN, Infinity, -Infinity (and Inf);
  * integers are read exactly (all of UINT64 and INT64); "data" may be flat or
- * nested up to 64 arrays deep; unknown parameters are ignored; shared memory
- * parameters are refused (kiln has no shared memory extension). Checks the
+ * nested up to 64 arrays deep; unknown parameters are ignored. An input in
+ * shared memory is only described (region, offset, byte size; its tensor
+ * NULL) until serve_request_read_shm reads it. Checks the
  * request on its own terms: JSON syntax, field types, known
  * datatypes, shape vs element count, binary sizes vs the bytes that follow
  * (missing, extra or short), JSON data only for datatypes that allow it, values
@@ -78,6 +99,18 @@ int serve_request_parse(const void *body, size_t len, size_t header_len, serve_r
  * datatype), and saying when the batch dimension is the cause. */
 int serve_request_check(serve_request *r, const serve_model_config *cfg, int *batch,
                         char *err, size_t errlen);
+
+/* Reads a region's bytes: size bytes at offset of the region called name into
+ * dst. Returns 0, or an HTTP status (400: no such region, or the range lies
+ * outside it) with err. */
+typedef int (*serve_shm_read_fn)(void *ctx, const char *region, uint64_t offset, uint64_t size,
+                                 void *dst, char *err, size_t errlen);
+
+/* Makes the tensors of the inputs a parsed request has in shared memory, by
+ * reading their bytes with read (numeric data copied as it is, BYTES parsed
+ * from a copy as in binary form). Returns 0 or an HTTP status with err. */
+int serve_request_read_shm(serve_request *r, serve_shm_read_fn read, void *ctx, char *err,
+                           size_t errlen);
 
 void serve_request_free(serve_request *r);
 
@@ -105,7 +138,18 @@ typedef struct serve_response_output {
     int n_labels;
     const char *const *labels;   /* classification labels (index i: labels[i];
                                     none for i >= n_labels or ""), or NULL */
+    const char *shm_region;      /* non-NULL: the data went to this shared
+                                    memory region (serve_output_bytes): the
+                                    response names it and its size instead */
+    size_t shm_bytes;            /* bytes written there */
 } serve_response_output;
+
+/* The bytes of output o in binary form (what binary_data or a shared memory
+ * region carries): *data points into o's tensor when it can (numeric and
+ * contiguous), else into *owned (malloc'd; caller frees). Returns 0 or an
+ * HTTP status with err, as serve_response_build would. */
+int serve_output_bytes(const serve_response_output *o, const void **data, size_t *n, void **owned,
+                       char *err, size_t errlen);
 
 /* Builds a response body: the JSON header and, after it, the binary outputs
  * in order. Numbers read back to the same value (FP32 "%.9g", FP64 "%.17g",

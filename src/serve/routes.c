@@ -8,6 +8,11 @@
  *   POST /v2/models/M[/versions/V]/infer
  *   POST /v2/repository/index
  *   POST /v2/repository/models/M/load|unload         (explicit mode)
+ *   GET  /v2/systemsharedmemory[/region/R]/status    (--allow-client-shm)
+ *   POST /v2/systemsharedmemory/region/R/register
+ *   POST /v2/systemsharedmemory[/region/R]/unregister
+ *   GET  /v2/cudasharedmemory[/region/R]/status      (no regions: registering
+ *   POST /v2/cudasharedmemory/...                     is refused)
  *
  * Errors are {"error": "..."} with 400 (bad request), 404 (no such model,
  * version or route), 503 (not ready, queue full or timed out), 500 (the model
@@ -49,6 +54,14 @@ static void reply_empty(serve_reply *r, int status) {
     r->len = 0;
 }
 
+static int method_is(serve_reply *r, const char *method, const char *want) {
+    if (!strcmp(method, want) || (!strcmp(want, "GET") && !strcmp(method, "HEAD"))) return 1;
+    char msg[96];
+    snprintf(msg, sizeof msg, "method %s not allowed here (use %s)", method, want);
+    reply_error(r, 405, msg);
+    return 0;
+}
+
 /* ---- metadata --------------------------------------------------------------- */
 
 static cJSON *io_metadata(const serve_io *io, int batched) {
@@ -78,13 +91,14 @@ static void route_model_metadata(serve_ctx *c, serve_model *m, serve_reply *r) {
     reply_json(r, 200, o);
 }
 
-static void route_server_metadata(serve_reply *r) {
+static void route_server_metadata(serve_ctx *c, serve_reply *r) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "name", "kiln");
     cJSON_AddStringToObject(o, "version", kiln_version());
     cJSON *ext = cJSON_AddArrayToObject(o, "extensions");
     for (size_t i = 0; i < sizeof extensions / sizeof extensions[0]; i++)
         cJSON_AddItemToArray(ext, cJSON_CreateString(extensions[i]));
+    if (c->shm) cJSON_AddItemToArray(ext, cJSON_CreateString("system_shared_memory"));
     reply_json(r, 200, o);
 }
 
@@ -172,6 +186,25 @@ static int parse_header_len(const char *text, size_t *out) {
     return 0;
 }
 
+/* Writes output o to its shared memory region (ref) and marks it sent there. */
+static int write_shm_output(serve_ctx *c, serve_response_output *o, const serve_shm_ref *ref,
+                            char *err, size_t errlen) {
+    const void *data;
+    size_t n;
+    void *owned;
+    int status = serve_output_bytes(o, &data, &n, &owned, err, errlen);
+    if (!status) {
+        char why[512] = "";
+        status = serve_shm_write(c->shm, ref->region, ref->offset, ref->byte_size, data, n, why,
+                                 sizeof why);
+        if (status) snprintf(err, errlen, "output '%s': %s", o->name, why);
+    }
+    free(owned);
+    o->shm_region = ref->region;
+    o->shm_bytes = n;
+    return status;
+}
+
 static void route_infer(serve_ctx *c, serve_model *m, const char *body, size_t len,
                         const char *header_len_text, serve_reply *r) {
     uint64_t t0 = serve_now_ns();
@@ -191,6 +224,19 @@ static void route_infer(serve_ctx *c, serve_model *m, const char *body, size_t l
         status = 400;
     }
     if (!status) status = serve_request_parse(body, len, header_len, &req, err, sizeof err);
+    if (!status && req.input_shm && !c->shm) {
+        snprintf(err, sizeof err, "an input is in shared memory, which is off: start kiln serve "
+                 "with --allow-client-shm");
+        status = 400;
+    }
+    if (!status && req.input_shm)
+        status = serve_request_read_shm(&req, serve_shm_read, c->shm, err, sizeof err);
+    for (int k = 0; !status && k < req.n_outputs; k++)
+        if (req.outputs[k].shm.region && !c->shm) {
+            snprintf(err, sizeof err, "output '%s' is asked for in shared memory, which is off: "
+                     "start kiln serve with --allow-client-shm", req.outputs[k].name);
+            status = 400;
+        }
     if (!status) status = serve_request_check(&req, &m->cfg, &batch, err, sizeof err);
     if (status) {
         serve_stats_fail(&m->stats, SERVE_FAIL_OTHER, serve_now_ns() - t0);
@@ -237,6 +283,8 @@ static void route_infer(serve_ctx *c, serve_model *m, const char *body, size_t l
         outs[k].batched = m->cfg.max_batch_size > 0;
         outs[k].labels = (const char *const *)m->labels[ci];
         outs[k].n_labels = m->n_labels[ci];
+        if (o && o->shm.region)
+            status = write_shm_output(c, &outs[k], &o->shm, err, sizeof err);
     }
     if (!status)
         status = serve_response_build(m->name, m->version_str, req.id, n_out, outs, &r->body,
@@ -310,15 +358,88 @@ static void route_repository(serve_ctx *c, const char *rest, const char *body, s
     else reply_empty(r, 200);
 }
 
-/* ---- dispatch --------------------------------------------------------------------- */
+/* ---- shared memory ---------------------------------------------------------------- */
 
-static int method_is(serve_reply *r, const char *method, const char *want) {
-    if (!strcmp(method, want) || (!strcmp(want, "GET") && !strcmp(method, "HEAD"))) return 1;
-    char msg[96];
-    snprintf(msg, sizeof msg, "method %s not allowed here (use %s)", method, want);
-    reply_error(r, 405, msg);
-    return 0;
+/* /v2/systemsharedmemory/<rest> and /v2/cudasharedmemory/<rest>: rest is
+ * "status", "unregister", or "region/<R>/status|register|unregister". */
+static void route_shm(serve_ctx *c, int cuda, const char *method, const char *rest,
+                      const char *body, size_t len, serve_reply *r) {
+    char name[256] = "", err[1024];
+    const char *action = rest;
+    if (!strncmp(rest, "region/", 7)) {
+        const char *slash = strrchr(rest + 7, '/');
+        if (!slash || slash == rest + 7 || (size_t)(slash - (rest + 7)) >= sizeof name) {
+            reply_error(r, 404, "not found: expected .../region/<name>/status|register|unregister");
+            return;
+        }
+        memcpy(name, rest + 7, (size_t)(slash - (rest + 7)));
+        action = slash + 1;
+    }
+    const char *region = *name ? name : NULL;
+    const char *kind = cuda ? "CUDA" : "system";
+    if (!strcmp(action, "status")) {
+        if (!method_is(r, method, "GET")) return;
+        if (cuda || !c->shm) { /* nothing can be registered: no regions */
+            if (region) {
+                snprintf(err, sizeof err, "unable to find %s shared memory region: '%s'", kind, region);
+                reply_error(r, 400, err);
+            } else {
+                reply_json(r, 200, cJSON_CreateArray());
+            }
+            return;
+        }
+        cJSON *a = serve_shm_status(c->shm, region, err, sizeof err);
+        if (a) reply_json(r, 200, a);
+        else reply_error(r, 400, err);
+        return;
+    }
+    if (!strcmp(action, "unregister")) {
+        if (!method_is(r, method, "POST")) return;
+        if (!cuda && c->shm) serve_shm_unregister(c->shm, region);
+        reply_empty(r, 200);
+        return;
+    }
+    if (strcmp(action, "register") || !region) {
+        snprintf(err, sizeof err, "not found: unknown %s shared memory endpoint '%.60s'", kind, rest);
+        reply_error(r, 404, err);
+        return;
+    }
+    if (!method_is(r, method, "POST")) return;
+    if (cuda) {
+        reply_error(r, 400, "CUDA shared memory is not supported by kiln serve: register a "
+                            "system shared memory region (/v2/systemsharedmemory)");
+        return;
+    }
+    if (!c->shm) {
+        reply_error(r, 400, "system shared memory is off: start kiln serve with --allow-client-shm "
+                            "to let clients register regions");
+        return;
+    }
+    cJSON *req = cJSON_ParseWithLength(body, len);
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(req, "key");
+    const cJSON *off = cJSON_GetObjectItemCaseSensitive(req, "offset");
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(req, "byte_size");
+    int status = 0;
+    if (!cJSON_IsObject(req) || !cJSON_IsString(key) || !cJSON_IsNumber(size) ||
+        (off && !cJSON_IsNumber(off)) || size->valuedouble < 0 || size->valuedouble > 9.0e15 ||
+        (off && (off->valuedouble < 0 || off->valuedouble > 9.0e15)) ||
+        size->valuedouble != (double)(uint64_t)size->valuedouble ||
+        (off && off->valuedouble != (double)(uint64_t)off->valuedouble)) {
+        snprintf(err, sizeof err, "register of system shared memory region '%s': expected a JSON "
+                 "object {\"key\": string, \"offset\": integer >= 0, \"byte_size\": integer >= 0}",
+                 region);
+        status = 400;
+    } else {
+        status = serve_shm_register(c->shm, region, key->valuestring,
+                                    off ? (uint64_t)off->valuedouble : 0,
+                                    (uint64_t)size->valuedouble, err, sizeof err);
+    }
+    cJSON_Delete(req);
+    if (status) reply_error(r, status, err);
+    else reply_empty(r, 200);
 }
+
+/* ---- dispatch --------------------------------------------------------------------- */
 
 void serve_route(serve_ctx *c, const char *method, const char *url, const char *body,
                  size_t len, const char *header_len_text, serve_reply *out) {
@@ -332,7 +453,7 @@ void serve_route(serve_ctx *c, const char *method, const char *url, const char *
         return;
     }
     if (!strcmp(url, "/v2") || !strcmp(url, "/v2/")) {
-        if (method_is(out, method, "GET")) route_server_metadata(out);
+        if (method_is(out, method, "GET")) route_server_metadata(c, out);
         return;
     }
     if (!strcmp(url, "/v2/models/stats")) {
@@ -341,6 +462,14 @@ void serve_route(serve_ctx *c, const char *method, const char *url, const char *
     }
     if (!strncmp(url, "/v2/repository/", 15)) {
         if (method_is(out, method, "POST")) route_repository(c, url + 15, body, len, out);
+        return;
+    }
+    if (!strncmp(url, "/v2/systemsharedmemory/", 23)) {
+        route_shm(c, 0, method, url + 23, body, len, out);
+        return;
+    }
+    if (!strncmp(url, "/v2/cudasharedmemory/", 21)) {
+        route_shm(c, 1, method, url + 21, body, len, out);
         return;
     }
     if (strncmp(url, "/v2/models/", 11) || !url[11]) {

@@ -6,6 +6,7 @@
  *   scheduler.c   per-model queue, dynamic batcher, instance workers
  *   stats.c       per-model counters: Prometheus metrics, statistics extension
  *   compress.c    gzip / deflate request and response bodies (zlib)
+ *   shm.c         system shared memory regions (shared-memory extension)
  *   model_config.c, infer_codec.c: config.pbtxt, and request/response bodies
  *
  * A request's path: http.c gathers the body, routes.c finds the model (taking
@@ -161,8 +162,35 @@ typedef struct serve_reply {
     const char *content_type;    /* default application/json */
 } serve_reply;
 
+/* ---- system shared memory (shm.c) -------------------------------------- */
+
+typedef struct serve_shm serve_shm;
+
+serve_shm *serve_shm_new(void);  /* NULL when out of memory */
+void serve_shm_free(serve_shm *s);
+/* Registers region name = [offset, offset + byte_size) of the POSIX shared
+ * memory object key. 0, or 400 (name taken, key not openable, object too
+ * small) / 500 with err. */
+int serve_shm_register(serve_shm *s, const char *name, const char *key, uint64_t offset,
+                       uint64_t byte_size, char *err, size_t errlen);
+/* Unregisters region name (NULL: every region); an unknown name is no error,
+ * as in Triton. */
+int serve_shm_unregister(serve_shm *s, const char *name);
+/* Triton's status array of region name (NULL: all); NULL with err when name
+ * is not registered or out of memory. */
+cJSON *serve_shm_status(serve_shm *s, const char *name, char *err, size_t errlen);
+/* serve_shm_read_fn (infer_codec.h) over a serve_shm (ctx). */
+int serve_shm_read(void *ctx, const char *name, uint64_t offset, uint64_t size, void *dst,
+                   char *err, size_t errlen);
+/* Writes n bytes at offset of region name, where the request allowed
+ * capacity bytes. 0, or 400 with err (n > capacity, unknown region, range
+ * outside it). */
+int serve_shm_write(serve_shm *s, const char *name, uint64_t offset, uint64_t capacity,
+                    const void *src, size_t n, char *err, size_t errlen);
+
 typedef struct serve_ctx {
     serve_repo *repo;
+    serve_shm *shm;              /* NULL unless --allow-client-shm */
     const kiln_server_options *opt;
     atomic_int live;             /* 0 while shutting down */
 } serve_ctx;

@@ -7,7 +7,8 @@
  * 1 picks the model: set, batching (max_batch_size 8), clear, none. Bits 2-7
  * vary which outputs go back in binary form.
  *
- * Each input is parsed; a parsed request is checked against the model
+ * Each input is parsed; inputs in shared memory are read from a fake region
+ * "r" of 256 bytes (0, 1, ..., 255); a parsed request is checked against the model
  * (inputs x FP32 [4] (batched: [-1,4]), ids INT64 [-1,2] reshaped to [2,-1],
  * s BYTES [1] optional, h FP16 [2] optional; outputs y FP32 [3], n BYTES [1]);
  * then its inputs, checked (and so reshaped) or not, go back as the outputs
@@ -110,6 +111,21 @@ static int same_tensor(const kiln_tensor *a, const kiln_tensor *b) {
     return 1;
 }
 
+/* A shared memory region "r" of 256 bytes (0, 1, 2, ...) for inputs that name
+ * one: what serve_request_read_shm copies from. */
+static int fake_shm_read(void *ctx, const char *region, uint64_t offset, uint64_t size, void *dst,
+                         char *err, size_t errlen) {
+    (void)ctx;
+    static uint8_t bytes[256];
+    for (int i = 0; i < 256; i++) bytes[i] = (uint8_t)i;
+    if (strcmp(region, "r") || offset > sizeof bytes || size > sizeof bytes - offset) {
+        snprintf(err, errlen, "no such region or range");
+        return 400;
+    }
+    memcpy(dst, bytes + offset, (size_t)size);
+    return 0;
+}
+
 /* Reads a response body back as a request and compares with the outputs. */
 static void read_back(char *body, size_t len, size_t hlen, const serve_response_output *o, int n) {
     char *at = strstr(body, ",\"outputs\":[");
@@ -148,6 +164,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const serve_request zero;
     if (rc) {
         if ((rc != 400 && rc != 500) || !err[0] || memcmp(&r, &zero, sizeof r)) abort();
+        return 0;
+    }
+    if (r.input_shm && (rc = serve_request_read_shm(&r, fake_shm_read, NULL, err, sizeof err))) {
+        if ((rc != 400 && rc != 500) || !err[0]) abort();
+        serve_request_free(&r);
         return 0;
     }
     int batch = 0;

@@ -37,6 +37,12 @@ out, BYTES models batched and not), starts `kiln serve --http-port 0
                served; the client's load_model / unload_model (and their
                errors); a failed load leaves the server ready; load / unload
                refused in mode none
+  shm          the system shared memory extension: refused (naming
+               --allow-client-shm) unless the flag is given; with it, regions
+               made by tritonclient's shm helpers are registered, inputs read
+               from and outputs written to them (INT32 and BYTES, mixed with
+               binary data), status, bad registrations and references (400,
+               with the reason), unregister one and all, CUDA regions refused
   poll         --model-control-mode poll --repository-poll-secs 1 on a copy of
                the repository: a model directory added is served, an edited
                model reloaded while clients loop on it (none fails, none sees
@@ -80,8 +86,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import tritonclient.http as httpclient
+import tritonclient.utils.shared_memory as shm
 from onnx import TensorProto, helper, numpy_helper
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, serialize_byte_tensor, serialized_byte_size
 
 LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
           "Ankle boot"]
@@ -1544,6 +1551,171 @@ def group_sigterm(ck, kiln, tmp):
 
 # ---- main -----------------------------------------------------------------------------------------------------
 
+# ---- shared memory ------------------------------------------------------------------------------
+
+def group_shm(ck, kiln, repo, tmp, main_client):
+    """Triton's system shared memory extension, with tritonclient's own shm helpers."""
+    tag = f"kiln{os.getpid()}"
+    handles = []
+
+    def region(name, size):
+        h = shm.create_shared_memory_region(name, f"/{tag}_{name}", size)
+        handles.append(h)
+        return h
+
+    # a server started without --allow-client-shm refuses it, naming the flag
+    def off():
+        ensure("system_shared_memory" not in main_client.get_server_metadata()["extensions"],
+               "listed as an extension while off")
+        region("off", 64)
+        try:
+            main_client.register_system_shared_memory("off", f"/{tag}_off", 64)
+        except InferenceServerException as e:
+            ensure(str(e.status()) == "400" and "--allow-client-shm" in e.message(), f"{e.status()} {e.message()}")
+            return e.message()
+        raise AssertionError("registered while off")
+    ck.run("shm: off unless --allow-client-shm (register refused, naming the flag)", off)
+
+    try:
+        with Server(kiln, repo, "--allow-client-shm") as srv:
+            c = srv.client
+            ck.check("shm: system_shared_memory listed in the server metadata",
+                     "system_shared_memory" in c.get_server_metadata()["extensions"])
+            rng = np.random.default_rng(7)
+            a = rng.integers(-1000, 1000, (2, 16)).astype(np.int32)
+            b = rng.integers(-1000, 1000, (2, 16)).astype(np.int32)
+            nb = a.nbytes
+            h_in = region("in", 2 * nb)          # INPUT0 at 0, INPUT1 at nb
+            h_out = region("out", 2 * nb + 128)  # OUTPUT0 at 0, OUTPUT1 at nb + 64
+            shm.set_shared_memory_region(h_in, [a])
+            shm.set_shared_memory_region(h_in, [b], offset=nb)
+            c.register_system_shared_memory("in", f"/{tag}_in", 2 * nb)
+            c.register_system_shared_memory("out", f"/{tag}_out", 2 * nb + 128)
+
+            def infer_shm():
+                i0 = httpclient.InferInput("INPUT0", [2, 16], "INT32")
+                i0.set_shared_memory("in", nb)
+                i1 = httpclient.InferInput("INPUT1", [2, 16], "INT32")
+                i1.set_shared_memory("in", nb, offset=nb)
+                o0 = httpclient.InferRequestedOutput("OUTPUT0")
+                o0.set_shared_memory("out", nb)
+                o1 = httpclient.InferRequestedOutput("OUTPUT1")
+                o1.set_shared_memory("out", nb + 64, offset=nb + 64)  # room to spare
+                r = c.infer("simple", [i0, i1], outputs=[o0, o1])
+                for name, off, want in (("OUTPUT0", 0, a + b), ("OUTPUT1", nb + 64, a - b)):
+                    got = r.get_output(name)
+                    ensure("data" not in got, f"{name}: data in the response {got}")
+                    p = got.get("parameters", {})
+                    ensure(p.get("shared_memory_region") == "out" and p.get("shared_memory_byte_size") == nb,
+                           f"{name}: parameters {p}")
+                    equal(shm.get_contents_as_numpy(h_out, np.int32, [2, 16], offset=off), want)
+                return "INPUT0/1 read from region 'in', OUTPUT0/1 written to region 'out'"
+            ck.run("shm: infer simple with inputs and outputs in shared memory", infer_shm)
+
+            def mixed():  # one input in shared memory, one in the body; one output each way
+                i0 = httpclient.InferInput("INPUT0", [2, 16], "INT32")
+                i0.set_shared_memory("in", nb)
+                i1 = inp("INPUT1", b, "INT32", True)
+                o0 = httpclient.InferRequestedOutput("OUTPUT0", binary_data=True)
+                o1 = httpclient.InferRequestedOutput("OUTPUT1")
+                o1.set_shared_memory("out", nb)
+                r = c.infer("simple", [i0, i1], outputs=[o0, o1])
+                equal(r.as_numpy("OUTPUT0"), a + b)
+                equal(shm.get_contents_as_numpy(h_out, np.int32, [2, 16]), a - b)
+                return "OK"
+            ck.run("shm: shared memory and binary data in one request", mixed)
+
+            def strings():  # BYTES: length-prefixed elements, both ways
+                text = np.array([["shared", "", "Memory 42"]], dtype=np.object_)
+                ser = serialize_byte_tensor(text)
+                size = serialized_byte_size(ser)
+                h_s = region("sin", size)
+                h_so = region("sout", 256)
+                shm.set_shared_memory_region(h_s, [ser])
+                c.register_system_shared_memory("sin", f"/{tag}_sin", size)
+                c.register_system_shared_memory("sout", f"/{tag}_sout", 256)
+                t = httpclient.InferInput("TEXT", [1, 3], "BYTES")
+                t.set_shared_memory("sin", size)
+                o = httpclient.InferRequestedOutput("UPPER")
+                o.set_shared_memory("sout", 256)
+                r = c.infer("strings", [t], outputs=[o])
+                n = r.get_output("UPPER")["parameters"]["shared_memory_byte_size"]
+                got = shm.get_contents_as_numpy(h_so, np.object_, [1, 3])
+                got = [v.decode() if isinstance(v, bytes) else v for v in got.ravel()]
+                ensure(got == [s.upper() for s in text.ravel()], f"UPPER {got}")
+                ensure(n == size, f"shared_memory_byte_size {n}, expected {size}")
+                return f"UPPER {got}"
+            ck.run("shm: BYTES input and output in shared memory", strings)
+
+            def status():
+                st = c.get_system_shared_memory_status()
+                names = sorted(x["name"] for x in st)
+                ensure(names == ["in", "out", "sin", "sout"], f"regions {names}")
+                one = c.get_system_shared_memory_status("in")
+                ensure(len(one) == 1 and one[0]["key"] == f"/{tag}_in" and one[0]["byte_size"] == 2 * nb
+                       and one[0]["offset"] == 0, f"{one}")
+                return f"{names}"
+            ck.run("shm: status of every region and of one", status)
+
+            def refusals():  # each a 400 naming the cause; the server keeps serving
+                seen = []
+
+                def expect(fn, words):
+                    try:
+                        fn()
+                    except InferenceServerException as e:
+                        ensure(str(e.status()) == "400" and words in e.message(),
+                               f"{e.status()} {e.message()!r}, expected 400 naming {words!r}")
+                        seen.append(e.message())
+                        return
+                    raise AssertionError(f"accepted; expected 400 naming {words!r}")
+
+                def infer_with(in_size=nb, in_off=0, out_size=nb, out_region="out", in_region="in"):
+                    i0 = httpclient.InferInput("INPUT0", [2, 16], "INT32")
+                    i0.set_shared_memory(in_region, in_size, offset=in_off)
+                    i1 = inp("INPUT1", b, "INT32", True)
+                    o = httpclient.InferRequestedOutput("OUTPUT0")
+                    o.set_shared_memory(out_region, out_size)
+                    c.infer("simple", [i0, i1], outputs=[o])
+                expect(lambda: c.register_system_shared_memory("in", f"/{tag}_in", 8), "already registered")
+                expect(lambda: c.register_system_shared_memory("x", f"/{tag}_nosuch", 8), f"/{tag}_nosuch")
+                expect(lambda: c.register_system_shared_memory("x", f"/{tag}_in", 2 * nb + 1), "fewer than")
+                expect(lambda: c.get_system_shared_memory_status("nosuch"), "nosuch")
+                expect(lambda: infer_with(in_size=nb - 4), "shared_memory_byte_size is")
+                expect(lambda: infer_with(in_off=nb + 4), "outside shared memory region 'in'")
+                expect(lambda: infer_with(out_size=nb - 4), "takes 128 bytes")
+                expect(lambda: infer_with(in_region="nosuch"), "nosuch")
+                expect(lambda: infer_with(out_region="nosuch"), "nosuch")
+                expect(lambda: c.register_cuda_shared_memory("g", "AAAA", 0, 64), "CUDA")
+                ensure(c.is_server_live() and c.is_model_ready("simple"), "server not live after them")
+                return " | ".join(seen)
+            ck.run("shm: bad registrations and references refused (400) with the reason", refusals)
+
+            def unregister():
+                c.unregister_system_shared_memory("in")
+                names = sorted(x["name"] for x in c.get_system_shared_memory_status())
+                ensure(names == ["out", "sin", "sout"], f"after unregistering 'in': {names}")
+                i0 = httpclient.InferInput("INPUT0", [2, 16], "INT32")
+                i0.set_shared_memory("in", nb)
+                try:
+                    c.infer("simple", [i0, inp("INPUT1", b, "INT32", True)])
+                    raise AssertionError("a request naming the unregistered region was answered")
+                except InferenceServerException as e:
+                    ensure(str(e.status()) == "400" and "'in'" in e.message(), f"{e.status()} {e.message()}")
+                c.unregister_system_shared_memory()
+                ensure(c.get_system_shared_memory_status() == [], "regions left after unregistering all")
+                return "one, then all"
+            ck.run("shm: unregister one region, then all", unregister)
+            rc = srv.stop()
+            ck.check("shm: exit 0 on SIGTERM", rc == 0, f"exit {rc}: {srv.stderr()[-400:]}")
+    finally:
+        for h in handles:
+            try:
+                shm.destroy_shared_memory_region(h)
+            except Exception:  # noqa: BLE001
+                pass
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kiln", default="build/kiln")
@@ -1568,6 +1740,7 @@ def main():
                 ck.group("metrics", group_metrics, srv)
                 ck.group("bad requests", group_bad_requests, srv, kiln, repo)
                 ck.group("explicit", group_explicit, kiln, repo, srv.client)
+                ck.group("shm", group_shm, kiln, repo, tmp, srv.client)
                 rc = srv.stop()
                 ck.check("main server: exit 0 on SIGTERM", rc == 0, f"exit {rc}: {srv.stderr()[-400:]}")
         except Exception as e:  # noqa: BLE001 - it did not start: the other servers still run

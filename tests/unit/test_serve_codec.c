@@ -318,9 +318,18 @@ static void test_request_errors(void **state) {
         {IN(XB("[2]", "BYTES", "7")), "\1\0\0\0a\0\0", 7, 1, "input 'x': binary BYTES data ends inside the length of element 1"},
         {IN(XB("[1]", "BYTES", "6")), "\5\0\0\0ab", 6, 1, "input 'x': binary BYTES element 0 is 5 bytes long but only 2"},
         {IN(XB("[1]", "BYTES", "6")), "\2\0\0\0a\0", 6, 1, "input 'x': binary BYTES element 0 holds a NUL byte"},
-        {IN("{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"parameters\":"
+        {IN("{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"data\":[1],\"parameters\":"
             "{\"shared_memory_region\":\"r\",\"shared_memory_byte_size\":4}}"), NULL, 0, 0,
-         "input 'x': shared memory ('shared_memory_region') is not supported"},
+         "input 'x': its data is in shared memory region 'r', so it may not also set 'data'"},
+        {IN("{\"name\":\"x\",\"shape\":[2],\"datatype\":\"FP32\",\"parameters\":"
+            "{\"shared_memory_region\":\"r\",\"shared_memory_byte_size\":4}}"), NULL, 0, 0,
+         "input 'x': shared_memory_byte_size is 4 but shape [2] of FP32 takes 8 bytes"},
+        {IN("{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"parameters\":"
+            "{\"shared_memory_region\":\"r\"}}"), NULL, 0, 0,
+         "input 'x': shared memory needs both 'shared_memory_region' and 'shared_memory_byte_size'"},
+        {IN("{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\",\"parameters\":"
+            "{\"shared_memory_region\":\"r\",\"shared_memory_byte_size\":4,\"shared_memory_offset\":-1}}"),
+         NULL, 0, 0, "input 'x': 'shared_memory_offset' is not a non-negative integer"},
         {IN(X("[1]", "FP32", "[1]")) ",\"outputs\":{}}", NULL, 0, 0, "unexpected text after the request's JSON"},
         {"{\"inputs\":[],\"outputs\":{}}", NULL, 0, 0, "'outputs' is not an array"},
         {"{\"inputs\":[],\"outputs\":[{\"name\":\"y\"},{\"name\":\"z\"},{\"name\":\"y\"}]}", NULL, 0, 0,
@@ -899,6 +908,103 @@ static void test_error_body(void **state) {
     free(b);
 }
 
+/* A region "r" of 64 bytes (0, 1, ..., 63) for the shared memory test. */
+static int shm_read_r(void *ctx, const char *region, uint64_t offset, uint64_t size, void *dst,
+                      char *e, size_t elen) {
+    int *calls = ctx;
+    ++*calls;
+    uint8_t bytes[64];
+    for (int i = 0; i < 64; i++) bytes[i] = (uint8_t)i;
+    if (strcmp(region, "r") || offset > 64 || size > 64 - offset) {
+        snprintf(e, elen, "no region '%s' of that range", region);
+        return 400;
+    }
+    memcpy(dst, bytes + offset, (size_t)size);
+    return 0;
+}
+
+static void test_shared_memory(void **state) {
+    (void)state;
+    /* x: INT32 [2] at offset 8 of "r"; s: BYTES [1] read from a region holding
+     * the element "ab" (length 2 little-endian, then 'a' 'b') is not in "r",
+     * so a region named "q" is refused; y: an output to "r" at 16 */
+    serve_request r;
+    assert_int_equal(parse("{\"inputs\":[{\"name\":\"x\",\"shape\":[2],\"datatype\":\"INT32\","
+                           "\"parameters\":{\"shared_memory_region\":\"r\",\"shared_memory_byte_size\":8,"
+                           "\"shared_memory_offset\":8}},"
+                           "{\"name\":\"z\",\"shape\":[1],\"datatype\":\"INT32\",\"data\":[5]}],"
+                           "\"outputs\":[{\"name\":\"y\",\"parameters\":{\"shared_memory_region\":\"r\","
+                           "\"shared_memory_byte_size\":12,\"shared_memory_offset\":16}}]}", &r), 0);
+    assert_non_null(r.input_shm);
+    assert_null(r.inputs[0]); /* not read yet */
+    assert_string_equal(r.input_shm[0].ref.region, "r");
+    assert_int_equal(r.input_shm[0].ref.offset, 8);
+    assert_null(r.input_shm[1].ref.region);
+    assert_string_equal(r.outputs[0].shm.region, "r");
+    assert_int_equal(r.outputs[0].shm.offset, 16);
+    assert_int_equal(r.outputs[0].shm.byte_size, 12);
+    int calls = 0;
+    assert_int_equal(serve_request_read_shm(&r, shm_read_r, &calls, err, sizeof err), 0);
+    assert_int_equal(calls, 1);
+    int32_t want[2];
+    const uint8_t raw[8] = {8, 9, 10, 11, 12, 13, 14, 15};
+    memcpy(want, raw, 8);
+    assert_memory_equal(kiln_tensor_data(r.inputs[0]), want, 8);
+    serve_request_free(&r);
+
+    /* BYTES from a region, and a region the reader does not know */
+    assert_int_equal(parse("{\"inputs\":[{\"name\":\"s\",\"shape\":[1],\"datatype\":\"BYTES\","
+                           "\"parameters\":{\"shared_memory_region\":\"r\",\"shared_memory_byte_size\":5}}]}",
+                           &r), 0);
+    /* bytes 0..4 of "r": length 0x03020100 > the 1 byte left: refused */
+    assert_int_equal(serve_request_read_shm(&r, shm_read_r, &calls, err, sizeof err), 400);
+    assert_ptr_equal(strstr(err, "input 's': binary BYTES element 0 is"), err);
+    serve_request_free(&r);
+    assert_int_equal(parse("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\","
+                           "\"parameters\":{\"shared_memory_region\":\"q\",\"shared_memory_byte_size\":4}}]}",
+                           &r), 0);
+    assert_int_equal(serve_request_read_shm(&r, shm_read_r, &calls, err, sizeof err), 400);
+    assert_string_equal(err, "input 'x': no region 'q' of that range");
+    /* checking a request whose shared memory input was not read refuses it */
+    serve_io in = {.name = (char *)"x", .dtype = KILN_DTYPE_F32, .ndim = 1, .dims = {1}};
+    serve_model_config cfg = {.name = (char *)"m", .n_inputs = 1, .inputs = &in};
+    int batch;
+    assert_int_equal(serve_request_check(&r, &cfg, &batch, err, sizeof err), 400);
+    assert_non_null(strstr(err, "shared memory data has not been read"));
+    serve_request_free(&r);
+
+    /* responses: an output sent to shared memory names the region and size only */
+    float f[] = {1, 2, 3};
+    kiln_tensor *tf = tensor(KILN_DTYPE_F32, 1, (int64_t[]){3}, f);
+    serve_response_output o = {.name = "y", .t = tf, .binary = 1};
+    const void *data;
+    size_t n;
+    void *owned;
+    assert_int_equal(serve_output_bytes(&o, &data, &n, &owned, err, sizeof err), 0);
+    assert_int_equal(n, 12);
+    assert_null(owned); /* the tensor's own bytes */
+    assert_ptr_equal(data, kiln_tensor_data(tf));
+    o.shm_region = "r";
+    o.shm_bytes = n;
+    char *body;
+    size_t len, hlen;
+    assert_int_equal(serve_response_build("m", "1", NULL, 1, &o, &body, &len, &hlen, err, sizeof err), 0);
+    assert_int_equal(hlen, 0); /* nothing binary follows */
+    assert_non_null(strstr(body, "\"parameters\":{\"shared_memory_region\":\"r\",\"shared_memory_byte_size\":12}"));
+    assert_null(strstr(body, "\"data\""));
+    free(body);
+    kiln_tensor_free(tf);
+    const char *sv[] = {"ab"};
+    kiln_tensor *ts = tensor(KILN_DTYPE_STRING, 1, (int64_t[]){1}, sv);
+    serve_response_output os = {.name = "s", .t = ts};
+    assert_int_equal(serve_output_bytes(&os, &data, &n, &owned, err, sizeof err), 0);
+    assert_int_equal(n, 6);
+    assert_memory_equal(data, "\2\0\0\0ab", 6);
+    assert_ptr_equal(data, owned);
+    free(owned);
+    kiln_tensor_free(ts);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_every_dtype),
@@ -915,6 +1021,7 @@ int main(void) {
         cmocka_unit_test(test_classification),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_error_body),
+        cmocka_unit_test(test_shared_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,7 +12,8 @@ static const char *help =
     "usage: kiln serve --model-repository DIR [--host ADDR] [--http-port P]\n"
     "                  [--metrics-port P | --no-metrics]\n"
     "                  [--model-control-mode none|poll|explicit] [--load-model NAME ...]\n"
-    "                  [--repository-poll-secs S] [--max-request-size BYTES] [-t N] [-v]\n"
+    "                  [--repository-poll-secs S] [--max-request-size BYTES]\n"
+    "                  [--allow-client-shm] [-t N] [-v]\n"
     "\n"
     "Serves the ONNX models of a Triton model repository over HTTP with the KServe v2\n"
     "protocol (Triton's clients work unchanged): DIR/<model>/config.pbtxt (optional:\n"
@@ -32,7 +33,12 @@ static const char *help =
     "                          API (POST /v2/repository/models/M/load|unload) says\n"
     "  --load-model NAME       explicit mode: load NAME at start (repeatable)\n"
     "  --repository-poll-secs S  poll mode: seconds between rescans (default 15)\n"
-    "  --max-request-size B    largest request body in bytes (default 67108864)\n"
+    "  --max-request-size B    largest request body in bytes (default 67108864; a\n"
+    "                          gzip or deflate body is held to it once inflated)\n"
+    "  --allow-client-shm      let clients register POSIX shared memory regions\n"
+    "                          (/v2/systemsharedmemory) and pass tensors in them\n"
+    "                          (off by default, as in Triton: a client then reads\n"
+    "                          and writes memory the server maps)\n"
     "  -t N                    CPU threads shared by all model instances (default:\n"
     "                          all cores); a model's \"threads\" parameter overrides\n"
     "  -v, --verbose           a line per model load and unload on stderr\n";
@@ -110,6 +116,8 @@ int kiln_cmd_serve(int argc, char **argv) {
                         argv[i]);
                 return 2;
             }
+        } else if (!strcmp(a, "--allow-client-shm")) {
+            opt.allow_client_shm = 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             opt.verbose = 1;
         } else {
