@@ -122,12 +122,14 @@ typedef struct pctx {
     char *err;
     size_t errlen;
     serve_model_config *cfg;
+    int json;            /* the tree came from JSON (serve_config_parse_tree) */
 } pctx;
 
-/* "PATH:LINE:COL: " + message into c->err; returns st. */
+/* "PATH:LINE:COL: " (from JSON: "PATH: ") + message into c->err; returns st. */
 static kiln_status at(pctx *c, int line, int col, kiln_status st, const char *fmt, ...) {
     if (c->err && c->errlen) {
-        int n = snprintf(c->err, c->errlen, "%s:%d:%d: ", c->path, line, col);
+        int n = c->json ? snprintf(c->err, c->errlen, "%s: ", c->path)
+                        : snprintf(c->err, c->errlen, "%s:%d:%d: ", c->path, line, col);
         if (n >= 0 && (size_t)n < c->errlen) {
             va_list ap;
             va_start(ap, fmt);
@@ -227,7 +229,9 @@ static kiln_status get_int(pctx *c, const pbtxt_node *n, const char *where, int6
     kiln_status st = want_scalar(c, n, where, "an integer");
     if (st) return st;
     const char *s = n->text;
-    if (n->type != PBTXT_NUMBER || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')))
+    /* JSON writes 64-bit integers as strings ("100"), as protobuf's JSON mapping does */
+    int number = n->type == PBTXT_NUMBER || (c->json && n->type == PBTXT_STRING);
+    if (!number || !(s[0] == '-' || (s[0] >= '0' && s[0] <= '9')))
         return AT_VALUE(c, n, KILN_E_FORMAT, "%s: field '%s' takes an integer, found %s '%s'", where,
                         n->name, pbtxt_type_name(n->type), s);
     errno = 0;
@@ -261,10 +265,10 @@ static kiln_status get_enum(pctx *c, const pbtxt_node *n, const char *where, con
                             int count, int *out) {
     kiln_status st = want_scalar(c, n, where, "an enum value");
     if (st) return st;
-    if (n->type == PBTXT_STRING)
+    if (n->type == PBTXT_STRING && !c->json) /* JSON names enum values as strings */
         return AT_VALUE(c, n, KILN_E_FORMAT, "%s: field '%s' takes an enum name without quotes, found \"%s\"",
                         where, n->name, n->text);
-    if (n->type == PBTXT_IDENT) {
+    if (n->type == PBTXT_IDENT || n->type == PBTXT_STRING) {
         for (int i = 0; i < count; i++)
             if (names[i] && !strcmp(n->text, names[i])) {
                 *out = i;
@@ -1162,6 +1166,17 @@ static kiln_status parse_model_config(pctx *c, const pbtxt_node *root) {
         }
     }
     return KILN_OK;
+}
+
+kiln_status serve_config_parse_tree(const pbtxt_node *root, const char *path, int from_json,
+                                    serve_model_config *out, char *err, size_t errlen) {
+    pctx c = {.path = path ? path : "config", .err = err, .errlen = errlen, .cfg = out,
+              .json = from_json};
+    if (err && errlen) err[0] = '\0';
+    serve_config_init(out);
+    kiln_status st = parse_model_config(&c, root);
+    if (st != KILN_OK) serve_config_free(out); /* zeroes it */
+    return st;
 }
 
 kiln_status serve_config_parse(const char *text, size_t len, const char *path, serve_model_config *out,

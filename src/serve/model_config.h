@@ -17,6 +17,8 @@
 
 #include "kiln/kiln.h"
 
+typedef struct pbtxt_node pbtxt_node; /* serve/pbtxt.h */
+
 /* Data types. kiln_dtype values stand for Triton's types; KILN_DTYPE_STRING is
  * TYPE_STRING in a config and BYTES on the wire. */
 /* "TYPE_FP32" -> KILN_DTYPE_F32; KILN_DTYPE_UNDEFINED for names Triton does not have. */
@@ -149,6 +151,19 @@ typedef struct serve_model_config {
  * the file gives none. */
 kiln_status serve_config_parse(const char *text, size_t len, const char *path,
                                serve_model_config *out, char *err, size_t errlen);
+
+/* The same from a tree already built (pbtxt.h); from_json: the tree was made
+ * from Triton's JSON form (serve_config_parse_json), so enum values and
+ * 64-bit integers may be strings and messages carry no line:col. */
+kiln_status serve_config_parse_tree(const pbtxt_node *root, const char *path, int from_json,
+                                    serve_model_config *out, char *err, size_t errlen);
+
+/* A configuration in Triton's JSON form (ModelConfig as protobuf maps it to
+ * JSON, snake_case names, what GET .../config returns and what a load request
+ * may carry as its "config" parameter; len bytes), read with the same rules
+ * and refusals as config.pbtxt. Messages start with path. */
+kiln_status serve_config_parse_json(const char *text, size_t len, const char *path,
+                                    serve_model_config *out, char *err, size_t errlen);
 
 /* Sets the defaults of an empty configuration (what an absent config.pbtxt
  * parses to). */

@@ -1,12 +1,23 @@
-/* src/serve/model_config_json.c: a model configuration in Triton's JSON form
- * (GET /v2/models/M/config): ModelConfig's snake_case field names, every
+/* src/serve/model_config_json.c: a model configuration in Triton's JSON form,
+ * both ways.
+ *
+ * Out (GET /v2/models/M/config): ModelConfig's snake_case field names, every
  * plain field printed with its default, int64 fields as numbers.
+ *
+ * In (a load request's "config" parameter): the JSON is turned into the tree
+ * config.pbtxt parses to (objects -> messages, arrays -> repeated fields,
+ * strings, numbers, true/false; the map fields "parameters" and
+ * model_warmup's "inputs" -> key/value entries; null, {} and [] -> left
+ * out, as protobuf cannot tell them from a field not given) and read by
+ * the same code as config.pbtxt (model_config.c), so the same fields are
+ * taken and refused.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "serve/model_config.h"
+#include "serve/pbtxt.h"
 
 /* Adds v under key (arrays: key NULL); clears *ok when v is NULL or adding fails. */
 static cJSON *put(cJSON *parent, const char *key, cJSON *v, int *ok) {
@@ -158,4 +169,132 @@ cJSON *serve_config_to_json(const serve_model_config *cfg) {
         return NULL;
     }
     return j;
+}
+
+/* ---- JSON in ------------------------------------------------------------------------- */
+
+#define JSON_MAX_DEPTH 32
+
+static char *dup_text(const char *s, size_t *len) {
+    *len = strlen(s);
+    char *d = malloc(*len + 1);
+    return d ? memcpy(d, s, *len + 1) : NULL;
+}
+
+/* A map field: an object whose keys are data, written as key/value entries. */
+static int is_map(const char *field, const char *parent) {
+    return (!strcmp(field, "parameters") && !strcmp(parent, "")) ||
+           (!strcmp(field, "inputs") && !strcmp(parent, "model_warmup"));
+}
+
+static int to_node(const cJSON *j, const char *name, int depth, pbtxt_node *n, char *err,
+                   size_t errlen);
+
+/* A member protobuf cannot tell from one not given: null, {}, []. */
+static int absent(const cJSON *m) {
+    return cJSON_IsNull(m) || ((cJSON_IsObject(m) || cJSON_IsArray(m)) && !m->child);
+}
+
+/* The children of message n (field `name`) from the members of object j:
+ * one node per member, per element of an array, per entry of a map. */
+static int object_children(const cJSON *j, const char *name, int depth, pbtxt_node *n, char *err,
+                           size_t errlen) {
+    int count = 0;
+    for (const cJSON *m = j->child; m; m = m->next)
+        if (!absent(m))
+            count += cJSON_IsArray(m) || (cJSON_IsObject(m) && is_map(m->string, name))
+                         ? cJSON_GetArraySize(m)
+                         : 1;
+    n->type = PBTXT_MESSAGE;
+    if (count && !(n->children = calloc((size_t)count, sizeof *n->children))) goto nomem;
+    for (const cJSON *m = j->child; m; m = m->next) {
+        if (absent(m)) continue;
+        if (cJSON_IsObject(m) && is_map(m->string, name)) {
+            for (const cJSON *x = m->child; x; x = x->next) { /* m { key: "k" value { ... } } */
+                pbtxt_node *e = &n->children[n->n_children++];
+                e->type = PBTXT_MESSAGE;
+                if (!(e->name = strdup(m->string)) || !(e->children = calloc(2, sizeof *e->children)))
+                    goto nomem;
+                pbtxt_node *k = &e->children[e->n_children++];
+                k->type = PBTXT_STRING;
+                if (!(k->name = strdup("key")) || !(k->text = dup_text(x->string, &k->len))) goto nomem;
+                if (to_node(x, "value", depth + 1, &e->children[e->n_children++], err, errlen))
+                    return -1;
+            }
+        } else if (cJSON_IsArray(m)) { /* repeated: one node per element */
+            for (const cJSON *x = m->child; x; x = x->next)
+                if (to_node(x, m->string, depth + 1, &n->children[n->n_children++], err, errlen))
+                    return -1;
+        } else if (to_node(m, m->string, depth + 1, &n->children[n->n_children++], err, errlen)) {
+            return -1;
+        }
+    }
+    return 0;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+/* Node n (zeroed) for value j of field `name`. */
+static int to_node(const cJSON *j, const char *name, int depth, pbtxt_node *n, char *err,
+                   size_t errlen) {
+    if (!(n->name = strdup(name))) goto nomem;
+    if (depth > JSON_MAX_DEPTH) {
+        snprintf(err, errlen, "field '%s': nested more than %d deep", name, JSON_MAX_DEPTH);
+        return -1;
+    }
+    if (cJSON_IsObject(j)) return object_children(j, name, depth, n, err, errlen);
+    if (cJSON_IsString(j)) {
+        n->type = PBTXT_STRING;
+        if (!(n->text = dup_text(j->valuestring, &n->len))) goto nomem;
+        return 0;
+    }
+    char buf[64];
+    if (cJSON_IsBool(j)) {
+        n->type = PBTXT_IDENT;
+        snprintf(buf, sizeof buf, "%s", cJSON_IsTrue(j) ? "true" : "false");
+    } else if (cJSON_IsNumber(j)) {
+        n->type = PBTXT_NUMBER;
+        double v = j->valuedouble;
+        if (v == (double)(long long)v && v > -9.0e15 && v < 9.0e15)
+            snprintf(buf, sizeof buf, "%lld", (long long)v);
+        else
+            snprintf(buf, sizeof buf, "%.17g", v);
+    } else {
+        snprintf(err, errlen, "field '%s': %s is not a value a configuration field takes", name,
+                 cJSON_IsArray(j) ? "an array inside an array" : "this JSON value");
+        return -1;
+    }
+    if (!(n->text = dup_text(buf, &n->len))) goto nomem;
+    return 0;
+nomem:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+kiln_status serve_config_parse_json(const char *text, size_t len, const char *path,
+                                    serve_model_config *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    path = path ? path : "config";
+    cJSON *j = cJSON_ParseWithLength(text, len);
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        snprintf(err, errlen, "%s: not a JSON object (Triton's JSON form of the model configuration)",
+                 path);
+        return KILN_E_FORMAT;
+    }
+    pbtxt_node *root = calloc(1, sizeof *root);
+    char why[512] = "";
+    kiln_status st = KILN_OK;
+    if (!root || !(root->name = strdup(""))) {
+        snprintf(why, sizeof why, "out of memory");
+        st = KILN_E_NOMEM;
+    } else if (object_children(j, "", 0, root, why, sizeof why)) {
+        st = strcmp(why, "out of memory") ? KILN_E_FORMAT : KILN_E_NOMEM;
+    }
+    cJSON_Delete(j);
+    if (st == KILN_OK) st = serve_config_parse_tree(root, path, 1, out, err, errlen);
+    else snprintf(err, errlen, "%s: %s", path, why);
+    pbtxt_free(root);
+    return st;
 }

@@ -239,24 +239,37 @@ static int warm_up(serve_model *m, char *err, size_t errlen) {
     return 0;
 }
 
-/* Loads version `version` of the model in dir from its config text (NULL:
- * none). Returns the model with one reference, or NULL with err. */
+/* A model's configuration as text: DIR/<model>/config.pbtxt, or the JSON a
+ * load request carries in its "config" parameter (text NULL: none, the
+ * configuration comes from the model). */
+typedef struct config_source {
+    const char *text;
+    size_t len;
+    int json;
+    const char *path;            /* for messages */
+} config_source;
+
+static kiln_status config_parse(const config_source *src, serve_model_config *out, char *err,
+                                size_t errlen) {
+    if (!src->text) {
+        serve_config_init(out);
+        return KILN_OK;
+    }
+    return src->json ? serve_config_parse_json(src->text, src->len, src->path, out, err, errlen)
+                     : serve_config_parse(src->text, src->len, src->path, out, err, errlen);
+}
+
+/* Loads version `version` of the model in dir with configuration src.
+ * Returns the model with one reference, or NULL with err. */
 static serve_model *model_load(serve_repo *r, const char *name, const char *dir,
-                               const char *cfg_text, size_t cfg_len, int64_t version, char *err,
+                               const config_source *src, int64_t version, char *err,
                                size_t errlen) {
     serve_model *m = calloc(1, sizeof *m);
     if (!m || !(m->name = strdup(name)) || !(m->dir = strdup(dir))) goto nomem;
     atomic_init(&m->refs, 1);
     m->version = version;
     snprintf(m->version_str, sizeof m->version_str, "%lld", (long long)version);
-    char cfg_path[PATH_MAX];
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.pbtxt", dir);
-    if (cfg_text) {
-        if (serve_config_parse(cfg_text, cfg_len, cfg_path, &m->cfg, err, errlen) != KILN_OK)
-            goto fail;
-    } else {
-        serve_config_init(&m->cfg);
-    }
+    if (config_parse(src, &m->cfg, err, errlen) != KILN_OK) goto fail;
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%lld/%s", dir, (long long)version,
              m->cfg.default_model_filename ? m->cfg.default_model_filename : "model.onnx");
@@ -430,10 +443,12 @@ static int valid_model_name(const char *name) {
     return 1;
 }
 
-/* Loads (or reloads) every selected version of a model. Holds load_mu.
- * Returns 0 or -1 with err (the entry then says why, and keeps the versions
- * it served before). */
-static int load_model(serve_repo *r, const char *name, char *err, size_t errlen) {
+/* Loads (or reloads) every selected version of a model, configured by its
+ * config.pbtxt, or by config_json (len bytes) when that is not NULL. Holds
+ * load_mu. Returns 0 or -1 with err (the entry then says why, and keeps the
+ * versions it served before). */
+static int load_model(serve_repo *r, const char *name, const char *config_json, size_t json_len,
+                      char *err, size_t errlen) {
     char dir[PATH_MAX];
     struct stat sb;
     serve_model **models = NULL;
@@ -450,18 +465,20 @@ static int load_model(serve_repo *r, const char *name, char *err, size_t errlen)
     uint64_t fp = fingerprint_dir(dir, 2);
     char cfg_path[PATH_MAX];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.pbtxt", dir);
-    if (!stat(cfg_path, &sb) && !(cfg_text = read_file(cfg_path, 16u << 20, &cfg_len))) {
-        snprintf(err, errlen, "%s: cannot read (or larger than 16 MiB)", cfg_path);
-        goto fail;
+    config_source src = {.path = cfg_path};
+    if (config_json) {
+        src = (config_source){config_json, json_len, 1, "the load request's 'config'"};
+    } else if (!stat(cfg_path, &sb)) {
+        if (!(cfg_text = read_file(cfg_path, 16u << 20, &cfg_len))) {
+            snprintf(err, errlen, "%s: cannot read (or larger than 16 MiB)", cfg_path);
+            goto fail;
+        }
+        src.text = cfg_text;
+        src.len = cfg_len;
     }
     /* the policy lives in the config: parse it once to choose the versions */
     serve_model_config policy;
-    if (cfg_text) {
-        if (serve_config_parse(cfg_text, cfg_len, cfg_path, &policy, err, errlen) != KILN_OK)
-            goto fail;
-    } else {
-        serve_config_init(&policy);
-    }
+    if (config_parse(&src, &policy, err, errlen) != KILN_OK) goto fail;
     n = list_versions(dir, &versions);
     int chosen = n > 0 ? apply_policy(&policy, versions, n) : 0;
     serve_config_free(&policy);
@@ -475,7 +492,7 @@ static int load_model(serve_repo *r, const char *name, char *err, size_t errlen)
         goto fail;
     }
     for (int i = 0; i < chosen; i++) {
-        if (!(models[i] = model_load(r, name, dir, cfg_text, cfg_len, versions[i], err, errlen)))
+        if (!(models[i] = model_load(r, name, dir, &src, versions[i], err, errlen)))
             goto fail;
         n_models++;
     }
@@ -549,7 +566,7 @@ static void poll_once(serve_repo *r) {
         pthread_mutex_unlock(&r->mu);
         if (changed) {
             logf_(r, "model '%s' %s: loading", names[i], e ? "changed" : "added");
-            load_model(r, names[i], err, sizeof err);
+            load_model(r, names[i], NULL, 0, err, sizeof err);
         }
     }
     /* entries whose directory is gone */
@@ -613,14 +630,14 @@ kiln_status serve_repo_open(const kiln_server_options *opt, int threads, serve_r
     pthread_mutex_lock(&r->load_mu);
     if (r->mode == KILN_MODEL_CONTROL_EXPLICIT) {
         for (int i = 0; i < opt->n_load_models; i++)
-            if (load_model(r, opt->load_models[i], err, sizeof err))
+            if (load_model(r, opt->load_models[i], NULL, 0, err, sizeof err))
                 fprintf(stderr, "kiln serve: model '%s' failed to load: %s\n", opt->load_models[i],
                         err);
     } else {
         char **names = NULL;
         int n = list_subdirs(r->dir, valid_model_name, &names);
         for (int i = 0; i < n; i++)
-            if (load_model(r, names[i], err, sizeof err))
+            if (load_model(r, names[i], NULL, 0, err, sizeof err))
                 fprintf(stderr, "kiln serve: model '%s' failed to load: %s\n", names[i], err);
         free_names(names, n);
     }
@@ -762,12 +779,13 @@ static int explicit_only(serve_repo *r, const char *what, char *err, size_t errl
     return 400;
 }
 
-int serve_repo_load(serve_repo *r, const char *name, char *err, size_t errlen) {
+int serve_repo_load(serve_repo *r, const char *name, const char *config_json, char *err,
+                    size_t errlen) {
     int status = explicit_only(r, "loading a model", err, errlen);
     if (status) return status;
     pthread_mutex_lock(&r->load_mu);
     char why[768];
-    if (load_model(r, name, why, sizeof why)) {
+    if (load_model(r, name, config_json, config_json ? strlen(config_json) : 0, why, sizeof why)) {
         snprintf(err, errlen, "failed to load '%s': %s", name, why);
         status = 400;
     }

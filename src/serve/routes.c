@@ -336,16 +336,23 @@ static void route_repository(serve_ctx *c, const char *rest, const char *body, s
     cJSON *params = cJSON_GetObjectItemCaseSensitive(req, "parameters");
     int status;
     if (!strcmp(action, "load")) {
-        cJSON *p = NULL;
-        int override = 0;
-        cJSON_ArrayForEach(p, params) override |= p->string && (!strcmp(p->string, "config") ||
-                                                                 !strncmp(p->string, "file:", 5));
-        if (override) {
-            snprintf(err, sizeof err, "load of '%s': a config or file override in the request "
-                     "is not supported; edit the repository and load again", name);
+        const cJSON *p = NULL, *config = NULL;
+        const char *file = NULL;
+        cJSON_ArrayForEach(p, params) {
+            if (p->string && !strcmp(p->string, "config")) config = p;
+            else if (p->string && !strncmp(p->string, "file:", 5)) file = p->string;
+        }
+        if (file) {
+            snprintf(err, sizeof err, "load of '%s': file overrides ('%.100s') are not supported; "
+                     "put the files in the repository and load again", name, file);
+            status = 400;
+        } else if (config && !cJSON_IsString(config)) {
+            snprintf(err, sizeof err, "load of '%s': parameter 'config' must be a string holding "
+                     "the model configuration in JSON", name);
             status = 400;
         } else {
-            status = serve_repo_load(c->repo, name, err, sizeof err);
+            status = serve_repo_load(c->repo, name, config ? config->valuestring : NULL, err,
+                                     sizeof err);
         }
     } else if (!strcmp(action, "unload")) {
         status = serve_repo_unload(c->repo, name, err, sizeof err);

@@ -145,9 +145,12 @@ int serve_repo_list_ready(serve_repo *r, serve_model ***out);
 cJSON *serve_repo_index(serve_repo *r, int ready_only);
 /* The versions of a model as known to the repository (for metadata): "1","2". */
 int serve_repo_versions(serve_repo *r, const char *name, cJSON *array);
-/* Loads or reloads (load) / unloads a model; EXPLICIT mode only. Returns 0 or
- * an HTTP status with err. */
-int serve_repo_load(serve_repo *r, const char *name, char *err, size_t errlen);
+/* Loads or reloads (load) / unloads a model; EXPLICIT mode only. config_json:
+ * NULL, or Triton's JSON form of a configuration to load the model with
+ * instead of its config.pbtxt (a later load without one reads the file
+ * again). Returns 0 or an HTTP status with err. */
+int serve_repo_load(serve_repo *r, const char *name, const char *config_json, char *err,
+                    size_t errlen);
 int serve_repo_unload(serve_repo *r, const char *name, char *err, size_t errlen);
 int serve_repo_ready(serve_repo *r);  /* every model that should load is READY */
 

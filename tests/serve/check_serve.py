@@ -36,7 +36,10 @@ out, BYTES models batched and not), starts `kiln serve --http-port 0
   explicit     --model-control-mode explicit --load-model simple: only simple
                served; the client's load_model / unload_model (and their
                errors); a failed load leaves the server ready; load / unload
-               refused in mode none
+               refused in mode none; load_model with a config override (its
+               own JSON reads back the same; a smaller max_batch_size takes
+               effect until a load without one; bad values, unsupported
+               fields, non-JSON and file overrides refused)
   shm          the system shared memory extension: refused (naming
                --allow-client-shm) unless the flag is given; with it, regions
                made by tritonclient's shm helpers are registered, inputs read
@@ -1214,6 +1217,46 @@ def group_explicit(ck, kiln, repo, main_client):
                         lambda: c.infer("cnn", [inp("input", x, "FP32", True)]), 404, "cnn")
         ck.expect_error("explicit: unload_model of an unknown model", lambda: c.unload_model("neverseen"), 400,
                         "neverseen")
+
+        def override():  # the load request's "config" replaces config.pbtxt until a load without one
+            base = c.get_model_config("simple")
+            ensure(base["max_batch_size"] > 2, f"simple's max_batch_size {base['max_batch_size']}")
+            c.load_model("simple", config=json.dumps(base))  # its own JSON form reads back the same
+            same = c.get_model_config("simple")
+            ensure(same == base, f"after loading its own JSON: {same} != {base}")
+            small = dict(base, max_batch_size=2, dynamic_batching={"max_queue_delay_microseconds": "100"})
+            c.load_model("simple", config=json.dumps(small))
+            got = c.get_model_config("simple")
+            ensure(got["max_batch_size"] == 2 and int(got["dynamic_batching"]["max_queue_delay_microseconds"]) == 100,
+                   f"after the override: {got}")
+            a, b, ins = simple_inputs(np.random.default_rng(3), 3, True)
+            try:
+                c.infer("simple", ins)
+                raise AssertionError("a batch of 3 answered with max_batch_size 2")
+            except InferenceServerException as e:
+                ensure(str(e.status()) == "400" and "batch" in e.message(), f"{e.status()} {e.message()}")
+            a, b, ins = simple_inputs(np.random.default_rng(3), 2, True)
+            equal(c.infer("simple", ins).as_numpy("OUTPUT0"), a + b)
+            c.load_model("simple")
+            back = c.get_model_config("simple")
+            ensure(back["max_batch_size"] == base["max_batch_size"], f"after a load without config: {back}")
+            return f"max_batch_size {base['max_batch_size']} -> 2 -> {back['max_batch_size']}"
+        ck.run("explicit: load_model with a config override (Triton's JSON form)", override)
+        ck.expect_error("explicit: a config override with a bad value is refused, naming the field",
+                        lambda: c.load_model("simple", config=json.dumps({"max_batch_size": "many"})), 400,
+                        "max_batch_size")
+        ck.expect_error("explicit: a config override with a field kiln does not implement is refused",
+                        lambda: c.load_model("simple", config=json.dumps(
+                            {"sequence_batching": {"max_sequence_idle_microseconds": "1000"}})), 400,
+                        "sequence_batching")
+        ck.expect_error("explicit: a config override that is not JSON is refused",
+                        lambda: c.load_model("simple", config="max_batch_size: 2"), 400, "JSON")
+        st, _, body = raw(srv.port, "POST", "/v2/repository/models/simple/load",
+                          json.dumps({"parameters": {"config": "{}", "file:1/model.onnx": "AAAA"}}).encode())
+        ck.check("explicit: file overrides refused (400), naming the file", st == 400 and
+                 "file:1/model.onnx" in error_message(body), f"{st} {error_message(body)}")
+        ck.check("explicit: simple still served after the refused overrides",
+                 c.is_model_ready("simple") and c.get_model_config("simple")["max_batch_size"] > 2)
         ck.check("explicit: server live, simple ready at the end", c.is_server_live() and c.is_model_ready("simple"))
         rc = srv.stop()
         ck.check("explicit: exit 0 on SIGTERM", rc == 0, f"exit {rc}: {srv.stderr()[-300:]}")

@@ -1023,9 +1023,57 @@ static void test_json(void **state) {
                           "\"TYPE_FP32\",\"dims\":[3],\"input_data_file\":\"x.bin\"}},\"count\":1}]");
     assert_int_equal(cfg.instance_count, 3);
     assert_int_equal(cfg.precision, KILN_PRECISION_INT8);
-    free(text);
     cJSON_Delete(j);
     serve_config_free(&cfg);
+
+    /* the JSON form read back (a load request's "config") gives the same
+     * configuration: completed again, the same JSON */
+    serve_model_config back;
+    kiln_status st = serve_config_parse_json(text, strlen(text), "req", &back, err, sizeof err);
+    if (st) print_error("%s\n", err);
+    assert_int_equal(st, KILN_OK);
+    assert_int_equal(serve_config_complete(&back, g, "m", err, sizeof err), KILN_OK);
+    j = serve_config_to_json(&back);
+    char *text2 = cJSON_PrintUnformatted(j);
+    assert_string_equal(text2, text);
+    free(text2);
+    free(text);
+    cJSON_Delete(j);
+    serve_config_free(&back);
+
+    /* JSON's own forms: enum names and 64-bit integers as strings, maps as
+     * objects, {} / [] / null as not given */
+    const char *forms = "{\"max_batch_size\":\"4\",\"input\":[{\"name\":\"x\",\"data_type\":\"TYPE_INT64\","
+                        "\"dims\":[\"2\",3]}],\"dynamic_batching\":{\"max_queue_delay_microseconds\":\"250\"},"
+                        "\"cc_model_filenames\":{},\"batch_input\":[],\"runtime\":null,"
+                        "\"parameters\":{\"threads\":{\"string_value\":\"2\"}}}";
+    st = serve_config_parse_json(forms, strlen(forms), "req", &back, err, sizeof err);
+    if (st) print_error("%s\n", err);
+    assert_int_equal(st, KILN_OK);
+    assert_int_equal(back.max_batch_size, 4);
+    assert_int_equal(back.n_inputs, 1);
+    assert_int_equal(back.inputs[0].dtype, KILN_DTYPE_I64);
+    assert_int_equal(back.inputs[0].ndim, 2);
+    assert_int_equal(back.inputs[0].dims[0], 2);
+    assert_int_equal(back.threads, 2);
+    serve_config_free(&back);
+    /* refusals name the field, with the source and no line:col */
+    const struct { const char *json, *msg; } bad[] = {
+        {"[1]", "req: not a JSON object"},
+        {"{\"max_batch_size\":\"x\"}", "req: config: field 'max_batch_size' takes an integer, found string 'x'"},
+        {"{\"input\":[{\"name\":\"x\",\"data_type\":\"TYPE_NOPE\"}]}", "'TYPE_NOPE' is not a value of field 'data_type'"},
+        {"{\"input\":[[1]]}", "req: field 'input': an array inside an array"},
+        {"{\"sequence_batching\":{\"max_sequence_idle_microseconds\":5}}", "field 'sequence_batching' is not supported"},
+        {"{\"name\":7}", "field 'name' takes a quoted string"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_not_equal(serve_config_parse_json(bad[i].json, strlen(bad[i].json), "req", &back, err,
+                                                     sizeof err),
+                             KILN_OK);
+        if (!strstr(err, bad[i].msg)) print_error("%s: got '%s'\n", bad[i].json, err);
+        assert_non_null(strstr(err, bad[i].msg));
+        assert_string_equal(strncmp(err, "req: ", 5) ? err : "req: ", "req: ");
+    }
     kiln_graph_free(g);
 }
 
