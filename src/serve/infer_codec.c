@@ -754,7 +754,10 @@ static int parse_request_params(const cJSON *jp, serve_request *r, char *err, si
                         "'timeout' in 'parameters' is not a non-negative integer (microseconds)");
         r->timeout_us = (int64_t)t;
     }
-    return 0; /* others (priority, sequence_id, custom ones) are accepted and ignored */
+    const cJSON *jq = cJSON_GetObjectItemCaseSensitive(jp, "priority");
+    if (jq && json_uint(jq, UINT64_MAX, &r->priority))
+        return fail(err, errlen, 400, "'priority' in 'parameters' is not a non-negative integer");
+    return 0; /* others (sequence_id, custom ones) are accepted and ignored */
 }
 
 static int parse_root(const cJSON *root, bin_tail *bin, serve_request *r, char *err, size_t errlen) {

@@ -66,6 +66,8 @@ typedef struct serve_request {
     serve_output_request *outputs;
     int binary_data_output;      /* request "parameters": {"binary_data_output": true} */
     int64_t timeout_us;          /* request "parameters": {"timeout": us}; 0 none */
+    uint64_t priority;           /* request "parameters": {"priority": p}; 0: the
+                                    model's default level */
 } serve_request;
 
 /* Parses a request body of len bytes. header_len is the value of the

@@ -655,6 +655,7 @@ static kiln_status parse_dynamic_batching(pctx *c, const pbtxt_node *n) {
                         "batch dimension)");
     cfg->dynamic_batching = 1;
     unsigned char seen[DB_COUNT] = {0};
+    const pbtxt_node *prio_levels = NULL, *prio_default = NULL;
     for (int i = 0; i < n->n_children; i++) {
         const pbtxt_node *f = &n->children[i];
         int idx, b, *slot;
@@ -679,17 +680,32 @@ static kiln_status parse_dynamic_batching(pctx *c, const pbtxt_node *n) {
             if (b) return unsupported(c, f, where, "kiln's batcher does not order responses across requests");
             break;
         case F_priority_levels:
+            if ((st = get_int(c, f, where, 0, INT32_MAX, &v))) return st;
+            cfg->priority_levels = v;
+            prio_levels = f;
+            break;
         case F_default_priority_level:
-            if ((st = get_int(c, f, where, 0, INT64_MAX, &v))) return st;
-            if (v) return unsupported(c, f, where, "kiln's batcher has one queue, no priority levels");
+            if ((st = get_int(c, f, where, 0, INT32_MAX, &v))) return st;
+            cfg->default_priority_level = v;
+            prio_default = f;
             break;
         case F_default_queue_policy:
             if ((st = parse_queue_policy(c, f))) return st;
             break;
         case F_priority_queue_policy:
-            return unsupported(c, f, where, "kiln's batcher has one queue, no priority levels");
+            return unsupported(c, f, where, "default_queue_policy applies to every priority level");
         }
     }
+    /* as Triton checks them: a default level within the levels, none without */
+    const int64_t levels = cfg->priority_levels, def = cfg->default_priority_level;
+    if (levels > 0 && (def < 1 || def > levels))
+        return AT_FIELD(c, prio_default ? prio_default : prio_levels, KILN_E_FORMAT,
+                        "%s: default_priority_level must be in 1..%lld (priority_levels), it is %lld",
+                        where, (long long)levels, (long long)def);
+    if (levels == 0 && def != 0)
+        return AT_FIELD(c, prio_default, KILN_E_FORMAT,
+                        "%s: default_priority_level %lld needs priority_levels >= %lld", where,
+                        (long long)def, (long long)def);
     return KILN_OK;
 }
 

@@ -115,6 +115,8 @@ typedef struct serve_model_config {
     int64_t default_timeout_us;      /* default_queue_policy; 0: none */
     int timeout_action_delay;        /* 0: REJECT (default), 1: DELAY */
     int allow_timeout_override;
+    int64_t priority_levels;         /* 0: none; else levels 1 (first) .. n */
+    int64_t default_priority_level;  /* 1..priority_levels (0 without levels) */
 
     /* instance_group [ ... ]: counts summed over the groups (which must all be
      * of one kind) */

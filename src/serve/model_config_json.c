@@ -110,8 +110,8 @@ cJSON *serve_config_to_json(const serve_model_config *cfg) {
         if (cfg->n_preferred == 0 && cfg->max_batch_size > 0) put(a, NULL, num(cfg->max_batch_size), &ok);
         put(o, "max_queue_delay_microseconds", num((double)cfg->max_queue_delay_us), &ok);
         put(o, "preserve_ordering", boolean(0), &ok);
-        put(o, "priority_levels", num(0), &ok);
-        put(o, "default_priority_level", num(0), &ok);
+        put(o, "priority_levels", num((double)cfg->priority_levels), &ok);
+        put(o, "default_priority_level", num((double)cfg->default_priority_level), &ok);
         if (cfg->timeout_action_delay || cfg->default_timeout_us || cfg->allow_timeout_override ||
             cfg->max_queue_size) {
             cJSON *q = put(o, "default_queue_policy", cJSON_CreateObject(), &ok);

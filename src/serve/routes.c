@@ -28,7 +28,7 @@
 
 static const char *const extensions[] = {"classification", "model_repository",
                                          "model_configuration", "binary_tensor_data",
-                                         "statistics"};
+                                         "statistics", "schedule_policy"};
 
 static void reply_error(serve_reply *r, int status, const char *msg) {
     r->status = status;
@@ -246,6 +246,11 @@ static void route_infer(serve_ctx *c, serve_model *m, const char *body, size_t l
     }
     job.req = &req;
     job.batch = batch;
+    /* as Triton: priority 0, or past the levels, takes the default level */
+    job.priority = m->cfg.priority_levels == 0 ? 0
+                   : req.priority == 0 || req.priority > (uint64_t)m->cfg.priority_levels
+                       ? m->cfg.default_priority_level
+                       : (int64_t)req.priority;
     atomic_fetch_add(&m->stats.pending, 1);
     serve_sched_submit(m->sched, &job);
     atomic_fetch_sub(&m->stats.pending, 1);

@@ -14,6 +14,8 @@
  * every output. Queue policy: jobs past max_queue_size are rejected at once;
  * a job whose timeout passes while queued is answered 503 (timeout_action
  * REJECT) or waits behind every job still within its timeout (DELAY).
+ * With priority_levels the queue is kept in level order (level 1 first,
+ * arrival order within a level), so batches lead with the highest level.
  *
  * Fast path: when a job arrives to an empty queue, an idle instance and no
  * batch to wait for (no dynamic batching, or a queue delay of 0), the
@@ -107,6 +109,22 @@ static void queue_remove(serve_sched *s, serve_job *prev, serve_job *j) {
     if (s->tail == j) s->tail = prev;
     j->next = NULL;
     s->queued--;
+}
+
+/* Queues job after every job of its priority level or a higher one (a
+ * lower number): the queue runs by level, oldest first within a level.
+ * Holds s->mu. */
+static void queue_insert(serve_sched *s, serve_job *job) {
+    serve_job *prev = NULL;
+    if (s->tail && s->tail->priority > job->priority) /* else it goes last */
+        for (serve_job *j = s->head; j && j->priority <= job->priority; j = j->next) prev = j;
+    else
+        prev = s->tail;
+    job->next = prev ? prev->next : s->head;
+    if (prev) prev->next = job;
+    else s->head = job;
+    if (prev == s->tail) s->tail = job;
+    s->queued++;
 }
 
 /* Answers the queued jobs whose queue timeout has passed. Holds s->mu. */
@@ -416,10 +434,7 @@ void serve_sched_submit(serve_sched *s, serve_job *job) {
             goto out;
         }
     }
-    if (s->tail) s->tail->next = job;
-    else s->head = job;
-    s->tail = job;
-    s->queued++;
+    queue_insert(s, job);
     if (c->dynamic_batching) pthread_cond_broadcast(&s->cv);
     else pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);

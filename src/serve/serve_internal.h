@@ -78,6 +78,7 @@ cJSON *serve_stats_json(serve_model *m);
 typedef struct serve_job {
     serve_request *req;          /* checked: inputs in the model's form */
     int batch;                   /* its batch size (1 without batching) */
+    int64_t priority;            /* its level (1 first); 0 without levels */
     uint64_t t_enqueue_ns, deadline_ns; /* deadline: answered 503 past it; 0: none */
     uint64_t delay_after_ns;     /* DELAY timeout: past it, after the others; 0: none */
     uint64_t queue_ns;           /* time spent queued */

@@ -164,6 +164,7 @@ static void test_request_parameters(void **state) {
     assert_string_equal(r.id, "");
     assert_int_equal(r.binary_data_output, 1);
     assert_int_equal(r.timeout_us, 2500);
+    assert_int_equal(r.priority, 1);
     assert_int_equal(r.n_outputs, 3);
     assert_string_equal(r.outputs[0].name, "a");
     assert_int_equal(r.outputs[0].binary, -1);
@@ -344,6 +345,8 @@ static void test_request_errors(void **state) {
         {"{\"inputs\":[],\"parameters\":{\"binary_data_output\":\"yes\"}}", NULL, 0, 0,
          "'binary_data_output' in 'parameters' is not true or false"},
         {"{\"inputs\":[],\"parameters\":{\"timeout\":-5}}", NULL, 0, 0, "'timeout' in 'parameters'"},
+        {"{\"inputs\":[],\"parameters\":{\"priority\":\"high\"}}", NULL, 0, 0,
+         "'priority' in 'parameters' is not a non-negative integer"},
         {"{\"inputs\":[],\"parameters\":[]}", NULL, 0, 0, "the request's 'parameters' is not an object"},
         {"{\"id\":5,\"inputs\":[]}", NULL, 0, 0, "the request's 'id' is not a string"},
     };

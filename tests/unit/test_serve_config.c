@@ -471,6 +471,17 @@ static void test_parse_defaults_and_forms(void **state) {
     assert_true(cfg.dynamic_batching);
     assert_null(cfg.outputs[0].label_filename);
     serve_config_free(&cfg);
+    assert_int_equal(parse_text("max_batch_size: 4 dynamic_batching { priority_levels: 3 default_priority_level: 2 }",
+                                &cfg, err, sizeof err),
+                     KILN_OK);
+    assert_int_equal(cfg.priority_levels, 3);
+    assert_int_equal(cfg.default_priority_level, 2);
+    cJSON *pj = serve_config_to_json(&cfg);
+    char *ptext = cJSON_PrintUnformatted(pj);
+    assert_non_null(strstr(ptext, "\"priority_levels\":3,\"default_priority_level\":2"));
+    free(ptext);
+    cJSON_Delete(pj);
+    serve_config_free(&cfg);
 }
 
 /* Every refusal: status, "PATH:LINE:COL:" and the words naming the field. */
@@ -510,8 +521,12 @@ static void test_parse_errors(void **state) {
         {"instance_group { profile: \"0\" }", KILN_E_UNSUPPORTED, ":1:18:", "'profile'"},
         {"instance_group { kind: KIND_CPU }\ninstance_group { kind: KIND_GPU }", KILN_E_UNSUPPORTED, ":2:1:",
          "kind KIND_GPU differs"},
-        {"max_batch_size: 4 dynamic_batching { priority_levels: 2 }", KILN_E_UNSUPPORTED, ":1:38:",
-         "'priority_levels'"},
+        {"max_batch_size: 4 dynamic_batching { priority_levels: 2 }", KILN_E_FORMAT, ":1:38:",
+         "default_priority_level must be in 1..2 (priority_levels), it is 0"},
+        {"max_batch_size: 4 dynamic_batching { priority_levels: 2 default_priority_level: 3 }", KILN_E_FORMAT,
+         ":1:57:", "default_priority_level must be in 1..2"},
+        {"max_batch_size: 4 dynamic_batching { default_priority_level: 1 }", KILN_E_FORMAT, ":1:38:",
+         "default_priority_level 1 needs priority_levels >= 1"},
         {"max_batch_size: 4 dynamic_batching { preserve_ordering: true }", KILN_E_UNSUPPORTED, ":1:38:",
          "'preserve_ordering'"},
         {"max_batch_size: 4 dynamic_batching { priority_queue_policy { key: 1 value { } } }", KILN_E_UNSUPPORTED,
