@@ -36,6 +36,8 @@ typedef struct repo_entry {
     int n_versions;
     serve_model **versions;      /* loaded versions, ascending; one reference each */
     uint64_t fingerprint;        /* of the model's files when loaded (poll mode) */
+    uint64_t shared_fingerprint; /* of its files outside the version directories */
+    int overridden;              /* loaded with a load request's config */
     struct repo_entry *next;
 } repo_entry;
 
@@ -383,7 +385,9 @@ static uint64_t mix(uint64_t h, uint64_t x) {
 
 /* A hash of the names, sizes and modification times of the model's files
  * (two levels deep): it changes when the model is edited. */
-static uint64_t fingerprint_dir(const char *dir, int depth) {
+/* A hash of the names, sizes and times of the files under dir (depth levels
+ * down); skip_versions: leaving out the version directories (<number>/). */
+static uint64_t fingerprint_files(const char *dir, int depth, int skip_versions) {
     uint64_t h = 1469598103934665603ull;
     DIR *d = opendir(dir);
     if (!d) return 0;
@@ -394,11 +398,12 @@ static uint64_t fingerprint_dir(const char *dir, int depth) {
         struct stat sb;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         if (stat(p, &sb)) continue;
+        if (skip_versions && S_ISDIR(sb.st_mode) && is_version_name(e->d_name)) continue;
         uint64_t eh = 0;
         for (const char *c = e->d_name; *c; c++) eh = eh * 131 + (unsigned char)*c;
         eh = mix(eh, (uint64_t)sb.st_size);
         eh = mix(eh, (uint64_t)sb.st_mtim.tv_sec * 1000000000ull + (uint64_t)sb.st_mtim.tv_nsec);
-        if (S_ISDIR(sb.st_mode) && depth > 0) eh = mix(eh, fingerprint_dir(p, depth - 1));
+        if (S_ISDIR(sb.st_mode) && depth > 0) eh = mix(eh, fingerprint_files(p, depth - 1, 0));
         h += eh * 0x100000001B3ull; /* order independent */
     }
     closedir(d);
@@ -431,9 +436,32 @@ static void entry_swap(repo_entry *e, serve_model **v, int n, serve_model ***old
     e->n_versions = n;
 }
 
+/* Drops a reference to each of v[0..n) and frees v. */
 static void unref_all(serve_model **v, int n) {
     for (int i = 0; i < n; i++) serve_model_unref(v[i]);
     free(v);
+}
+
+/* The versions of name served now (a reference each, into *out) when it was
+ * loaded from its files and what its versions share still fingerprints as
+ * shared_fp; else none. Returns -1 when out of memory. */
+static int collect_versions(serve_repo *r, const char *name, uint64_t shared_fp,
+                            serve_model ***out, int *n) {
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&r->mu);
+    repo_entry *e = entry_find(r, name, 0);
+    int rc = 0;
+    if (e && !e->overridden && e->shared_fingerprint == shared_fp && e->n_versions) {
+        if ((*out = malloc((size_t)e->n_versions * sizeof **out))) {
+            for (int i = 0; i < e->n_versions; i++) serve_model_ref((*out)[i] = e->versions[i]);
+            *n = e->n_versions;
+        } else {
+            rc = -1;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
 }
 
 static int valid_model_name(const char *name) {
@@ -456,13 +484,15 @@ static int load_model(serve_repo *r, const char *name, const char *config_json, 
     int64_t *versions = NULL;
     char *cfg_text = NULL;
     size_t cfg_len = 0;
+    serve_model **kept = NULL; /* the versions served before, one reference each */
+    int n_kept = 0;
     if (!valid_model_name(name) ||
         snprintf(dir, sizeof dir, "%s/%s", r->dir, name) >= (int)sizeof dir ||
         stat(dir, &sb) || !S_ISDIR(sb.st_mode)) {
         snprintf(err, errlen, "no model directory '%s' in the repository %s", name, r->dir);
         goto fail;
     }
-    uint64_t fp = fingerprint_dir(dir, 2);
+    uint64_t fp = fingerprint_files(dir, 2, 0);
     char cfg_path[PATH_MAX];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.pbtxt", dir);
     config_source src = {.path = cfg_path};
@@ -491,11 +521,31 @@ static int load_model(serve_repo *r, const char *name, const char *config_json, 
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    /* a reload keeps the versions whose directory is unchanged when nothing
+     * they share (config.pbtxt, labels, ...) changed either */
+    uint64_t shared_fp = fingerprint_files(dir, 1, 1);
+    if (!config_json && collect_versions(r, name, shared_fp, &kept, &n_kept)) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     for (int i = 0; i < chosen; i++) {
-        if (!(models[i] = model_load(r, name, dir, &src, versions[i], err, errlen)))
+        char vdir[PATH_MAX];
+        snprintf(vdir, sizeof vdir, "%s/%lld", dir, (long long)versions[i]);
+        uint64_t vfp = fingerprint_files(vdir, 1, 0);
+        for (int k = 0; k < n_kept && !models[i]; k++)
+            if (kept[k]->version == versions[i] && kept[k]->fingerprint == vfp) {
+                serve_model_ref(kept[k]);
+                models[i] = kept[k];
+                logf_(r, "model '%s' version %lld unchanged: kept", name, (long long)versions[i]);
+            }
+        if (!models[i] && !(models[i] = model_load(r, name, dir, &src, versions[i], err, errlen)))
             goto fail;
+        models[i]->fingerprint = vfp;
         n_models++;
     }
+    unref_all(kept, n_kept); /* and frees the array */
+    kept = NULL;
+    n_kept = 0;
     free(cfg_text);
     free(versions);
     serve_model **old = NULL;
@@ -512,11 +562,14 @@ static int load_model(serve_repo *r, const char *name, const char *config_json, 
     e->state = ENTRY_READY;
     e->reason[0] = 0;
     e->fingerprint = fp;
+    e->shared_fingerprint = shared_fp;
+    e->overridden = config_json != NULL;
     pthread_mutex_unlock(&r->mu);
     unref_all(old, n_old);
     return 0;
 fail:
     if (models) unref_all(models, n_models);
+    unref_all(kept, n_kept);
     free(cfg_text);
     free(versions);
     logf_(r, "model '%s' failed to load: %s", name, err);
@@ -528,7 +581,7 @@ fail:
     if (fe) {
         if (!fe->n_versions) fe->state = ENTRY_UNAVAILABLE; /* a failed reload keeps serving */
         snprintf(fe->reason, sizeof fe->reason, "%s", err);
-        fe->fingerprint = has_dir ? fingerprint_dir(dir, 2) : 0;
+        fe->fingerprint = has_dir ? fingerprint_files(dir, 2, 0) : 0;
     }
     pthread_mutex_unlock(&r->mu);
     return -1;
@@ -559,7 +612,7 @@ static void poll_once(serve_repo *r) {
     for (int i = 0; i < n; i++) {
         char dir[PATH_MAX];
         snprintf(dir, sizeof dir, "%s/%s", r->dir, names[i]);
-        uint64_t fp = fingerprint_dir(dir, 2);
+        uint64_t fp = fingerprint_files(dir, 2, 0);
         pthread_mutex_lock(&r->mu);
         repo_entry *e = entry_find(r, names[i], 0);
         int changed = !e || e->fingerprint != fp;

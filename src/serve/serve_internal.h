@@ -123,6 +123,7 @@ struct serve_model {
     serve_sched *sched;
     serve_stats stats;
     atomic_int refs;             /* the repository's + one per request using it */
+    uint64_t fingerprint;        /* of DIR/<model>/<version>/ when it was loaded */
 };
 
 void serve_model_ref(serve_model *m);

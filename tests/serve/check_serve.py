@@ -49,7 +49,8 @@ out, BYTES models batched and not), starts `kiln serve --http-port 0
   poll         --model-control-mode poll --repository-poll-secs 1 on a copy of
                the repository: a model directory added is served, an edited
                model reloaded while clients loop on it (none fails, none sees
-               the old model after the new), a version added is served, a
+               the old model after the new; the other version is kept, its
+               statistics go on), a version added is served, a
                broken edit keeps what was served, a removed model unloaded
   queue        the dynamic batcher's default_queue_policy on a slow model with
                one instance: past max_queue_size a request is rejected at once
@@ -1303,6 +1304,12 @@ def group_poll(ck, kiln, repo, tmp):
 
         # reload under load: two clients loop on versioned while version 2 changes from +200 to +250
         x = np.arange(8, dtype=np.float32).reshape(2, 4)
+        for _ in range(3):
+            c.infer("versioned", [inp("X", x, "FP32", True)], model_version="1")
+
+        def v1_count():  # a version reloaded starts its statistics again
+            return get_stats(c, "versioned", "1")["inference_stats"]["success"]["count"]
+        v1_before = v1_count()
         stop = threading.Event()
         logs = [[], []]
 
@@ -1340,6 +1347,10 @@ def group_poll(ck, kiln, repo, tmp):
         ck.check("poll: clients looping through the reload see no failure", not failures and not backwards
                  and all(logs), f"{len(failures)} failures (first: {failures[:1]}); old outputs after new in "
                  f"client {backwards}", f"{sum(map(len, logs))} requests, all answered, old then new")
+        v1_after = v1_count()
+        ck.check("poll: version 1 kept (not reloaded) through the edit of version 2", v1_after >= v1_before >= 3,
+                 f"its success count went from {v1_before} to {v1_after}",
+                 f"success count {v1_before} -> {v1_after}")
         ck.check("poll: version 1 untouched by the edit of version 2",
                  wait_for(lambda: np.array_equal(
                      c.infer("versioned", [inp("X", x, "FP32", True)], model_version="1").as_numpy("Y"), x + 100), 2))
@@ -1354,6 +1365,8 @@ def group_poll(ck, kiln, repo, tmp):
         ck.check("poll: a version directory added is served", v3 and np.array_equal(
             c.infer("versioned", [inp("X", x, "FP32", True)]).as_numpy("Y"), x + 300),
             "version 3 not ready, or not the default, after 15 s", f"ready after {time.time() - t0:.1f} s")
+        ck.check("poll: versions 1 and 2 kept when version 3 is added", v1_count() >= v1_after + 1,
+                 f"version 1's success count {v1_count()}, was {v1_after} + 1")
 
         # a broken edit: the reload fails, the versions already served stay
         broken = os.path.join(prepo, "versioned", "2", ".broken.tmp")
