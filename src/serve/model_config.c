@@ -79,6 +79,12 @@ static void io_free(serve_io *io) {
     free(io->label_filename);
 }
 
+const serve_queue_policy *serve_config_queue_policy(const serve_model_config *cfg, int64_t level) {
+    for (int i = 0; i < cfg->n_level_policies; i++)
+        if (cfg->policy_levels[i] == level) return &cfg->level_policies[i];
+    return &cfg->queue_policy;
+}
+
 void serve_config_free(serve_model_config *cfg) {
     if (!cfg) return;
     free(cfg->name);
@@ -90,6 +96,8 @@ void serve_config_free(serve_model_config *cfg) {
     free(cfg->inputs);
     free(cfg->outputs);
     free(cfg->preferred_batch_sizes);
+    free(cfg->policy_levels);
+    free(cfg->level_policies);
     for (int i = 0; i < cfg->n_instance_groups; i++) {
         free(cfg->instance_groups[i].name);
         free(cfg->instance_groups[i].gpus);
@@ -604,11 +612,10 @@ static kiln_status parse_version_policy(pctx *c, const pbtxt_node *n) {
     X(timeout_action, 0) X(default_timeout_microseconds, 0) X(allow_timeout_override, 0) \
         X(max_queue_size, 0)
 
-static kiln_status parse_queue_policy(pctx *c, const pbtxt_node *n) {
+static kiln_status parse_queue_policy(pctx *c, const pbtxt_node *n, const char *where,
+                                      serve_queue_policy *out) {
     FIELD_TABLE(QP, QP_FIELDS);
     static const char *const actions[] = {"REJECT", "DELAY"};
-    const char *where = "dynamic_batching.default_queue_policy";
-    serve_model_config *cfg = c->cfg;
     kiln_status st = want_message(c, n, where);
     if (st) return st;
     unsigned char seen[QP_COUNT] = {0};
@@ -620,22 +627,58 @@ static kiln_status parse_queue_policy(pctx *c, const pbtxt_node *n) {
         switch (idx) {
         case F_timeout_action:
             if ((st = get_enum(c, f, where, actions, 2, &e))) return st;
-            cfg->timeout_action_delay = e;
+            out->timeout_action_delay = e;
             break;
         case F_default_timeout_microseconds:
             if ((st = get_int(c, f, where, 0, INT64_MAX, &v))) return st;
-            cfg->default_timeout_us = v;
+            out->default_timeout_us = v;
             break;
         case F_allow_timeout_override:
-            if ((st = get_bool(c, f, where, &cfg->allow_timeout_override))) return st;
+            if ((st = get_bool(c, f, where, &out->allow_timeout_override))) return st;
             break;
         case F_max_queue_size:
             if ((st = get_int(c, f, where, 0, UINT32_MAX, &v))) return st;
-            cfg->max_queue_size = v;
+            out->max_queue_size = v;
             break;
         }
     }
     return KILN_OK;
+}
+
+/* priority_queue_policy { key: LEVEL value { ModelQueuePolicy } }: one map
+ * entry; *key_node the key, for the range check once the levels are known. */
+static kiln_status parse_level_policy(pctx *c, const pbtxt_node *n, const pbtxt_node **key_node) {
+    const char *where = "dynamic_batching.priority_queue_policy";
+    serve_model_config *cfg = c->cfg;
+    kiln_status st = want_message(c, n, where);
+    if (st) return st;
+    const pbtxt_node *key = NULL, *value = NULL;
+    for (int i = 0; i < n->n_children; i++) {
+        const pbtxt_node *f = &n->children[i];
+        const pbtxt_node **slot = !strcmp(f->name, "key") ? &key : !strcmp(f->name, "value") ? &value : NULL;
+        if (!slot)
+            return AT_FIELD(c, f, KILN_E_FORMAT, "%s: unknown field '%s' (a map entry has key and value)",
+                            where, f->name);
+        if (*slot) return AT_FIELD(c, f, KILN_E_FORMAT, "%s: field '%s' is given twice", where, f->name);
+        *slot = f;
+    }
+    if (!key) return AT_FIELD(c, n, KILN_E_FORMAT, "%s: an entry without 'key'", where);
+    int64_t level;
+    if ((st = get_int(c, key, where, 1, INT32_MAX, &level))) return st;
+    for (int i = 0; i < cfg->n_level_policies; i++)
+        if (cfg->policy_levels[i] == level)
+            return AT_VALUE(c, key, KILN_E_FORMAT, "%s: level %lld is given twice", where, (long long)level);
+    int n0 = cfg->n_level_policies, n1 = n0;
+    int64_t *lv = grow((void **)&cfg->policy_levels, &n0, sizeof *lv);
+    serve_queue_policy *pol = lv ? grow((void **)&cfg->level_policies, &n1, sizeof *pol) : NULL;
+    if (!pol) return oom(c);
+    cfg->n_level_policies = n1;
+    *lv = level;
+    memset(pol, 0, sizeof *pol);
+    *key_node = key;
+    char w[96];
+    snprintf(w, sizeof w, "%s %lld", where, (long long)level);
+    return value ? parse_queue_policy(c, value, w, pol) : KILN_OK;
 }
 
 #define DB_FIELDS(X)                                                                         \
@@ -655,7 +698,8 @@ static kiln_status parse_dynamic_batching(pctx *c, const pbtxt_node *n) {
                         "batch dimension)");
     cfg->dynamic_batching = 1;
     unsigned char seen[DB_COUNT] = {0};
-    const pbtxt_node *prio_levels = NULL, *prio_default = NULL;
+    const pbtxt_node *prio_levels = NULL, *prio_default = NULL, *level_key = NULL;
+    int64_t max_level = 0;
     for (int i = 0; i < n->n_children; i++) {
         const pbtxt_node *f = &n->children[i];
         int idx, b, *slot;
@@ -690,12 +734,26 @@ static kiln_status parse_dynamic_batching(pctx *c, const pbtxt_node *n) {
             prio_default = f;
             break;
         case F_default_queue_policy:
-            if ((st = parse_queue_policy(c, f))) return st;
+            if ((st = parse_queue_policy(c, f, "dynamic_batching.default_queue_policy",
+                                         &cfg->queue_policy)))
+                return st;
             break;
-        case F_priority_queue_policy:
-            return unsupported(c, f, where, "default_queue_policy applies to every priority level");
+        case F_priority_queue_policy: {
+            const pbtxt_node *key = NULL;
+            if ((st = parse_level_policy(c, f, &key))) return st;
+            const int64_t level = cfg->policy_levels[cfg->n_level_policies - 1];
+            if (level > max_level) { /* the highest level named, checked below */
+                max_level = level;
+                level_key = key;
+            }
+            break;
+        }
         }
     }
+    if (max_level > cfg->priority_levels)
+        return AT_VALUE(c, level_key, KILN_E_FORMAT,
+                        "%s: priority_queue_policy names level %lld, but priority_levels is %lld", where,
+                        (long long)max_level, (long long)cfg->priority_levels);
     /* as Triton checks them: a default level within the levels, none without */
     const int64_t levels = cfg->priority_levels, def = cfg->default_priority_level;
     if (levels > 0 && (def < 1 || def > levels))

@@ -19,6 +19,14 @@
 
 typedef struct pbtxt_node pbtxt_node; /* serve/pbtxt.h */
 
+/* ModelQueuePolicy: how the batcher's queue treats a request. */
+typedef struct serve_queue_policy {
+    int64_t max_queue_size;          /* 0: unbounded */
+    int64_t default_timeout_us;      /* 0: none */
+    int timeout_action_delay;        /* 0: REJECT (default), 1: DELAY */
+    int allow_timeout_override;
+} serve_queue_policy;
+
 /* Data types. kiln_dtype values stand for Triton's types; KILN_DTYPE_STRING is
  * TYPE_STRING in a config and BYTES on the wire. */
 /* "TYPE_FP32" -> KILN_DTYPE_F32; KILN_DTYPE_UNDEFINED for names Triton does not have. */
@@ -111,12 +119,12 @@ typedef struct serve_model_config {
     int n_preferred;
     int *preferred_batch_sizes;
     int64_t max_queue_delay_us;      /* default 0 */
-    int64_t max_queue_size;          /* default_queue_policy; 0: unbounded */
-    int64_t default_timeout_us;      /* default_queue_policy; 0: none */
-    int timeout_action_delay;        /* 0: REJECT (default), 1: DELAY */
-    int allow_timeout_override;
+    serve_queue_policy queue_policy; /* default_queue_policy */
     int64_t priority_levels;         /* 0: none; else levels 1 (first) .. n */
     int64_t default_priority_level;  /* 1..priority_levels (0 without levels) */
+    int n_level_policies;            /* priority_queue_policy: the policy of */
+    int64_t *policy_levels;          /* level policy_levels[i] is */
+    serve_queue_policy *level_policies; /* level_policies[i] */
 
     /* instance_group [ ... ]: counts summed over the groups (which must all be
      * of one kind) */
@@ -195,6 +203,10 @@ kiln_status serve_config_complete(serve_model_config *cfg, const kiln_graph *g,
 /* Triton's JSON form of the configuration (GET /v2/models/M/config). Caller
  * owns the result (cJSON_Delete); NULL when out of memory. */
 cJSON *serve_config_to_json(const serve_model_config *cfg);
+
+/* The queue policy of priority level `level`: its priority_queue_policy
+ * entry, else default_queue_policy. */
+const serve_queue_policy *serve_config_queue_policy(const serve_model_config *cfg, int64_t level);
 
 /* Frees what cfg holds and zeroes it. */
 void serve_config_free(serve_model_config *cfg);

@@ -6,8 +6,8 @@
  *
  * In (a load request's "config" parameter): the JSON is turned into the tree
  * config.pbtxt parses to (objects -> messages, arrays -> repeated fields,
- * strings, numbers, true/false; the map fields "parameters" and
- * model_warmup's "inputs" -> key/value entries; null, {} and [] -> left
+ * strings, numbers, true/false; the map fields "parameters", model_warmup's
+ * "inputs" and dynamic_batching's "priority_queue_policy" -> key/value entries; null, {} and [] -> left
  * out, as protobuf cannot tell them from a field not given) and read by
  * the same code as config.pbtxt (model_config.c), so the same fields are
  * taken and refused.
@@ -37,6 +37,20 @@ static cJSON *put(cJSON *parent, const char *key, cJSON *v, int *ok) {
 static cJSON *num(double v) { return cJSON_CreateNumber(v); }
 static cJSON *str(const char *s) { return cJSON_CreateString(s ? s : ""); }
 static cJSON *boolean(int b) { return cJSON_CreateBool(b != 0); }
+
+static cJSON *queue_policy_json(const serve_queue_policy *q) {
+    cJSON *o = cJSON_CreateObject();
+    int ok = 1;
+    put(o, "timeout_action", str(q->timeout_action_delay ? "DELAY" : "REJECT"), &ok);
+    put(o, "default_timeout_microseconds", num((double)q->default_timeout_us), &ok);
+    put(o, "allow_timeout_override", boolean(q->allow_timeout_override), &ok);
+    put(o, "max_queue_size", num((double)q->max_queue_size), &ok);
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
 
 static cJSON *dims_json(int n, const int64_t *d) {
     cJSON *a = cJSON_CreateArray();
@@ -112,15 +126,16 @@ cJSON *serve_config_to_json(const serve_model_config *cfg) {
         put(o, "preserve_ordering", boolean(0), &ok);
         put(o, "priority_levels", num((double)cfg->priority_levels), &ok);
         put(o, "default_priority_level", num((double)cfg->default_priority_level), &ok);
-        if (cfg->timeout_action_delay || cfg->default_timeout_us || cfg->allow_timeout_override ||
-            cfg->max_queue_size) {
-            cJSON *q = put(o, "default_queue_policy", cJSON_CreateObject(), &ok);
-            put(q, "timeout_action", str(cfg->timeout_action_delay ? "DELAY" : "REJECT"), &ok);
-            put(q, "default_timeout_microseconds", num((double)cfg->default_timeout_us), &ok);
-            put(q, "allow_timeout_override", boolean(cfg->allow_timeout_override), &ok);
-            put(q, "max_queue_size", num((double)cfg->max_queue_size), &ok);
+        const serve_queue_policy *dq = &cfg->queue_policy;
+        if (dq->timeout_action_delay || dq->default_timeout_us || dq->allow_timeout_override ||
+            dq->max_queue_size)
+            put(o, "default_queue_policy", queue_policy_json(dq), &ok);
+        cJSON *pq = put(o, "priority_queue_policy", cJSON_CreateObject(), &ok);
+        for (int i = 0; pq && i < cfg->n_level_policies; i++) {
+            char key[24];
+            snprintf(key, sizeof key, "%lld", (long long)cfg->policy_levels[i]);
+            put(pq, key, queue_policy_json(&cfg->level_policies[i]), &ok);
         }
-        put(o, "priority_queue_policy", cJSON_CreateObject(), &ok);
     }
     a = put(j, "instance_group", cJSON_CreateArray(), &ok);
     int ng = cfg->n_instance_groups;
@@ -184,7 +199,8 @@ static char *dup_text(const char *s, size_t *len) {
 /* A map field: an object whose keys are data, written as key/value entries. */
 static int is_map(const char *field, const char *parent) {
     return (!strcmp(field, "parameters") && !strcmp(parent, "")) ||
-           (!strcmp(field, "inputs") && !strcmp(parent, "model_warmup"));
+           (!strcmp(field, "inputs") && !strcmp(parent, "model_warmup")) ||
+           (!strcmp(field, "priority_queue_policy") && !strcmp(parent, "dynamic_batching"));
 }
 
 static int to_node(const cJSON *j, const char *name, int depth, pbtxt_node *n, char *err,

@@ -15,7 +15,9 @@
  * a job whose timeout passes while queued is answered 503 (timeout_action
  * REJECT) or waits behind every job still within its timeout (DELAY).
  * With priority_levels the queue is kept in level order (level 1 first,
- * arrival order within a level), so batches lead with the highest level.
+ * arrival order within a level), so batches lead with the highest level,
+ * and each level has its queue policy (priority_queue_policy, else the
+ * default one; max_queue_size counts the level's own jobs).
  *
  * Fast path: when a job arrives to an empty queue, an idle instance and no
  * batch to wait for (no dynamic batching, or a queue delay of 0), the
@@ -125,6 +127,15 @@ static void queue_insert(serve_sched *s, serve_job *job) {
     else s->head = job;
     if (prev == s->tail) s->tail = job;
     s->queued++;
+}
+
+/* Jobs queued at priority level `level` (each level's max_queue_size counts
+ * its own; without levels, all). Holds s->mu. */
+static int64_t queued_at(const serve_sched *s, int64_t level) {
+    if (!s->m->cfg.priority_levels) return s->queued;
+    int64_t n = 0;
+    for (const serve_job *j = s->head; j; j = j->next) n += j->priority == level;
+    return n;
 }
 
 /* Answers the queued jobs whose queue timeout has passed. Holds s->mu. */
@@ -392,13 +403,14 @@ static void *worker_main(void *arg) {
 
 void serve_sched_submit(serve_sched *s, serve_job *job) {
     const serve_model_config *c = &s->m->cfg;
+    const serve_queue_policy *q = serve_config_queue_policy(c, job->priority);
     job->t_enqueue_ns = serve_now_ns();
-    int64_t timeout = c->default_timeout_us;
-    if (job->req->timeout_us > 0 && (c->allow_timeout_override || !timeout))
+    int64_t timeout = q->default_timeout_us;
+    if (job->req->timeout_us > 0 && (q->allow_timeout_override || !timeout))
         timeout = job->req->timeout_us;
     uint64_t limit = timeout > 0 ? job->t_enqueue_ns + (uint64_t)timeout * 1000ull : 0;
-    job->deadline_ns = c->timeout_action_delay ? 0 : limit;    /* REJECT */
-    job->delay_after_ns = c->timeout_action_delay ? limit : 0; /* DELAY */
+    job->deadline_ns = q->timeout_action_delay ? 0 : limit;    /* REJECT */
+    job->delay_after_ns = q->timeout_action_delay ? limit : 0; /* DELAY */
     job->done = 0;
     job->status = 0;
     job->next = NULL;
@@ -411,12 +423,18 @@ void serve_sched_submit(serve_sched *s, serve_job *job) {
         snprintf(job->err, sizeof job->err, "model '%s' is being unloaded", s->m->name);
         goto out;
     }
-    if (c->max_queue_size > 0 && s->queued >= c->max_queue_size) {
+    if (q->max_queue_size > 0 && queued_at(s, job->priority) >= q->max_queue_size) {
         pthread_mutex_unlock(&s->mu);
         job->status = 503;
-        snprintf(job->err, sizeof job->err,
-                 "request rejected: the queue of model '%s' is full (max_queue_size %lld)",
-                 s->m->name, (long long)c->max_queue_size);
+        if (c->priority_levels)
+            snprintf(job->err, sizeof job->err,
+                     "request rejected: the queue of model '%s' is full at priority level %lld "
+                     "(max_queue_size %lld)", s->m->name, (long long)job->priority,
+                     (long long)q->max_queue_size);
+        else
+            snprintf(job->err, sizeof job->err,
+                     "request rejected: the queue of model '%s' is full (max_queue_size %lld)",
+                     s->m->name, (long long)q->max_queue_size);
         goto out;
     }
     if (!s->head && (!c->dynamic_batching || c->max_queue_delay_us == 0)) {

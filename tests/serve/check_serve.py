@@ -58,7 +58,8 @@ out, BYTES models batched and not), starts `kiln serve --http-port 0
                default_timeout_microseconds is answered 503 ("timeout") while
                the batch before it still runs; both counted as REJECTED failures;
                with priority_levels, a request of level 1 queued after one of
-               the default level 2 runs first;
+               the default level 2 runs first, and level 2's own
+               max_queue_size rejects at level 2 only;
                with timeout_action DELAY, a request past its (per-request)
                timeout runs after a later one still within its own
   sigterm      SIGTERM with slow requests in flight: every one answered 200
@@ -1424,7 +1425,8 @@ def group_queue(ck, kiln, tmp):
     add_model(qrepo, "delay", {1: slow_batched_model(rng, layers=48)}, "max_batch_size: 1\n"
               "dynamic_batching { default_queue_policy { timeout_action: DELAY allow_timeout_override: true } }\n")
     add_model(qrepo, "priority", {1: slow_batched_model(rng, layers=48)}, "max_batch_size: 1\n"
-              "dynamic_batching { priority_levels: 2 default_priority_level: 2 }\n")
+              "dynamic_batching { priority_levels: 2 default_priority_level: 2\n"
+              "  priority_queue_policy { key: 2 value { max_queue_size: 1 } } }\n")
     srv = Server(kiln, qrepo)
     try:
         ck.check("queue: server ready", srv.ready, srv.stderr()[-400:])
@@ -1504,8 +1506,9 @@ def group_queue(ck, kiln, tmp):
         ck.check("queue: DELAY: a request past its timeout runs after one within it", reordered,
                  f"{'' if told else 'could not tell (A ended before D was sent): '}{finished}",
                  f"one run {run:.2f} s; B (timeout 0.2 run) answered after D (sent 0.35 run later)")
-        # priority_levels 2, default 2: A runs; B (no priority: level 2) queues at 0.1 run, C
-        # (priority 1) at 0.4 run; C must run before B. As above, A must still run when C is sent.
+        # priority_levels 2, default 2: A runs; B (no priority: level 2) queues at 0.1 run; D (level 2)
+        # at 0.25 run finds level 2's queue full (max_queue_size 1 there); C (priority 1) queues at
+        # 0.4 run and must run before B. As above, A must still run when C is sent.
         pcfg = srv.client.get_model_config("priority")["dynamic_batching"]
         ck.check("queue: priority levels in the model configuration",
                  pcfg.get("priority_levels") == 2 and pcfg.get("default_priority_level") == 2, f"{pcfg}")
@@ -1523,7 +1526,7 @@ def group_queue(ck, kiln, tmp):
                 cl.close()
         threads = []
         start = time.time()
-        for tag, priority, at in (("A", 0, 0.0), ("B", 0, 0.1), ("C", 1, 0.4)):
+        for tag, priority, at in (("A", 0, 0.0), ("B", 0, 0.1), ("D", 2, 0.25), ("C", 1, 0.4)):
             time.sleep(max(0.0, start + at * run - time.time()))
             if tag == "C":
                 t_c = time.time()
@@ -1538,6 +1541,9 @@ def group_queue(ck, kiln, tmp):
         ck.check("queue: a priority-1 request queued later runs before a default-level (2) one", first,
                  f"{'' if told else 'could not tell (A ended before C was sent): '}{done}",
                  "C (priority 1, sent 0.3 run after B) answered before B")
+        ck.check("queue: a level's own max_queue_size (priority_queue_policy) rejects at that level only",
+                 isinstance(done.get("D"), str) and "503" in done["D"] and "priority level 2" in done["D"]
+                 and isinstance(done.get("C"), float), f"{done}", f"D: {done.get('D')}")
         with urllib.request.urlopen(f"http://127.0.0.1:{srv.metrics_port}/metrics", timeout=10) as resp:
             page = resp.read().decode()
         rejected = {m: re.search(rf'nv_inference_request_failure{{model="{m}",reason="REJECTED",'

@@ -362,10 +362,10 @@ static void test_parse_full(void **state) {
     assert_int_equal(cfg.preferred_batch_sizes[0], 4);
     assert_int_equal(cfg.preferred_batch_sizes[1], 8);
     assert_int_equal(cfg.max_queue_delay_us, 100);
-    assert_int_equal(cfg.timeout_action_delay, 1);
-    assert_int_equal(cfg.default_timeout_us, 5000);
-    assert_true(cfg.allow_timeout_override);
-    assert_int_equal(cfg.max_queue_size, 64);
+    assert_int_equal(cfg.queue_policy.timeout_action_delay, 1);
+    assert_int_equal(cfg.queue_policy.default_timeout_us, 5000);
+    assert_true(cfg.queue_policy.allow_timeout_override);
+    assert_int_equal(cfg.queue_policy.max_queue_size, 64);
 
     assert_int_equal(cfg.n_instance_groups, 2);
     assert_int_equal(cfg.instance_count, 3);
@@ -476,9 +476,37 @@ static void test_parse_defaults_and_forms(void **state) {
                      KILN_OK);
     assert_int_equal(cfg.priority_levels, 3);
     assert_int_equal(cfg.default_priority_level, 2);
+    assert_int_equal(cfg.n_level_policies, 0);
     cJSON *pj = serve_config_to_json(&cfg);
     char *ptext = cJSON_PrintUnformatted(pj);
     assert_non_null(strstr(ptext, "\"priority_levels\":3,\"default_priority_level\":2"));
+    free(ptext);
+    cJSON_Delete(pj);
+    serve_config_free(&cfg);
+    /* a queue policy per level; the levels without one take default_queue_policy */
+    assert_int_equal(parse_text("max_batch_size: 4 dynamic_batching { priority_levels: 3 default_priority_level: 2\n"
+                                "  default_queue_policy { max_queue_size: 9 }\n"
+                                "  priority_queue_policy { key: 1 value { max_queue_size: 1 timeout_action: DELAY\n"
+                                "    default_timeout_microseconds: 70 } } }",
+                                &cfg, err, sizeof err),
+                     KILN_OK);
+    assert_int_equal(cfg.n_level_policies, 1);
+    assert_int_equal(serve_config_queue_policy(&cfg, 1)->max_queue_size, 1);
+    assert_int_equal(serve_config_queue_policy(&cfg, 1)->timeout_action_delay, 1);
+    assert_int_equal(serve_config_queue_policy(&cfg, 1)->default_timeout_us, 70);
+    assert_int_equal(serve_config_queue_policy(&cfg, 2)->max_queue_size, 9);
+    assert_int_equal(serve_config_queue_policy(&cfg, 3)->max_queue_size, 9);
+    pj = serve_config_to_json(&cfg);
+    ptext = cJSON_PrintUnformatted(pj);
+    assert_non_null(strstr(ptext, "\"priority_queue_policy\":{\"1\":{\"timeout_action\":\"DELAY\","
+                                  "\"default_timeout_microseconds\":70,\"allow_timeout_override\":false,"
+                                  "\"max_queue_size\":1}}"));
+    serve_config_free(&cfg);
+    /* and the JSON form reads back to the same */
+    assert_int_equal(serve_config_parse_json(ptext, strlen(ptext), "req", &cfg, err, sizeof err), KILN_OK);
+    assert_int_equal(cfg.n_level_policies, 1);
+    assert_int_equal(serve_config_queue_policy(&cfg, 1)->max_queue_size, 1);
+    assert_int_equal(serve_config_queue_policy(&cfg, 2)->max_queue_size, 9);
     free(ptext);
     cJSON_Delete(pj);
     serve_config_free(&cfg);
@@ -529,8 +557,17 @@ static void test_parse_errors(void **state) {
          "default_priority_level 1 needs priority_levels >= 1"},
         {"max_batch_size: 4 dynamic_batching { preserve_ordering: true }", KILN_E_UNSUPPORTED, ":1:38:",
          "'preserve_ordering'"},
-        {"max_batch_size: 4 dynamic_batching { priority_queue_policy { key: 1 value { } } }", KILN_E_UNSUPPORTED,
-         ":1:38:", "'priority_queue_policy'"},
+        {"max_batch_size: 4 dynamic_batching { priority_queue_policy { key: 1 value { } } }", KILN_E_FORMAT,
+         ":1:67:", "priority_queue_policy names level 1, but priority_levels is 0"},
+        {"max_batch_size: 4 dynamic_batching { priority_levels: 2 default_priority_level: 1\n"
+         "  priority_queue_policy { key: 2 } priority_queue_policy { key: 2 } }", KILN_E_FORMAT, ":2:65:",
+         "level 2 is given twice"},
+        {"max_batch_size: 4 dynamic_batching { priority_levels: 2 default_priority_level: 1\n"
+         "  priority_queue_policy { key: 0 value { max_queue_size: 1 } } }", KILN_E_FORMAT, ":2:32:",
+         "outside [1, 2147483647]"},
+        {"max_batch_size: 4 dynamic_batching { priority_levels: 2 default_priority_level: 1\n"
+         "  priority_queue_policy { key: 1 value { timeout_action: WAIT } } }", KILN_E_FORMAT, ":2:58:",
+         "'WAIT' is not a value of field 'timeout_action'"},
         {"input { name: \"x\" allow_ragged_batch: true }", KILN_E_UNSUPPORTED, ":1:19:", "'allow_ragged_batch'"},
         {"output { name: \"x\" is_shape_tensor: true }", KILN_E_UNSUPPORTED, ":1:20:", "'is_shape_tensor'"},
         {"input { name: \"x\" is_non_linear_format_io: true }", KILN_E_UNSUPPORTED, ":1:19:",
