@@ -190,6 +190,16 @@ def run_load(load, port, model, inp, shape, conc, seconds, warmup, onnx_path=Non
     return json.loads(out.stdout)
 
 
+def in_process_ms(a, onnx_path, batch):
+    """p50 ms of `kiln bench` on the model at this batch, same threads."""
+    out = subprocess.run([a.kiln, "bench", onnx_path, "--shape", f"input={batch},1,28,28", "-t",
+                          str(a.threads), "--iters", "200", "--warmup", "20", "--json"],
+                         capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(f"serve_bench: kiln bench {onnx_path} failed:\n{out.stderr}")
+    return json.loads(out.stdout)["latency_ms"]["p50"]
+
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -259,7 +269,13 @@ def main():
                         progress(f"{model} at concurrency {a.concurrency}")
                         runs[model] = run_load(a.load, port, model, "input", [1, 1, 28, 28], conc,
                                                a.seconds, a.warmup_seconds, output="logits")["runs"]
-                done["batching"] = batching_report(a, conc, runs)
+                progress("the ceiling: in-process batch 1 and batch "
+                         f"{a.max_batch}; the add model at concurrency 32")
+                ceiling = {"add_rps": run_load(a.load, port, "add", "a", [1, 16], [32], a.seconds,
+                                               a.warmup_seconds, output="sum")["runs"][0]["infer_s"]}
+                for net in NETS:
+                    ceiling[net] = {b: in_process_ms(a, srcs[net], b) for b in (1, a.max_batch)}
+                done["batching"] = batching_report(a, conc, runs, ceiling)
             if "soak" in sections:
                 progress(f"soak: concurrency 64 on cnn_batching_on for {a.soak_seconds:.0f} s")
                 samples = [(0.0, rss_kib(proc.pid))]
@@ -311,7 +327,7 @@ def overhead_report(a, overhead):
     return lines
 
 
-def batching_report(a, conc, runs):
+def batching_report(a, conc, runs, ceiling):
     lines = ["## Dynamic batching", "",
              f"max_batch_size {a.max_batch}; batching on: `dynamic_batching "
              f"{{ max_queue_delay_microseconds: {a.delay_us} }}`; one instance; {a.seconds:g} s "
@@ -339,6 +355,29 @@ def batching_report(a, conc, runs):
                       f"({r32:.2f}x; p99 {on[32]['p99_us']:.0f} us on, {off[32]['p99_us']:.0f} "
                       "us off).", ""]
     lines += [f"Failed requests over all points: {failed}.", ""]
+    b = a.max_batch
+    o_us = 1e6 / ceiling["add_rps"]
+    lines += ["### What batching can gain here", "",
+              f"The model run in-process (`kiln bench -t {a.threads}`, p50) at batch 1 and at batch "
+              f"{b} (per image), and the server's own cost per request: the add model (no model "
+              f"time) at concurrency 32 answers {ceiling['add_rps']:.0f} requests/s, "
+              f"{o_us:.1f} us of the machine per request (HTTP, parsing, scheduling, and the load "
+              "generator, which shares the cores). With the machine busy, a request costs about "
+              "that plus its model time, so batching can at most turn (server + batch-1 model) "
+              f"into (server + batch-{b} model per image):", "",
+              f"| model | batch 1 us | batch {b} us per image | model alone: batch 1 / batch {b} | "
+              "with the server's cost | measured at concurrency 32 |", "|---|---|---|---|---|---|"]
+    for net in NETS:
+        m1 = ceiling[net][1] * 1000
+        mb = ceiling[net][b] * 1000 / b
+        off = {r["concurrency"]: r for r in runs[f"{net}_batching_off"]}
+        on = {r["concurrency"]: r for r in runs[f"{net}_batching_on"]}
+        meas = (f"{on[32]['infer_s'] / off[32]['infer_s']:.2f}x" if 32 in off and 32 in on
+                else "-")
+        lines.append(f"| {net} | {m1:.0f} | {mb:.1f} | {m1 / mb:.2f}x | "
+                     f"{(o_us + m1) / (o_us + mb):.2f}x | {meas} |")
+    lines += ["", "A 3x gain needs the model alone to gain well over 3x from batching and the "
+              "server's cost to be small beside the batch-1 model time.", ""]
     return lines
 
 

@@ -645,6 +645,24 @@ static kiln_status parse_queue_policy(pctx *c, const pbtxt_node *n, const char *
     return KILN_OK;
 }
 
+/* A map entry n, { key: K value: V }: its key (required) and value (NULL when
+ * left out), each given once and nothing else. */
+static kiln_status map_entry(pctx *c, const pbtxt_node *n, const char *where, const pbtxt_node **key,
+                             const pbtxt_node **value) {
+    *key = *value = NULL;
+    for (int i = 0; i < n->n_children; i++) {
+        const pbtxt_node *f = &n->children[i];
+        const pbtxt_node **slot = !strcmp(f->name, "key") ? key : !strcmp(f->name, "value") ? value : NULL;
+        if (!slot)
+            return AT_FIELD(c, f, KILN_E_FORMAT, "%s: unknown field '%s' (a map entry has key and value)",
+                            where, f->name);
+        if (*slot) return AT_FIELD(c, f, KILN_E_FORMAT, "%s: field '%s' is given twice", where, f->name);
+        *slot = f;
+    }
+    if (!*key) return AT_FIELD(c, n, KILN_E_FORMAT, "%s: an entry without 'key'", where);
+    return KILN_OK;
+}
+
 /* priority_queue_policy { key: LEVEL value { ModelQueuePolicy } }: one map
  * entry; *key_node the key, for the range check once the levels are known. */
 static kiln_status parse_level_policy(pctx *c, const pbtxt_node *n, const pbtxt_node **key_node) {
@@ -652,17 +670,8 @@ static kiln_status parse_level_policy(pctx *c, const pbtxt_node *n, const pbtxt_
     serve_model_config *cfg = c->cfg;
     kiln_status st = want_message(c, n, where);
     if (st) return st;
-    const pbtxt_node *key = NULL, *value = NULL;
-    for (int i = 0; i < n->n_children; i++) {
-        const pbtxt_node *f = &n->children[i];
-        const pbtxt_node **slot = !strcmp(f->name, "key") ? &key : !strcmp(f->name, "value") ? &value : NULL;
-        if (!slot)
-            return AT_FIELD(c, f, KILN_E_FORMAT, "%s: unknown field '%s' (a map entry has key and value)",
-                            where, f->name);
-        if (*slot) return AT_FIELD(c, f, KILN_E_FORMAT, "%s: field '%s' is given twice", where, f->name);
-        *slot = f;
-    }
-    if (!key) return AT_FIELD(c, n, KILN_E_FORMAT, "%s: an entry without 'key'", where);
+    const pbtxt_node *key, *value;
+    if ((st = map_entry(c, n, where, &key, &value))) return st;
     int64_t level;
     if ((st = get_int(c, key, where, 1, INT32_MAX, &level))) return st;
     for (int i = 0; i < cfg->n_level_policies; i++)
@@ -1031,17 +1040,10 @@ static kiln_status parse_warmup(pctx *c, const pbtxt_node *n) {
             break;
         case F_inputs: {
             if ((st = want_message(c, f, where))) return st;
-            const pbtxt_node *key = NULL, *value = NULL;
-            for (int k = 0; k < f->n_children; k++) {
-                const pbtxt_node *e = &f->children[k];
-                const pbtxt_node **slot = !strcmp(e->name, "key") ? &key : !strcmp(e->name, "value") ? &value : NULL;
-                if (!slot)
-                    return AT_FIELD(c, e, KILN_E_FORMAT, "%s: inputs: unknown field '%s' (a map entry has key and value)",
-                                    where, e->name);
-                if (*slot) return AT_FIELD(c, e, KILN_E_FORMAT, "%s: inputs: field '%s' is given twice", where, e->name);
-                *slot = e;
-            }
-            if (!key) return AT_FIELD(c, f, KILN_E_FORMAT, "%s: inputs: an entry without 'key'", where);
+            char where_inputs[300];
+            snprintf(where_inputs, sizeof where_inputs, "%s: inputs", where);
+            const pbtxt_node *key, *value;
+            if ((st = map_entry(c, f, where_inputs, &key, &value))) return st;
             if (!value) return AT_FIELD(c, f, KILN_E_FORMAT, "%s: inputs: an entry without 'value'", where);
             char *name = NULL;
             if ((st = get_str(c, key, where, &name))) return st;

@@ -1475,31 +1475,38 @@ def group_queue(ck, kiln, tmp):
         t0 = time.time()
         srv.client.infer("delay", [inp("X", x, "FP32", True)])
         run = time.time() - t0
-        finished = {}
 
-        def send(tag, timeout_us):
-            cl = srv.new_client()
-            try:
-                cl.infer("delay", [inp("X", x, "FP32", True)], timeout=timeout_us)
-                finished[tag] = time.time()
-            except Exception as e:  # noqa: BLE001
-                finished[tag] = one_line(e)
-            finally:
-                cl.close()
+        def timed(model_name, plan):
+            """Sends plan's requests [(tag, when (in runs), infer() options)], each at its time on
+            a thread of its own; returns {tag: finish time, or the error}, {tag: send time}."""
+            done, sent = {}, {}
+
+            def send(tag, opts):
+                cl = srv.new_client()
+                try:
+                    cl.infer(model_name, [inp("X", x, "FP32", True)], **opts)
+                    done[tag] = time.time()
+                except Exception as e:  # noqa: BLE001
+                    done[tag] = one_line(e)
+                finally:
+                    cl.close()
+            threads = []
+            start = time.time()
+            for tag, at, opts in plan:
+                time.sleep(max(0.0, start + at * run - time.time()))
+                sent[tag] = time.time()
+                th = threading.Thread(target=send, args=(tag, opts))
+                th.start()
+                threads.append(th)
+            for th in threads:
+                th.join(120)
+            return done, sent
         # A runs; B queues behind it at 0.1 run with a timeout of 0.2 run; once that has passed,
         # at 0.45 run, D queues with a long one; A must still be running then (else the check
         # says it could not tell). Times only, no polling: polls take as long as a run.
-        threads = []
-        start = time.time()
-        for tag, timeout_us, at in (("A", None, 0.0), ("B", int(run * 0.2e6), 0.1), ("D", int(run * 10e6), 0.45)):
-            time.sleep(max(0.0, start + at * run - time.time()))
-            if tag == "D":
-                t_d = time.time()
-            th = threading.Thread(target=send, args=(tag, timeout_us))
-            th.start()
-            threads.append(th)
-        for th in threads:
-            th.join(120)
+        finished, sent = timed("delay", [("A", 0.0, {}), ("B", 0.1, {"timeout": int(run * 0.2e6)}),
+                                         ("D", 0.45, {"timeout": int(run * 10e6)})])
+        t_d = sent["D"]
         times_ok = all(isinstance(finished.get(t), float) for t in "ABD")
         reordered = times_ok and finished["D"] < finished["B"]
         told = reordered or (times_ok and finished["A"] > t_d)
@@ -1513,28 +1520,9 @@ def group_queue(ck, kiln, tmp):
         ck.check("queue: priority levels in the model configuration",
                  pcfg.get("priority_levels") == 2 and pcfg.get("default_priority_level") == 2, f"{pcfg}")
         srv.client.infer("priority", [inp("X", x, "FP32", True)])
-        done = {}
-
-        def send_p(tag, priority):
-            cl = srv.new_client()
-            try:
-                cl.infer("priority", [inp("X", x, "FP32", True)], priority=priority)
-                done[tag] = time.time()
-            except Exception as e:  # noqa: BLE001
-                done[tag] = one_line(e)
-            finally:
-                cl.close()
-        threads = []
-        start = time.time()
-        for tag, priority, at in (("A", 0, 0.0), ("B", 0, 0.1), ("D", 2, 0.25), ("C", 1, 0.4)):
-            time.sleep(max(0.0, start + at * run - time.time()))
-            if tag == "C":
-                t_c = time.time()
-            th = threading.Thread(target=send_p, args=(tag, priority))
-            th.start()
-            threads.append(th)
-        for th in threads:
-            th.join(120)
+        done, sent = timed("priority", [("A", 0.0, {}), ("B", 0.1, {}), ("D", 0.25, {"priority": 2}),
+                                        ("C", 0.4, {"priority": 1})])
+        t_c = sent["C"]
         times_ok = all(isinstance(done.get(t), float) for t in "ABC")
         first = times_ok and done["C"] < done["B"]
         told = first or (times_ok and done["A"] > t_c)
