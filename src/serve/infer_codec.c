@@ -970,9 +970,14 @@ static int check_shape(const serve_request *r, int i, const serve_io *io, int ma
     int batched = max_batch > 0, nd = kiln_tensor_ndim(t);
     const int64_t *td = kiln_tensor_dims(t);
     const char *bnote = batched ? " (the first dimension is the batch dimension)" : "";
-    char got[300], want[300];
-    shape_str(got, sizeof got, 0, nd, td);
-    shape_str(want, sizeof want, batched, io->ndim, io->dims);
+    char got[300], want[300]; /* the shapes as text, made only for a message */
+    int bad_dim = -1;             /* a dimension that differs, or -1 */
+    for (int d = 0; nd == io->ndim + batched && d < io->ndim && bad_dim < 0; d++)
+        if (io->dims[d] != -1 && io->dims[d] != td[d + batched]) bad_dim = d;
+    if (nd != io->ndim + batched || bad_dim >= 0) {
+        shape_str(got, sizeof got, 0, nd, td);
+        shape_str(want, sizeof want, batched, io->ndim, io->dims);
+    }
     if (nd != io->ndim + batched)
         return fail(err, errlen, 400,
                     "input '%s': shape %s does not match the model's %s: %d dimensions, expected %d%s",
@@ -991,11 +996,11 @@ static int check_shape(const serve_request *r, int i, const serve_io *io, int ma
             *batch_from = i;
         }
     }
-    for (int d = 0; d < io->ndim; d++)
-        if (io->dims[d] != -1 && io->dims[d] != td[d + batched])
-            return fail(err, errlen, 400,
-                        "input '%s': shape %s does not match the model's %s: dimension %d is %" PRId64
-                        ", expected %" PRId64, name, got, want, d + batched, td[d + batched], io->dims[d]);
+    if (bad_dim >= 0)
+        return fail(err, errlen, 400,
+                    "input '%s': shape %s does not match the model's %s: dimension %d is %" PRId64
+                    ", expected %" PRId64, name, got, want, bad_dim + batched, td[bad_dim + batched],
+                    io->dims[bad_dim]);
     return 0;
 }
 
