@@ -413,28 +413,26 @@ static kiln_status rnn_back(kiln__grad_ctx *gc, const char *op, const char *base
 // (Y, Y_h, Y_c) = LSTM(X, W, R[, B, sequence_lens, initial_h, initial_c, P]):
 // kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens)
 //   -> (dX, dW, dR, dB, dinitial_h, dinitial_c), back through time (grad_rnn.c);
-// default activations, no peepholes, clip or input_forget
+// default activations, no peepholes; clip and input_forget as the forward's
 kiln_status kiln__grad_LSTM(kiln__grad_ctx *gc) {
     static const char *const acts[3] = {"Sigmoid", "Tanh", "Tanh"};
     const kiln__node *n = kiln__gb_fwd(gc);
     if (IN(7) >= 0)
         return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
                              "LSTM gradients with peepholes (P) are not supported yet");
-    if (kiln__attr_find(n, "clip") || kiln__attr_i(n, "input_forget", 0) || !default_acts(n, acts, 3))
+    if (!default_acts(n, acts, 3))
         return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
-                             "LSTM gradients need the default activations, no clip and input_forget 0");
+                             "LSTM gradients need the default activations (Sigmoid, Tanh, Tanh)");
     return rnn_back(gc, "LSTMGrad", "grad_lstm", 2);
 }
 
 // (Y, Y_h) = GRU(X, W, R[, B, sequence_lens, initial_h]):
 // kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens)
 //   -> (dX, dW, dR, dB, dinitial_h), back through time (grad_rnn.c); either
-// linear_before_reset; default activations, no clip
+// linear_before_reset and clip; default activations
 kiln_status kiln__grad_GRU(kiln__grad_ctx *gc) {
     static const char *const acts[2] = {"Sigmoid", "Tanh"};
     const kiln__node *n = kiln__gb_fwd(gc);
-    if (kiln__attr_find(n, "clip"))
-        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED, "GRU gradients with clip are not supported yet");
     if (!default_acts(n, acts, 2))
         return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
                              "GRU gradients need the default activations (Sigmoid, Tanh)");

@@ -832,10 +832,12 @@ static void test_unknown_sizes(void **state) {
  * GRU 3 and 1) with S = 3, B = 2, I = 3, H = 2, differentiated with respect to
  * X, W, R and, when full, B and the initial states; y is the outputs asked for
  * (bits of outs: Y, Y_h, Y_c) flattened and concatenated. lbr >= 0 sets
- * linear_before_reset; lens (B values, or NULL) is sequence_lens. */
+ * linear_before_reset; lens (B values, or NULL) is sequence_lens; clip > 0
+ * sets clip (0.4 clips a good share of the gate inputs, which are about
+ * +-1 with these ranges), input_forget LSTM's input_forget. */
 enum { RNN_S = 3, RNN_B = 2, RNN_I = 3, RNN_H = 2 };
 static void check_rnn(const char *op, int G, int n_states, const char *dir, int layout, int full,
-                      int outs, int lbr, const double *lens) {
+                      int outs, int lbr, const double *lens, double clip, int input_forget) {
     enum { S = RNN_S, B = RNN_B, I = RNN_I, H = RNN_H };
     int D = strcmp(dir, "bidirectional") ? 1 : 2;
     kiln_graph *g = graph(17);
@@ -861,6 +863,8 @@ static void check_rnn(const char *op, int G, int n_states, const char *dir, int 
     int_attr(&g->nodes[i], "hidden_size", H);
     int_attr(&g->nodes[i], "layout", layout);
     if (lbr >= 0) int_attr(&g->nodes[i], "linear_before_reset", lbr);
+    if (clip > 0) float_attr(&g->nodes[i], "clip", (float)clip);
+    if (input_forget) int_attr(&g->nodes[i], "input_forget", 1);
     ints_init(g, "flat", 1, (int64_t[]){-1});
     const char *parts[3];
     int n_parts = 0;
@@ -889,18 +893,21 @@ static const double rnn_lens[2][RNN_B] = {{2, 3}, {0, 2}};
 /* LSTM through time. Variants: forward with bias and initial states (layout
  * 0), bidirectional without them (layout 1), reverse with only Y_h; with
  * sequence_lens: bidirectional (layout 1), forward with initial states and an
- * empty row. */
+ * empty row; with clip, input_forget and both (the last with sequence_lens). */
 static void test_lstm(void **state) {
     (void)state;
     enum { S = RNN_S, B = RNN_B, I = RNN_I, H = RNN_H };
-    static const struct { const char *dir; int layout, full, outs, lens; } cases[] = {
-        {"forward", 0, 1, 7, -1}, {"bidirectional", 1, 0, 7, -1}, {"reverse", 0, 1, 2, -1},
-        {"bidirectional", 1, 0, 7, 0}, {"forward", 0, 1, 7, 1}};
-    for (int k = 0; k < 5; k++) {
-        printf(" lstm %s, layout %d%s\n", cases[k].dir, cases[k].layout,
-               cases[k].lens >= 0 ? ", sequence_lens" : "");
+    static const struct { const char *dir; int layout, full, outs, lens; double clip; int forget; } cases[] = {
+        {"forward", 0, 1, 7, -1, 0, 0},      {"bidirectional", 1, 0, 7, -1, 0, 0},
+        {"reverse", 0, 1, 2, -1, 0, 0},      {"bidirectional", 1, 0, 7, 0, 0, 0},
+        {"forward", 0, 1, 7, 1, 0, 0},       {"forward", 0, 1, 7, -1, 0.4, 0},
+        {"bidirectional", 1, 1, 7, -1, 0, 1}, {"reverse", 0, 1, 7, 1, 0.4, 1}};
+    for (int k = 0; k < 8; k++) {
+        printf(" lstm %s, layout %d%s%s%s\n", cases[k].dir, cases[k].layout,
+               cases[k].lens >= 0 ? ", sequence_lens" : "", cases[k].clip > 0 ? ", clip 0.4" : "",
+               cases[k].forget ? ", input_forget" : "");
         check_rnn("LSTM", 4, 2, cases[k].dir, cases[k].layout, cases[k].full, cases[k].outs, -1,
-                  cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL);
+                  cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL, cases[k].clip, cases[k].forget);
     }
     /* peepholes have no gradient yet: refused, naming the node */
     kiln_graph *g = graph(17);
@@ -929,25 +936,24 @@ static kiln__node *gru_alone(kiln_graph **g) {
 /* GRU through time, both linear_before_reset. Variants: forward with bias and
  * initial state (layout 0, linear_before_reset 0), bidirectional without them
  * (layout 1, 1), reverse with only Y_h (layout 0, 1); with sequence_lens:
- * reverse with the initial state and an empty row (0), forward (1). */
+ * reverse with the initial state and an empty row (0), forward (1); with clip
+ * (both linear_before_reset). */
 static void test_gru(void **state) {
     (void)state;
     enum { S = RNN_S, B = RNN_B, I = RNN_I, H = RNN_H };
-    static const struct { const char *dir; int layout, full, outs, lbr, lens; } cases[] = {
-        {"forward", 0, 1, 3, 0, -1}, {"bidirectional", 1, 0, 3, 1, -1}, {"reverse", 0, 1, 2, 1, -1},
-        {"reverse", 0, 1, 3, 0, 1}, {"forward", 1, 0, 3, 1, 0}};
-    for (int k = 0; k < 5; k++) {
-        printf(" gru %s, layout %d, linear_before_reset %d%s\n", cases[k].dir, cases[k].layout,
-               cases[k].lbr, cases[k].lens >= 0 ? ", sequence_lens" : "");
+    static const struct { const char *dir; int layout, full, outs, lbr, lens; double clip; } cases[] = {
+        {"forward", 0, 1, 3, 0, -1, 0}, {"bidirectional", 1, 0, 3, 1, -1, 0}, {"reverse", 0, 1, 2, 1, -1, 0},
+        {"reverse", 0, 1, 3, 0, 1, 0},  {"forward", 1, 0, 3, 1, 0, 0},         {"forward", 0, 1, 3, 0, -1, 0.4},
+        {"bidirectional", 1, 1, 3, 1, 1, 0.4}};
+    for (int k = 0; k < 7; k++) {
+        printf(" gru %s, layout %d, linear_before_reset %d%s%s\n", cases[k].dir, cases[k].layout,
+               cases[k].lbr, cases[k].lens >= 0 ? ", sequence_lens" : "", cases[k].clip > 0 ? ", clip 0.4" : "");
         check_rnn("GRU", 3, 1, cases[k].dir, cases[k].layout, cases[k].full, cases[k].outs,
-                  cases[k].lbr, cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL);
+                  cases[k].lbr, cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL, cases[k].clip, 0);
     }
-    /* clip and other activations: refused, naming the limitation */
+    /* other activations: refused, naming the limitation */
     kiln_graph *g;
     kiln__node *n = gru_alone(&g);
-    float_attr(n, "clip", 3.0f);
-    check_refused(g, "GRU gradients with clip are not supported yet");
-    n = gru_alone(&g);
     n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
     kiln__attr acts = {.name = kiln__strdup("activations"), .type = KILN__ATTR_STRINGS, .n = 2};
     acts.strings = malloc(2 * sizeof *acts.strings);

@@ -7,9 +7,13 @@
  *       -> (dX, dW, dR, dB, dinitial_h)
  *
  * for the LSTM and GRU of src/cpu/ref/rnn.c (which has the shapes) with the
- * default activations (sigmoid gates, tanh elsewhere) and no clip; LSTM also
- * without peepholes and with input_forget 0. Attributes direction,
- * hidden_size, layout and GRU's linear_before_reset are the forward node's.
+ * default activations (sigmoid gates, tanh elsewhere); LSTM without
+ * peepholes. Attributes direction, hidden_size, layout, clip, LSTM's
+ * input_forget and GRU's linear_before_reset are the forward node's. With
+ * clip, every activation's input is clipped to [-clip, clip] as the forward
+ * op does, so a gate whose input was clipped passes no gradient (the step
+ * keeps a 0/1 pass factor per gate). With input_forget, f = 1 - i: the f
+ * rows get no gradient and i takes f's with the sign turned.
  * dY, dY_h, dY_c, B, the initial states and sequence_lens may be absent (zero;
  * every sequence of full length). With sequence_lens, row n runs its first
  * L = sequence_lens[n] steps as the forward op does (the reverse direction
@@ -33,6 +37,7 @@
  *   backward  do = dh * tanh(c_t),  dc = dc_{t+1} + dh * o * (1 - tanh(c_t)^2)
  *             di = dc * c~,  df = dc * c_{t-1},  dc~ = dc * i,  dc_{t-1} = dc * f
  *             g = (di i(1-i), do o(1-o), df f(1-f), dc~ (1-c~^2)) for both parts
+ *             (input_forget: di -= df, and f's rows get 0)
  *
  * GRU (gates z, r, h~ in W's block order):
  *   forward   z = sigmoid(Wz x_t + Wbz + Rz h_{t-1} + Rbz),  r likewise
@@ -77,6 +82,8 @@ struct rnn_grad {
     int64_t S, N, I, H, D, G; /* G = gates * H: rows of W and R per direction */
     int layout, reverse;      /* reverse: direction "reverse" (D = 1) */
     int lbr;                  /* GRU's linear_before_reset */
+    int input_forget;         /* LSTM: f = 1 - i */
+    double clip;              /* activation inputs clipped to [-clip, clip]; < 0: none */
     const kiln_tensor *x, *w, *r, *b, *dy, *lens;
     const kiln_tensor *dys[2], *init[2]; /* dY_h, dY_c; initial_h, initial_c */
     int64_t dir, n, t;                   /* where the driver is */
@@ -112,6 +119,11 @@ static kiln_status rnn_grad_read(const kiln__kctx *c, const rnn_grad_cell *cell,
     const char *dir = kiln__attr_s(c->node, "direction", "forward");
     g->layout = (int)kiln__attr_i(c->node, "layout", 0);
     g->lbr = kiln__attr_i(c->node, "linear_before_reset", 0) != 0;
+    g->input_forget = cell->states == 2 && kiln__attr_i(c->node, "input_forget", 0) != 0;
+    const kiln__attr *clip = kiln__attr_find(c->node, "clip");
+    g->clip = clip ? clip->f : -1.0;
+    if (clip && !(g->clip >= 0))
+        return kiln__err(KILN_E_INVAL, "attribute 'clip' is %g, expected >= 0", g->clip);
     g->reverse = !strcmp(dir, "reverse");
     g->D = !strcmp(dir, "bidirectional") ? 2 : 1;
     if (strcmp(dir, "forward") && !g->reverse && g->D != 2)
@@ -194,6 +206,17 @@ static kiln_status rnn_grad_infer(kiln__kctx *c, const rnn_grad_cell *cell) {
 /* ---- what the cells share ----------------------------------------------------- */
 
 static double sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }
+
+/* Activation input a as the forward op clips it into *v; returns the pass
+ * factor of its gradient: 1 inside [-clip, clip] (or without clip), else 0. */
+static double clip_in(const rnn_grad *g, double a, double *v) {
+    if (g->clip < 0 || (a >= -g->clip && a <= g->clip)) {
+        *v = a;
+        return 1.0;
+    }
+    *v = a < 0 ? -g->clip : g->clip;
+    return 0.0;
+}
 
 /* Value k of optional input t, 0 when absent. */
 static double opt_ld(const kiln_tensor *t, int64_t k) {
@@ -299,15 +322,17 @@ static kiln_status rnn_grad_run(kiln__kctx *c, const rnn_grad_cell *cell) {
 
 /* ---- LSTM ------------------------------------------------------------------------ */
 
-/* A step: h, c, then the gates i, o, f, c~. */
+/* A step: h, c, the gates i, o, f, c~, then their pass factors (clip_in). */
 static void lstm_forward(const rnn_grad *g, double *st, const double *prev) {
     const int64_t H = g->H;
-    double *gate = st + 2 * H;
+    double *gate = st + 2 * H, *pass = st + 6 * H;
     for (int64_t k = 0; k < g->G; k++) {
-        double a = in_part(g, k) + rec_part(g, k, prev);
+        double a;
+        pass[k] = clip_in(g, in_part(g, k) + rec_part(g, k, prev), &a);
         gate[k] = k < 3 * H ? sigmoid(a) : tanh(a); /* i, o, f; c~ */
     }
     for (int64_t j = 0; j < H; j++) {
+        if (g->input_forget) gate[2 * H + j] = 1 - gate[j];
         st[H + j] = gate[2 * H + j] * prev[H + j] + gate[j] * gate[3 * H + j];
         st[j] = gate[H + j] * tanh(st[H + j]);
     }
@@ -316,15 +341,20 @@ static void lstm_forward(const rnn_grad *g, double *st, const double *prev) {
 static void lstm_backward(rnn_grad *g, const double *st, const double *prev, const double *ds,
                           double *dprev, double *dg) {
     const int64_t H = g->H;
-    const double *gate = st + 2 * H;
+    const double *gate = st + 2 * H, *pass = st + 6 * H;
     for (int64_t j = 0; j < H; j++) {
         double i = gate[j], o = gate[H + j], f = gate[2 * H + j], cc = gate[3 * H + j];
         double tc = tanh(st[H + j]);
         double c_grad = ds[H + j] + ds[j] * o * (1 - tc * tc);
-        dg[j] = c_grad * cc * i * (1 - i);
-        dg[H + j] = ds[j] * tc * o * (1 - o);
-        dg[2 * H + j] = c_grad * prev[H + j] * f * (1 - f);
-        dg[3 * H + j] = c_grad * i * (1 - cc * cc);
+        double di = c_grad * cc, df = c_grad * prev[H + j];
+        if (g->input_forget) { /* f = 1 - i */
+            di -= df;
+            df = 0;
+        }
+        dg[j] = di * i * (1 - i) * pass[j];
+        dg[H + j] = ds[j] * tc * o * (1 - o) * pass[H + j];
+        dg[2 * H + j] = df * f * (1 - f) * pass[2 * H + j];
+        dg[3 * H + j] = c_grad * i * (1 - cc * cc) * pass[3 * H + j];
         dprev[H + j] = c_grad * f;
     }
     for (int64_t k = 0; k < g->G; k++) {
@@ -333,7 +363,7 @@ static void lstm_backward(rnn_grad *g, const double *st, const double *prev, con
     }
 }
 
-static const rnn_grad_cell lstm_cell = {4, 2, 6, lstm_forward, lstm_backward};
+static const rnn_grad_cell lstm_cell = {4, 2, 10, lstm_forward, lstm_backward};
 
 kiln_status kiln__infer_LSTMGrad(kiln__kctx *c) { return rnn_grad_infer(c, &lstm_cell); }
 kiln_status kiln__ref_LSTMGrad(kiln__kctx *c) { return rnn_grad_run(c, &lstm_cell); }
@@ -341,11 +371,15 @@ kiln_status kiln__ref_LSTMGrad(kiln__kctx *c) { return rnn_grad_run(c, &lstm_cel
 /* ---- GRU ------------------------------------------------------------------------- */
 
 /* A step: h, the gates z, r, h~, then v: r * h_{t-1} (linear_before_reset 0)
- * or Rh h_{t-1} + Rbh (1). */
+ * or Rh h_{t-1} + Rbh (1), then the gates' pass factors (clip_in). */
 static void gru_forward(const rnn_grad *g, double *st, const double *prev) {
     const int64_t H = g->H;
-    double *z = st + H, *r = st + 2 * H, *n = st + 3 * H, *v = st + 4 * H;
-    for (int64_t k = 0; k < 2 * H; k++) z[k] = sigmoid(in_part(g, k) + rec_part(g, k, prev));
+    double *z = st + H, *r = st + 2 * H, *n = st + 3 * H, *v = st + 4 * H, *pass = st + 5 * H;
+    for (int64_t k = 0; k < 2 * H; k++) {
+        double a;
+        pass[k] = clip_in(g, in_part(g, k) + rec_part(g, k, prev), &a);
+        z[k] = sigmoid(a);
+    }
     if (!g->lbr)
         for (int64_t j = 0; j < H; j++) v[j] = r[j] * prev[j];
     for (int64_t j = 0; j < H; j++) {
@@ -357,6 +391,7 @@ static void gru_forward(const rnn_grad *g, double *st, const double *prev) {
         } else {
             a += rec_part(g, k, v);
         }
+        pass[k] = clip_in(g, a, &a);
         n[j] = tanh(a);
     }
     for (int64_t j = 0; j < H; j++) st[j] = (1 - z[j]) * n[j] + z[j] * prev[j];
@@ -365,11 +400,11 @@ static void gru_forward(const rnn_grad *g, double *st, const double *prev) {
 static void gru_backward(rnn_grad *g, const double *st, const double *prev, const double *ds,
                          double *dprev, double *dg) {
     const int64_t H = g->H;
-    const double *z = st + H, *r = st + 2 * H, *n = st + 3 * H, *v = st + 4 * H;
+    const double *z = st + H, *r = st + 2 * H, *n = st + 3 * H, *v = st + 4 * H, *pass = st + 5 * H;
     double *dv = dg + g->G; /* linear_before_reset 0: the gradient of r * h_{t-1} */
     for (int64_t j = 0; j < H; j++) {
-        dg[j] = ds[j] * (prev[j] - n[j]) * z[j] * (1 - z[j]);
-        dg[2 * H + j] = ds[j] * (1 - z[j]) * (1 - n[j] * n[j]);
+        dg[j] = ds[j] * (prev[j] - n[j]) * z[j] * (1 - z[j]) * pass[j];
+        dg[2 * H + j] = ds[j] * (1 - z[j]) * (1 - n[j] * n[j]) * pass[2 * H + j];
         dprev[j] = ds[j] * z[j];
         dv[j] = 0;
     }
@@ -388,7 +423,7 @@ static void gru_backward(rnn_grad *g, const double *st, const double *prev, cons
             dg[H + j] = dv[j] * prev[j];
             dprev[j] += dv[j] * r[j];
         }
-        dg[H + j] *= r[j] * (1 - r[j]);
+        dg[H + j] *= r[j] * (1 - r[j]) * pass[H + j];
     }
     for (int64_t k = 0; k < 2 * H; k++) {
         in_back(g, k, dg[k]);
@@ -396,7 +431,7 @@ static void gru_backward(rnn_grad *g, const double *st, const double *prev, cons
     }
 }
 
-static const rnn_grad_cell gru_cell = {3, 1, 5, gru_forward, gru_backward};
+static const rnn_grad_cell gru_cell = {3, 1, 8, gru_forward, gru_backward};
 
 kiln_status kiln__infer_GRUGrad(kiln__kctx *c) { return rnn_grad_infer(c, &gru_cell); }
 kiln_status kiln__ref_GRUGrad(kiln__kctx *c) { return rnn_grad_run(c, &gru_cell); }
