@@ -393,16 +393,17 @@ static int default_acts(const kiln__node *nd, const char *const *defs, int n) {
  * with `states` states (h, and c for LSTM) whose forward inputs are X, W, R,
  * B, sequence_lens, initial_h[, initial_c, ...]. */
 static kiln_status rnn_back(kiln__grad_ctx *gc, const char *op, const char *base, int states) {
-    static const int slot[6] = {0, 1, 2, 3, 5, 6}; /* forward input of each output */
-    const int n_out = 4 + states;
-    unsigned char want[6];
-    int in[10], n_in = 0, outs[6];
+    static const int slot[7] = {0, 1, 2, 3, 5, 6, 7}; /* forward input of each output */
+    const int lstm = states == 2, n_out = 4 + states + lstm; /* LSTM: dP last */
+    unsigned char want[7];
+    int in[11], n_in = 0, outs[7];
     for (int k = 0; k < n_out; k++) want[k] = IN(slot[k]) >= 0 && NEED(slot[k]);
     for (int k = 0; k < 3; k++) in[n_in++] = IN(k);
     for (int k = 0; k <= states; k++) in[n_in++] = gc->n_dy > k ? gc->dy[k] : -1;
     in[n_in++] = IN(3);
     for (int k = 0; k < states; k++) in[n_in++] = IN(5 + k);
     in[n_in++] = IN(4); /* sequence_lens */
+    if (lstm) in[n_in++] = IN(7); /* P */
     int node = kiln__gb_node_n(gc, op, "kiln", n_in, in, n_out, want, base, outs);
     kiln__gb_copy_attrs(gc, node);
     for (int k = 0; k < n_out; k++)
@@ -411,15 +412,13 @@ static kiln_status rnn_back(kiln__grad_ctx *gc, const char *op, const char *base
 }
 
 // (Y, Y_h, Y_c) = LSTM(X, W, R[, B, sequence_lens, initial_h, initial_c, P]):
-// kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens)
-//   -> (dX, dW, dR, dB, dinitial_h, dinitial_c), back through time (grad_rnn.c);
-// default activations, no peepholes; clip and input_forget as the forward's
+// kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P)
+//   -> (dX, dW, dR, dB, dinitial_h, dinitial_c, dP), back through time
+// (grad_rnn.c); default activations; peepholes, clip and input_forget as the
+// forward's
 kiln_status kiln__grad_LSTM(kiln__grad_ctx *gc) {
     static const char *const acts[3] = {"Sigmoid", "Tanh", "Tanh"};
     const kiln__node *n = kiln__gb_fwd(gc);
-    if (IN(7) >= 0)
-        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
-                             "LSTM gradients with peepholes (P) are not supported yet");
     if (!default_acts(n, acts, 3))
         return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
                              "LSTM gradients need the default activations (Sigmoid, Tanh, Tanh)");

@@ -834,10 +834,12 @@ static void test_unknown_sizes(void **state) {
  * (bits of outs: Y, Y_h, Y_c) flattened and concatenated. lbr >= 0 sets
  * linear_before_reset; lens (B values, or NULL) is sequence_lens; clip > 0
  * sets clip (0.4 clips a good share of the gate inputs, which are about
- * +-1 with these ranges), input_forget LSTM's input_forget. */
+ * +-1 with these ranges), input_forget LSTM's input_forget; peepholes gives
+ * the LSTM a P input (differentiated too). */
 enum { RNN_S = 3, RNN_B = 2, RNN_I = 3, RNN_H = 2 };
 static void check_rnn(const char *op, int G, int n_states, const char *dir, int layout, int full,
-                      int outs, int lbr, const double *lens, double clip, int input_forget) {
+                      int outs, int lbr, const double *lens, double clip, int input_forget,
+                      int peepholes) {
     enum { S = RNN_S, B = RNN_B, I = RNN_I, H = RNN_H };
     int D = strcmp(dir, "bidirectional") ? 1 : 2;
     kiln_graph *g = graph(17);
@@ -852,9 +854,11 @@ static void check_rnn(const char *op, int G, int n_states, const char *dir, int 
         if (n_states > 1) input(g, "c0", 3, sd);
     }
     if (lens) init(g, "lens", vec(KILN_DTYPE_I32, B, lens));
-    const char *const ins[7] = {"X", "W", "R", full ? "B" : "", lens ? "lens" : "", "h0", "c0"};
+    if (peepholes) input(g, "P", 2, (int64_t[]){D, 3 * H});
+    const char *const ins[8] = {"X", "W", "R", full ? "B" : "", lens ? "lens" : "",
+                                full ? "h0" : "", full ? "c0" : "", "P"};
     static const char *const names[3] = {"Y", "Y_h", "Y_c"};
-    int n_in = full ? 5 + n_states : lens ? 5 : 3, n_out = 1 + n_states;
+    int n_in = peepholes ? 8 : full ? 5 + n_states : lens ? 5 : 3, n_out = 1 + n_states;
     int i = kiln__graph_add_node(g, "rnn", op, "", n_in, n_out);
     for (int j = 0; j < n_in; j++) g->nodes[i].in[j] = ins[j][0] ? kiln__graph_value(g, ins[j]) : -1;
     for (int j = 0; j < n_out; j++)
@@ -893,31 +897,27 @@ static const double rnn_lens[2][RNN_B] = {{2, 3}, {0, 2}};
 /* LSTM through time. Variants: forward with bias and initial states (layout
  * 0), bidirectional without them (layout 1), reverse with only Y_h; with
  * sequence_lens: bidirectional (layout 1), forward with initial states and an
- * empty row; with clip, input_forget and both (the last with sequence_lens). */
+ * empty row; with clip, input_forget and both (the last with sequence_lens);
+ * with peepholes: alone, bidirectional with sequence_lens, and with clip and
+ * input_forget. */
 static void test_lstm(void **state) {
     (void)state;
     enum { S = RNN_S, B = RNN_B, I = RNN_I, H = RNN_H };
-    static const struct { const char *dir; int layout, full, outs, lens; double clip; int forget; } cases[] = {
-        {"forward", 0, 1, 7, -1, 0, 0},      {"bidirectional", 1, 0, 7, -1, 0, 0},
-        {"reverse", 0, 1, 2, -1, 0, 0},      {"bidirectional", 1, 0, 7, 0, 0, 0},
-        {"forward", 0, 1, 7, 1, 0, 0},       {"forward", 0, 1, 7, -1, 0.4, 0},
-        {"bidirectional", 1, 1, 7, -1, 0, 1}, {"reverse", 0, 1, 7, 1, 0.4, 1}};
-    for (int k = 0; k < 8; k++) {
-        printf(" lstm %s, layout %d%s%s%s\n", cases[k].dir, cases[k].layout,
+    static const struct { const char *dir; int layout, full, outs, lens; double clip; int forget, peep; } cases[] = {
+        {"forward", 0, 1, 7, -1, 0, 0, 0},      {"bidirectional", 1, 0, 7, -1, 0, 0, 0},
+        {"reverse", 0, 1, 2, -1, 0, 0, 0},      {"bidirectional", 1, 0, 7, 0, 0, 0, 0},
+        {"forward", 0, 1, 7, 1, 0, 0, 0},       {"forward", 0, 1, 7, -1, 0.4, 0, 0},
+        {"bidirectional", 1, 1, 7, -1, 0, 1, 0}, {"reverse", 0, 1, 7, 1, 0.4, 1, 0},
+        {"forward", 0, 1, 7, -1, 0, 0, 1},      {"bidirectional", 1, 0, 7, 0, 0, 0, 1},
+        {"reverse", 0, 1, 3, -1, 0.4, 1, 1}};
+    for (int k = 0; k < 11; k++) {
+        printf(" lstm %s, layout %d%s%s%s%s\n", cases[k].dir, cases[k].layout,
                cases[k].lens >= 0 ? ", sequence_lens" : "", cases[k].clip > 0 ? ", clip 0.4" : "",
-               cases[k].forget ? ", input_forget" : "");
+               cases[k].forget ? ", input_forget" : "", cases[k].peep ? ", peepholes" : "");
         check_rnn("LSTM", 4, 2, cases[k].dir, cases[k].layout, cases[k].full, cases[k].outs, -1,
-                  cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL, cases[k].clip, cases[k].forget);
+                  cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL, cases[k].clip, cases[k].forget,
+                  cases[k].peep);
     }
-    /* peepholes have no gradient yet: refused, naming the node */
-    kiln_graph *g = graph(17);
-    input(g, "X", 3, (int64_t[]){S, B, I});
-    input(g, "W", 3, (int64_t[]){1, 4 * H, I});
-    input(g, "R", 3, (int64_t[]){1, 4 * H, H});
-    input(g, "P", 2, (int64_t[]){1, 3 * H});
-    kiln__node *n = node(g, "LSTM", "y", "X", "W", "R", "", "", "", "", "P", NULL);
-    int_attr(n, "hidden_size", H);
-    check_refused(g, "peepholes (P) are not supported yet");
 }
 
 /* *g: a graph with a GRU y = GRU(X, W, R) (hidden 2) and nothing else; the
@@ -949,7 +949,7 @@ static void test_gru(void **state) {
         printf(" gru %s, layout %d, linear_before_reset %d%s%s\n", cases[k].dir, cases[k].layout,
                cases[k].lbr, cases[k].lens >= 0 ? ", sequence_lens" : "", cases[k].clip > 0 ? ", clip 0.4" : "");
         check_rnn("GRU", 3, 1, cases[k].dir, cases[k].layout, cases[k].full, cases[k].outs,
-                  cases[k].lbr, cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL, cases[k].clip, 0);
+                  cases[k].lbr, cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL, cases[k].clip, 0, 0);
     }
     /* other activations: refused, naming the limitation */
     kiln_graph *g;

@@ -1,21 +1,21 @@
 /* src/cpu/ref/grad_rnn.c: the reference kernels of the recurrent ops'
  * gradients through time (src/ops/defs/grad.def):
  *
- *   kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens)
- *       -> (dX, dW, dR, dB, dinitial_h, dinitial_c)
+ *   kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P)
+ *       -> (dX, dW, dR, dB, dinitial_h, dinitial_c, dP)
  *   kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens)
  *       -> (dX, dW, dR, dB, dinitial_h)
  *
  * for the LSTM and GRU of src/cpu/ref/rnn.c (which has the shapes) with the
- * default activations (sigmoid gates, tanh elsewhere); LSTM without
- * peepholes. Attributes direction, hidden_size, layout, clip, LSTM's
+ * default activations (sigmoid gates, tanh elsewhere). Attributes direction,
+ * hidden_size, layout, clip, LSTM's
  * input_forget and GRU's linear_before_reset are the forward node's. With
  * clip, every activation's input is clipped to [-clip, clip] as the forward
  * op does, so a gate whose input was clipped passes no gradient (the step
  * keeps a 0/1 pass factor per gate). With input_forget, f = 1 - i: the f
  * rows get no gradient and i takes f's with the sign turned.
- * dY, dY_h, dY_c, B, the initial states and sequence_lens may be absent (zero;
- * every sequence of full length). With sequence_lens, row n runs its first
+ * dY, dY_h, dY_c, B, the initial states, sequence_lens and P may be absent
+ * (zero; every sequence of full length; no peepholes). With sequence_lens, row n runs its first
  * L = sequence_lens[n] steps as the forward op does (the reverse direction
  * from time L - 1 down), Y_h and Y_c are its states after them, and dY at
  * times from L on (where Y holds zeros) reaches nothing.
@@ -32,12 +32,16 @@
  *
  * with v = h_{t-1} (dv: dh_{t-1}) except for GRU's h~ rows. Per cell:
  *
- * LSTM (gates i, o, f, c~ in W's block order):
+ * LSTM (gates i, o, f, c~ in W's block order; peepholes P = (Pi, Po, Pf)
+ * add Pi * c_{t-1}, Pf * c_{t-1} and Po * c_t to the i, f and o inputs):
  *   forward   c_t = f * c_{t-1} + i * c~,  h_t = o * tanh(c_t)
- *   backward  do = dh * tanh(c_t),  dc = dc_{t+1} + dh * o * (1 - tanh(c_t)^2)
- *             di = dc * c~,  df = dc * c_{t-1},  dc~ = dc * i,  dc_{t-1} = dc * f
- *             g = (di i(1-i), do o(1-o), df f(1-f), dc~ (1-c~^2)) for both parts
+ *   backward  do = dh * tanh(c_t),  go = do o(1-o)
+ *             dc = dc_{t+1} + dh * o * (1 - tanh(c_t)^2) + go * Po
+ *             di = dc * c~,  df = dc * c_{t-1},  dc~ = dc * i
+ *             g = (di i(1-i), go, df f(1-f), dc~ (1-c~^2)) for both parts
  *             (input_forget: di -= df, and f's rows get 0)
+ *             dc_{t-1} = dc * f + gi * Pi + gf * Pf
+ *             dPi += gi * c_{t-1},  dPf += gf * c_{t-1},  dPo += go * c_t
  *
  * GRU (gates z, r, h~ in W's block order):
  *   forward   z = sigmoid(Wz x_t + Wbz + Rz h_{t-1} + Rbz),  r likewise
@@ -67,6 +71,7 @@ typedef struct rnn_grad rnn_grad;
  * the states (h, then c for LSTM), then what the cell's backward reads. */
 typedef struct rnn_grad_cell {
     int gates;  /* gate blocks: 4 (LSTM), 3 (GRU) */
+    int peeps;  /* peephole blocks: 3 (LSTM: P input and dP output), 0 (GRU) */
     int states; /* 2 (h, c), 1 (h) */
     int step;
     /* One step forward at g->t into st, from the states prev. */
@@ -84,10 +89,10 @@ struct rnn_grad {
     int lbr;                  /* GRU's linear_before_reset */
     int input_forget;         /* LSTM: f = 1 - i */
     double clip;              /* activation inputs clipped to [-clip, clip]; < 0: none */
-    const kiln_tensor *x, *w, *r, *b, *dy, *lens;
+    const kiln_tensor *x, *w, *r, *b, *dy, *lens, *p; /* p: LSTM's peepholes */
     const kiln_tensor *dys[2], *init[2]; /* dY_h, dY_c; initial_h, initial_c */
     int64_t dir, n, t;                   /* where the driver is */
-    double *dX, *dW, *dR, *dB;           /* the sums, in scratch */
+    double *dX, *dW, *dR, *dB, *dP;      /* the sums, in scratch */
 };
 
 /* Input indices: X, W, R, dY, then the states' gradients, B and the initial
@@ -96,7 +101,9 @@ enum { IN_X, IN_W, IN_R, IN_DY, IN_DY_STATES };
 #define IN_B(cell) (IN_DY_STATES + (cell)->states)
 #define IN_INIT(cell) (IN_B(cell) + 1)
 #define IN_LENS(cell) (IN_INIT(cell) + (cell)->states)
+#define IN_P(cell) (IN_LENS(cell) + 1)
 #define OUT_DINIT 4
+#define OUT_DP(cell) (OUT_DINIT + (cell)->states)
 
 /* ---- dimensions and offsets ------------------------------------------------- */
 
@@ -153,13 +160,17 @@ static kiln_status rnn_grad_read(const kiln__kctx *c, const rnn_grad_cell *cell,
         KILN__TRY(kiln__check_shape(kiln__in(c, IN_DY_STATES + k), d_names[k], 3, s_dims));
         KILN__TRY(kiln__check_shape(kiln__in(c, IN_INIT(cell) + k), i_names[k], 3, s_dims));
     }
+    if (cell->peeps) {
+        const int64_t p_dims[2] = {g->D, cell->peeps * g->H};
+        KILN__TRY(kiln__check_shape(kiln__in(c, IN_P(cell)), "P", 2, p_dims));
+    }
     const kiln_tensor *lens = kiln__in(c, IN_LENS(cell));
     if (lens) {
         KILN__TRY(kiln__check_dtype(lens, "sequence_lens", KILN_DTYPE_I32, 0));
         KILN__TRY(kiln__check_shape(lens, "sequence_lens", 1, &g->N));
     }
-    for (int k = 1; k < c->n_in && k < IN_LENS(cell); k++) {
-        const kiln_tensor *t = kiln__in(c, k);
+    for (int k = 1; k < c->n_in; k++) {
+        const kiln_tensor *t = k == IN_LENS(cell) ? NULL : kiln__in(c, k);
         if (t && t->dtype != x->dtype)
             return kiln__err(KILN_E_TYPE, "input %d is %s, expected %s like X", k,
                              kiln_dtype_name(t->dtype), kiln_dtype_name(x->dtype));
@@ -170,6 +181,7 @@ static kiln_status rnn_grad_read(const kiln__kctx *c, const rnn_grad_cell *cell,
     g->b = kiln__in(c, IN_B(cell));
     g->dy = kiln__in(c, IN_DY);
     g->lens = lens;
+    g->p = cell->peeps ? kiln__in(c, IN_P(cell)) : NULL;
     for (int k = 0; k < cell->states; k++) {
         g->dys[k] = kiln__in(c, IN_DY_STATES + k);
         g->init[k] = kiln__in(c, IN_INIT(cell) + k);
@@ -179,12 +191,14 @@ static kiln_status rnn_grad_read(const kiln__kctx *c, const rnn_grad_cell *cell,
 
 /* Scratch, in doubles: the kept steps (S x step H), the initial states, their
  * gradients at the current and the previous step (3 x states H), the cell's
- * work (G + H), and the sums dX (S*N*I), dW (D*G*I), dR (D*G*H), dB (D*2G). */
+ * work (G + H), and the sums dX (S*N*I), dW (D*G*I), dR (D*G*H), dB (D*2G),
+ * dP (D*peeps*H). */
 static int64_t rnn_grad_sums_at(const rnn_grad *g) {
     return g->S * g->cell->step * g->H + 3 * g->cell->states * g->H + g->G + g->H;
 }
 static int64_t rnn_grad_sums_len(const rnn_grad *g) {
-    return g->S * g->N * g->I + g->D * g->G * (g->I + g->H) + g->D * 2 * g->G;
+    return g->S * g->N * g->I + g->D * g->G * (g->I + g->H) + g->D * 2 * g->G +
+           g->D * g->cell->peeps * g->H;
 }
 
 static kiln_status rnn_grad_infer(kiln__kctx *c, const rnn_grad_cell *cell) {
@@ -200,6 +214,10 @@ static kiln_status rnn_grad_infer(kiln__kctx *c, const rnn_grad_cell *cell) {
     KILN__TRY(kiln__out_shape(c, 3, x->dtype, 2, bdims));
     for (int k = 0; k < cell->states; k++)
         KILN__TRY(kiln__out_shape(c, OUT_DINIT + k, x->dtype, 3, sdims));
+    if (cell->peeps) {
+        int64_t pdims[2] = {g.D, cell->peeps * g.H};
+        KILN__TRY(kiln__out_shape(c, OUT_DP(cell), x->dtype, 2, pdims));
+    }
     return KILN_OK;
 }
 
@@ -278,6 +296,7 @@ static kiln_status rnn_grad_run(kiln__kctx *c, const rnn_grad_cell *cell) {
     g.dW = g.dX + S * N * g.I;
     g.dR = g.dW + g.D * g.G * g.I;
     g.dB = g.dR + g.D * g.G * H;
+    g.dP = g.dB + g.D * 2 * g.G;
     memset(sums, 0, (size_t)rnn_grad_sums_len(&g) * sizeof(double));
     for (g.dir = 0; g.dir < g.D; g.dir++) {
         const int rev = g.reverse || g.dir == 1;
@@ -317,23 +336,33 @@ static kiln_status rnn_grad_run(kiln__kctx *c, const rnn_grad_cell *cell) {
     store_out(c, 1, g.dW, g.D * g.G * g.I);
     store_out(c, 2, g.dR, g.D * g.G * H);
     store_out(c, 3, g.dB, g.D * 2 * g.G);
+    if (cell->peeps) store_out(c, OUT_DP(cell), g.dP, g.D * cell->peeps * H);
     return KILN_OK;
 }
 
 /* ---- LSTM ------------------------------------------------------------------------ */
 
+/* Peephole block (0 i, 1 o, 2 f) at j of the current direction; 0 without P. */
+static double peep(const rnn_grad *g, int block, int64_t j) {
+    return opt_ld(g->p, (g->dir * 3 + block) * g->H + j);
+}
+
 /* A step: h, c, the gates i, o, f, c~, then their pass factors (clip_in). */
 static void lstm_forward(const rnn_grad *g, double *st, const double *prev) {
     const int64_t H = g->H;
     double *gate = st + 2 * H, *pass = st + 6 * H;
-    for (int64_t k = 0; k < g->G; k++) {
-        double a;
-        pass[k] = clip_in(g, in_part(g, k) + rec_part(g, k, prev), &a);
-        gate[k] = k < 3 * H ? sigmoid(a) : tanh(a); /* i, o, f; c~ */
-    }
+    for (int64_t k = 0; k < g->G; k++) gate[k] = in_part(g, k) + rec_part(g, k, prev);
     for (int64_t j = 0; j < H; j++) {
-        if (g->input_forget) gate[2 * H + j] = 1 - gate[j];
-        st[H + j] = gate[2 * H + j] * prev[H + j] + gate[j] * gate[3 * H + j];
+        double c_prev = prev[H + j], a;
+        pass[j] = clip_in(g, gate[j] + peep(g, 0, j) * c_prev, &a);
+        gate[j] = sigmoid(a);
+        pass[2 * H + j] = clip_in(g, gate[2 * H + j] + peep(g, 2, j) * c_prev, &a);
+        gate[2 * H + j] = g->input_forget ? 1 - gate[j] : sigmoid(a);
+        pass[3 * H + j] = clip_in(g, gate[3 * H + j], &a);
+        gate[3 * H + j] = tanh(a);
+        st[H + j] = gate[2 * H + j] * c_prev + gate[j] * gate[3 * H + j];
+        pass[H + j] = clip_in(g, gate[H + j] + peep(g, 1, j) * st[H + j], &a);
+        gate[H + j] = sigmoid(a);
         st[j] = gate[H + j] * tanh(st[H + j]);
     }
 }
@@ -342,20 +371,27 @@ static void lstm_backward(rnn_grad *g, const double *st, const double *prev, con
                           double *dprev, double *dg) {
     const int64_t H = g->H;
     const double *gate = st + 2 * H, *pass = st + 6 * H;
+    double *dP = g->dP + g->dir * 3 * H;
     for (int64_t j = 0; j < H; j++) {
         double i = gate[j], o = gate[H + j], f = gate[2 * H + j], cc = gate[3 * H + j];
-        double tc = tanh(st[H + j]);
-        double c_grad = ds[H + j] + ds[j] * o * (1 - tc * tc);
-        double di = c_grad * cc, df = c_grad * prev[H + j];
+        double c = st[H + j], c_prev = prev[H + j], tc = tanh(c);
+        double go = ds[j] * tc * o * (1 - o) * pass[H + j];
+        double c_grad = ds[H + j] + ds[j] * o * (1 - tc * tc) + go * peep(g, 1, j);
+        double di = c_grad * cc, df = c_grad * c_prev;
         if (g->input_forget) { /* f = 1 - i */
             di -= df;
             df = 0;
         }
         dg[j] = di * i * (1 - i) * pass[j];
-        dg[H + j] = ds[j] * tc * o * (1 - o) * pass[H + j];
+        dg[H + j] = go;
         dg[2 * H + j] = df * f * (1 - f) * pass[2 * H + j];
         dg[3 * H + j] = c_grad * i * (1 - cc * cc) * pass[3 * H + j];
-        dprev[H + j] = c_grad * f;
+        dprev[H + j] = c_grad * f + dg[j] * peep(g, 0, j) + dg[2 * H + j] * peep(g, 2, j);
+        if (g->p) {
+            dP[j] += dg[j] * c_prev;
+            dP[H + j] += go * c;
+            dP[2 * H + j] += dg[2 * H + j] * c_prev;
+        }
     }
     for (int64_t k = 0; k < g->G; k++) {
         in_back(g, k, dg[k]);
@@ -363,7 +399,7 @@ static void lstm_backward(rnn_grad *g, const double *st, const double *prev, con
     }
 }
 
-static const rnn_grad_cell lstm_cell = {4, 2, 10, lstm_forward, lstm_backward};
+static const rnn_grad_cell lstm_cell = {4, 3, 2, 10, lstm_forward, lstm_backward};
 
 kiln_status kiln__infer_LSTMGrad(kiln__kctx *c) { return rnn_grad_infer(c, &lstm_cell); }
 kiln_status kiln__ref_LSTMGrad(kiln__kctx *c) { return rnn_grad_run(c, &lstm_cell); }
@@ -431,7 +467,7 @@ static void gru_backward(rnn_grad *g, const double *st, const double *prev, cons
     }
 }
 
-static const rnn_grad_cell gru_cell = {3, 1, 8, gru_forward, gru_backward};
+static const rnn_grad_cell gru_cell = {3, 0, 1, 8, gru_forward, gru_backward};
 
 kiln_status kiln__infer_GRUGrad(kiln__kctx *c) { return rnn_grad_infer(c, &gru_cell); }
 kiln_status kiln__ref_GRUGrad(kiln__kctx *c) { return rnn_grad_run(c, &gru_cell); }
