@@ -383,10 +383,9 @@ static uint64_t mix(uint64_t h, uint64_t x) {
     return h;
 }
 
-/* A hash of the names, sizes and modification times of the model's files
- * (two levels deep): it changes when the model is edited. */
-/* A hash of the names, sizes and times of the files under dir (depth levels
- * down); skip_versions: leaving out the version directories (<number>/). */
+/* A hash of the names, sizes and modification times of the files under dir
+ * (depth levels down; skip_versions: leaving out the version directories
+ * <number>/): it changes when a file there is edited, added or removed. */
 static uint64_t fingerprint_files(const char *dir, int depth, int skip_versions) {
     uint64_t h = 1469598103934665603ull;
     DIR *d = opendir(dir);
