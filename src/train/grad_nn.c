@@ -4,7 +4,6 @@
  * (through time). */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "train/grad.h"
 
@@ -378,20 +377,11 @@ kiln_status kiln__grad_NegativeLogLikelihoodLoss(kiln__grad_ctx *gc) {
 
 /* ---- recurrent ------------------------------------------------------------------- */
 
-/* 1 if the forward node's `activations` are absent or the op's defaults defs
- * (n per direction) for each direction. */
-static int default_acts(const kiln__node *nd, const char *const *defs, int n) {
-    const kiln__attr *a = kiln__attr_find(nd, "activations");
-    if (!a) return 1;
-    for (int k = 0; k < a->n; k++)
-        if (strcasecmp(a->strings[k], defs[k % n]) != 0) return 0;
-    return a->n % n == 0;
-}
-
 /* Emits op(X, W, R, dY, dY_h[, dY_c], B, initial_h[, initial_c],
- * sequence_lens) -> (dX, dW, dR, dB, dinitial_h[, dinitial_c]) for an RNN op
- * with `states` states (h, and c for LSTM) whose forward inputs are X, W, R,
- * B, sequence_lens, initial_h[, initial_c, ...]. */
+ * sequence_lens[, P]) -> (dX, dW, dR, dB, dinitial_h[, dinitial_c, dP]) for
+ * an RNN op with `states` states (h, and c for LSTM) whose forward inputs are
+ * X, W, R, B, sequence_lens, initial_h[, initial_c, P]; the gradient node
+ * takes the forward's attributes (direction, activations, clip, ...). */
 static kiln_status rnn_back(kiln__grad_ctx *gc, const char *op, const char *base, int states) {
     static const int slot[7] = {0, 1, 2, 3, 5, 6, 7}; /* forward input of each output */
     const int lstm = states == 2, n_out = 4 + states + lstm; /* LSTM: dP last */
@@ -414,26 +404,11 @@ static kiln_status rnn_back(kiln__grad_ctx *gc, const char *op, const char *base
 // (Y, Y_h, Y_c) = LSTM(X, W, R[, B, sequence_lens, initial_h, initial_c, P]):
 // kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P)
 //   -> (dX, dW, dR, dB, dinitial_h, dinitial_c, dP), back through time
-// (grad_rnn.c); default activations; peepholes, clip and input_forget as the
-// forward's
-kiln_status kiln__grad_LSTM(kiln__grad_ctx *gc) {
-    static const char *const acts[3] = {"Sigmoid", "Tanh", "Tanh"};
-    const kiln__node *n = kiln__gb_fwd(gc);
-    if (!default_acts(n, acts, 3))
-        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
-                             "LSTM gradients need the default activations (Sigmoid, Tanh, Tanh)");
-    return rnn_back(gc, "LSTMGrad", "grad_lstm", 2);
-}
+// (grad_rnn.c): any activations, peepholes, clip and input_forget
+kiln_status kiln__grad_LSTM(kiln__grad_ctx *gc) { return rnn_back(gc, "LSTMGrad", "grad_lstm", 2); }
 
 // (Y, Y_h) = GRU(X, W, R[, B, sequence_lens, initial_h]):
 // kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens)
-//   -> (dX, dW, dR, dB, dinitial_h), back through time (grad_rnn.c); either
-// linear_before_reset and clip; default activations
-kiln_status kiln__grad_GRU(kiln__grad_ctx *gc) {
-    static const char *const acts[2] = {"Sigmoid", "Tanh"};
-    const kiln__node *n = kiln__gb_fwd(gc);
-    if (!default_acts(n, acts, 2))
-        return kiln__gb_fail(gc, KILN_E_UNSUPPORTED,
-                             "GRU gradients need the default activations (Sigmoid, Tanh)");
-    return rnn_back(gc, "GRUGrad", "grad_gru", 1);
-}
+//   -> (dX, dW, dR, dB, dinitial_h), back through time (grad_rnn.c): any
+// activations, either linear_before_reset, clip
+kiln_status kiln__grad_GRU(kiln__grad_ctx *gc) { return rnn_back(gc, "GRUGrad", "grad_gru", 1); }

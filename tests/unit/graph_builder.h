@@ -56,6 +56,22 @@ static inline void ints_attr(kiln__node *n, const char *name, int k, const int64
     n->attr[n->n_attr++] = a;
 }
 
+static inline void floats_attr(kiln__node *n, const char *name, int k, const float *v) {
+    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
+    kiln__attr a = {.name = kiln__strdup(name), .type = KILN__ATTR_FLOATS, .n = k};
+    a.floats = malloc((size_t)k * sizeof *v);
+    memcpy(a.floats, v, (size_t)k * sizeof *v);
+    n->attr[n->n_attr++] = a;
+}
+
+static inline void strings_attr(kiln__node *n, const char *name, int k, const char *const *v) {
+    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
+    kiln__attr a = {.name = kiln__strdup(name), .type = KILN__ATTR_STRINGS, .n = k};
+    a.strings = malloc((size_t)k * sizeof *a.strings);
+    for (int i = 0; i < k; i++) a.strings[i] = kiln__strdup(v[i]);
+    n->attr[n->n_attr++] = a;
+}
+
 static inline void string_attr(kiln__node *n, const char *name, const char *s) {
     n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
     n->attr[n->n_attr++] = (kiln__attr){.name = kiln__strdup(name), .type = KILN__ATTR_STRING,

@@ -835,11 +835,18 @@ static void test_unknown_sizes(void **state) {
  * linear_before_reset; lens (B values, or NULL) is sequence_lens; clip > 0
  * sets clip (0.4 clips a good share of the gate inputs, which are about
  * +-1 with these ranges), input_forget LSTM's input_forget; peepholes gives
- * the LSTM a P input (differentiated too). */
+ * the LSTM a P input (differentiated too); acts sets the activations. */
 enum { RNN_S = 3, RNN_B = 2, RNN_I = 3, RNN_H = 2 };
+/* The activations attributes of a check (NULL: the defaults). */
+typedef struct rnn_acts {
+    int n;
+    const char *names[6];
+    int n_alpha, n_beta;
+    float alpha[4], beta[4];
+} rnn_acts;
 static void check_rnn(const char *op, int G, int n_states, const char *dir, int layout, int full,
                       int outs, int lbr, const double *lens, double clip, int input_forget,
-                      int peepholes) {
+                      int peepholes, const rnn_acts *acts) {
     enum { S = RNN_S, B = RNN_B, I = RNN_I, H = RNN_H };
     int D = strcmp(dir, "bidirectional") ? 1 : 2;
     kiln_graph *g = graph(17);
@@ -869,6 +876,11 @@ static void check_rnn(const char *op, int G, int n_states, const char *dir, int 
     if (lbr >= 0) int_attr(&g->nodes[i], "linear_before_reset", lbr);
     if (clip > 0) float_attr(&g->nodes[i], "clip", (float)clip);
     if (input_forget) int_attr(&g->nodes[i], "input_forget", 1);
+    if (acts) {
+        strings_attr(&g->nodes[i], "activations", acts->n, acts->names);
+        if (acts->n_alpha) floats_attr(&g->nodes[i], "activation_alpha", acts->n_alpha, acts->alpha);
+        if (acts->n_beta) floats_attr(&g->nodes[i], "activation_beta", acts->n_beta, acts->beta);
+    }
     ints_init(g, "flat", 1, (int64_t[]){-1});
     const char *parts[3];
     int n_parts = 0;
@@ -916,21 +928,21 @@ static void test_lstm(void **state) {
                cases[k].forget ? ", input_forget" : "", cases[k].peep ? ", peepholes" : "");
         check_rnn("LSTM", 4, 2, cases[k].dir, cases[k].layout, cases[k].full, cases[k].outs, -1,
                   cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL, cases[k].clip, cases[k].forget,
-                  cases[k].peep);
+                  cases[k].peep, NULL);
     }
-}
-
-/* *g: a graph with a GRU y = GRU(X, W, R) (hidden 2) and nothing else; the
- * node, for more attributes. */
-static kiln__node *gru_alone(kiln_graph **g) {
-    enum { S = 3, B = 2, I = 3, H = 2 };
-    *g = graph(17);
-    input(*g, "X", 3, (int64_t[]){S, B, I});
-    input(*g, "W", 3, (int64_t[]){1, 3 * H, I});
-    input(*g, "R", 3, (int64_t[]){1, 3 * H, H});
-    kiln__node *n = node(*g, "GRU", "y", "X", "W", "R", NULL);
-    int_attr(n, "hidden_size", H);
-    return n;
+    /* other activations, with their alpha and beta: one list for both
+     * directions, then one per direction, then with clip and peepholes */
+    static const rnn_acts lstm_acts[3] = {
+        {3, {"HardSigmoid", "Softsign", "Elu"}, 2, 1, {0.3f, 0.8f}, {0.45f}},
+        {6, {"Sigmoid", "ScaledTanh", "Softplus", "Affine", "Tanh", "LeakyRelu"}, 3, 2,
+         {1.5f, 0.7f, 0.1f}, {0.6f, -0.2f}},
+        {3, {"Softplus", "Relu", "ThresholdedRelu"}, 1, 0, {0.05f}, {0}}};
+    printf(" lstm forward, HardSigmoid / Softsign / Elu\n");
+    check_rnn("LSTM", 4, 2, "forward", 0, 1, 7, -1, NULL, 0, 0, 0, &lstm_acts[0]);
+    printf(" lstm bidirectional, per-direction activations\n");
+    check_rnn("LSTM", 4, 2, "bidirectional", 1, 1, 7, -1, NULL, 0, 0, 0, &lstm_acts[1]);
+    printf(" lstm reverse, Softplus / Relu / ThresholdedRelu, clip 0.4, peepholes\n");
+    check_rnn("LSTM", 4, 2, "reverse", 0, 1, 7, -1, NULL, 0.4, 0, 1, &lstm_acts[2]);
 }
 
 /* GRU through time, both linear_before_reset. Variants: forward with bias and
@@ -949,18 +961,17 @@ static void test_gru(void **state) {
         printf(" gru %s, layout %d, linear_before_reset %d%s%s\n", cases[k].dir, cases[k].layout,
                cases[k].lbr, cases[k].lens >= 0 ? ", sequence_lens" : "", cases[k].clip > 0 ? ", clip 0.4" : "");
         check_rnn("GRU", 3, 1, cases[k].dir, cases[k].layout, cases[k].full, cases[k].outs,
-                  cases[k].lbr, cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL, cases[k].clip, 0, 0);
+                  cases[k].lbr, cases[k].lens >= 0 ? rnn_lens[cases[k].lens] : NULL, cases[k].clip, 0, 0,
+                  NULL);
     }
-    /* other activations: refused, naming the limitation */
-    kiln_graph *g;
-    kiln__node *n = gru_alone(&g);
-    n->attr = realloc(n->attr, (size_t)(n->n_attr + 1) * sizeof *n->attr);
-    kiln__attr acts = {.name = kiln__strdup("activations"), .type = KILN__ATTR_STRINGS, .n = 2};
-    acts.strings = malloc(2 * sizeof *acts.strings);
-    acts.strings[0] = kiln__strdup("Sigmoid");
-    acts.strings[1] = kiln__strdup("Relu");
-    n->attr[n->n_attr++] = acts;
-    check_refused(g, "GRU gradients need the default activations");
+    /* other activations, with their alpha and beta */
+    static const rnn_acts gru_acts[2] = {
+        {2, {"HardSigmoid", "ScaledTanh"}, 2, 2, {0.25f, 1.2f}, {0.5f, 0.8f}},
+        {4, {"Softsign", "Affine", "Sigmoid", "Elu"}, 2, 1, {0.9f, 0.5f}, {0.1f}}};
+    printf(" gru forward, HardSigmoid / ScaledTanh, linear_before_reset 0\n");
+    check_rnn("GRU", 3, 1, "forward", 0, 1, 3, 0, NULL, 0, 0, 0, &gru_acts[0]);
+    printf(" gru bidirectional, per-direction activations, linear_before_reset 1, clip 0.4\n");
+    check_rnn("GRU", 3, 1, "bidirectional", 1, 1, 3, 1, NULL, 0.4, 0, 0, &gru_acts[1]);
 }
 
 int main(void) {

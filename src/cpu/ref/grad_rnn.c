@@ -6,14 +6,16 @@
  *   kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens)
  *       -> (dX, dW, dR, dB, dinitial_h)
  *
- * for the LSTM and GRU of src/cpu/ref/rnn.c (which has the shapes) with the
- * default activations (sigmoid gates, tanh elsewhere). Attributes direction,
- * hidden_size, layout, clip, LSTM's
+ * for the LSTM and GRU of src/cpu/ref/rnn.c (which has the shapes), with
+ * their activations (rnn_act.h: f for the gates, g for the candidate, h for
+ * LSTM's output; sigmoid, tanh, tanh by default). Attributes direction,
+ * hidden_size, layout, activations (with alpha and beta), clip, LSTM's
  * input_forget and GRU's linear_before_reset are the forward node's. With
  * clip, every activation's input is clipped to [-clip, clip] as the forward
- * op does, so a gate whose input was clipped passes no gradient (the step
- * keeps a 0/1 pass factor per gate). With input_forget, f = 1 - i: the f
- * rows get no gradient and i takes f's with the sign turned.
+ * op does, so a gate whose input was clipped passes no gradient. The step
+ * keeps each gate's slope: its activation's derivative at its input, 0 where
+ * clipped (below, f' and g' stand for it). With input_forget, f = 1 - i: the
+ * f rows get no gradient and i takes f's with the sign turned.
  * dY, dY_h, dY_c, B, the initial states, sequence_lens and P may be absent
  * (zero; every sequence of full length; no peepholes). With sequence_lens, row n runs its first
  * L = sequence_lens[n] steps as the forward op does (the reverse direction
@@ -34,27 +36,27 @@
  *
  * LSTM (gates i, o, f, c~ in W's block order; peepholes P = (Pi, Po, Pf)
  * add Pi * c_{t-1}, Pf * c_{t-1} and Po * c_t to the i, f and o inputs):
- *   forward   c_t = f * c_{t-1} + i * c~,  h_t = o * tanh(c_t)
- *   backward  do = dh * tanh(c_t),  go = do o(1-o)
- *             dc = dc_{t+1} + dh * o * (1 - tanh(c_t)^2) + go * Po
+ *   forward   c_t = f * c_{t-1} + i * c~,  h_t = o * h(c_t)
+ *   backward  do = dh * h(c_t),  go = do f'_o
+ *             dc = dc_{t+1} + dh * o * h'(c_t) + go * Po
  *             di = dc * c~,  df = dc * c_{t-1},  dc~ = dc * i
- *             g = (di i(1-i), go, df f(1-f), dc~ (1-c~^2)) for both parts
+ *             g = (di f'_i, go, df f'_f, dc~ g'_c~) for both parts
  *             (input_forget: di -= df, and f's rows get 0)
  *             dc_{t-1} = dc * f + gi * Pi + gf * Pf
  *             dPi += gi * c_{t-1},  dPf += gf * c_{t-1},  dPo += go * c_t
  *
  * GRU (gates z, r, h~ in W's block order):
- *   forward   z = sigmoid(Wz x_t + Wbz + Rz h_{t-1} + Rbz),  r likewise
- *             h~ = tanh(Wh x_t + Wbh + Rh (r * h_{t-1}) + Rbh)    linear_before_reset 0
- *             h~ = tanh(Wh x_t + Wbh + r * (Rh h_{t-1} + Rbh))    linear_before_reset 1
+ *   forward   z = f(Wz x_t + Wbz + Rz h_{t-1} + Rbz),  r likewise
+ *             h~ = g(Wh x_t + Wbh + Rh (r * h_{t-1}) + Rbh)    linear_before_reset 0
+ *             h~ = g(Wh x_t + Wbh + r * (Rh h_{t-1} + Rbh))    linear_before_reset 1
  *             h_t = (1 - z) * h~ + z * h_{t-1}
  *   backward  dh~ = dh * (1 - z),  dz = dh * (h_{t-1} - h~),  dh_{t-1} = dh * z + ...
- *             gh = dh~ (1 - h~^2) for the input part of the h~ rows;
+ *             gh = dh~ g'_h~ for the input part of the h~ rows;
  *             linear_before_reset 0: gh for their recurrent part, v = r * h_{t-1};
  *               dr = dv * h_{t-1},  dh_{t-1} += dv * r
  *             linear_before_reset 1: gh * r for their recurrent part, v = h_{t-1};
  *               dr = gh * (Rh h_{t-1} + Rbh)
- *             gz = dz z(1-z), gr = dr r(1-r) for both parts of the z and r rows
+ *             gz = dz f'_z, gr = dr f'_r for both parts of the z and r rows
  *
  * The reverse direction walks time backwards in the forward pass (and so
  * forwards here). Everything in double; the gradients of W, R, B and X are
@@ -63,6 +65,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "cpu/ref/rnn_act.h"
 #include "ops/op.h"
 
 typedef struct rnn_grad rnn_grad;
@@ -89,6 +92,7 @@ struct rnn_grad {
     int lbr;                  /* GRU's linear_before_reset */
     int input_forget;         /* LSTM: f = 1 - i */
     double clip;              /* activation inputs clipped to [-clip, clip]; < 0: none */
+    kiln__rnn_act act[2][3];  /* per direction: f, g (and LSTM's h) */
     const kiln_tensor *x, *w, *r, *b, *dy, *lens, *p; /* p: LSTM's peepholes */
     const kiln_tensor *dys[2], *init[2]; /* dY_h, dY_c; initial_h, initial_c */
     int64_t dir, n, t;                   /* where the driver is */
@@ -135,6 +139,9 @@ static kiln_status rnn_grad_read(const kiln__kctx *c, const rnn_grad_cell *cell,
     g->D = !strcmp(dir, "bidirectional") ? 2 : 1;
     if (strcmp(dir, "forward") && !g->reverse && g->D != 2)
         return kiln__err(KILN_E_INVAL, "attribute 'direction' is \"%s\"", dir);
+    static const kiln__rnn_act_fn acts[3] = {KILN__RNN_ACT_SIGMOID, KILN__RNN_ACT_TANH,
+                                            KILN__RNN_ACT_TANH};
+    KILN__TRY(kiln__rnn_act_read(c->node, cell->states == 2 ? 3 : 2, acts, g->D, g->act));
     if (g->layout != 0 && g->layout != 1)
         return kiln__err(KILN_E_INVAL, "attribute 'layout' is %d, expected 0 or 1", g->layout);
     KILN__TRY(kiln__check_dtype(x, "X", KILN_DTYPE_F32, KILN_DTYPE_F64, 0));
@@ -223,17 +230,16 @@ static kiln_status rnn_grad_infer(kiln__kctx *c, const rnn_grad_cell *cell) {
 
 /* ---- what the cells share ----------------------------------------------------- */
 
-static double sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }
-
-/* Activation input a as the forward op clips it into *v; returns the pass
- * factor of its gradient: 1 inside [-clip, clip] (or without clip), else 0. */
-static double clip_in(const rnn_grad *g, double a, double *v) {
-    if (g->clip < 0 || (a >= -g->clip && a <= g->clip)) {
-        *v = a;
-        return 1.0;
+/* Activation k (0 f, 1 g, 2 h) of the current direction at input a, clipped
+ * as the forward op clips it; *slope: its derivative there, 0 where clipped. */
+static double activate(const rnn_grad *g, int k, double a, double *slope) {
+    const kiln__rnn_act *act = &g->act[g->dir][k];
+    if (g->clip >= 0 && (a < -g->clip || a > g->clip)) {
+        *slope = 0;
+        return kiln__rnn_act_apply(act, a < 0 ? -g->clip : g->clip);
     }
-    *v = a < 0 ? -g->clip : g->clip;
-    return 0.0;
+    *slope = kiln__rnn_act_grad(act, a);
+    return kiln__rnn_act_apply(act, a);
 }
 
 /* Value k of optional input t, 0 when absent. */
@@ -347,45 +353,44 @@ static double peep(const rnn_grad *g, int block, int64_t j) {
     return opt_ld(g->p, (g->dir * 3 + block) * g->H + j);
 }
 
-/* A step: h, c, the gates i, o, f, c~, then their pass factors (clip_in). */
+/* A step: h, c, the gates i, o, f, c~, then their slopes (activate). */
 static void lstm_forward(const rnn_grad *g, double *st, const double *prev) {
     const int64_t H = g->H;
-    double *gate = st + 2 * H, *pass = st + 6 * H;
+    double *gate = st + 2 * H, *slope = st + 6 * H;
     for (int64_t k = 0; k < g->G; k++) gate[k] = in_part(g, k) + rec_part(g, k, prev);
     for (int64_t j = 0; j < H; j++) {
-        double c_prev = prev[H + j], a;
-        pass[j] = clip_in(g, gate[j] + peep(g, 0, j) * c_prev, &a);
-        gate[j] = sigmoid(a);
-        pass[2 * H + j] = clip_in(g, gate[2 * H + j] + peep(g, 2, j) * c_prev, &a);
-        gate[2 * H + j] = g->input_forget ? 1 - gate[j] : sigmoid(a);
-        pass[3 * H + j] = clip_in(g, gate[3 * H + j], &a);
-        gate[3 * H + j] = tanh(a);
+        double c_prev = prev[H + j];
+        gate[j] = activate(g, 0, gate[j] + peep(g, 0, j) * c_prev, &slope[j]);
+        double f = activate(g, 0, gate[2 * H + j] + peep(g, 2, j) * c_prev, &slope[2 * H + j]);
+        gate[2 * H + j] = g->input_forget ? 1 - gate[j] : f;
+        gate[3 * H + j] = activate(g, 1, gate[3 * H + j], &slope[3 * H + j]);
         st[H + j] = gate[2 * H + j] * c_prev + gate[j] * gate[3 * H + j];
-        pass[H + j] = clip_in(g, gate[H + j] + peep(g, 1, j) * st[H + j], &a);
-        gate[H + j] = sigmoid(a);
-        st[j] = gate[H + j] * tanh(st[H + j]);
+        gate[H + j] = activate(g, 0, gate[H + j] + peep(g, 1, j) * st[H + j], &slope[H + j]);
+        st[j] = gate[H + j] * kiln__rnn_act_apply(&g->act[g->dir][2], st[H + j]);
     }
 }
 
 static void lstm_backward(rnn_grad *g, const double *st, const double *prev, const double *ds,
                           double *dprev, double *dg) {
     const int64_t H = g->H;
-    const double *gate = st + 2 * H, *pass = st + 6 * H;
+    const double *gate = st + 2 * H, *slope = st + 6 * H;
+    const kiln__rnn_act *h_act = &g->act[g->dir][2];
     double *dP = g->dP + g->dir * 3 * H;
     for (int64_t j = 0; j < H; j++) {
         double i = gate[j], o = gate[H + j], f = gate[2 * H + j], cc = gate[3 * H + j];
-        double c = st[H + j], c_prev = prev[H + j], tc = tanh(c);
-        double go = ds[j] * tc * o * (1 - o) * pass[H + j];
-        double c_grad = ds[H + j] + ds[j] * o * (1 - tc * tc) + go * peep(g, 1, j);
+        double c = st[H + j], c_prev = prev[H + j];
+        double hc = kiln__rnn_act_apply(h_act, c), hc_slope = kiln__rnn_act_grad(h_act, c);
+        double go = ds[j] * hc * slope[H + j];
+        double c_grad = ds[H + j] + ds[j] * o * hc_slope + go * peep(g, 1, j);
         double di = c_grad * cc, df = c_grad * c_prev;
         if (g->input_forget) { /* f = 1 - i */
             di -= df;
             df = 0;
         }
-        dg[j] = di * i * (1 - i) * pass[j];
+        dg[j] = di * slope[j];
         dg[H + j] = go;
-        dg[2 * H + j] = df * f * (1 - f) * pass[2 * H + j];
-        dg[3 * H + j] = c_grad * i * (1 - cc * cc) * pass[3 * H + j];
+        dg[2 * H + j] = df * slope[2 * H + j];
+        dg[3 * H + j] = c_grad * i * slope[3 * H + j];
         dprev[H + j] = c_grad * f + dg[j] * peep(g, 0, j) + dg[2 * H + j] * peep(g, 2, j);
         if (g->p) {
             dP[j] += dg[j] * c_prev;
@@ -407,15 +412,12 @@ kiln_status kiln__ref_LSTMGrad(kiln__kctx *c) { return rnn_grad_run(c, &lstm_cel
 /* ---- GRU ------------------------------------------------------------------------- */
 
 /* A step: h, the gates z, r, h~, then v: r * h_{t-1} (linear_before_reset 0)
- * or Rh h_{t-1} + Rbh (1), then the gates' pass factors (clip_in). */
+ * or Rh h_{t-1} + Rbh (1), then the gates' slopes (activate). */
 static void gru_forward(const rnn_grad *g, double *st, const double *prev) {
     const int64_t H = g->H;
-    double *z = st + H, *r = st + 2 * H, *n = st + 3 * H, *v = st + 4 * H, *pass = st + 5 * H;
-    for (int64_t k = 0; k < 2 * H; k++) {
-        double a;
-        pass[k] = clip_in(g, in_part(g, k) + rec_part(g, k, prev), &a);
-        z[k] = sigmoid(a);
-    }
+    double *z = st + H, *r = st + 2 * H, *n = st + 3 * H, *v = st + 4 * H, *slope = st + 5 * H;
+    for (int64_t k = 0; k < 2 * H; k++)
+        z[k] = activate(g, 0, in_part(g, k) + rec_part(g, k, prev), &slope[k]);
     if (!g->lbr)
         for (int64_t j = 0; j < H; j++) v[j] = r[j] * prev[j];
     for (int64_t j = 0; j < H; j++) {
@@ -427,8 +429,7 @@ static void gru_forward(const rnn_grad *g, double *st, const double *prev) {
         } else {
             a += rec_part(g, k, v);
         }
-        pass[k] = clip_in(g, a, &a);
-        n[j] = tanh(a);
+        n[j] = activate(g, 1, a, &slope[k]);
     }
     for (int64_t j = 0; j < H; j++) st[j] = (1 - z[j]) * n[j] + z[j] * prev[j];
 }
@@ -436,11 +437,11 @@ static void gru_forward(const rnn_grad *g, double *st, const double *prev) {
 static void gru_backward(rnn_grad *g, const double *st, const double *prev, const double *ds,
                          double *dprev, double *dg) {
     const int64_t H = g->H;
-    const double *z = st + H, *r = st + 2 * H, *n = st + 3 * H, *v = st + 4 * H, *pass = st + 5 * H;
+    const double *z = st + H, *r = st + 2 * H, *n = st + 3 * H, *v = st + 4 * H, *slope = st + 5 * H;
     double *dv = dg + g->G; /* linear_before_reset 0: the gradient of r * h_{t-1} */
     for (int64_t j = 0; j < H; j++) {
-        dg[j] = ds[j] * (prev[j] - n[j]) * z[j] * (1 - z[j]) * pass[j];
-        dg[2 * H + j] = ds[j] * (1 - z[j]) * (1 - n[j] * n[j]) * pass[2 * H + j];
+        dg[j] = ds[j] * (prev[j] - n[j]) * slope[j];
+        dg[2 * H + j] = ds[j] * (1 - z[j]) * slope[2 * H + j];
         dprev[j] = ds[j] * z[j];
         dv[j] = 0;
     }
@@ -459,7 +460,7 @@ static void gru_backward(rnn_grad *g, const double *st, const double *prev, cons
             dg[H + j] = dv[j] * prev[j];
             dprev[j] += dv[j] * r[j];
         }
-        dg[H + j] *= r[j] * (1 - r[j]) * pass[H + j];
+        dg[H + j] *= slope[H + j];
     }
     for (int64_t k = 0; k < 2 * H; k++) {
         in_back(g, k, dg[k]);

@@ -24,64 +24,11 @@
  */
 #include <math.h>
 #include <string.h>
-#include <strings.h>
 
+#include "cpu/ref/rnn_act.h"
 #include "ops/op.h"
 
 typedef enum { RNN_CELL_RNN, RNN_CELL_GRU, RNN_CELL_LSTM } rnn_cell;
-
-/* ---- activation functions ------------------------------------------------ */
-
-typedef enum {
-    ACT_RELU, ACT_TANH, ACT_SIGMOID, ACT_AFFINE, ACT_LEAKYRELU, ACT_THRESHOLDEDRELU,
-    ACT_SCALEDTANH, ACT_HARDSIGMOID, ACT_ELU, ACT_SOFTSIGN, ACT_SOFTPLUS,
-} rnn_act_fn;
-
-/* Name, whether alpha/beta are used, and their defaults (those of the
- * corresponding ONNX operators). */
-static const struct {
-    const char *name;
-    int uses_alpha, uses_beta;
-    float alpha, beta;
-} rnn_act_table[] = {
-    [ACT_RELU] = {"Relu", 0, 0, 0, 0},
-    [ACT_TANH] = {"Tanh", 0, 0, 0, 0},
-    [ACT_SIGMOID] = {"Sigmoid", 0, 0, 0, 0},
-    [ACT_AFFINE] = {"Affine", 1, 1, 1.0f, 0.0f},
-    [ACT_LEAKYRELU] = {"LeakyRelu", 1, 0, 0.01f, 0},
-    [ACT_THRESHOLDEDRELU] = {"ThresholdedRelu", 1, 0, 1.0f, 0},
-    [ACT_SCALEDTANH] = {"ScaledTanh", 1, 1, 1.0f, 1.0f},
-    [ACT_HARDSIGMOID] = {"HardSigmoid", 1, 1, 0.2f, 0.5f},
-    [ACT_ELU] = {"Elu", 1, 0, 1.0f, 0},
-    [ACT_SOFTSIGN] = {"Softsign", 0, 0, 0, 0},
-    [ACT_SOFTPLUS] = {"Softplus", 0, 0, 0, 0},
-};
-#define RNN_N_ACT_FNS ((int)(sizeof(rnn_act_table) / sizeof(rnn_act_table[0])))
-
-typedef struct rnn_act {
-    rnn_act_fn fn;
-    double alpha, beta;
-} rnn_act;
-
-static double rnn_act_apply(const rnn_act *a, double x) {
-    switch (a->fn) {
-    case ACT_RELU: return x > 0 ? x : 0;
-    case ACT_TANH: return tanh(x);
-    case ACT_SIGMOID: return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
-    case ACT_AFFINE: return a->alpha * x + a->beta;
-    case ACT_LEAKYRELU: return x >= 0 ? x : a->alpha * x;
-    case ACT_THRESHOLDEDRELU: return x > a->alpha ? x : 0;
-    case ACT_SCALEDTANH: return a->alpha * tanh(a->beta * x);
-    case ACT_HARDSIGMOID: {
-        double y = a->alpha * x + a->beta;
-        return y < 0 ? 0 : y > 1 ? 1 : y;
-    }
-    case ACT_ELU: return x >= 0 ? x : a->alpha * (exp(x) - 1);
-    case ACT_SOFTSIGN: return x / (1 + fabs(x));
-    case ACT_SOFTPLUS: return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
-    }
-    return x;
-}
 
 /* ---- parameters shared by infer and the kernels ------------------------- */
 
@@ -97,7 +44,7 @@ typedef struct rnn_params {
     double clip;
     int input_forget;        /* LSTM */
     int linear_before_reset; /* GRU */
-    rnn_act act[2][3];       /* [direction][f, g, h] */
+    kiln__rnn_act act[2][3]; /* [direction][f, g, h] */
     kiln_dtype dt;           /* dtype of X, W, R, B, initial_h/c, P, Y */
     kiln_dtype wt;           /* working dtype: F64 for f64 inputs, else F32 */
     size_t row_bytes;        /* scratch per batch row */
@@ -113,47 +60,14 @@ static const char *rnn_cell_name(rnn_cell cell) {
 static size_t rnn_align(size_t n) { return (n + 63) & ~(size_t)63; }
 
 /* Reads the activations, activation_alpha and activation_beta attributes into
- * p->act. Alphas and betas are consumed in order by the activations that use
- * them (as ONNX Runtime does); missing ones take the operator defaults. */
+ * p->act (rnn_act.c). */
 static kiln_status rnn_parse_acts(const kiln__node *node, rnn_params *p) {
-    static const rnn_act_fn defaults[3][3] = {
-        [RNN_CELL_RNN] = {ACT_TANH},
-        [RNN_CELL_GRU] = {ACT_SIGMOID, ACT_TANH},
-        [RNN_CELL_LSTM] = {ACT_SIGMOID, ACT_TANH, ACT_TANH},
+    static const kiln__rnn_act_fn defaults[3][3] = {
+        [RNN_CELL_RNN] = {KILN__RNN_ACT_TANH},
+        [RNN_CELL_GRU] = {KILN__RNN_ACT_SIGMOID, KILN__RNN_ACT_TANH},
+        [RNN_CELL_LSTM] = {KILN__RNN_ACT_SIGMOID, KILN__RNN_ACT_TANH, KILN__RNN_ACT_TANH},
     };
-    char *const *names = NULL;
-    const float *alphas = NULL, *betas = NULL;
-    int n_names = kiln__attr_strings(node, "activations", &names);
-    int n_alpha = kiln__attr_floats(node, "activation_alpha", &alphas);
-    int n_beta = kiln__attr_floats(node, "activation_beta", &betas);
-    int need = p->n_acts * p->dirs;
-    /* A list of exactly n_acts names is shared by both directions. */
-    int shared = n_names == p->n_acts;
-    if (n_names > 0 && n_names < need && !shared)
-        return kiln__err(KILN_E_INVAL, "attribute 'activations' has %d names, expected %d",
-                         n_names, need);
-    int ia = 0, ib = 0;
-    for (int d = 0; d < p->dirs; d++) {
-        for (int k = 0; k < p->n_acts; k++) {
-            rnn_act *a = &p->act[d][k];
-            a->fn = defaults[p->cell][k];
-            if (n_names > 0) {
-                const char *name = names[shared ? k : d * p->n_acts + k];
-                int found = -1;
-                for (int f = 0; f < RNN_N_ACT_FNS; f++)
-                    if (strcasecmp(name, rnn_act_table[f].name) == 0) found = f;
-                if (found < 0)
-                    return kiln__err(KILN_E_UNSUPPORTED,
-                                     "attribute 'activations' has unknown function '%s'", name);
-                a->fn = (rnn_act_fn)found;
-            }
-            a->alpha = rnn_act_table[a->fn].alpha;
-            a->beta = rnn_act_table[a->fn].beta;
-            if (rnn_act_table[a->fn].uses_alpha && ia < n_alpha) a->alpha = alphas[ia++];
-            if (rnn_act_table[a->fn].uses_beta && ib < n_beta) a->beta = betas[ib++];
-        }
-    }
-    return KILN_OK;
+    return kiln__rnn_act_read(node, p->n_acts, defaults[p->cell], p->dirs, p->act);
 }
 
 /* Validates inputs and attributes of an RNN/GRU/LSTM node into p. */
@@ -322,7 +236,7 @@ static void rnn_store(kiln_dtype wt, const void *src, kiln_dtype dt, void *dst, 
 /* The weights of one direction and the per-row buffers. */
 typedef struct rnn_step {
     const rnn_params *p;
-    const rnn_act *act;     /* p->act[d] */
+    const kiln__rnn_act *act; /* p->act[d] */
     const uint8_t *W, *R;   /* (G*H, I), (G*H, H) of direction d, dtype p->dt */
     const void *B, *P;      /* whole tensors (may be NULL) */
     int64_t b_off, p_off;   /* element offset of direction d in B and P */
@@ -368,7 +282,7 @@ static void rnn_step_rnn(const rnn_step *s) {
     const int64_t H = p->hidden;
     rnn_gates(s, H);
     for (int64_t j = 0; j < H; j++)
-        rnn_st(p->wt, s->h, j, rnn_act_apply(&s->act[0], rnn_clip(p, s->gates[j])));
+        rnn_st(p->wt, s->h, j, kiln__rnn_act_apply(&s->act[0], rnn_clip(p, s->gates[j])));
 }
 
 /* GRU (gate blocks z, r, h):
@@ -382,7 +296,7 @@ static void rnn_step_gru(const rnn_step *s) {
     double *z = s->gates, *r = s->gates + H, *n = s->gates + 2 * H;
     rnn_gates(s, 2 * H);
     for (int64_t j = 0; j < 2 * H; j++)
-        s->gates[j] = rnn_act_apply(&s->act[0], rnn_clip(p, s->gates[j]));
+        s->gates[j] = kiln__rnn_act_apply(&s->act[0], rnn_clip(p, s->gates[j]));
     if (!p->linear_before_reset)
         for (int64_t j = 0; j < H; j++) rnn_st(p->wt, s->rh, j, r[j] * rnn_ld(p->wt, s->h, j));
     for (int64_t j = 0; j < H; j++) {
@@ -392,7 +306,7 @@ static void rnn_step_gru(const rnn_step *s) {
             pre += r[j] * (rnn_rv(s, k, s->h) + rnn_bias(s, 1, k));
         else
             pre += rnn_rv(s, k, s->rh) + rnn_bias(s, 1, k);
-        n[j] = rnn_act_apply(&s->act[1], rnn_clip(p, pre));
+        n[j] = kiln__rnn_act_apply(&s->act[1], rnn_clip(p, pre));
     }
     for (int64_t j = 0; j < H; j++)
         rnn_st(p->wt, s->h, j, (1 - z[j]) * n[j] + z[j] * rnn_ld(p->wt, s->h, j));
@@ -408,20 +322,20 @@ static void rnn_step_gru(const rnn_step *s) {
 static void rnn_step_lstm(const rnn_step *s) {
     const rnn_params *p = s->p;
     const int64_t H = p->hidden;
-    const rnn_act *act = s->act;
+    const kiln__rnn_act *act = s->act;
     rnn_gates(s, 4 * H);
     for (int64_t j = 0; j < H; j++) {
         double c_prev = rnn_ld(p->wt, s->c, j);
-        double i = rnn_act_apply(&act[0], rnn_clip(p, s->gates[j] + rnn_peep(s, 0, j) * c_prev));
+        double i = kiln__rnn_act_apply(&act[0], rnn_clip(p, s->gates[j] + rnn_peep(s, 0, j) * c_prev));
         double f = p->input_forget
                        ? 1 - i
-                       : rnn_act_apply(&act[0], rnn_clip(p, s->gates[2 * H + j] +
+                       : kiln__rnn_act_apply(&act[0], rnn_clip(p, s->gates[2 * H + j] +
                                                                 rnn_peep(s, 2, j) * c_prev));
-        double n = rnn_act_apply(&act[1], rnn_clip(p, s->gates[3 * H + j]));
+        double n = kiln__rnn_act_apply(&act[1], rnn_clip(p, s->gates[3 * H + j]));
         double c_new = f * c_prev + i * n;
-        double o = rnn_act_apply(&act[0], rnn_clip(p, s->gates[H + j] + rnn_peep(s, 1, j) * c_new));
+        double o = kiln__rnn_act_apply(&act[0], rnn_clip(p, s->gates[H + j] + rnn_peep(s, 1, j) * c_new));
         rnn_st(p->wt, s->c, j, c_new);
-        rnn_st(p->wt, s->h, j, o * rnn_act_apply(&act[2], c_new));
+        rnn_st(p->wt, s->h, j, o * kiln__rnn_act_apply(&act[2], c_new));
     }
 }
 
