@@ -197,8 +197,8 @@ static char *locate(serve_shm *s, const char *name, uint64_t offset, uint64_t si
     else if (fstat(g->fd, &st) || (uint64_t)st.st_size < g->offset + g->byte_size)
         snprintf(err, errlen, "shared memory region '%s': its object '%s' shrank below the "
                  "registered size", name, g->key);
-    else
-        return (char *)g->map + g->offset + offset;
+    else /* an empty region has no mapping: a pointer that is never read */
+        return g->map ? (char *)g->map + g->offset + offset : (char *)"";
     pthread_rwlock_unlock(&s->lock);
     return NULL;
 }
@@ -208,7 +208,7 @@ int serve_shm_read(void *ctx, const char *name, uint64_t offset, uint64_t size, 
     serve_shm *s = ctx;
     const char *src = locate(s, name, offset, size, err, errlen);
     if (!src) return 400;
-    memcpy(dst, src, (size_t)size);
+    if (size) memcpy(dst, src, (size_t)size); /* an empty region maps nothing */
     pthread_rwlock_unlock(&s->lock);
     return 0;
 }
@@ -222,7 +222,7 @@ int serve_shm_write(serve_shm *s, const char *name, uint64_t offset, uint64_t ca
     }
     char *dst = locate(s, name, offset, capacity, err, errlen);
     if (!dst) return 400;
-    memcpy(dst, src, n);
+    if (n) memcpy(dst, src, n);
     pthread_rwlock_unlock(&s->lock);
     return 0;
 }
