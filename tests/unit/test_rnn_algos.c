@@ -1,6 +1,6 @@
 /* tests/unit/test_rnn_algos.c: the fast LSTM / GRU algorithms
- * (src/cpu/kernels/rnn.c) and the LSTM's gradient on products
- * (rnn_grad.c: lstm_grad_gemm) against the reference kernels on fresh random
+ * (src/cpu/kernels/rnn.c) and their gradients on products (rnn_grad.c:
+ * lstm_grad_gemm, gru_grad_gemm) against the reference kernels on fresh random
  * inputs, through one-node graphs (algo_harness.h): forward, reverse and
  * bidirectional, layout 0 and 1, batch 1 and 3, hidden 1, 7, 40 and 64,
  * with and without B / initial states / peepholes / sequence_lens, GRU with
@@ -354,46 +354,61 @@ static void test_gate_kernels(void **state) {
     }
 }
 
-/* kiln.LSTMGrad on lstm_grad_gemm against the reference (double, per batch
- * row): directions, layouts, batch 1 and 3, hidden 1, 7 and 40, with and
- * without B, initial states and each incoming gradient, some outputs only,
- * 1 and 2 threads. */
-static void test_lstm_grad(void **state) {
+/* kiln.LSTMGrad on lstm_grad_gemm and kiln.GRUGrad on gru_grad_gemm (both
+ * linear_before_reset) against the reference (double, per batch row):
+ * directions, layouts, batch 1 and 3, hidden 1, 7 and 40, with and without
+ * B, initial states and each incoming gradient, some outputs only, 1 and 2
+ * threads. */
+static void test_rnn_grad(void **state) {
     (void)state;
-    static const struct { dir_kind dir; int layout; int64_t S, N, I, H; int full, dys, outs; } cases[] = {
-        {FWD, 0, 4, 3, 5, 7, 1, 7, 63},  {REV, 0, 5, 1, 3, 1, 0, 1, 63}, {BIDI, 1, 3, 3, 4, 40, 1, 7, 63},
-        {BIDI, 0, 6, 2, 2, 7, 0, 6, 63}, {FWD, 1, 2, 3, 6, 7, 1, 2, 7},  {REV, 1, 4, 3, 5, 7, 1, 5, 48},
+    static const struct {
+        int lstm, lbr;
+        dir_kind dir;
+        int layout;
+        int64_t S, N, I, H;
+        int full, dys, outs;
+    } cases[] = {
+        {1, 0, FWD, 0, 4, 3, 5, 7, 1, 7, 63},  {1, 0, REV, 0, 5, 1, 3, 1, 0, 1, 63},
+        {1, 0, BIDI, 1, 3, 3, 4, 40, 1, 7, 63}, {1, 0, BIDI, 0, 6, 2, 2, 7, 0, 6, 63},
+        {1, 0, FWD, 1, 2, 3, 6, 7, 1, 2, 7},   {1, 0, REV, 1, 4, 3, 5, 7, 1, 5, 48},
+        {0, 0, FWD, 0, 4, 3, 5, 7, 1, 3, 31},  {0, 1, FWD, 0, 4, 3, 5, 7, 1, 3, 31},
+        {0, 0, BIDI, 1, 3, 3, 4, 40, 1, 3, 31}, {0, 1, BIDI, 0, 5, 2, 3, 7, 0, 2, 31},
+        {0, 1, REV, 1, 3, 1, 2, 1, 1, 1, 31},  {0, 0, REV, 0, 4, 3, 5, 7, 1, 3, 21},
     };
     unsigned seed = 77;
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        const int lstm = cases[k].lstm, n_states = lstm ? 2 : 1, n_out = 4 + n_states;
         const int64_t D = cases[k].dir == BIDI ? 2 : 1, S = cases[k].S, N = cases[k].N,
-                      I = cases[k].I, H = cases[k].H, G = 4 * H;
+                      I = cases[k].I, H = cases[k].H, G = (lstm ? 4 : 3) * H;
         const int layout = cases[k].layout, full = cases[k].full, dys = cases[k].dys;
         const int64_t xd[3] = {layout ? N : S, layout ? S : N, I}, wd[3] = {D, G, I},
                       rd[3] = {D, G, H}, bd[2] = {D, 2 * G},
                       yd[4] = {layout ? N : S, layout ? S : D, layout ? D : N, H},
                       sd[3] = {layout ? N : D, layout ? D : N, H};
         ah_case c;
-        ah_case_init(&c, "LSTMGrad", "kiln", 1, 6);
+        ah_case_init(&c, lstm ? "LSTMGrad" : "GRUGrad", "kiln", 1, n_out);
         ah_input(&c, ah_random(KILN_DTYPE_F32, 3, xd, &seed, -1, 1), 0);
         ah_input(&c, ah_random(KILN_DTYPE_F32, 3, wd, &seed, -0.6f, 0.6f), 0);
         ah_input(&c, ah_random(KILN_DTYPE_F32, 3, rd, &seed, -0.6f, 0.6f), 0);
         ah_input(&c, dys & 1 ? ah_random(KILN_DTYPE_F32, 4, yd, &seed, -1, 1) : NULL, 0);
-        ah_input(&c, dys & 2 ? ah_random(KILN_DTYPE_F32, 3, sd, &seed, -1, 1) : NULL, 0);
-        ah_input(&c, dys & 4 ? ah_random(KILN_DTYPE_F32, 3, sd, &seed, -1, 1) : NULL, 0);
+        for (int st = 0; st < n_states; st++) /* dY_h, dY_c */
+            ah_input(&c, dys >> (1 + st) & 1 ? ah_random(KILN_DTYPE_F32, 3, sd, &seed, -1, 1) : NULL, 0);
         ah_input(&c, full ? ah_random(KILN_DTYPE_F32, 2, bd, &seed, -0.5f, 0.5f) : NULL, 0);
-        ah_input(&c, full ? ah_random(KILN_DTYPE_F32, 3, sd, &seed, -1, 1) : NULL, 0);
-        ah_input(&c, full ? ah_random(KILN_DTYPE_F32, 3, sd, &seed, -1, 1) : NULL, 0);
+        for (int st = 0; st < n_states; st++) /* initial_h, initial_c */
+            ah_input(&c, full ? ah_random(KILN_DTYPE_F32, 3, sd, &seed, -1, 1) : NULL, 0);
         ah_attr_int(&c, "hidden_size", H);
         ah_attr_string(&c, "direction", dir_names[cases[k].dir]);
         ah_attr_int(&c, "layout", layout);
-        for (int o = 5; o >= 0; o--) /* outputs: bits of outs */
+        if (!lstm) ah_attr_int(&c, "linear_before_reset", cases[k].lbr);
+        for (int o = n_out - 1; o >= 0; o--) /* outputs: bits of outs */
             if (!(cases[k].outs >> o & 1)) omit_output(&c, o);
-        printf(" LSTMGrad %s, layout %d, S %lld N %lld I %lld H %lld%s, outputs %#x\n",
+        printf(" %s%s %s, layout %d, S %lld N %lld I %lld H %lld%s, outputs %#x\n",
+               lstm ? "LSTMGrad" : "GRUGrad", lstm ? "" : cases[k].lbr ? " (lbr 1)" : " (lbr 0)",
                dir_names[cases[k].dir], layout, (long long)S, (long long)N, (long long)I, (long long)H,
                full ? ", B and initial states" : "", cases[k].outs);
-        ah_run_algo(&c, "lstm_grad_gemm", KILN_PRECISION_FP32, 1, TOL);
-        ah_run_algo(&c, "lstm_grad_gemm", KILN_PRECISION_FP32, 2, TOL);
+        const char *algo = lstm ? "lstm_grad_gemm" : "gru_grad_gemm";
+        ah_run_algo(&c, algo, KILN_PRECISION_FP32, 1, TOL);
+        ah_run_algo(&c, algo, KILN_PRECISION_FP32, 2, TOL);
         ah_case_free(&c);
     }
 }
@@ -410,7 +425,7 @@ int main(void) {
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_planner_picks),
         cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_lstm_grad),
+        cmocka_unit_test(test_rnn_grad),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,11 +1,14 @@
-/* src/cpu/kernels/rnn_grad.c: the LSTM's gradient through time on matrix
- * products, the algorithm lstm_grad_gemm for kiln.LSTMGrad (the reference,
- * in double and one batch row at a time, is src/cpu/ref/grad_rnn.c, which
- * also has the formulas).
+/* src/cpu/kernels/rnn_grad.c: the LSTM's and the GRU's gradients through
+ * time on matrix products, the algorithms lstm_grad_gemm (kiln.LSTMGrad) and
+ * gru_grad_gemm (kiln.GRUGrad). The reference, in double and one batch row at
+ * a time, is src/cpu/ref/grad_rnn.c, which also has the formulas.
  *
  *   kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P)
  *       -> (dX, dW, dR, dB, dinitial_h, dinitial_c, dP)
+ *   kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens)
+ *       -> (dX, dW, dR, dB, dinitial_h)
  *
+ * LSTM:
  * Per direction d, with the steps in the order the forward op takes them
  * (time S-1 down to 0 for the reverse direction) and X's rows gathered in
  * that order into Xs (S*N, I):
@@ -18,10 +21,21 @@
  *             dh = dZ_s R_d (N, H), K = 4H;  dc = dc * f
  *   sums      dR_d = dZ^T H (4H, H), K = S*N;  dW_d = dZ^T Xs (4H, I);
  *             dX (in X's order) += dZ W_d;  dB_d = column sums of dZ, twice
+ *
+ * GRU (gates z, r, h~; Rz, Rr, Rh the blocks of R_d), the same shape: the
+ * input product for every step at once; per step the recurrent products
+ * (linear_before_reset 0: h_s [Rz Rr]^T, then (r * h_s) Rh^T; 1: h_s R_d^T,
+ * whose h~ block keeps Rh h_s + Rbh); backward per step the gradients of the
+ * three blocks' input part (dZ) and recurrent part (dQ: equal for z and r;
+ * for h~ the same (0) or times r (1)), dh = dQ [Rz Rr] + ... as the
+ * reference says, with one product for (0) the h~ block's dv = gh Rh first;
+ * then dW = dZ^T Xs, dX += dZ W_d, dR = dQ^T [h_s | h_s | v_s] (v_s = r * h_s
+ * for (0), h_s for (1)), dB = column sums of dZ and dQ.
+ *
  * The products run on the session's pool; the gate arithmetic (per step,
  * N*H values) on the calling thread, in f32 like every product.
  *
- * Taken: f32, the default activations, no clip, input_forget 0, no
+ * Taken: f32, the default activations, no clip, LSTM input_forget 0 and no
  * peepholes, no sequence_lens (every sequence full length); the reference
  * runs the rest. W and R may change between runs (they are being trained):
  * nothing is packed at plan time.
@@ -33,28 +47,41 @@
 #include "cpu/kernels/gemm.h"
 #include "ops/algo.h"
 
-enum { IN_X, IN_W, IN_R, IN_DY, IN_DY_H, IN_DY_C, IN_B, IN_H0, IN_C0, IN_LENS, IN_P };
-enum { OUT_DX, OUT_DW, OUT_DR, OUT_DB, OUT_DH0, OUT_DC0, OUT_DP };
+/* Inputs and outputs of the two ops (grad.def): LSTMGrad's, and GRUGrad's
+ * where they differ (no c state, no peepholes). */
+enum { IN_X, IN_W, IN_R, IN_DY, IN_DY_H };
+enum { LSTM_DY_C = 5, LSTM_B, LSTM_H0, LSTM_C0, LSTM_LENS, LSTM_P };
+enum { GRU_B = 5, GRU_H0, GRU_LENS };
+enum { OUT_DX, OUT_DW, OUT_DR, OUT_DB, OUT_DH0, OUT_DC0 };
 
-typedef struct lstm_grad {
-    int64_t S, N, I, H, D, G; /* G = 4H */
+typedef struct rnn_grad_state {
+    int lstm, lbr;            /* lbr: GRU's linear_before_reset */
+    int64_t S, N, I, H, D, G; /* G = 4H (LSTM), 3H (GRU) */
     int layout, reverse;      /* reverse: direction "reverse" (D = 1) */
+    int in_b, in_h0;          /* input indices of B and initial_h */
     int nth;
-    /* scratch offsets (floats) */
-    size_t xs, z, hs, cs, dz, dh, dc, bias, dxs, gemm; /* gemm: bytes from there */
+    /* scratch offsets (floats): xs (S*N, I) X in step order; z (S*N, G) the
+     * gates; hs ((S+1)*N, H) every h; cs likewise for LSTM's c; dz (S*N, G)
+     * the input parts' gradients; GRU: dq (S*N, G) the recurrent parts', vs
+     * (S*N, H) v per step, tmp (N, G); dh (2 N*H); dc (N*H); bias (G); dxs
+     * (S*N, I); gemm: bytes from there */
+    size_t xs, z, hs, cs, dz, dq, vs, tmp, dh, dc, bias, dxs, gemm;
     size_t scratch_bytes;
-} lstm_grad;
-
+} rnn_grad_state;
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* The largest GEMM scratch any product below needs on nth threads. */
-static size_t gemm_scratch(const lstm_grad *s, int nth) {
+static size_t gemm_scratch(const rnn_grad_state *s, int nth) {
     static const float dummy[1];
     const int64_t SN = s->S * s->N;
     const int64_t shapes[][5] = {/* m, n, k, trans_a, trans_b */
                                  {SN, s->G, s->I, 0, 1}, {s->N, s->G, s->H, 0, 1},
                                  {s->N, s->H, s->G, 0, 0}, {s->G, s->H, SN, 1, 0},
-                                 {s->G, s->I, SN, 1, 0}, {SN, s->I, s->G, 0, 0}};
+                                 {s->G, s->I, SN, 1, 0}, {SN, s->I, s->G, 0, 0},
+                                 /* GRU's block products */
+                                 {s->N, 2 * s->H, s->H, 0, 1}, {s->N, s->H, s->H, 0, 1},
+                                 {s->N, s->H, s->H, 0, 0}, {s->N, s->H, 2 * s->H, 0, 0},
+                                 {2 * s->H, s->H, SN, 1, 0}, {s->H, s->H, SN, 1, 0}};
     size_t most = 0;
     for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
         kiln__gemm_args a = {.m = shapes[k][0], .n = shapes[k][1], .k = shapes[k][2],
@@ -72,22 +99,27 @@ static size_t gemm_scratch(const lstm_grad *s, int nth) {
 
 static int f32_or_absent(const kiln_tensor *t) { return !t || t->dtype == KILN_DTYPE_F32; }
 
-static kiln_status lstm_grad_prepare(kiln__kctx *c) {
+static kiln_status rnn_grad_prepare(kiln__kctx *c, int lstm) {
     const kiln_tensor *x = kiln__in(c, IN_X), *w = kiln__in(c, IN_W), *r = kiln__in(c, IN_R);
     if (!x || !w || !r || x->dtype != KILN_DTYPE_F32 || w->dtype != KILN_DTYPE_F32 ||
         r->dtype != KILN_DTYPE_F32 || x->ndim != 3 || w->ndim != 3 || r->ndim != 3)
         return KILN_E_UNSUPPORTED;
-    for (int i = IN_DY; i <= IN_C0; i++)
+    const int in_lens = lstm ? LSTM_LENS : GRU_LENS;
+    for (int i = IN_DY; i < in_lens; i++)
         if (!f32_or_absent(kiln__in(c, i))) return KILN_E_UNSUPPORTED;
     for (int i = 0; i < c->n_out; i++)
         if (kiln__out(c, i) && kiln__out(c, i)->dtype != KILN_DTYPE_F32) return KILN_E_UNSUPPORTED;
     const kiln__node *n = c->node;
-    if (kiln__in(c, IN_LENS) || kiln__in(c, IN_P) || kiln__attr_find(n, "clip") ||
+    if (kiln__in(c, in_lens) || (lstm && kiln__in(c, LSTM_P)) || kiln__attr_find(n, "clip") ||
         kiln__attr_i(n, "input_forget", 0) || kiln__attr_find(n, "activations"))
         return KILN_E_UNSUPPORTED;
-    lstm_grad *s = calloc(1, sizeof *s);
-    if (!s) return kiln__err(KILN_E_NOMEM, "lstm_grad: out of memory");
+    rnn_grad_state *s = calloc(1, sizeof *s);
+    if (!s) return kiln__err(KILN_E_NOMEM, "rnn_grad: out of memory");
     const char *dir = kiln__attr_s(n, "direction", "forward");
+    s->lstm = lstm;
+    s->lbr = !lstm && kiln__attr_i(n, "linear_before_reset", 0) != 0;
+    s->in_b = lstm ? LSTM_B : GRU_B;
+    s->in_h0 = lstm ? LSTM_H0 : GRU_H0;
     s->layout = (int)kiln__attr_i(n, "layout", 0);
     s->reverse = !strcmp(dir, "reverse");
     s->D = !strcmp(dir, "bidirectional") ? 2 : 1;
@@ -95,38 +127,44 @@ static kiln_status lstm_grad_prepare(kiln__kctx *c) {
     s->N = x->dims[s->layout ? 0 : 1];
     s->I = x->dims[2];
     s->H = r->dims[2];
-    s->G = 4 * s->H;
+    s->G = (lstm ? 4 : 3) * s->H;
     if ((s->layout != 0 && s->layout != 1) || s->S < 1 || s->N < 1 || s->I < 1 || s->H < 1 ||
         w->dims[0] != s->D || w->dims[1] != s->G || w->dims[2] != s->I || r->dims[0] != s->D ||
         r->dims[1] != s->G ||
-        (double)s->S * s->N * (2.0 * s->G + 2 * s->I + 2 * s->H) * 4 > (double)(1u << 30)) {
+        (double)s->S * s->N * (3.0 * s->G + 2 * s->I + 3 * s->H) * 4 > (double)(1u << 30)) {
         free(s);
         return KILN_E_UNSUPPORTED;
     }
     s->nth = c->nth_plan > 0 ? c->nth_plan : 1;
-    const size_t SN = (size_t)(s->S * s->N), NH = (size_t)(s->N * s->H);
+    const size_t SN = (size_t)(s->S * s->N), NH = (size_t)(s->N * s->H), G = (size_t)s->G;
     size_t at = 0;
     s->xs = at, at += align16(SN * (size_t)s->I);
-    s->z = at, at += align16(SN * (size_t)s->G);
+    s->z = at, at += align16(SN * G);
     s->hs = at, at += align16(SN * (size_t)s->H + NH); /* h_0 .. h_S */
-    s->cs = at, at += align16(SN * (size_t)s->H + NH);
-    s->dz = at, at += align16(SN * (size_t)s->G);
-    s->dh = at, at += align16(2 * NH); /* dh, and the product's result */
+    s->cs = at, at += lstm ? align16(SN * (size_t)s->H + NH) : 0;
+    s->dz = at, at += align16(SN * G);
+    s->dq = at, at += lstm ? 0 : align16(SN * G);
+    s->vs = at, at += lstm ? 0 : align16(SN * (size_t)s->H);
+    s->tmp = at, at += lstm ? 0 : align16((size_t)s->N * G);
+    s->dh = at, at += align16(2 * NH); /* dh, and a product's result */
     s->dc = at, at += align16(NH);
-    s->bias = at, at += align16((size_t)s->G);
+    s->bias = at, at += align16(G + (size_t)s->H);
     s->dxs = at, at += align16(SN * (size_t)s->I);
     s->gemm = at * sizeof(float);
     s->scratch_bytes = s->gemm + gemm_scratch(s, s->nth);
     c->scratch_bytes = s->scratch_bytes;
     const double sn = (double)SN, D = (double)s->D;
-    /* forward again (2 products), backward (4 products) */
+    /* forward again (input and recurrent products), backward (recurrent, dW, dR, dX) */
     c->flops = D * 2 * sn * s->G * (2.0 * s->I + 2.0 * s->H) + D * 2 * sn * s->G * s->H;
     c->kstate = s;
     return KILN_OK;
 }
 
-static double lstm_grad_cost(const kiln__kctx *c) {
-    const lstm_grad *s = c->kstate;
+static kiln_status lstm_grad_prepare(kiln__kctx *c) { return rnn_grad_prepare(c, 1); }
+static kiln_status gru_grad_prepare(kiln__kctx *c) { return rnn_grad_prepare(c, 0); }
+
+static double rnn_grad_cost(const kiln__kctx *c) {
+    const rnn_grad_state *s = c->kstate;
     /* small products (M = N per step) keep the efficiency modest */
     double eff = s->N >= 32 ? 0.5 : 0.2;
     double bytes = 4.0 * s->D * s->S * s->N * (3.0 * s->G + 4 * s->I + 4 * s->H);
@@ -134,7 +172,7 @@ static double lstm_grad_cost(const kiln__kctx *c) {
 }
 
 /* C = op(A) op(B) (+ C when accumulate), on the pool. */
-static kiln_status product(const kiln__kctx *c, const lstm_grad *s, int64_t m, int64_t n,
+static kiln_status product(const kiln__kctx *c, const rnn_grad_state *s, int64_t m, int64_t n,
                            int64_t k, const float *a, int64_t lda, int trans_a, const float *b,
                            int64_t ldb, int trans_b, float *out, int64_t ldc, int accumulate,
                            const float *col_bias) {
@@ -153,51 +191,100 @@ static float sigmoidf_(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 /* Row offset (in rows of width `width`) of batch row n at time t, and of a
  * state row of direction d, in the ONNX layouts. */
-static int64_t x_row(const lstm_grad *s, int64_t t, int64_t n) {
+static int64_t x_row(const rnn_grad_state *s, int64_t t, int64_t n) {
     return s->layout ? n * s->S + t : t * s->N + n;
 }
-static int64_t y_row(const lstm_grad *s, int64_t t, int64_t d, int64_t n) {
+static int64_t y_row(const rnn_grad_state *s, int64_t t, int64_t d, int64_t n) {
     return s->layout ? (n * s->S + t) * s->D + d : (t * s->D + d) * s->N + n;
 }
-static int64_t state_row(const lstm_grad *s, int64_t d, int64_t n) {
+static int64_t state_row(const rnn_grad_state *s, int64_t d, int64_t n) {
     return s->layout ? n * s->D + d : d * s->N + n;
+}
+/* The time of step st in direction d. */
+static int64_t step_time(const rnn_grad_state *s, int64_t d, int64_t st) {
+    return s->reverse || d == 1 ? s->S - 1 - st : st;
+}
+
+/* Direction d's (N, H) rows of a state tensor t (absent: zeros) into buf, or
+ * (out) buf into t (absent: nothing). */
+static void state_io(const rnn_grad_state *s, const kiln_tensor *t, int64_t d, float *buf, int out) {
+    for (int64_t n = 0; n < s->N; n++) {
+        float *row = t ? (float *)t->data + state_row(s, d, n) * s->H : NULL;
+        if (out) {
+            if (row) memcpy(row, buf + n * s->H, (size_t)s->H * sizeof(float));
+        } else if (row) {
+            memcpy(buf + n * s->H, row, (size_t)s->H * sizeof(float));
+        } else {
+            memset(buf + n * s->H, 0, (size_t)s->H * sizeof(float));
+        }
+    }
+}
+
+/* X's rows in direction d's step order into xs. */
+static void gather_steps(const rnn_grad_state *s, const float *x, int64_t d, float *xs) {
+    for (int64_t st = 0; st < s->S; st++)
+        for (int64_t n = 0; n < s->N; n++)
+            memcpy(xs + (st * s->N + n) * s->I, x + x_row(s, step_time(s, d, st), n) * s->I,
+                   (size_t)s->I * sizeof(float));
+}
+
+/* dx (X's layout) += dxs (step order of direction d). */
+static void scatter_add(const rnn_grad_state *s, const float *dxs, int64_t d, float *dx) {
+    for (int64_t st = 0; st < s->S; st++)
+        for (int64_t n = 0; n < s->N; n++) {
+            float *to = dx + x_row(s, step_time(s, d, st), n) * s->I;
+            const float *from = dxs + (st * s->N + n) * s->I;
+            for (int64_t k = 0; k < s->I; k++) to[k] += from[k];
+        }
+}
+
+/* out[k] = sum over rows of m[row * G + k], k < G. */
+static void col_sums(const float *m, int64_t rows, int64_t G, float *out) {
+    for (int64_t k = 0; k < G; k++) out[k] = 0;
+    for (int64_t row = 0; row < rows; row++)
+        for (int64_t k = 0; k < G; k++) out[k] += m[row * G + k];
+}
+
+/* dY at step st of direction d, batch row n (NULL without dY). */
+static const float *dy_at(const rnn_grad_state *s, const kiln_tensor *dy, int64_t d, int64_t st,
+                          int64_t n) {
+    return dy ? (const float *)dy->data + y_row(s, step_time(s, d, st), d, n) * s->H : NULL;
+}
+
+/* The sums both cells end with: dW_d = dZ^T Xs, dX += dZ W_d, dWb_d. */
+static kiln_status input_sums(kiln__kctx *c, const rnn_grad_state *s, int64_t d, const float *dz,
+                              const float *xs, const float *wd, float *dxs) {
+    const int64_t SN = s->S * s->N, G = s->G, I = s->I;
+    kiln_tensor *o_dx = kiln__out(c, OUT_DX), *o_dw = kiln__out(c, OUT_DW), *o_db = kiln__out(c, OUT_DB);
+    if (o_dw)
+        KILN__TRY(product(c, s, G, I, SN, dz, G, 1, xs, I, 0, (float *)o_dw->data + d * G * I, I, 0,
+                          NULL));
+    if (o_dx) {
+        KILN__TRY(product(c, s, SN, I, G, dz, G, 0, wd, I, 0, dxs, I, 0, NULL));
+        scatter_add(s, dxs, d, o_dx->data);
+    }
+    if (o_db) col_sums(dz, SN, G, (float *)o_db->data + d * 2 * G);
+    return KILN_OK;
 }
 
 static kiln_status lstm_grad_run(kiln__kctx *c) {
-    const lstm_grad *s = c->kstate;
+    const rnn_grad_state *s = c->kstate;
     const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N;
     float *f = c->scratch;
     float *xs = f + s->xs, *z = f + s->z, *hs = f + s->hs, *cs = f + s->cs, *dz = f + s->dz;
     float *dh = f + s->dh, *dhp = dh + N * H, *dc = f + s->dc, *bias = f + s->bias;
-    float *dxs = f + s->dxs;
-    const float *x = kiln__in(c, IN_X)->data, *w = kiln__in(c, IN_W)->data;
-    const float *r = kiln__in(c, IN_R)->data;
-    const kiln_tensor *t_dy = kiln__in(c, IN_DY), *t_dyh = kiln__in(c, IN_DY_H),
-                      *t_dyc = kiln__in(c, IN_DY_C), *t_b = kiln__in(c, IN_B),
-                      *t_h0 = kiln__in(c, IN_H0), *t_c0 = kiln__in(c, IN_C0);
-    kiln_tensor *o_dx = kiln__out(c, OUT_DX), *o_dw = kiln__out(c, OUT_DW),
-                *o_dr = kiln__out(c, OUT_DR), *o_db = kiln__out(c, OUT_DB),
-                *o_dh0 = kiln__out(c, OUT_DH0), *o_dc0 = kiln__out(c, OUT_DC0);
+    const float *w = kiln__in(c, IN_W)->data, *r = kiln__in(c, IN_R)->data;
+    const kiln_tensor *t_dy = kiln__in(c, IN_DY), *t_b = kiln__in(c, LSTM_B);
+    kiln_tensor *o_dx = kiln__out(c, OUT_DX), *o_dr = kiln__out(c, OUT_DR),
+                *o_db = kiln__out(c, OUT_DB);
     if (o_dx) memset(o_dx->data, 0, (size_t)(SN * I) * sizeof(float));
     for (int64_t d = 0; d < s->D; d++) {
-        const int rev = s->reverse || d == 1;
         const float *wd = w + d * G * I, *rd = r + d * G * H;
-        /* X in step order, the summed biases, the initial states */
-        for (int64_t st = 0; st < S; st++) {
-            const int64_t t = rev ? S - 1 - st : st;
-            for (int64_t n = 0; n < N; n++)
-                memcpy(xs + (st * N + n) * I, x + x_row(s, t, n) * I, (size_t)I * sizeof(float));
-        }
-        for (int64_t k = 0; k < G; k++)
-            bias[k] = t_b ? ((const float *)t_b->data)[d * 2 * G + k] +
-                                ((const float *)t_b->data)[d * 2 * G + G + k]
-                          : 0.0f;
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t j = 0; j < H; j++) {
-                const int64_t at = state_row(s, d, n) * H + j;
-                hs[n * H + j] = t_h0 ? ((const float *)t_h0->data)[at] : 0.0f;
-                cs[n * H + j] = t_c0 ? ((const float *)t_c0->data)[at] : 0.0f;
-            }
+        const float *b = t_b ? (const float *)t_b->data + d * 2 * G : NULL;
+        gather_steps(s, kiln__in(c, IN_X)->data, d, xs);
+        for (int64_t k = 0; k < G; k++) bias[k] = b ? b[k] + b[G + k] : 0.0f;
+        state_io(s, kiln__in(c, LSTM_H0), d, hs, 0);
+        state_io(s, kiln__in(c, LSTM_C0), d, cs, 0);
         /* forward again, keeping the gates and every state */
         KILN__TRY(product(c, s, SN, G, I, xs, I, 0, wd, I, 1, z, G, 0, bias));
         for (int64_t st = 0; st < S; st++) {
@@ -218,20 +305,14 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
             }
         }
         /* backward through time */
-        for (int64_t n = 0; n < N; n++)
-            for (int64_t j = 0; j < H; j++) {
-                const int64_t at = state_row(s, d, n) * H + j;
-                dh[n * H + j] = t_dyh ? ((const float *)t_dyh->data)[at] : 0.0f;
-                dc[n * H + j] = t_dyc ? ((const float *)t_dyc->data)[at] : 0.0f;
-            }
+        state_io(s, kiln__in(c, IN_DY_H), d, dh, 0);
+        state_io(s, kiln__in(c, LSTM_DY_C), d, dc, 0);
         for (int64_t st = S - 1; st >= 0; st--) {
-            const int64_t t = rev ? S - 1 - st : st;
             const float *zs = z + st * N * G, *c_prev = cs + st * N * H;
             const float *c_now = cs + (st + 1) * N * H;
             float *dzs = dz + st * N * G;
             for (int64_t n = 0; n < N; n++) {
-                const float *g = zs + n * G;
-                const float *dy = t_dy ? (const float *)t_dy->data + y_row(s, t, d, n) * H : NULL;
+                const float *g = zs + n * G, *dy = dy_at(s, t_dy, d, st, n);
                 float *gd = dzs + n * G;
                 for (int64_t j = 0; j < H; j++) {
                     float dhv = dh[n * H + j] + (dy ? dy[j] : 0.0f);
@@ -248,44 +329,123 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
             KILN__TRY(product(c, s, N, H, G, dzs, G, 0, rd, H, 0, dhp, H, 0, NULL));
             memcpy(dh, dhp, (size_t)(N * H) * sizeof(float));
         }
-        if (o_dh0 || o_dc0)
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t j = 0; j < H; j++) {
-                    const int64_t at = state_row(s, d, n) * H + j;
-                    if (o_dh0) ((float *)o_dh0->data)[at] = dh[n * H + j];
-                    if (o_dc0) ((float *)o_dc0->data)[at] = dc[n * H + j];
-                }
-        /* the sums over every step */
+        state_io(s, kiln__out(c, OUT_DH0), d, dh, 1);
+        state_io(s, kiln__out(c, OUT_DC0), d, dc, 1);
+        /* the sums over every step: the recurrent part's gradient is the input part's */
         if (o_dr)
             KILN__TRY(product(c, s, G, H, SN, dz, G, 1, hs, H, 0, (float *)o_dr->data + d * G * H, H,
                               0, NULL));
-        if (o_dw)
-            KILN__TRY(product(c, s, G, I, SN, dz, G, 1, xs, I, 0, (float *)o_dw->data + d * G * I, I,
-                              0, NULL));
-        if (o_dx) {
-            KILN__TRY(product(c, s, SN, I, G, dz, G, 0, wd, I, 0, dxs, I, 0, NULL));
-            float *dx = o_dx->data;
-            for (int64_t st = 0; st < S; st++) {
-                const int64_t t = rev ? S - 1 - st : st;
-                for (int64_t n = 0; n < N; n++) {
-                    float *to = dx + x_row(s, t, n) * I;
-                    const float *from = dxs + (st * N + n) * I;
-                    for (int64_t k = 0; k < I; k++) to[k] += from[k];
-                }
-            }
-        }
+        KILN__TRY(input_sums(c, s, d, dz, xs, wd, f + s->dxs));
         if (o_db) {
             float *db = (float *)o_db->data + d * 2 * G;
-            for (int64_t k = 0; k < G; k++) db[k] = 0;
-            for (int64_t row = 0; row < SN; row++)
-                for (int64_t k = 0; k < G; k++) db[k] += dz[row * G + k];
             memcpy(db + G, db, (size_t)G * sizeof(float));
         }
     }
     return KILN_OK;
 }
 
+static kiln_status gru_grad_run(kiln__kctx *c) {
+    const rnn_grad_state *s = c->kstate;
+    const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N;
+    float *f = c->scratch;
+    float *xs = f + s->xs, *z = f + s->z, *hs = f + s->hs, *dz = f + s->dz, *dq = f + s->dq;
+    float *vs = f + s->vs, *tmp = f + s->tmp, *dh = f + s->dh, *dhp = dh + N * H;
+    float *bias = f + s->bias, *rbh = bias + G;
+    const float *w = kiln__in(c, IN_W)->data, *r = kiln__in(c, IN_R)->data;
+    const kiln_tensor *t_dy = kiln__in(c, IN_DY), *t_b = kiln__in(c, GRU_B);
+    kiln_tensor *o_dx = kiln__out(c, OUT_DX), *o_dr = kiln__out(c, OUT_DR),
+                *o_db = kiln__out(c, OUT_DB);
+    if (o_dx) memset(o_dx->data, 0, (size_t)(SN * I) * sizeof(float));
+    for (int64_t d = 0; d < s->D; d++) {
+        const float *wd = w + d * G * I, *rd = r + d * G * H, *rh = rd + 2 * H * H;
+        const float *b = t_b ? (const float *)t_b->data + d * 2 * G : NULL;
+        gather_steps(s, kiln__in(c, IN_X)->data, d, xs);
+        /* z, r: both biases; h~: Wbh, plus Rbh unless it is multiplied by r (1) */
+        for (int64_t k = 0; k < G; k++)
+            bias[k] = b ? b[k] + (k < 2 * H || !s->lbr ? b[G + k] : 0.0f) : 0.0f;
+        for (int64_t j = 0; j < H; j++) rbh[j] = b ? b[G + 2 * H + j] : 0.0f;
+        state_io(s, kiln__in(c, GRU_H0), d, hs, 0);
+        /* forward again: z holds z, r, h~ per step; vs each step's v */
+        KILN__TRY(product(c, s, SN, G, I, xs, I, 0, wd, I, 1, z, G, 0, bias));
+        for (int64_t st = 0; st < S; st++) {
+            float *zs = z + st * N * G, *v = vs + st * N * H;
+            const float *h_prev = hs + st * N * H;
+            float *h_next = hs + (st + 1) * N * H;
+            /* tmp = h_prev [Rz Rr (Rh)]^T */
+            KILN__TRY(product(c, s, N, s->lbr ? G : 2 * H, H, h_prev, H, 0, rd, H, 1, tmp, G, 0,
+                              NULL));
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t j = 0; j < 2 * H; j++)
+                    zs[n * G + j] = sigmoidf_(zs[n * G + j] + tmp[n * G + j]);
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t j = 0; j < H; j++)
+                    v[n * H + j] = s->lbr ? tmp[n * G + 2 * H + j] + rbh[j]
+                                          : zs[n * G + H + j] * h_prev[n * H + j];
+            if (!s->lbr) /* tmp's h~ block = (r * h_prev) Rh^T */
+                KILN__TRY(product(c, s, N, H, H, v, H, 0, rh, H, 1, tmp + 2 * H, G, 0, NULL));
+            for (int64_t n = 0; n < N; n++)
+                for (int64_t j = 0; j < H; j++) {
+                    float *g = zs + n * G;
+                    float rec = s->lbr ? g[H + j] * v[n * H + j] : tmp[n * G + 2 * H + j];
+                    float nn = tanhf(g[2 * H + j] + rec), zz = g[j];
+                    g[2 * H + j] = nn;
+                    h_next[n * H + j] = (1 - zz) * nn + zz * h_prev[n * H + j];
+                }
+        }
+        /* backward through time: dz the input parts' gradients, dq the recurrent parts' */
+        state_io(s, kiln__in(c, IN_DY_H), d, dh, 0);
+        for (int64_t st = S - 1; st >= 0; st--) {
+            const float *zs = z + st * N * G, *v = vs + st * N * H, *h_prev = hs + st * N * H;
+            float *dzs = dz + st * N * G, *dqs = dq + st * N * G;
+            for (int64_t n = 0; n < N; n++) {
+                const float *g = zs + n * G, *dy = dy_at(s, t_dy, d, st, n);
+                for (int64_t j = 0; j < H; j++) {
+                    float dhv = dh[n * H + j] + (dy ? dy[j] : 0.0f);
+                    float zz = g[j], rr = g[H + j], nn = g[2 * H + j], hp = h_prev[n * H + j];
+                    float gz = dhv * (hp - nn) * zz * (1 - zz), gh = dhv * (1 - zz) * (1 - nn * nn);
+                    dzs[n * G + j] = dqs[n * G + j] = gz;
+                    dzs[n * G + 2 * H + j] = gh;
+                    dqs[n * G + 2 * H + j] = s->lbr ? gh * rr : gh;
+                    dhp[n * H + j] = dhv * zz; /* the direct part of dh_prev */
+                    if (s->lbr) { /* dr = gh * (Rh h_prev + Rbh) */
+                        float gr = gh * v[n * H + j] * rr * (1 - rr);
+                        dzs[n * G + H + j] = dqs[n * G + H + j] = gr;
+                    }
+                }
+            }
+            if (!s->lbr) { /* dv = gh Rh, into dh (free until the sum below) */
+                KILN__TRY(product(c, s, N, H, H, dzs + 2 * H, G, 0, rh, H, 0, dh, H, 0, NULL));
+                for (int64_t n = 0; n < N; n++)
+                    for (int64_t j = 0; j < H; j++) {
+                        float rr = zs[n * G + H + j], dv = dh[n * H + j];
+                        float gr = dv * h_prev[n * H + j] * rr * (1 - rr);
+                        dzs[n * G + H + j] = dqs[n * G + H + j] = gr;
+                        dhp[n * H + j] += dv * rr;
+                    }
+            }
+            /* dh_prev += dq [Rz Rr (Rh)] */
+            memcpy(dh, dhp, (size_t)(N * H) * sizeof(float));
+            KILN__TRY(product(c, s, N, H, s->lbr ? G : 2 * H, dqs, G, 0, rd, H, 0, dh, H, 1, NULL));
+        }
+        state_io(s, kiln__out(c, OUT_DH0), d, dh, 1);
+        /* the sums over every step */
+        if (o_dr) {
+            float *dr = (float *)o_dr->data + d * G * H;
+            KILN__TRY(product(c, s, 2 * H, H, SN, dq, G, 1, hs, H, 0, dr, H, 0, NULL));
+            KILN__TRY(product(c, s, H, H, SN, dq + 2 * H, G, 1, s->lbr ? hs : vs, H, 0, dr + 2 * H * H,
+                              H, 0, NULL));
+        }
+        KILN__TRY(input_sums(c, s, d, dz, xs, wd, f + s->dxs));
+        if (o_db) col_sums(dq, SN, G, (float *)o_db->data + d * 2 * G + G);
+    }
+    return KILN_OK;
+}
+
 const kiln__algo kiln__algo_lstm_grad_gemm = {
     .name = "lstm_grad_gemm", .domain = "kiln", .op_type = "LSTMGrad", .flags = 0,
-    .prepare = lstm_grad_prepare, .cost = lstm_grad_cost, .run = lstm_grad_run, .release = free,
+    .prepare = lstm_grad_prepare, .cost = rnn_grad_cost, .run = lstm_grad_run, .release = free,
+};
+const kiln__algo kiln__algo_gru_grad_gemm = {
+    .name = "gru_grad_gemm", .domain = "kiln", .op_type = "GRUGrad", .flags = 0,
+    .prepare = gru_grad_prepare, .cost = rnn_grad_cost, .run = gru_grad_run, .release = free,
 };
