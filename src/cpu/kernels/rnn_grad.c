@@ -58,16 +58,16 @@ typedef struct rnn_grad_state {
     int lstm, lbr;            /* lbr: GRU's linear_before_reset */
     int64_t S, N, I, H, D, G; /* G = 4H (LSTM), 3H (GRU) */
     int layout, reverse;      /* reverse: direction "reverse" (D = 1) */
-    int in_b, in_h0;          /* input indices of B and initial_h */
     int nth;
     /* scratch offsets (floats): xs (S*N, I) X in step order; z (S*N, G) the
      * gates; hs ((S+1)*N, H) every h; cs likewise for LSTM's c; dz (S*N, G)
      * the input parts' gradients; GRU: dq (S*N, G) the recurrent parts', vs
-     * (S*N, H) v per step, tmp (N, G); dh (2 N*H); dc (N*H); bias (G); dxs
-     * (S*N, I); gemm: bytes from there */
+     * (S*N, H) v per step, tmp (N, G); dh (2 N*H); dc (N*H); bias (G, and
+     * GRU's Rbh: H); dxs (S*N, I); gemm: bytes from there */
     size_t xs, z, hs, cs, dz, dq, vs, tmp, dh, dc, bias, dxs, gemm;
     size_t scratch_bytes;
 } rnn_grad_state;
+
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* The largest GEMM scratch any product below needs on nth threads. */
@@ -118,8 +118,6 @@ static kiln_status rnn_grad_prepare(kiln__kctx *c, int lstm) {
     const char *dir = kiln__attr_s(n, "direction", "forward");
     s->lstm = lstm;
     s->lbr = !lstm && kiln__attr_i(n, "linear_before_reset", 0) != 0;
-    s->in_b = lstm ? LSTM_B : GRU_B;
-    s->in_h0 = lstm ? LSTM_H0 : GRU_H0;
     s->layout = (int)kiln__attr_i(n, "layout", 0);
     s->reverse = !strcmp(dir, "reverse");
     s->D = !strcmp(dir, "bidirectional") ? 2 : 1;
