@@ -831,7 +831,9 @@ int serve_request_read_shm(serve_request *r, serve_shm_read_fn read, void *ctx, 
         const serve_shm_input *si = &r->input_shm[i];
         const char *name = r->input_names[i];
         if (!si->ref.region || r->inputs[i]) continue;
-        int rc;
+        /* the region bounds the size: check it before allocating for it */
+        int rc = read_region(read, ctx, &si->ref, NULL, name, err, errlen);
+        if (rc) return rc;
         if (si->dtype == KILN_DTYPE_STRING) { /* parsed from a copy: the client may write meanwhile */
             if (si->ref.byte_size > SIZE_MAX - 1) return OOM(err, errlen);
             uint8_t *tmp = malloc((size_t)si->ref.byte_size + 1);

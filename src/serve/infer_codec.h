@@ -103,14 +103,15 @@ int serve_request_check(serve_request *r, const serve_model_config *cfg, int *ba
                         char *err, size_t errlen);
 
 /* Reads a region's bytes: size bytes at offset of the region called name into
- * dst. Returns 0, or an HTTP status (400: no such region, or the range lies
- * outside it) with err. */
+ * dst (NULL: only checks that the region has them). Returns 0, or an HTTP
+ * status (400: no such region, or the range lies outside it) with err. */
 typedef int (*serve_shm_read_fn)(void *ctx, const char *region, uint64_t offset, uint64_t size,
                                  void *dst, char *err, size_t errlen);
 
 /* Makes the tensors of the inputs a parsed request has in shared memory, by
  * reading their bytes with read (numeric data copied as it is, BYTES parsed
- * from a copy as in binary form). Returns 0 or an HTTP status with err. */
+ * from a copy as in binary form); each range is checked against its region
+ * before anything is allocated for it. Returns 0 or an HTTP status with err. */
 int serve_request_read_shm(serve_request *r, serve_shm_read_fn read, void *ctx, char *err,
                            size_t errlen);
 

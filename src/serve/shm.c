@@ -208,7 +208,7 @@ int serve_shm_read(void *ctx, const char *name, uint64_t offset, uint64_t size, 
     serve_shm *s = ctx;
     const char *src = locate(s, name, offset, size, err, errlen);
     if (!src) return 400;
-    if (size) memcpy(dst, src, (size_t)size); /* an empty region maps nothing */
+    if (dst && size) memcpy(dst, src, (size_t)size); /* an empty region maps nothing */
     pthread_rwlock_unlock(&s->lock);
     return 0;
 }

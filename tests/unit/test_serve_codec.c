@@ -922,7 +922,7 @@ static int shm_read_r(void *ctx, const char *region, uint64_t offset, uint64_t s
         snprintf(e, elen, "no region '%s' of that range", region);
         return 400;
     }
-    memcpy(dst, bytes + offset, (size_t)size);
+    if (dst) memcpy(dst, bytes + offset, (size_t)size);
     return 0;
 }
 
@@ -948,7 +948,7 @@ static void test_shared_memory(void **state) {
     assert_int_equal(r.outputs[0].shm.byte_size, 12);
     int calls = 0;
     assert_int_equal(serve_request_read_shm(&r, shm_read_r, &calls, err, sizeof err), 0);
-    assert_int_equal(calls, 1);
+    assert_int_equal(calls, 2); /* the range checked, then read */
     int32_t want[2];
     const uint8_t raw[8] = {8, 9, 10, 11, 12, 13, 14, 15};
     memcpy(want, raw, 8);
@@ -968,6 +968,19 @@ static void test_shared_memory(void **state) {
                            &r), 0);
     assert_int_equal(serve_request_read_shm(&r, shm_read_r, &calls, err, sizeof err), 400);
     assert_string_equal(err, "input 'x': no region 'q' of that range");
+    serve_request_free(&r);
+    /* a size past the region is refused before anything is allocated for it */
+    assert_int_equal(parse("{\"inputs\":[{\"name\":\"s\",\"shape\":[1],\"datatype\":\"BYTES\","
+                           "\"parameters\":{\"shared_memory_region\":\"r\","
+                           "\"shared_memory_byte_size\":9007199254740993}}]}", &r),
+                     0);
+    assert_int_equal(serve_request_read_shm(&r, shm_read_r, &calls, err, sizeof err), 400);
+    assert_string_equal(err, "input 's': no region 'r' of that range");
+    serve_request_free(&r);
+    assert_int_equal(parse("{\"inputs\":[{\"name\":\"x\",\"shape\":[1],\"datatype\":\"FP32\","
+                           "\"parameters\":{\"shared_memory_region\":\"q\",\"shared_memory_byte_size\":4}}]}",
+                           &r), 0);
+    assert_int_equal(serve_request_read_shm(&r, shm_read_r, &calls, err, sizeof err), 400);
     /* checking a request whose shared memory input was not read refuses it */
     serve_io in = {.name = (char *)"x", .dtype = KILN_DTYPE_F32, .ndim = 1, .dims = {1}};
     serve_model_config cfg = {.name = (char *)"m", .n_inputs = 1, .inputs = &in};
