@@ -114,6 +114,22 @@ static KILN__VM_AVX512 void vm_eval16(vm_fn f, const float *x, float *y) {
     _mm512_storeu_ps(y, r);
 }
 
+/* The AVX2 forms (exp, tanh, sigmoid), 8 lanes twice. */
+static KILN__VM_AVX2 void vm_eval8x2(vm_fn f, const float *x, float *y) {
+    for (int h = 0; h < 16; h += 8) {
+        __m256 v = _mm256_loadu_ps(x + h);
+        _mm256_storeu_ps(y + h, f == VM_EXP ? kiln__vm_exp8(v)
+                                : f == VM_TANH ? kiln__vm_tanh8(v) : kiln__vm_sigmoid8(v));
+    }
+}
+
+static int vm_width = 16; /* which forms vm_eval runs: 16 (AVX-512) or 8 (AVX2) */
+
+static void vm_eval(vm_fn f, const float *x, float *y) {
+    if (vm_width == 16) vm_eval16(f, x, y);
+    else vm_eval8x2(f, x, y);
+}
+
 static double vm_want(vm_fn f, double x) {
     switch (f) {
     case VM_EXP: return exp(x);
@@ -148,7 +164,7 @@ static void vm_check(vm_fn f, double max_ulp, const char *name) {
                                        88.72f, -103.9f, 0.625f};
     float x[16], y[16];
     double worst = 0, worst_x = 0;
-    vm_eval16(f, specials, y);
+    vm_eval(f, specials, y);
     for (int i = 0; i < 16; i++) {
         double e = ulp_err(y[i], vm_want(f, specials[i]));
         if (e > worst) worst = e, worst_x = specials[i];
@@ -159,13 +175,13 @@ static void vm_check(vm_fn f, double max_ulp, const char *name) {
         memcpy(&x[k], &bits, sizeof bits);
         if (++k < 16) continue;
         k = 0;
-        vm_eval16(f, x, y);
+        vm_eval(f, x, y);
         for (int i = 0; i < 16; i++) {
             double e = ulp_err(y[i], vm_want(f, x[i]));
             if (e > worst) worst = e, worst_x = x[i];
         }
     }
-    print_message("vmath %s: max error %.2f ulp (at %g)\n", name, worst, worst_x);
+    print_message("vmath%d %s: max error %.2f ulp (at %g)\n", vm_width, name, worst, worst_x);
     if (!(worst <= max_ulp)) fail_msg("vmath %s: %.3g ulp at x = %.9g", name, worst, worst_x);
 }
 
@@ -177,7 +193,7 @@ static void vm_check_rel(vm_fn f, double max_rel, const char *name) {
     double worst = 0, worst_x = 0;
     for (int i = 0; i < 200000; i += 16) {
         for (int j = 0; j < 16; j++) x[j] = -30.0f + 60.0f * (float)(i + j) / 200000.0f;
-        vm_eval16(f, x, y);
+        vm_eval(f, x, y);
         for (int j = 0; j < 16; j++) {
             double w = vm_want(f, x[j]), e = fabs(y[j] - w) / fmax(fabs(w), 1e-30);
             if (fabs(w) < 1e-37) e = fabs(y[j] - w) < 1e-37 ? 0 : 1; /* underflow to denormals */
@@ -186,20 +202,32 @@ static void vm_check_rel(vm_fn f, double max_rel, const char *name) {
         }
     }
     float sp[16] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f}, ys[16];
-    vm_eval16(f, sp, ys);
+    vm_eval(f, sp, ys);
     for (int j = 0; j < 5; j++) {
         double w = vm_want(f, sp[j]);
         if (isnan(w) != isnan(ys[j]) || (!isnan(w) && ys[j] != (float)w))
             fail_msg("vmath %s(%g) = %g, want %g", name, sp[j], ys[j], w);
     }
-    print_message("vmath %s: max scaled relative error %.3g (at %g)\n", name, worst, worst_x);
+    print_message("vmath%d %s: max scaled relative error %.3g (at %g)\n", vm_width, name, worst, worst_x);
     if (!(worst <= max_rel)) fail_msg("vmath %s: relative error %.3g at x = %.9g", name, worst, worst_x);
 }
 #endif
 
 static void test_vmath(void **state) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (!kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX512)) skip();
+    int ran = 0;
+    if (kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX2)) {
+        vm_width = 8;
+        vm_check(VM_EXP, 2.0, "exp");
+        vm_check(VM_TANH, 3.0, "tanh");
+        vm_check_rel(VM_SIGMOID, 4e-7, "sigmoid");
+        ran = 1;
+    }
+    if (!kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX512)) {
+        if (!ran) skip();
+        return;
+    }
+    vm_width = 16;
     vm_check(VM_EXP, 2.0, "exp");
     vm_check(VM_LOG, 2.0, "log");
     vm_check(VM_TANH, 3.0, "tanh");
@@ -744,6 +772,34 @@ static void test_reduce(void **state) {
     }
 }
 
+/* kiln.SumTo(dY, shape): broadcast axes leading, trailing, none, all, with
+ * axes of size 1 between (the bias gradients of MatMul + Add); poisoned or
+ * not. Two runs of summed axes (a per-channel bias of NCHW) are refused. */
+static void sum_to_case(shape dy, shape to, int poisoned, int expect_taken) {
+    ah_case c;
+    ah_case_init(&c, "SumTo", "kiln", 1, 1);
+    kiln_tensor *x = rnd(dy.ndim, dy.d, -3, 3), *t;
+    if (poisoned) poison(x);
+    ah_input(&c, x, 0);
+    const int64_t n = to.ndim;
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_I64, 1, &n, &t), KILN_OK);
+    memcpy(kiln_tensor_data(t), to.d, (size_t)n * sizeof(int64_t));
+    ah_input(&c, t, 1);
+    check_and_free(&c, "sum_to_f32", expect_taken);
+}
+
+static void test_sum_to(void **state) {
+    static const struct { shape dy, to; } taken[] = {
+        {{3, {64, 32, 256}}, {1, {256}}},     {{4, {8, 16, 5, 5}}, {3, {16, 5, 5}}},
+        {{2, {300, 7}}, {2, {300, 1}}},        {{3, {4, 5, 6}}, {3, {4, 5, 6}}},
+        {{3, {4, 5, 6}}, {0, {0}}},            {{4, {3, 1, 9, 2}}, {3, {1, 9, 2}}},
+    };
+    for (size_t i = 0; i < sizeof taken / sizeof *taken; i++)
+        for (int p = 0; p < 2; p++) sum_to_case(taken[i].dy, taken[i].to, p, 1);
+    sum_to_case((shape){3, {4, 5, 6}}, (shape){3, {1, 5, 1}}, 0, 0);
+    sum_to_case((shape){4, {8, 16, 5, 5}}, (shape){4, {1, 16, 1, 1}}, 0, 0);
+}
+
 /* ---- attention ------------------------------------------------------------------------ */
 
 typedef struct attn_case {
@@ -817,6 +873,7 @@ int main(void) {
         cmocka_unit_test(test_lrn),
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_global_pool),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_reduce),
+        cmocka_unit_test(test_sum_to),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,6 +38,7 @@ typedef struct rcase {
     int input_forget;
     int named_acts;         /* activations attribute with the default names */
     float x_special;        /* NaN or Inf put into X (0: none) */
+    int run_weights;        /* W, R, B, P graph inputs (as in training), not initializers */
 } rcase;
 
 /* Removes graph output k (output k of the node becomes omitted). */
@@ -67,9 +68,10 @@ static void build(ah_case *c, const rcase *t, unsigned *seed) {
         xv[kiln__numel(3, xd) / 2] = t->x_special;
     }
     ah_input(c, x, 0);
-    ah_input(c, ah_random(KILN_DTYPE_F32, 3, wd, seed, -0.6f, 0.6f), 1);
-    ah_input(c, ah_random(KILN_DTYPE_F32, 3, rd, seed, -0.6f, 0.6f), 1);
-    ah_input(c, t->bias ? ah_random(KILN_DTYPE_F32, 2, bd, seed, -0.5f, 0.5f) : NULL, 1);
+    const int wconst = !t->run_weights;
+    ah_input(c, ah_random(KILN_DTYPE_F32, 3, wd, seed, -0.6f, 0.6f), wconst);
+    ah_input(c, ah_random(KILN_DTYPE_F32, 3, rd, seed, -0.6f, 0.6f), wconst);
+    ah_input(c, t->bias ? ah_random(KILN_DTYPE_F32, 2, bd, seed, -0.5f, 0.5f) : NULL, wconst);
     kiln_tensor *lens = NULL;
     if (t->lens) {
         int64_t n = t->N;
@@ -82,7 +84,7 @@ static void build(ah_case *c, const rcase *t, unsigned *seed) {
     ah_input(c, t->h0 ? ah_random(KILN_DTYPE_F32, 3, sd, seed, -1, 1) : NULL, 0);
     if (t->lstm) {
         ah_input(c, t->c0 ? ah_random(KILN_DTYPE_F32, 3, sd, seed, -1, 1) : NULL, 0);
-        ah_input(c, t->peep ? ah_random(KILN_DTYPE_F32, 2, pd, seed, -0.5f, 0.5f) : NULL, 1);
+        ah_input(c, t->peep ? ah_random(KILN_DTYPE_F32, 2, pd, seed, -0.5f, 0.5f) : NULL, wconst);
     }
     ah_attr_int(c, "hidden_size", H);
     ah_attr_string(c, "direction", dir_names[t->dir]);
@@ -189,6 +191,56 @@ static void test_clip_input_forget(void **state) {
         }
 }
 
+/* W, R, B, P known only at run time (a model being trained): packed at the
+ * start of every run. Each case runs twice on one plan, the weights changed
+ * in between, both runs against the reference. */
+static void test_run_time_weights(void **state) {
+    unsigned seed = 91;
+    for (int lstm = 0; lstm < 2; lstm++)
+        for (int v = 0; v < 3; v++) {
+            rcase t = {.lstm = lstm, .S = 4, .N = 3, .I = 6, .H = v == 2 ? 33 : 9,
+                       .dir = v == 1 ? BIDI : FWD, .layout = v == 2, .bias = v != 2, .h0 = 1,
+                       .c0 = 1, .peep = v == 1, .lbr = v == 1, .run_weights = 1};
+            check(&t, seed);
+            ah_case c;
+            unsigned s2 = seed++;
+            build(&c, &t, &s2);
+            assert_int_equal(kiln__graph_finalize(c.g), KILN_OK);
+            const char *algos[] = {lstm ? "lstm_gemm" : "gru_gemm", lstm ? "lstm_gemm_split" : "gru_gemm_split"};
+            for (int a = 0; a < 2; a++) {
+                kiln__runner ref, fast;
+                assert_int_equal(kiln__runner_init(&ref, c.g, NULL, 2), KILN_OK);
+                assert_int_equal(kiln__runner_init(&fast, c.g, NULL, 2), KILN_OK);
+                ref.sel = (kiln__select_opts){.reference = 1};
+                fast.sel = (kiln__select_opts){.precision = KILN_PRECISION_FP32, .force_algo = algos[a]};
+                for (int round = 0; round < 2; round++) {
+                    if (round) /* new weights: every input but X and the states scaled and negated */
+                        for (int k = 1; k <= (lstm ? 7 : 3); k++)
+                            if (c.in[k] && k != 4 && k != 5 && k != 6) {
+                                float *d = kiln_tensor_data(c.in[k]);
+                                for (int64_t i = 0; i < kiln__numel(c.in[k]->ndim, c.in[k]->dims); i++)
+                                    d[i] *= -0.8f;
+                            }
+                    const kiln_tensor *ins[AH_MAX_IO];
+                    int n = 0;
+                    for (int k = 0; k < c.n_in; k++)
+                        if (c.in[k]) ins[n++] = c.in[k];
+                    assert_int_equal(kiln__runner_run(&ref, n, ins), KILN_OK);
+                    assert_int_equal(kiln__runner_run(&fast, n, ins), KILN_OK);
+                    assert_string_equal(kiln__runner_algo(&fast, c.node)->name, algos[a]);
+                    for (int k = 0; k < c.n_out; k++) {
+                        char what[96];
+                        snprintf(what, sizeof what, "%s run %d output %d", algos[a], round + 1, k);
+                        ah_compare(kiln__runner_output(&fast, k), kiln__runner_output(&ref, k), TOL, what);
+                    }
+                }
+                kiln__runner_free(&ref);
+                kiln__runner_free(&fast);
+            }
+            ah_case_free(&c);
+        }
+}
+
 /* NaN and Inf in X reach the same outputs as in the reference. */
 static void test_special_values(void **state) {
     unsigned seed = 77;
@@ -287,9 +339,9 @@ static void specials(float *v, int64_t n, int k) {
 
 static void test_gate_kernels(void **state) {
     static const int64_t lens[] = {1, 7, 15, 16, 17, 33, 64};
-    const kiln__gemm_isa isas[] = {KILN__GEMM_ISA_GENERIC, KILN__GEMM_ISA_AVX512};
+    const kiln__gemm_isa isas[] = {KILN__GEMM_ISA_GENERIC, KILN__GEMM_ISA_AVX2, KILN__GEMM_ISA_AVX512};
     unsigned s = 3;
-    for (int ii = 0; ii < 2; ii++) {
+    for (int ii = 0; ii < 3; ii++) {
         const kiln__rnn_gates *k = kiln__rnn_gates_for(isas[ii]);
         if (!k) continue; /* this CPU lacks it */
         for (int li = 0; li < 7; li++)
@@ -349,6 +401,17 @@ static void test_gate_kernels(void **state) {
                     snprintf(what, sizeof what, "%s gru lbr=%d n=%lld v=%d", k->name, lbr, (long long)n, v);
                     compare(h, wh, n, 2e-6, what);
                     if (!lbr) compare(rh, wrh, n, 2e-6, what);
+                }
+                /* the row functions alone, on proj (specials included for v 3) */
+                for (int t = 0; t < 2; t++) {
+                    float row[4 * 64];
+                    memcpy(row, proj, sizeof(float) * 4 * n);
+                    double want[4 * 64];
+                    for (int64_t j = 0; j < 4 * n; j++) want[j] = t ? tanh(row[j]) : sig(row[j]);
+                    (t ? k->tanh : k->sigmoid)(row, 4 * n);
+                    snprintf(what, sizeof what, "%s %s n=%lld v=%d", k->name, t ? "tanh" : "sigmoid",
+                             (long long)(4 * n), v);
+                    compare(row, want, 4 * n, 2e-6, what);
                 }
             }
     }
@@ -422,6 +485,7 @@ int main(void) {
         cmocka_unit_test(test_sequence_lens),
         cmocka_unit_test(test_clip_input_forget),
         cmocka_unit_test(test_special_values),
+        cmocka_unit_test(test_run_time_weights),
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_planner_picks),
         cmocka_unit_test(test_refusals),

@@ -1,6 +1,8 @@
 /* src/cpu/kernels/reduce.c: fast f32 ReduceSum, ReduceMean, ReduceMax and
  * ReduceMin (the reference is src/cpu/ref/reduce.c), on the row kernels of
- * eltwise.h.
+ * eltwise.h; and kiln.SumTo (autograd's gradient of broadcasting; reference
+ * src/cpu/ref/grad_eltwise.c) as the ReduceSum over the axes dX was
+ * broadcast along.
  *
  * X is viewed as (O, R, I) and Y as (O, I): the reduced axes must form one
  * run of adjacent axes once axes of size 1 are set aside (a global pool's
@@ -60,17 +62,25 @@ static int reduce_view(const kiln_tensor *x, const uint8_t *red, int64_t *O, int
     return runs <= 1;
 }
 
+/* SumTo's reduced axes: those dX (right-aligned to dY) lacks or has as 1. */
+static void sum_to_axes(const kiln_tensor *dy, const kiln_tensor *dx, uint8_t *red) {
+    const int off = dy->ndim - dx->ndim;
+    for (int a = 0; a < dy->ndim; a++) red[a] = a < off || dx->dims[a - off] == 1;
+}
+
 static kiln_status reduce_prepare(kiln__kctx *c) {
     const kiln_tensor *x = c->in[0], *y = c->out[0];
     if (!kiln__eltw_f32(x) || !kiln__eltw_f32(y) || kiln__n(x) == 0) return KILN_E_UNSUPPORTED;
+    const char *op = c->node->op_type;
+    const int sum_to = strcmp(op, "SumTo") == 0;
     uint8_t red[KILN_MAX_DIMS];
-    if (kiln__reduce_axes(c, x->ndim, red) != KILN_OK) return KILN_E_UNSUPPORTED;
+    if (sum_to) sum_to_axes(x, y, red);
+    else if (kiln__reduce_axes(c, x->ndim, red) != KILN_OK) return KILN_E_UNSUPPORTED;
     int64_t O, R, I;
     if (!reduce_view(x, red, &O, &R, &I)) return KILN_E_UNSUPPORTED;
     KILN__TRY(kiln__eltw_state_new(c, sizeof(reduce_state)));
     reduce_state *s = c->kstate;
-    const char *op = c->node->op_type;
-    s->kind = strcmp(op, "ReduceSum") == 0    ? R_SUM
+    s->kind = sum_to || strcmp(op, "ReduceSum") == 0 ? R_SUM
               : strcmp(op, "ReduceMean") == 0 ? R_MEAN
               : strcmp(op, "ReduceMax") == 0  ? R_MAX
                                               : R_MIN;
@@ -149,11 +159,12 @@ static kiln_status reduce_run(kiln__kctx *c) {
     return KILN_OK;
 }
 
-#define REDUCE_ALGO(var, name, op)                                                         \
-    const kiln__algo var = {name, "", op, KILN_OPF_PARALLEL, reduce_prepare, reduce_cost, \
+#define REDUCE_ALGO(var, name, domain, op)                                                     \
+    const kiln__algo var = {name, domain, op, KILN_OPF_PARALLEL, reduce_prepare, reduce_cost, \
                             reduce_run, free};
-REDUCE_ALGO(kiln__algo_reduce_sum_f32, "reduce_sum_f32", "ReduceSum")
-REDUCE_ALGO(kiln__algo_reduce_mean_f32, "reduce_mean_f32", "ReduceMean")
-REDUCE_ALGO(kiln__algo_reduce_max_f32, "reduce_max_f32", "ReduceMax")
-REDUCE_ALGO(kiln__algo_reduce_min_f32, "reduce_min_f32", "ReduceMin")
+REDUCE_ALGO(kiln__algo_reduce_sum_f32, "reduce_sum_f32", "", "ReduceSum")
+REDUCE_ALGO(kiln__algo_reduce_mean_f32, "reduce_mean_f32", "", "ReduceMean")
+REDUCE_ALGO(kiln__algo_reduce_max_f32, "reduce_max_f32", "", "ReduceMax")
+REDUCE_ALGO(kiln__algo_reduce_min_f32, "reduce_min_f32", "", "ReduceMin")
+REDUCE_ALGO(kiln__algo_sum_to_f32, "sum_to_f32", "kiln", "SumTo")
 #undef REDUCE_ALGO

@@ -10,7 +10,7 @@
  *   X (S,N,I) / (N,S,I)     W (D,G*H,I)   R (D,G*H,H)   B (D,2*G*H)   P (D,3*H)
  *   initial_h/c, Y_h/c (D,N,H) / (N,D,H)   Y (S,D,N,H) / (N,S,D,H)
  *
- * Plan time (prepare): W, R, B and P must be constants. Each direction's
+ * Plan time (prepare): each direction's
  * hidden units are cut into slices (one, or one per thread for _split); a
  * slice keeps its gates as consecutive blocks (LSTM i,o,f,c; GRU z,r,h), so
  * one thread computes all gates of its hidden units and runs the gate math
@@ -19,7 +19,10 @@
  * column bias (GRU with linear_before_reset keeps Rbh out: it is multiplied
  * by r); each slice's rows of R are packed once as the B operand (H, cols)
  * of its per-step product (GRU without linear_before_reset: two, z,r and h,
- * as h's product needs r*h first).
+ * as h's product needs r*h first). All of that is one weights block: owned
+ * by the kstate and packed in prepare when W, R, B and P are constants; in
+ * the run's scratch and packed at the start of every run when they are not
+ * (a model being trained).
  *
  * Run: (1) the projection for every step and direction, one GEMM with
  * M = S*N rows (X's rows in memory order, either layout) into scratch; (2)
@@ -40,8 +43,8 @@
  * the steps).
  *
  * Refused (the reference runs them): dtypes other than f32, activations
- * other than the defaults, weights not constant at plan time, empty sizes,
- * projections over 1 GiB (S*N*D*G*H floats).
+ * other than the defaults, empty sizes, projections over 1 GiB (S*N*D*G*H
+ * floats).
  */
 #include <sched.h>
 #include <stdatomic.h>
@@ -61,14 +64,15 @@
 
 enum { IN_X, IN_W, IN_R, IN_B, IN_SEQ_LENS, IN_INITIAL_H, IN_INITIAL_C, IN_P };
 
-/* One (direction, slice of hidden units) pair. */
+/* One (direction, slice of hidden units) pair. Its weights are at byte
+ * offsets in the weights block. */
 typedef struct rnn_pair {
     int d;
     int64_t j0, hs;   /* hidden units [j0, j0 + hs) */
     int64_t n0;       /* columns of the first product: LSTM 4hs, GRU lbr 3hs, else 2hs */
-    void *b0;         /* packed op(B) (H, n0): the slice's R rows, gate-block order */
-    float *bias0;     /* (n0) column bias of the first product (GRU lbr: 0, 0, Rbh), or NULL */
-    void *b1;         /* GRU without lbr: packed op(B) (H, hs) of Rh rows; else NULL */
+    size_t b0;        /* packed op(B) (H, n0): the slice's R rows, gate-block order */
+    size_t bias0;     /* GRU lbr: (n0) column bias of the first product (0, 0, Rbh) */
+    size_t b1;        /* GRU without lbr: packed op(B) (H, hs) of Rh rows */
     size_t gemm_off;  /* its GEMM scratch in the run's scratch */
 } rnn_pair;
 
@@ -82,13 +86,18 @@ typedef struct rnn_state {
     int nslices, npairs; /* pairs direction-major: pair d*nslices + s */
     int split;           /* the _split variant */
     rnn_pair *pairs;
-    void *w_packed;      /* op(B) (I, D*G*H) of the projection */
-    float *bias;         /* (D*G*H) projection column bias */
-    float *peep;         /* (D, 3H) or NULL */
+    /* the weights block: at w_off (0) op(B) (I, D*G*H) of the projection; at
+     * bias_off its (D*G*H) column bias; at peep_off (D, 3H) peepholes when
+     * has_peep; the pairs' products */
+    size_t w_off, bias_off, peep_off, wblock_bytes;
+    int has_peep;
+    uint8_t *wblock;     /* constant weights: packed in prepare; else NULL */
     kiln__gemm_compute proj_compute;
     int nth;             /* threads the projection scratch is sized for */
-    /* scratch layout (bytes) */
-    size_t off_proj, off_proj_gemm, off_lens, off_dirs, dir_bytes;
+    /* scratch layout (bytes); off_wblock, off_pack_tmp, off_pack_rows: the
+     * weights block and the packing's temporaries when the weights come at
+     * run time */
+    size_t off_wblock, off_pack_tmp, off_pack_rows, off_proj, off_proj_gemm, off_lens, off_dirs, dir_bytes;
     size_t dir_h0, dir_h1, dir_c, dir_rh, dir_rec; /* within a direction's block */
     size_t scratch_bytes;
     const kiln__rnn_gates *gates;
@@ -104,15 +113,8 @@ static int64_t slice_col(const rnn_state *st, const rnn_pair *p, int g, int64_t 
 static void rnn_release(void *kstate) {
     rnn_state *st = kstate;
     if (!st) return;
-    for (int q = 0; st->pairs && q < st->npairs; q++) {
-        kiln__aligned_free(st->pairs[q].b0);
-        kiln__aligned_free(st->pairs[q].b1);
-        kiln__aligned_free(st->pairs[q].bias0);
-    }
     free(st->pairs);
-    kiln__aligned_free(st->w_packed);
-    kiln__aligned_free(st->bias);
-    kiln__aligned_free(st->peep);
+    kiln__aligned_free(st->wblock);
     free(st);
 }
 
@@ -172,55 +174,99 @@ static void slice_bounds(int64_t H, int nslices, int s, int64_t *j0, int64_t *j1
     }
 }
 
+static size_t packed_bytes(kiln__gemm_compute compute, int64_t K, int64_t n) {
+    return kiln__gemm_packed_b_bytes_ex(KILN__GEMM_ISA_AUTO, compute, K, n);
+}
+
 /* Packs rows rows[0..n) of the row-major (.., K) matrix src as op(B) (K, n)
- * (B^T of the gathered rows) for `compute` into a new buffer *out. tmp holds
- * n*K floats. */
+ * (B^T of the gathered rows) for `compute` into out (packed_bytes(compute,
+ * K, n) bytes). tmp holds n*K floats. */
 static kiln_status pack_rows(const float *src, int64_t K, const int64_t *rows, int64_t n,
-                             kiln__gemm_compute compute, float *tmp, void **out) {
+                             kiln__gemm_compute compute, float *tmp, uint8_t *out) {
     for (int64_t r = 0; r < n; r++) memcpy(tmp + r * K, src + rows[r] * K, (size_t)K * sizeof(float));
-    size_t bytes = kiln__gemm_packed_b_bytes_ex(KILN__GEMM_ISA_AUTO, compute, K, n);
-    if (!bytes) return kiln__err(KILN_E_INVAL, "rnn: cannot pack a (%lld, %lld) weight",
-                                 (long long)K, (long long)n);
-    if (!(*out = kiln__aligned_alloc(bytes))) return KILN_E_NOMEM;
-    return kiln__gemm_pack_b_ex(KILN__GEMM_ISA_AUTO, compute, 1, K, n, tmp, K, *out, bytes);
+    return kiln__gemm_pack_b_ex(KILN__GEMM_ISA_AUTO, compute, 1, K, n, tmp, K, out,
+                                packed_bytes(compute, K, n));
 }
 
-/* Scratch bytes of one single-threaded per-step product of pair p. */
-static size_t step_gemm_bytes(const rnn_state *st, const void *packed, int64_t n) {
+/* Scratch bytes of product g on nth threads, its packed B perhaps not
+ * packed yet: sized as for a B it would pack itself (a packed one's header
+ * would be read), a little more than it needs. */
+static size_t gemm_bytes(kiln__gemm_args g, int nth) {
     static float dummy[1];
-    kiln__gemm_args g = {.m = st->N, .n = n, .k = st->H, .alpha = 1, .a = dummy, .lda = st->H,
-                         .b = packed, .b_packed = 1, .c = dummy, .ldc = n};
-    return kiln__sgemm_scratch_bytes(&g, 1);
+    g.a = g.b = g.c = dummy;
+    g.bias_kind = KILN__GEMM_BIAS_NONE;
+    g.bias = NULL;
+    g.b_packed = 0;
+    g.ldb = g.n;
+    return kiln__sgemm_scratch_bytes(&g, nth);
 }
 
-/* The projection GEMM's arguments (pointers filled at run time). */
-static kiln__gemm_args proj_args(const rnn_state *st) {
+/* Scratch bytes of one single-threaded per-step product with n columns. */
+static size_t step_gemm_bytes(const rnn_state *st, int64_t n) {
+    return gemm_bytes((kiln__gemm_args){.m = st->N, .n = n, .k = st->H, .alpha = 1, .lda = st->H,
+                                        .ldc = n}, 1);
+}
+
+/* The projection GEMM's arguments with the weights block wb (NULL: only
+ * the shapes; A and C are filled at run time). */
+static kiln__gemm_args proj_args(const rnn_state *st, const uint8_t *wb) {
     const int64_t cols = st->D * st->G * st->H;
-    return (kiln__gemm_args){.m = st->S * st->N, .n = cols, .k = st->I, .alpha = 1,
-                             .lda = st->I, .b = st->w_packed, .b_packed = 1, .ldc = cols,
-                             .bias_kind = KILN__GEMM_BIAS_COL, .bias = st->bias,
-                             .compute = st->proj_compute};
+    kiln__gemm_args g = {.m = st->S * st->N, .n = cols, .k = st->I, .alpha = 1, .lda = st->I,
+                         .b_packed = 1, .ldc = cols, .bias_kind = KILN__GEMM_BIAS_COL,
+                         .compute = st->proj_compute};
+    if (wb) {
+        g.b = (const float *)(wb + st->w_off);
+        g.bias = (const float *)(wb + st->bias_off);
+    }
+    return g;
 }
 
-/* Packs W, R, B, P of the node into st (sizes and attributes already set). */
-static kiln_status pack_weights(const kiln__kctx *c, rnn_state *st) {
+/* Offsets of everything in the weights block (pairs' slices and n0 set). */
+static kiln_status layout_weights(rnn_state *st) {
+    const int64_t GH = st->G * st->H;
+    size_t off = 0, b;
+    st->w_off = off;
+    if (!(b = packed_bytes(st->proj_compute, st->I, st->D * GH))) return KILN_E_UNSUPPORTED;
+    off += align64(b);
+    st->bias_off = off;
+    off += align64((size_t)(st->D * GH) * sizeof(float));
+    for (int q = 0; q < st->npairs; q++) {
+        rnn_pair *p = &st->pairs[q];
+        p->b0 = off;
+        if (!(b = packed_bytes(KILN__GEMM_F32, st->H, p->n0))) return KILN_E_UNSUPPORTED;
+        off += align64(b);
+        if (!st->lstm && !st->lbr) {
+            p->b1 = off;
+            if (!(b = packed_bytes(KILN__GEMM_F32, st->H, p->hs))) return KILN_E_UNSUPPORTED;
+            off += align64(b);
+        }
+        if (!st->lstm && st->lbr) {
+            p->bias0 = off;
+            off += align64((size_t)p->n0 * sizeof(float));
+        }
+    }
+    st->peep_off = off;
+    if (st->has_peep) off += align64((size_t)(st->D * 3 * st->H) * sizeof(float));
+    st->wblock_bytes = off;
+    return KILN_OK;
+}
+
+/* Floats of the packing's temporary matrix, and its int64 row indices. */
+static size_t pack_tmp_floats(const rnn_state *st) {
+    return (size_t)(st->D * st->G * st->H * (st->I > st->H ? st->I : st->H));
+}
+static size_t pack_rows_count(const rnn_state *st) { return (size_t)(st->D * st->G * st->H); }
+
+/* Packs W, R, B, P (c's inputs, with data) into the weights block wb; tmp
+ * and rows: pack_tmp_floats and pack_rows_count of room. */
+static kiln_status pack_weights(const kiln__kctx *c, const rnn_state *st, uint8_t *wb, float *tmp,
+                                int64_t *rows) {
     const int64_t G = st->G, D = st->D, H = st->H, I = st->I, GH = G * H;
     const float *W = c->in[IN_W]->data, *R = c->in[IN_R]->data;
     const kiln_tensor *bt = kiln__in(c, IN_B);
     const float *B = bt ? bt->data : NULL;
-    int64_t kmax = I > H ? I : H;
-    float *tmp = malloc((size_t)(D * GH * kmax) * sizeof(float));
-    int64_t *rows = malloc((size_t)(D * GH) * sizeof(int64_t));
-    kiln_status s = KILN_OK;
-    if (!tmp || !rows) {
-        s = kiln__err(KILN_E_NOMEM, "rnn: out of memory packing weights");
-        goto done;
-    }
+    float *bias = (float *)(wb + st->bias_off);
     /* projection: column (d, slice col) <- W row d*GH + g*H + j */
-    if (!(st->bias = kiln__aligned_alloc((size_t)(D * GH) * sizeof(float)))) {
-        s = KILN_E_NOMEM;
-        goto done;
-    }
     for (int q = 0; q < st->npairs; q++) {
         const rnn_pair *p = &st->pairs[q];
         for (int g = 0; g < G; g++)
@@ -232,45 +278,40 @@ static kiln_status pack_weights(const kiln__kctx *c, rnn_state *st) {
                     b = B[p->d * 2 * GH + g * H + j];
                     if (!(st->lbr && g == 2)) b += B[p->d * 2 * GH + GH + g * H + j];
                 }
-                st->bias[col] = b;
+                bias[col] = b;
             }
     }
-    if ((s = pack_rows(W, I, rows, D * GH, st->proj_compute, tmp, &st->w_packed)) != KILN_OK)
-        goto done;
+    KILN__TRY(pack_rows(W, I, rows, D * GH, st->proj_compute, tmp, wb + st->w_off));
     /* per-step products: R rows of each slice */
     for (int q = 0; q < st->npairs; q++) {
-        rnn_pair *p = &st->pairs[q];
-        const int first = st->lstm ? 4 : st->lbr ? 3 : 2; /* gates in the first product */
+        const rnn_pair *p = &st->pairs[q];
         for (int g = 0; g < G; g++) /* rows of R's direction-d block, gate-block order */
             for (int64_t j = 0; j < p->hs; j++) rows[g * p->hs + j] = g * H + p->j0 + j;
-        p->n0 = first * p->hs;
-        if ((s = pack_rows(R + p->d * GH * H, H, rows, p->n0, KILN__GEMM_F32, tmp, &p->b0)) !=
-            KILN_OK)
-            goto done;
-        if (!st->lstm && !st->lbr &&
-            (s = pack_rows(R + p->d * GH * H, H, rows + 2 * p->hs, p->hs, KILN__GEMM_F32, tmp,
-                        &p->b1)) != KILN_OK)
-            goto done;
+        KILN__TRY(pack_rows(R + p->d * GH * H, H, rows, p->n0, KILN__GEMM_F32, tmp, wb + p->b0));
+        if (!st->lstm && !st->lbr)
+            KILN__TRY(pack_rows(R + p->d * GH * H, H, rows + 2 * p->hs, p->hs, KILN__GEMM_F32, tmp,
+                                wb + p->b1));
         if (!st->lstm && st->lbr) {
-            if (!(p->bias0 = kiln__aligned_alloc((size_t)p->n0 * sizeof(float)))) {
-                s = KILN_E_NOMEM;
-                goto done;
-            }
-            for (int64_t j = 0; j < p->n0; j++) p->bias0[j] = 0;
+            float *bias0 = (float *)(wb + p->bias0);
+            for (int64_t j = 0; j < p->n0; j++) bias0[j] = 0;
             if (B)
                 for (int64_t j = 0; j < p->hs; j++)
-                    p->bias0[2 * p->hs + j] = B[p->d * 2 * GH + GH + 2 * H + p->j0 + j];
+                    bias0[2 * p->hs + j] = B[p->d * 2 * GH + GH + 2 * H + p->j0 + j];
         }
     }
-    const kiln_tensor *pt = st->lstm ? kiln__in(c, IN_P) : NULL;
-    if (pt) {
-        if (!(st->peep = kiln__aligned_alloc((size_t)(D * 3 * H) * sizeof(float)))) {
-            s = KILN_E_NOMEM;
-            goto done;
-        }
-        memcpy(st->peep, pt->data, (size_t)(D * 3 * H) * sizeof(float));
-    }
-done:
+    if (st->has_peep)
+        memcpy(wb + st->peep_off, kiln__in(c, IN_P)->data, (size_t)(D * 3 * H) * sizeof(float));
+    return KILN_OK;
+}
+
+/* Packs the constant weights into a new block st->wblock. */
+static kiln_status pack_constant_weights(const kiln__kctx *c, rnn_state *st) {
+    float *tmp = malloc(pack_tmp_floats(st) * sizeof(float));
+    int64_t *rows = malloc(pack_rows_count(st) * sizeof(int64_t));
+    st->wblock = kiln__aligned_alloc(st->wblock_bytes);
+    kiln_status s = tmp && rows && st->wblock
+                        ? pack_weights(c, st, st->wblock, tmp, rows)
+                        : kiln__err(KILN_E_NOMEM, "rnn: out of memory packing weights");
     free(tmp);
     free(rows);
     return s;
@@ -281,14 +322,18 @@ done:
 static void layout_scratch(rnn_state *st) {
     const int64_t N = st->N, H = st->H, GH = st->G * H;
     size_t off = 0;
+    if (!st->wblock) { /* weights packed at run time */
+        st->off_wblock = off;
+        off += align64(st->wblock_bytes);
+        st->off_pack_tmp = off;
+        off += align64(pack_tmp_floats(st) * sizeof(float));
+        st->off_pack_rows = off;
+        off += align64(pack_rows_count(st) * sizeof(int64_t));
+    }
     st->off_proj = off;
     off += align64((size_t)(st->S * N * st->D * GH) * sizeof(float));
-    kiln__gemm_args pa = proj_args(st);
-    static float dummy[1];
-    pa.a = dummy;
-    pa.c = dummy;
     st->off_proj_gemm = off;
-    off += align64(kiln__sgemm_scratch_bytes(&pa, st->nth));
+    off += align64(gemm_bytes(proj_args(st, NULL), st->nth));
     st->off_lens = off;
     off += align64((size_t)N * sizeof(int64_t));
     const size_t state = align64((size_t)(N * H) * sizeof(float));
@@ -302,9 +347,9 @@ static void layout_scratch(rnn_state *st) {
     off += (size_t)st->D * st->dir_bytes;
     for (int q = 0; q < st->npairs; q++) {
         rnn_pair *p = &st->pairs[q];
-        size_t a = step_gemm_bytes(st, p->b0, p->n0);
-        if (p->b1) {
-            size_t b = step_gemm_bytes(st, p->b1, p->hs);
+        size_t a = step_gemm_bytes(st, p->n0);
+        if (!st->lstm && !st->lbr) {
+            size_t b = step_gemm_bytes(st, p->hs);
             if (b > a) a = b;
         }
         p->gemm_off = off;
@@ -317,11 +362,10 @@ static kiln_status rnn_prepare(kiln__kctx *c, int lstm, int split) {
     const kiln_tensor *x = kiln__in(c, IN_X), *w = kiln__in(c, IN_W), *r = kiln__in(c, IN_R);
     const kiln_tensor *b = kiln__in(c, IN_B), *p = lstm ? kiln__in(c, IN_P) : NULL;
     if (!x || !w || !r || x->dtype != KILN_DTYPE_F32 || x->ndim != 3 || r->ndim != 3 ||
-        w->dtype != KILN_DTYPE_F32 || r->dtype != KILN_DTYPE_F32 || !w->data || !r->data)
+        w->dtype != KILN_DTYPE_F32 || r->dtype != KILN_DTYPE_F32)
         return KILN_E_UNSUPPORTED;
-    if ((b && (b->dtype != KILN_DTYPE_F32 || !b->data)) ||
-        (p && (p->dtype != KILN_DTYPE_F32 || !p->data)))
-        return KILN_E_UNSUPPORTED;
+    if ((b && b->dtype != KILN_DTYPE_F32) || (p && p->dtype != KILN_DTYPE_F32)) return KILN_E_UNSUPPORTED;
+    const int constant = w->data && r->data && (!b || b->data) && (!p || p->data);
     for (int i = IN_INITIAL_H; i <= (lstm ? IN_INITIAL_C : IN_INITIAL_H); i++)
         if (kiln__in(c, i) && kiln__in(c, i)->dtype != KILN_DTYPE_F32) return KILN_E_UNSUPPORTED;
     if (split && c->nth_plan < 2) return KILN_E_UNSUPPORTED;
@@ -351,6 +395,7 @@ static kiln_status rnn_prepare(kiln__kctx *c, int lstm, int split) {
         tmp.nslices = 1;
     }
     tmp.npairs = tmp.D * tmp.nslices;
+    tmp.has_peep = p != NULL;
     tmp.nth = c->nth_plan > 0 ? c->nth_plan : 1;
     /* bf16 only for the projection: the recurrence's rounding would compound */
     tmp.proj_compute = c->precision == KILN_PRECISION_BF16 &&
@@ -373,8 +418,11 @@ static kiln_status rnn_prepare(kiln__kctx *c, int lstm, int split) {
         st->pairs[q].d = q / st->nslices;
         st->pairs[q].j0 = j0;
         st->pairs[q].hs = j1 - j0;
+        /* gates in the first product: LSTM 4, GRU lbr 3, else 2 */
+        st->pairs[q].n0 = (st->lstm ? 4 : st->lbr ? 3 : 2) * (j1 - j0);
     }
-    if ((s = pack_weights(c, st)) != KILN_OK) goto fail;
+    if ((s = layout_weights(st)) != KILN_OK) goto fail;
+    if (constant && (s = pack_constant_weights(c, st)) != KILN_OK) goto fail;
     layout_scratch(st);
     const double SN = (double)st->S * st->N, DGH = (double)st->D * st->G * st->H;
     c->flops = 2 * SN * DGH * (double)(st->I + st->H) + SN * st->D * st->H * (st->lstm ? 40 : 30);
@@ -397,7 +445,8 @@ static double rnn_cost(const kiln__kctx *c) {
     if (st->proj_compute == KILN__GEMM_BF16) proj *= 0.5; /* twice the products per cycle */
     const double rec = 2 * SN * DGH * st->H;
     const double gates = SN * st->D * st->H * (st->lstm ? 40 : 30);
-    const double bytes = 4.0 * (SN * st->I + 2 * SN * DGH + SN * st->D * st->H + DGH * (st->I + st->H));
+    double bytes = 4.0 * (SN * st->I + 2 * SN * DGH + SN * st->D * st->H + DGH * (st->I + st->H));
+    if (!st->wblock) bytes += 4.0 * 3 * DGH * (st->I + st->H); /* packed at run time */
     int par = st->split ? (st->npairs < nth ? st->npairs : nth) : (st->D < nth ? st->D : nth);
     if (par < 1) par = 1;
     /* per-step products have M = N rows: a register tile is 14 rows tall */
@@ -469,6 +518,7 @@ static void barrier_wait(rnn_barrier *b) {
 
 typedef struct rnn_run {
     const rnn_state *st;
+    const uint8_t *wb;   /* the weights block */
     uint8_t *scratch;
     const float *proj;   /* (S*N, D*G*H), rows in X's order */
     const int64_t *lens; /* (N) */
@@ -519,10 +569,11 @@ static kiln_status pair_step(rnn_run *r, const rnn_pair *p, int64_t k, int phase
     const int two_phase = !st->lstm && !st->lbr;
     const int last = !two_phase || phase == 1;
     if (phase == 0)
-        KILN__TRY(step_gemm(r, p, h_prev, p->b0, p->n0, p->bias0, rec, col0));
+        KILN__TRY(step_gemm(r, p, h_prev, r->wb + p->b0, p->n0,
+                            !st->lstm && st->lbr ? (const float *)(r->wb + p->bias0) : NULL, rec, col0));
     else
-        KILN__TRY(step_gemm(r, p, rh, p->b1, hs, NULL, rec, col0 + 2 * hs));
-    const float *pp = st->peep ? st->peep + d * 3 * H : NULL;
+        KILN__TRY(step_gemm(r, p, rh, r->wb + p->b1, hs, NULL, rec, col0 + 2 * hs));
+    const float *pp = st->has_peep ? (const float *)(r->wb + st->peep_off) + d * 3 * H : NULL;
     for (int64_t b = 0; b < N; b++) {
         const int64_t len = r->lens[b];
         if (k >= len) {
@@ -608,9 +659,15 @@ static kiln_status rnn_run_fn(kiln__kctx *c) {
             return kiln__err(KILN_E_RANGE, "input 'sequence_lens' has %lld at batch %lld, "
                              "expected 0..%lld", (long long)lens[b], (long long)b, (long long)S);
     }
+    uint8_t *wb = st->wblock;
+    if (!wb) { /* weights known only now */
+        wb = scratch + st->off_wblock;
+        KILN__TRY(pack_weights(c, st, wb, (float *)(scratch + st->off_pack_tmp),
+                               (int64_t *)(scratch + st->off_pack_rows)));
+    }
     /* (1) the input projection for every step and direction */
     kiln__pool *pool = kiln__pool_size(c->pool) <= st->nth ? c->pool : NULL;
-    kiln__gemm_args pa = proj_args(st);
+    kiln__gemm_args pa = proj_args(st, wb);
     pa.a = c->in[IN_X]->data;
     pa.c = (float *)(scratch + st->off_proj);
     KILN__TRY(kiln__sgemm_run(pool, &pa, scratch + st->off_proj_gemm));
@@ -618,7 +675,7 @@ static kiln_status rnn_run_fn(kiln__kctx *c) {
     /* (2) the recurrence */
     const kiln_tensor *h0 = kiln__in(c, IN_INITIAL_H), *c0 = st->lstm ? kiln__in(c, IN_INITIAL_C) : NULL;
     kiln_tensor *y = kiln__out(c, 0), *yh = kiln__out(c, 1), *yc = st->lstm ? kiln__out(c, 2) : NULL;
-    rnn_run r = {.st = st, .scratch = scratch, .proj = pa.c, .lens = lens,
+    rnn_run r = {.st = st, .wb = wb, .scratch = scratch, .proj = pa.c, .lens = lens,
                  .y = y ? y->data : NULL};
     for (int d = 0; d < st->D; d++) {
         state_io(st, h0 ? h0->data : NULL, d, dir_buf(&r, d, st->dir_h0), 0);

@@ -8,8 +8,9 @@
  * its gates as consecutive blocks of n floats (LSTM: i, o, f, c; GRU: z, r,
  * h), in the projection row and in the recurrent product row alike.
  *
- * Two implementations: scalar C (libm expf/tanhf) and AVX-512F (vectorized
- * exp/tanh, a few ulp, masked tails, NaN propagating), picked at run time.
+ * Three implementations: scalar C (libm expf/tanhf), AVX2 and AVX-512F
+ * (vmath.h's exp/tanh, a few ulp, masked tails, NaN propagating; one source,
+ * rnn_gates_simd.h), picked at run time.
  * All arithmetic is f32. */
 #ifndef KILN_CPU_KERNELS_RNN_H
 #define KILN_CPU_KERNELS_RNN_H
@@ -54,21 +55,25 @@ typedef struct kiln__rnn_gru_row {
 } kiln__rnn_gru_row;
 
 typedef struct kiln__rnn_gates {
-    const char *name; /* "generic", "avx512" */
+    const char *name; /* "generic", "avx2", "avx512" */
     void (*lstm)(const kiln__rnn_lstm_row *a);
     void (*gru_zr)(const kiln__rnn_gru_row *a);
     void (*gru_h)(const kiln__rnn_gru_row *a);
+    /* x[j] = sigmoid(x[j]) / tanh(x[j]) for j < n, in place (the gradient
+     * kernels' forward, rnn_grad.c, which keeps every gate). */
+    void (*sigmoid)(float *x, int64_t n);
+    void (*tanh)(float *x, int64_t n);
 } kiln__rnn_gates;
 
 extern const kiln__rnn_gates kiln__rnn_gates_generic;
 #if defined(__x86_64__) || defined(__i386__)
 #define KILN__RNN_X86 1
+extern const kiln__rnn_gates kiln__rnn_gates_avx2;
 extern const kiln__rnn_gates kiln__rnn_gates_avx512;
 #endif
 
 /* The gate kernels for isa: AUTO gives the best this CPU runs, GENERIC the
- * scalar ones, AVX512 the vector ones; NULL when the CPU lacks isa (AVX2 has
- * no kernels of its own and gives the scalar ones). */
+ * scalar ones, AVX2 / AVX512 the vector ones; NULL when the CPU lacks isa. */
 const kiln__rnn_gates *kiln__rnn_gates_for(kiln__gemm_isa isa);
 
 #endif

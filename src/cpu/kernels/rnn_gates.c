@@ -1,6 +1,6 @@
 /* src/cpu/kernels/rnn_gates.c: the scalar LSTM / GRU gate kernels (libm,
- * f32) and the run-time choice between them and the AVX-512 ones
- * (rnn_gates_avx512.c). Semantics in rnn.h. */
+ * f32) and the run-time choice between them and the vector ones
+ * (rnn_gates_avx512.c, rnn_gates_avx2.c). Semantics in rnn.h. */
 #include <math.h>
 
 #include "cpu/kernels/rnn.h"
@@ -58,28 +58,38 @@ static void gru_h_generic(const kiln__rnn_gru_row *a) {
     }
 }
 
+static void sigmoid_generic(float *x, int64_t n) {
+    for (int64_t j = 0; j < n; j++) x[j] = sigmoidf(x[j]);
+}
+
+static void tanh_generic(float *x, int64_t n) {
+    for (int64_t j = 0; j < n; j++) x[j] = tanhf(x[j]);
+}
+
 const kiln__rnn_gates kiln__rnn_gates_generic = {
     .name = "generic",
     .lstm = lstm_generic,
     .gru_zr = gru_zr_generic,
     .gru_h = gru_h_generic,
+    .sigmoid = sigmoid_generic,
+    .tanh = tanh_generic,
 };
 
 const kiln__rnn_gates *kiln__rnn_gates_for(kiln__gemm_isa isa) {
+    if (isa == KILN__GEMM_ISA_GENERIC) return &kiln__rnn_gates_generic;
+#ifdef KILN__RNN_X86
+    if (isa == KILN__GEMM_ISA_AUTO)
+        isa = kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX512) ? KILN__GEMM_ISA_AVX512
+              : kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX2) ? KILN__GEMM_ISA_AVX2
+                                                              : KILN__GEMM_ISA_GENERIC;
+    if (!kiln__gemm_isa_supported(isa)) return NULL;
     switch (isa) {
-    case KILN__GEMM_ISA_AUTO:
-#ifdef KILN__RNN_X86
-        if (kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX512)) return &kiln__rnn_gates_avx512;
-#endif
-        return &kiln__rnn_gates_generic;
     case KILN__GEMM_ISA_GENERIC: return &kiln__rnn_gates_generic;
-    case KILN__GEMM_ISA_AVX2:
-        return kiln__gemm_isa_supported(isa) ? &kiln__rnn_gates_generic : NULL;
-    case KILN__GEMM_ISA_AVX512:
-#ifdef KILN__RNN_X86
-        if (kiln__gemm_isa_supported(isa)) return &kiln__rnn_gates_avx512;
-#endif
-        return NULL;
+    case KILN__GEMM_ISA_AVX2: return &kiln__rnn_gates_avx2;
+    case KILN__GEMM_ISA_AVX512: return &kiln__rnn_gates_avx512;
     default: return NULL;
     }
+#else
+    return isa == KILN__GEMM_ISA_AUTO ? &kiln__rnn_gates_generic : NULL;
+#endif
 }

@@ -33,18 +33,20 @@
  * for (0), h_s for (1)), dB = column sums of dZ and dQ.
  *
  * The products run on the session's pool; the gate arithmetic (per step,
- * N*H values) on the calling thread, in f32 like every product.
+ * N*H values) on the calling thread, in f32 like every product, its sigmoid
+ * and tanh vectorized (rnn.h's kernels). LSTM keeps tanh(c) of every step
+ * for the backward pass.
  *
  * Taken: f32, the default activations, no clip, LSTM input_forget 0 and no
  * peepholes, no sequence_lens (every sequence full length); the reference
  * runs the rest. W and R may change between runs (they are being trained):
  * nothing is packed at plan time.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cpu/kernels/gemm.h"
+#include "cpu/kernels/rnn.h"
 #include "ops/algo.h"
 
 /* Inputs and outputs of the two ops (grad.def): LSTMGrad's, and GRUGrad's
@@ -59,12 +61,14 @@ typedef struct rnn_grad_state {
     int64_t S, N, I, H, D, G; /* G = 4H (LSTM), 3H (GRU) */
     int layout, reverse;      /* reverse: direction "reverse" (D = 1) */
     int nth;
+    const kiln__rnn_gates *act; /* the vectorized sigmoid and tanh */
     /* scratch offsets (floats): xs (S*N, I) X in step order; z (S*N, G) the
-     * gates; hs ((S+1)*N, H) every h; cs likewise for LSTM's c; dz (S*N, G)
+     * gates; hs ((S+1)*N, H) every h; cs likewise for LSTM's c, tcs (S*N, H)
+     * its tanh(c) after each step; dz (S*N, G)
      * the input parts' gradients; GRU: dq (S*N, G) the recurrent parts', vs
      * (S*N, H) v per step, tmp (N, G); dh (2 N*H); dc (N*H); bias (G, and
      * GRU's Rbh: H); dxs (S*N, I); gemm: bytes from there */
-    size_t xs, z, hs, cs, dz, dq, vs, tmp, dh, dc, bias, dxs, gemm;
+    size_t xs, z, hs, cs, tcs, dz, dq, vs, tmp, dh, dc, bias, dxs, gemm;
     size_t scratch_bytes;
 } rnn_grad_state;
 
@@ -134,12 +138,17 @@ static kiln_status rnn_grad_prepare(kiln__kctx *c, int lstm) {
         return KILN_E_UNSUPPORTED;
     }
     s->nth = c->nth_plan > 0 ? c->nth_plan : 1;
+    if (!(s->act = kiln__rnn_gates_for(KILN__GEMM_ISA_AUTO))) {
+        free(s);
+        return KILN_E_UNSUPPORTED;
+    }
     const size_t SN = (size_t)(s->S * s->N), NH = (size_t)(s->N * s->H), G = (size_t)s->G;
     size_t at = 0;
     s->xs = at, at += align16(SN * (size_t)s->I);
     s->z = at, at += align16(SN * G);
     s->hs = at, at += align16(SN * (size_t)s->H + NH); /* h_0 .. h_S */
     s->cs = at, at += lstm ? align16(SN * (size_t)s->H + NH) : 0;
+    s->tcs = at, at += lstm ? align16(SN * (size_t)s->H) : 0;
     s->dz = at, at += align16(SN * G);
     s->dq = at, at += lstm ? 0 : align16(SN * G);
     s->vs = at, at += lstm ? 0 : align16(SN * (size_t)s->H);
@@ -184,8 +193,6 @@ static kiln_status product(const kiln__kctx *c, const rnn_grad_state *s, int64_t
     kiln__pool *pool = kiln__pool_size(c->pool) <= s->nth ? c->pool : NULL;
     return kiln__sgemm_run(pool, &g, (char *)c->scratch + s->gemm);
 }
-
-static float sigmoidf_(float v) { return 1.0f / (1.0f + expf(-v)); }
 
 /* Row offset (in rows of width `width`) of batch row n at time t, and of a
  * state row of direction d, in the ONNX layouts. */
@@ -269,7 +276,8 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
     const rnn_grad_state *s = c->kstate;
     const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N;
     float *f = c->scratch;
-    float *xs = f + s->xs, *z = f + s->z, *hs = f + s->hs, *cs = f + s->cs, *dz = f + s->dz;
+    float *xs = f + s->xs, *z = f + s->z, *hs = f + s->hs, *cs = f + s->cs, *tcs = f + s->tcs;
+    float *dz = f + s->dz;
     float *dh = f + s->dh, *dhp = dh + N * H, *dc = f + s->dc, *bias = f + s->bias;
     const float *w = kiln__in(c, IN_W)->data, *r = kiln__in(c, IN_R)->data;
     const kiln_tensor *t_dy = kiln__in(c, IN_DY), *t_b = kiln__in(c, LSTM_B);
@@ -289,25 +297,23 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
             float *zs = z + st * N * G;
             const float *h_prev = hs + st * N * H, *c_prev = cs + st * N * H;
             float *h_next = hs + (st + 1) * N * H, *c_next = cs + (st + 1) * N * H;
+            float *tc = tcs + st * N * H;
             KILN__TRY(product(c, s, N, G, H, h_prev, H, 0, rd, H, 1, zs, G, 1, NULL));
             for (int64_t n = 0; n < N; n++) {
-                float *g = zs + n * G;
-                for (int64_t j = 0; j < H; j++) {
-                    float i = sigmoidf_(g[j]), o = sigmoidf_(g[H + j]), fg = sigmoidf_(g[2 * H + j]);
-                    float cc = tanhf(g[3 * H + j]);
-                    g[j] = i, g[H + j] = o, g[2 * H + j] = fg, g[3 * H + j] = cc;
-                    float cn = fg * c_prev[n * H + j] + i * cc;
-                    c_next[n * H + j] = cn;
-                    h_next[n * H + j] = o * tanhf(cn);
-                }
+                float *g = zs + n * G, *tcn = tc + n * H;
+                s->act->sigmoid(g, 3 * H); /* i, o, f */
+                s->act->tanh(g + 3 * H, H);
+                for (int64_t j = 0; j < H; j++)
+                    c_next[n * H + j] = tcn[j] = g[2 * H + j] * c_prev[n * H + j] + g[j] * g[3 * H + j];
+                s->act->tanh(tcn, H);
+                for (int64_t j = 0; j < H; j++) h_next[n * H + j] = g[H + j] * tcn[j];
             }
         }
         /* backward through time */
         state_io(s, kiln__in(c, IN_DY_H), d, dh, 0);
         state_io(s, kiln__in(c, LSTM_DY_C), d, dc, 0);
         for (int64_t st = S - 1; st >= 0; st--) {
-            const float *zs = z + st * N * G, *c_prev = cs + st * N * H;
-            const float *c_now = cs + (st + 1) * N * H;
+            const float *zs = z + st * N * G, *c_prev = cs + st * N * H, *tc = tcs + st * N * H;
             float *dzs = dz + st * N * G;
             for (int64_t n = 0; n < N; n++) {
                 const float *g = zs + n * G, *dy = dy_at(s, t_dy, d, st, n);
@@ -315,10 +321,10 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
                 for (int64_t j = 0; j < H; j++) {
                     float dhv = dh[n * H + j] + (dy ? dy[j] : 0.0f);
                     float i = g[j], o = g[H + j], fg = g[2 * H + j], cc = g[3 * H + j];
-                    float tc = tanhf(c_now[n * H + j]);
-                    float dcv = dc[n * H + j] + dhv * o * (1 - tc * tc);
+                    float t = tc[n * H + j];
+                    float dcv = dc[n * H + j] + dhv * o * (1 - t * t);
                     gd[j] = dcv * cc * i * (1 - i);
-                    gd[H + j] = dhv * tc * o * (1 - o);
+                    gd[H + j] = dhv * t * o * (1 - o);
                     gd[2 * H + j] = dcv * c_prev[n * H + j] * fg * (1 - fg);
                     gd[3 * H + j] = dcv * i * (1 - cc * cc);
                     dc[n * H + j] = dcv * fg;
@@ -372,23 +378,24 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
             /* tmp = h_prev [Rz Rr (Rh)]^T */
             KILN__TRY(product(c, s, N, s->lbr ? G : 2 * H, H, h_prev, H, 0, rd, H, 1, tmp, G, 0,
                               NULL));
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t j = 0; j < 2 * H; j++)
-                    zs[n * G + j] = sigmoidf_(zs[n * G + j] + tmp[n * G + j]);
+            for (int64_t n = 0; n < N; n++) {
+                for (int64_t j = 0; j < 2 * H; j++) zs[n * G + j] += tmp[n * G + j];
+                s->act->sigmoid(zs + n * G, 2 * H);
+            }
             for (int64_t n = 0; n < N; n++)
                 for (int64_t j = 0; j < H; j++)
                     v[n * H + j] = s->lbr ? tmp[n * G + 2 * H + j] + rbh[j]
                                           : zs[n * G + H + j] * h_prev[n * H + j];
             if (!s->lbr) /* tmp's h~ block = (r * h_prev) Rh^T */
                 KILN__TRY(product(c, s, N, H, H, v, H, 0, rh, H, 1, tmp + 2 * H, G, 0, NULL));
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t j = 0; j < H; j++) {
-                    float *g = zs + n * G;
-                    float rec = s->lbr ? g[H + j] * v[n * H + j] : tmp[n * G + 2 * H + j];
-                    float nn = tanhf(g[2 * H + j] + rec), zz = g[j];
-                    g[2 * H + j] = nn;
-                    h_next[n * H + j] = (1 - zz) * nn + zz * h_prev[n * H + j];
-                }
+            for (int64_t n = 0; n < N; n++) {
+                float *g = zs + n * G;
+                for (int64_t j = 0; j < H; j++)
+                    g[2 * H + j] += s->lbr ? g[H + j] * v[n * H + j] : tmp[n * G + 2 * H + j];
+                s->act->tanh(g + 2 * H, H);
+                for (int64_t j = 0; j < H; j++)
+                    h_next[n * H + j] = (1 - g[j]) * g[2 * H + j] + g[j] * h_prev[n * H + j];
+            }
         }
         /* backward through time: dz the input parts' gradients, dq the recurrent parts' */
         state_io(s, kiln__in(c, IN_DY_H), d, dh, 0);

@@ -2,10 +2,12 @@
  * kernels: exp, log, tanh, erf and the activations built on them (sigmoid,
  * GELU in its erf and tanh forms).
  *
- * Two forms of each:
+ * Forms:
  *   kiln__vm_<f>16(__m512 x)  AVX-512F, 16 lanes (static inline; callers must
  *                             be compiled for AVX-512 too: KILN__VM_AVX512 on
  *                             the function or a target pragma);
+ *   kiln__vm_<f>8(__m256 x)   AVX2 + FMA, 8 lanes, for exp, tanh and sigmoid
+ *                             (KILN__VM_AVX2 likewise);
  *   kiln__vm_<f>(float x)     the scalar fallback, from libm (the generic
  *                             path's arithmetic; also the vector forms' oracle).
  *
@@ -219,6 +221,71 @@ static inline KILN__VM_AVX512 __m512 kiln__vm_gelu_tanh16(__m512 x) {
         x, KILN__VM_FMA(_mm512_mul_ps(x, x), KILN__VM_S(0.0713548162726f), KILN__VM_S(1.5957691216057308f)));
     __m512 e = kiln__vm_exp16(_mm512_sub_ps(_mm512_setzero_ps(), y2));
     return _mm512_div_ps(x, _mm512_add_ps(KILN__VM_S(1.0f), e));
+}
+
+/* ---- AVX2 forms (8 lanes): exp, tanh, sigmoid --------------------------------
+ * The same algorithms and accuracy as the AVX-512 forms, for CPUs without
+ * AVX-512 (callers compiled for AVX2 + FMA: KILN__VM_AVX2 or a target pragma).
+ * AVX2 has no vscalefps: p * 2^n is taken as (p * 2^a) * 2^b with a + b = n,
+ * both halves normal, so only the last product rounds (into the denormals
+ * correctly). */
+
+#define KILN__VM_AVX2 __attribute__((target("avx2,fma")))
+#define KILN__VM_S8(x) _mm256_set1_ps(x)
+
+/* 2^k for integer-valued k in [-126, 127], as a float */
+static inline KILN__VM_AVX2 __m256 kiln__vm_pow2i8(__m256i k) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
+}
+
+static inline KILN__VM_AVX2 __m256 kiln__vm_exp8(__m256 x) {
+    x = _mm256_max_ps(KILN__VM_S8(-104.0f), x);
+    x = _mm256_min_ps(KILN__VM_S8(89.0f), x);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, KILN__VM_S8(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fmadd_ps(n, KILN__VM_S8(-0.693359375f), x);
+    r = _mm256_fmadd_ps(n, KILN__VM_S8(2.12194440e-4f), r);
+    __m256 p = KILN__VM_S8(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, KILN__VM_S8(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, KILN__VM_S8(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, KILN__VM_S8(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, KILN__VM_S8(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, KILN__VM_S8(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, KILN__VM_S8(1.0f)));
+    /* n in [-150, 129] (NaN: p is NaN whatever the scale); a = n >> 1 */
+    __m256i ni = _mm256_cvtps_epi32(n);
+    __m256i a = _mm256_srai_epi32(ni, 1);
+    return _mm256_mul_ps(_mm256_mul_ps(p, kiln__vm_pow2i8(a)),
+                         kiln__vm_pow2i8(_mm256_sub_epi32(ni, a)));
+}
+
+static inline KILN__VM_AVX2 __m256 kiln__vm_abs8(__m256 x) {
+    return _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)));
+}
+
+/* tanh(x), ~2 ulp. */
+static inline KILN__VM_AVX2 __m256 kiln__vm_tanh8(__m256 x) {
+    __m256 ax = kiln__vm_abs8(x);
+    __m256 z = _mm256_mul_ps(x, x);
+    __m256 p = KILN__VM_S8(-5.70498872745e-3f);
+    p = _mm256_fmadd_ps(p, z, KILN__VM_S8(2.06390887954e-2f));
+    p = _mm256_fmadd_ps(p, z, KILN__VM_S8(-5.37397155531e-2f));
+    p = _mm256_fmadd_ps(p, z, KILN__VM_S8(1.33314422036e-1f));
+    p = _mm256_fmadd_ps(p, z, KILN__VM_S8(-3.33332819422e-1f));
+    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+    __m256 cl = _mm256_min_ps(KILN__VM_S8(10.0f), ax); /* NaN passes */
+    __m256 e = kiln__vm_exp8(_mm256_add_ps(cl, cl));
+    __m256 large = _mm256_sub_ps(KILN__VM_S8(1.0f),
+                                 _mm256_div_ps(KILN__VM_S8(2.0f), _mm256_add_ps(e, KILN__VM_S8(1.0f))));
+    /* large >= 0 (or NaN): x's sign bit or'ed in */
+    large = _mm256_or_ps(large, _mm256_and_ps(x, KILN__VM_S8(-0.0f)));
+    return _mm256_blendv_ps(large, small, _mm256_cmp_ps(ax, KILN__VM_S8(0.625f), _CMP_LT_OQ));
+}
+
+/* 1 / (1 + exp(-x)) */
+static inline KILN__VM_AVX2 __m256 kiln__vm_sigmoid8(__m256 x) {
+    __m256 e = kiln__vm_exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+    return _mm256_div_ps(KILN__VM_S8(1.0f), _mm256_add_ps(KILN__VM_S8(1.0f), e));
 }
 
 #endif /* x86 */
