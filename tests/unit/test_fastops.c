@@ -800,6 +800,69 @@ static void test_sum_to(void **state) {
     sum_to_case((shape){4, {8, 16, 5, 5}}, (shape){4, {1, 16, 1, 1}}, 0, 0);
 }
 
+/* ---- softmax cross-entropy ---------------------------------------------------------- */
+
+typedef struct sce_case {
+    shape x;         /* (N, C, D...) */
+    const char *red; /* reduction */
+    int weight, ignore, log_prob, poisoned;
+} sce_case;
+
+/* Labels for x's shape: every class, and ignore_index 3 at some positions. */
+static kiln_tensor *sce_labels(const shape *x) {
+    int64_t d[4] = {x->d[0]}, n = x->d[0];
+    for (int a = 2; a < x->ndim; a++) d[a - 1] = x->d[a], n *= x->d[a];
+    kiln_tensor *t;
+    assert_int_equal(kiln_tensor_create(KILN_DTYPE_I64, x->ndim - 1, d, &t), KILN_OK);
+    int64_t *v = kiln_tensor_data(t);
+    for (int64_t i = 0; i < n; i++) v[i] = (i * 7 + i / 5) % x->d[1];
+    return t;
+}
+
+static void sce_attrs(ah_case *c, const sce_case *k) {
+    ah_attr_string(c, "reduction", k->red);
+    if (k->ignore) ah_attr_int(c, "ignore_index", 3);
+}
+
+/* SoftmaxCrossEntropyLoss (softmax_ce_f32) and kiln.SoftmaxCrossEntropyLossGrad
+ * (softmax_ce_grad_f32) against the reference: plain classification (D = 1),
+ * positions over one or two trailing dims, column blocks past 256 positions,
+ * every reduction, weights, ignore_index, the log_prob output, NaN and
+ * infinities among the scores. */
+static void test_softmax_ce(void **state) {
+    static const sce_case cases[] = {
+        {{2, {7, 10}}, "mean", 0, 0, 0, 0},      {{2, {5, 300}}, "sum", 1, 1, 1, 0},
+        {{3, {3, 256, 64}}, "mean", 0, 0, 1, 0}, {{3, {2, 5, 300}}, "none", 1, 1, 0, 0},
+        {{4, {2, 4, 3, 5}}, "mean", 1, 1, 1, 1}, {{2, {6, 9}}, "none", 0, 1, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const sce_case *k = &cases[i];
+        const int64_t C = k->x.d[1];
+        ah_case c;
+        ah_case_init(&c, "SoftmaxCrossEntropyLoss", "", 13, k->log_prob ? 2 : 1);
+        kiln_tensor *x = rnd(k->x.ndim, k->x.d, -4, 4);
+        if (k->poisoned) poison(x);
+        ah_input(&c, x, 0);
+        ah_input(&c, sce_labels(&k->x), 0);
+        if (k->weight) ah_input(&c, rnd(1, &C, 0.2f, 2), 0);
+        sce_attrs(&c, k);
+        check_and_free(&c, "softmax_ce_f32", 1);
+        /* the gradient, from log-probabilities and dL of the reduction's shape */
+        ah_case_init(&c, "SoftmaxCrossEntropyLossGrad", "kiln", 1, 1);
+        int64_t ld[4] = {k->x.d[0]};
+        for (int a = 2; a < k->x.ndim; a++) ld[a - 1] = k->x.d[a];
+        const int none = strcmp(k->red, "none") == 0;
+        ah_input(&c, rnd(none ? k->x.ndim - 1 : 0, ld, -2, 2), 0);
+        kiln_tensor *lp = rnd(k->x.ndim, k->x.d, -6, 0);
+        if (k->poisoned) poison(lp);
+        ah_input(&c, lp, 0);
+        ah_input(&c, sce_labels(&k->x), 0);
+        if (k->weight) ah_input(&c, rnd(1, &C, 0.2f, 2), 0);
+        sce_attrs(&c, k);
+        check_and_free(&c, "softmax_ce_grad_f32", 1);
+    }
+}
+
 /* ---- attention ------------------------------------------------------------------------ */
 
 typedef struct attn_case {
@@ -874,6 +937,7 @@ int main(void) {
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_global_pool),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_reduce),
         cmocka_unit_test(test_sum_to),
+        cmocka_unit_test(test_softmax_ce),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

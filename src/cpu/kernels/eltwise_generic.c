@@ -37,8 +37,13 @@ static inline __attribute__((always_inline)) float unary1(const kiln__eltw_unary
     }
 }
 
-/* The switch sits outside each loop: one loop per op. */
+/* The switch sits outside each loop: one loop per op. A table compiled
+ * from this file may take some ops to vector math of its own first:
+ * KILN_ELTW_UNARY_VEC(u, x, y, n) returns 1 when it did the op. */
 static void unary_generic(const kiln__eltw_unary *u, const float *x, float *y, int64_t n) {
+#ifdef KILN_ELTW_UNARY_VEC
+    if (KILN_ELTW_UNARY_VEC(u, x, y, n)) return;
+#endif
     switch (u->op) {
 #define CASE(OP)                                                \
     case OP: {                                                  \

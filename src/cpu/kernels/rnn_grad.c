@@ -62,17 +62,26 @@ typedef struct rnn_grad_state {
     int layout, reverse;      /* reverse: direction "reverse" (D = 1) */
     int nth;
     const kiln__rnn_gates *act; /* the vectorized sigmoid and tanh */
-    /* scratch offsets (floats): xs (S*N, I) X in step order; z (S*N, G) the
+    /* scratch offsets (floats): rf, rb R_d packed once per direction as
+     * the per-step products' B: R_d^T (H, G) forward, R_d (G, H) backward
+     * (GRU: its z, r rows, or all with linear_before_reset; without it
+     * also rhf, rhb: Rh^T and Rh);
+     * xs (S*N, I) X in step order; z (S*N, G) the
      * gates; hs ((S+1)*N, H) every h; cs likewise for LSTM's c, tcs (S*N, H)
      * its tanh(c) after each step; dz (S*N, G)
      * the input parts' gradients; GRU: dq (S*N, G) the recurrent parts', vs
      * (S*N, H) v per step, tmp (N, G); dh (2 N*H); dc (N*H); bias (G, and
      * GRU's Rbh: H); dxs (S*N, I); gemm: bytes from there */
-    size_t xs, z, hs, cs, tcs, dz, dq, vs, tmp, dh, dc, bias, dxs, gemm;
+    size_t rf, rb, rhf, rhb, xs, z, hs, cs, tcs, dz, dq, vs, tmp, dh, dc, bias, dxs, gemm;
     size_t scratch_bytes;
 } rnn_grad_state;
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* Floats of a packed op(B) (k, n). */
+static size_t packed_floats(int64_t k, int64_t n) {
+    return (kiln__sgemm_packed_b_bytes(KILN__GEMM_ISA_AUTO, k, n) + 3) / 4;
+}
 
 /* The largest GEMM scratch any product below needs on nth threads. */
 static size_t gemm_scratch(const rnn_grad_state *s, int nth) {
@@ -144,6 +153,12 @@ static kiln_status rnn_grad_prepare(kiln__kctx *c, int lstm) {
     }
     const size_t SN = (size_t)(s->S * s->N), NH = (size_t)(s->N * s->H), G = (size_t)s->G;
     size_t at = 0;
+    /* the recurrent products' columns: LSTM and GRU lbr all G, GRU else z, r */
+    const int64_t rcols = lstm || s->lbr ? s->G : 2 * s->H;
+    s->rf = at, at += align16(packed_floats(s->H, rcols));
+    s->rb = at, at += align16(packed_floats(rcols, s->H));
+    s->rhf = at, at += lstm || s->lbr ? 0 : align16(packed_floats(s->H, s->H));
+    s->rhb = at, at += lstm || s->lbr ? 0 : align16(packed_floats(s->H, s->H));
     s->xs = at, at += align16(SN * (size_t)s->I);
     s->z = at, at += align16(SN * G);
     s->hs = at, at += align16(SN * (size_t)s->H + NH); /* h_0 .. h_S */
@@ -178,6 +193,12 @@ static double rnn_grad_cost(const kiln__kctx *c) {
     return kiln__cost_seconds(c, c->flops, eff, bytes);
 }
 
+/* Runs product g on the pool. */
+static kiln_status run_product(const kiln__kctx *c, const rnn_grad_state *s, kiln__gemm_args *g) {
+    kiln__pool *pool = kiln__pool_size(c->pool) <= s->nth ? c->pool : NULL;
+    return kiln__sgemm_run(pool, g, (char *)c->scratch + s->gemm);
+}
+
 /* C = op(A) op(B) (+ C when accumulate), on the pool. */
 static kiln_status product(const kiln__kctx *c, const rnn_grad_state *s, int64_t m, int64_t n,
                            int64_t k, const float *a, int64_t lda, int trans_a, const float *b,
@@ -190,8 +211,25 @@ static kiln_status product(const kiln__kctx *c, const rnn_grad_state *s, int64_t
         g.bias_kind = KILN__GEMM_BIAS_COL;
         g.bias = col_bias;
     }
-    kiln__pool *pool = kiln__pool_size(c->pool) <= s->nth ? c->pool : NULL;
-    return kiln__sgemm_run(pool, &g, (char *)c->scratch + s->gemm);
+    return run_product(c, s, &g);
+}
+
+/* Packs op(B) (k, n) of b (ldb; transposed when trans_b) into the scratch
+ * floats at off, for the per-step products (packed once per direction). */
+static kiln_status pack_b(const kiln__kctx *c, size_t off, int64_t k, int64_t n, const float *b,
+                          int64_t ldb, int trans_b) {
+    return kiln__sgemm_pack_b(KILN__GEMM_ISA_AUTO, trans_b, k, n, b, ldb, (float *)c->scratch + off,
+                              packed_floats(k, n) * 4);
+}
+
+/* C (m, n) = A (m, k; lda) x the B packed at off (+ C when accumulate). */
+static kiln_status product_packed(const kiln__kctx *c, const rnn_grad_state *s, int64_t m,
+                                  int64_t n, int64_t k, const float *a, int64_t lda, size_t off,
+                                  float *out, int64_t ldc, int accumulate) {
+    kiln__gemm_args g = {.m = m, .n = n, .k = k, .alpha = 1, .beta = accumulate ? 1.0f : 0.0f,
+                         .a = a, .lda = lda, .b = (const float *)c->scratch + off, .b_packed = 1,
+                         .c = out, .ldc = ldc};
+    return run_product(c, s, &g);
 }
 
 /* Row offset (in rows of width `width`) of batch row n at time t, and of a
@@ -291,6 +329,8 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
         for (int64_t k = 0; k < G; k++) bias[k] = b ? b[k] + b[G + k] : 0.0f;
         state_io(s, kiln__in(c, LSTM_H0), d, hs, 0);
         state_io(s, kiln__in(c, LSTM_C0), d, cs, 0);
+        KILN__TRY(pack_b(c, s->rf, H, G, rd, H, 1));
+        KILN__TRY(pack_b(c, s->rb, G, H, rd, H, 0));
         /* forward again, keeping the gates and every state */
         KILN__TRY(product(c, s, SN, G, I, xs, I, 0, wd, I, 1, z, G, 0, bias));
         for (int64_t st = 0; st < S; st++) {
@@ -298,7 +338,7 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
             const float *h_prev = hs + st * N * H, *c_prev = cs + st * N * H;
             float *h_next = hs + (st + 1) * N * H, *c_next = cs + (st + 1) * N * H;
             float *tc = tcs + st * N * H;
-            KILN__TRY(product(c, s, N, G, H, h_prev, H, 0, rd, H, 1, zs, G, 1, NULL));
+            KILN__TRY(product_packed(c, s, N, G, H, h_prev, H, s->rf, zs, G, 1));
             for (int64_t n = 0; n < N; n++) {
                 float *g = zs + n * G, *tcn = tc + n * H;
                 s->act->sigmoid(g, 3 * H); /* i, o, f */
@@ -330,7 +370,7 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
                     dc[n * H + j] = dcv * fg;
                 }
             }
-            KILN__TRY(product(c, s, N, H, G, dzs, G, 0, rd, H, 0, dhp, H, 0, NULL));
+            KILN__TRY(product_packed(c, s, N, H, G, dzs, G, s->rb, dhp, H, 0));
             memcpy(dh, dhp, (size_t)(N * H) * sizeof(float));
         }
         state_io(s, kiln__out(c, OUT_DH0), d, dh, 1);
@@ -369,6 +409,13 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
             bias[k] = b ? b[k] + (k < 2 * H || !s->lbr ? b[G + k] : 0.0f) : 0.0f;
         for (int64_t j = 0; j < H; j++) rbh[j] = b ? b[G + 2 * H + j] : 0.0f;
         state_io(s, kiln__in(c, GRU_H0), d, hs, 0);
+        const int64_t rcols = s->lbr ? G : 2 * H; /* the rows of R_d in the first product */
+        KILN__TRY(pack_b(c, s->rf, H, rcols, rd, H, 1));
+        KILN__TRY(pack_b(c, s->rb, rcols, H, rd, H, 0));
+        if (!s->lbr) {
+            KILN__TRY(pack_b(c, s->rhf, H, H, rh, H, 1));
+            KILN__TRY(pack_b(c, s->rhb, H, H, rh, H, 0));
+        }
         /* forward again: z holds z, r, h~ per step; vs each step's v */
         KILN__TRY(product(c, s, SN, G, I, xs, I, 0, wd, I, 1, z, G, 0, bias));
         for (int64_t st = 0; st < S; st++) {
@@ -376,8 +423,7 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
             const float *h_prev = hs + st * N * H;
             float *h_next = hs + (st + 1) * N * H;
             /* tmp = h_prev [Rz Rr (Rh)]^T */
-            KILN__TRY(product(c, s, N, s->lbr ? G : 2 * H, H, h_prev, H, 0, rd, H, 1, tmp, G, 0,
-                              NULL));
+            KILN__TRY(product_packed(c, s, N, rcols, H, h_prev, H, s->rf, tmp, G, 0));
             for (int64_t n = 0; n < N; n++) {
                 for (int64_t j = 0; j < 2 * H; j++) zs[n * G + j] += tmp[n * G + j];
                 s->act->sigmoid(zs + n * G, 2 * H);
@@ -387,7 +433,7 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
                     v[n * H + j] = s->lbr ? tmp[n * G + 2 * H + j] + rbh[j]
                                           : zs[n * G + H + j] * h_prev[n * H + j];
             if (!s->lbr) /* tmp's h~ block = (r * h_prev) Rh^T */
-                KILN__TRY(product(c, s, N, H, H, v, H, 0, rh, H, 1, tmp + 2 * H, G, 0, NULL));
+                KILN__TRY(product_packed(c, s, N, H, H, v, H, s->rhf, tmp + 2 * H, G, 0));
             for (int64_t n = 0; n < N; n++) {
                 float *g = zs + n * G;
                 for (int64_t j = 0; j < H; j++)
@@ -419,7 +465,7 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
                 }
             }
             if (!s->lbr) { /* dv = gh Rh, into dh (free until the sum below) */
-                KILN__TRY(product(c, s, N, H, H, dzs + 2 * H, G, 0, rh, H, 0, dh, H, 0, NULL));
+                KILN__TRY(product_packed(c, s, N, H, H, dzs + 2 * H, G, s->rhb, dh, H, 0));
                 for (int64_t n = 0; n < N; n++)
                     for (int64_t j = 0; j < H; j++) {
                         float rr = zs[n * G + H + j], dv = dh[n * H + j];
@@ -430,7 +476,7 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
             }
             /* dh_prev += dq [Rz Rr (Rh)] */
             memcpy(dh, dhp, (size_t)(N * H) * sizeof(float));
-            KILN__TRY(product(c, s, N, H, s->lbr ? G : 2 * H, dqs, G, 0, rd, H, 0, dh, H, 1, NULL));
+            KILN__TRY(product_packed(c, s, N, H, rcols, dqs, G, s->rb, dh, H, 1));
         }
         state_io(s, kiln__out(c, OUT_DH0), d, dh, 1);
         /* the sums over every step */
