@@ -3,7 +3,8 @@ CPU, the same network, batch, optimizer and thread count, and writes
 docs/BENCHMARKS_TRAIN.md.
 
     python bench/train_bench.py [--kiln build/kiln] [--threads 2] [--batch 64] [--width 32]
-        [--steps 100] [--epochs 5] [--torch-epochs 2] [--sections speed,accuracy,torch-export]
+        [--steps 100] [--epochs 5] [--torch-epochs 2] [--seq-len 64] [--lstm-hidden 128]
+        [--lstm-epochs 3] [--sections speed,accuracy,torch-export,char-lstm]
         [--out docs/BENCHMARKS_TRAIN.md]
 
 Needs torch, numpy and onnx in the Python that runs it (a venv of its own:
@@ -30,6 +31,9 @@ Sections:
             --torch-epochs epochs at fp32 and bf16; the test accuracy, and
             onnxruntime's on the written model (needs onnxruntime); and
             PyTorch training the module it came from, from the same weights.
+  char-lstm a character LSTM on Moby Dick beside PyTorch: step time, the
+            test loss per character before and after --lstm-epochs epochs,
+            and the exported model reloaded (bench/char_lstm_bench.py).
 """
 import argparse
 import gzip
@@ -47,6 +51,7 @@ import torch
 from onnx import numpy_helper
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+import char_lstm_bench  # noqa: E402
 import fashion_cnn  # noqa: E402
 
 DATA = "/usr/share/datasets/fashion-mnist"
@@ -198,7 +203,10 @@ def main():
     ap.add_argument("--width", type=int, default=32)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--torch-epochs", type=int, default=2)
-    ap.add_argument("--sections", default="speed,accuracy,torch-export")
+    ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument("--lstm-hidden", type=int, default=128)
+    ap.add_argument("--lstm-epochs", type=int, default=3)
+    ap.add_argument("--sections", default="speed,accuracy,torch-export,char-lstm")
     ap.add_argument("--out", default="docs/BENCHMARKS_TRAIN.md")
     args = ap.parse_args()
     sections = args.sections.split(",")
@@ -279,6 +287,8 @@ def main():
             pacc = torch_resnet_accuracy(x, y, xt, yt, args.batch, args.torch_epochs)
             print(f"[{time.time() - t0:6.0f} s] torch export, PyTorch fp32: {pacc:.4f}", file=sys.stderr, flush=True)
             lines += [f"| PyTorch fp32 | {pacc:.4f} | |", ""]
+        if "char-lstm" in sections:
+            lines += char_lstm_bench.section(args, tmp, t0)
     lines.append(f"Run time: {(time.time() - t0) / 60:.1f} minutes.")
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -584,10 +584,11 @@ static kiln_status run_batch(kiln_trainer *t, kiln_session *s, int n_in, const k
         for (int64_t i = 0; i < n; i++)
             for (int64_t p = 0; p < d; p++) {
                 int64_t best = 0, base = i * c * d + p;
-                for (int64_t j = 1; j < c; j++)
-                    if (kiln__ld_f(logits->dtype, logits->data, base + j * d) >
-                        kiln__ld_f(logits->dtype, logits->data, base + best * d))
-                        best = j;
+                double best_v = kiln__ld_f(logits->dtype, logits->data, base);
+                for (int64_t j = 1; j < c; j++) {
+                    double v = kiln__ld_f(logits->dtype, logits->data, base + j * d);
+                    if (v > best_v) best = j, best_v = v;
+                }
                 k += best == lab[i * d + p];
             }
         *correct = k;
