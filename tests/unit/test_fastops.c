@@ -546,6 +546,37 @@ static void test_batch_norm_grad(void **state) {
             }
 }
 
+/* kiln.LayerNormalizationGrad (layer_norm_grad_f32): the last axis and
+ * several trailing ones, one row and more rows than threads, rows about the
+ * vector blocks, each output alone and all three; X's mean far from 0. */
+static void test_layer_norm_grad(void **state) {
+    (void)state;
+    static const struct { int ndim; int64_t d[3]; int axis; } cases[] = {
+        {2, {6, 768}, -1}, {3, {2, 5, 17}, 1}, {2, {1, 40}, 1}, {3, {3, 4, 4100}, 2}, {2, {33, 16}, -1},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
+        for (int outs = 0; outs < 4; outs++) {
+            ah_case c;
+            int64_t cols = 1;
+            const int axis = cases[k].axis < 0 ? cases[k].ndim + cases[k].axis : cases[k].axis;
+            for (int a = axis; a < cases[k].ndim; a++) cols *= cases[k].d[a];
+            ah_case_init(&c, "LayerNormalizationGrad", "kiln", 1, 3);
+            ah_input(&c, rnd(cases[k].ndim, cases[k].d, -1, 1), 0);
+            ah_input(&c, rnd(cases[k].ndim, cases[k].d, 5, 7), 0);
+            ah_input(&c, rnd(1, &cols, 0.5f, 1.5f), 0);
+            ah_attr_int(&c, "axis", cases[k].axis);
+            ah_attr_float(&c, "epsilon", 1e-3f);
+            if (outs) { /* only output outs-1 */
+                c.g->outputs[0] = c.g->nodes[c.node].out[outs - 1];
+                for (int j = 0; j < 3; j++)
+                    if (j != outs - 1) c.g->nodes[c.node].out[j] = -1;
+                c.g->n_outputs = c.n_out = 1;
+            }
+            run_all(&c, "layer_norm_grad_f32", TOL);
+            ah_case_free(&c);
+        }
+}
+
 /* kiln.ReluGrad / SigmoidGrad / TanhGrad on their algorithms: sizes about the
  * vector blocks and across thread units, NaN and Inf in dY and in Y. */
 static void test_activation_grad(void **state) {
@@ -932,7 +963,8 @@ int main(void) {
         cmocka_unit_test(test_clip_inputs), cmocka_unit_test(test_binary),
         cmocka_unit_test(test_pow),         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_layer_norm),  cmocka_unit_test(test_batch_norm),
-        cmocka_unit_test(test_batch_norm_grad), cmocka_unit_test(test_activation_grad),
+        cmocka_unit_test(test_batch_norm_grad), cmocka_unit_test(test_layer_norm_grad),
+        cmocka_unit_test(test_activation_grad),
         cmocka_unit_test(test_lrn),
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_global_pool),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_reduce),

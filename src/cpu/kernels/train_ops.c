@@ -1,6 +1,7 @@
 /* src/cpu/kernels/train_ops.c: fast f32 kernels for what a training step
  * spends its time on besides the products: batch normalization in training
- * mode, its gradient, and max pooling's gradient.
+ * mode, its gradient, layer normalization's gradient, and max pooling's
+ * gradient.
  *
  * BatchNormalization, training (opset >= 14, training_mode = 1):
  *   X: (N,C,D1..Dk) f32; scale, B, input_mean, input_var: (C) f32; Y like X,
@@ -13,6 +14,13 @@
  * kiln.BatchNormalizationGrad(dY, X, scale, mean, var) -> (dX, dScale, dB):
  *   the reference's formulas (src/cpu/ref/grad_norm.c): the sums of dY and
  *   dY * xhat per channel (summed as the statistics), then dX in one pass.
+ * kiln.LayerNormalizationGrad(dY, X, scale) -> (dX, dScale, dB): X as
+ *   (rows, cols) split at `axis`, scale (cols); per row the mean and variance
+ *   in two passes, g = dY * scale, its sum and its dot with x - mean (as the
+ *   statistics are summed), then dX = istd (g - mean(g) - xhat mean(g xhat));
+ *   the row passes on the row kernels of eltwise.h; dScale and dB summed over
+ *   blocks of LN_ROWS rows in float, the blocks in double, one partial sum
+ *   per thread (the rows are split over the threads), added up at the end.
  * kiln.MaxPoolGrad(dY, X) -> dX, 2-D, dilation 1: per (n, c) plane dX = 0,
  *   then each dY element added at its window's first maximum (the first tap
  *   inside X, then a later tap only when strictly greater: the reference's
@@ -22,7 +30,8 @@
  *   forward output Y (Y > 0; Y (1 - Y); 1 - Y^2), as the reference
  *   (src/cpu/ref/grad_eltwise.c), in blocks the compiler vectorizes.
  * Channels (batch normalization), planes (pooling) and elements (activation
- * gradients) are split over the threads (KILN_OPF_PARALLEL).
+ * gradients) are split over the threads (KILN_OPF_PARALLEL); layer
+ * normalization's rows over c->pool (its sums over rows need a last step).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -197,6 +206,134 @@ const kiln__algo kiln__algo_batch_norm_train_f32 = {
 const kiln__algo kiln__algo_batch_norm_grad_f32 = {
     "batch_norm_grad_f32", "kiln", "BatchNormalizationGrad", KILN_OPF_PARALLEL, bn_grad_prepare,
     bn_cost, bn_grad_run, free};
+
+/* ---- layer normalization's gradient ------------------------------------------------- */
+
+enum { LN_ROWS = 32, LN_TMP = 5 }; /* rows whose dScale, dB terms are summed in float; float rows per thread */
+
+typedef struct ln_grad_state {
+    kiln__eltw_state base;
+    int64_t rows, cols;
+    double eps;
+    int nth; /* threads the scratch has partial sums for */
+} ln_grad_state;
+
+static kiln_status ln_grad_prepare(kiln__kctx *c) {
+    const kiln_tensor *x = c->in[1];
+    for (int i = 0; i < 3; i++)
+        if (!kiln__eltw_f32(c->in[i])) return KILN_E_UNSUPPORTED;
+    for (int i = 0; i < c->n_out; i++)
+        if (c->out[i] && !kiln__eltw_f32(c->out[i])) return KILN_E_UNSUPPORTED;
+    int axis;
+    if (kiln__axis(kiln__attr_i(c->node, "axis", -1), x->ndim, "axis", &axis) != KILN_OK)
+        return KILN_E_UNSUPPORTED;
+    KILN__TRY(kiln__eltw_state_new(c, sizeof(ln_grad_state)));
+    ln_grad_state *s = c->kstate;
+    s->rows = kiln__dims_prod(x->dims, 0, axis);
+    s->cols = kiln__dims_prod(x->dims, axis, x->ndim);
+    s->eps = kiln__attr_f(c->node, "epsilon", 1e-5f);
+    s->nth = c->nth_plan > 0 ? c->nth_plan : 1;
+    if (s->cols < 1 || kiln__n(c->in[2]) != s->cols) {
+        free(s);
+        c->kstate = NULL;
+        return KILN_E_UNSUPPORTED;
+    }
+    /* per thread: dScale and dB partial sums (double), rows g, xhat, t and
+     * the float sums of a block (float) */
+    c->scratch_bytes = (size_t)s->nth * (size_t)s->cols * (2 * sizeof(double) + LN_TMP * sizeof(float));
+    c->flops = 10.0 * (double)kiln__n(x);
+    return KILN_OK;
+}
+
+static double ln_grad_cost(const kiln__kctx *c) {
+    double n = (double)kiln__n(c->in[1]);
+    return kiln__cost_seconds(c, c->flops, 0.05, 16.0 * n);
+}
+
+typedef struct ln_grad_job {
+    const kiln__kctx *c;
+    const ln_grad_state *s;
+} ln_grad_job;
+
+/* out[k] += in[k] for k < n, in double. */
+static void add_to_double(double *out, float *in, int64_t n) {
+    for (int64_t k = 0; k < n; k++) out[k] += in[k];
+}
+
+/* Thread ith's rows; its partial dScale, dB at the scratch's slot ith. */
+static void ln_grad_rows(void *arg, int ith, int nth) {
+    const ln_grad_job *j = arg;
+    const kiln__kctx *c = j->c;
+    const ln_grad_state *s = j->s;
+    const kiln__eltw_kernels *k = s->base.k;
+    const int64_t cols = s->cols;
+    const float *dy = c->in[0]->data, *x = c->in[1]->data, *sc = c->in[2]->data;
+    kiln_tensor *dx = kiln__out(c, 0);
+    double *psc = (double *)c->scratch + (size_t)ith * 2 * (size_t)cols, *pb = psc + cols;
+    float *g = (float *)((double *)c->scratch + (size_t)s->nth * 2 * (size_t)cols) +
+               (size_t)ith * LN_TMP * (size_t)cols;
+    float *xh = g + cols, *t = xh + cols, *bsc = t + cols, *bb = bsc + cols;
+    for (int64_t i = 0; i < cols; i++) psc[i] = pb[i] = 0;
+    int64_t lo, hi;
+    kiln__split(s->rows, ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *xr = x + r * cols, *dyr = dy + r * cols;
+        if ((r - lo) % LN_ROWS == 0) { /* a new block of float sums */
+            memset(bsc, 0, (size_t)cols * sizeof(float));
+            memset(bb, 0, (size_t)cols * sizeof(float));
+        }
+        double sq;
+        const double mu = row_sum_dot(xr, 0, xr, 0, cols, &sq) / (double)cols;
+        row_sum_dot(xr, (float)mu, xr, (float)mu, cols, &sq);
+        const double istd = 1.0 / sqrt(sq / (double)cols + s->eps);
+        const kiln__eltw_unary norm = {KILN__ELTW_AFFINE, (float)istd, (float)(-mu * istd)};
+        k->unary(&norm, xr, xh, cols); /* xhat */
+        k->binary(KILN__ELTW_MUL, dyr, 1, xh, 1, t, cols);
+        k->binary(KILN__ELTW_ADD, bsc, 1, t, 1, bsc, cols);
+        k->binary(KILN__ELTW_ADD, bb, 1, dyr, 1, bb, cols);
+        if ((r - lo) % LN_ROWS == LN_ROWS - 1 || r == hi - 1) {
+            add_to_double(psc, bsc, cols);
+            add_to_double(pb, bb, cols);
+        }
+        if (!dx) continue;
+        k->binary(KILN__ELTW_MUL, dyr, 1, sc, 1, g, cols);
+        double gx;
+        const double mg = row_sum_dot(g, 0, xh, 0, cols, &gx) / (double)cols;
+        /* dX = istd g - istd mean(g) - istd mean(g xhat) xhat */
+        const kiln__eltw_unary a = {KILN__ELTW_AFFINE, (float)istd, (float)(-istd * mg)};
+        const kiln__eltw_unary b = {KILN__ELTW_AFFINE, (float)(-istd * gx / (double)cols), 0};
+        float *o = (float *)dx->data + r * cols;
+        k->unary(&a, g, g, cols);
+        k->unary(&b, xh, t, cols);
+        k->binary(KILN__ELTW_ADD, g, 1, t, 1, o, cols);
+    }
+}
+
+// dY, X: (rows, cols); scale: (cols); dX like X; dScale, dB like scale
+static kiln_status ln_grad_run(kiln__kctx *c) {
+    const ln_grad_state *s = c->kstate;
+    int nth = kiln__pool_size(c->pool);
+    if (nth > s->nth) nth = s->nth;
+    if (nth > s->rows) nth = (int)(s->rows > 0 ? s->rows : 1);
+    ln_grad_job job = {c, s};
+    kiln__pool_run(c->pool, nth, ln_grad_rows, &job);
+    kiln_tensor *dsc = kiln__out(c, 1), *db = kiln__out(c, 2);
+    const double *part = c->scratch;
+    for (int64_t k = 0; k < s->cols; k++) {
+        double a = 0, b = 0;
+        for (int t = 0; t < nth; t++) {
+            a += part[(size_t)t * 2 * (size_t)s->cols + k];
+            b += part[(size_t)t * 2 * (size_t)s->cols + s->cols + k];
+        }
+        if (dsc) ((float *)dsc->data)[k] = (float)a;
+        if (db) ((float *)db->data)[k] = (float)b;
+    }
+    return KILN_OK;
+}
+
+const kiln__algo kiln__algo_layer_norm_grad_f32 = {
+    "layer_norm_grad_f32", "kiln", "LayerNormalizationGrad", 0, ln_grad_prepare, ln_grad_cost,
+    ln_grad_run, free};
 
 /* ---- max pooling's gradient ---------------------------------------------------------- */
 
