@@ -21,7 +21,6 @@ position labelled with the byte after it (kiln train --train-text's rule).
 """
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -32,6 +31,7 @@ from onnx import numpy_helper
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 import char_lstm  # noqa: E402
+from bench_common import ms_per_step, run_checked  # noqa: E402
 
 MOBY_DICK = "/usr/share/gocode/src/github.com/colinmarc/hdfs/testdata/mobydick.txt"
 LR = 0.01
@@ -91,12 +91,7 @@ def torch_step_ms(model, x, y, batch, steps):
         torch.nn.functional.cross_entropy(net(x[lo:lo + batch]), y[lo:lo + batch]).backward()
         opt.step()
 
-    for k in range(10):
-        step(k)
-    t0 = time.perf_counter()
-    for k in range(steps):
-        step(k)
-    return (time.perf_counter() - t0) * 1000 / steps
+    return ms_per_step(step, steps)
 
 
 def torch_train(model, x, y, batch, epochs):
@@ -115,10 +110,7 @@ def kiln_train(args, model_path, train_txt, out, extra):
     cmd = [args.kiln, "train", model_path, "--train-text", train_txt, "--seq-len", str(args.seq_len),
            "--optimizer", "adam", "--lr", str(LR), "--batch", str(args.batch), "-t", str(args.threads),
            "--out", out] + extra
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
-    return r.stdout
+    return run_checked(cmd)
 
 
 def kiln_run_logits(args, model_path, x, tmp):
@@ -126,10 +118,8 @@ def kiln_run_logits(args, model_path, x, tmp):
     outs = []
     for i in range(0, len(x), 500):
         np.save(os.path.join(tmp, "x.npy"), x[i:i + 500])
-        r = subprocess.run([args.kiln, "run", model_path, "-i", f"x={tmp}/x.npy", "-o", f"{tmp}/run",
-                            "-t", str(args.threads)], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(f"kiln run {model_path}: {r.stderr.strip()}")
+        run_checked([args.kiln, "run", model_path, "-i", f"x={tmp}/x.npy", "-o", f"{tmp}/run", "-t",
+                     str(args.threads)])
         outs.append(np.load(os.path.join(tmp, "run", "logits.npy")))
     return np.concatenate(outs)
 

@@ -40,7 +40,6 @@ import gzip
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,6 +52,7 @@ from onnx import numpy_helper
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 import char_lstm_bench  # noqa: E402
 import fashion_cnn  # noqa: E402
+from bench_common import ms_per_step, run_checked  # noqa: E402
 
 DATA = "/usr/share/datasets/fashion-mnist"
 TORCH_RESNET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "train", "torch",
@@ -105,12 +105,7 @@ def torch_step_ms(model, x, y, batch, steps, bf16):
         loss.backward()
         opt.step()
 
-    for k in range(10):
-        step(k)
-    t0 = time.perf_counter()
-    for k in range(steps):
-        step(k)
-    return (time.perf_counter() - t0) * 1000 / steps
+    return ms_per_step(step, steps)
 
 
 def torch_accuracy(model, x, y, xt, yt, batch, epochs):
@@ -151,10 +146,7 @@ def kiln_train(args, model_path, out, precision, extra):
            "--train-labels", f"{DATA}/train-labels-idx1-ubyte.gz", "--optimizer", "adam", "--lr", str(LR),
            "--batch", str(args.batch), "-t", str(args.threads), "--precision", precision,
            "--out", out] + extra
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
-    return r.stdout
+    return run_checked(cmd)
 
 
 def kiln_step_ms(args, model_path, tmp, precision):

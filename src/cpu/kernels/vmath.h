@@ -58,6 +58,23 @@ static inline float kiln__vm_gelu_tanh(float x) {
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
+/* The polynomials both vector widths evaluate (FMA, MUL, ADD, S: the
+ * width's fused multiply-add, product, sum and broadcast):
+ * exp's on r = x - n ln2, |r| <= ln2/2 (Cephes expf): 1 + r + r^2 P(r);
+ * tanh's on |x| < 0.625, z = x^2: x + x z Q(z). */
+#define KILN__VM_EXP_POLY(FMA, MUL, ADD, S, r)                                                     \
+    FMA(FMA(FMA(FMA(FMA(FMA(S(1.9875691500e-4f), r, S(1.3981999507e-3f)), r, S(8.3334519073e-3f)), \
+                    r, S(4.1665795894e-2f)),                                                     \
+                r, S(1.6666665459e-1f)),                                                         \
+            r, S(5.0000001201e-1f)),                                                             \
+        MUL(r, r), ADD(r, S(1.0f)))
+#define KILN__VM_TANH_POLY(FMA, MUL, S, x, z)                                                        \
+    FMA(MUL(FMA(FMA(FMA(FMA(S(-5.70498872745e-3f), z, S(2.06390887954e-2f)), z, S(-5.37397155531e-2f)), \
+                    z, S(1.33314422036e-1f)),                                                      \
+                z, S(-3.33332819422e-1f)),                                                         \
+            z),                                                                                    \
+        x, x)
+
 #define KILN__VM_AVX512 __attribute__((target("avx512f,avx2,fma")))
 
 #define KILN__VM_S(x) _mm512_set1_ps(x)
@@ -72,13 +89,7 @@ static inline KILN__VM_AVX512 __m512 kiln__vm_exp16(__m512 x) {
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = KILN__VM_FMA(n, KILN__VM_S(-0.693359375f), x);
     r = KILN__VM_FMA(n, KILN__VM_S(2.12194440e-4f), r);
-    __m512 p = KILN__VM_S(1.9875691500e-4f);
-    p = KILN__VM_FMA(p, r, KILN__VM_S(1.3981999507e-3f));
-    p = KILN__VM_FMA(p, r, KILN__VM_S(8.3334519073e-3f));
-    p = KILN__VM_FMA(p, r, KILN__VM_S(4.1665795894e-2f));
-    p = KILN__VM_FMA(p, r, KILN__VM_S(1.6666665459e-1f));
-    p = KILN__VM_FMA(p, r, KILN__VM_S(5.0000001201e-1f));
-    p = KILN__VM_FMA(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, KILN__VM_S(1.0f)));
+    __m512 p = KILN__VM_EXP_POLY(_mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps, _mm512_set1_ps, r);
     return _mm512_scalef_ps(p, n);
 }
 
@@ -131,12 +142,7 @@ static inline KILN__VM_AVX512 __m512 kiln__vm_abs16(__m512 x) {
 static inline KILN__VM_AVX512 __m512 kiln__vm_tanh16(__m512 x) {
     __m512 ax = kiln__vm_abs16(x);
     __m512 z = _mm512_mul_ps(x, x);
-    __m512 p = KILN__VM_S(-5.70498872745e-3f);
-    p = KILN__VM_FMA(p, z, KILN__VM_S(2.06390887954e-2f));
-    p = KILN__VM_FMA(p, z, KILN__VM_S(-5.37397155531e-2f));
-    p = KILN__VM_FMA(p, z, KILN__VM_S(1.33314422036e-1f));
-    p = KILN__VM_FMA(p, z, KILN__VM_S(-3.33332819422e-1f));
-    __m512 small = KILN__VM_FMA(_mm512_mul_ps(p, z), x, x);
+    __m512 small = KILN__VM_TANH_POLY(_mm512_fmadd_ps, _mm512_mul_ps, _mm512_set1_ps, x, z);
     __m512 cl = _mm512_min_ps(KILN__VM_S(10.0f), ax); /* tanh(10) is 1 in f32 */
     __m512 e = kiln__vm_exp16(_mm512_add_ps(cl, cl));
     __m512 large = _mm512_sub_ps(KILN__VM_S(1.0f),
@@ -245,13 +251,7 @@ static inline KILN__VM_AVX2 __m256 kiln__vm_exp8(__m256 x) {
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fmadd_ps(n, KILN__VM_S8(-0.693359375f), x);
     r = _mm256_fmadd_ps(n, KILN__VM_S8(2.12194440e-4f), r);
-    __m256 p = KILN__VM_S8(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, KILN__VM_S8(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, KILN__VM_S8(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, KILN__VM_S8(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, KILN__VM_S8(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, KILN__VM_S8(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, KILN__VM_S8(1.0f)));
+    __m256 p = KILN__VM_EXP_POLY(_mm256_fmadd_ps, _mm256_mul_ps, _mm256_add_ps, _mm256_set1_ps, r);
     /* n in [-150, 129] (NaN: p is NaN whatever the scale); a = n >> 1 */
     __m256i ni = _mm256_cvtps_epi32(n);
     __m256i a = _mm256_srai_epi32(ni, 1);
@@ -267,12 +267,7 @@ static inline KILN__VM_AVX2 __m256 kiln__vm_abs8(__m256 x) {
 static inline KILN__VM_AVX2 __m256 kiln__vm_tanh8(__m256 x) {
     __m256 ax = kiln__vm_abs8(x);
     __m256 z = _mm256_mul_ps(x, x);
-    __m256 p = KILN__VM_S8(-5.70498872745e-3f);
-    p = _mm256_fmadd_ps(p, z, KILN__VM_S8(2.06390887954e-2f));
-    p = _mm256_fmadd_ps(p, z, KILN__VM_S8(-5.37397155531e-2f));
-    p = _mm256_fmadd_ps(p, z, KILN__VM_S8(1.33314422036e-1f));
-    p = _mm256_fmadd_ps(p, z, KILN__VM_S8(-3.33332819422e-1f));
-    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+    __m256 small = KILN__VM_TANH_POLY(_mm256_fmadd_ps, _mm256_mul_ps, _mm256_set1_ps, x, z);
     __m256 cl = _mm256_min_ps(KILN__VM_S8(10.0f), ax); /* NaN passes */
     __m256 e = kiln__vm_exp8(_mm256_add_ps(cl, cl));
     __m256 large = _mm256_sub_ps(KILN__VM_S8(1.0f),
