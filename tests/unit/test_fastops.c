@@ -577,6 +577,37 @@ static void test_layer_norm_grad(void **state) {
         }
 }
 
+/* kiln.SoftmaxGrad / LogSoftmaxGrad: the last axis (rows about the vector
+ * blocks and across thread units), flatten from a middle axis, NaN and Inf;
+ * a middle axis without flatten is refused. */
+static void softmax_grad_case(const char *op, int ndim, const int64_t *dims, int axis, int flatten,
+                              int poisoned, int expect_taken) {
+    ah_case c;
+    ah_case_init(&c, op, "kiln", 1, 1);
+    kiln_tensor *dy = rnd(ndim, dims, -2, 2), *y = rnd(ndim, dims, strcmp(op, "SoftmaxGrad") ? -6 : 0, 0.5f);
+    if (poisoned) poison(dy), poison(y);
+    ah_input(&c, dy, 0);
+    ah_input(&c, y, 0);
+    ah_attr_int(&c, "axis", axis);
+    if (flatten) ah_attr_int(&c, "flatten", 1);
+    check_and_free(&c, strcmp(op, "SoftmaxGrad") ? "log_softmax_grad_f32" : "softmax_grad_f32", expect_taken);
+}
+
+static void test_softmax_grad(void **state) {
+    (void)state;
+    static const char *const ops[2] = {"SoftmaxGrad", "LogSoftmaxGrad"};
+    static const int64_t lens[5] = {1, 15, 17, 128, 1000};
+    for (int o = 0; o < 2; o++) {
+        for (int k = 0; k < 5; k++) {
+            const int64_t d[2] = {k == 3 ? 300 : 5, lens[k]};
+            softmax_grad_case(ops[o], 2, d, -1, 0, k == 2, 1);
+        }
+        const int64_t d3[3] = {4, 6, 7};
+        softmax_grad_case(ops[o], 3, d3, 1, 1, 0, 1);
+        softmax_grad_case(ops[o], 3, d3, 1, 0, 0, 0);
+    }
+}
+
 /* kiln.ReluGrad / SigmoidGrad / TanhGrad on their algorithms: sizes about the
  * vector blocks and across thread units, NaN and Inf in dY and in Y. */
 static void test_activation_grad(void **state) {
@@ -964,6 +995,7 @@ int main(void) {
         cmocka_unit_test(test_pow),         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_layer_norm),  cmocka_unit_test(test_batch_norm),
         cmocka_unit_test(test_batch_norm_grad), cmocka_unit_test(test_layer_norm_grad),
+        cmocka_unit_test(test_softmax_grad),
         cmocka_unit_test(test_activation_grad),
         cmocka_unit_test(test_lrn),
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_global_pool),

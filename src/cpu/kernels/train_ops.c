@@ -1,7 +1,7 @@
 /* src/cpu/kernels/train_ops.c: fast f32 kernels for what a training step
  * spends its time on besides the products: batch normalization in training
- * mode, its gradient, layer normalization's gradient, and max pooling's
- * gradient.
+ * mode, its gradient, layer normalization's and softmax's gradients, and max
+ * pooling's gradient.
  *
  * BatchNormalization, training (opset >= 14, training_mode = 1):
  *   X: (N,C,D1..Dk) f32; scale, B, input_mean, input_var: (C) f32; Y like X,
@@ -21,6 +21,11 @@
  *   the row passes on the row kernels of eltwise.h; dScale and dB summed over
  *   blocks of LN_ROWS rows in float, the blocks in double, one partial sum
  *   per thread (the rows are split over the threads), added up at the end.
+ * kiln.SoftmaxGrad / LogSoftmaxGrad(dY, Y) -> dX over rows contiguous in
+ *   memory (the last axis, or every axis from `axis` with flatten): per row
+ *   the sums of dY and dY * Y (as the statistics are summed), then
+ *   dX = Y (dY - sum dY Y), or dY - exp(Y) sum dY, on the row kernels;
+ *   other axes are left to the reference.
  * kiln.MaxPoolGrad(dY, X) -> dX, 2-D, dilation 1: per (n, c) plane dX = 0,
  *   then each dY element added at its window's first maximum (the first tap
  *   inside X, then a later tap only when strictly greater: the reference's
@@ -29,8 +34,9 @@
  * kiln.ReluGrad / SigmoidGrad / TanhGrad(dY, Y) -> dX: dY * f'(x) from the
  *   forward output Y (Y > 0; Y (1 - Y); 1 - Y^2), as the reference
  *   (src/cpu/ref/grad_eltwise.c), in blocks the compiler vectorizes.
- * Channels (batch normalization), planes (pooling) and elements (activation
- * gradients) are split over the threads (KILN_OPF_PARALLEL); layer
+ * Channels (batch normalization), planes (pooling), rows (softmax) and
+ * elements (activation gradients) are split over the threads
+ * (KILN_OPF_PARALLEL); layer
  * normalization's rows over c->pool (its sums over rows need a last step).
  */
 #include <math.h>
@@ -330,6 +336,70 @@ static kiln_status ln_grad_run(kiln__kctx *c) {
     }
     return KILN_OK;
 }
+
+/* ---- softmax's gradients --------------------------------------------------------------- */
+
+typedef struct softmax_grad_state {
+    kiln__eltw_state base;
+    int64_t rows, len;
+    int log; /* LogSoftmaxGrad */
+} softmax_grad_state;
+
+static kiln_status softmax_grad_prepare(kiln__kctx *c) {
+    const kiln_tensor *dy = c->in[0], *y = c->in[1];
+    if (!kiln__eltw_f32(dy) || !kiln__eltw_f32(y) || !kiln__eltw_f32(c->out[0]) ||
+        !kiln__same_shape(dy, y) || y->ndim < 1 || kiln__n(y) == 0)
+        return KILN_E_UNSUPPORTED;
+    int axis;
+    if (kiln__axis(kiln__attr_i(c->node, "axis", -1), y->ndim, "axis", &axis) != KILN_OK)
+        return KILN_E_UNSUPPORTED;
+    const int flatten = kiln__attr_i(c->node, "flatten", 0) != 0;
+    if (!flatten && kiln__dims_prod(y->dims, axis + 1, y->ndim) != 1) return KILN_E_UNSUPPORTED;
+    KILN__TRY(kiln__eltw_state_new(c, sizeof(softmax_grad_state)));
+    softmax_grad_state *s = c->kstate;
+    s->rows = kiln__dims_prod(y->dims, 0, axis);
+    s->len = kiln__dims_prod(y->dims, axis, y->ndim);
+    s->log = !strcmp(c->node->op_type, "LogSoftmaxGrad");
+    c->flops = 4.0 * (double)kiln__n(y);
+    return KILN_OK;
+}
+
+static double softmax_grad_cost(const kiln__kctx *c) {
+    return kiln__eltw_cost(c, c->flops, 12.0 * (double)kiln__n(c->in[0]));
+}
+
+// dY, Y, dX: (rows, len); thread ith does its share of the rows
+static kiln_status softmax_grad_run(kiln__kctx *c) {
+    const softmax_grad_state *s = c->kstate;
+    const kiln__eltw_kernels *k = s->base.k;
+    const int64_t len = s->len;
+    int64_t lo, hi;
+    kiln__eltw_share(s->rows, KILN__ELTW_GRAIN / len, c->ith, c->nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *dy = (const float *)c->in[0]->data + r * len, *y = (const float *)c->in[1]->data + r * len;
+        float *dx = (float *)c->out[0]->data + r * len;
+        double dot;
+        const float sum = (float)row_sum_dot(dy, 0, y, 0, len, &dot);
+        if (s->log) { /* dY - exp(Y) sum */
+            const kiln__eltw_unary e = {.op = KILN__ELTW_EXP}, a = {KILN__ELTW_AFFINE, -sum, 0};
+            k->unary(&e, y, dx, len);
+            k->unary(&a, dx, dx, len);
+            k->binary(KILN__ELTW_ADD, dx, 1, dy, 1, dx, len);
+        } else { /* Y (dY - dot) */
+            const float fdot = (float)dot;
+            k->binary(KILN__ELTW_SUB, dy, 1, &fdot, 0, dx, len);
+            k->binary(KILN__ELTW_MUL, dx, 1, y, 1, dx, len);
+        }
+    }
+    return KILN_OK;
+}
+
+const kiln__algo kiln__algo_softmax_grad_f32 = {
+    "softmax_grad_f32", "kiln", "SoftmaxGrad", KILN_OPF_PARALLEL, softmax_grad_prepare,
+    softmax_grad_cost, softmax_grad_run, free};
+const kiln__algo kiln__algo_log_softmax_grad_f32 = {
+    "log_softmax_grad_f32", "kiln", "LogSoftmaxGrad", KILN_OPF_PARALLEL, softmax_grad_prepare,
+    softmax_grad_cost, softmax_grad_run, free};
 
 const kiln__algo kiln__algo_layer_norm_grad_f32 = {
     "layer_norm_grad_f32", "kiln", "LayerNormalizationGrad", 0, ln_grad_prepare, ln_grad_cost,
