@@ -10,11 +10,10 @@
  *   X (S,N,I) / (N,S,I)     W (D,G*H,I)   R (D,G*H,H)   B (D,2*G*H)   P (D,3*H)
  *   initial_h/c, Y_h/c (D,N,H) / (N,D,H)   Y (S,D,N,H) / (N,S,D,H)
  *
- * Plan time (prepare): each direction's
- * hidden units are cut into slices (one, or one per thread for _split); a
- * slice keeps its gates as consecutive blocks (LSTM i,o,f,c; GRU z,r,h), so
- * one thread computes all gates of its hidden units and runs the gate math
- * on them at once. W is packed once as the B operand (I, D*G*H) of the input
+ * Plan time (prepare): each direction's hidden units are cut into slices
+ * (one, or one per thread for _split); a slice keeps its gates as
+ * consecutive blocks (LSTM i,o,f,c; GRU z,r,h), so one thread computes all
+ * gates of its hidden units and runs the gate math on them at once. W is packed once as the B operand (I, D*G*H) of the input
  * projection with its columns in that order, the biases summed into one
  * column bias (GRU with linear_before_reset keeps Rbh out: it is multiplied
  * by r); each slice's rows of R are packed once as the B operand (H, cols)

@@ -40,7 +40,8 @@
  * Taken: f32, the default activations, no clip, LSTM input_forget 0 and no
  * peepholes, no sequence_lens (every sequence full length); the reference
  * runs the rest. W and R may change between runs (they are being trained):
- * nothing is packed at plan time.
+ * nothing is packed at plan time; R is packed once per run and direction
+ * for the per-step products.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -64,14 +65,13 @@ typedef struct rnn_grad_state {
     const kiln__rnn_gates *act; /* the vectorized sigmoid and tanh */
     /* scratch offsets (floats): rf, rb R_d packed once per direction as
      * the per-step products' B: R_d^T (H, G) forward, R_d (G, H) backward
-     * (GRU: its z, r rows, or all with linear_before_reset; without it
-     * also rhf, rhb: Rh^T and Rh);
-     * xs (S*N, I) X in step order; z (S*N, G) the
+     * (GRU: its z, r rows, or all with linear_before_reset; without it also
+     * rhf, rhb: Rh^T and Rh); xs (S*N, I) X in step order; z (S*N, G) the
      * gates; hs ((S+1)*N, H) every h; cs likewise for LSTM's c, tcs (S*N, H)
-     * its tanh(c) after each step; dz (S*N, G)
-     * the input parts' gradients; GRU: dq (S*N, G) the recurrent parts', vs
-     * (S*N, H) v per step, tmp (N, G); dh (2 N*H); dc (N*H); bias (G, and
-     * GRU's Rbh: H); dxs (S*N, I); gemm: bytes from there */
+     * its tanh(c) after each step; dz (S*N, G) the input parts' gradients;
+     * GRU: dq (S*N, G) the recurrent parts', vs (S*N, H) v per step, tmp
+     * (N, G); dh (2 N*H); dc (N*H); bias (G, and GRU's Rbh: H); dxs (S*N, I);
+     * gemm: bytes from there */
     size_t rf, rb, rhf, rhb, xs, z, hs, cs, tcs, dz, dq, vs, tmp, dh, dc, bias, dxs, gemm;
     size_t scratch_bytes;
 } rnn_grad_state;
