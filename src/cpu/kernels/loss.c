@@ -165,7 +165,6 @@ static kiln_status sce_grad_run(kiln__kctx *c) {
     for (int64_t n = 0; n < N; n++)
         for (int64_t d0 = 0; d0 < D; d0 += blk) {
             const int64_t nb = D - d0 < blk ? D - d0 : blk, off = n * C * D + d0;
-            int zero = 0; /* a position with g = 0 (ignored, weight 0): its column is 0 */
             for (int64_t j = 0; j < nb; j++) {
                 int64_t cls = kiln__ld_i(t->dtype, t->data, n * D + d0 + j);
                 double gv = 0;
@@ -174,7 +173,6 @@ static kiln_status sce_grad_run(kiln__kctx *c) {
                     if (w) gv *= w[cls];
                 }
                 g[j] = (float)gv;
-                zero |= g[j] == 0;
             }
             /* dx = g exp(log_prob), then -g at the labels; D = 1: one row of C */
             if (D == 1) {
@@ -187,8 +185,8 @@ static kiln_status sce_grad_run(kiln__kctx *c) {
             }
             for (int64_t j = 0; j < nb; j++) {
                 int64_t cls = kiln__ld_i(t->dtype, t->data, n * D + d0 + j);
-                if (g[j] == 0) {
-                    for (int64_t cl = 0; zero && cl < C; cl++) dx[off + cl * D + j] = 0;
+                if (g[j] == 0) { /* ignored, or weight 0: the column is 0 (even where exp is NaN) */
+                    for (int64_t cl = 0; cl < C; cl++) dx[off + cl * D + j] = 0;
                 } else {
                     dx[off + cls * D + j] -= g[j];
                 }
