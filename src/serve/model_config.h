@@ -211,4 +211,11 @@ const serve_queue_policy *serve_config_queue_policy(const serve_model_config *cf
 /* Frees what cfg holds and zeroes it. */
 void serve_config_free(serve_model_config *cfg);
 
+/* What model_config.c shares with model_config_complete.c: "[1, 3, -1]"
+ * into buf (len bytes), returning buf; and growing *arr (of *n items of size
+ * sz) by one zeroed item, returning it (NULL when out of memory or past
+ * 2^24 items). */
+const char *serve_config_fmt_dims(char *buf, size_t len, int n, const int64_t *d);
+void *serve_config_grow(void **arr, int *n, size_t sz);
+
 #endif
