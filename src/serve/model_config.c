@@ -133,18 +133,23 @@ typedef struct pctx {
     int json;            /* the tree came from JSON (serve_config_parse_tree) */
 } pctx;
 
+kiln_status serve_config_error(char *err, size_t errlen, kiln_status st, const char *prefix,
+                               const char *fmt, va_list ap) {
+    if (!err || !errlen) return st;
+    int n = snprintf(err, errlen, "%s", prefix);
+    if (n >= 0 && (size_t)n < errlen) vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    return st;
+}
+
 /* "PATH:LINE:COL: " (from JSON: "PATH: ") + message into c->err; returns st. */
 static kiln_status at(pctx *c, int line, int col, kiln_status st, const char *fmt, ...) {
-    if (c->err && c->errlen) {
-        int n = c->json ? snprintf(c->err, c->errlen, "%s: ", c->path)
-                        : snprintf(c->err, c->errlen, "%s:%d:%d: ", c->path, line, col);
-        if (n >= 0 && (size_t)n < c->errlen) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
-            va_end(ap);
-        }
-    }
+    char prefix[1024];
+    if (c->json) snprintf(prefix, sizeof prefix, "%s: ", c->path);
+    else snprintf(prefix, sizeof prefix, "%s:%d:%d: ", c->path, line, col);
+    va_list ap;
+    va_start(ap, fmt);
+    serve_config_error(c->err, c->errlen, st, prefix, fmt, ap);
+    va_end(ap);
     return st;
 }
 #define AT_FIELD(c, n, st, ...) at((c), (n)->line, (n)->col, (st), __VA_ARGS__)

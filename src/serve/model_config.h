@@ -10,6 +10,7 @@
 #ifndef KILN_SERVE_MODEL_CONFIG_H
 #define KILN_SERVE_MODEL_CONFIG_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -217,5 +218,9 @@ void serve_config_free(serve_model_config *cfg);
  * 2^24 items). */
 const char *serve_config_fmt_dims(char *buf, size_t len, int n, const int64_t *d);
 void *serve_config_grow(void **arr, int *n, size_t sz);
+/* Writes prefix, then fmt's message, into err (errlen bytes, none when
+ * NULL or 0); returns st. */
+kiln_status serve_config_error(char *err, size_t errlen, kiln_status st, const char *prefix,
+                               const char *fmt, va_list ap);
 
 #endif

@@ -15,16 +15,14 @@ typedef struct cctx {
     const char *model;
 } cctx;
 
+/* "model 'M': " + message into c->err; returns st. */
 static kiln_status cfail(cctx *c, kiln_status st, const char *fmt, ...) {
-    if (c->err && c->errlen) {
-        int n = snprintf(c->err, c->errlen, "model '%s': ", c->model);
-        if (n >= 0 && (size_t)n < c->errlen) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
-            va_end(ap);
-        }
-    }
+    char prefix[1024];
+    snprintf(prefix, sizeof prefix, "model '%s': ", c->model);
+    va_list ap;
+    va_start(ap, fmt);
+    serve_config_error(c->err, c->errlen, st, prefix, fmt, ap);
+    va_end(ap);
     return st;
 }
 
