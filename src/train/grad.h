@@ -87,6 +87,10 @@ int kiln__gb_node_n(kiln__grad_ctx *gc, const char *op, const char *domain, int 
 /* Output k of the forward node, added (a new value) when the model did not
  * ask for it, e.g. the mask of a Dropout whose gradient needs it. */
 int kiln__gb_output(kiln__grad_ctx *gc, int k, const char *base);
+/* The forward node becomes op_type of domain (opset 1 of a domain the graph
+ * did not import), keeping its inputs, outputs and attributes: its training
+ * form, e.g. an LSTM that also keeps what its gradient reads. */
+void kiln__gb_retype(kiln__grad_ctx *gc, const char *op_type, const char *domain);
 /* ai.onnx node with one or two inputs and one output. */
 int kiln__gb_op1(kiln__grad_ctx *gc, const char *op, int a);
 int kiln__gb_op2(kiln__grad_ctx *gc, const char *op, int a, int b);

@@ -108,6 +108,22 @@ int kiln__gb_output(kiln__grad_ctx *gc, int k, const char *base) {
     return v;
 }
 
+void kiln__gb_retype(kiln__grad_ctx *gc, const char *op_type, const char *domain) {
+    if (gc->status != KILN_OK) return;
+    kiln__node *nd = &gc->p->g->nodes[gc->node];
+    char *op = kiln__strdup(op_type), *dom = kiln__strdup(domain);
+    kiln_status s = op && dom ? kiln__px_need_opset(gc->p, domain, 1) : KILN_E_NOMEM;
+    if (s != KILN_OK) {
+        free(op), free(dom);
+        kiln__gb_fail(gc, s, "out of memory");
+        return;
+    }
+    free(nd->op_type), free(nd->domain);
+    nd->op_type = op;
+    nd->domain = dom;
+    nd->opset = (int)kiln__graph_opset(gc->p->g, domain);
+}
+
 int kiln__gb_op2(kiln__grad_ctx *gc, const char *op, int a, int b) {
     int in[2] = {a, b};
     return op_n(gc, op, 2, in);

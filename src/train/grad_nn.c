@@ -378,15 +378,17 @@ kiln_status kiln__grad_NegativeLogLikelihoodLoss(kiln__grad_ctx *gc) {
 /* ---- recurrent ------------------------------------------------------------------- */
 
 /* Emits op(X, W, R, dY, dY_h[, dY_c], B, initial_h[, initial_c],
- * sequence_lens[, P]) -> (dX, dW, dR, dB, dinitial_h[, dinitial_c, dP]) for
+ * sequence_lens[, P, Reserve]) -> (dX, dW, dR, dB, dinitial_h[, dinitial_c, dP])
+ * (Reserve: the value `reserve`, left out when -1) for
  * an RNN op with `states` states (h, and c for LSTM) whose forward inputs are
  * X, W, R, B, sequence_lens, initial_h[, initial_c, P]; the gradient node
  * takes the forward's attributes (direction, activations, clip, ...). */
-static kiln_status rnn_back(kiln__grad_ctx *gc, const char *op, const char *base, int states) {
+static kiln_status rnn_back(kiln__grad_ctx *gc, const char *op, const char *base, int states,
+                            int reserve) {
     static const int slot[7] = {0, 1, 2, 3, 5, 6, 7}; /* forward input of each output */
     const int lstm = states == 2, n_out = 4 + states + lstm; /* LSTM: dP last */
     unsigned char want[7];
-    int in[11], n_in = 0, outs[7];
+    int in[12], n_in = 0, outs[7];
     for (int k = 0; k < n_out; k++) want[k] = IN(slot[k]) >= 0 && NEED(slot[k]);
     for (int k = 0; k < 3; k++) in[n_in++] = IN(k);
     for (int k = 0; k <= states; k++) in[n_in++] = gc->n_dy > k ? gc->dy[k] : -1;
@@ -394,6 +396,7 @@ static kiln_status rnn_back(kiln__grad_ctx *gc, const char *op, const char *base
     for (int k = 0; k < states; k++) in[n_in++] = IN(5 + k);
     in[n_in++] = IN(4); /* sequence_lens */
     if (lstm) in[n_in++] = IN(7); /* P */
+    if (reserve >= 0) in[n_in++] = reserve;
     int node = kiln__gb_node_n(gc, op, "kiln", n_in, in, n_out, want, base, outs);
     kiln__gb_copy_attrs(gc, node);
     for (int k = 0; k < n_out; k++)
@@ -402,13 +405,20 @@ static kiln_status rnn_back(kiln__grad_ctx *gc, const char *op, const char *base
 }
 
 // (Y, Y_h, Y_c) = LSTM(X, W, R[, B, sequence_lens, initial_h, initial_c, P]):
-// kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P)
-//   -> (dX, dW, dR, dB, dinitial_h, dinitial_c, dP), back through time
+// the forward node becomes (Y, Y_h, Y_c, Reserve) = kiln.LSTMTrain(...), which
+// also keeps every step's gates and states, and
+// kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P,
+//   Reserve) -> (dX, dW, dR, dB, dinitial_h, dinitial_c, dP), back through time
 // (grad_rnn.c): any activations, peepholes, clip and input_forget
-kiln_status kiln__grad_LSTM(kiln__grad_ctx *gc) { return rnn_back(gc, "LSTMGrad", "grad_lstm", 2); }
+kiln_status kiln__grad_LSTM(kiln__grad_ctx *gc) {
+    if (strcmp(kiln__gb_fwd(gc)->domain, "kiln") != 0) kiln__gb_retype(gc, "LSTMTrain", "kiln");
+    int reserve = kiln__gb_output(gc, 3, "lstm_reserve");
+    return rnn_back(gc, "LSTMGrad", "grad_lstm", 2, reserve);
+}
+kiln_status kiln__grad_LSTMTrain(kiln__grad_ctx *gc) { return kiln__grad_LSTM(gc); }
 
 // (Y, Y_h) = GRU(X, W, R[, B, sequence_lens, initial_h]):
 // kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens)
 //   -> (dX, dW, dR, dB, dinitial_h), back through time (grad_rnn.c): any
 // activations, either linear_before_reset, clip
-kiln_status kiln__grad_GRU(kiln__grad_ctx *gc) { return rnn_back(gc, "GRUGrad", "grad_gru", 1); }
+kiln_status kiln__grad_GRU(kiln__grad_ctx *gc) { return rnn_back(gc, "GRUGrad", "grad_gru", 1, -1); }

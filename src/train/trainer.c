@@ -581,15 +581,20 @@ static kiln_status run_batch(kiln_trainer *t, kiln_session *s, int n_in, const k
         int64_t n = logits->dims[0], c = logits->dims[1], d = kiln__dims_prod(logits->dims, 2, logits->ndim);
         int64_t k = 0;
         const int64_t *lab = kiln_tensor_data(labels);
+        enum { BLOCK = 256 }; /* positions at a time, so that each class's row is read in order */
+        double best_v[BLOCK];
+        int64_t best[BLOCK];
         for (int64_t i = 0; i < n; i++)
-            for (int64_t p = 0; p < d; p++) {
-                int64_t best = 0, base = i * c * d + p;
-                double best_v = kiln__ld_f(logits->dtype, logits->data, base);
-                for (int64_t j = 1; j < c; j++) {
-                    double v = kiln__ld_f(logits->dtype, logits->data, base + j * d);
-                    if (v > best_v) best = j, best_v = v;
+            for (int64_t p0 = 0; p0 < d; p0 += BLOCK) {
+                int64_t np = d - p0 < BLOCK ? d - p0 : BLOCK;
+                for (int64_t j = 0; j < c; j++) {
+                    int64_t base = (i * c + j) * d + p0;
+                    for (int64_t p = 0; p < np; p++) {
+                        double v = kiln__ld_f(logits->dtype, logits->data, base + p);
+                        if (j == 0 || v > best_v[p]) best[p] = j, best_v[p] = v;
+                    }
                 }
-                k += best == lab[i * d + p];
+                for (int64_t p = 0; p < np; p++) k += best[p] == lab[i * d + p0 + p];
             }
         *correct = k;
     }

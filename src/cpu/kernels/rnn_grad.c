@@ -1,26 +1,35 @@
-/* src/cpu/kernels/rnn_grad.c: the LSTM's and the GRU's gradients through
- * time on matrix products, the algorithms lstm_grad_gemm (kiln.LSTMGrad) and
- * gru_grad_gemm (kiln.GRUGrad). The reference, in double and one batch row at
- * a time, is src/cpu/ref/grad_rnn.c, which also has the formulas.
+/* src/cpu/kernels/rnn_grad.c: recurrent training on matrix products: the
+ * LSTM's training forward, the algorithm lstm_train_gemm (kiln.LSTMTrain), and
+ * the LSTM's and the GRU's gradients through time, lstm_grad_gemm
+ * (kiln.LSTMGrad) and gru_grad_gemm (kiln.GRUGrad). The references are
+ * src/cpu/ref/rnn.c (LSTMTrain, with the Reserve's layout) and, in double and
+ * one batch row at a time, src/cpu/ref/grad_rnn.c, which also has the formulas.
  *
- *   kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P)
- *       -> (dX, dW, dR, dB, dinitial_h, dinitial_c, dP)
+ *   kiln.LSTMTrain(X, W, R, B, sequence_lens, initial_h, initial_c, P)
+ *       -> (Y, Y_h, Y_c, Reserve)
+ *   kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P,
+ *                 Reserve) -> (dX, dW, dR, dB, dinitial_h, dinitial_c, dP)
  *   kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens)
  *       -> (dX, dW, dR, dB, dinitial_h)
  *
  * LSTM:
  * Per direction d, with the steps in the order the forward op takes them
  * (time S-1 down to 0 for the reverse direction) and X's rows gathered in
- * that order into Xs (S*N, I):
+ * that order into Xs (S*N, I); the Reserve's rows (S*N, 6H) of direction d
+ * are [Z_s | c_s | h_s] per step s and batch row, Z_s the gates:
  *   forward   Z = Xs W_d^T + (Wb + Rb)             one product, M = S*N
  *             per step s: Z_s += h_s R_d^T          (N, 4H), K = H
  *             gates i, o, f = sigmoid, c~ = tanh; c_{s+1}, h_{s+1}
- *             (Z becomes the gates; every h_s and c_s is kept)
+ *             (Z becomes the gates, h_s and c_s are kept beside them)
  *   backward  per step s from the last: dh += dY at the step's time;
+ *             tanh(c_{s+1}) from the kept c_s and gates;
  *             dZ_s from dh, dc and the gates (the reference's formulas);
  *             dh = dZ_s R_d (N, H), K = 4H;  dc = dc * f
  *   sums      dR_d = dZ^T H (4H, H), K = S*N;  dW_d = dZ^T Xs (4H, I);
  *             dX (in X's order) += dZ W_d;  dB_d = column sums of dZ, twice
+ * LSTMTrain runs the forward into its Reserve output; LSTMGrad given that
+ * Reserve runs only the backward and the sums; without it, it runs the
+ * forward first, into scratch.
  *
  * GRU (gates z, r, h~; Rz, Rr, Rh the blocks of R_d), the same shape: the
  * input product for every step at once; per step the recurrent products
@@ -34,8 +43,7 @@
  *
  * The products run on the session's pool; the gate arithmetic (per step,
  * N*H values) on the calling thread, in f32 like every product, its sigmoid
- * and tanh vectorized (rnn.h's kernels). LSTM keeps tanh(c) of every step
- * for the backward pass.
+ * and tanh vectorized (rnn.h's kernels).
  *
  * Taken: f32, the default activations, no clip, LSTM input_forget 0 and no
  * peepholes, no sequence_lens (every sequence full length); the reference
@@ -50,15 +58,26 @@
 #include "cpu/kernels/rnn.h"
 #include "ops/algo.h"
 
-/* Inputs and outputs of the two ops (grad.def): LSTMGrad's, and GRUGrad's
- * where they differ (no c state, no peepholes). */
-enum { IN_X, IN_W, IN_R, IN_DY, IN_DY_H };
-enum { LSTM_DY_C = 5, LSTM_B, LSTM_H0, LSTM_C0, LSTM_LENS, LSTM_P };
-enum { GRU_B = 5, GRU_H0, GRU_LENS };
-enum { OUT_DX, OUT_DW, OUT_DR, OUT_DB, OUT_DH0, OUT_DC0 };
+/* Inputs and outputs (grad.def): X, W, R are inputs 0-2 of the three ops,
+ * the gradient ops' dY, dY_h follow; the rest per op in rnn_inputs. */
+enum { IN_X, IN_W, IN_R, IN_DY, IN_DY_H, LSTM_DY_C };
+enum { OUT_DX, OUT_DW, OUT_DR, OUT_DB, OUT_DH0, OUT_DC0, OUT_DP };
+enum { OUT_Y, OUT_Y_H, OUT_Y_C, OUT_RESERVE }; /* LSTMTrain */
+
+/* Where an op has B, the initial states, sequence_lens, P and Reserve among
+ * its inputs (-1: it has none). */
+typedef struct rnn_inputs {
+    int b, h0, c0, lens, p, reserve;
+} rnn_inputs;
+static const rnn_inputs lstm_grad_inputs = {6, 7, 8, 9, 10, 11};
+static const rnn_inputs gru_grad_inputs = {5, 6, -1, 7, -1, -1};
+static const rnn_inputs lstm_train_inputs = {3, 5, 6, 4, 7, -1};
 
 typedef struct rnn_grad_state {
     int lstm, lbr;            /* lbr: GRU's linear_before_reset */
+    int train;                /* LSTMTrain: the forward alone, into Reserve */
+    int has_reserve;          /* LSTMGrad given the forward's Reserve */
+    rnn_inputs in;
     int64_t S, N, I, H, D, G; /* G = 4H (LSTM), 3H (GRU) */
     int layout, reverse;      /* reverse: direction "reverse" (D = 1) */
     int nth;
@@ -66,13 +85,14 @@ typedef struct rnn_grad_state {
     /* scratch offsets (floats): rf, rb R_d packed once per direction as
      * the per-step products' B: R_d^T (H, G) forward, R_d (G, H) backward
      * (GRU: its z, r rows, or all with linear_before_reset; without it also
-     * rhf, rhb: Rh^T and Rh); xs (S*N, I) X in step order; z (S*N, G) the
-     * gates; hs ((S+1)*N, H) every h; cs likewise for LSTM's c, tcs (S*N, H)
-     * its tanh(c) after each step; dz (S*N, G) the input parts' gradients;
-     * GRU: dq (S*N, G) the recurrent parts', vs (S*N, H) v per step, tmp
-     * (N, G); dh (2 N*H); dc (N*H); bias (G, and GRU's Rbh: H); dxs (S*N, I);
-     * gemm: bytes from there */
-    size_t rf, rb, rhf, rhb, xs, z, hs, cs, tcs, dz, dq, vs, tmp, dh, dc, bias, dxs, gemm;
+     * rhf, rhb: Rh^T and Rh); xs (S*N, I) X in step order; LSTM: res
+     * (S*N, 6H) the Reserve's rows of a direction when no Reserve is given,
+     * last (2 N*H) h and c after the last step; GRU: z (S*N, G) the gates, hs
+     * ((S+1)*N, H) every h; dz (S*N, G) the input parts' gradients; GRU: dq
+     * (S*N, G) the recurrent parts', vs (S*N, H) v per step, tmp (N, G); dh
+     * (2 N*H); dc (N*H), LSTM: tc (N*H) tanh(c) after a step; bias (G, and
+     * GRU's Rbh: H); dxs (S*N, I); gemm: bytes from there */
+    size_t rf, rb, rhf, rhb, xs, res, last, z, hs, dz, dq, vs, tmp, dh, dc, tc, bias, dxs, gemm;
     size_t scratch_bytes;
 } rnn_grad_state;
 
@@ -112,24 +132,29 @@ static size_t gemm_scratch(const rnn_grad_state *s, int nth) {
 
 static int f32_or_absent(const kiln_tensor *t) { return !t || t->dtype == KILN_DTYPE_F32; }
 
-static kiln_status rnn_grad_prepare(kiln__kctx *c, int lstm) {
+/* Prepares op (LSTMTrain when train, else LSTMGrad / GRUGrad) with its
+ * inputs at `in`. */
+static kiln_status rnn_grad_prepare(kiln__kctx *c, const rnn_inputs *in, int lstm, int train) {
     const kiln_tensor *x = kiln__in(c, IN_X), *w = kiln__in(c, IN_W), *r = kiln__in(c, IN_R);
     if (!x || !w || !r || x->dtype != KILN_DTYPE_F32 || w->dtype != KILN_DTYPE_F32 ||
         r->dtype != KILN_DTYPE_F32 || x->ndim != 3 || w->ndim != 3 || r->ndim != 3)
         return KILN_E_UNSUPPORTED;
-    const int in_lens = lstm ? LSTM_LENS : GRU_LENS;
-    for (int i = IN_DY; i < in_lens; i++)
-        if (!f32_or_absent(kiln__in(c, i))) return KILN_E_UNSUPPORTED;
+    for (int i = IN_R + 1; i < c->n_in; i++)
+        if (i != in->lens && !f32_or_absent(kiln__in(c, i))) return KILN_E_UNSUPPORTED;
     for (int i = 0; i < c->n_out; i++)
         if (kiln__out(c, i) && kiln__out(c, i)->dtype != KILN_DTYPE_F32) return KILN_E_UNSUPPORTED;
     const kiln__node *n = c->node;
-    if (kiln__in(c, in_lens) || (lstm && kiln__in(c, LSTM_P)) || kiln__attr_find(n, "clip") ||
-        kiln__attr_i(n, "input_forget", 0) || kiln__attr_find(n, "activations"))
+    if (kiln__in(c, in->lens) || (in->p >= 0 && kiln__in(c, in->p)) || kiln__attr_find(n, "clip") ||
+        kiln__attr_i(n, "input_forget", 0) || kiln__attr_find(n, "activations") ||
+        (in->p >= 0 && !train && kiln__out(c, OUT_DP)))
         return KILN_E_UNSUPPORTED;
     rnn_grad_state *s = calloc(1, sizeof *s);
     if (!s) return kiln__err(KILN_E_NOMEM, "rnn_grad: out of memory");
     const char *dir = kiln__attr_s(n, "direction", "forward");
     s->lstm = lstm;
+    s->train = train;
+    s->in = *in;
+    s->has_reserve = in->reserve >= 0 && kiln__in(c, in->reserve);
     s->lbr = !lstm && kiln__attr_i(n, "linear_before_reset", 0) != 0;
     s->layout = (int)kiln__attr_i(n, "layout", 0);
     s->reverse = !strcmp(dir, "reverse");
@@ -152,38 +177,51 @@ static kiln_status rnn_grad_prepare(kiln__kctx *c, int lstm) {
         return KILN_E_UNSUPPORTED;
     }
     const size_t SN = (size_t)(s->S * s->N), NH = (size_t)(s->N * s->H), G = (size_t)s->G;
+    const int grad = !train, gru = !lstm;
     size_t at = 0;
     /* the recurrent products' columns: LSTM and GRU lbr all G, GRU else z, r */
     const int64_t rcols = lstm || s->lbr ? s->G : 2 * s->H;
+    const int rh = gru && !s->lbr; /* GRU's Rh products apart */
     s->rf = at, at += align16(packed_floats(s->H, rcols));
-    s->rb = at, at += align16(packed_floats(rcols, s->H));
-    s->rhf = at, at += lstm || s->lbr ? 0 : align16(packed_floats(s->H, s->H));
-    s->rhb = at, at += lstm || s->lbr ? 0 : align16(packed_floats(s->H, s->H));
+    s->rb = at, at += grad ? align16(packed_floats(rcols, s->H)) : 0;
+    s->rhf = at, at += rh ? align16(packed_floats(s->H, s->H)) : 0;
+    s->rhb = at, at += rh ? align16(packed_floats(s->H, s->H)) : 0;
     s->xs = at, at += align16(SN * (size_t)s->I);
-    s->z = at, at += align16(SN * G);
-    s->hs = at, at += align16(SN * (size_t)s->H + NH); /* h_0 .. h_S */
-    s->cs = at, at += lstm ? align16(SN * (size_t)s->H + NH) : 0;
-    s->tcs = at, at += lstm ? align16(SN * (size_t)s->H) : 0;
-    s->dz = at, at += align16(SN * G);
-    s->dq = at, at += lstm ? 0 : align16(SN * G);
-    s->vs = at, at += lstm ? 0 : align16(SN * (size_t)s->H);
-    s->tmp = at, at += lstm ? 0 : align16((size_t)s->N * G);
-    s->dh = at, at += align16(2 * NH); /* dh, and a product's result */
-    s->dc = at, at += align16(NH);
+    s->res = at, at += lstm && grad && !s->has_reserve ? align16(SN * 6 * (size_t)s->H) : 0;
+    s->last = at, at += lstm ? align16(2 * NH) : 0;
+    s->z = at, at += gru ? align16(SN * G) : 0;
+    s->hs = at, at += gru ? align16(SN * (size_t)s->H + NH) : 0; /* h_0 .. h_S */
+    s->dz = at, at += grad ? align16(SN * G) : 0;
+    s->dq = at, at += gru ? align16(SN * G) : 0;
+    s->vs = at, at += gru ? align16(SN * (size_t)s->H) : 0;
+    s->tmp = at, at += gru ? align16((size_t)s->N * G) : 0;
+    s->dh = at, at += grad ? align16(2 * NH) : 0; /* dh, and a product's result */
+    s->dc = at, at += lstm && grad ? align16(NH) : 0;
+    s->tc = at, at += lstm && grad ? align16(NH) : 0;
     s->bias = at, at += align16(G + (size_t)s->H);
-    s->dxs = at, at += align16(SN * (size_t)s->I);
+    s->dxs = at, at += grad ? align16(SN * (size_t)s->I) : 0;
     s->gemm = at * sizeof(float);
     s->scratch_bytes = s->gemm + gemm_scratch(s, s->nth);
     c->scratch_bytes = s->scratch_bytes;
     const double sn = (double)SN, D = (double)s->D;
-    /* forward again (input and recurrent products), backward (recurrent, dW, dR, dX) */
-    c->flops = D * 2 * sn * s->G * (2.0 * s->I + 2.0 * s->H) + D * 2 * sn * s->G * s->H;
+    /* forward (input and recurrent products; LSTMGrad without the Reserve
+     * runs it again), backward (recurrent, dW, dR, dX) */
+    const double fwd = D * 2 * sn * s->G * (s->I + s->H);
+    const double bwd = D * 2 * sn * s->G * (2.0 * s->I + 2.0 * s->H);
+    c->flops = train ? fwd : s->has_reserve ? bwd : fwd + bwd;
     c->kstate = s;
     return KILN_OK;
 }
 
-static kiln_status lstm_grad_prepare(kiln__kctx *c) { return rnn_grad_prepare(c, 1); }
-static kiln_status gru_grad_prepare(kiln__kctx *c) { return rnn_grad_prepare(c, 0); }
+static kiln_status lstm_grad_prepare(kiln__kctx *c) {
+    return rnn_grad_prepare(c, &lstm_grad_inputs, 1, 0);
+}
+static kiln_status gru_grad_prepare(kiln__kctx *c) {
+    return rnn_grad_prepare(c, &gru_grad_inputs, 0, 0);
+}
+static kiln_status lstm_train_prepare(kiln__kctx *c) {
+    return rnn_grad_prepare(c, &lstm_train_inputs, 1, 1);
+}
 
 static double rnn_grad_cost(const kiln__kctx *c) {
     const rnn_grad_state *s = c->kstate;
@@ -248,17 +286,18 @@ static int64_t step_time(const rnn_grad_state *s, int64_t d, int64_t st) {
     return s->reverse || d == 1 ? s->S - 1 - st : st;
 }
 
-/* Direction d's (N, H) rows of a state tensor t (absent: zeros) into buf, or
- * (out) buf into t (absent: nothing). */
-static void state_io(const rnn_grad_state *s, const kiln_tensor *t, int64_t d, float *buf, int out) {
+/* Direction d's (N, H) rows of a state tensor t (absent: zeros) into buf
+ * (rows ld floats apart), or (out) buf into t (absent: nothing). */
+static void state_io(const rnn_grad_state *s, const kiln_tensor *t, int64_t d, float *buf,
+                     int64_t ld, int out) {
     for (int64_t n = 0; n < s->N; n++) {
         float *row = t ? (float *)t->data + state_row(s, d, n) * s->H : NULL;
         if (out) {
-            if (row) memcpy(row, buf + n * s->H, (size_t)s->H * sizeof(float));
+            if (row) memcpy(row, buf + n * ld, (size_t)s->H * sizeof(float));
         } else if (row) {
-            memcpy(buf + n * s->H, row, (size_t)s->H * sizeof(float));
+            memcpy(buf + n * ld, row, (size_t)s->H * sizeof(float));
         } else {
-            memset(buf + n * s->H, 0, (size_t)s->H * sizeof(float));
+            memset(buf + n * ld, 0, (size_t)s->H * sizeof(float));
         }
     }
 }
@@ -310,53 +349,98 @@ static kiln_status input_sums(kiln__kctx *c, const rnn_grad_state *s, int64_t d,
     return KILN_OK;
 }
 
+/* The LSTM forward of direction d: X's rows in step order into xs, and the
+ * Reserve's rows of d into res (S*N, 6H); h and c after the last step into
+ * the scratch's `last` (N, H each). */
+static kiln_status lstm_forward(const kiln__kctx *c, const rnn_grad_state *s, int64_t d,
+                                float *res) {
+    const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N, L = 6 * H;
+    float *f = c->scratch;
+    float *xs = f + s->xs, *bias = f + s->bias, *h_last = f + s->last, *c_last = h_last + N * H;
+    const float *wd = (const float *)kiln__in(c, IN_W)->data + d * G * I;
+    const float *rd = (const float *)kiln__in(c, IN_R)->data + d * G * H;
+    const kiln_tensor *t_b = kiln__in(c, s->in.b);
+    const float *b = t_b ? (const float *)t_b->data + d * 2 * G : NULL;
+    gather_steps(s, kiln__in(c, IN_X)->data, d, xs);
+    for (int64_t k = 0; k < G; k++) bias[k] = b ? b[k] + b[G + k] : 0.0f;
+    state_io(s, kiln__in(c, s->in.c0), d, res + 4 * H, L, 0);
+    state_io(s, kiln__in(c, s->in.h0), d, res + 5 * H, L, 0);
+    KILN__TRY(pack_b(c, s->rf, H, G, rd, H, 1));
+    KILN__TRY(product(c, s, SN, G, I, xs, I, 0, wd, I, 1, res, L, 0, bias));
+    for (int64_t st = 0; st < S; st++) {
+        float *zs = res + st * N * L, *next = zs + N * L;
+        KILN__TRY(product_packed(c, s, N, G, H, zs + 5 * H, L, s->rf, zs, L, 1));
+        for (int64_t n = 0; n < N; n++) {
+            float *g = zs + n * L;
+            const float *c_prev = g + 4 * H;
+            /* the next step's states, or after the last step h_last, c_last */
+            float *c_next = st + 1 < S ? next + n * L + 4 * H : c_last + n * H;
+            float *h_next = st + 1 < S ? next + n * L + 5 * H : h_last + n * H;
+            s->act->sigmoid(g, 3 * H); /* i, o, f */
+            s->act->tanh(g + 3 * H, H);
+            for (int64_t j = 0; j < H; j++)
+                c_next[j] = h_next[j] = g[2 * H + j] * c_prev[j] + g[j] * g[3 * H + j];
+            s->act->tanh(h_next, H);
+            for (int64_t j = 0; j < H; j++) h_next[j] *= g[H + j];
+        }
+    }
+    return KILN_OK;
+}
+
+static kiln_status lstm_train_run(kiln__kctx *c) {
+    const rnn_grad_state *s = c->kstate;
+    const int64_t S = s->S, N = s->N, H = s->H, L = 6 * H;
+    const float *h_last = (const float *)c->scratch + s->last, *c_last = h_last + N * H;
+    kiln_tensor *y = kiln__out(c, OUT_Y);
+    for (int64_t d = 0; d < s->D; d++) {
+        float *res = (float *)kiln__out(c, OUT_RESERVE)->data + d * S * N * L;
+        KILN__TRY(lstm_forward(c, s, d, res));
+        for (int64_t st = 0; y && st < S; st++) /* h after step st: the next step's h_prev */
+            for (int64_t n = 0; n < N; n++)
+                memcpy((float *)y->data + y_row(s, step_time(s, d, st), d, n) * H,
+                       st + 1 < S ? res + ((st + 1) * N + n) * L + 5 * H : h_last + n * H,
+                       (size_t)H * sizeof(float));
+        state_io(s, kiln__out(c, OUT_Y_H), d, (float *)h_last, H, 1);
+        state_io(s, kiln__out(c, OUT_Y_C), d, (float *)c_last, H, 1);
+    }
+    return KILN_OK;
+}
+
 static kiln_status lstm_grad_run(kiln__kctx *c) {
     const rnn_grad_state *s = c->kstate;
-    const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N;
+    const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N, L = 6 * H;
     float *f = c->scratch;
-    float *xs = f + s->xs, *z = f + s->z, *hs = f + s->hs, *cs = f + s->cs, *tcs = f + s->tcs;
-    float *dz = f + s->dz;
-    float *dh = f + s->dh, *dhp = dh + N * H, *dc = f + s->dc, *bias = f + s->bias;
-    const float *w = kiln__in(c, IN_W)->data, *r = kiln__in(c, IN_R)->data;
-    const kiln_tensor *t_dy = kiln__in(c, IN_DY), *t_b = kiln__in(c, LSTM_B);
+    float *xs = f + s->xs, *dz = f + s->dz, *tc = f + s->tc;
+    float *dh = f + s->dh, *dhp = dh + N * H, *dc = f + s->dc;
+    const float *w = kiln__in(c, IN_W)->data;
+    const kiln_tensor *t_dy = kiln__in(c, IN_DY);
     kiln_tensor *o_dx = kiln__out(c, OUT_DX), *o_dr = kiln__out(c, OUT_DR),
                 *o_db = kiln__out(c, OUT_DB);
     if (o_dx) memset(o_dx->data, 0, (size_t)(SN * I) * sizeof(float));
     for (int64_t d = 0; d < s->D; d++) {
-        const float *wd = w + d * G * I, *rd = r + d * G * H;
-        const float *b = t_b ? (const float *)t_b->data + d * 2 * G : NULL;
-        gather_steps(s, kiln__in(c, IN_X)->data, d, xs);
-        for (int64_t k = 0; k < G; k++) bias[k] = b ? b[k] + b[G + k] : 0.0f;
-        state_io(s, kiln__in(c, LSTM_H0), d, hs, 0);
-        state_io(s, kiln__in(c, LSTM_C0), d, cs, 0);
-        KILN__TRY(pack_b(c, s->rf, H, G, rd, H, 1));
-        KILN__TRY(pack_b(c, s->rb, G, H, rd, H, 0));
-        /* forward again, keeping the gates and every state */
-        KILN__TRY(product(c, s, SN, G, I, xs, I, 0, wd, I, 1, z, G, 0, bias));
-        for (int64_t st = 0; st < S; st++) {
-            float *zs = z + st * N * G;
-            const float *h_prev = hs + st * N * H, *c_prev = cs + st * N * H;
-            float *h_next = hs + (st + 1) * N * H, *c_next = cs + (st + 1) * N * H;
-            float *tc = tcs + st * N * H;
-            KILN__TRY(product_packed(c, s, N, G, H, h_prev, H, s->rf, zs, G, 1));
-            for (int64_t n = 0; n < N; n++) {
-                float *g = zs + n * G, *tcn = tc + n * H;
-                s->act->sigmoid(g, 3 * H); /* i, o, f */
-                s->act->tanh(g + 3 * H, H);
-                for (int64_t j = 0; j < H; j++)
-                    c_next[n * H + j] = tcn[j] = g[2 * H + j] * c_prev[n * H + j] + g[j] * g[3 * H + j];
-                s->act->tanh(tcn, H);
-                for (int64_t j = 0; j < H; j++) h_next[n * H + j] = g[H + j] * tcn[j];
-            }
+        const float *wd = w + d * G * I, *rd = (const float *)kiln__in(c, IN_R)->data + d * G * H;
+        const float *res = f + s->res;
+        if (s->has_reserve) {
+            res = (const float *)kiln__in(c, s->in.reserve)->data + d * SN * L;
+            gather_steps(s, kiln__in(c, IN_X)->data, d, xs);
+        } else {
+            KILN__TRY(lstm_forward(c, s, d, f + s->res));
         }
+        KILN__TRY(pack_b(c, s->rb, G, H, rd, H, 0));
         /* backward through time */
-        state_io(s, kiln__in(c, IN_DY_H), d, dh, 0);
-        state_io(s, kiln__in(c, LSTM_DY_C), d, dc, 0);
+        state_io(s, kiln__in(c, IN_DY_H), d, dh, H, 0);
+        state_io(s, kiln__in(c, LSTM_DY_C), d, dc, H, 0);
         for (int64_t st = S - 1; st >= 0; st--) {
-            const float *zs = z + st * N * G, *c_prev = cs + st * N * H, *tc = tcs + st * N * H;
+            const float *zs = res + st * N * L;
             float *dzs = dz + st * N * G;
+            for (int64_t n = 0; n < N; n++) { /* tanh(c) after the step */
+                const float *g = zs + n * L;
+                for (int64_t j = 0; j < H; j++)
+                    tc[n * H + j] = g[2 * H + j] * g[4 * H + j] + g[j] * g[3 * H + j];
+            }
+            s->act->tanh(tc, N * H);
             for (int64_t n = 0; n < N; n++) {
-                const float *g = zs + n * G, *dy = dy_at(s, t_dy, d, st, n);
+                const float *g = zs + n * L, *c_prev = g + 4 * H, *dy = dy_at(s, t_dy, d, st, n);
                 float *gd = dzs + n * G;
                 for (int64_t j = 0; j < H; j++) {
                     float dhv = dh[n * H + j] + (dy ? dy[j] : 0.0f);
@@ -365,7 +449,7 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
                     float dcv = dc[n * H + j] + dhv * o * (1 - t * t);
                     gd[j] = dcv * cc * i * (1 - i);
                     gd[H + j] = dhv * t * o * (1 - o);
-                    gd[2 * H + j] = dcv * c_prev[n * H + j] * fg * (1 - fg);
+                    gd[2 * H + j] = dcv * c_prev[j] * fg * (1 - fg);
                     gd[3 * H + j] = dcv * i * (1 - cc * cc);
                     dc[n * H + j] = dcv * fg;
                 }
@@ -373,12 +457,12 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
             KILN__TRY(product_packed(c, s, N, H, G, dzs, G, s->rb, dhp, H, 0));
             memcpy(dh, dhp, (size_t)(N * H) * sizeof(float));
         }
-        state_io(s, kiln__out(c, OUT_DH0), d, dh, 1);
-        state_io(s, kiln__out(c, OUT_DC0), d, dc, 1);
+        state_io(s, kiln__out(c, OUT_DH0), d, dh, H, 1);
+        state_io(s, kiln__out(c, OUT_DC0), d, dc, H, 1);
         /* the sums over every step: the recurrent part's gradient is the input part's */
         if (o_dr)
-            KILN__TRY(product(c, s, G, H, SN, dz, G, 1, hs, H, 0, (float *)o_dr->data + d * G * H, H,
-                              0, NULL));
+            KILN__TRY(product(c, s, G, H, SN, dz, G, 1, res + 5 * H, L, 0,
+                              (float *)o_dr->data + d * G * H, H, 0, NULL));
         KILN__TRY(input_sums(c, s, d, dz, xs, wd, f + s->dxs));
         if (o_db) {
             float *db = (float *)o_db->data + d * 2 * G;
@@ -396,7 +480,7 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
     float *vs = f + s->vs, *tmp = f + s->tmp, *dh = f + s->dh, *dhp = dh + N * H;
     float *bias = f + s->bias, *rbh = bias + G;
     const float *w = kiln__in(c, IN_W)->data, *r = kiln__in(c, IN_R)->data;
-    const kiln_tensor *t_dy = kiln__in(c, IN_DY), *t_b = kiln__in(c, GRU_B);
+    const kiln_tensor *t_dy = kiln__in(c, IN_DY), *t_b = kiln__in(c, s->in.b);
     kiln_tensor *o_dx = kiln__out(c, OUT_DX), *o_dr = kiln__out(c, OUT_DR),
                 *o_db = kiln__out(c, OUT_DB);
     if (o_dx) memset(o_dx->data, 0, (size_t)(SN * I) * sizeof(float));
@@ -408,7 +492,7 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
         for (int64_t k = 0; k < G; k++)
             bias[k] = b ? b[k] + (k < 2 * H || !s->lbr ? b[G + k] : 0.0f) : 0.0f;
         for (int64_t j = 0; j < H; j++) rbh[j] = b ? b[G + 2 * H + j] : 0.0f;
-        state_io(s, kiln__in(c, GRU_H0), d, hs, 0);
+        state_io(s, kiln__in(c, s->in.h0), d, hs, s->H, 0);
         const int64_t rcols = s->lbr ? G : 2 * H; /* the rows of R_d in the first product */
         KILN__TRY(pack_b(c, s->rf, H, rcols, rd, H, 1));
         KILN__TRY(pack_b(c, s->rb, rcols, H, rd, H, 0));
@@ -444,7 +528,7 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
             }
         }
         /* backward through time: dz the input parts' gradients, dq the recurrent parts' */
-        state_io(s, kiln__in(c, IN_DY_H), d, dh, 0);
+        state_io(s, kiln__in(c, IN_DY_H), d, dh, s->H, 0);
         for (int64_t st = S - 1; st >= 0; st--) {
             const float *zs = z + st * N * G, *v = vs + st * N * H, *h_prev = hs + st * N * H;
             float *dzs = dz + st * N * G, *dqs = dq + st * N * G;
@@ -478,7 +562,7 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
             memcpy(dh, dhp, (size_t)(N * H) * sizeof(float));
             KILN__TRY(product_packed(c, s, N, H, rcols, dqs, G, s->rb, dh, H, 1));
         }
-        state_io(s, kiln__out(c, OUT_DH0), d, dh, 1);
+        state_io(s, kiln__out(c, OUT_DH0), d, dh, s->H, 1);
         /* the sums over every step */
         if (o_dr) {
             float *dr = (float *)o_dr->data + d * G * H;
@@ -492,6 +576,10 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
     return KILN_OK;
 }
 
+const kiln__algo kiln__algo_lstm_train_gemm = {
+    .name = "lstm_train_gemm", .domain = "kiln", .op_type = "LSTMTrain", .flags = 0,
+    .prepare = lstm_train_prepare, .cost = rnn_grad_cost, .run = lstm_train_run, .release = free,
+};
 const kiln__algo kiln__algo_lstm_grad_gemm = {
     .name = "lstm_grad_gemm", .domain = "kiln", .op_type = "LSTMGrad", .flags = 0,
     .prepare = lstm_grad_prepare, .cost = rnn_grad_cost, .run = lstm_grad_run, .release = free,

@@ -15,6 +15,15 @@
  *   Y:             layout 0: (S, D, N, H)  layout 1: (N, S, D, H)
  *   Y_h, Y_c:      layout 0: (D, N, H)     layout 1: (N, D, H)
  *
+ * kiln.LSTMTrain (src/ops/defs/grad.def) is LSTM for training: the same
+ * inputs, attributes and outputs, and a fourth output Reserve (D, S, N, 6H)
+ * of X's dtype that keeps what the gradient (kiln.LSTMGrad) reads instead of
+ * running the recurrence again: for direction d, step s (the s-th step that
+ * direction takes, so time S-1-s for the reverse one) and batch row n, the
+ * row [i | o | f | c~ | c_prev | h_prev] of the gates after their
+ * activations (clip and peepholes applied) and the cell and hidden state the
+ * step started from. Steps past a row's sequence length hold zeros.
+ *
  * Batch rows are independent, so the kernels split the batch across threads.
  * Gate products accumulate in float for f32/f16/bf16 inputs and in double for
  * f64; the hidden/cell state is kept in that working type; the elementwise
@@ -44,6 +53,7 @@ typedef struct rnn_params {
     double clip;
     int input_forget;        /* LSTM */
     int linear_before_reset; /* GRU */
+    int train;               /* LSTMTrain: output 3 is the Reserve */
     kiln__rnn_act act[2][3]; /* [direction][f, g, h] */
     kiln_dtype dt;           /* dtype of X, W, R, B, initial_h/c, P, Y */
     kiln_dtype wt;           /* working dtype: F64 for f64 inputs, else F32 */
@@ -71,9 +81,10 @@ static kiln_status rnn_parse_acts(const kiln__node *node, rnn_params *p) {
 }
 
 /* Validates inputs and attributes of an RNN/GRU/LSTM node into p. */
-static kiln_status rnn_parse(const kiln__kctx *c, rnn_cell cell, rnn_params *p) {
+static kiln_status rnn_parse(const kiln__kctx *c, rnn_cell cell, int train, rnn_params *p) {
     memset(p, 0, sizeof *p);
     p->cell = cell;
+    p->train = train;
     p->n_gates = cell == RNN_CELL_RNN ? 1 : cell == RNN_CELL_GRU ? 3 : 4;
     p->n_acts = cell == RNN_CELL_RNN ? 1 : cell == RNN_CELL_GRU ? 2 : 3;
     const kiln__node *node = c->node;
@@ -312,7 +323,8 @@ static void rnn_step_gru(const rnn_step *s) {
         rnn_st(p->wt, s->h, j, (1 - z[j]) * n[j] + z[j] * rnn_ld(p->wt, s->h, j));
 }
 
-/* LSTM (gate blocks i, o, f, c; peepholes P = (Pi, Po, Pf)):
+/* LSTM (gate blocks i, o, f, c; peepholes P = (Pi, Po, Pf)); leaves the
+ * gates after their activations in s->gates (for LSTMTrain's Reserve):
  *   i = f(Wi x + Ri h + Pi*c + Wbi + Rbi)
  *   f = f(Wf x + Rf h + Pf*c + Wbf + Rbf)    (input_forget: f = 1 - i)
  *   n = g(Wc x + Rc h + Wbc + Rbc)
@@ -334,6 +346,7 @@ static void rnn_step_lstm(const rnn_step *s) {
         double n = kiln__rnn_act_apply(&act[1], rnn_clip(p, s->gates[3 * H + j]));
         double c_new = f * c_prev + i * n;
         double o = kiln__rnn_act_apply(&act[0], rnn_clip(p, s->gates[H + j] + rnn_peep(s, 1, j) * c_new));
+        s->gates[j] = i, s->gates[H + j] = o, s->gates[2 * H + j] = f, s->gates[3 * H + j] = n;
         rnn_st(p->wt, s->c, j, c_new);
         rnn_st(p->wt, s->h, j, o * kiln__rnn_act_apply(&act[2], c_new));
     }
@@ -357,6 +370,7 @@ static kiln_status rnn_run_row(const kiln__kctx *c, const rnn_params *p, int64_t
     }
     kiln_tensor *y = kiln__out(c, 0), *y_h = kiln__out(c, 1);
     kiln_tensor *y_c = p->cell == RNN_CELL_LSTM ? kiln__out(c, 2) : NULL;
+    kiln_tensor *reserve = p->train ? kiln__out(c, 3) : NULL;
 
     int64_t len = S;
     if (lens) {
@@ -392,9 +406,15 @@ static kiln_status rnn_run_row(const kiln__kctx *c, const rnn_params *p, int64_t
             /* Past the row's length Y gets zeros (at time index step). */
             int64_t t = step >= len ? step : p->reverse[d] ? len - 1 - step : step;
             int64_t y_off = (p->layout ? (b * S + t) * D + d : (t * D + d) * N + b) * H;
+            int64_t res_off = ((d * S + step) * N + b) * 6 * H; /* the step's Reserve row */
             if (step >= len) {
                 if (y) rnn_store(p->wt, NULL, p->dt, y->data, y_off, H);
+                if (reserve) rnn_store(p->wt, NULL, p->dt, reserve->data, res_off, 6 * H);
                 continue;
+            }
+            if (reserve) { /* the states the step starts from */
+                rnn_store(p->wt, s.c, p->dt, reserve->data, res_off + 4 * H, H);
+                rnn_store(p->wt, s.h, p->dt, reserve->data, res_off + 5 * H, H);
             }
             int64_t x_off = (p->layout ? b * S + t : t * N + b) * I;
             if (p->dt == p->wt) {
@@ -408,6 +428,8 @@ static kiln_status rnn_run_row(const kiln__kctx *c, const rnn_params *p, int64_t
             case RNN_CELL_GRU: rnn_step_gru(&s); break;
             case RNN_CELL_LSTM: rnn_step_lstm(&s); break;
             }
+            for (int64_t k = 0; reserve && k < 4 * H; k++)
+                kiln__st_f(p->dt, reserve->data, res_off + k, s.gates[k]);
             if (y) rnn_store(p->wt, s.h, p->dt, y->data, y_off, H);
         }
         if (y_h) rnn_store(p->wt, s.h, p->dt, y_h->data, state_off, H);
@@ -416,25 +438,23 @@ static kiln_status rnn_run_row(const kiln__kctx *c, const rnn_params *p, int64_t
     return KILN_OK;
 }
 
-static kiln_status rnn_infer(kiln__kctx *c, rnn_cell cell) {
+static kiln_status rnn_infer(kiln__kctx *c, rnn_cell cell, int train) {
     rnn_params p;
-    KILN__TRY(rnn_parse(c, cell, &p));
+    KILN__TRY(rnn_parse(c, cell, train, &p));
     int max_out = cell == RNN_CELL_LSTM ? 3 : 2;
-    if (c->n_out > max_out)
-        return kiln__err(KILN_E_INVAL, "%s has at most %d outputs, got %d", rnn_cell_name(cell),
-                         max_out, c->n_out);
     const int64_t S = p.seq, N = p.batch, D = p.dirs, H = p.hidden;
     const int64_t y0[4] = {S, D, N, H}, y1[4] = {N, S, D, H};
-    const int64_t s0[3] = {D, N, H}, s1[3] = {N, D, H};
+    const int64_t s0[3] = {D, N, H}, s1[3] = {N, D, H}, res[4] = {D, S, N, 6 * H};
     KILN__TRY(kiln__out_shape(c, 0, p.dt, 4, p.layout ? y1 : y0));
     for (int i = 1; i < max_out; i++) KILN__TRY(kiln__out_shape(c, i, p.dt, 3, p.layout ? s1 : s0));
+    if (train) KILN__TRY(kiln__out_shape(c, 3, p.dt, 4, res));
     c->scratch_bytes = (size_t)N * p.row_bytes;
     return KILN_OK;
 }
 
-static kiln_status rnn_kernel(kiln__kctx *c, rnn_cell cell) {
+static kiln_status rnn_kernel(kiln__kctx *c, rnn_cell cell, int train) {
     rnn_params p;
-    KILN__TRY(rnn_parse(c, cell, &p));
+    KILN__TRY(rnn_parse(c, cell, train, &p));
     int64_t lo, hi;
     kiln__split(p.batch, c->ith, c->nth, &lo, &hi);
     for (int64_t b = lo; b < hi; b++)
@@ -442,9 +462,11 @@ static kiln_status rnn_kernel(kiln__kctx *c, rnn_cell cell) {
     return KILN_OK;
 }
 
-kiln_status kiln__infer_RNN(kiln__kctx *c) { return rnn_infer(c, RNN_CELL_RNN); }
-kiln_status kiln__ref_RNN(kiln__kctx *c) { return rnn_kernel(c, RNN_CELL_RNN); }
-kiln_status kiln__infer_GRU(kiln__kctx *c) { return rnn_infer(c, RNN_CELL_GRU); }
-kiln_status kiln__ref_GRU(kiln__kctx *c) { return rnn_kernel(c, RNN_CELL_GRU); }
-kiln_status kiln__infer_LSTM(kiln__kctx *c) { return rnn_infer(c, RNN_CELL_LSTM); }
-kiln_status kiln__ref_LSTM(kiln__kctx *c) { return rnn_kernel(c, RNN_CELL_LSTM); }
+kiln_status kiln__infer_RNN(kiln__kctx *c) { return rnn_infer(c, RNN_CELL_RNN, 0); }
+kiln_status kiln__ref_RNN(kiln__kctx *c) { return rnn_kernel(c, RNN_CELL_RNN, 0); }
+kiln_status kiln__infer_GRU(kiln__kctx *c) { return rnn_infer(c, RNN_CELL_GRU, 0); }
+kiln_status kiln__ref_GRU(kiln__kctx *c) { return rnn_kernel(c, RNN_CELL_GRU, 0); }
+kiln_status kiln__infer_LSTM(kiln__kctx *c) { return rnn_infer(c, RNN_CELL_LSTM, 0); }
+kiln_status kiln__ref_LSTM(kiln__kctx *c) { return rnn_kernel(c, RNN_CELL_LSTM, 0); }
+kiln_status kiln__infer_LSTMTrain(kiln__kctx *c) { return rnn_infer(c, RNN_CELL_LSTM, 1); }
+kiln_status kiln__ref_LSTMTrain(kiln__kctx *c) { return rnn_kernel(c, RNN_CELL_LSTM, 1); }
