@@ -1,5 +1,5 @@
 /* src/cpu/kernels/rnn_gates_avx2.c: the LSTM / GRU gate kernels with AVX2
- * and FMA, 8 hidden units per vector with masked tails: rnn_gates_simd.h at
+ * and FMA, 8 hidden units per vector with masked tails (full vectors unmasked): rnn_gates_simd.h at
  * this width, sigmoid and tanh from vmath.h. Compiled through target
  * attributes only; rnn_gates.c calls them only when the CPU has AVX2. */
 #if defined(__x86_64__) || defined(__i386__)
@@ -17,8 +17,10 @@ typedef __m256i mask;
 #define MASK(left)                                                                             \
     _mm256_cmpgt_epi32(_mm256_set1_epi32((int)((left) < 8 ? (left) : 8)),                      \
                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
-#define LD(p, m) _mm256_maskload_ps(p, m)
-#define ST(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define LDM(p, m) _mm256_maskload_ps(p, m)
+#define STM(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define LDU(p) _mm256_loadu_ps(p)
+#define STU(p, v) _mm256_storeu_ps(p, v)
 #define V1(x) _mm256_set1_ps(x)
 #define ADD _mm256_add_ps
 #define SUB _mm256_sub_ps

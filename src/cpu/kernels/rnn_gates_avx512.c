@@ -1,5 +1,5 @@
 /* src/cpu/kernels/rnn_gates_avx512.c: the LSTM / GRU gate kernels with
- * AVX-512F, 16 hidden units per vector with masked tails: rnn_gates_simd.h
+ * AVX-512F, 16 hidden units per vector with masked tails (full vectors unmasked): rnn_gates_simd.h
  * at this width, sigmoid and tanh from vmath.h. Compiled through target
  * attributes only; rnn_gates.c calls them only when the CPU has AVX-512F. */
 #if defined(__x86_64__) || defined(__i386__)
@@ -14,8 +14,10 @@
 typedef __m512 vec;
 typedef __mmask16 mask;
 #define MASK(left) ((left) >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (left)) - 1u))
-#define LD(p, m) _mm512_maskz_loadu_ps(m, p)
-#define ST(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define LDM(p, m) _mm512_maskz_loadu_ps(m, p)
+#define STM(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define LDU(p) _mm512_loadu_ps(p)
+#define STU(p, v) _mm512_storeu_ps(p, v)
 #define V1(x) _mm512_set1_ps(x)
 #define ADD _mm512_add_ps
 #define SUB _mm512_sub_ps
