@@ -349,6 +349,74 @@ static kiln_status input_sums(kiln__kctx *c, const rnn_grad_state *s, int64_t d,
     return KILN_OK;
 }
 
+/* One step of the LSTM's gate arithmetic, split over the batch rows. */
+typedef struct lstm_step_job {
+    const rnn_grad_state *s;
+    float *zs;              /* the step's Reserve rows (N, 6H) */
+    float *next;            /* forward: the next step's rows, or NULL after the last */
+    float *h_last, *c_last; /* forward: (N, H) each, where the last step's states go */
+    const float *dy;        /* backward: dY (NULL: none) */
+    int64_t d, st;          /* backward: direction and step */
+    float *dzs, *dh, *dc, *tc; /* backward: dZ_s (N, G); dh, dc, tanh(c) (N, H) */
+} lstm_step_job;
+
+/* Runs fn over the batch rows of a step, on the pool. */
+static void step_rows(const kiln__kctx *c, const rnn_grad_state *s, kiln__task_fn fn, void *job) {
+    kiln__pool *pool = kiln__pool_size(c->pool) <= s->nth ? c->pool : NULL;
+    if (pool && s->N > 1) kiln__pool_run(pool, (int)(s->N < s->nth ? s->N : s->nth), fn, job);
+    else fn(job, 0, 1);
+}
+
+/* The forward gates of rows [lo, hi) of a step: Z_s's pre-activations
+ * become the gates, the new states go into the next step's rows. */
+static void lstm_forward_rows(void *arg, int ith, int nth) {
+    const lstm_step_job *j = arg;
+    const rnn_grad_state *s = j->s;
+    const int64_t H = s->H, L = 6 * H;
+    int64_t lo, hi;
+    kiln__split(s->N, ith, nth, &lo, &hi);
+    for (int64_t n = lo; n < hi; n++) {
+        float *g = j->zs + n * L;
+        const float *c_prev = g + 4 * H;
+        float *c_next = j->next ? j->next + n * L + 4 * H : j->c_last + n * H;
+        float *h_next = j->next ? j->next + n * L + 5 * H : j->h_last + n * H;
+        s->act->sigmoid(g, 3 * H); /* i, o, f */
+        s->act->tanh(g + 3 * H, H);
+        for (int64_t k = 0; k < H; k++)
+            c_next[k] = h_next[k] = g[2 * H + k] * c_prev[k] + g[k] * g[3 * H + k];
+        s->act->tanh(h_next, H);
+        for (int64_t k = 0; k < H; k++) h_next[k] *= g[H + k];
+    }
+}
+
+/* The backward of rows [lo, hi) of a step: dZ_s from dh (+ dY), dc and the
+ * gates; dc becomes dc_{s-1}. */
+static void lstm_backward_rows(void *arg, int ith, int nth) {
+    const lstm_step_job *j = arg;
+    const rnn_grad_state *s = j->s;
+    const int64_t H = s->H, G = s->G, L = 6 * H;
+    int64_t lo, hi;
+    kiln__split(s->N, ith, nth, &lo, &hi);
+    for (int64_t n = lo; n < hi; n++) {
+        const float *g = j->zs + n * L, *c_prev = g + 4 * H;
+        const float *dy = j->dy ? j->dy + y_row(s, step_time(s, j->d, j->st), j->d, n) * H : NULL;
+        float *gd = j->dzs + n * G, *tc = j->tc + n * H, *dh = j->dh + n * H, *dc = j->dc + n * H;
+        for (int64_t k = 0; k < H; k++) /* c after the step, then its tanh */
+            tc[k] = g[2 * H + k] * c_prev[k] + g[k] * g[3 * H + k];
+        s->act->tanh(tc, H);
+        for (int64_t k = 0; k < H; k++) {
+            float dhv = dh[k] + (dy ? dy[k] : 0.0f);
+            float i = g[k], o = g[H + k], fg = g[2 * H + k], cc = g[3 * H + k], t = tc[k];
+            float dcv = dc[k] + dhv * o * (1 - t * t);
+            gd[k] = dcv * cc * i * (1 - i);
+            gd[H + k] = dhv * t * o * (1 - o);
+            gd[2 * H + k] = dcv * c_prev[k] * fg * (1 - fg);
+            gd[3 * H + k] = dcv * i * (1 - cc * cc);
+            dc[k] = dcv * fg;
+        }
+    }
+}
+
 /* The LSTM forward of direction d: X's rows in step order into xs, and the
  * Reserve's rows of d into res (S*N, 6H); h and c after the last step into
  * the scratch's `last` (N, H each). */
@@ -368,21 +436,12 @@ static kiln_status lstm_forward(const kiln__kctx *c, const rnn_grad_state *s, in
     KILN__TRY(pack_b(c, s->rf, H, G, rd, H, 1));
     KILN__TRY(product(c, s, SN, G, I, xs, I, 0, wd, I, 1, res, L, 0, bias));
     for (int64_t st = 0; st < S; st++) {
-        float *zs = res + st * N * L, *next = zs + N * L;
+        float *zs = res + st * N * L;
         KILN__TRY(product_packed(c, s, N, G, H, zs + 5 * H, L, s->rf, zs, L, 1));
-        for (int64_t n = 0; n < N; n++) {
-            float *g = zs + n * L;
-            const float *c_prev = g + 4 * H;
-            /* the next step's states, or after the last step h_last, c_last */
-            float *c_next = st + 1 < S ? next + n * L + 4 * H : c_last + n * H;
-            float *h_next = st + 1 < S ? next + n * L + 5 * H : h_last + n * H;
-            s->act->sigmoid(g, 3 * H); /* i, o, f */
-            s->act->tanh(g + 3 * H, H);
-            for (int64_t j = 0; j < H; j++)
-                c_next[j] = h_next[j] = g[2 * H + j] * c_prev[j] + g[j] * g[3 * H + j];
-            s->act->tanh(h_next, H);
-            for (int64_t j = 0; j < H; j++) h_next[j] *= g[H + j];
-        }
+        /* the next step's states, or after the last step h_last, c_last */
+        lstm_step_job job = {.s = s, .zs = zs, .next = st + 1 < S ? zs + N * L : NULL,
+                             .h_last = h_last, .c_last = c_last};
+        step_rows(c, s, lstm_forward_rows, &job);
     }
     return KILN_OK;
 }
@@ -431,29 +490,11 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
         state_io(s, kiln__in(c, IN_DY_H), d, dh, H, 0);
         state_io(s, kiln__in(c, LSTM_DY_C), d, dc, H, 0);
         for (int64_t st = S - 1; st >= 0; st--) {
-            const float *zs = res + st * N * L;
             float *dzs = dz + st * N * G;
-            for (int64_t n = 0; n < N; n++) { /* tanh(c) after the step */
-                const float *g = zs + n * L;
-                for (int64_t j = 0; j < H; j++)
-                    tc[n * H + j] = g[2 * H + j] * g[4 * H + j] + g[j] * g[3 * H + j];
-            }
-            s->act->tanh(tc, N * H);
-            for (int64_t n = 0; n < N; n++) {
-                const float *g = zs + n * L, *c_prev = g + 4 * H, *dy = dy_at(s, t_dy, d, st, n);
-                float *gd = dzs + n * G;
-                for (int64_t j = 0; j < H; j++) {
-                    float dhv = dh[n * H + j] + (dy ? dy[j] : 0.0f);
-                    float i = g[j], o = g[H + j], fg = g[2 * H + j], cc = g[3 * H + j];
-                    float t = tc[n * H + j];
-                    float dcv = dc[n * H + j] + dhv * o * (1 - t * t);
-                    gd[j] = dcv * cc * i * (1 - i);
-                    gd[H + j] = dhv * t * o * (1 - o);
-                    gd[2 * H + j] = dcv * c_prev[j] * fg * (1 - fg);
-                    gd[3 * H + j] = dcv * i * (1 - cc * cc);
-                    dc[n * H + j] = dcv * fg;
-                }
-            }
+            lstm_step_job job = {.s = s, .zs = (float *)res + st * N * L,
+                                 .dy = t_dy ? t_dy->data : NULL, .d = d, .st = st, .dzs = dzs,
+                                 .dh = dh, .dc = dc, .tc = tc};
+            step_rows(c, s, lstm_backward_rows, &job);
             KILN__TRY(product_packed(c, s, N, H, G, dzs, G, s->rb, dhp, H, 0));
             memcpy(dh, dhp, (size_t)(N * H) * sizeof(float));
         }
