@@ -5,7 +5,8 @@
  * transpose_copy: a channel shuffle (merged axes, last axis kept), NCHW to
  * NHWC and back (last axis moved, tiles cut at the edges), plain 2-D
  * transposes of odd sizes, the default (reversed) permutation, axes of size
- * 1, the identity, a scalar-like shape, dtypes of 1, 2, 4 and 8 bytes.
+ * 1, the identity, a scalar-like shape, dtypes of 1, 2, 4 and 8 bytes (4:
+ * the AVX2 tiles where the CPU has AVX2).
  * concat_copy: axes 0, 1, the last and negative, several inputs of unequal
  * sizes, an empty input, 1- and 8-byte dtypes. */
 #include <setjmp.h>
@@ -44,6 +45,8 @@ static void test_transpose(void **state) {
         /* 2-D, sizes off the tile */
         transpose_check(dt, 2, (int64_t[]){17, 33}, (int64_t[]){1, 0});
         transpose_check(dt, 2, (int64_t[]){1, 40}, (int64_t[]){1, 0});
+        /* a sequence model's logits: (S, N, C) -> (N, C, S), whole 8x8 blocks and edges */
+        transpose_check(dt, 3, (int64_t[]){21, 3, 40}, (int64_t[]){1, 2, 0});
         /* reversed (no perm), 3-D */
         transpose_check(dt, 3, (int64_t[]){3, 18, 20}, NULL);
         /* attention: (B, S, H, D) -> (B, H, S, D) and (B, H, D, S) */

@@ -9,7 +9,8 @@
  *   memcpy of a contiguous input run; or it moves, and the copy goes in
  *   16x16 tiles of the two axes that trade places (the input's last axis and
  *   the one that becomes the output's last), so both sides are read and
- *   written a cache line at a time.
+ *   written a cache line at a time; 4-byte tiles on AVX2 CPUs as 8x8
+ *   register transposes (x86/transpose_avx2.c).
  * concat_copy (Concat, same dtypes): for each index of the axes before the
  *   concatenation axis, each input's slab is one memcpy; the slabs are split
  *   over the threads by bytes.
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/kernels/layout.h"
 #include "ops/algo.h"
 
 #define MAXR KILN_MAX_DIMS
@@ -144,10 +146,19 @@ TILE_COPY(uint16_t)
 TILE_COPY(uint32_t)
 TILE_COPY(uint64_t)
 
+/* The 4-byte tile copy this CPU runs best. */
+static kiln__tile32_fn tile32_best(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (__builtin_cpu_supports("avx2")) return kiln__transpose_tile32_avx2;
+#endif
+    return tile_uint32_t;
+}
+
 /* Items [lo, hi) of the moved case: an item is one tile position (block of
  * TILE along axis b, block of TILE along the last axis) within one index of
  * the other axes. */
 static void transpose_tiles(const transpose_plan *t, const char *x, char *y, int64_t lo, int64_t hi) {
+    const kiln__tile32_fn tile32 = t->es == 4 ? tile32_best() : NULL;
     const int r = t->r, b = t->b;
     const int64_t nb = t->odims[b], nl = t->odims[r - 1], sl = t->istride[r - 1];
     const int64_t tb = (nb + TILE - 1) / TILE, tl = (nl + TILE - 1) / TILE;
@@ -168,7 +179,7 @@ static void transpose_tiles(const transpose_plan *t, const char *x, char *y, int
         switch (t->es) {
         case 1: tile_uint8_t((const uint8_t *)x + xo, (uint8_t *)y + yo, ni, nj, ostride[b], sl); break;
         case 2: tile_uint16_t((const uint16_t *)x + xo, (uint16_t *)y + yo, ni, nj, ostride[b], sl); break;
-        case 4: tile_uint32_t((const uint32_t *)x + xo, (uint32_t *)y + yo, ni, nj, ostride[b], sl); break;
+        case 4: tile32((const uint32_t *)x + xo, (uint32_t *)y + yo, ni, nj, ostride[b], sl); break;
         default: tile_uint64_t((const uint64_t *)x + xo, (uint64_t *)y + yo, ni, nj, ostride[b], sl); break;
         }
     }
