@@ -470,13 +470,25 @@ static int valid_model_name(const char *name) {
     return 1;
 }
 
+/* In err, the first path in the override directory dir ("dir/1/model.onnx")
+ * becomes the parameter that gave the file ("file:1/model.onnx"). */
+static void override_paths_named(char *err, size_t errlen, const char *dir) {
+    size_t n = strlen(dir);
+    char *at = strstr(err, dir);
+    if (!at || at[n] != '/') return;
+    char rest[1024];
+    snprintf(rest, sizeof rest, "file:%s", at + n + 1);
+    snprintf(at, errlen - (size_t)(at - err), "%s", rest);
+}
+
 /* Loads (or reloads) every selected version of a model, configured by its
- * config.pbtxt, or by config_json (len bytes) when that is not NULL. Holds
- * load_mu. Returns 0 or -1 with err (the entry then says why, and keeps the
- * versions it served before). */
+ * config.pbtxt, or by config_json (len bytes) when that is not NULL; from
+ * its repository directory, or (n_files > 0) from a temporary directory of
+ * the files alone. Holds load_mu. Returns 0 or -1 with err (the entry then
+ * says why, and keeps the versions it served before). */
 static int load_model(serve_repo *r, const char *name, const char *config_json, size_t json_len,
-                      char *err, size_t errlen) {
-    char dir[PATH_MAX];
+                      const serve_file *files, int n_files, char *err, size_t errlen) {
+    char dir[PATH_MAX], repo_dir[PATH_MAX] = "", tmp_root[PATH_MAX] = "";
     struct stat sb;
     serve_model **models = NULL;
     int n_models = 0, n = 0;
@@ -485,11 +497,28 @@ static int load_model(serve_repo *r, const char *name, const char *config_json, 
     size_t cfg_len = 0;
     serve_model **kept = NULL; /* the versions served before, one reference each */
     int n_kept = 0;
-    if (!valid_model_name(name) ||
-        snprintf(dir, sizeof dir, "%s/%s", r->dir, name) >= (int)sizeof dir ||
-        stat(dir, &sb) || !S_ISDIR(sb.st_mode)) {
-        snprintf(err, errlen, "no model directory '%s' in the repository %s", name, r->dir);
+    const int named = valid_model_name(name) &&
+                      snprintf(repo_dir, sizeof repo_dir, "%s/%s", r->dir, name) < (int)sizeof repo_dir;
+    if (!named) {
+        snprintf(err, errlen, "'%s' is not a model name (a directory name: no '/', not starting "
+                 "with '.')", name);
         goto fail;
+    }
+    if (n_files > 0) {
+        if (!config_json) {
+            snprintf(err, errlen, "file overrides need the 'config' parameter as well (the model "
+                     "is loaded from the files alone, not from its directory)");
+            goto fail;
+        }
+        if (serve_override_write(name, files, n_files, tmp_root, sizeof tmp_root, dir, sizeof dir,
+                                 err, errlen))
+            goto fail;
+    } else {
+        snprintf(dir, sizeof dir, "%s", repo_dir);
+        if (stat(dir, &sb) || !S_ISDIR(sb.st_mode)) {
+            snprintf(err, errlen, "no model directory '%s' in the repository %s", name, r->dir);
+            goto fail;
+        }
     }
     uint64_t fp = fingerprint_files(dir, 2, 0);
     char cfg_path[PATH_MAX];
@@ -512,7 +541,8 @@ static int load_model(serve_repo *r, const char *name, const char *config_json, 
     int chosen = n > 0 ? apply_policy(&policy, versions, n) : 0;
     serve_config_free(&policy);
     if (chosen <= 0) {
-        snprintf(err, errlen, "model '%s': no version directory (DIR/%s/<number>/) %s", name, name,
+        snprintf(err, errlen, "model '%s': no version directory (%s<number>/) %s", name,
+                 n_files ? "'file:' paths " : "DIR/<model>/",
                  n > 0 ? "matches the version_policy" : "found");
         goto fail;
     }
@@ -547,6 +577,7 @@ static int load_model(serve_repo *r, const char *name, const char *config_json, 
     n_kept = 0;
     free(cfg_text);
     free(versions);
+    serve_override_remove(tmp_root); /* the loaded models keep nothing of it */
     serve_model **old = NULL;
     int n_old = 0;
     pthread_mutex_lock(&r->mu);
@@ -571,16 +602,18 @@ fail:
     unref_all(kept, n_kept);
     free(cfg_text);
     free(versions);
+    if (tmp_root[0]) override_paths_named(err, errlen, dir);
+    serve_override_remove(tmp_root);
     logf_(r, "model '%s' failed to load: %s", name, err);
     pthread_mutex_lock(&r->mu);
     /* a name with no directory gets no entry (unless it had one): a mistyped
      * load must not make the server unready */
-    int has_dir = valid_model_name(name) && !stat(dir, &sb) && S_ISDIR(sb.st_mode);
-    repo_entry *fe = valid_model_name(name) ? entry_find(r, name, has_dir) : NULL;
+    int has_dir = named && !stat(repo_dir, &sb) && S_ISDIR(sb.st_mode);
+    repo_entry *fe = named ? entry_find(r, name, has_dir) : NULL;
     if (fe) {
         if (!fe->n_versions) fe->state = ENTRY_UNAVAILABLE; /* a failed reload keeps serving */
         snprintf(fe->reason, sizeof fe->reason, "%s", err);
-        fe->fingerprint = has_dir ? fingerprint_files(dir, 2, 0) : 0;
+        fe->fingerprint = has_dir ? fingerprint_files(repo_dir, 2, 0) : 0;
     }
     pthread_mutex_unlock(&r->mu);
     return -1;
@@ -618,7 +651,7 @@ static void poll_once(serve_repo *r) {
         pthread_mutex_unlock(&r->mu);
         if (changed) {
             logf_(r, "model '%s' %s: loading", names[i], e ? "changed" : "added");
-            load_model(r, names[i], NULL, 0, err, sizeof err);
+            load_model(r, names[i], NULL, 0, NULL, 0, err, sizeof err);
         }
     }
     /* entries whose directory is gone */
@@ -682,14 +715,14 @@ kiln_status serve_repo_open(const kiln_server_options *opt, int threads, serve_r
     pthread_mutex_lock(&r->load_mu);
     if (r->mode == KILN_MODEL_CONTROL_EXPLICIT) {
         for (int i = 0; i < opt->n_load_models; i++)
-            if (load_model(r, opt->load_models[i], NULL, 0, err, sizeof err))
+            if (load_model(r, opt->load_models[i], NULL, 0, NULL, 0, err, sizeof err))
                 fprintf(stderr, "kiln serve: model '%s' failed to load: %s\n", opt->load_models[i],
                         err);
     } else {
         char **names = NULL;
         int n = list_subdirs(r->dir, valid_model_name, &names);
         for (int i = 0; i < n; i++)
-            if (load_model(r, names[i], NULL, 0, err, sizeof err))
+            if (load_model(r, names[i], NULL, 0, NULL, 0, err, sizeof err))
                 fprintf(stderr, "kiln serve: model '%s' failed to load: %s\n", names[i], err);
         free_names(names, n);
     }
@@ -831,13 +864,14 @@ static int explicit_only(serve_repo *r, const char *what, char *err, size_t errl
     return 400;
 }
 
-int serve_repo_load(serve_repo *r, const char *name, const char *config_json, char *err,
-                    size_t errlen) {
+int serve_repo_load(serve_repo *r, const char *name, const char *config_json,
+                    const serve_file *files, int n_files, char *err, size_t errlen) {
     int status = explicit_only(r, "loading a model", err, errlen);
     if (status) return status;
     pthread_mutex_lock(&r->load_mu);
     char why[768];
-    if (load_model(r, name, config_json, config_json ? strlen(config_json) : 0, why, sizeof why)) {
+    if (load_model(r, name, config_json, config_json ? strlen(config_json) : 0, files, n_files, why,
+                   sizeof why)) {
         snprintf(err, errlen, "failed to load '%s': %s", name, why);
         status = 400;
     }

@@ -313,6 +313,33 @@ static void route_infer(serve_ctx *c, serve_model *m, const char *body, size_t l
 
 /* ---- repository ------------------------------------------------------------------- */
 
+/* The load request's file overrides: its "file:<path>" parameters, each a
+ * base64 string, decoded into *files (caller frees each data and the array).
+ * 0, or 400 with err naming the parameter at fault. */
+static int load_files(const char *name, const cJSON *params, serve_file **files, int *n_files,
+                      char *err, size_t errlen) {
+    const cJSON *p = NULL;
+    int n = 0;
+    cJSON_ArrayForEach(p, params) n += p->string && !strncmp(p->string, "file:", 5);
+    *files = n ? calloc((size_t)n, sizeof **files) : NULL;
+    *n_files = 0;
+    if (n && !*files) return snprintf(err, errlen, "out of memory"), 500;
+    cJSON_ArrayForEach(p, params) {
+        if (!p->string || strncmp(p->string, "file:", 5)) continue;
+        serve_file *f = &(*files)[*n_files];
+        unsigned char *data = NULL;
+        if (!cJSON_IsString(p) || serve_base64_decode(p->valuestring, &data, &f->len)) {
+            snprintf(err, errlen, "load of '%s': parameter '%.200s' must be a string holding the "
+                     "file's content in base64", name, p->string);
+            return 400;
+        }
+        f->path = p->string + 5;
+        f->data = data;
+        (*n_files)++;
+    }
+    return 0;
+}
+
 static void route_repository(serve_ctx *c, const char *rest, const char *body, size_t len,
                              serve_reply *r) {
     char err[1024];
@@ -341,24 +368,20 @@ static void route_repository(serve_ctx *c, const char *rest, const char *body, s
     cJSON *params = cJSON_GetObjectItemCaseSensitive(req, "parameters");
     int status;
     if (!strcmp(action, "load")) {
-        const cJSON *p = NULL, *config = NULL;
-        const char *file = NULL;
-        cJSON_ArrayForEach(p, params) {
-            if (p->string && !strcmp(p->string, "config")) config = p;
-            else if (p->string && !strncmp(p->string, "file:", 5)) file = p->string;
-        }
-        if (file) {
-            snprintf(err, sizeof err, "load of '%s': file overrides ('%.100s') are not supported; "
-                     "put the files in the repository and load again", name, file);
-            status = 400;
-        } else if (config && !cJSON_IsString(config)) {
+        const cJSON *config = cJSON_GetObjectItemCaseSensitive(params, "config");
+        serve_file *files = NULL;
+        int n_files = 0;
+        status = load_files(name, params, &files, &n_files, err, sizeof err);
+        if (!status && config && !cJSON_IsString(config)) {
             snprintf(err, sizeof err, "load of '%s': parameter 'config' must be a string holding "
                      "the model configuration in JSON", name);
             status = 400;
-        } else {
-            status = serve_repo_load(c->repo, name, config ? config->valuestring : NULL, err,
-                                     sizeof err);
         }
+        if (!status)
+            status = serve_repo_load(c->repo, name, config ? config->valuestring : NULL, files,
+                                     n_files, err, sizeof err);
+        for (int i = 0; i < n_files; i++) free((void *)files[i].data);
+        free(files);
     } else if (!strcmp(action, "unload")) {
         status = serve_repo_unload(c->repo, name, err, sizeof err);
     } else {

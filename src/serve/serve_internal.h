@@ -147,14 +147,37 @@ int serve_repo_list_ready(serve_repo *r, serve_model ***out);
 cJSON *serve_repo_index(serve_repo *r, int ready_only);
 /* The versions of a model as known to the repository (for metadata): "1","2". */
 int serve_repo_versions(serve_repo *r, const char *name, cJSON *array);
+/* A load request's file override: the file at `path` (relative, e.g.
+ * "1/model.onnx") of the model's directory holds data. */
+typedef struct serve_file {
+    const char *path;
+    const unsigned char *data;
+    size_t len;
+} serve_file;
 /* Loads or reloads (load) / unloads a model; EXPLICIT mode only. config_json:
  * NULL, or Triton's JSON form of a configuration to load the model with
  * instead of its config.pbtxt (a later load without one reads the file
- * again). Returns 0 or an HTTP status with err. */
-int serve_repo_load(serve_repo *r, const char *name, const char *config_json, char *err,
-                    size_t errlen);
+ * again). n_files > 0 (config_json then required): files alone form the
+ * model's directory, in place of the repository's (the model may have no
+ * directory there). Returns 0 or an HTTP status with err. */
+int serve_repo_load(serve_repo *r, const char *name, const char *config_json,
+                    const serve_file *files, int n_files, char *err, size_t errlen);
 int serve_repo_unload(serve_repo *r, const char *name, char *err, size_t errlen);
 int serve_repo_ready(serve_repo *r);  /* every model that should load is READY */
+
+/* ---- file overrides (override_files.c) ---------------------------------- */
+
+/* Decodes padded base64 text into *out (caller frees), *len bytes; -1 when
+ * text is not base64 (or out of memory). */
+int serve_base64_decode(const char *text, unsigned char **out, size_t *len);
+/* Writes files (paths checked: relative, plain components) into a new
+ * temporary directory: root gets its path (to pass to serve_override_remove,
+ * also after a failure), dir the model directory root/name. 0, or -1 with
+ * err naming the file at fault. */
+int serve_override_write(const char *name, const serve_file *files, int n, char *root,
+                         size_t rootlen, char *dir, size_t dirlen, char *err, size_t errlen);
+/* Removes the temporary directory root and everything in it ("" : nothing). */
+void serve_override_remove(const char *root);
 
 /* ---- routes (routes.c) and HTTP (http.c) ------------------------------- */
 

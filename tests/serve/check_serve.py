@@ -39,7 +39,11 @@ out, BYTES models batched and not), starts `kiln serve --http-port 0
                refused in mode none; load_model with a config override (its
                own JSON reads back the same; a smaller max_batch_size takes
                effect until a load without one; bad values, unsupported
-               fields, non-JSON and file overrides refused)
+               fields and non-JSON refused); load_model with file overrides
+               (a new model from its files alone, an existing one given other
+               versions until a plain load; refused without a config, with
+               bad base64 or a path out of the directory; the temporary
+               directory gone after each load)
   shm          the system shared memory extension: refused (naming
                --allow-client-shm) unless the flag is given; with it, regions
                made by tritonclient's shm helpers are registered, inputs read
@@ -382,7 +386,7 @@ LISTEN = re.compile(r"kiln serve: listening on http://([0-9.:\[\]a-fA-F]+):(\d+)
 class Server:
     """`kiln serve` on repo with any free ports; a context manager that always stops it."""
 
-    def __init__(self, kiln, repo, *extra, threads=2, ready_timeout=30, wait_ready=True):
+    def __init__(self, kiln, repo, *extra, threads=2, ready_timeout=30, wait_ready=True, env=None):
         self.args = [kiln, "serve", "--model-repository", repo, "--http-port", "0", "--metrics-port", "0",
                      "-t", str(threads), *extra]
         self.lines = []
@@ -390,7 +394,7 @@ class Server:
         self.client = None
         self._listening = threading.Event()
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, errors="replace")
+                                     stderr=subprocess.PIPE, text=True, errors="replace", env=env)
         try:
             threading.Thread(target=self._read, daemon=True).start()
             if not self._listening.wait(60) or self.port is None:
@@ -1178,7 +1182,9 @@ def group_explicit(ck, kiln, repo, main_client):
     ck.expect_error("mode none: unload_model answers an error", lambda: main_client.unload_model("cnn"), 400,
                     "explicit")
     ck.check("mode none: cnn still ready after the refused unload", main_client.is_model_ready("cnn"))
-    with Server(kiln, repo, "--model-control-mode", "explicit", "--load-model", "simple") as srv:
+    tmp = tempfile.mkdtemp(prefix="kiln-check-tmp-")  # the server's TMPDIR: file overrides go there
+    with Server(kiln, repo, "--model-control-mode", "explicit", "--load-model", "simple",
+                env=dict(os.environ, TMPDIR=tmp)) as srv:
         c = srv.client
         ck.check("explicit: server ready", srv.ready, srv.stderr()[-400:])
         ready = {m: c.is_model_ready(m) for m in MODELS}
@@ -1255,15 +1261,55 @@ def group_explicit(ck, kiln, repo, main_client):
                         "sequence_batching")
         ck.expect_error("explicit: a config override that is not JSON is refused",
                         lambda: c.load_model("simple", config="max_batch_size: 2"), 400, "JSON")
+        with open(os.path.join(repo, "simple", "1", "model.onnx"), "rb") as f:
+            simple_onnx = f.read()
+
+        def new_model():  # a model the repository does not have, from its files alone
+            c.load_model("sum_override", config=json.dumps({"backend": "onnxruntime", "max_batch_size": 8}),
+                         files={"file:3/model.onnx": simple_onnx})
+            ensure(c.is_model_ready("sum_override", "3"), "sum_override version 3 not ready")
+            a, b, ins = simple_inputs(np.random.default_rng(5), 2, True)
+            equal(c.infer("sum_override", ins).as_numpy("OUTPUT0"), a + b)
+            idx = {(e["name"], e.get("version")) for e in c.get_model_repository_index()}
+            ensure(("sum_override", "3") in idx, f"index: {idx}")
+            ensure(os.listdir(tmp) == [], f"left in TMPDIR: {os.listdir(tmp)}")
+            c.unload_model("sum_override")
+            ensure(not c.is_model_ready("sum_override"), "sum_override ready after its unload")
+            return "version 3 served, answers a + b; TMPDIR empty after the load"
+        ck.run("explicit: load_model with file overrides, a new model", new_model)
+
+        def other_versions():  # an existing model from the files: its versions are theirs until a plain load
+            cfg = c.get_model_config("simple")
+            c.load_model("simple", config=json.dumps(cfg), files={"file:7/model.onnx": simple_onnx})
+            ensure(c.is_model_ready("simple", "7") and not c.is_model_ready("simple", "1"),
+                   "simple not served as version 7 alone")
+            a, b, ins = simple_inputs(np.random.default_rng(6), 2, True)
+            equal(c.infer("simple", ins, model_version="7").as_numpy("OUTPUT0"), a + b)
+            c.load_model("simple")
+            ensure(c.is_model_ready("simple", "1") and not c.is_model_ready("simple", "7"),
+                   "simple not back to version 1 after a plain load")
+            ensure(os.listdir(tmp) == [], f"left in TMPDIR: {os.listdir(tmp)}")
+            return "versions 1 -> 7 -> 1"
+        ck.run("explicit: load_model with file overrides, an existing model", other_versions)
+        ck.expect_error("explicit: file overrides without a config are refused, naming 'config'",
+                        lambda: c.load_model("simple", files={"file:1/model.onnx": simple_onnx}), 400, "config")
         st, _, body = raw(srv.port, "POST", "/v2/repository/models/simple/load",
-                          json.dumps({"parameters": {"config": "{}", "file:1/model.onnx": "AAAA"}}).encode())
-        ck.check("explicit: file overrides refused (400), naming the file", st == 400 and
+                          json.dumps({"parameters": {"config": "{}", "file:1/model.onnx": "AAA*"}}).encode())
+        ck.check("explicit: a file override that is not base64 is refused (400), naming it", st == 400 and
                  "file:1/model.onnx" in error_message(body), f"{st} {error_message(body)}")
-        ck.check("explicit: simple still served after the refused overrides",
-                 c.is_model_ready("simple") and c.get_model_config("simple")["max_batch_size"] > 2)
+        ck.expect_error("explicit: a file override out of the model's directory is refused, naming it",
+                        lambda: c.load_model("simple", config="{}", files={"file:../1/model.onnx": simple_onnx}),
+                        400, "file:../1/model.onnx")
+        ck.expect_error("explicit: file overrides of a model that does not load are refused",
+                        lambda: c.load_model("simple", config="{}", files={"file:1/model.onnx": b"not onnx"}),
+                        400, "simple")
+        ck.check("explicit: simple still served after the refused overrides, TMPDIR empty",
+                 c.is_model_ready("simple") and c.get_model_config("simple")["max_batch_size"] > 2 and
+                 os.listdir(tmp) == [], f"TMPDIR: {os.listdir(tmp)}")
         ck.check("explicit: server live, simple ready at the end", c.is_server_live() and c.is_model_ready("simple"))
         rc = srv.stop()
         ck.check("explicit: exit 0 on SIGTERM", rc == 0, f"exit {rc}: {srv.stderr()[-300:]}")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---- 7. poll mode ---------------------------------------------------------------------------------------
