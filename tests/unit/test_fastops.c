@@ -579,7 +579,9 @@ static void test_layer_norm_grad(void **state) {
 
 /* kiln.SoftmaxGrad / LogSoftmaxGrad: the last axis (rows about the vector
  * blocks and across thread units), flatten from a middle axis, NaN and Inf;
- * a middle axis without flatten is refused. */
+ * a middle axis without flatten (the positions after it summed together):
+ * the class axis of (N, C, H, W), short and long axes, blocks across thread
+ * units. */
 static void softmax_grad_case(const char *op, int ndim, const int64_t *dims, int axis, int flatten,
                               int poisoned, int expect_taken) {
     ah_case c;
@@ -604,7 +606,13 @@ static void test_softmax_grad(void **state) {
         }
         const int64_t d3[3] = {4, 6, 7};
         softmax_grad_case(ops[o], 3, d3, 1, 1, 0, 1);
-        softmax_grad_case(ops[o], 3, d3, 1, 0, 0, 0);
+        softmax_grad_case(ops[o], 3, d3, 1, 0, 0, 1);
+        softmax_grad_case(ops[o], 3, d3, 0, 0, 1, 1);
+        const int64_t d4[4] = {3, 10, 9, 17}, wide[3] = {2, 300, 33}, many[3] = {200, 3, 70};
+        softmax_grad_case(ops[o], 4, d4, 1, 0, 1, 1);
+        softmax_grad_case(ops[o], 4, d4, -2, 0, 0, 1);
+        softmax_grad_case(ops[o], 3, wide, 1, 0, 0, 1);
+        softmax_grad_case(ops[o], 3, many, 1, 0, 0, 1);
     }
 }
 
@@ -728,6 +736,18 @@ static void test_pool(void **state) {
             pool_attrs(&c, pc);
             run_all(&c, "max_pool2d_grad_f32", TOL);
             ah_case_free(&c);
+            /* kiln.AveragePoolGrad(dY, X's shape) on average_pool2d_grad_f32 */
+            ah_case_init(&c, "AveragePoolGrad", "kiln", 1, 1);
+            kiln_tensor *dy = rnd(4, yd, -1, 1), *xs = NULL;
+            if (p) poison(dy);
+            ah_input(&c, dy, 0);
+            assert_int_equal(kiln_tensor_create(KILN_DTYPE_I64, 1, (int64_t[]){4}, &xs), KILN_OK);
+            memcpy(kiln_tensor_data(xs), pc->x, sizeof pc->x);
+            ah_input(&c, xs, 1);
+            pool_attrs(&c, pc);
+            if (pc->include_pad) ah_attr_int(&c, "count_include_pad", 1);
+            run_all(&c, "average_pool2d_grad_f32", TOL);
+            ah_case_free(&c);
         }
     /* MaxPool with Indices, and dilations: the reference's */
     int64_t x[4] = {1, 2, 8, 8}, k[2] = {2, 2}, dil[2] = {2, 2};
@@ -760,6 +780,23 @@ static void test_global_pool(void **state) {
                 run_all(&c, o ? "global_average_pool_f32" : "global_max_pool_f32", TOL);
                 ah_case_free(&c);
             }
+    /* kiln.GlobalAveragePoolGrad(dY, X's shape) on global_average_pool_grad_f32 */
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int p = 0; p < 2; p++) {
+            const shape *sh = &shapes[i];
+            int64_t yd[KILN_MAX_DIMS];
+            for (int d = 0; d < sh->ndim; d++) yd[d] = d < 2 ? sh->d[d] : 1;
+            ah_case c;
+            ah_case_init(&c, "GlobalAveragePoolGrad", "kiln", 1, 1);
+            kiln_tensor *dy = rnd(sh->ndim, yd, -1, 1), *xs = NULL;
+            if (p) poison(dy);
+            ah_input(&c, dy, 0);
+            assert_int_equal(kiln_tensor_create(KILN_DTYPE_I64, 1, (int64_t[]){sh->ndim}, &xs), KILN_OK);
+            memcpy(kiln_tensor_data(xs), sh->d, (size_t)sh->ndim * sizeof(int64_t));
+            ah_input(&c, xs, 1);
+            run_all(&c, "global_average_pool_grad_f32", TOL);
+            ah_case_free(&c);
+        }
 }
 
 /* ---- reductions ------------------------------------------------------------------------ */

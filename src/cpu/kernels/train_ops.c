@@ -25,7 +25,8 @@
  *   memory (the last axis, or every axis from `axis` with flatten): per row
  *   the sums of dY and dY * Y (as the statistics are summed), then
  *   dX = Y (dY - sum dY Y), or dY - exp(Y) sum dY, on the row kernels;
- *   other axes are left to the reference.
+ *   over an axis with elements after it, the sums of every position after
+ *   it at once (per thread, in double), then dX a row of positions at a time.
  * kiln.MaxPoolGrad(dY, X) -> dX, 2-D, dilation 1: per (n, c) plane dX = 0,
  *   then each dY element added at its window's first maximum (the first tap
  *   inside X, then a later tap only when strictly greater: the reference's
@@ -341,8 +342,9 @@ static kiln_status ln_grad_run(kiln__kctx *c) {
 
 typedef struct softmax_grad_state {
     kiln__eltw_state base;
-    int64_t rows, len;
-    int log; /* LogSoftmaxGrad */
+    int64_t rows, len, inner; /* (rows, len, inner): the axis in the middle; inner 1: rows */
+    int log;                  /* LogSoftmaxGrad */
+    int slots;                /* inner > 1: threads with sums in the scratch */
 } softmax_grad_state;
 
 static kiln_status softmax_grad_prepare(kiln__kctx *c) {
@@ -354,12 +356,15 @@ static kiln_status softmax_grad_prepare(kiln__kctx *c) {
     if (kiln__axis(kiln__attr_i(c->node, "axis", -1), y->ndim, "axis", &axis) != KILN_OK)
         return KILN_E_UNSUPPORTED;
     const int flatten = kiln__attr_i(c->node, "flatten", 0) != 0;
-    if (!flatten && kiln__dims_prod(y->dims, axis + 1, y->ndim) != 1) return KILN_E_UNSUPPORTED;
     KILN__TRY(kiln__eltw_state_new(c, sizeof(softmax_grad_state)));
     softmax_grad_state *s = c->kstate;
     s->rows = kiln__dims_prod(y->dims, 0, axis);
-    s->len = kiln__dims_prod(y->dims, axis, y->ndim);
+    s->len = flatten ? kiln__dims_prod(y->dims, axis, y->ndim) : y->dims[axis];
+    s->inner = flatten ? 1 : kiln__dims_prod(y->dims, axis + 1, y->ndim);
     s->log = !strcmp(c->node->op_type, "LogSoftmaxGrad");
+    s->slots = c->nth_plan > 0 ? c->nth_plan : 1;
+    if (s->inner > 1) /* per thread, the inner positions' sums in double and in float */
+        c->scratch_bytes = (size_t)s->slots * (size_t)s->inner * (sizeof(double) + sizeof(float));
     c->flops = 4.0 * (double)kiln__n(y);
     return KILN_OK;
 }
@@ -368,11 +373,55 @@ static double softmax_grad_cost(const kiln__kctx *c) {
     return kiln__eltw_cost(c, c->flops, 12.0 * (double)kiln__n(c->in[0]));
 }
 
-// dY, Y, dX: (rows, len); thread ith does its share of the rows
+/* softmax_grad_run over an axis with inner > 1 elements after it: per block
+ * of (len, inner), the sums over the axis for every inner position at once
+ * (in double, a row of the block at a time), then dX row by row. */
+static void softmax_grad_strided(const kiln__kctx *c, const softmax_grad_state *s) {
+    const kiln__eltw_kernels *k = s->base.k;
+    const int64_t len = s->len, inner = s->inner, block = len * inner;
+    double *acc = (double *)c->scratch + (size_t)c->ith * (size_t)inner;
+    float *fsum = (float *)((double *)c->scratch + (size_t)s->slots * (size_t)inner) +
+                  (size_t)c->ith * (size_t)inner;
+    int64_t lo, hi;
+    kiln__eltw_share(s->rows, KILN__ELTW_GRAIN / block + 1, c->ith, c->nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        const float *dy = (const float *)c->in[0]->data + r * block;
+        const float *y = (const float *)c->in[1]->data + r * block;
+        float *dx = (float *)c->out[0]->data + r * block;
+        for (int64_t i = 0; i < inner; i++) acc[i] = 0;
+        for (int64_t j = 0; j < len; j++) {
+            const float *dyr = dy + j * inner, *yr = y + j * inner;
+            if (s->log)
+                for (int64_t i = 0; i < inner; i++) acc[i] += dyr[i];
+            else
+                for (int64_t i = 0; i < inner; i++) acc[i] += (double)dyr[i] * yr[i];
+        }
+        for (int64_t i = 0; i < inner; i++) fsum[i] = (float)acc[i];
+        for (int64_t j = 0; j < len; j++) {
+            const float *dyr = dy + j * inner, *yr = y + j * inner;
+            float *dxr = dx + j * inner;
+            if (s->log) { /* dY - exp(Y) sum */
+                const kiln__eltw_unary e = {.op = KILN__ELTW_EXP};
+                k->unary(&e, yr, dxr, inner);
+                k->binary(KILN__ELTW_MUL, dxr, 1, fsum, 1, dxr, inner);
+                k->binary(KILN__ELTW_SUB, dyr, 1, dxr, 1, dxr, inner);
+            } else { /* Y (dY - dot) */
+                k->binary(KILN__ELTW_SUB, dyr, 1, fsum, 1, dxr, inner);
+                k->binary(KILN__ELTW_MUL, dxr, 1, yr, 1, dxr, inner);
+            }
+        }
+    }
+}
+
+// dY, Y, dX: (rows, len), or (rows, len, inner); thread ith does its share of the rows
 static kiln_status softmax_grad_run(kiln__kctx *c) {
     const softmax_grad_state *s = c->kstate;
     const kiln__eltw_kernels *k = s->base.k;
     const int64_t len = s->len;
+    if (s->inner > 1) {
+        softmax_grad_strided(c, s);
+        return KILN_OK;
+    }
     int64_t lo, hi;
     kiln__eltw_share(s->rows, KILN__ELTW_GRAIN / len, c->ith, c->nth, &lo, &hi);
     for (int64_t r = lo; r < hi; r++) {
