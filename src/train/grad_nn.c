@@ -417,8 +417,15 @@ kiln_status kiln__grad_LSTM(kiln__grad_ctx *gc) {
 }
 kiln_status kiln__grad_LSTMTrain(kiln__grad_ctx *gc) { return kiln__grad_LSTM(gc); }
 
-// (Y, Y_h) = GRU(X, W, R[, B, sequence_lens, initial_h]):
-// kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens)
+// (Y, Y_h) = GRU(X, W, R[, B, sequence_lens, initial_h]): the forward node
+// becomes (Y, Y_h, Reserve) = kiln.GRUTrain(...), keeping every step's gates
+// and states, and
+// kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens, Reserve)
 //   -> (dX, dW, dR, dB, dinitial_h), back through time (grad_rnn.c): any
 // activations, either linear_before_reset, clip
-kiln_status kiln__grad_GRU(kiln__grad_ctx *gc) { return rnn_back(gc, "GRUGrad", "grad_gru", 1, -1); }
+kiln_status kiln__grad_GRU(kiln__grad_ctx *gc) {
+    if (strcmp(kiln__gb_fwd(gc)->domain, "kiln") != 0) kiln__gb_retype(gc, "GRUTrain", "kiln");
+    int reserve = kiln__gb_output(gc, 2, "gru_reserve");
+    return rnn_back(gc, "GRUGrad", "grad_gru", 1, reserve);
+}
+kiln_status kiln__grad_GRUTrain(kiln__grad_ctx *gc) { return kiln__grad_GRU(gc); }

@@ -39,7 +39,7 @@ typedef struct rcase {
     int named_acts;         /* activations attribute with the default names */
     float x_special;        /* NaN or Inf put into X (0: none) */
     int run_weights;        /* W, R, B, P graph inputs (as in training), not initializers */
-    int train;              /* kiln.LSTMTrain: LSTM with the Reserve output */
+    int train;              /* kiln.LSTMTrain / GRUTrain: with the Reserve output */
 } rcase;
 
 /* Removes graph output k (output k of the node becomes omitted). */
@@ -57,9 +57,9 @@ static void omit_output(ah_case *c, int k) {
 
 static void build(ah_case *c, const rcase *t, unsigned *seed) {
     const int64_t D = t->dir == BIDI ? 2 : 1, G = t->lstm ? 4 : 3, H = t->H;
-    const int n_out = t->n_out ? t->n_out : t->train ? 4 : (t->lstm ? 3 : 2);
+    const int n_out = t->n_out ? t->n_out : (t->lstm ? 3 : 2) + t->train;
     if (t->train)
-        ah_case_init(c, "LSTMTrain", "kiln", 1, n_out);
+        ah_case_init(c, t->lstm ? "LSTMTrain" : "GRUTrain", "kiln", 1, n_out);
     else
         ah_case_init(c, t->lstm ? "LSTM" : "GRU", "", 14, n_out);
     if (t->omit_y) omit_output(c, 0);
@@ -480,65 +480,77 @@ static void test_rnn_grad(void **state) {
     }
 }
 
-/* kiln.LSTMTrain on lstm_train_gemm against the reference, every output
- * (the Reserve too); then kiln.LSTMGrad on lstm_grad_gemm given the
- * reference's Reserve, against the reference gradient (which computes the
- * forward again): directions, layouts, batch 1 and 3, hidden 1, 7 and 40,
- * with and without B and initial states, Y omitted, 1 and 2 threads. */
-static void test_lstm_train(void **state) {
+/* kiln.LSTMTrain / GRUTrain on lstm_train_gemm / gru_train_gemm against the
+ * reference, every output (the Reserve too); then kiln.LSTMGrad / GRUGrad on
+ * lstm_grad_gemm / gru_grad_gemm given the reference's Reserve, against the
+ * reference gradient (which computes the forward again): directions,
+ * layouts, batch 1 and 3, hidden 1, 7 and 40, with and without B and
+ * initial states, Y omitted, GRU with both linear_before_reset, 1 and 2
+ * threads. */
+static void test_train_forms(void **state) {
     (void)state;
     unsigned seed = 505;
     int k = 0;
-    for (int dir = FWD; dir <= BIDI; dir++)
-        for (int layout = 0; layout < 2; layout++)
-            for (int hi = 0; hi < 3; hi++, k++) {
-                static const int64_t hidden[] = {1, 7, 40};
-                rcase t = {.lstm = 1, .train = 1, .S = 4 + k % 3, .N = k % 2 ? 1 : 3, .I = 5,
-                           .H = hidden[hi], .dir = (dir_kind)dir, .layout = layout,
-                           .bias = k % 3 != 1, .h0 = k % 2, .c0 = k % 4 < 2, .omit_y = k % 5 == 3,
-                           .run_weights = 1};
-                printf(" LSTMTrain %s, layout %d, S %lld N %lld H %lld%s\n", dir_names[dir], layout,
-                       (long long)t.S, (long long)t.N, (long long)t.H, t.omit_y ? ", Y omitted" : "");
-                ah_case fwd;
-                build(&fwd, &t, &seed);
-                ah_run_algo(&fwd, "lstm_train_gemm", KILN_PRECISION_FP32, 1, TOL);
-                ah_run_algo(&fwd, "lstm_train_gemm", KILN_PRECISION_FP32, 2, TOL);
-                kiln_tensor *out[AH_MAX_IO] = {0};
-                const char *algo;
-                ah_exec(&fwd, &(kiln__select_opts){.reference = 1}, 1, out, &algo);
-                const int64_t D = dir == BIDI ? 2 : 1, S = t.S, N = t.N, H = t.H;
-                const int64_t yd[4] = {layout ? N : S, layout ? S : D, layout ? D : N, H},
-                              sd[3] = {layout ? N : D, layout ? D : N, H};
-                ah_case c;
-                ah_case_init(&c, "LSTMGrad", "kiln", 1, 7);
-                /* X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P, Reserve */
-                static const int from_fwd[12] = {0, 1, 2, -1, -1, -1, 3, 5, 6, -1, -1, -1};
-                for (int i = 0; i < 12; i++) {
-                    kiln_tensor *in = NULL;
-                    if (from_fwd[i] >= 0 && fwd.in[from_fwd[i]])
-                        assert_int_equal(kiln_tensor_copy(fwd.in[from_fwd[i]], KILN_DTYPE_F32, &in),
-                                         KILN_OK);
-                    else if (i == 3)
-                        in = ah_random(KILN_DTYPE_F32, 4, yd, &seed, -1, 1);
-                    else if (i == 4 || (i == 5 && k % 2))
-                        in = ah_random(KILN_DTYPE_F32, 3, sd, &seed, -1, 1);
-                    else if (i == 11)
-                        in = out[fwd.n_out - 1], out[fwd.n_out - 1] = NULL;
-                    ah_input(&c, in, 0);
+    for (int lstm = 1; lstm >= 0; lstm--)
+        for (int dir = FWD; dir <= BIDI; dir++)
+            for (int layout = 0; layout < 2; layout++)
+                for (int hi = 0; hi < 3; hi++, k++) {
+                    static const int64_t hidden[] = {1, 7, 40};
+                    rcase t = {.lstm = lstm, .train = 1, .S = 4 + k % 3, .N = k % 2 ? 1 : 3, .I = 5,
+                               .H = hidden[hi], .dir = (dir_kind)dir, .layout = layout,
+                               .bias = k % 3 != 1, .h0 = k % 2, .c0 = k % 4 < 2,
+                               .omit_y = k % 5 == 3, .lbr = k % 4 >= 2, .run_weights = 1};
+                    const char *fwd_op = lstm ? "LSTMTrain" : "GRUTrain", *grad_op = lstm ? "LSTMGrad" : "GRUGrad";
+                    printf(" %s%s %s, layout %d, S %lld N %lld H %lld%s\n", fwd_op,
+                           lstm ? "" : t.lbr ? " (lbr 1)" : " (lbr 0)", dir_names[dir], layout, (long long)t.S,
+                           (long long)t.N, (long long)t.H, t.omit_y ? ", Y omitted" : "");
+                    ah_case fwd;
+                    build(&fwd, &t, &seed);
+                    const char *fwd_algo = lstm ? "lstm_train_gemm" : "gru_train_gemm";
+                    ah_run_algo(&fwd, fwd_algo, KILN_PRECISION_FP32, 1, TOL);
+                    ah_run_algo(&fwd, fwd_algo, KILN_PRECISION_FP32, 2, TOL);
+                    kiln_tensor *out[AH_MAX_IO] = {0};
+                    const char *algo;
+                    ah_exec(&fwd, &(kiln__select_opts){.reference = 1}, 1, out, &algo);
+                    const int64_t D = dir == BIDI ? 2 : 1, S = t.S, N = t.N, H = t.H;
+                    const int64_t yd[4] = {layout ? N : S, layout ? S : D, layout ? D : N, H},
+                                  sd[3] = {layout ? N : D, layout ? D : N, H};
+                    const int n_states = lstm ? 2 : 1, n_out = 4 + n_states + lstm;
+                    ah_case c;
+                    ah_case_init(&c, grad_op, "kiln", 1, n_out);
+                    /* LSTMGrad: X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P, Reserve
+                     * GRUGrad:  X, W, R, dY, dY_h, B, initial_h, sequence_lens, Reserve */
+                    static const int lstm_from[12] = {0, 1, 2, -1, -1, -1, 3, 5, 6, -1, -1, -1};
+                    static const int gru_from[9] = {0, 1, 2, -1, -1, 3, 5, -1, -1};
+                    const int n_in = lstm ? 12 : 9, *from_fwd = lstm ? lstm_from : gru_from;
+                    for (int i = 0; i < n_in; i++) {
+                        kiln_tensor *in = NULL;
+                        if (from_fwd[i] >= 0 && fwd.in[from_fwd[i]])
+                            assert_int_equal(kiln_tensor_copy(fwd.in[from_fwd[i]], KILN_DTYPE_F32, &in),
+                                             KILN_OK);
+                        else if (i == 3)
+                            in = ah_random(KILN_DTYPE_F32, 4, yd, &seed, -1, 1);
+                        else if (i == 4 || (lstm && i == 5 && k % 2))
+                            in = ah_random(KILN_DTYPE_F32, 3, sd, &seed, -1, 1);
+                        else if (i == n_in - 1)
+                            in = out[fwd.n_out - 1], out[fwd.n_out - 1] = NULL;
+                        ah_input(&c, in, 0);
+                    }
+                    for (int o = 0; o < fwd.n_out; o++) kiln_tensor_free(out[o]);
+                    ah_attr_int(&c, "hidden_size", H);
+                    ah_attr_string(&c, "direction", dir_names[dir]);
+                    ah_attr_int(&c, "layout", layout);
+                    if (!lstm) ah_attr_int(&c, "linear_before_reset", t.lbr);
+                    if (lstm && k == 0) /* dP asked for without peepholes: the reference's */
+                        assert_string_equal(ah_run(&c, KILN_PRECISION_FP32, 1, TOL), "reference");
+                    if (lstm) omit_output(&c, 6);
+                    if (k % 4 == 1) omit_output(&c, 0);
+                    const char *grad_algo = lstm ? "lstm_grad_gemm" : "gru_grad_gemm";
+                    ah_run_algo(&c, grad_algo, KILN_PRECISION_FP32, 1, TOL);
+                    ah_run_algo(&c, grad_algo, KILN_PRECISION_FP32, 2, TOL);
+                    ah_case_free(&c);
+                    ah_case_free(&fwd);
                 }
-                for (int o = 0; o < fwd.n_out; o++) kiln_tensor_free(out[o]);
-                ah_attr_int(&c, "hidden_size", H);
-                ah_attr_string(&c, "direction", dir_names[dir]);
-                ah_attr_int(&c, "layout", layout);
-                if (k == 0) /* dP asked for without peepholes: the reference's */
-                    assert_string_equal(ah_run(&c, KILN_PRECISION_FP32, 1, TOL), "reference");
-                omit_output(&c, 6);
-                if (k % 4 == 1) omit_output(&c, 0);
-                ah_run_algo(&c, "lstm_grad_gemm", KILN_PRECISION_FP32, 1, TOL);
-                ah_run_algo(&c, "lstm_grad_gemm", KILN_PRECISION_FP32, 2, TOL);
-                ah_case_free(&c);
-                ah_case_free(&fwd);
-            }
 }
 
 int main(void) {
@@ -555,7 +567,7 @@ int main(void) {
         cmocka_unit_test(test_planner_picks),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_rnn_grad),
-        cmocka_unit_test(test_lstm_train),
+        cmocka_unit_test(test_train_forms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,15 +1,17 @@
 /* src/cpu/kernels/rnn_grad.c: recurrent training on matrix products: the
- * LSTM's training forward, the algorithm lstm_train_gemm (kiln.LSTMTrain), and
- * the LSTM's and the GRU's gradients through time, lstm_grad_gemm
- * (kiln.LSTMGrad) and gru_grad_gemm (kiln.GRUGrad). The references are
- * src/cpu/ref/rnn.c (LSTMTrain, with the Reserve's layout) and, in double and
- * one batch row at a time, src/cpu/ref/grad_rnn.c, which also has the formulas.
+ * LSTM's and the GRU's training forwards, the algorithms lstm_train_gemm
+ * (kiln.LSTMTrain) and gru_train_gemm (kiln.GRUTrain), and their gradients
+ * through time, lstm_grad_gemm (kiln.LSTMGrad) and gru_grad_gemm
+ * (kiln.GRUGrad). The references are src/cpu/ref/rnn.c (the training forms,
+ * with the Reserve's layout) and, in double and one batch row at a time,
+ * src/cpu/ref/grad_rnn.c, which also has the formulas.
  *
  *   kiln.LSTMTrain(X, W, R, B, sequence_lens, initial_h, initial_c, P)
  *       -> (Y, Y_h, Y_c, Reserve)
  *   kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P,
  *                 Reserve) -> (dX, dW, dR, dB, dinitial_h, dinitial_c, dP)
- *   kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens)
+ *   kiln.GRUTrain(X, W, R, B, sequence_lens, initial_h) -> (Y, Y_h, Reserve)
+ *   kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens, Reserve)
  *       -> (dX, dW, dR, dB, dinitial_h)
  *
  * LSTM:
@@ -27,23 +29,26 @@
  *             dh = dZ_s R_d (N, H), K = 4H;  dc = dc * f
  *   sums      dR_d = dZ^T H (4H, H), K = S*N;  dW_d = dZ^T Xs (4H, I);
  *             dX (in X's order) += dZ W_d;  dB_d = column sums of dZ, twice
- * LSTMTrain runs the forward into its Reserve output; LSTMGrad given that
- * Reserve runs only the backward and the sums; without it, it runs the
- * forward first, into scratch.
+ * LSTMTrain / GRUTrain run the forward into their Reserve output; a
+ * gradient given that Reserve runs only the backward and the sums; without
+ * it, it runs the forward first, into scratch.
  *
- * GRU (gates z, r, h~; Rz, Rr, Rh the blocks of R_d), the same shape: the
+ * GRU (gates z, r, h~; Rz, Rr, Rh the blocks of R_d; Reserve rows
+ * [z r h~ | h_s | v_s], 5H), the same shape: the
  * input product for every step at once; per step the recurrent products
  * (linear_before_reset 0: h_s [Rz Rr]^T, then (r * h_s) Rh^T; 1: h_s R_d^T,
  * whose h~ block keeps Rh h_s + Rbh); backward per step the gradients of the
  * three blocks' input part (dZ) and recurrent part (dQ: equal for z and r;
  * for h~ the same (0) or times r (1)), dh = dQ [Rz Rr] + ... as the
  * reference says, with one product for (0) the h~ block's dv = gh Rh first;
- * then dW = dZ^T Xs, dX += dZ W_d, dR = dQ^T [h_s | h_s | v_s] (v_s = r * h_s
- * for (0), h_s for (1)), dB = column sums of dZ and dQ.
+ * then dW = dZ^T Xs, dX += dZ W_d, dR = dQ^T [h_s | h_s | r * h_s (0) or
+ * h_s (1)], dB = column sums of dZ and dQ. v_s, kept in the Reserve, is the
+ * h~ block's recurrent input: r * h_s (0), Rh h_s + Rbh (1).
  *
  * The products run on the session's pool; the gate arithmetic (per step,
- * N*H values) on the calling thread, in f32 like every product, its sigmoid
- * and tanh vectorized (rnn.h's kernels).
+ * N*H values) in f32 like every product, its sigmoid and tanh vectorized
+ * (rnn.h's kernels): the LSTM's split over the batch rows on the pool, the
+ * GRU's on the calling thread.
  *
  * Taken: f32, the default activations, no clip, LSTM input_forget 0 and no
  * peepholes, no sequence_lens (every sequence full length); the reference
@@ -63,6 +68,7 @@
 enum { IN_X, IN_W, IN_R, IN_DY, IN_DY_H, LSTM_DY_C };
 enum { OUT_DX, OUT_DW, OUT_DR, OUT_DB, OUT_DH0, OUT_DC0, OUT_DP };
 enum { OUT_Y, OUT_Y_H, OUT_Y_C, OUT_RESERVE }; /* LSTMTrain */
+enum { GRU_OUT_RESERVE = 2 };                   /* GRUTrain: Y, Y_h, Reserve */
 
 /* Where an op has B, the initial states, sequence_lens, P and Reserve among
  * its inputs (-1: it has none). */
@@ -70,8 +76,9 @@ typedef struct rnn_inputs {
     int b, h0, c0, lens, p, reserve;
 } rnn_inputs;
 static const rnn_inputs lstm_grad_inputs = {6, 7, 8, 9, 10, 11};
-static const rnn_inputs gru_grad_inputs = {5, 6, -1, 7, -1, -1};
+static const rnn_inputs gru_grad_inputs = {5, 6, -1, 7, -1, 8};
 static const rnn_inputs lstm_train_inputs = {3, 5, 6, 4, 7, -1};
+static const rnn_inputs gru_train_inputs = {3, 5, -1, 4, -1, -1};
 
 typedef struct rnn_grad_state {
     int lstm, lbr;            /* lbr: GRU's linear_before_reset */
@@ -85,14 +92,14 @@ typedef struct rnn_grad_state {
     /* scratch offsets (floats): rf, rb R_d packed once per direction as
      * the per-step products' B: R_d^T (H, G) forward, R_d (G, H) backward
      * (GRU: its z, r rows, or all with linear_before_reset; without it also
-     * rhf, rhb: Rh^T and Rh); xs (S*N, I) X in step order; LSTM: res
-     * (S*N, 6H) the Reserve's rows of a direction when no Reserve is given,
-     * last (2 N*H) h and c after the last step; GRU: z (S*N, G) the gates, hs
-     * ((S+1)*N, H) every h; dz (S*N, G) the input parts' gradients; GRU: dq
-     * (S*N, G) the recurrent parts', vs (S*N, H) v per step, tmp (N, G); dh
-     * (2 N*H); dc (N*H), LSTM: tc (N*H) tanh(c) after a step; bias (G, and
-     * GRU's Rbh: H); dxs (S*N, I); gemm: bytes from there */
-    size_t rf, rb, rhf, rhb, xs, res, last, z, hs, dz, dq, vs, tmp, dh, dc, tc, bias, dxs, gemm;
+     * rhf, rhb: Rh^T and Rh); xs (S*N, I) X in step order; res (S*N, 6H
+     * LSTM, 5H GRU) the Reserve's rows of a direction when a gradient is given
+     * no Reserve; last (N*H each) h (and LSTM's c) after the last step; dz
+     * (S*N, G) the input parts' gradients; GRU: dq (S*N, G) the recurrent
+     * parts', tmp (N, G) a step's recurrent product; dh (2 N*H); LSTM: dc
+     * (N*H), tc (N*H) tanh(c) after a step; bias (G, and GRU's Rbh: H); dxs
+     * (S*N, I); gemm: bytes from there */
+    size_t rf, rb, rhf, rhb, xs, res, last, dz, dq, tmp, dh, dc, tc, bias, dxs, gemm;
     size_t scratch_bytes;
 } rnn_grad_state;
 
@@ -182,18 +189,16 @@ static kiln_status rnn_grad_prepare(kiln__kctx *c, const rnn_inputs *in, int lst
     /* the recurrent products' columns: LSTM and GRU lbr all G, GRU else z, r */
     const int64_t rcols = lstm || s->lbr ? s->G : 2 * s->H;
     const int rh = gru && !s->lbr; /* GRU's Rh products apart */
+    const size_t width = (size_t)(lstm ? 6 : 5) * (size_t)s->H; /* a Reserve row */
     s->rf = at, at += align16(packed_floats(s->H, rcols));
     s->rb = at, at += grad ? align16(packed_floats(rcols, s->H)) : 0;
     s->rhf = at, at += rh ? align16(packed_floats(s->H, s->H)) : 0;
-    s->rhb = at, at += rh ? align16(packed_floats(s->H, s->H)) : 0;
+    s->rhb = at, at += rh && grad ? align16(packed_floats(s->H, s->H)) : 0;
     s->xs = at, at += align16(SN * (size_t)s->I);
-    s->res = at, at += lstm && grad && !s->has_reserve ? align16(SN * 6 * (size_t)s->H) : 0;
-    s->last = at, at += lstm ? align16(2 * NH) : 0;
-    s->z = at, at += gru ? align16(SN * G) : 0;
-    s->hs = at, at += gru ? align16(SN * (size_t)s->H + NH) : 0; /* h_0 .. h_S */
+    s->res = at, at += grad && !s->has_reserve ? align16(SN * width) : 0;
+    s->last = at, at += align16((lstm ? 2 : 1) * NH);
     s->dz = at, at += grad ? align16(SN * G) : 0;
-    s->dq = at, at += gru ? align16(SN * G) : 0;
-    s->vs = at, at += gru ? align16(SN * (size_t)s->H) : 0;
+    s->dq = at, at += gru && grad ? align16(SN * G) : 0;
     s->tmp = at, at += gru ? align16((size_t)s->N * G) : 0;
     s->dh = at, at += grad ? align16(2 * NH) : 0; /* dh, and a product's result */
     s->dc = at, at += lstm && grad ? align16(NH) : 0;
@@ -221,6 +226,9 @@ static kiln_status gru_grad_prepare(kiln__kctx *c) {
 }
 static kiln_status lstm_train_prepare(kiln__kctx *c) {
     return rnn_grad_prepare(c, &lstm_train_inputs, 1, 1);
+}
+static kiln_status gru_train_prepare(kiln__kctx *c) {
+    return rnn_grad_prepare(c, &gru_train_inputs, 0, 1);
 }
 
 static double rnn_grad_cost(const kiln__kctx *c) {
@@ -513,103 +521,139 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
     return KILN_OK;
 }
 
+/* The GRU forward of direction d, as lstm_forward: the Reserve's rows of d
+ * into res (S*N, 5H: [z r h~ | h_prev | v]), h after the last step into the
+ * scratch's `last`. */
+static kiln_status gru_forward(const kiln__kctx *c, const rnn_grad_state *s, int64_t d, float *res) {
+    const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N, L = 5 * H;
+    float *f = c->scratch;
+    float *xs = f + s->xs, *tmp = f + s->tmp, *bias = f + s->bias, *rbh = bias + G;
+    float *h_last = f + s->last;
+    const float *wd = (const float *)kiln__in(c, IN_W)->data + d * G * I;
+    const float *rd = (const float *)kiln__in(c, IN_R)->data + d * G * H, *rh = rd + 2 * H * H;
+    const kiln_tensor *t_b = kiln__in(c, s->in.b);
+    const float *b = t_b ? (const float *)t_b->data + d * 2 * G : NULL;
+    gather_steps(s, kiln__in(c, IN_X)->data, d, xs);
+    /* z, r: both biases; h~: Wbh, plus Rbh unless it is multiplied by r (1) */
+    for (int64_t k = 0; k < G; k++)
+        bias[k] = b ? b[k] + (k < 2 * H || !s->lbr ? b[G + k] : 0.0f) : 0.0f;
+    for (int64_t j = 0; j < H; j++) rbh[j] = b ? b[G + 2 * H + j] : 0.0f;
+    state_io(s, kiln__in(c, s->in.h0), d, res + 3 * H, L, 0);
+    const int64_t rcols = s->lbr ? G : 2 * H; /* the rows of R_d in the first product */
+    KILN__TRY(pack_b(c, s->rf, H, rcols, rd, H, 1));
+    if (!s->lbr) KILN__TRY(pack_b(c, s->rhf, H, H, rh, H, 1));
+    KILN__TRY(product(c, s, SN, G, I, xs, I, 0, wd, I, 1, res, L, 0, bias));
+    for (int64_t st = 0; st < S; st++) {
+        float *zs = res + st * N * L, *next = st + 1 < S ? zs + N * L : NULL;
+        /* tmp = h_prev [Rz Rr (Rh)]^T */
+        KILN__TRY(product_packed(c, s, N, rcols, H, zs + 3 * H, L, s->rf, tmp, G, 0));
+        for (int64_t n = 0; n < N; n++) {
+            float *g = zs + n * L, *v = g + 4 * H;
+            const float *h_prev = g + 3 * H, *t = tmp + n * G;
+            for (int64_t j = 0; j < 2 * H; j++) g[j] += t[j];
+            s->act->sigmoid(g, 2 * H);
+            for (int64_t j = 0; j < H; j++) v[j] = s->lbr ? t[2 * H + j] + rbh[j] : g[H + j] * h_prev[j];
+        }
+        if (!s->lbr) /* tmp's h~ block = v Rh^T, v = r * h_prev */
+            KILN__TRY(product_packed(c, s, N, H, H, zs + 4 * H, L, s->rhf, tmp + 2 * H, G, 0));
+        for (int64_t n = 0; n < N; n++) {
+            float *g = zs + n * L;
+            const float *h_prev = g + 3 * H, *v = g + 4 * H, *t = tmp + n * G;
+            float *h_next = next ? next + n * L + 3 * H : h_last + n * H;
+            for (int64_t j = 0; j < H; j++) g[2 * H + j] += s->lbr ? g[H + j] * v[j] : t[2 * H + j];
+            s->act->tanh(g + 2 * H, H);
+            for (int64_t j = 0; j < H; j++) h_next[j] = (1 - g[j]) * g[2 * H + j] + g[j] * h_prev[j];
+        }
+    }
+    return KILN_OK;
+}
+
+static kiln_status gru_train_run(kiln__kctx *c) {
+    const rnn_grad_state *s = c->kstate;
+    const int64_t S = s->S, N = s->N, H = s->H, L = 5 * H;
+    float *h_last = (float *)c->scratch + s->last;
+    kiln_tensor *y = kiln__out(c, OUT_Y);
+    for (int64_t d = 0; d < s->D; d++) {
+        float *res = (float *)kiln__out(c, GRU_OUT_RESERVE)->data + d * S * N * L;
+        KILN__TRY(gru_forward(c, s, d, res));
+        for (int64_t st = 0; y && st < S; st++) /* h after step st: the next step's h_prev */
+            for (int64_t n = 0; n < N; n++)
+                memcpy((float *)y->data + y_row(s, step_time(s, d, st), d, n) * H,
+                       st + 1 < S ? res + ((st + 1) * N + n) * L + 3 * H : h_last + n * H,
+                       (size_t)H * sizeof(float));
+        state_io(s, kiln__out(c, OUT_Y_H), d, h_last, H, 1);
+    }
+    return KILN_OK;
+}
+
 static kiln_status gru_grad_run(kiln__kctx *c) {
     const rnn_grad_state *s = c->kstate;
-    const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N;
+    const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N, L = 5 * H;
     float *f = c->scratch;
-    float *xs = f + s->xs, *z = f + s->z, *hs = f + s->hs, *dz = f + s->dz, *dq = f + s->dq;
-    float *vs = f + s->vs, *tmp = f + s->tmp, *dh = f + s->dh, *dhp = dh + N * H;
-    float *bias = f + s->bias, *rbh = bias + G;
-    const float *w = kiln__in(c, IN_W)->data, *r = kiln__in(c, IN_R)->data;
-    const kiln_tensor *t_dy = kiln__in(c, IN_DY), *t_b = kiln__in(c, s->in.b);
+    float *xs = f + s->xs, *dz = f + s->dz, *dq = f + s->dq, *dh = f + s->dh, *dhp = dh + N * H;
+    const float *w = kiln__in(c, IN_W)->data;
+    const kiln_tensor *t_dy = kiln__in(c, IN_DY);
     kiln_tensor *o_dx = kiln__out(c, OUT_DX), *o_dr = kiln__out(c, OUT_DR),
                 *o_db = kiln__out(c, OUT_DB);
     if (o_dx) memset(o_dx->data, 0, (size_t)(SN * I) * sizeof(float));
     for (int64_t d = 0; d < s->D; d++) {
-        const float *wd = w + d * G * I, *rd = r + d * G * H, *rh = rd + 2 * H * H;
-        const float *b = t_b ? (const float *)t_b->data + d * 2 * G : NULL;
-        gather_steps(s, kiln__in(c, IN_X)->data, d, xs);
-        /* z, r: both biases; h~: Wbh, plus Rbh unless it is multiplied by r (1) */
-        for (int64_t k = 0; k < G; k++)
-            bias[k] = b ? b[k] + (k < 2 * H || !s->lbr ? b[G + k] : 0.0f) : 0.0f;
-        for (int64_t j = 0; j < H; j++) rbh[j] = b ? b[G + 2 * H + j] : 0.0f;
-        state_io(s, kiln__in(c, s->in.h0), d, hs, s->H, 0);
-        const int64_t rcols = s->lbr ? G : 2 * H; /* the rows of R_d in the first product */
-        KILN__TRY(pack_b(c, s->rf, H, rcols, rd, H, 1));
+        const float *wd = w + d * G * I;
+        const float *rd = (const float *)kiln__in(c, IN_R)->data + d * G * H, *rh = rd + 2 * H * H;
+        const float *res = f + s->res;
+        if (s->has_reserve) {
+            res = (const float *)kiln__in(c, s->in.reserve)->data + d * SN * L;
+            gather_steps(s, kiln__in(c, IN_X)->data, d, xs);
+        } else {
+            KILN__TRY(gru_forward(c, s, d, f + s->res));
+        }
+        const int64_t rcols = s->lbr ? G : 2 * H;
         KILN__TRY(pack_b(c, s->rb, rcols, H, rd, H, 0));
-        if (!s->lbr) {
-            KILN__TRY(pack_b(c, s->rhf, H, H, rh, H, 1));
-            KILN__TRY(pack_b(c, s->rhb, H, H, rh, H, 0));
-        }
-        /* forward again: z holds z, r, h~ per step; vs each step's v */
-        KILN__TRY(product(c, s, SN, G, I, xs, I, 0, wd, I, 1, z, G, 0, bias));
-        for (int64_t st = 0; st < S; st++) {
-            float *zs = z + st * N * G, *v = vs + st * N * H;
-            const float *h_prev = hs + st * N * H;
-            float *h_next = hs + (st + 1) * N * H;
-            /* tmp = h_prev [Rz Rr (Rh)]^T */
-            KILN__TRY(product_packed(c, s, N, rcols, H, h_prev, H, s->rf, tmp, G, 0));
-            for (int64_t n = 0; n < N; n++) {
-                for (int64_t j = 0; j < 2 * H; j++) zs[n * G + j] += tmp[n * G + j];
-                s->act->sigmoid(zs + n * G, 2 * H);
-            }
-            for (int64_t n = 0; n < N; n++)
-                for (int64_t j = 0; j < H; j++)
-                    v[n * H + j] = s->lbr ? tmp[n * G + 2 * H + j] + rbh[j]
-                                          : zs[n * G + H + j] * h_prev[n * H + j];
-            if (!s->lbr) /* tmp's h~ block = (r * h_prev) Rh^T */
-                KILN__TRY(product_packed(c, s, N, H, H, v, H, s->rhf, tmp + 2 * H, G, 0));
-            for (int64_t n = 0; n < N; n++) {
-                float *g = zs + n * G;
-                for (int64_t j = 0; j < H; j++)
-                    g[2 * H + j] += s->lbr ? g[H + j] * v[n * H + j] : tmp[n * G + 2 * H + j];
-                s->act->tanh(g + 2 * H, H);
-                for (int64_t j = 0; j < H; j++)
-                    h_next[n * H + j] = (1 - g[j]) * g[2 * H + j] + g[j] * h_prev[n * H + j];
-            }
-        }
+        if (!s->lbr) KILN__TRY(pack_b(c, s->rhb, H, H, rh, H, 0));
         /* backward through time: dz the input parts' gradients, dq the recurrent parts' */
-        state_io(s, kiln__in(c, IN_DY_H), d, dh, s->H, 0);
+        state_io(s, kiln__in(c, IN_DY_H), d, dh, H, 0);
         for (int64_t st = S - 1; st >= 0; st--) {
-            const float *zs = z + st * N * G, *v = vs + st * N * H, *h_prev = hs + st * N * H;
+            const float *zs = res + st * N * L;
             float *dzs = dz + st * N * G, *dqs = dq + st * N * G;
             for (int64_t n = 0; n < N; n++) {
-                const float *g = zs + n * G, *dy = dy_at(s, t_dy, d, st, n);
+                const float *g = zs + n * L, *h_prev = g + 3 * H, *v = g + 4 * H;
+                const float *dy = dy_at(s, t_dy, d, st, n);
                 for (int64_t j = 0; j < H; j++) {
                     float dhv = dh[n * H + j] + (dy ? dy[j] : 0.0f);
-                    float zz = g[j], rr = g[H + j], nn = g[2 * H + j], hp = h_prev[n * H + j];
+                    float zz = g[j], rr = g[H + j], nn = g[2 * H + j], hp = h_prev[j];
                     float gz = dhv * (hp - nn) * zz * (1 - zz), gh = dhv * (1 - zz) * (1 - nn * nn);
                     dzs[n * G + j] = dqs[n * G + j] = gz;
                     dzs[n * G + 2 * H + j] = gh;
                     dqs[n * G + 2 * H + j] = s->lbr ? gh * rr : gh;
                     dhp[n * H + j] = dhv * zz; /* the direct part of dh_prev */
                     if (s->lbr) { /* dr = gh * (Rh h_prev + Rbh) */
-                        float gr = gh * v[n * H + j] * rr * (1 - rr);
+                        float gr = gh * v[j] * rr * (1 - rr);
                         dzs[n * G + H + j] = dqs[n * G + H + j] = gr;
                     }
                 }
             }
             if (!s->lbr) { /* dv = gh Rh, into dh (free until the sum below) */
                 KILN__TRY(product_packed(c, s, N, H, H, dzs + 2 * H, G, s->rhb, dh, H, 0));
-                for (int64_t n = 0; n < N; n++)
+                for (int64_t n = 0; n < N; n++) {
+                    const float *g = zs + n * L, *h_prev = g + 3 * H;
                     for (int64_t j = 0; j < H; j++) {
-                        float rr = zs[n * G + H + j], dv = dh[n * H + j];
-                        float gr = dv * h_prev[n * H + j] * rr * (1 - rr);
+                        float rr = g[H + j], dv = dh[n * H + j];
+                        float gr = dv * h_prev[j] * rr * (1 - rr);
                         dzs[n * G + H + j] = dqs[n * G + H + j] = gr;
                         dhp[n * H + j] += dv * rr;
                     }
+                }
             }
             /* dh_prev += dq [Rz Rr (Rh)] */
             memcpy(dh, dhp, (size_t)(N * H) * sizeof(float));
             KILN__TRY(product_packed(c, s, N, H, rcols, dqs, G, s->rb, dh, H, 1));
         }
-        state_io(s, kiln__out(c, OUT_DH0), d, dh, s->H, 1);
-        /* the sums over every step */
+        state_io(s, kiln__out(c, OUT_DH0), d, dh, H, 1);
+        /* the sums over every step: dR's h~ block takes v (0) or h_prev (1) */
         if (o_dr) {
             float *dr = (float *)o_dr->data + d * G * H;
-            KILN__TRY(product(c, s, 2 * H, H, SN, dq, G, 1, hs, H, 0, dr, H, 0, NULL));
-            KILN__TRY(product(c, s, H, H, SN, dq + 2 * H, G, 1, s->lbr ? hs : vs, H, 0, dr + 2 * H * H,
-                              H, 0, NULL));
+            KILN__TRY(product(c, s, 2 * H, H, SN, dq, G, 1, res + 3 * H, L, 0, dr, H, 0, NULL));
+            KILN__TRY(product(c, s, H, H, SN, dq + 2 * H, G, 1, res + (s->lbr ? 3 : 4) * H, L, 0,
+                              dr + 2 * H * H, H, 0, NULL));
         }
         KILN__TRY(input_sums(c, s, d, dz, xs, wd, f + s->dxs));
         if (o_db) col_sums(dq, SN, G, (float *)o_db->data + d * 2 * G + G);
@@ -624,6 +668,10 @@ const kiln__algo kiln__algo_lstm_train_gemm = {
 const kiln__algo kiln__algo_lstm_grad_gemm = {
     .name = "lstm_grad_gemm", .domain = "kiln", .op_type = "LSTMGrad", .flags = 0,
     .prepare = lstm_grad_prepare, .cost = rnn_grad_cost, .run = lstm_grad_run, .release = free,
+};
+const kiln__algo kiln__algo_gru_train_gemm = {
+    .name = "gru_train_gemm", .domain = "kiln", .op_type = "GRUTrain", .flags = 0,
+    .prepare = gru_train_prepare, .cost = rnn_grad_cost, .run = gru_train_run, .release = free,
 };
 const kiln__algo kiln__algo_gru_grad_gemm = {
     .name = "gru_grad_gemm", .domain = "kiln", .op_type = "GRUGrad", .flags = 0,

@@ -3,7 +3,7 @@
  *
  *   kiln.LSTMGrad(X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P,
  *                 Reserve) -> (dX, dW, dR, dB, dinitial_h, dinitial_c, dP)
- *   kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens)
+ *   kiln.GRUGrad(X, W, R, dY, dY_h, B, initial_h, sequence_lens, Reserve)
  *       -> (dX, dW, dR, dB, dinitial_h)
  *
  * for the LSTM and GRU of src/cpu/ref/rnn.c (which has the shapes), with
@@ -16,8 +16,8 @@
  * keeps each gate's slope: its activation's derivative at its input, 0 where
  * clipped (below, f' and g' stand for it). With input_forget, f = 1 - i: the
  * f rows get no gradient and i takes f's with the sign turned.
- * LSTMGrad's Reserve is the forward's kiln.LSTMTrain output of that name
- * (src/cpu/ref/rnn.c has its layout): the fast kernel reads the gates and
+ * Reserve is the forward's kiln.LSTMTrain / GRUTrain output of that name
+ * (src/cpu/ref/rnn.c has its layout): the fast kernels read the gates and
  * states from it instead of running the recurrence again; this reference
  * checks its shape and computes them again, in double.
  * dY, dY_h, dY_c, B, the initial states, sequence_lens and P may be absent
@@ -110,7 +110,7 @@ enum { IN_X, IN_W, IN_R, IN_DY, IN_DY_STATES };
 #define IN_INIT(cell) (IN_B(cell) + 1)
 #define IN_LENS(cell) (IN_INIT(cell) + (cell)->states)
 #define IN_P(cell) (IN_LENS(cell) + 1)
-#define IN_RESERVE(cell) (IN_P(cell) + 1) /* LSTM only */
+#define IN_RESERVE(cell) (IN_P(cell) + ((cell)->peeps ? 1 : 0))
 #define OUT_DINIT 4
 #define OUT_DP(cell) (OUT_DINIT + (cell)->states)
 
@@ -174,10 +174,10 @@ static kiln_status rnn_grad_read(const kiln__kctx *c, const rnn_grad_cell *cell,
     }
     if (cell->peeps) {
         const int64_t p_dims[2] = {g->D, cell->peeps * g->H};
-        const int64_t res_dims[4] = {g->D, g->S, g->N, 6 * g->H};
         KILN__TRY(kiln__check_shape(kiln__in(c, IN_P(cell)), "P", 2, p_dims));
-        KILN__TRY(kiln__check_shape(kiln__in(c, IN_RESERVE(cell)), "Reserve", 4, res_dims));
     }
+    const int64_t res_dims[4] = {g->D, g->S, g->N, (cell->states == 2 ? 6 : 5) * g->H};
+    KILN__TRY(kiln__check_shape(kiln__in(c, IN_RESERVE(cell)), "Reserve", 4, res_dims));
     const kiln_tensor *lens = kiln__in(c, IN_LENS(cell));
     if (lens) {
         KILN__TRY(kiln__check_dtype(lens, "sequence_lens", KILN_DTYPE_I32, 0));

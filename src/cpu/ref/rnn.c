@@ -15,20 +15,24 @@
  *   Y:             layout 0: (S, D, N, H)  layout 1: (N, S, D, H)
  *   Y_h, Y_c:      layout 0: (D, N, H)     layout 1: (N, D, H)
  *
- * kiln.LSTMTrain (src/ops/defs/grad.def) is LSTM for training: the same
- * inputs, attributes and outputs, and a fourth output Reserve (D, S, N, 6H)
- * of X's dtype that keeps what the gradient (kiln.LSTMGrad) reads instead of
- * running the recurrence again: for direction d, step s (the s-th step that
- * direction takes, so time S-1-s for the reverse one) and batch row n, the
- * row [i | o | f | c~ | c_prev | h_prev] of the gates after their
- * activations (clip and peepholes applied) and the cell and hidden state the
- * step started from. Steps past a row's sequence length hold zeros.
+ * kiln.LSTMTrain and kiln.GRUTrain (src/ops/defs/grad.def) are LSTM and GRU
+ * for training: the same inputs, attributes and outputs, and one output more,
+ * Reserve (D, S, N, W) of X's dtype, that keeps what the gradient
+ * (kiln.LSTMGrad, kiln.GRUGrad) reads instead of running the recurrence
+ * again: for direction d, step s (the s-th step that direction takes, so
+ * time S-1-s for the reverse one) and batch row n, the row
+ *   LSTM (W = 6H): [i | o | f | c~ | c_prev | h_prev]
+ *   GRU  (W = 5H): [z | r | h~ | h_prev | v]
+ * of the gates after their activations (clip and peepholes applied), the
+ * states the step started from, and GRU's input to its h~ block's recurrent
+ * product: v = r * h_prev (linear_before_reset 0), Rh h_prev + Rbh (1).
+ * Steps past a row's sequence length hold zeros.
  *
  * Batch rows are independent, so the kernels split the batch across threads.
  * Gate products accumulate in float for f32/f16/bf16 inputs and in double for
  * f64; the hidden/cell state is kept in that working type; the elementwise
  * gate math runs in double. Rows past a row's sequence length get zeros in Y.
- * Scratch (per batch row): gate pre-activations (G*H doubles), h, c, the GRU
+ * Scratch (per batch row): gate pre-activations (G*H doubles, and H for GRU's v), h, c, the GRU
  * reset-gated state r*h and the current input row, in the working type.
  */
 #include <math.h>
@@ -53,7 +57,7 @@ typedef struct rnn_params {
     double clip;
     int input_forget;        /* LSTM */
     int linear_before_reset; /* GRU */
-    int train;               /* LSTMTrain: output 3 is the Reserve */
+    int train;               /* LSTMTrain / GRUTrain: the last output is the Reserve */
     kiln__rnn_act act[2][3]; /* [direction][f, g, h] */
     kiln_dtype dt;           /* dtype of X, W, R, B, initial_h/c, P, Y */
     kiln_dtype wt;           /* working dtype: F64 for f64 inputs, else F32 */
@@ -177,7 +181,7 @@ static kiln_status rnn_parse(const kiln__kctx *c, rnn_cell cell, int train, rnn_
     KILN__TRY(rnn_parse_acts(node, p));
 
     size_t ws = kiln_dtype_size(p->wt);
-    p->row_bytes = rnn_align((size_t)GH * sizeof(double)) + 3 * rnn_align((size_t)H * ws) +
+    p->row_bytes = rnn_align((size_t)(GH + H) * sizeof(double)) + 3 * rnn_align((size_t)H * ws) +
                    rnn_align((size_t)p->input * ws);
     return KILN_OK;
 }
@@ -300,11 +304,13 @@ static void rnn_step_rnn(const rnn_step *s) {
  *   z = f(Wz x + Rz h + Wbz + Rbz), r = f(Wr x + Rr h + Wbr + Rbr)
  *   n = g(Wh x + Rh (r*h) + Rbh + Wbh)            linear_before_reset = 0
  *   n = g(Wh x + r*(Rh h + Rbh) + Wbh)            linear_before_reset = 1
- *   h = (1 - z) * n + z * h */
+ *   h = (1 - z) * n + z * h
+ * leaving z, r, n in s->gates and after them v, the input of the n block's
+ * recurrent part (r*h, or Rh h + Rbh), for GRUTrain's Reserve. */
 static void rnn_step_gru(const rnn_step *s) {
     const rnn_params *p = s->p;
     const int64_t H = p->hidden;
-    double *z = s->gates, *r = s->gates + H, *n = s->gates + 2 * H;
+    double *z = s->gates, *r = s->gates + H, *n = s->gates + 2 * H, *v = s->gates + 3 * H;
     rnn_gates(s, 2 * H);
     for (int64_t j = 0; j < 2 * H; j++)
         s->gates[j] = kiln__rnn_act_apply(&s->act[0], rnn_clip(p, s->gates[j]));
@@ -313,10 +319,13 @@ static void rnn_step_gru(const rnn_step *s) {
     for (int64_t j = 0; j < H; j++) {
         int64_t k = 2 * H + j;
         double pre = rnn_wx(s, k) + rnn_bias(s, 0, k);
-        if (p->linear_before_reset)
-            pre += r[j] * (rnn_rv(s, k, s->h) + rnn_bias(s, 1, k));
-        else
+        if (p->linear_before_reset) {
+            v[j] = rnn_rv(s, k, s->h) + rnn_bias(s, 1, k);
+            pre += r[j] * v[j];
+        } else {
+            v[j] = rnn_ld(p->wt, s->rh, j);
             pre += rnn_rv(s, k, s->rh) + rnn_bias(s, 1, k);
+        }
         n[j] = kiln__rnn_act_apply(&s->act[1], rnn_clip(p, pre));
     }
     for (int64_t j = 0; j < H; j++)
@@ -370,7 +379,9 @@ static kiln_status rnn_run_row(const kiln__kctx *c, const rnn_params *p, int64_t
     }
     kiln_tensor *y = kiln__out(c, 0), *y_h = kiln__out(c, 1);
     kiln_tensor *y_c = p->cell == RNN_CELL_LSTM ? kiln__out(c, 2) : NULL;
-    kiln_tensor *reserve = p->train ? kiln__out(c, 3) : NULL;
+    const int lstm = p->cell == RNN_CELL_LSTM;
+    kiln_tensor *reserve = p->train ? kiln__out(c, lstm ? 3 : 2) : NULL;
+    const int64_t RW = (lstm ? 6 : 5) * p->hidden; /* a Reserve row */
 
     int64_t len = S;
     if (lens) {
@@ -383,7 +394,7 @@ static kiln_status rnn_run_row(const kiln__kctx *c, const rnn_params *p, int64_t
     rnn_step s = {.p = p, .B = bias ? bias->data : NULL, .P = peep ? peep->data : NULL};
     uint8_t *q = row_scratch;
     s.gates = (double *)q;
-    q += rnn_align((size_t)GH * sizeof(double));
+    q += rnn_align((size_t)(GH + H) * sizeof(double)); /* the gates, and GRU's v */
     s.h = q;
     q += rnn_align((size_t)H * ws);
     s.c = q;
@@ -406,15 +417,17 @@ static kiln_status rnn_run_row(const kiln__kctx *c, const rnn_params *p, int64_t
             /* Past the row's length Y gets zeros (at time index step). */
             int64_t t = step >= len ? step : p->reverse[d] ? len - 1 - step : step;
             int64_t y_off = (p->layout ? (b * S + t) * D + d : (t * D + d) * N + b) * H;
-            int64_t res_off = ((d * S + step) * N + b) * 6 * H; /* the step's Reserve row */
+            int64_t res_off = ((d * S + step) * N + b) * RW; /* the step's Reserve row */
             if (step >= len) {
                 if (y) rnn_store(p->wt, NULL, p->dt, y->data, y_off, H);
-                if (reserve) rnn_store(p->wt, NULL, p->dt, reserve->data, res_off, 6 * H);
+                if (reserve) rnn_store(p->wt, NULL, p->dt, reserve->data, res_off, RW);
                 continue;
             }
-            if (reserve) { /* the states the step starts from */
+            if (reserve && lstm) { /* the states the step starts from */
                 rnn_store(p->wt, s.c, p->dt, reserve->data, res_off + 4 * H, H);
                 rnn_store(p->wt, s.h, p->dt, reserve->data, res_off + 5 * H, H);
+            } else if (reserve) {
+                rnn_store(p->wt, s.h, p->dt, reserve->data, res_off + 3 * H, H);
             }
             int64_t x_off = (p->layout ? b * S + t : t * N + b) * I;
             if (p->dt == p->wt) {
@@ -428,8 +441,10 @@ static kiln_status rnn_run_row(const kiln__kctx *c, const rnn_params *p, int64_t
             case RNN_CELL_GRU: rnn_step_gru(&s); break;
             case RNN_CELL_LSTM: rnn_step_lstm(&s); break;
             }
-            for (int64_t k = 0; reserve && k < 4 * H; k++)
+            for (int64_t k = 0; reserve && k < GH; k++) /* the gates */
                 kiln__st_f(p->dt, reserve->data, res_off + k, s.gates[k]);
+            for (int64_t j = 0; reserve && !lstm && j < H; j++) /* GRU's v */
+                kiln__st_f(p->dt, reserve->data, res_off + 4 * H + j, s.gates[3 * H + j]);
             if (y) rnn_store(p->wt, s.h, p->dt, y->data, y_off, H);
         }
         if (y_h) rnn_store(p->wt, s.h, p->dt, y_h->data, state_off, H);
@@ -444,10 +459,11 @@ static kiln_status rnn_infer(kiln__kctx *c, rnn_cell cell, int train) {
     int max_out = cell == RNN_CELL_LSTM ? 3 : 2;
     const int64_t S = p.seq, N = p.batch, D = p.dirs, H = p.hidden;
     const int64_t y0[4] = {S, D, N, H}, y1[4] = {N, S, D, H};
-    const int64_t s0[3] = {D, N, H}, s1[3] = {N, D, H}, res[4] = {D, S, N, 6 * H};
+    const int64_t s0[3] = {D, N, H}, s1[3] = {N, D, H};
+    const int64_t res[4] = {D, S, N, (cell == RNN_CELL_LSTM ? 6 : 5) * H};
     KILN__TRY(kiln__out_shape(c, 0, p.dt, 4, p.layout ? y1 : y0));
     for (int i = 1; i < max_out; i++) KILN__TRY(kiln__out_shape(c, i, p.dt, 3, p.layout ? s1 : s0));
-    if (train) KILN__TRY(kiln__out_shape(c, 3, p.dt, 4, res));
+    if (train) KILN__TRY(kiln__out_shape(c, max_out, p.dt, 4, res)); /* Reserve, last */
     c->scratch_bytes = (size_t)N * p.row_bytes;
     return KILN_OK;
 }
@@ -470,3 +486,5 @@ kiln_status kiln__infer_LSTM(kiln__kctx *c) { return rnn_infer(c, RNN_CELL_LSTM,
 kiln_status kiln__ref_LSTM(kiln__kctx *c) { return rnn_kernel(c, RNN_CELL_LSTM, 0); }
 kiln_status kiln__infer_LSTMTrain(kiln__kctx *c) { return rnn_infer(c, RNN_CELL_LSTM, 1); }
 kiln_status kiln__ref_LSTMTrain(kiln__kctx *c) { return rnn_kernel(c, RNN_CELL_LSTM, 1); }
+kiln_status kiln__infer_GRUTrain(kiln__kctx *c) { return rnn_infer(c, RNN_CELL_GRU, 1); }
+kiln_status kiln__ref_GRUTrain(kiln__kctx *c) { return rnn_kernel(c, RNN_CELL_GRU, 1); }
