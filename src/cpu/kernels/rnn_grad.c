@@ -454,25 +454,6 @@ static kiln_status lstm_forward(const kiln__kctx *c, const rnn_grad_state *s, in
     return KILN_OK;
 }
 
-static kiln_status lstm_train_run(kiln__kctx *c) {
-    const rnn_grad_state *s = c->kstate;
-    const int64_t S = s->S, N = s->N, H = s->H, L = 6 * H;
-    const float *h_last = (const float *)c->scratch + s->last, *c_last = h_last + N * H;
-    kiln_tensor *y = kiln__out(c, OUT_Y);
-    for (int64_t d = 0; d < s->D; d++) {
-        float *res = (float *)kiln__out(c, OUT_RESERVE)->data + d * S * N * L;
-        KILN__TRY(lstm_forward(c, s, d, res));
-        for (int64_t st = 0; y && st < S; st++) /* h after step st: the next step's h_prev */
-            for (int64_t n = 0; n < N; n++)
-                memcpy((float *)y->data + y_row(s, step_time(s, d, st), d, n) * H,
-                       st + 1 < S ? res + ((st + 1) * N + n) * L + 5 * H : h_last + n * H,
-                       (size_t)H * sizeof(float));
-        state_io(s, kiln__out(c, OUT_Y_H), d, (float *)h_last, H, 1);
-        state_io(s, kiln__out(c, OUT_Y_C), d, (float *)c_last, H, 1);
-    }
-    return KILN_OK;
-}
-
 static kiln_status lstm_grad_run(kiln__kctx *c) {
     const rnn_grad_state *s = c->kstate;
     const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N, L = 6 * H;
@@ -568,20 +549,25 @@ static kiln_status gru_forward(const kiln__kctx *c, const rnn_grad_state *s, int
     return KILN_OK;
 }
 
-static kiln_status gru_train_run(kiln__kctx *c) {
+/* LSTMTrain / GRUTrain: the forward into the Reserve, then Y (each step's h
+ * is the next step's h_prev in the Reserve, the last one in `last`), Y_h
+ * and LSTM's Y_c. */
+static kiln_status rnn_train_run(kiln__kctx *c) {
     const rnn_grad_state *s = c->kstate;
-    const int64_t S = s->S, N = s->N, H = s->H, L = 5 * H;
-    float *h_last = (float *)c->scratch + s->last;
+    const int64_t S = s->S, N = s->N, H = s->H, L = (s->lstm ? 6 : 5) * H;
+    const int64_t h_at = (s->lstm ? 5 : 3) * H; /* h_prev in a Reserve row */
+    float *h_last = (float *)c->scratch + s->last, *c_last = h_last + N * H;
     kiln_tensor *y = kiln__out(c, OUT_Y);
     for (int64_t d = 0; d < s->D; d++) {
-        float *res = (float *)kiln__out(c, GRU_OUT_RESERVE)->data + d * S * N * L;
-        KILN__TRY(gru_forward(c, s, d, res));
-        for (int64_t st = 0; y && st < S; st++) /* h after step st: the next step's h_prev */
+        float *res = (float *)kiln__out(c, s->lstm ? OUT_RESERVE : GRU_OUT_RESERVE)->data + d * S * N * L;
+        KILN__TRY(s->lstm ? lstm_forward(c, s, d, res) : gru_forward(c, s, d, res));
+        for (int64_t st = 0; y && st < S; st++)
             for (int64_t n = 0; n < N; n++)
                 memcpy((float *)y->data + y_row(s, step_time(s, d, st), d, n) * H,
-                       st + 1 < S ? res + ((st + 1) * N + n) * L + 3 * H : h_last + n * H,
+                       st + 1 < S ? res + ((st + 1) * N + n) * L + h_at : h_last + n * H,
                        (size_t)H * sizeof(float));
         state_io(s, kiln__out(c, OUT_Y_H), d, h_last, H, 1);
+        if (s->lstm) state_io(s, kiln__out(c, OUT_Y_C), d, c_last, H, 1);
     }
     return KILN_OK;
 }
@@ -663,7 +649,7 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
 
 const kiln__algo kiln__algo_lstm_train_gemm = {
     .name = "lstm_train_gemm", .domain = "kiln", .op_type = "LSTMTrain", .flags = 0,
-    .prepare = lstm_train_prepare, .cost = rnn_grad_cost, .run = lstm_train_run, .release = free,
+    .prepare = lstm_train_prepare, .cost = rnn_grad_cost, .run = rnn_train_run, .release = free,
 };
 const kiln__algo kiln__algo_lstm_grad_gemm = {
     .name = "lstm_grad_gemm", .domain = "kiln", .op_type = "LSTMGrad", .flags = 0,
@@ -671,7 +657,7 @@ const kiln__algo kiln__algo_lstm_grad_gemm = {
 };
 const kiln__algo kiln__algo_gru_train_gemm = {
     .name = "gru_train_gemm", .domain = "kiln", .op_type = "GRUTrain", .flags = 0,
-    .prepare = gru_train_prepare, .cost = rnn_grad_cost, .run = gru_train_run, .release = free,
+    .prepare = gru_train_prepare, .cost = rnn_grad_cost, .run = rnn_train_run, .release = free,
 };
 const kiln__algo kiln__algo_gru_grad_gemm = {
     .name = "gru_grad_gemm", .domain = "kiln", .op_type = "GRUGrad", .flags = 0,
