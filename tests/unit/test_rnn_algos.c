@@ -422,9 +422,10 @@ static void test_gate_kernels(void **state) {
 }
 
 /* kiln.LSTMGrad on lstm_grad_gemm and kiln.GRUGrad on gru_grad_gemm (both
- * linear_before_reset) against the reference (double, per batch row):
- * directions, layouts, batch 1 and 3, hidden 1, 7 and 40, with and without
- * B, initial states and each incoming gradient, some outputs only, 1 and 2
+ * linear_before_reset), without the forward's Reserve, against the reference
+ * (double, per batch row): directions, layouts, batch 1 to 4, hidden 1, 7, 9
+ * and 40, with and without B, initial states and each incoming gradient,
+ * sequence_lens (lengths 1, 0, 5, 4 of 5), some outputs only, 1 and 2
  * threads. */
 static void test_rnn_grad(void **state) {
     (void)state;
@@ -434,6 +435,7 @@ static void test_rnn_grad(void **state) {
         int layout;
         int64_t S, N, I, H;
         int full, dys, outs;
+        int lens; /* sequence_lens (int32): (n * 5 + 1) % (S + 1) */
     } cases[] = {
         {1, 0, FWD, 0, 4, 3, 5, 7, 1, 7, 63},  {1, 0, REV, 0, 5, 1, 3, 1, 0, 1, 63},
         {1, 0, BIDI, 1, 3, 3, 4, 40, 1, 7, 63}, {1, 0, BIDI, 0, 6, 2, 2, 7, 0, 6, 63},
@@ -441,6 +443,8 @@ static void test_rnn_grad(void **state) {
         {0, 0, FWD, 0, 4, 3, 5, 7, 1, 3, 31},  {0, 1, FWD, 0, 4, 3, 5, 7, 1, 3, 31},
         {0, 0, BIDI, 1, 3, 3, 4, 40, 1, 3, 31}, {0, 1, BIDI, 0, 5, 2, 3, 7, 0, 2, 31},
         {0, 1, REV, 1, 3, 1, 2, 1, 1, 1, 31},  {0, 0, REV, 0, 4, 3, 5, 7, 1, 3, 21},
+        {1, 0, BIDI, 0, 5, 4, 3, 7, 1, 7, 63, 1}, {1, 0, REV, 1, 5, 4, 3, 9, 0, 3, 63, 1},
+        {0, 1, BIDI, 1, 5, 4, 3, 7, 1, 3, 31, 1}, {0, 0, REV, 0, 5, 4, 3, 9, 1, 1, 31, 1},
     };
     unsigned seed = 77;
     for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
@@ -463,16 +467,22 @@ static void test_rnn_grad(void **state) {
         ah_input(&c, full ? ah_random(KILN_DTYPE_F32, 2, bd, &seed, -0.5f, 0.5f) : NULL, 0);
         for (int st = 0; st < n_states; st++) /* initial_h, initial_c */
             ah_input(&c, full ? ah_random(KILN_DTYPE_F32, 3, sd, &seed, -1, 1) : NULL, 0);
+        if (cases[k].lens) {
+            kiln_tensor *lens = NULL;
+            assert_int_equal(kiln_tensor_create(KILN_DTYPE_I32, 1, &N, &lens), KILN_OK);
+            for (int64_t n = 0; n < N; n++) ((int32_t *)kiln_tensor_data(lens))[n] = (int32_t)((n * 5 + 1) % (S + 1));
+            ah_input(&c, lens, 0);
+        }
         ah_attr_int(&c, "hidden_size", H);
         ah_attr_string(&c, "direction", dir_names[cases[k].dir]);
         ah_attr_int(&c, "layout", layout);
         if (!lstm) ah_attr_int(&c, "linear_before_reset", cases[k].lbr);
         for (int o = n_out - 1; o >= 0; o--) /* outputs: bits of outs */
             if (!(cases[k].outs >> o & 1)) omit_output(&c, o);
-        printf(" %s%s %s, layout %d, S %lld N %lld I %lld H %lld%s, outputs %#x\n",
+        printf(" %s%s %s, layout %d, S %lld N %lld I %lld H %lld%s%s, outputs %#x\n",
                lstm ? "LSTMGrad" : "GRUGrad", lstm ? "" : cases[k].lbr ? " (lbr 1)" : " (lbr 0)",
                dir_names[cases[k].dir], layout, (long long)S, (long long)N, (long long)I, (long long)H,
-               full ? ", B and initial states" : "", cases[k].outs);
+               full ? ", B and initial states" : "", cases[k].lens ? ", sequence_lens" : "", cases[k].outs);
         const char *algo = lstm ? "lstm_grad_gemm" : "gru_grad_gemm";
         ah_run_algo(&c, algo, KILN_PRECISION_FP32, 1, TOL);
         ah_run_algo(&c, algo, KILN_PRECISION_FP32, 2, TOL);
@@ -485,8 +495,8 @@ static void test_rnn_grad(void **state) {
  * lstm_grad_gemm / gru_grad_gemm given the reference's Reserve, against the
  * reference gradient (which computes the forward again): directions,
  * layouts, batch 1 and 3, hidden 1, 7 and 40, with and without B and
- * initial states, Y omitted, GRU with both linear_before_reset, 1 and 2
- * threads. */
+ * initial states, Y omitted, sequence_lens (all S, or varied from 0 to S),
+ * GRU with both linear_before_reset, 1 and 2 threads. */
 static void test_train_forms(void **state) {
     (void)state;
     unsigned seed = 505;
@@ -499,11 +509,13 @@ static void test_train_forms(void **state) {
                     rcase t = {.lstm = lstm, .train = 1, .S = 4 + k % 3, .N = k % 2 ? 1 : 3, .I = 5,
                                .H = hidden[hi], .dir = (dir_kind)dir, .layout = layout,
                                .bias = k % 3 != 1, .h0 = k % 2, .c0 = k % 4 < 2,
-                               .omit_y = k % 5 == 3, .lbr = k % 4 >= 2, .run_weights = 1};
+                               .omit_y = k % 5 == 3, .lbr = k % 4 >= 2, .run_weights = 1,
+                               .lens = k % 3 == 2 ? 2 : k % 7 == 1};
                     const char *fwd_op = lstm ? "LSTMTrain" : "GRUTrain", *grad_op = lstm ? "LSTMGrad" : "GRUGrad";
-                    printf(" %s%s %s, layout %d, S %lld N %lld H %lld%s\n", fwd_op,
+                    printf(" %s%s %s, layout %d, S %lld N %lld H %lld%s%s\n", fwd_op,
                            lstm ? "" : t.lbr ? " (lbr 1)" : " (lbr 0)", dir_names[dir], layout, (long long)t.S,
-                           (long long)t.N, (long long)t.H, t.omit_y ? ", Y omitted" : "");
+                           (long long)t.N, (long long)t.H, t.omit_y ? ", Y omitted" : "",
+                           t.lens == 2 ? ", sequence_lens varied" : t.lens ? ", sequence_lens all S" : "");
                     ah_case fwd;
                     build(&fwd, &t, &seed);
                     const char *fwd_algo = lstm ? "lstm_train_gemm" : "gru_train_gemm";
@@ -520,13 +532,13 @@ static void test_train_forms(void **state) {
                     ah_case_init(&c, grad_op, "kiln", 1, n_out);
                     /* LSTMGrad: X, W, R, dY, dY_h, dY_c, B, initial_h, initial_c, sequence_lens, P, Reserve
                      * GRUGrad:  X, W, R, dY, dY_h, B, initial_h, sequence_lens, Reserve */
-                    static const int lstm_from[12] = {0, 1, 2, -1, -1, -1, 3, 5, 6, -1, -1, -1};
-                    static const int gru_from[9] = {0, 1, 2, -1, -1, 3, 5, -1, -1};
+                    static const int lstm_from[12] = {0, 1, 2, -1, -1, -1, 3, 5, 6, 4, -1, -1};
+                    static const int gru_from[9] = {0, 1, 2, -1, -1, 3, 5, 4, -1};
                     const int n_in = lstm ? 12 : 9, *from_fwd = lstm ? lstm_from : gru_from;
                     for (int i = 0; i < n_in; i++) {
                         kiln_tensor *in = NULL;
                         if (from_fwd[i] >= 0 && fwd.in[from_fwd[i]])
-                            assert_int_equal(kiln_tensor_copy(fwd.in[from_fwd[i]], KILN_DTYPE_F32, &in),
+                            assert_int_equal(kiln_tensor_copy(fwd.in[from_fwd[i]], fwd.in[from_fwd[i]]->dtype, &in),
                                              KILN_OK);
                         else if (i == 3)
                             in = ah_random(KILN_DTYPE_F32, 4, yd, &seed, -1, 1);

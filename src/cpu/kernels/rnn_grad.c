@@ -50,9 +50,13 @@
  * (rnn.h's kernels): the LSTM's split over the batch rows on the pool, the
  * GRU's on the calling thread.
  *
+ * sequence_lens (int32 or int64): a row runs its first len steps (the
+ * reverse direction from time len - 1 down), as the reference: past them
+ * its Reserve rows and Y are zeros, its state is kept (Y_h, Y_c are the
+ * states after len steps), and backwards its dZ is 0 and dh, dc pass through.
+ *
  * Taken: f32, the default activations, no clip, LSTM input_forget 0 and no
- * peepholes, no sequence_lens (every sequence full length); the reference
- * runs the rest. W and R may change between runs (they are being trained):
+ * peepholes; the reference runs the rest. W and R may change between runs (they are being trained):
  * nothing is packed at plan time; R is packed once per run and direction
  * for the per-step products.
  */
@@ -97,9 +101,9 @@ typedef struct rnn_grad_state {
      * no Reserve; last (N*H each) h (and LSTM's c) after the last step; dz
      * (S*N, G) the input parts' gradients; GRU: dq (S*N, G) the recurrent
      * parts', tmp (N, G) a step's recurrent product; dh (2 N*H); LSTM: dc
-     * (N*H), tc (N*H) tanh(c) after a step; bias (G, and GRU's Rbh: H); dxs
-     * (S*N, I); gemm: bytes from there */
-    size_t rf, rb, rhf, rhb, xs, res, last, dz, dq, tmp, dh, dc, tc, bias, dxs, gemm;
+     * (N*H), tc (N*H) tanh(c) after a step; bias (G, and GRU's Rbh: H); lens
+     * (N int64) the rows' lengths; dxs (S*N, I); gemm: bytes from there */
+    size_t rf, rb, rhf, rhb, xs, res, last, dz, dq, tmp, dh, dc, tc, bias, lens, dxs, gemm;
     size_t scratch_bytes;
 } rnn_grad_state;
 
@@ -151,7 +155,9 @@ static kiln_status rnn_grad_prepare(kiln__kctx *c, const rnn_inputs *in, int lst
     for (int i = 0; i < c->n_out; i++)
         if (kiln__out(c, i) && kiln__out(c, i)->dtype != KILN_DTYPE_F32) return KILN_E_UNSUPPORTED;
     const kiln__node *n = c->node;
-    if (kiln__in(c, in->lens) || (in->p >= 0 && kiln__in(c, in->p)) || kiln__attr_find(n, "clip") ||
+    const kiln_tensor *lens = kiln__in(c, in->lens);
+    if ((lens && lens->dtype != KILN_DTYPE_I32 && lens->dtype != KILN_DTYPE_I64) ||
+        (in->p >= 0 && kiln__in(c, in->p)) || kiln__attr_find(n, "clip") ||
         kiln__attr_i(n, "input_forget", 0) || kiln__attr_find(n, "activations") ||
         (in->p >= 0 && !train && kiln__out(c, OUT_DP)))
         return KILN_E_UNSUPPORTED;
@@ -204,6 +210,7 @@ static kiln_status rnn_grad_prepare(kiln__kctx *c, const rnn_inputs *in, int lst
     s->dc = at, at += lstm && grad ? align16(NH) : 0;
     s->tc = at, at += lstm && grad ? align16(NH) : 0;
     s->bias = at, at += align16(G + (size_t)s->H);
+    s->lens = at, at += align16(2 * (size_t)s->N); /* N int64 */
     s->dxs = at, at += grad ? align16(SN * (size_t)s->I) : 0;
     s->gemm = at * sizeof(float);
     s->scratch_bytes = s->gemm + gemm_scratch(s, s->nth);
@@ -289,9 +296,25 @@ static int64_t y_row(const rnn_grad_state *s, int64_t t, int64_t d, int64_t n) {
 static int64_t state_row(const rnn_grad_state *s, int64_t d, int64_t n) {
     return s->layout ? n * s->D + d : d * s->N + n;
 }
-/* The time of step st in direction d. */
-static int64_t step_time(const rnn_grad_state *s, int64_t d, int64_t st) {
-    return s->reverse || d == 1 ? s->S - 1 - st : st;
+/* The time of step st (< len) of a row of length len in direction d: the
+ * reverse direction starts at the row's last step. */
+static int64_t step_time(const rnn_grad_state *s, int64_t d, int64_t st, int64_t len) {
+    return s->reverse || d == 1 ? len - 1 - st : st;
+}
+
+/* Every batch row's length (sequence_lens, or S without it) into the
+ * scratch's lens; fails, naming the row, on a length outside [0, S]. */
+static kiln_status load_lens(const kiln__kctx *c, const rnn_grad_state *s, int64_t **out) {
+    int64_t *len = (int64_t *)((float *)c->scratch + s->lens);
+    const kiln_tensor *t = kiln__in(c, s->in.lens);
+    for (int64_t n = 0; n < s->N; n++) {
+        len[n] = t ? kiln__ld_i(t->dtype, t->data, n) : s->S;
+        if (len[n] < 0 || len[n] > s->S)
+            return kiln__err(KILN_E_RANGE, "input 'sequence_lens' has %lld at batch %lld, expected "
+                             "0..%lld", (long long)len[n], (long long)n, (long long)s->S);
+    }
+    *out = len;
+    return KILN_OK;
 }
 
 /* Direction d's (N, H) rows of a state tensor t (absent: zeros) into buf
@@ -310,19 +333,26 @@ static void state_io(const rnn_grad_state *s, const kiln_tensor *t, int64_t d, f
     }
 }
 
-/* X's rows in direction d's step order into xs. */
-static void gather_steps(const rnn_grad_state *s, const float *x, int64_t d, float *xs) {
+/* X's rows in direction d's step order into xs (zeros past a row's length). */
+static void gather_steps(const rnn_grad_state *s, const float *x, int64_t d, const int64_t *len,
+                         float *xs) {
     for (int64_t st = 0; st < s->S; st++)
-        for (int64_t n = 0; n < s->N; n++)
-            memcpy(xs + (st * s->N + n) * s->I, x + x_row(s, step_time(s, d, st), n) * s->I,
-                   (size_t)s->I * sizeof(float));
+        for (int64_t n = 0; n < s->N; n++) {
+            float *to = xs + (st * s->N + n) * s->I;
+            if (st < len[n])
+                memcpy(to, x + x_row(s, step_time(s, d, st, len[n]), n) * s->I, (size_t)s->I * sizeof(float));
+            else
+                memset(to, 0, (size_t)s->I * sizeof(float));
+        }
 }
 
 /* dx (X's layout) += dxs (step order of direction d). */
-static void scatter_add(const rnn_grad_state *s, const float *dxs, int64_t d, float *dx) {
+static void scatter_add(const rnn_grad_state *s, const float *dxs, int64_t d, const int64_t *len,
+                        float *dx) {
     for (int64_t st = 0; st < s->S; st++)
         for (int64_t n = 0; n < s->N; n++) {
-            float *to = dx + x_row(s, step_time(s, d, st), n) * s->I;
+            if (st >= len[n]) continue;
+            float *to = dx + x_row(s, step_time(s, d, st, len[n]), n) * s->I;
             const float *from = dxs + (st * s->N + n) * s->I;
             for (int64_t k = 0; k < s->I; k++) to[k] += from[k];
         }
@@ -335,15 +365,15 @@ static void col_sums(const float *m, int64_t rows, int64_t G, float *out) {
         for (int64_t k = 0; k < G; k++) out[k] += m[row * G + k];
 }
 
-/* dY at step st of direction d, batch row n (NULL without dY). */
+/* dY at step st (< len) of direction d, batch row n (NULL without dY). */
 static const float *dy_at(const rnn_grad_state *s, const kiln_tensor *dy, int64_t d, int64_t st,
-                          int64_t n) {
-    return dy ? (const float *)dy->data + y_row(s, step_time(s, d, st), d, n) * s->H : NULL;
+                          int64_t n, int64_t len) {
+    return dy ? (const float *)dy->data + y_row(s, step_time(s, d, st, len), d, n) * s->H : NULL;
 }
 
 /* The sums both cells end with: dW_d = dZ^T Xs, dX += dZ W_d, dWb_d. */
-static kiln_status input_sums(kiln__kctx *c, const rnn_grad_state *s, int64_t d, const float *dz,
-                              const float *xs, const float *wd, float *dxs) {
+static kiln_status input_sums(kiln__kctx *c, const rnn_grad_state *s, int64_t d, const int64_t *len,
+                              const float *dz, const float *xs, const float *wd, float *dxs) {
     const int64_t SN = s->S * s->N, G = s->G, I = s->I;
     kiln_tensor *o_dx = kiln__out(c, OUT_DX), *o_dw = kiln__out(c, OUT_DW), *o_db = kiln__out(c, OUT_DB);
     if (o_dw)
@@ -351,7 +381,7 @@ static kiln_status input_sums(kiln__kctx *c, const rnn_grad_state *s, int64_t d,
                           NULL));
     if (o_dx) {
         KILN__TRY(product(c, s, SN, I, G, dz, G, 0, wd, I, 0, dxs, I, 0, NULL));
-        scatter_add(s, dxs, d, o_dx->data);
+        scatter_add(s, dxs, d, len, o_dx->data);
     }
     if (o_db) col_sums(dz, SN, G, (float *)o_db->data + d * 2 * G);
     return KILN_OK;
@@ -363,8 +393,10 @@ typedef struct lstm_step_job {
     float *zs;              /* the step's Reserve rows (N, 6H) */
     float *next;            /* forward: the next step's rows, or NULL after the last */
     float *h_last, *c_last; /* forward: (N, H) each, where the last step's states go */
+    const int64_t *len;     /* the rows' lengths: a row past its length is left as it is */
+    int64_t st;             /* the step */
     const float *dy;        /* backward: dY (NULL: none) */
-    int64_t d, st;          /* backward: direction and step */
+    int64_t d;              /* backward: the direction */
     float *dzs, *dh, *dc, *tc; /* backward: dZ_s (N, G); dh, dc, tanh(c) (N, H) */
 } lstm_step_job;
 
@@ -376,7 +408,9 @@ static void step_rows(const kiln__kctx *c, const rnn_grad_state *s, kiln__task_f
 }
 
 /* The forward gates of rows [lo, hi) of a step: Z_s's pre-activations
- * become the gates, the new states go into the next step's rows. */
+ * become the gates, the new states go into the next step's rows, or after a
+ * row's last step into h_last, c_last (the next row's states then zeros).
+ * The rows of steps past a row's length are zeros, as the reference's. */
 static void lstm_forward_rows(void *arg, int ith, int nth) {
     const lstm_step_job *j = arg;
     const rnn_grad_state *s = j->s;
@@ -385,9 +419,15 @@ static void lstm_forward_rows(void *arg, int ith, int nth) {
     kiln__split(s->N, ith, nth, &lo, &hi);
     for (int64_t n = lo; n < hi; n++) {
         float *g = j->zs + n * L;
+        if (j->st >= j->len[n]) {
+            memset(g, 0, (size_t)L * sizeof *g);
+            continue;
+        }
         const float *c_prev = g + 4 * H;
-        float *c_next = j->next ? j->next + n * L + 4 * H : j->c_last + n * H;
-        float *h_next = j->next ? j->next + n * L + 5 * H : j->h_last + n * H;
+        const int last = j->st + 1 == j->len[n];
+        if (last && j->next) memset(j->next + n * L + 4 * H, 0, 2 * (size_t)H * sizeof *g);
+        float *c_next = last ? j->c_last + n * H : j->next + n * L + 4 * H;
+        float *h_next = last ? j->h_last + n * H : j->next + n * L + 5 * H;
         s->act->sigmoid(g, 3 * H); /* i, o, f */
         s->act->tanh(g + 3 * H, H);
         for (int64_t k = 0; k < H; k++)
@@ -398,7 +438,8 @@ static void lstm_forward_rows(void *arg, int ith, int nth) {
 }
 
 /* The backward of rows [lo, hi) of a step: dZ_s from dh (+ dY), dc and the
- * gates; dc becomes dc_{s-1}. */
+ * gates; dc becomes dc_{s-1}. Past a row's length dZ_s is 0 and dh, dc pass
+ * through (the state was kept). */
 static void lstm_backward_rows(void *arg, int ith, int nth) {
     const lstm_step_job *j = arg;
     const rnn_grad_state *s = j->s;
@@ -406,9 +447,13 @@ static void lstm_backward_rows(void *arg, int ith, int nth) {
     int64_t lo, hi;
     kiln__split(s->N, ith, nth, &lo, &hi);
     for (int64_t n = lo; n < hi; n++) {
-        const float *g = j->zs + n * L, *c_prev = g + 4 * H;
-        const float *dy = j->dy ? j->dy + y_row(s, step_time(s, j->d, j->st), j->d, n) * H : NULL;
         float *gd = j->dzs + n * G, *tc = j->tc + n * H, *dh = j->dh + n * H, *dc = j->dc + n * H;
+        if (j->st >= j->len[n]) {
+            memset(gd, 0, (size_t)G * sizeof *gd);
+            continue;
+        }
+        const float *g = j->zs + n * L, *c_prev = g + 4 * H;
+        const float *dy = j->dy ? j->dy + y_row(s, step_time(s, j->d, j->st, j->len[n]), j->d, n) * H : NULL;
         for (int64_t k = 0; k < H; k++) /* c after the step, then its tanh */
             tc[k] = g[2 * H + k] * c_prev[k] + g[k] * g[3 * H + k];
         s->act->tanh(tc, H);
@@ -429,7 +474,7 @@ static void lstm_backward_rows(void *arg, int ith, int nth) {
  * Reserve's rows of d into res (S*N, 6H); h and c after the last step into
  * the scratch's `last` (N, H each). */
 static kiln_status lstm_forward(const kiln__kctx *c, const rnn_grad_state *s, int64_t d,
-                                float *res) {
+                                const int64_t *len, float *res) {
     const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N, L = 6 * H;
     float *f = c->scratch;
     float *xs = f + s->xs, *bias = f + s->bias, *h_last = f + s->last, *c_last = h_last + N * H;
@@ -437,10 +482,15 @@ static kiln_status lstm_forward(const kiln__kctx *c, const rnn_grad_state *s, in
     const float *rd = (const float *)kiln__in(c, IN_R)->data + d * G * H;
     const kiln_tensor *t_b = kiln__in(c, s->in.b);
     const float *b = t_b ? (const float *)t_b->data + d * 2 * G : NULL;
-    gather_steps(s, kiln__in(c, IN_X)->data, d, xs);
+    gather_steps(s, kiln__in(c, IN_X)->data, d, len, xs);
     for (int64_t k = 0; k < G; k++) bias[k] = b ? b[k] + b[G + k] : 0.0f;
     state_io(s, kiln__in(c, s->in.c0), d, res + 4 * H, L, 0);
     state_io(s, kiln__in(c, s->in.h0), d, res + 5 * H, L, 0);
+    for (int64_t n = 0; n < N; n++) /* rows of length 0: their states are the initial ones */
+        if (len[n] == 0) {
+            memcpy(c_last + n * H, res + n * L + 4 * H, (size_t)H * sizeof(float));
+            memcpy(h_last + n * H, res + n * L + 5 * H, (size_t)H * sizeof(float));
+        }
     KILN__TRY(pack_b(c, s->rf, H, G, rd, H, 1));
     KILN__TRY(product(c, s, SN, G, I, xs, I, 0, wd, I, 1, res, L, 0, bias));
     for (int64_t st = 0; st < S; st++) {
@@ -448,7 +498,7 @@ static kiln_status lstm_forward(const kiln__kctx *c, const rnn_grad_state *s, in
         KILN__TRY(product_packed(c, s, N, G, H, zs + 5 * H, L, s->rf, zs, L, 1));
         /* the next step's states, or after the last step h_last, c_last */
         lstm_step_job job = {.s = s, .zs = zs, .next = st + 1 < S ? zs + N * L : NULL,
-                             .h_last = h_last, .c_last = c_last};
+                             .h_last = h_last, .c_last = c_last, .len = len, .st = st};
         step_rows(c, s, lstm_forward_rows, &job);
     }
     return KILN_OK;
@@ -464,15 +514,17 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
     const kiln_tensor *t_dy = kiln__in(c, IN_DY);
     kiln_tensor *o_dx = kiln__out(c, OUT_DX), *o_dr = kiln__out(c, OUT_DR),
                 *o_db = kiln__out(c, OUT_DB);
+    int64_t *len;
+    KILN__TRY(load_lens(c, s, &len));
     if (o_dx) memset(o_dx->data, 0, (size_t)(SN * I) * sizeof(float));
     for (int64_t d = 0; d < s->D; d++) {
         const float *wd = w + d * G * I, *rd = (const float *)kiln__in(c, IN_R)->data + d * G * H;
         const float *res = f + s->res;
         if (s->has_reserve) {
             res = (const float *)kiln__in(c, s->in.reserve)->data + d * SN * L;
-            gather_steps(s, kiln__in(c, IN_X)->data, d, xs);
+            gather_steps(s, kiln__in(c, IN_X)->data, d, len, xs);
         } else {
-            KILN__TRY(lstm_forward(c, s, d, f + s->res));
+            KILN__TRY(lstm_forward(c, s, d, len, f + s->res));
         }
         KILN__TRY(pack_b(c, s->rb, G, H, rd, H, 0));
         /* backward through time */
@@ -480,12 +532,13 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
         state_io(s, kiln__in(c, LSTM_DY_C), d, dc, H, 0);
         for (int64_t st = S - 1; st >= 0; st--) {
             float *dzs = dz + st * N * G;
-            lstm_step_job job = {.s = s, .zs = (float *)res + st * N * L,
-                                 .dy = t_dy ? t_dy->data : NULL, .d = d, .st = st, .dzs = dzs,
+            lstm_step_job job = {.s = s, .zs = (float *)res + st * N * L, .len = len, .st = st,
+                                 .dy = t_dy ? t_dy->data : NULL, .d = d, .dzs = dzs,
                                  .dh = dh, .dc = dc, .tc = tc};
             step_rows(c, s, lstm_backward_rows, &job);
             KILN__TRY(product_packed(c, s, N, H, G, dzs, G, s->rb, dhp, H, 0));
-            memcpy(dh, dhp, (size_t)(N * H) * sizeof(float));
+            for (int64_t n = 0; n < N; n++) /* past a row's length dh passes through */
+                if (st < len[n]) memcpy(dh + n * H, dhp + n * H, (size_t)H * sizeof(float));
         }
         state_io(s, kiln__out(c, OUT_DH0), d, dh, H, 1);
         state_io(s, kiln__out(c, OUT_DC0), d, dc, H, 1);
@@ -493,7 +546,7 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
         if (o_dr)
             KILN__TRY(product(c, s, G, H, SN, dz, G, 1, res + 5 * H, L, 0,
                               (float *)o_dr->data + d * G * H, H, 0, NULL));
-        KILN__TRY(input_sums(c, s, d, dz, xs, wd, f + s->dxs));
+        KILN__TRY(input_sums(c, s, d, len, dz, xs, wd, f + s->dxs));
         if (o_db) {
             float *db = (float *)o_db->data + d * 2 * G;
             memcpy(db + G, db, (size_t)G * sizeof(float));
@@ -505,7 +558,8 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
 /* The GRU forward of direction d, as lstm_forward: the Reserve's rows of d
  * into res (S*N, 5H: [z r h~ | h_prev | v]), h after the last step into the
  * scratch's `last`. */
-static kiln_status gru_forward(const kiln__kctx *c, const rnn_grad_state *s, int64_t d, float *res) {
+static kiln_status gru_forward(const kiln__kctx *c, const rnn_grad_state *s, int64_t d,
+                               const int64_t *len, float *res) {
     const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N, L = 5 * H;
     float *f = c->scratch;
     float *xs = f + s->xs, *tmp = f + s->tmp, *bias = f + s->bias, *rbh = bias + G;
@@ -514,12 +568,14 @@ static kiln_status gru_forward(const kiln__kctx *c, const rnn_grad_state *s, int
     const float *rd = (const float *)kiln__in(c, IN_R)->data + d * G * H, *rh = rd + 2 * H * H;
     const kiln_tensor *t_b = kiln__in(c, s->in.b);
     const float *b = t_b ? (const float *)t_b->data + d * 2 * G : NULL;
-    gather_steps(s, kiln__in(c, IN_X)->data, d, xs);
+    gather_steps(s, kiln__in(c, IN_X)->data, d, len, xs);
     /* z, r: both biases; h~: Wbh, plus Rbh unless it is multiplied by r (1) */
     for (int64_t k = 0; k < G; k++)
         bias[k] = b ? b[k] + (k < 2 * H || !s->lbr ? b[G + k] : 0.0f) : 0.0f;
     for (int64_t j = 0; j < H; j++) rbh[j] = b ? b[G + 2 * H + j] : 0.0f;
     state_io(s, kiln__in(c, s->in.h0), d, res + 3 * H, L, 0);
+    for (int64_t n = 0; n < N; n++) /* rows of length 0: their state is the initial one */
+        if (len[n] == 0) memcpy(h_last + n * H, res + n * L + 3 * H, (size_t)H * sizeof(float));
     const int64_t rcols = s->lbr ? G : 2 * H; /* the rows of R_d in the first product */
     KILN__TRY(pack_b(c, s->rf, H, rcols, rd, H, 1));
     if (!s->lbr) KILN__TRY(pack_b(c, s->rhf, H, H, rh, H, 1));
@@ -531,6 +587,10 @@ static kiln_status gru_forward(const kiln__kctx *c, const rnn_grad_state *s, int
         for (int64_t n = 0; n < N; n++) {
             float *g = zs + n * L, *v = g + 4 * H;
             const float *h_prev = g + 3 * H, *t = tmp + n * G;
+            if (st >= len[n]) { /* past the row's length: zeros, as the reference's */
+                memset(g, 0, (size_t)L * sizeof *g);
+                continue;
+            }
             for (int64_t j = 0; j < 2 * H; j++) g[j] += t[j];
             s->act->sigmoid(g, 2 * H);
             for (int64_t j = 0; j < H; j++) v[j] = s->lbr ? t[2 * H + j] + rbh[j] : g[H + j] * h_prev[j];
@@ -538,9 +598,13 @@ static kiln_status gru_forward(const kiln__kctx *c, const rnn_grad_state *s, int
         if (!s->lbr) /* tmp's h~ block = v Rh^T, v = r * h_prev */
             KILN__TRY(product_packed(c, s, N, H, H, zs + 4 * H, L, s->rhf, tmp + 2 * H, G, 0));
         for (int64_t n = 0; n < N; n++) {
+            if (st >= len[n]) continue;
             float *g = zs + n * L;
             const float *h_prev = g + 3 * H, *v = g + 4 * H, *t = tmp + n * G;
-            float *h_next = next ? next + n * L + 3 * H : h_last + n * H;
+            /* the next step's h_prev, or after the row's last step h_last (and zeros there) */
+            const int last = st + 1 == len[n];
+            if (last && next) memset(next + n * L + 3 * H, 0, (size_t)H * sizeof *g);
+            float *h_next = last ? h_last + n * H : next + n * L + 3 * H;
             for (int64_t j = 0; j < H; j++) g[2 * H + j] += s->lbr ? g[H + j] * v[j] : t[2 * H + j];
             s->act->tanh(g + 2 * H, H);
             for (int64_t j = 0; j < H; j++) h_next[j] = (1 - g[j]) * g[2 * H + j] + g[j] * h_prev[j];
@@ -558,14 +622,20 @@ static kiln_status rnn_train_run(kiln__kctx *c) {
     const int64_t h_at = (s->lstm ? 5 : 3) * H; /* h_prev in a Reserve row */
     float *h_last = (float *)c->scratch + s->last, *c_last = h_last + N * H;
     kiln_tensor *y = kiln__out(c, OUT_Y);
+    int64_t *len;
+    KILN__TRY(load_lens(c, s, &len));
     for (int64_t d = 0; d < s->D; d++) {
         float *res = (float *)kiln__out(c, s->lstm ? OUT_RESERVE : GRU_OUT_RESERVE)->data + d * S * N * L;
-        KILN__TRY(s->lstm ? lstm_forward(c, s, d, res) : gru_forward(c, s, d, res));
+        KILN__TRY(s->lstm ? lstm_forward(c, s, d, len, res) : gru_forward(c, s, d, len, res));
         for (int64_t st = 0; y && st < S; st++)
-            for (int64_t n = 0; n < N; n++)
-                memcpy((float *)y->data + y_row(s, step_time(s, d, st), d, n) * H,
-                       st + 1 < S ? res + ((st + 1) * N + n) * L + h_at : h_last + n * H,
-                       (size_t)H * sizeof(float));
+            for (int64_t n = 0; n < N; n++) { /* past a row's length: zeros at time st */
+                float *to = (float *)y->data + y_row(s, st < len[n] ? step_time(s, d, st, len[n]) : st, d, n) * H;
+                if (st < len[n])
+                    memcpy(to, st + 1 < len[n] ? res + ((st + 1) * N + n) * L + h_at : h_last + n * H,
+                           (size_t)H * sizeof(float));
+                else
+                    memset(to, 0, (size_t)H * sizeof(float));
+            }
         state_io(s, kiln__out(c, OUT_Y_H), d, h_last, H, 1);
         if (s->lstm) state_io(s, kiln__out(c, OUT_Y_C), d, c_last, H, 1);
     }
@@ -581,6 +651,8 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
     const kiln_tensor *t_dy = kiln__in(c, IN_DY);
     kiln_tensor *o_dx = kiln__out(c, OUT_DX), *o_dr = kiln__out(c, OUT_DR),
                 *o_db = kiln__out(c, OUT_DB);
+    int64_t *len;
+    KILN__TRY(load_lens(c, s, &len));
     if (o_dx) memset(o_dx->data, 0, (size_t)(SN * I) * sizeof(float));
     for (int64_t d = 0; d < s->D; d++) {
         const float *wd = w + d * G * I;
@@ -588,9 +660,9 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
         const float *res = f + s->res;
         if (s->has_reserve) {
             res = (const float *)kiln__in(c, s->in.reserve)->data + d * SN * L;
-            gather_steps(s, kiln__in(c, IN_X)->data, d, xs);
+            gather_steps(s, kiln__in(c, IN_X)->data, d, len, xs);
         } else {
-            KILN__TRY(gru_forward(c, s, d, f + s->res));
+            KILN__TRY(gru_forward(c, s, d, len, f + s->res));
         }
         const int64_t rcols = s->lbr ? G : 2 * H;
         KILN__TRY(pack_b(c, s->rb, rcols, H, rd, H, 0));
@@ -601,8 +673,14 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
             const float *zs = res + st * N * L;
             float *dzs = dz + st * N * G, *dqs = dq + st * N * G;
             for (int64_t n = 0; n < N; n++) {
+                if (st >= len[n]) { /* past the row's length: dh passes through */
+                    memset(dzs + n * G, 0, (size_t)G * sizeof(float));
+                    memset(dqs + n * G, 0, (size_t)G * sizeof(float));
+                    memcpy(dhp + n * H, dh + n * H, (size_t)H * sizeof(float));
+                    continue;
+                }
                 const float *g = zs + n * L, *h_prev = g + 3 * H, *v = g + 4 * H;
-                const float *dy = dy_at(s, t_dy, d, st, n);
+                const float *dy = dy_at(s, t_dy, d, st, n, len[n]);
                 for (int64_t j = 0; j < H; j++) {
                     float dhv = dh[n * H + j] + (dy ? dy[j] : 0.0f);
                     float zz = g[j], rr = g[H + j], nn = g[2 * H + j], hp = h_prev[j];
@@ -620,6 +698,7 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
             if (!s->lbr) { /* dv = gh Rh, into dh (free until the sum below) */
                 KILN__TRY(product_packed(c, s, N, H, H, dzs + 2 * H, G, s->rhb, dh, H, 0));
                 for (int64_t n = 0; n < N; n++) {
+                    if (st >= len[n]) continue;
                     const float *g = zs + n * L, *h_prev = g + 3 * H;
                     for (int64_t j = 0; j < H; j++) {
                         float rr = g[H + j], dv = dh[n * H + j];
@@ -641,7 +720,7 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
             KILN__TRY(product(c, s, H, H, SN, dq + 2 * H, G, 1, res + (s->lbr ? 3 : 4) * H, L, 0,
                               dr + 2 * H * H, H, 0, NULL));
         }
-        KILN__TRY(input_sums(c, s, d, dz, xs, wd, f + s->dxs));
+        KILN__TRY(input_sums(c, s, d, len, dz, xs, wd, f + s->dxs));
         if (o_db) col_sums(dq, SN, G, (float *)o_db->data + d * 2 * G + G);
     }
     return KILN_OK;
