@@ -131,5 +131,29 @@ if [ -z "$(ls -A "$SEEDS")" ]; then
   done
 fi
 echo "fuzz: $TARGET for ${SECONDS_TO_RUN}s ($(ls "$SEEDS" | wc -l) seeds, corpus $CORPUS)"
+# the whole log and any failing input stay in $BUILD; on a failure the
+# sanitizer's report and the input (base64, when small) are printed, so a CI
+# log alone is enough to reproduce it
+LOG=$BUILD/fuzz-$TARGET.log
+ARTIFACTS=$BUILD/fuzz-artifacts-$TARGET/
+rm -rf "$ARTIFACTS" && mkdir -p "$ARTIFACTS"
+rc=0
 "$BUILD/tests/fuzz/$HARNESS" -max_total_time="$SECONDS_TO_RUN" -max_len=65536 -timeout=10 \
-  -rss_limit_mb=4096 -print_final_stats=1 "${EXTRA[@]}" "$CORPUS" "$SEEDS" 2>&1 | tail -n 12
+  -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$ARTIFACTS" "${EXTRA[@]}" \
+  "$CORPUS" "$SEEDS" >"$LOG" 2>&1 || rc=$?
+if [ "$rc" -eq 0 ]; then
+  tail -n 12 "$LOG"
+  exit 0
+fi
+echo "fuzz: $HARNESS failed (exit $rc); its report (whole log: $LOG):"
+grep -n -m1 -A80 -E '^==[0-9]+==|runtime error|ALARM|out-of-memory|deadly signal' "$LOG" || tail -n 60 "$LOG"
+for f in "$ARTIFACTS"*; do
+  [ -f "$f" ] || continue
+  echo "fuzz: failing input $f ($(stat -c %s "$f") bytes); rerun: $BUILD/tests/fuzz/$HARNESS $f"
+  if [ "$(stat -c %s "$f")" -le 16384 ]; then
+    echo "--- base64 (decode with: base64 -d > input)"
+    base64 -w 100 "$f"
+    echo "---"
+  fi
+done
+exit "$rc"

@@ -48,11 +48,13 @@ typedef struct importer {
     kiln__onnx_src src;
     const Onnx__ModelProto *model;
     int n_calls;       /* function calls expanded so far (unique prefixes) */
+    int64_t n_expanded; /* nodes those calls added (KILN__ONNX_MAX_EXPANDED_NODES) */
     fn_scope *scopes;  /* every scope, freed at the end */
     int depth;         /* current subgraph / function nesting */
 } importer;
 
-/* Subgraph levels named in an error message (the innermost text is kept). */
+/* Subgraph or function levels named in an error message (the innermost text
+ * is kept). */
 #define KILN__ONNX_MSG_LEVELS 4
 
 static const char *str_or_empty(const char *s) { return s ? s : ""; }
@@ -148,11 +150,14 @@ static kiln_status expand_nodes(importer *im, Onnx__NodeProto *const *nodes, siz
     for (size_t k = 0; k < n; k++) {
         const Onnx__NodeProto *np = nodes[k];
         const Onnx__FunctionProto *fn = find_function(im, np);
+        const char *nm = str_or_empty(np->name);
+        if (sc && ++im->n_expanded > KILN__ONNX_MAX_EXPANDED_NODES)
+            return kiln__err(KILN_E_LIMIT, "node '%s' (%s): function calls expand to more than %d nodes",
+                             nm, np->op_type, KILN__ONNX_MAX_EXPANDED_NODES);
         if (!fn) {
             KILN__TRY(push_pending(list, nl, cap, np, sc));
             continue;
         }
-        const char *nm = str_or_empty(np->name);
         if (depth >= KILN__ONNX_MAX_DEPTH)
             return kiln__err(KILN_E_LIMIT, "node '%s' (%s): functions nested deeper than %d "
                              "(recursive function?)", nm, np->op_type, KILN__ONNX_MAX_DEPTH);
@@ -182,8 +187,9 @@ static kiln_status expand_nodes(importer *im, Onnx__NodeProto *const *nodes, siz
         }
         KILN__TRY(read_defaults(ns));
         kiln_status st = expand_nodes(im, fn->node, fn->n_node, ns, depth + 1, list, nl, cap);
-        if (st != KILN_OK)
+        if (st != KILN_OK && depth < KILN__ONNX_MSG_LEVELS)
             return kiln__err_prefix(st, "node '%s' (function %s)", nm, str_or_empty(fn->name));
+        if (st != KILN_OK) return st;
     }
     return KILN_OK;
 }
@@ -764,7 +770,7 @@ static kiln_status build_graph(importer *im, kiln_graph *g, const Onnx__GraphPro
 static kiln_status import_model(const Onnx__ModelProto *m, const kiln__onnx_src *src,
                                 kiln_graph **out) {
     if (!m->graph) return kiln__err(KILN_E_FORMAT, "%s: the model has no graph", src->name);
-    importer im = {*src, m, 0, NULL, 0};
+    importer im = {.src = *src, .model = m};
     kiln_graph *g = kiln__graph_new(NULL);
     if (!g) return kiln__err_prefix(KILN_E_NOMEM, "%s", src->name);
     kiln_status st = KILN_OK;

@@ -15,6 +15,17 @@
 /* Deepest subgraph / function nesting the reader accepts. */
 #define KILN__ONNX_MAX_DEPTH 64
 
+/* Most nodes that expanding model-local function calls may add: functions
+ * calling functions twice over grow exponentially with the depth, so a small
+ * file could otherwise ask for billions of nodes. */
+#define KILN__ONNX_MAX_EXPANDED_NODES (1 << 20)
+
+/* Sparse tensors are made dense on load; the dense form may hold at most
+ * this many elements per stored value (beyond the small allowance below),
+ * so that a few bytes of protobuf cannot ask for gigabytes of zeros. */
+#define KILN__ONNX_MAX_SPARSE_FILL 1024
+#define KILN__ONNX_SPARSE_ALLOWANCE 4096
+
 /* Where tensor data comes from, for messages and external data. */
 typedef struct kiln__onnx_src {
     const char *name;     /* file (or buffer) name used in messages */

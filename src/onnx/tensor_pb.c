@@ -350,9 +350,17 @@ kiln_status kiln__onnx_tensor_from_sparse(const Onnx__SparseTensorProto *sp,
     if (st == KILN_OK) st = kiln__onnx_tensor_from_proto(sp->indices, src, &idx);
     int64_t total = 0;
     if (st == KILN_OK) st = check_header(nm, vals->dtype, sp->n_dims, sp->dims, &total);
+    int64_t nnz = st == KILN_OK ? kiln_tensor_numel(vals) : 0;
+    if (st == KILN_OK && total > KILN__ONNX_SPARSE_ALLOWANCE && total / KILN__ONNX_MAX_SPARSE_FILL > nnz) {
+        char sh[256];
+        st = kiln__err(KILN_E_LIMIT,
+                       "sparse tensor '%s': dense shape %s has more than %d elements per stored "
+                       "value (%lld stored); kiln does not make one so sparse dense",
+                       nm, kiln__shape_str((int)sp->n_dims, sp->dims, sh, sizeof sh),
+                       KILN__ONNX_MAX_SPARSE_FILL, (long long)nnz);
+    }
     if (st == KILN_OK) st = kiln_tensor_create(vals->dtype, (int)sp->n_dims, sp->dims, &dense);
     if (st != KILN_OK) goto fail;
-    int64_t nnz = kiln_tensor_numel(vals);
     int rank = dense->ndim;
     if (vals->ndim != 1 || !kiln__dtype_is_int(idx->dtype) ||
         !((idx->ndim == 1 && idx->dims[0] == nnz) ||

@@ -522,6 +522,28 @@ static void test_hostile_initializers(void **state) {
     expect_init_error(tensor_raw("w", 1, 14, deep, four, 4), KILN_E_UNSUPPORTED, "rank 14");
     expect_init_error(tensor_raw("w", 14, 0, NULL, four, 1), KILN_E_UNSUPPORTED, "complex64");
     expect_init_error(tensor_raw("w", 99, 0, NULL, four, 1), KILN_E_UNSUPPORTED, "99");
+    /* a sparse tensor of one value asking for 2^33 dense elements (32 GiB of
+     * zeros) is refused before allocating; 4096 elements from one value load */
+    static const int64_t one[] = {1}, idx[] = {5}, small[] = {4096};
+    for (int k = 0; k < 2; k++) {
+        Onnx__SparseTensorProto *sp = T(sizeof *sp);
+        onnx__sparse_tensor_proto__init(sp);
+        sp->values = tensor_raw("w", 1, 1, one, four, 4);
+        sp->indices = tensor_raw("", 7, 1, one, idx, sizeof idx);
+        sp->n_dims = 1, sp->dims = (int64_t *)(k ? big : small);
+        Onnx__GraphProto *gp = graph("g", 0, NULL, 0, NULL, 0, NULL);
+        gp->n_sparse_initializer = 1;
+        gp->sparse_initializer = (Onnx__SparseTensorProto **)strs(1, sp);
+        kiln_graph *g = NULL;
+        kiln_status st = load_model(model(gp, 13), "bad.onnx", &g);
+        if (k == 0) {
+            if (st != KILN_OK) fail_msg("%s", kiln_last_error());
+            kiln_graph_free(g);
+            continue;
+        }
+        assert_int_equal(st, KILN_E_LIMIT);
+        assert_non_null(strstr(kiln_last_error(), "sparse tensor 'w': dense shape (8589934592,) has more than 1024 elements per stored value (1 stored)"));
+    }
 }
 
 static void test_undefined_input(void **state) {
@@ -799,6 +821,54 @@ static void test_function_inlining(void **state) {
     kiln_graph_free(g);
 }
 
+/* local.F<k>(a) = F<k-1>(F<k-1>(a)), F0 = Relu: F<levels> expands to
+ * 2^levels nodes. Moderate levels load; a 40-level chain (a few KB of
+ * protobuf asking for 2^40 nodes) is refused quickly. */
+static Onnx__ModelProto *doubling_functions(int levels) {
+    Onnx__FunctionProto **fns = T((size_t)(levels + 1) * sizeof *fns);
+    for (int k = 0; k <= levels; k++) {
+        Onnx__FunctionProto *fn = fns[k] = T(sizeof *fn);
+        onnx__function_proto__init(fn);
+        fn->name = T(16);
+        snprintf(fn->name, 16, "F%d", k);
+        fn->domain = "local";
+        fn->n_input = 1, fn->input = strs(1, "a");
+        fn->n_output = 1, fn->output = strs(1, "b");
+        if (k == 0) {
+            fn->n_node = 1;
+            fn->node = (Onnx__NodeProto **)strs(1, node("r", "Relu", 1, strs(1, "a"), 1, strs(1, "b"), 0, NULL));
+            continue;
+        }
+        Onnx__NodeProto *c1 = node("c1", fns[k - 1]->name, 1, strs(1, "a"), 1, strs(1, "t"), 0, NULL);
+        Onnx__NodeProto *c2 = node("c2", fns[k - 1]->name, 1, strs(1, "t"), 1, strs(1, "b"), 0, NULL);
+        c1->domain = c2->domain = "local";
+        fn->n_node = 2;
+        fn->node = (Onnx__NodeProto **)strs(2, c1, c2);
+    }
+    Onnx__NodeProto *top = node("top", fns[levels]->name, 1, strs(1, "X"), 1, strs(1, "Y"), 0, NULL);
+    top->domain = "local";
+    Onnx__GraphProto *gp = graph("g", 1, (Onnx__NodeProto **)strs(1, top), 1,
+                                 (Onnx__ValueInfoProto **)strs(1, vi("X", 1, 1, dims3)), 1,
+                                 (Onnx__ValueInfoProto **)strs(1, vi("Y", 1, 1, dims3)));
+    Onnx__ModelProto *m = model(gp, 13);
+    m->n_functions = (size_t)levels + 1;
+    m->functions = fns;
+    return m;
+}
+
+static void test_function_expansion_limit(void **state) {
+    (void)state;
+    kiln_graph *g = NULL;
+    kiln_status st = load_model(doubling_functions(6), "fn.onnx", &g);
+    if (st != KILN_OK) fail_msg("%s", kiln_last_error());
+    assert_int_equal(g->n_nodes, 64);
+    kiln_graph_free(g);
+    assert_int_equal(load_model(doubling_functions(40), "fn.onnx", &g), KILN_E_LIMIT);
+    /* the outer calls and the cause are named; the levels between are not */
+    assert_non_null(strstr(kiln_last_error(), "fn.onnx: node 'top' (function F40): node 'c1' (function F39)"));
+    assert_non_null(strstr(kiln_last_error(), "function calls expand to more than"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_load_sample, reset_pool),
@@ -813,6 +883,7 @@ int main(void) {
         cmocka_unit_test_setup(test_external_data, reset_pool),
         cmocka_unit_test_setup(test_tensor_pb, reset_pool),
         cmocka_unit_test_setup(test_function_inlining, reset_pool),
+        cmocka_unit_test_setup(test_function_expansion_limit, reset_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
