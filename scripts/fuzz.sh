@@ -145,15 +145,17 @@ if [ "$rc" -eq 0 ]; then
   tail -n 12 "$LOG"
   exit 0
 fi
-echo "fuzz: $HARNESS failed (exit $rc); its report (whole log: $LOG):"
-grep -n -m1 -A80 -E '^==[0-9]+==|runtime error|ALARM|out-of-memory|deadly signal' "$LOG" || tail -n 60 "$LOG"
+# the input first, the report last: a log's tail then shows the report
+echo "fuzz: $HARNESS failed (exit $rc); whole log: $LOG"
 for f in "$ARTIFACTS"*; do
   [ -f "$f" ] || continue
   echo "fuzz: failing input $f ($(stat -c %s "$f") bytes); rerun: $BUILD/tests/fuzz/$HARNESS $f"
-  if [ "$(stat -c %s "$f")" -le 16384 ]; then
+  if [ "$(stat -c %s "$f")" -le 4096 ]; then
     echo "--- base64 (decode with: base64 -d > input)"
     base64 -w 100 "$f"
     echo "---"
   fi
 done
+grep -m1 -A24 -E '^==[0-9]+==.*ERROR|runtime error|ALARM|out-of-memory|deadly signal' "$LOG" || tail -n 25 "$LOG"
+grep -m1 '^SUMMARY' "$LOG" || true
 exit "$rc"

@@ -8,20 +8,27 @@ ASAN_BUILD=${ASAN_BUILD:-build-asan}
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export PYTHONUNBUFFERED=1 # progress lines stream through the tee below
 BASELINE=tests/conformance/baseline.txt
 
 passed=0
 failed=0
 failed_names=()
+# each suite's output is also kept, so that the summary can repeat the end
+# of a failed one: a CI log's tail then shows why, not only that
+LOGS=$(mktemp -d "${TMPDIR:-/tmp}/kiln-test-XXXXXX")
+trap 'rm -rf "$LOGS"' EXIT
+failed_logs=()
 suite() {
   local name=$1; shift
   echo
   echo "=== $name"
-  local t0=$SECONDS
-  if "$@"; then
+  local t0=$SECONDS log="$LOGS/$((passed + failed)).log"
+  if "$@" 2>&1 | tee "$log"; then
     passed=$((passed + 1)); echo "--- $name: ok ($((SECONDS - t0)) s)"
   else
-    failed=$((failed + 1)); failed_names+=("$name"); echo "--- $name: FAILED ($((SECONDS - t0)) s)"
+    failed=$((failed + 1)); failed_names+=("$name"); failed_logs+=("$log")
+    echo "--- $name: FAILED ($((SECONDS - t0)) s)"
   fi
 }
 
@@ -44,6 +51,10 @@ suite "fuzz server config.pbtxt parsing (20s)" scripts/fuzz.sh 20 serve-config
 
 echo
 echo "=== summary"
+for i in "${!failed_names[@]}"; do
+  echo "--- the end of what '${failed_names[$i]}' printed:"
+  tail -n 40 "${failed_logs[$i]}"
+done
 for n in "${failed_names[@]}"; do echo "FAILED: $n"; done
 echo "suites: $passed passed, $failed failed"
 echo "$passed passed, $failed failed"
