@@ -637,6 +637,29 @@ static void test_activation_grad(void **state) {
         }
 }
 
+/* kiln.TrainDropout on its algorithm: the same mask and outputs as the
+ * reference exactly (tolerance 0), for ratios 0 (all kept) to 0.9, sizes
+ * about the thread units, NaN and Inf in X, with and without the mask. */
+static void test_train_dropout(void **state) {
+    (void)state;
+    static const float ratios[4] = {0.0f, 0.25f, 0.5f, 0.9f};
+    static const int64_t sizes[4] = {1, 17, 1000, 3 * KILN__ELTW_GRAIN + 5};
+    for (int r = 0; r < 4; r++)
+        for (int k = 0; k < 4; k++) {
+            ah_case c;
+            ah_case_init(&c, "TrainDropout", "kiln", 1, 1 + (k & 1));
+            kiln_tensor *x = rnd(1, &sizes[k], -3, 3), *seed;
+            if (k == 2) poison(x);
+            assert_int_equal(kiln_tensor_create(KILN_DTYPE_I64, 0, NULL, &seed), KILN_OK);
+            *(int64_t *)kiln_tensor_data(seed) = (int64_t)rand() << 31 ^ rand();
+            ah_input(&c, x, 0);
+            ah_input(&c, seed, 0);
+            ah_attr_float(&c, "ratio", ratios[r]);
+            run_all(&c, "train_dropout_f32", 0);
+            ah_case_free(&c);
+        }
+}
+
 /* LRN: even and odd sizes (asymmetric windows), windows cut by the first and
  * last channels, planes of one element and of a vector tail, NaN inputs. */
 static void lrn_case(int ndim, const int64_t *dims, int64_t size, float alpha, float beta,
@@ -1034,6 +1057,7 @@ int main(void) {
         cmocka_unit_test(test_batch_norm_grad), cmocka_unit_test(test_layer_norm_grad),
         cmocka_unit_test(test_softmax_grad),
         cmocka_unit_test(test_activation_grad),
+        cmocka_unit_test(test_train_dropout),
         cmocka_unit_test(test_lrn),
         cmocka_unit_test(test_pool),        cmocka_unit_test(test_global_pool),
         cmocka_unit_test(test_attention),   cmocka_unit_test(test_reduce),

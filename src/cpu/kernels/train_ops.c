@@ -35,8 +35,14 @@
  * kiln.ReluGrad / SigmoidGrad / TanhGrad(dY, Y) -> dX: dY * f'(x) from the
  *   forward output Y (Y > 0; Y (1 - Y); 1 - Y^2), as the reference
  *   (src/cpu/ref/grad_eltwise.c), in blocks the compiler vectorizes.
+ * kiln.TrainDropout(X, seed) -> (Y, mask), f32: the reference's mask
+ *   (src/cpu/ref/norm.c: element i kept when the top 53 bits of
+ *   kiln__hash64(seed, i), as a fraction of 2^53, are >= ratio) decided in
+ *   integers, kept bits >= ceil(ratio 2^53), which is the same test exactly;
+ *   Y = X * (1 / (1 - ratio)) in float (the reference's double product of two
+ *   floats rounds to the same float).
  * Channels (batch normalization), planes (pooling), rows (softmax) and
- * elements (activation gradients) are split over the threads
+ * elements (activation gradients, dropout) are split over the threads
  * (KILN_OPF_PARALLEL); layer
  * normalization's rows over c->pool (its sums over rows need a last step).
  */
@@ -630,3 +636,67 @@ static kiln_status act_grad_run(kiln__kctx *c) {
 ACT_GRAD_ALGO(relu_grad_f32, "ReluGrad")
 ACT_GRAD_ALGO(sigmoid_grad_f32, "SigmoidGrad")
 ACT_GRAD_ALGO(tanh_grad_f32, "TanhGrad")
+
+/* ---- dropout in training ----------------------------------------------------------- */
+
+typedef struct dropout_state {
+    uint64_t keep_from; /* kept when kiln__hash64(seed, i) >> 11 >= keep_from */
+    float scale;        /* 1 / (1 - ratio), in float as the reference */
+} dropout_state;
+
+static kiln_status train_dropout_prepare(kiln__kctx *c) {
+    if (!kiln__eltw_f32(c->in[0]) || !kiln__eltw_f32(c->out[0])) return KILN_E_UNSUPPORTED;
+    dropout_state *s = malloc(sizeof *s);
+    if (!s) return kiln__err(KILN_E_NOMEM, "out of memory");
+    const float ratio = kiln__attr_f(c->node, "ratio", 0.5f); /* in [0, 1): checked by infer */
+    s->keep_from = (uint64_t)ceil((double)ratio * 9007199254740992.0); /* exact: ratio 2^53 */
+    s->scale = 1.0f / (1.0f - ratio);
+    c->kstate = s;
+    c->flops = 10.0 * (double)kiln__n(c->in[0]);
+    return KILN_OK;
+}
+
+static double train_dropout_cost(const kiln__kctx *c) {
+    return kiln__cost_seconds(c, c->flops, 0.1, 9.0 * (double)kiln__n(c->in[0]));
+}
+
+/* y[i], mask[i] for the elements [lo, hi) (mask may be NULL), in blocks:
+ * the block's decisions first (the hashes, without branches), then its
+ * outputs as bit masks (which the compiler vectorizes; a float select with
+ * the multiply under it would not be). */
+KILN__F32_CLONES static void train_dropout_rows(const dropout_state *s, uint64_t seed,
+                                                const float *restrict x, float *restrict y,
+                                                uint8_t *restrict mask, int64_t lo, int64_t hi) {
+    enum { DROP_BLOCK = 256 };
+    const uint64_t keep_from = s->keep_from;
+    const float scale = s->scale;
+    for (int64_t b = lo; b < hi; b += DROP_BLOCK) {
+        const int n = (int)(hi - b < DROP_BLOCK ? hi - b : DROP_BLOCK);
+        uint8_t keep[DROP_BLOCK];
+        for (int j = 0; j < n; j++)
+            keep[j] = kiln__hash64(seed, (uint64_t)(b + j)) >> 11 >= keep_from;
+        for (int j = 0; j < n; j++) { /* y = keep ? x scale : +0, as bits */
+            const float v = x[b + j] * scale;
+            uint32_t bits;
+            memcpy(&bits, &v, sizeof bits);
+            bits &= 0u - (uint32_t)keep[j];
+            memcpy(&y[b + j], &bits, sizeof bits);
+        }
+        if (mask) memcpy(mask + b, keep, (size_t)n);
+    }
+}
+
+// X: (any) f32, seed: () i64; Y: like X, f32; mask: like X, bool, or absent
+static kiln_status train_dropout_run(kiln__kctx *c) {
+    kiln_tensor *mask = kiln__out(c, 1);
+    int64_t lo, hi;
+    kiln__eltw_share(kiln__n(c->in[0]), KILN__ELTW_GRAIN, c->ith, c->nth, &lo, &hi);
+    if (hi > lo)
+        train_dropout_rows(c->kstate, (uint64_t)((const int64_t *)c->in[1]->data)[0],
+                           c->in[0]->data, c->out[0]->data, mask ? mask->data : NULL, lo, hi);
+    return KILN_OK;
+}
+
+const kiln__algo kiln__algo_train_dropout_f32 = {
+    "train_dropout_f32", "kiln", "TrainDropout", KILN_OPF_PARALLEL, train_dropout_prepare,
+    train_dropout_cost, train_dropout_run, free};
