@@ -504,6 +504,9 @@ static kiln_status lstm_forward(const kiln__kctx *c, const rnn_grad_state *s, in
     return KILN_OK;
 }
 
+static kiln_status direction_reserve(const kiln__kctx *c, const rnn_grad_state *s, int64_t d,
+                                     const int64_t *len, const float **res);
+
 static kiln_status lstm_grad_run(kiln__kctx *c) {
     const rnn_grad_state *s = c->kstate;
     const int64_t S = s->S, N = s->N, I = s->I, H = s->H, G = s->G, SN = S * N, L = 6 * H;
@@ -519,13 +522,8 @@ static kiln_status lstm_grad_run(kiln__kctx *c) {
     if (o_dx) memset(o_dx->data, 0, (size_t)(SN * I) * sizeof(float));
     for (int64_t d = 0; d < s->D; d++) {
         const float *wd = w + d * G * I, *rd = (const float *)kiln__in(c, IN_R)->data + d * G * H;
-        const float *res = f + s->res;
-        if (s->has_reserve) {
-            res = (const float *)kiln__in(c, s->in.reserve)->data + d * SN * L;
-            gather_steps(s, kiln__in(c, IN_X)->data, d, len, xs);
-        } else {
-            KILN__TRY(lstm_forward(c, s, d, len, f + s->res));
-        }
+        const float *res;
+        KILN__TRY(direction_reserve(c, s, d, len, &res));
         KILN__TRY(pack_b(c, s->rb, G, H, rd, H, 0));
         /* backward through time */
         state_io(s, kiln__in(c, IN_DY_H), d, dh, H, 0);
@@ -613,6 +611,24 @@ static kiln_status gru_forward(const kiln__kctx *c, const rnn_grad_state *s, int
     return KILN_OK;
 }
 
+/* The Reserve rows of direction d (S*N, L) that a gradient reads: the
+ * training form's output when the node has it (the steps' inputs gathered
+ * into xs), else the forward pass run again into the scratch's res (which
+ * fills xs itself). */
+static kiln_status direction_reserve(const kiln__kctx *c, const rnn_grad_state *s, int64_t d,
+                                     const int64_t *len, const float **res) {
+    float *f = c->scratch;
+    if (!s->has_reserve) {
+        *res = f + s->res;
+        return s->lstm ? lstm_forward(c, s, d, len, f + s->res) : gru_forward(c, s, d, len, f + s->res);
+    }
+    const int64_t L = (s->lstm ? 6 : 5) * s->H;
+    *res = (const float *)kiln__in(c, s->in.reserve)->data + d * s->S * s->N * L;
+    gather_steps(s, kiln__in(c, IN_X)->data, d, len, f + s->xs);
+    return KILN_OK;
+}
+
+
 /* LSTMTrain / GRUTrain: the forward into the Reserve, then Y (each step's h
  * is the next step's h_prev in the Reserve, the last one in `last`), Y_h
  * and LSTM's Y_c. */
@@ -657,13 +673,8 @@ static kiln_status gru_grad_run(kiln__kctx *c) {
     for (int64_t d = 0; d < s->D; d++) {
         const float *wd = w + d * G * I;
         const float *rd = (const float *)kiln__in(c, IN_R)->data + d * G * H, *rh = rd + 2 * H * H;
-        const float *res = f + s->res;
-        if (s->has_reserve) {
-            res = (const float *)kiln__in(c, s->in.reserve)->data + d * SN * L;
-            gather_steps(s, kiln__in(c, IN_X)->data, d, len, xs);
-        } else {
-            KILN__TRY(gru_forward(c, s, d, len, f + s->res));
-        }
+        const float *res;
+        KILN__TRY(direction_reserve(c, s, d, len, &res));
         const int64_t rcols = s->lbr ? G : 2 * H;
         KILN__TRY(pack_b(c, s->rb, rcols, H, rd, H, 0));
         if (!s->lbr) KILN__TRY(pack_b(c, s->rhb, H, H, rh, H, 0));
