@@ -14,6 +14,7 @@
 #define KILN_TRAIN_H
 #include <stdint.h>
 #include "graph.h"
+#include "session.h"
 #include "status.h"
 #include "tensor.h"
 #ifdef __cplusplus
@@ -132,6 +133,12 @@ typedef struct kiln_train_stats {
                               clipping (0 before the first) */
 } kiln_train_stats;
 void kiln_trainer_stats(const kiln_trainer *t, kiln_train_stats *out);
+
+/* Per-node profile of the training graph (forward, loss and backward; not the
+ * optimizer update) over the steps since profiling was turned on, as
+ * kiln_session_set_profiling and kiln_session_profile give it for a session. */
+kiln_status kiln_trainer_set_profiling(kiln_trainer *t, int on);
+int kiln_trainer_profile(const kiln_trainer *t, kiln_node_profile *out, int max);
 
 /* The model's forward pass in inference form (running statistics in
  * BatchNormalization) with the current parameters: *loss and *correct as for

@@ -646,6 +646,14 @@ void kiln_trainer_stats(const kiln_trainer *t, kiln_train_stats *out) {
                               .grad_norm = t->grad_norm};
 }
 
+kiln_status kiln_trainer_set_profiling(kiln_trainer *t, int on) {
+    return kiln_session_set_profiling(t->train_s, on);
+}
+
+int kiln_trainer_profile(const kiln_trainer *t, kiln_node_profile *out, int max) {
+    return kiln_session_profile(t->train_s, out, max);
+}
+
 kiln_status kiln_trainer_evaluate(kiln_trainer *t, const kiln_tensor *x,
                                   const kiln_tensor *labels, double *loss, int64_t *correct) {
     return run_batch(t, t->eval_s, t->n_in, x, labels, loss, correct);

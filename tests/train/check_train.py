@@ -320,6 +320,36 @@ def check_char_lstm(args, tmp):
             f"(onnxruntime on the export {oacc:.4f})")
 
 
+def check_profile(args, tmp):
+    """--profile: one table row per training-graph node, shares adding up to
+    100%, the whole step no shorter than its graph, test_accuracy still last."""
+    out = os.path.join(tmp, "profile_out")
+    r = run([args.kiln, "train", os.path.join(tmp, "mlp.onnx"), "--train-images",
+             f"{DATA}/train-images-idx3-ubyte.gz", "--train-labels", f"{DATA}/train-labels-idx1-ubyte.gz",
+             "--test-images", f"{DATA}/t10k-images-idx3-ubyte.gz", "--test-labels",
+             f"{DATA}/t10k-labels-idx1-ubyte.gz", "--limit", "256", "--batch", "32",
+             "-t", str(args.threads), "--profile", "--out", out])
+    lines = r.stdout.strip().splitlines()
+    if "training graph, per node (8 steps):" not in lines:
+        return f"no profile header for 8 steps in {lines}"
+    rows = []
+    for s in lines[lines.index("training graph, per node (8 steps):") + 2:]:
+        rows.append(s.split())
+        if s.startswith("  whole step"):
+            break
+    nodes = [w for w in rows if len(w) > 2 and w[-2].endswith("%")]
+    total = next((w for w in rows if w[0] == "total"), None)
+    whole = next((w for w in rows if w[0] == "whole"), None)
+    if not any(w[0] == "Gemm" and w[2] == "gemm_sgemm" for w in nodes) or not any(w[0] == "TanhGrad" for w in nodes):
+        return f"profile rows lack the Gemm (gemm_sgemm) or TanhGrad nodes: {nodes}"
+    share = sum(float(w[-2][:-1]) for w in nodes)
+    if abs(share - 100) > 1 or total is None or whole is None or float(whole[-1]) < float(total[-1]):
+        return f"shares add up to {share:.1f}%, total {total}, whole step {whole}"
+    if not re.fullmatch(r"test_accuracy=\d\.\d{4}", lines[-1]):
+        return f"last line is {lines[-1]!r}"
+    return f"ok: {len(nodes)} nodes, graph {total[-1]} of a {whole[-1]} ms step"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kiln", default="build/kiln")
@@ -358,6 +388,7 @@ def main():
 
         for name, check in (("resume", lambda: check_resume(args, tmp, x[:, None], y)),
                             ("csv", lambda: check_csv(args, tmp)),
+                            ("profile", lambda: check_profile(args, tmp)),
                             ("char_lstm", lambda: check_char_lstm(args, tmp))):
             print(f"{name}:", flush=True)
             try:

@@ -40,6 +40,14 @@ int kiln_cli_plan_finish(const char *cmd, kiln_session_options *opt);
     "  --reference        run the graph as written on the reference kernels only\n"              \
     "  --no-graph-passes  fast algorithms, but no graph rewriting (fusion, folding)\n"
 
+/* Per-node profiles (kiln bench --profile, kiln train --profile): sorts
+ * p[0..n) slowest first; a node's GFLOP/s over its calls (0 if unknown);
+ * prints p[0..n) as a table of op, node, algorithm, ms per run (of runs),
+ * share of the total and GFLOP/s. */
+void kiln_cli_profile_sort(kiln_node_profile *p, int n);
+double kiln_cli_node_gflops(const kiln_node_profile *p);
+void kiln_cli_profile_table(const kiln_node_profile *p, int n, int64_t runs);
+
 /* Prints the usage to stderr and returns 2 if no MODEL was given, else 0. */
 int kiln_cli_need_model(const char *help, const char *path);
 

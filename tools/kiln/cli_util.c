@@ -141,3 +141,31 @@ int kiln_cli_need_model(const char *help, const char *path) {
     fputs(help, stderr);
     return 2;
 }
+
+static int cmp_profile(const void *a, const void *b) {
+    const kiln_node_profile *x = a, *y = b;
+    return x->total_ms < y->total_ms ? 1 : x->total_ms > y->total_ms ? -1 : 0;
+}
+
+void kiln_cli_profile_sort(kiln_node_profile *p, int n) {
+    qsort(p, (size_t)n, sizeof *p, cmp_profile);
+}
+
+double kiln_cli_node_gflops(const kiln_node_profile *p) {
+    return p->flops > 0 && p->total_ms > 0 ? p->flops * (double)p->calls / (p->total_ms * 1e6) : 0;
+}
+
+void kiln_cli_profile_table(const kiln_node_profile *p, int n, int64_t runs) {
+    double total = 0;
+    for (int i = 0; i < n; i++) total += p[i].total_ms;
+    printf("  %-27s %-28s %-20s %12s %7s %9s\n", "op", "node", "algorithm", "ms/run", "share",
+           "GFLOP/s");
+    for (int i = 0; i < n; i++) {
+        char gf[32] = "-";
+        if (kiln_cli_node_gflops(&p[i]) > 0) snprintf(gf, sizeof gf, "%.1f", kiln_cli_node_gflops(&p[i]));
+        printf("  %-27s %-28.28s %-20s %12.4f %6.1f%% %9s\n", p[i].op_type,
+               p[i].name[0] ? p[i].name : "-", p[i].algorithm, p[i].total_ms / (double)runs,
+               total > 0 ? 100 * p[i].total_ms / total : 0, gf);
+    }
+    printf("  %-77s %12.4f\n", "total", total / (double)runs);
+}

@@ -34,11 +34,6 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static int cmp_profile(const void *a, const void *b) {
-    const kiln_node_profile *x = a, *y = b;
-    return x->total_ms < y->total_ms ? 1 : x->total_ms > y->total_ms ? -1 : 0;
-}
-
 /* Writes s as a JSON string literal. */
 static void json_string(const char *s) {
     putchar('"');
@@ -57,19 +52,12 @@ static double percentile(const double *v, int n, double p) {
     return v[k < 0 ? 0 : k >= n ? n - 1 : k];
 }
 
-/* GFLOP/s of a node over its calls (0 if unknown). */
-static double node_gflops(const kiln_node_profile *p) {
-    return p->flops > 0 && p->total_ms > 0 ? p->flops * (double)p->calls / (p->total_ms * 1e6) : 0;
-}
-
 static void print_profile(kiln_session *s, int iters, int json) {
     int n = kiln_session_profile(s, NULL, 0);
     kiln_node_profile *p = calloc((size_t)n + 1, sizeof *p);
     if (!p) return;
     kiln_session_profile(s, p, n);
-    double total = 0;
-    for (int i = 0; i < n; i++) total += p[i].total_ms;
-    qsort(p, (size_t)n, sizeof *p, cmp_profile);
+    kiln_cli_profile_sort(p, n);
     if (json) {
         printf(", \"nodes\": [");
         for (int i = 0; i < n; i++) {
@@ -79,20 +67,13 @@ static void print_profile(kiln_session *s, int iters, int json) {
             json_string(p[i].name);
             printf(", \"algorithm\": ");
             json_string(p[i].algorithm);
-            printf(", \"ms\": %.5f, \"gflops\": %.3f}", p[i].total_ms / iters, node_gflops(&p[i]));
+            printf(", \"ms\": %.5f, \"gflops\": %.3f}", p[i].total_ms / iters,
+                   kiln_cli_node_gflops(&p[i]));
         }
         printf("]");
-        free(p);
-        return;
-    }
-    printf("\nper node (%d runs):\n  %-22s %-28s %-20s %12s %7s %9s\n", iters, "op", "node",
-           "algorithm", "ms/run", "share", "GFLOP/s");
-    for (int i = 0; i < n; i++) {
-        char gf[32] = "-";
-        if (node_gflops(&p[i]) > 0) snprintf(gf, sizeof gf, "%.1f", node_gflops(&p[i]));
-        printf("  %-22s %-28.28s %-20s %12.4f %6.1f%% %9s\n", p[i].op_type,
-               p[i].name[0] ? p[i].name : "-", p[i].algorithm, p[i].total_ms / iters,
-               total > 0 ? 100 * p[i].total_ms / total : 0, gf);
+    } else {
+        printf("\nper node (%d runs):\n", iters);
+        kiln_cli_profile_table(p, n, iters);
     }
     free(p);
 }

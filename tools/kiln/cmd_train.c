@@ -23,7 +23,7 @@ static const char *help =
     "                  [--step-size N] [--gamma X] [--min-lr X] [--clip-norm X]\n"
     "                  [--batch N] [--epochs N]\n"
     "                  [--precision fp32|bf16|fp16] [-t N] [--seed S] [--limit N]\n"
-    "                  [--resume CKPT] --out DIR\n"
+    "                  [--profile] [--resume CKPT] --out DIR\n"
     "\n"
     "Trains MODEL on image data (IDX files as MNIST / Fashion-MNIST ship them,\n"
     ".gz read directly, or .npy files) or on a CSV table, and writes the trained\n"
@@ -107,9 +107,27 @@ static const char *help =
     "  --seed S           seed of the shuffling, the dropout masks and the\n"
     "                     augmentation (default 1)\n"
     "  --limit N          use only the first N samples of each set\n"
+    "  --profile          after training, print where a training step's time went:\n"
+    "                     per node of the training graph (forward, loss, backward)\n"
+    "                     op, node, algorithm, ms per step, share, GFLOP/s; then the\n"
+    "                     whole step, whose rest is the optimizer update and copies\n"
     "  --resume CKPT      continue from a checkpoint of the same model, optimizer\n"
     "                     and data; --epochs counts the epochs in all\n"
     "  --out DIR          output directory (created if missing)\n";
+
+/* --profile: the training graph's nodes, slowest first, then the whole step. */
+static void print_step_profile(const kiln_trainer *t, int64_t n_steps, double step_ms) {
+    int n = kiln_trainer_profile(t, NULL, 0);
+    kiln_node_profile *p = calloc((size_t)n + 1, sizeof *p);
+    if (!p) return;
+    kiln_trainer_profile(t, p, n);
+    kiln_cli_profile_sort(p, n);
+    printf("training graph, per node (%lld steps):\n", (long long)n_steps);
+    kiln_cli_profile_table(p, n, n_steps);
+    printf("  %-77s %12.4f\n", "whole step (the graph, then the optimizer update and copies)",
+           step_ms / (double)n_steps);
+    free(p);
+}
 
 /* Mean loss and accuracy of the trainer's inference form on d. */
 static int evaluate(kiln_trainer *t, const train_set *d, int64_t batch, double *loss, double *acc) {
@@ -236,7 +254,7 @@ int kiln_cmd_train(int argc, char **argv) {
     double lr = -1, momentum = 0.9, wd = 0, batch_d = 64, epochs_d = 1, seed_d = 1, limit_d = -1;
     kiln_lr_schedule sched = {.kind = KILN_LR_CONSTANT, .gamma = 0.1};
     double warmup_d = 0, step_size_d = -1, width_d = 0;
-    int threads = 0, arch = -1;
+    int threads = 0, arch = -1, profile = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1, bad = 0;
@@ -248,6 +266,9 @@ int kiln_cmd_train(int argc, char **argv) {
             takes = 0;
         } else if (!strcmp(a, "--hflip")) {
             aug.hflip = 1;
+            takes = 0;
+        } else if (!strcmp(a, "--profile")) {
+            profile = 1;
             takes = 0;
         } else if (!v && a[0] == '-' && a[1] == '-') {
             fprintf(stderr, "kiln train: error: %s needs a value\n", a);
@@ -449,6 +470,10 @@ int kiln_cmd_train(int argc, char **argv) {
         rc = kiln_cli_fail("train", s);
         goto done;
     }
+    if (profile && (s = kiln_trainer_set_profiling(t, 1)) != KILN_OK) {
+        rc = kiln_cli_fail("train", s);
+        goto done;
+    }
     if (kiln_cli_mkdir_p(out_dir) != 0) {
         fprintf(stderr, "kiln train: error: cannot create %s: %s\n", out_dir, strerror(errno));
         goto done;
@@ -469,7 +494,8 @@ int kiln_cmd_train(int argc, char **argv) {
            test.n ? "" : " (no test set)", (long long)batch,
            opt.optimizer == KILN_OPTIMIZER_SGD ? "sgd" : opt.optimizer == KILN_OPTIMIZER_ADAM ? "adam" : "adamw",
            lr, precisions[opt.precision], th);
-    int64_t first_epoch = 0;
+    int64_t first_epoch = 0, n_steps = 0; /* n_steps, step_ms: the steps taken here, for --profile */
+    double step_ms = 0;
     if (resume && resume_from(t, resume, &first_epoch, &rng)) goto done;
     char ckpt[4096];
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", out_dir);
@@ -498,7 +524,10 @@ int kiln_cmd_train(int argc, char **argv) {
             if (train_batches_next(tb, &x, &l)) goto done;
             nb = kiln_tensor_dims(x)[0];
             step_lr = kiln_lr_at(&sched, e * steps + st);
+            const double t0 = kiln_cli_now_ms();
             s = kiln_trainer_step(t, x, l, step_lr, &bl, &c);
+            step_ms += kiln_cli_now_ms() - t0;
+            n_steps++;
             kiln_tensor_free(x);
             kiln_tensor_free(l);
             if (s != KILN_OK) {
@@ -572,6 +601,7 @@ int kiln_cmd_train(int argc, char **argv) {
         fflush(stdout);
         if (save_checkpoint(t, ckpt, e + 1, rng)) goto done;
     }
+    if (profile && n_steps) print_step_profile(t, n_steps, step_ms);
     if (test.n && test_acc < 0) { /* resumed after the last epoch: evaluate once */
         double tl = 0;
         if (evaluate(t, &test, batch, &tl, &test_acc)) goto done;
