@@ -10,30 +10,9 @@
 #include <immintrin.h>
 
 #include "cpu/kernels/layout.h"
+#include "cpu/kernels/x86/transpose8_avx2.h"
 
 #define AVX2 __attribute__((target("avx2")))
-
-/* r[k] = column k of the 8x8 matrix whose rows were r[0..8). */
-static inline __attribute__((always_inline)) AVX2 void transpose8(__m256 r[8]) {
-    __m256 t[8], u[8];
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; k += 2) {
-        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
-        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
-    }
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; k += 4) {
-        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-#pragma GCC unroll 8
-    for (int k = 0; k < 4; k++) {
-        r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
-        r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
-    }
-}
 
 AVX2 void kiln__transpose_tile32_avx2(const uint32_t *x, uint32_t *y, int64_t ni, int64_t nj,
                                       int64_t yi, int64_t sj) {
@@ -46,7 +25,7 @@ AVX2 void kiln__transpose_tile32_avx2(const uint32_t *x, uint32_t *y, int64_t ni
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) /* input row j0 + k: elements i0 .. i0 + 7 */
                 r[k] = _mm256_loadu_ps((const float *)(x + i0 + (j0 + k) * sj));
-            transpose8(r);
+            kiln__transpose8_avx2(r);
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) /* output row i0 + k: elements j0 .. j0 + 7 */
                 _mm256_storeu_ps((float *)(y + (i0 + k) * yi + j0), r[k]);
