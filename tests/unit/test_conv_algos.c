@@ -454,7 +454,6 @@ static void test_fused_reference(void **state) {
 
 /* ---- NaN / Inf ---------------------------------------------------------------------- */
 
-/* NaN and +-Inf in X reach the same outputs as in the reference. */
 /* kiln.ConvGrad(dY, X, W) -> (dX, dW, dB) on conv_grad_gemm against the
  * reference kernel (src/cpu/ref/grad_conv.c), every output and each alone. */
 static void test_conv_grad(void **state) {
@@ -466,6 +465,8 @@ static void test_conv_grad(void **state) {
         {.n = 2, .c = 8, .h = 5, .w = 6, .k = 5, .r = 1, .s = 1},                 /* direct */
         {.n = 1, .c = 3, .h = 13, .w = 13, .k = 2, .r = 5, .s = 5, .stride = {3, 3}},
         {.n = 2, .c = 6, .h = 7, .w = 7, .k = 6, .r = 3, .s = 3, .group = 6, .pads = {1, 1, 1, 1}},
+        /* flat taps (Q = W) that wrap 3 and 1 columns at the left, 1 at the right */
+        {.n = 2, .c = 3, .h = 6, .w = 10, .k = 4, .r = 3, .s = 3, .dil = {2, 2}, .pads = {2, 3, 2, 1}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         for (int outs = 0; outs < 4; outs++) { /* 0: all three; 1..3: output outs-1 alone */
@@ -496,6 +497,7 @@ static void test_conv_grad(void **state) {
         }
 }
 
+/* NaN and +-Inf in X reach the same outputs as in the reference. */
 static void test_nonfinite(void **state) {
     (void)state;
     conv_spec specs[] = {

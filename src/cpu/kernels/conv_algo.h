@@ -50,6 +50,19 @@ kiln_status kiln__conv2d_read(const kiln__kctx *c, kiln__conv2d *g);
  * with c's node's window attributes; no bias, residual or activation. */
 kiln_status kiln__conv2d_geometry(const kiln__kctx *c, const kiln_tensor *x,
                                   const kiln_tensor *w, const kiln_tensor *y, kiln__conv2d *g);
+/* Tap (r, s) of a convolution with unit strides whose output rows are as
+ * wide as its input rows (sh = sw = 1, Q = W), seen flat: output pixel
+ * j = p*Q + q reads input element j + delta of its channel when p is in
+ * [plo, phi) and q in [qlo, qhi), else padding. All of them lie in the span
+ * [lo, hi) (empty: lo = hi), inside which the pixels whose column is outside
+ * [qlo, qhi) would read across a row's edge: im2col and its adjoint copy the
+ * span at once and fix those few up. */
+typedef struct kiln__conv_flat_tap {
+    int64_t delta, plo, phi, qlo, qhi, lo, hi;
+} kiln__conv_flat_tap;
+/* 1 and *t for tap (r, s) if g has the flat form; 0 if not. */
+int kiln__conv_flat_tap_of(const kiln__conv2d *g, int64_t r, int64_t s, kiln__conv_flat_tap *t);
+
 /* cols (Cg*R*S, nbk) = columns [j0, j0+nbk) of the im2col matrix of one image
  * and group: row (c, r, s), column j = p*Q + q holds
  * x[c, p*sh - ph + r*dh, q*sw - pw + s*dw] (0 outside). x: (Cg, H, W). */

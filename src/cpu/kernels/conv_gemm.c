@@ -83,6 +83,40 @@ static void gemm_conv_free(gemm_conv *s) {
     free(s);
 }
 
+int kiln__conv_flat_tap_of(const kiln__conv2d *g, int64_t r, int64_t s, kiln__conv_flat_tap *t) {
+    if (g->sh != 1 || g->sw != 1 || g->Q != g->W) return 0;
+    const int64_t yoff = r * g->dh - g->ph, xoff = s * g->dw - g->pw;
+    t->delta = yoff * g->W + xoff;
+    kiln__stride_range(yoff, 1, g->H, g->P, &t->plo, &t->phi);
+    kiln__stride_range(xoff, 1, g->W, g->Q, &t->qlo, &t->qhi);
+    t->lo = t->hi = 0;
+    if (t->plo < t->phi && t->qlo < t->qhi) {
+        t->lo = t->plo * g->Q + t->qlo;
+        t->hi = (t->phi - 1) * g->Q + t->qhi;
+    }
+    return 1;
+}
+
+/* dst[j - j0] for pixels j in [j0, j0 + nbk) of a flat tap t of xc, Q wide:
+ * one copy of the span's part in the window, zeros around it and at its
+ * pixels that wrap across a row's edge. */
+static void im2col_flat(const kiln__conv_flat_tap *t, int64_t Q, const float *xc, int64_t j0,
+                        int64_t nbk, float *restrict dst) {
+    const int64_t j1 = j0 + nbk;
+    int64_t a = t->lo > j0 ? t->lo : j0, b = t->hi < j1 ? t->hi : j1;
+    if (b < a) a = b = j0;
+    memset(dst, 0, (size_t)(a - j0) * sizeof(float));
+    memcpy(dst + (a - j0), xc + a + t->delta, (size_t)(b - a) * sizeof(float));
+    memset(dst + (b - j0), 0, (size_t)(j1 - b) * sizeof(float));
+    if (a == b || (t->qlo == 0 && t->qhi == Q)) return;
+    for (int64_t p = a / Q; p <= (b - 1) / Q; p++) {
+        for (int64_t j = p * Q; j < p * Q + t->qlo; j++)
+            if (j >= a && j < b) dst[j - j0] = 0.0f;
+        for (int64_t j = p * Q + t->qhi; j < (p + 1) * Q; j++)
+            if (j >= a && j < b) dst[j - j0] = 0.0f;
+    }
+}
+
 void kiln__conv_im2col(const kiln__conv2d *g, const float *x, int64_t j0, int64_t nbk,
                        float *restrict cols) {
     const int64_t H = g->H, W = g->W, Q = g->Q, sw = g->sw;
@@ -91,6 +125,11 @@ void kiln__conv_im2col(const kiln__conv2d *g, const float *x, int64_t j0, int64_
         for (int64_t r = 0; r < g->R; r++)
             for (int64_t s = 0; s < g->S; s++) {
                 float *dst = cols + ((ch * g->R + r) * g->S + s) * nbk;
+                kiln__conv_flat_tap ft;
+                if (kiln__conv_flat_tap_of(g, r, s, &ft)) {
+                    im2col_flat(&ft, Q, xc, j0, nbk, dst);
+                    continue;
+                }
                 const int64_t xoff = s * g->dw - g->pw; /* input column = q*sw + xoff */
                 int64_t qlo, qhi;
                 kiln__stride_range(xoff, sw, W, Q, &qlo, &qhi);

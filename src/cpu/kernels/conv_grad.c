@@ -71,14 +71,36 @@ static double grad_cost(const kiln__kctx *c) {
     return kiln__cost_seconds(c, c->flops, eff, 3 * kiln__conv_io_bytes(&p->g));
 }
 
-/* dx (Cg, H, W) += the taps of dcols (CgRS, PQ): the adjoint of im2col. */
-static void col2im_add(const kiln__conv2d *g, const float *restrict dcols, float *restrict dx) {
+/* xc[j + delta] += src[j] over a flat tap's span (conv_algo.h), its pixels
+ * that wrap across a row's edge first set to 0 in src (they are padding taps,
+ * whose gradient goes nowhere): one long run of adds, and adding 0 leaves
+ * every sum as it was. */
+static void col2im_flat(const kiln__conv_flat_tap *t, int64_t Q, float *restrict src,
+                        float *restrict xc) {
+    if (t->lo == t->hi) return;
+    if (t->qlo > 0 || t->qhi < Q)
+        for (int64_t p = t->plo; p < t->phi; p++) {
+            for (int64_t j = p * Q; j < p * Q + t->qlo; j++) src[j] = 0.0f;
+            for (int64_t j = p * Q + t->qhi; j < (p + 1) * Q; j++) src[j] = 0.0f;
+        }
+    float *to = xc + t->delta;
+    for (int64_t j = t->lo; j < t->hi; j++) to[j] += src[j];
+}
+
+/* dx (Cg, H, W) += the taps of dcols (CgRS, PQ): the adjoint of im2col.
+ * Clobbers the padding taps of dcols (col2im_flat). */
+static void col2im_add(const kiln__conv2d *g, float *restrict dcols, float *restrict dx) {
     const int64_t H = g->H, W = g->W, P = g->P, Q = g->Q, sw = g->sw;
     for (int64_t ch = 0; ch < g->Cg; ch++) {
         float *xc = dx + ch * H * W;
         for (int64_t r = 0; r < g->R; r++)
             for (int64_t s = 0; s < g->S; s++) {
-                const float *src = dcols + ((ch * g->R + r) * g->S + s) * P * Q;
+                float *src = dcols + ((ch * g->R + r) * g->S + s) * P * Q;
+                kiln__conv_flat_tap ft;
+                if (kiln__conv_flat_tap_of(g, r, s, &ft)) {
+                    col2im_flat(&ft, Q, src, xc);
+                    continue;
+                }
                 const int64_t xoff = s * g->dw - g->pw; /* input column = q*sw + xoff */
                 int64_t qlo, qhi;
                 kiln__stride_range(xoff, sw, W, Q, &qlo, &qhi);
@@ -104,7 +126,7 @@ typedef struct gather_job {
     int scatter;
     const float *x;    /* gather: (Cg, H, W) */
     float *cols;       /* gather: (CgRS, PQ) */
-    const float *dcols; /* scatter: (CgRS, PQ) */
+    float *dcols;      /* scatter: (CgRS, PQ), its padding taps clobbered */
     float *dx;         /* scatter: (Cg, H, W) */
 } gather_job;
 
