@@ -3,6 +3,7 @@
  * (vmath.h scalar forms), sums accumulated in double. x86/eltwise_avx2.c
  * compiles this file again for AVX2 as another table (KILN_ELTW_TABLE). */
 #include <math.h>
+#include <string.h>
 
 #include "cpu/kernels/eltwise.h"
 #include "cpu/kernels/vmath.h"
@@ -171,6 +172,18 @@ static void pool_row_generic(const kiln__pool_row *p) {
     if (n <= 0) return;
     float *y = p->y + p->ow0;
     const float *r = p->x + p->h0 * p->W + p->ow0 * s - p->pad; /* output ow0's first tap */
+    if (p->max && p->k == 2 && s == 2 && p->h1 - p->h0 == 2) {
+        /* 2x2 windows, stride 2: the same taps in the same order, with
+         * constant strides (which the vectorizer takes) */
+        const float *r1 = r + p->W;
+        for (int64_t i = 0; i < n; i++) {
+            const float a = r[2 * i], b = r[2 * i + 1], c = r1[2 * i], d = r1[2 * i + 1];
+            const float ab = b > a ? b : a, abc = c > ab ? c : ab;
+            y[i] = d > abc ? d : abc;
+        }
+        kiln__pool_row_span(p, p->ow1, p->OW);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) y[i] = p->max ? r[i * s] : 0.0f;
     for (int64_t h = p->h0; h < p->h1; h++, r += p->W)
         for (int64_t j = 0; j < p->k; j++) {
@@ -181,6 +194,28 @@ static void pool_row_generic(const kiln__pool_row *p) {
                 for (int64_t i = 0; i < n; i++) y[i] = t[i * s] > y[i] ? t[i * s] : y[i];
         }
     kiln__pool_row_span(p, p->ow1, p->OW);
+}
+
+/* Branch-free: the comparisons become bit masks on g's bits (the maxima
+ * fall anywhere, so branches would mispredict; the vectorizer also takes
+ * this form). */
+static void max_pool_grad_2x2_generic(const float *restrict x0, const float *restrict x1,
+                                      const float *restrict g, float *restrict d0,
+                                      float *restrict d1, int64_t ow) {
+    for (int64_t o = 0; o < ow; o++) {
+        const float a = x0[2 * o], b = x0[2 * o + 1], c = x1[2 * o], d = x1[2 * o + 1];
+        const float ab = b > a ? b : a, abc = c > ab ? c : ab;
+        const uint32_t mb = -(uint32_t)(b > a), mc = -(uint32_t)(c > ab), md = -(uint32_t)(d > abc);
+        uint32_t gv, out[4];
+        memcpy(&gv, g + o, sizeof gv);
+        const uint32_t not_d = gv & ~md, not_cd = not_d & ~mc;
+        out[0] = not_cd & ~mb;
+        out[1] = not_cd & mb;
+        out[2] = not_d & mc;
+        out[3] = gv & md;
+        memcpy(d0 + 2 * o, out, 2 * sizeof *out);
+        memcpy(d1 + 2 * o, out + 2, 2 * sizeof *out);
+    }
 }
 
 static void lrn_generic(const float *x, const float *win, int64_t stride, int nwin, float *y,
@@ -209,5 +244,6 @@ const kiln__eltw_kernels KILN_ELTW_TABLE = {
     .max = max_generic,
     .norm = norm_generic,
     .pool_row = pool_row_generic,
+    .max_pool_grad_2x2 = max_pool_grad_2x2_generic,
     .lrn = lrn_generic,
 };

@@ -462,22 +462,29 @@ const kiln__algo kiln__algo_layer_norm_grad_f32 = {
 
 /* ---- max pooling's gradient ---------------------------------------------------------- */
 
+typedef struct max_pool_grad_state {
+    kiln__win w;                /* first: the windows */
+    const kiln__eltw_kernels *k; /* 2x2 tiling windows' rows */
+} max_pool_grad_state;
+
 static kiln_status max_pool_grad_prepare(kiln__kctx *c) {
     const kiln_tensor *dy = c->in[0], *x = c->in[1];
     if (!kiln__eltw_f32(dy) || !kiln__eltw_f32(x) || !kiln__eltw_f32(c->out[0]) || x->ndim != 4)
         return KILN_E_UNSUPPORTED;
-    kiln__win *w = calloc(1, sizeof *w);
-    if (!w) return kiln__err(KILN_E_NOMEM, "out of memory");
+    max_pool_grad_state *ms = calloc(1, sizeof *ms);
+    if (!ms) return kiln__err(KILN_E_NOMEM, "out of memory");
+    kiln__win *w = &ms->w;
+    ms->k = kiln__eltw_best();
     kiln_status st = kiln__win_read(c->node, 2, x->dims + 2, NULL, w);
     if (st == KILN_OK) st = kiln__win_forward(w, kiln__attr_i(c->node, "ceil_mode", 0) != 0);
     if (st == KILN_OK && (w->dil[0] != 1 || w->dil[1] != 1 || dy->ndim != 4 || dy->dims[0] != x->dims[0] ||
                           dy->dims[1] != x->dims[1] || dy->dims[2] != w->out[0] || dy->dims[3] != w->out[1]))
         st = KILN_E_UNSUPPORTED;
     if (st != KILN_OK) { /* shapes or attributes the reference reports on */
-        free(w);
+        free(ms);
         return KILN_E_UNSUPPORTED;
     }
-    c->kstate = w;
+    c->kstate = ms;
     c->flops = (double)kiln__n(dy) * (double)(w->k[0] * w->k[1]);
     return KILN_OK;
 }
@@ -497,25 +504,31 @@ static int windows_tile(const kiln__win *w) {
 /* max_pool_grad_run on one plane whose windows tile it: every pixel written
  * once (the window's maximum gets its dY, the other taps and the pixels no
  * window covers 0), so neither a zeroing pass nor scattered adds. */
-static void max_pool_grad_tiled(const kiln__win *w, const float *xp, const float *g, float *d) {
+static void max_pool_grad_tiled(const kiln__eltw_kernels *k, const kiln__win *w, const float *xp,
+                                const float *g, float *d) {
     const int64_t H = w->in[0], W = w->in[1], OH = w->out[0], OW = w->out[1];
     const int64_t kh = w->k[0], kw = w->k[1];
-    for (int64_t oh = 0; oh < OH; oh++)
-        for (int64_t ow = 0; ow < OW; ow++) {
-            const int64_t base = oh * kh * W + ow * kw;
-            int64_t best = base;
-            float m = xp[base];
-            for (int64_t i = 0; i < kh; i++)
-                for (int64_t j = 0; j < kw; j++) {
-                    const int64_t at = base + i * W + j;
-                    const float v = xp[at];
-                    const int64_t gt = -(int64_t)(v > m);
-                    best ^= (best ^ at) & gt;
-                    m = v > m ? v : m;
-                    d[at] = 0.0f;
-                }
-            d[best] = g[oh * OW + ow];
-        }
+    if (kh == 2 && kw == 2)
+        for (int64_t oh = 0; oh < OH; oh++)
+            k->max_pool_grad_2x2(xp + 2 * oh * W, xp + (2 * oh + 1) * W, g + oh * OW, d + 2 * oh * W,
+                                 d + (2 * oh + 1) * W, OW);
+    else
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OW; ow++) {
+                const int64_t base = oh * kh * W + ow * kw;
+                int64_t best = base;
+                float m = xp[base];
+                for (int64_t i = 0; i < kh; i++)
+                    for (int64_t j = 0; j < kw; j++) {
+                        const int64_t at = base + i * W + j;
+                        const float v = xp[at];
+                        const int64_t gt = -(int64_t)(v > m);
+                        best ^= (best ^ at) & gt;
+                        m = v > m ? v : m;
+                        d[at] = 0.0f;
+                    }
+                d[best] = g[oh * OW + ow];
+            }
     for (int64_t i = 0; i < OH * kh; i++) /* columns right of the last window */
         memset(d + i * W + OW * kw, 0, (size_t)(W - OW * kw) * sizeof *d);
     memset(d + OH * kh * W, 0, (size_t)((H - OH * kh) * W) * sizeof *d); /* rows below */
@@ -523,7 +536,8 @@ static void max_pool_grad_tiled(const kiln__win *w, const float *xp, const float
 
 // dY: (N*C planes, OH, OW), X, dX: (N*C, H, W)
 static kiln_status max_pool_grad_run(kiln__kctx *c) {
-    const kiln__win *w = c->kstate;
+    const max_pool_grad_state *ms = c->kstate;
+    const kiln__win *w = &ms->w;
     const int64_t H = w->in[0], W = w->in[1], OH = w->out[0], OW = w->out[1];
     const int64_t planes = c->in[1]->dims[0] * c->in[1]->dims[1];
     const float *dy = c->in[0]->data, *x = c->in[1]->data;
@@ -535,7 +549,7 @@ static kiln_status max_pool_grad_run(kiln__kctx *c) {
         const float *xp = x + pl * H * W, *g = dy + pl * OH * OW;
         float *d = dx + pl * H * W;
         if (tiled) {
-            max_pool_grad_tiled(w, xp, g, d);
+            max_pool_grad_tiled(ms->k, w, xp, g, d);
             continue;
         }
         memset(d, 0, (size_t)(H * W) * sizeof *d);
