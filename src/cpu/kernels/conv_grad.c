@@ -12,13 +12,16 @@
  * col2im: cols is X[n, g] and dcols is dX[n, g]. The GEMMs run on all the
  * plan's threads (kiln__sgemm_run on the session pool), and so do the gathers
  * and scatters between them (channels split). W_g^T, the dX GEMM's A for every
- * image, is packed once per run. Scratch: one image's cols and dcols (not cut
- * into column blocks yet), the packed W^T of each group and the GEMM's
- * packing space.
+ * image, is packed once per run. With unit strides and Q = W each tap's
+ * gather and scatter is one span (conv_algo.h's flat taps; the scatter's adds
+ * and dB's sums on the row-kernel table). Scratch: one image's cols and dcols
+ * (not cut into column blocks yet), the packed W^T of each group and the
+ * GEMM's packing space.
  */
 #include <string.h>
 
 #include "cpu/kernels/conv_algo.h"
+#include "cpu/kernels/eltwise.h"
 #include "cpu/ref/conv.h"
 
 typedef struct grad_plan {
@@ -27,6 +30,7 @@ typedef struct grad_plan {
     int64_t crs, pq;      /* Cg*R*S, P*Q */
     size_t cols_bytes;    /* cols and dcols, each (0 when direct) */
     size_t wt_bytes;      /* one group's W_g^T packed as the dX GEMM's A */
+    const kiln__eltw_kernels *k; /* col2im's runs of adds */
 } grad_plan;
 
 /* Bytes of packing scratch the larger of the two GEMMs needs on nth threads
@@ -48,6 +52,7 @@ static kiln_status grad_prepare(kiln__kctx *c) {
     const kiln__conv2d *g = &p.g;
     p.crs = g->Cg * g->R * g->S;
     p.pq = g->P * g->Q;
+    p.k = kiln__eltw_best();
     p.direct = g->R == 1 && g->S == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
                g->P == g->H && g->Q == g->W;
     p.cols_bytes = p.direct ? 0 : kiln__conv_align64((size_t)(p.crs * p.pq) * sizeof(float));
@@ -73,23 +78,24 @@ static double grad_cost(const kiln__kctx *c) {
 
 /* xc[j + delta] += src[j] over a flat tap's span (conv_algo.h), its pixels
  * that wrap across a row's edge first set to 0 in src (they are padding taps,
- * whose gradient goes nowhere): one long run of adds, and adding 0 leaves
- * every sum as it was. */
-static void col2im_flat(const kiln__conv_flat_tap *t, int64_t Q, float *restrict src,
-                        float *restrict xc) {
+ * whose gradient goes nowhere): one long run of adds (the row-kernel table's,
+ * vectorized), and adding 0 leaves every sum as it was. */
+static void col2im_flat(const kiln__eltw_kernels *k, const kiln__conv_flat_tap *t, int64_t Q,
+                        float *restrict src, float *restrict xc) {
     if (t->lo == t->hi) return;
     if (t->qlo > 0 || t->qhi < Q)
         for (int64_t p = t->plo; p < t->phi; p++) {
             for (int64_t j = p * Q; j < p * Q + t->qlo; j++) src[j] = 0.0f;
             for (int64_t j = p * Q + t->qhi; j < (p + 1) * Q; j++) src[j] = 0.0f;
         }
-    float *to = xc + t->delta;
-    for (int64_t j = t->lo; j < t->hi; j++) to[j] += src[j];
+    float *to = xc + t->delta + t->lo;
+    k->binary(KILN__ELTW_ADD, to, 1, src + t->lo, 1, to, t->hi - t->lo);
 }
 
 /* dx (Cg, H, W) += the taps of dcols (CgRS, PQ): the adjoint of im2col.
  * Clobbers the padding taps of dcols (col2im_flat). */
-static void col2im_add(const kiln__conv2d *g, float *restrict dcols, float *restrict dx) {
+static void col2im_add(const kiln__eltw_kernels *k, const kiln__conv2d *g, float *restrict dcols,
+                       float *restrict dx) {
     const int64_t H = g->H, W = g->W, P = g->P, Q = g->Q, sw = g->sw;
     for (int64_t ch = 0; ch < g->Cg; ch++) {
         float *xc = dx + ch * H * W;
@@ -98,7 +104,7 @@ static void col2im_add(const kiln__conv2d *g, float *restrict dcols, float *rest
                 float *src = dcols + ((ch * g->R + r) * g->S + s) * P * Q;
                 kiln__conv_flat_tap ft;
                 if (kiln__conv_flat_tap_of(g, r, s, &ft)) {
-                    col2im_flat(&ft, Q, src, xc);
+                    col2im_flat(k, &ft, Q, src, xc);
                     continue;
                 }
                 const int64_t xoff = s * g->dw - g->pw; /* input column = q*sw + xoff */
@@ -123,6 +129,7 @@ static void col2im_add(const kiln__conv2d *g, float *restrict dcols, float *rest
  * rows of cols and plane of x are its own. */
 typedef struct gather_job {
     const kiln__conv2d *g;
+    const kiln__eltw_kernels *k; /* scatter: its adds */
     int scatter;
     const float *x;    /* gather: (Cg, H, W) */
     float *cols;       /* gather: (CgRS, PQ) */
@@ -139,7 +146,7 @@ static void gather_task(void *arg, int ith, int nth) {
     g.Cg = hi - lo;
     const int64_t rows = lo * g.R * g.S * g.P * g.Q, plane = lo * g.H * g.W;
     if (j->scatter)
-        col2im_add(&g, j->dcols + rows, j->dx + plane);
+        col2im_add(j->k, &g, j->dcols + rows, j->dx + plane);
     else
         kiln__conv_im2col(&g, j->x + plane, 0, g.P * g.Q, j->cols + rows);
 }
@@ -193,19 +200,15 @@ static kiln_status grad_run(kiln__kctx *c) {
                                      .a = (const float *)(wt + grp * p->wt_bytes), .a_packed = 1,
                                      .b = dyg, .ldb = pq, .c = p->direct ? dxg : dcols, .ldc = pq};
                 KILN__TRY(kiln__sgemm_run(c->pool, &a, gs));
-                if (!p->direct) gather(c, &(gather_job){.g = g, .scatter = 1, .dcols = dcols, .dx = dxg});
+                if (!p->direct)
+                    gather(c, &(gather_job){.g = g, .k = p->k, .scatter = 1, .dcols = dcols, .dx = dxg});
             }
         }
     if (dbt) {
         float *db = dbt->data;
         for (int64_t m = 0; m < g->K; m++) {
             double sum = 0;
-            for (int64_t n = 0; n < g->N; n++) {
-                const float *row = dy + (n * g->K + m) * pq;
-                float part = 0;
-                for (int64_t j = 0; j < pq; j++) part += row[j];
-                sum += part;
-            }
+            for (int64_t n = 0; n < g->N && pq > 0; n++) sum += p->k->sum(dy + (n * g->K + m) * pq, pq);
             db[m] = (float)sum;
         }
     }
