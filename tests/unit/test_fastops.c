@@ -374,6 +374,32 @@ static void test_binary(void **state) {
     }
 }
 
+/* Where(C, X, Y) on where_f32: C bool of Z's shape, X and Y each of it or
+ * scalars (NaN and Inf pass through); other broadcasts refused. */
+static void where_case(shape sc, shape sx, shape sy, int expect_taken) {
+    ah_case c;
+    ah_case_init(&c, "Where", "", 16, 1);
+    kiln_tensor *x = rnd(sx.ndim, sx.d, -2, 2), *y = rnd(sy.ndim, sy.d, -2, 2);
+    poison(x);
+    ah_input(&c, ah_random(KILN_DTYPE_BOOL, sc.ndim, sc.d, &seed, 0, 2), 0);
+    ah_input(&c, x, 0);
+    ah_input(&c, y, 0);
+    check_and_free(&c, "where_f32", expect_taken);
+}
+
+static void test_where(void **state) {
+    (void)state;
+    const shape full = {2, {3, 1000}}, scalar = {0, {0}}, row = {1, {1000}};
+    where_case(full, full, full, 1);
+    where_case(full, full, scalar, 1);
+    where_case(full, scalar, full, 1);
+    where_case(full, scalar, scalar, 1);
+    where_case((shape){4, {2, 3, 5, 7}}, (shape){4, {2, 3, 5, 7}}, scalar, 1);
+    where_case((shape){1, {1}}, scalar, (shape){1, {1}}, 1);
+    where_case(row, full, full, 0); /* C broadcast */
+    where_case(full, row, full, 0); /* X a row */
+}
+
 static void pow_case(float e, int constant, int expect_taken) {
     int64_t n = 1000;
     ah_case c;
@@ -1056,7 +1082,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vmath),       cmocka_unit_test(test_unary),
         cmocka_unit_test(test_clip_inputs), cmocka_unit_test(test_binary),
-        cmocka_unit_test(test_pow),         cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_pow),         cmocka_unit_test(test_where),
+        cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_layer_norm),  cmocka_unit_test(test_batch_norm),
         cmocka_unit_test(test_batch_norm_grad), cmocka_unit_test(test_layer_norm_grad),
         cmocka_unit_test(test_softmax_grad),

@@ -13,6 +13,9 @@
  *   (C,1,1) has mid = C, inner = H*W. Other broadcasts are left to the
  *   reference kernel (prepare says UNSUPPORTED).
  *
+ * Where: C bool, X, Y f32, Z f32 their broadcast shape; C of Z's shape, X and
+ *   Y each of Z's shape or a scalar (other broadcasts: the reference kernel).
+ *
  * Every algorithm is KILN_OPF_PARALLEL: thread ith takes whole
  * KILN__ELTW_GRAIN-element units of Y. The math is the ISA table's
  * (eltwise.h): f32 throughout, within a few ulp of the reference's double.
@@ -306,3 +309,46 @@ BINARY_ALGO(div_f32, Div)
 BINARY_ALGO(max_f32, Max)
 BINARY_ALGO(min_f32, Min)
 BINARY_ALGO(pow_f32, Pow)
+
+/* ---- where ---------------------------------------------------------------------- */
+
+typedef struct where_state {
+    kiln__eltw_state base;
+    int xs, ys; /* 1: X / Y has Z's shape; 0: a scalar */
+} where_state;
+
+static kiln_status where_prepare(kiln__kctx *c) {
+    const kiln_tensor *cond = c->in[0], *x = c->in[1], *y = c->in[2], *z = c->out[0];
+    if (c->n_in != 3 || c->opset < 9 || !cond || cond->dtype != KILN_DTYPE_BOOL || !kiln__eltw_f32(x) ||
+        !kiln__eltw_f32(y) || !kiln__eltw_f32(z) || kiln__n(cond) != kiln__n(z))
+        return KILN_E_UNSUPPORTED;
+    const int64_t n = kiln__n(z), nx = kiln__n(x), ny = kiln__n(y);
+    if ((nx != n && nx != 1) || (ny != n && ny != 1)) return KILN_E_UNSUPPORTED;
+    KILN__TRY(kiln__eltw_state_new(c, sizeof(where_state)));
+    where_state *s = c->kstate;
+    s->xs = nx == n; /* when n is 1 both read element 0 either way */
+    s->ys = ny == n;
+    c->flops = (double)n;
+    return KILN_OK;
+}
+
+static double where_cost(const kiln__kctx *c) {
+    double n = (double)kiln__n(c->out[0]);
+    return kiln__eltw_cost(c, n, n + 4.0 * ((double)kiln__n(c->in[1]) + (double)kiln__n(c->in[2]) + n));
+}
+
+// C: bool, X, Y: f32 (Z's shape or scalars), Z: f32; thread ith does its units of Z
+static kiln_status where_run(kiln__kctx *c) {
+    const where_state *s = c->kstate;
+    const uint8_t *cond = c->in[0]->data;
+    const float *x = c->in[1]->data, *y = c->in[2]->data;
+    int64_t lo, hi;
+    kiln__eltw_share(kiln__n(c->out[0]), KILN__ELTW_GRAIN, c->ith, c->nth, &lo, &hi);
+    if (hi > lo)
+        s->base.k->select(cond + lo, x + (s->xs ? lo : 0), s->xs, y + (s->ys ? lo : 0), s->ys,
+                          (float *)c->out[0]->data + lo, hi - lo);
+    return KILN_OK;
+}
+
+const kiln__algo kiln__algo_where_f32 = {"where_f32", "", "Where", KILN_OPF_PARALLEL, where_prepare,
+                                         where_cost, where_run, free};

@@ -95,6 +95,10 @@ typedef struct kiln__eltw_kernels {
                  float eps, int center, float *mean, float *inv);
     /* One output row of a 2-D max or sum pool (see kiln__pool_row). */
     void (*pool_row)(const kiln__pool_row *p);
+    /* z[i] = c[i] ? x[i * xs] : y[i * ys] for i < n; xs, ys: 1 (a row) or 0
+     * (element 0 broadcast). c: bool bytes, nonzero is true. */
+    void (*select)(const uint8_t *c, const float *x, int xs, const float *y, int ys, float *z,
+                   int64_t n);
     /* The gradient of one row of ow 2x2 max-pool windows that tile their
      * input (stride 2, no padding): input rows x0, x1 and gradient rows d0,
      * d1 (2 ow values each), dY row g (ow). Each window's first maximum in

@@ -196,6 +196,24 @@ static void pool_row_generic(const kiln__pool_row *p) {
     kiln__pool_row_span(p, p->ow1, p->OW);
 }
 
+/* One loop per form of the operands, so each is a plain select the
+ * vectorizer takes (no branch on the condition). */
+static void select_generic(const uint8_t *restrict c, const float *restrict x, int xs,
+                           const float *restrict y, int ys, float *restrict z, int64_t n) {
+    if (xs && ys) {
+        for (int64_t i = 0; i < n; i++) z[i] = c[i] ? x[i] : y[i];
+    } else if (xs) {
+        const float yv = y[0];
+        for (int64_t i = 0; i < n; i++) z[i] = c[i] ? x[i] : yv;
+    } else if (ys) {
+        const float xv = x[0];
+        for (int64_t i = 0; i < n; i++) z[i] = c[i] ? xv : y[i];
+    } else {
+        const float xv = x[0], yv = y[0];
+        for (int64_t i = 0; i < n; i++) z[i] = c[i] ? xv : yv;
+    }
+}
+
 /* Branch-free: the comparisons become bit masks on g's bits (the maxima
  * fall anywhere, so branches would mispredict; the vectorizer also takes
  * this form). */
@@ -244,6 +262,7 @@ const kiln__eltw_kernels KILN_ELTW_TABLE = {
     .max = max_generic,
     .norm = norm_generic,
     .pool_row = pool_row_generic,
+    .select = select_generic,
     .max_pool_grad_2x2 = max_pool_grad_2x2_generic,
     .lrn = lrn_generic,
 };
