@@ -25,6 +25,8 @@
  *                residual Add and activation folded in
  *   conv         Conv + per-channel bias Add + residual Add + activation ->
  *                kiln.FusedConv
+ *   grad         (training graphs) kiln.ReluGrad of a kiln.MaxPoolGrad whose
+ *                X is the ReluGrad's Y -> the MaxPoolGrad with relu = 1
  *   nchwc        (last, once; fp32 and bf16 on AVX-512 CPUs) Conv / FusedConv
  *                -> kiln.ConvNCHWc in the blocked channel layout, with the
  *                layout changes at the ends of convolution chains; a 1x1
@@ -54,6 +56,7 @@ typedef enum kiln__pass_id {
     KILN__PASS_ATTENTION,
     KILN__PASS_MATMUL,
     KILN__PASS_CONV,
+    KILN__PASS_GRAD,
     KILN__PASS_NCHWC, /* once, after the rounds of the others */
     KILN__N_PASSES
 } kiln__pass_id;

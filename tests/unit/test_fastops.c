@@ -765,9 +765,10 @@ static void test_pool(void **state) {
                 ah_case_free(&c);
             }
     /* kiln.MaxPoolGrad(dY, X) on max_pool2d_grad_f32 for the same windows;
-     * p: 1 NaN and Inf in X, 2 X of whole numbers (ties: the first maximum wins) */
+     * p % 3: 1 NaN and Inf in X, 2 X of whole numbers (ties: the first maximum
+     * wins; maxima of 0); p >= 3: with relu = 1 (half of X below 0) */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        for (int p = 0; p < 3; p++) {
+        for (int p = 0; p < 6; p++) {
             const pool_case *pc = &cases[i];
             int64_t yd[4] = {pc->x[0], pc->x[1], 0, 0};
             for (int d = 0; d < 2; d++) {
@@ -781,14 +782,16 @@ static void test_pool(void **state) {
             ah_case_init(&c, "MaxPoolGrad", "kiln", 1, 1);
             ah_input(&c, rnd(4, yd, -1, 1), 0);
             kiln_tensor *x = rnd(4, pc->x, -3, 3);
-            if (p == 1) poison(x);
-            if (p == 2)
+            if (p % 3 == 1) poison(x);
+            if (p % 3 == 2)
                 for (int64_t k = 0; k < kiln__n(x); k++)
                     ((float *)kiln_tensor_data(x))[k] = floorf(((float *)kiln_tensor_data(x))[k]);
             ah_input(&c, x, 0);
             pool_attrs(&c, pc);
+            if (p >= 3) ah_attr_int(&c, "relu", 1);
             run_all(&c, "max_pool2d_grad_f32", TOL);
             ah_case_free(&c);
+            if (p >= 3) continue;
             /* kiln.AveragePoolGrad(dY, X's shape) on average_pool2d_grad_f32 */
             ah_case_init(&c, "AveragePoolGrad", "kiln", 1, 1);
             kiln_tensor *dy = rnd(4, yd, -1, 1), *xs = NULL;

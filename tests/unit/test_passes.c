@@ -577,6 +577,48 @@ static void test_conv(void **state) {
     kiln_graph_free(o);
 }
 
+/* The grad pass: ReluGrad(MaxPoolGrad(dY, R), R) -> MaxPoolGrad relu = 1;
+ * not when the MaxPoolGrad's output is read elsewhere or the two read
+ * different values. */
+static kiln__node *kiln_node(kiln__node *n) {
+    free(n->domain);
+    n->domain = kiln__strdup("kiln");
+    return n;
+}
+
+static void test_grad(void **state) {
+    int64_t xd[] = {2, 3, 8, 8}, yd[] = {2, 3, 4, 4}, k[] = {2, 2};
+    kiln_graph *g = new_graph(NULL);
+    g->opsets = realloc(g->opsets, 2 * sizeof *g->opsets);
+    g->opsets[1] = (kiln__opset){.domain = kiln__strdup("kiln"), .version = 1};
+    g->n_opsets = 2;
+    input(g, "b", 4, xd, NULL);
+    input(g, "dy", 4, yd, NULL);
+    node(g, "Relu", "r", "b", NULL);
+    node(g, "Sigmoid", "s", "b", NULL);
+    const char *outs[] = {"d1", "d2", "d3"};
+    const char *pool_x[] = {"r", "r", "s"}; /* d3: ReluGrad reads another value */
+    for (int i = 0; i < 3; i++) {
+        char a[8];
+        snprintf(a, sizeof a, "a%d", i + 1);
+        kiln__node *mp = kiln_node(node(g, "MaxPoolGrad", a, "dy", pool_x[i], NULL));
+        ints_attr(mp, "kernel_shape", 2, k);
+        ints_attr(mp, "strides", 2, k);
+        kiln_node(node(g, "ReluGrad", outs[i], a, "r", NULL));
+        add_output(g, outs[i]);
+    }
+    add_output(g, "a2"); /* read elsewhere: stays */
+    kiln__opt_stats st;
+    kiln_graph *o = optimize_and_check(g, 0, -1, &st, "grad");
+    assert_int_equal(st.rewrites[KILN__PASS_GRAD], 1);
+    assert_int_equal(count_op(o, "ReluGrad"), 2);
+    assert_int_equal(count_op(o, "MaxPoolGrad"), 3);
+    int relu = 0;
+    for (int i = 0; i < o->n_nodes; i++) relu += kiln__attr_i(&o->nodes[i], "relu", 0) != 0;
+    assert_int_equal(relu, 1);
+    kiln_graph_free(o);
+}
+
 /* Convolution chains into the blocked layout: a plain-input stem, depthwise,
  * 1x1 with a residual, a MaxPool in the middle, graph outputs from blocked
  * values, partial channel blocks, a dynamic batch. */
@@ -895,6 +937,7 @@ int main(void) {
         cmocka_unit_test(test_layout),        cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_layernorm),     cmocka_unit_test(test_attention),
         cmocka_unit_test(test_matmul),        cmocka_unit_test(test_conv),
+        cmocka_unit_test(test_grad),
         cmocka_unit_test(test_nchwc),
         cmocka_unit_test(test_nchwc_pools),
         cmocka_unit_test(test_nchwc_pointwise_depthwise),

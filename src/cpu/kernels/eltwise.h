@@ -103,9 +103,10 @@ typedef struct kiln__eltw_kernels {
      * input (stride 2, no padding): input rows x0, x1 and gradient rows d0,
      * d1 (2 ow values each), dY row g (ow). Each window's first maximum in
      * the order x0[2o], x0[2o+1], x1[2o], x1[2o+1] (a later tap wins only if
-     * greater, so NaN never does) gets g[o], its other taps 0. */
+     * greater, so NaN never does) gets g[o] (with relu, only if that maximum
+     * is > 0), its other taps 0. */
     void (*max_pool_grad_2x2)(const float *x0, const float *x1, const float *g, float *d0,
-                              float *d1, int64_t ow);
+                              float *d1, int64_t ow, int relu);
     /* LRN over n elements: y[i] = x[i] * (bias + scale * q)^-beta with
      * q = sum over j < nwin of win[j*stride + i]^2 (the window's channel
      * planes at the same positions). */

@@ -219,13 +219,15 @@ static void select_generic(const uint8_t *restrict c, const float *restrict x, i
  * this form). */
 static void max_pool_grad_2x2_generic(const float *restrict x0, const float *restrict x1,
                                       const float *restrict g, float *restrict d0,
-                                      float *restrict d1, int64_t ow) {
+                                      float *restrict d1, int64_t ow, int relu) {
     for (int64_t o = 0; o < ow; o++) {
         const float a = x0[2 * o], b = x0[2 * o + 1], c = x1[2 * o], d = x1[2 * o + 1];
-        const float ab = b > a ? b : a, abc = c > ab ? c : ab;
+        const float ab = b > a ? b : a, abc = c > ab ? c : ab, abcd = d > abc ? d : abc;
         const uint32_t mb = -(uint32_t)(b > a), mc = -(uint32_t)(c > ab), md = -(uint32_t)(d > abc);
+        const uint32_t keep = relu ? -(uint32_t)(abcd > 0) : ~0u; /* g, or 0 where relu drops it */
         uint32_t gv, out[4];
         memcpy(&gv, g + o, sizeof gv);
+        gv &= keep;
         const uint32_t not_d = gv & ~md, not_cd = not_d & ~mc;
         out[0] = not_cd & ~mb;
         out[1] = not_cd & mb;

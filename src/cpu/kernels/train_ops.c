@@ -465,6 +465,7 @@ const kiln__algo kiln__algo_layer_norm_grad_f32 = {
 typedef struct max_pool_grad_state {
     kiln__win w;                /* first: the windows */
     const kiln__eltw_kernels *k; /* 2x2 tiling windows' rows */
+    int relu;                   /* dY only to maxima > 0 (the reference's relu) */
 } max_pool_grad_state;
 
 static kiln_status max_pool_grad_prepare(kiln__kctx *c) {
@@ -475,6 +476,7 @@ static kiln_status max_pool_grad_prepare(kiln__kctx *c) {
     if (!ms) return kiln__err(KILN_E_NOMEM, "out of memory");
     kiln__win *w = &ms->w;
     ms->k = kiln__eltw_best();
+    ms->relu = kiln__attr_i(c->node, "relu", 0) != 0;
     kiln_status st = kiln__win_read(c->node, 2, x->dims + 2, NULL, w);
     if (st == KILN_OK) st = kiln__win_forward(w, kiln__attr_i(c->node, "ceil_mode", 0) != 0);
     if (st == KILN_OK && (w->dil[0] != 1 || w->dil[1] != 1 || dy->ndim != 4 || dy->dims[0] != x->dims[0] ||
@@ -504,14 +506,15 @@ static int windows_tile(const kiln__win *w) {
 /* max_pool_grad_run on one plane whose windows tile it: every pixel written
  * once (the window's maximum gets its dY, the other taps and the pixels no
  * window covers 0), so neither a zeroing pass nor scattered adds. */
-static void max_pool_grad_tiled(const kiln__eltw_kernels *k, const kiln__win *w, const float *xp,
-                                const float *g, float *d) {
+static void max_pool_grad_tiled(const max_pool_grad_state *ms, const float *xp, const float *g,
+                                float *d) {
+    const kiln__win *w = &ms->w;
     const int64_t H = w->in[0], W = w->in[1], OH = w->out[0], OW = w->out[1];
     const int64_t kh = w->k[0], kw = w->k[1];
     if (kh == 2 && kw == 2)
         for (int64_t oh = 0; oh < OH; oh++)
-            k->max_pool_grad_2x2(xp + 2 * oh * W, xp + (2 * oh + 1) * W, g + oh * OW, d + 2 * oh * W,
-                                 d + (2 * oh + 1) * W, OW);
+            ms->k->max_pool_grad_2x2(xp + 2 * oh * W, xp + (2 * oh + 1) * W, g + oh * OW,
+                                     d + 2 * oh * W, d + (2 * oh + 1) * W, OW, ms->relu);
     else
         for (int64_t oh = 0; oh < OH; oh++)
             for (int64_t ow = 0; ow < OW; ow++) {
@@ -527,7 +530,7 @@ static void max_pool_grad_tiled(const kiln__eltw_kernels *k, const kiln__win *w,
                         m = v > m ? v : m;
                         d[at] = 0.0f;
                     }
-                d[best] = g[oh * OW + ow];
+                d[best] = !ms->relu || m > 0 ? g[oh * OW + ow] : 0.0f;
             }
     for (int64_t i = 0; i < OH * kh; i++) /* columns right of the last window */
         memset(d + i * W + OW * kw, 0, (size_t)(W - OW * kw) * sizeof *d);
@@ -549,7 +552,7 @@ static kiln_status max_pool_grad_run(kiln__kctx *c) {
         const float *xp = x + pl * H * W, *g = dy + pl * OH * OW;
         float *d = dx + pl * H * W;
         if (tiled) {
-            max_pool_grad_tiled(ms->k, w, xp, g, d);
+            max_pool_grad_tiled(ms, xp, g, d);
             continue;
         }
         memset(d, 0, (size_t)(H * W) * sizeof *d);
@@ -572,7 +575,7 @@ static kiln_status max_pool_grad_run(kiln__kctx *c) {
                         best ^= (best ^ (i * W + j)) & gt;
                         m = v > m ? v : m;
                     }
-                d[best] += g[oh * OW + ow];
+                if (!ms->relu || m > 0) d[best] += g[oh * OW + ow];
             }
         }
     }

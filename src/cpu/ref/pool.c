@@ -12,7 +12,10 @@
  * The gradients that autograd adds (src/ops/defs/grad.def) walk the same
  * windows backwards, with the forward node's attributes:
  *   kiln.MaxPoolGrad(dY, X) -> dX              dY[o] goes to the first maximum
- *                                              of window o in X
+ *                                              of window o in X; with relu = 1
+ *                                              only where that maximum is > 0
+ *                                              (ReluGrad(dX, X) fused, X a
+ *                                              Relu's output: the grad pass)
  *   kiln.AveragePoolGrad(dY, shape) -> dX      dY[o] / divisor to every tap of
  *   kiln.GlobalAveragePoolGrad(dY, shape)      window o inside X
  * shape: X's shape (int64); dX: X's shape, dY's dtype.
@@ -30,6 +33,7 @@ typedef struct pool_prob {
     int count_include_pad; /* AVG */
     double p;              /* LP */
     int storage_order;     /* MAX indices: 0 row-major, 1 column-major */
+    int relu;              /* MaxPoolGrad: dY only to maxima > 0 */
     int64_t NC, in_size, out_size;
     const kiln_tensor *x;
     kiln_tensor *y, *ind; /* ind: MaxPool Indices or NULL */
@@ -229,7 +233,7 @@ static void pool_grad_plane(const pool_prob *p, const kiln_tensor *dy, kiln_tens
                                 kiln__elem_ld_f(dt, dx->data, xbase + xoff) + g);
             }
         }
-        if (best >= 0)
+        if (best >= 0 && (!p->relu || max > 0))
             kiln__elem_st_f(dt, dx->data, xbase + best,
                             kiln__elem_ld_f(dt, dx->data, xbase + best) + g);
     }
@@ -268,6 +272,7 @@ static kiln_status pool_grad_ref(kiln__kctx *c, pool_kind kind, int global) {
     kiln_tensor xh;
     int64_t lo, hi;
     KILN__TRY(pool_grad_setup(c, kind, global, &xh, &p));
+    p.relu = kind == POOL_MAX && kiln__attr_i(c->node, "relu", 0) != 0;
     kiln__split(p.NC, c->ith, c->nth, &lo, &hi);
     for (int64_t nc = lo; nc < hi; nc++) pool_grad_plane(&p, c->in[0], c->out[0], nc);
     return KILN_OK;

@@ -18,6 +18,7 @@ static const struct {
     [KILN__PASS_ATTENTION] = {"attention", kiln__pass_attention},
     [KILN__PASS_MATMUL] = {"matmul", kiln__pass_matmul},
     [KILN__PASS_CONV] = {"conv", kiln__pass_conv},
+    [KILN__PASS_GRAD] = {"grad", kiln__pass_grad},
     [KILN__PASS_NCHWC] = {"nchwc", kiln__pass_nchwc},
 };
 

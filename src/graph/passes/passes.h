@@ -53,6 +53,7 @@ kiln_status kiln__pass_layernorm(kiln__px *p);
 kiln_status kiln__pass_attention(kiln__px *p);
 kiln_status kiln__pass_matmul(kiln__px *p);
 kiln_status kiln__pass_conv(kiln__px *p);
+kiln_status kiln__pass_grad(kiln__px *p);
 kiln_status kiln__pass_nchwc(kiln__px *p);
 
 /* ---- queries ------------------------------------------------------------- */
