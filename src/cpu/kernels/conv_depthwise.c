@@ -29,9 +29,31 @@
 #include "cpu/kernels/conv_depthwise.h"
 #include "cpu/ref/conv.h"
 
-/* ---- portable kernels --------------------------------------------------------------- */
+/* ---- portable kernels ---------------------------------------------------------------
+ * Also compiled for x86-64-v3 (AVX2 + FMA, picked at load time: the CPUs
+ * without AVX-512 run these), with the loop vectorizer's full cost model:
+ * -O2's leaves loops of unknown length scalar. */
 
-void kiln__dw_row_generic(const kiln__dw_geom *d, const float *const *rows, const float *w,
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
+#endif
+
+/* y[q] = act(y[q]) for q < n: ReLU and Clip inline (so the loop vectorizes;
+ * the same results as kiln__act_apply, NaN passing through), the rest
+ * through it. */
+static inline void act_row(const kiln__act *a, float *restrict y, int64_t n) {
+    if (a->kind == KILN__ACT_RELU) {
+        for (int64_t q = 0; q < n; q++) y[q] = y[q] < 0.0f ? 0.0f : y[q];
+    } else if (a->kind == KILN__ACT_CLIP) {
+        const float lo = a->lo, hi = a->hi;
+        for (int64_t q = 0; q < n; q++) y[q] = y[q] < lo ? lo : y[q] > hi ? hi : y[q];
+    } else if (a->kind != KILN__ACT_NONE) {
+        for (int64_t q = 0; q < n; q++) y[q] = kiln__act_apply(a, y[q]);
+    }
+}
+
+KILN__F32_CLONES void kiln__dw_row_generic(const kiln__dw_geom *d, const float *const *rows, const float *w,
                           float bias, float *restrict y) {
     for (int64_t q = 0; q < d->Q; q++) y[q] = bias;
     for (int64_t r = 0; r < d->R; r++) {
@@ -48,8 +70,8 @@ void kiln__dw_row_generic(const kiln__dw_geom *d, const float *const *rows, cons
     }
 }
 
-void kiln__dw_rows_generic(const kiln__dw_geom *d, const kiln__dw_plane *pl, int64_t lo,
-                           int64_t hi) {
+KILN__F32_CLONES void kiln__dw_rows_generic(const kiln__dw_geom *d, const kiln__dw_plane *pl, int64_t lo,
+                                            int64_t hi) {
     for (int64_t p = lo; p < hi; p++) {
         for (int64_t r = 0; r < d->R; r++) {
             int64_t ih = p * d->sh - d->ph + r * d->dh;
@@ -60,10 +82,13 @@ void kiln__dw_rows_generic(const kiln__dw_geom *d, const kiln__dw_plane *pl, int
         const float *z = pl->z ? pl->z + p * d->Q : NULL;
         if (z)
             for (int64_t q = 0; q < d->Q; q++) y[q] += z[q];
-        if (d->act.kind != KILN__ACT_NONE)
-            for (int64_t q = 0; q < d->Q; q++) y[q] = kiln__act_apply(&d->act, y[q]);
+        act_row(&d->act, y, d->Q);
     }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 /* ---- mask tables ---------------------------------------------------------------------- */
 
