@@ -53,8 +53,8 @@ static inline void act_row(const kiln__act *a, float *restrict y, int64_t n) {
     }
 }
 
-KILN__F32_CLONES void kiln__dw_row_generic(const kiln__dw_geom *d, const float *const *rows, const float *w,
-                          float bias, float *restrict y) {
+KILN__F32_CLONES void kiln__dw_row_generic(const kiln__dw_geom *d, const float *const *rows,
+                                           const float *w, float bias, float *restrict y) {
     for (int64_t q = 0; q < d->Q; q++) y[q] = bias;
     for (int64_t r = 0; r < d->R; r++) {
         if (!rows[r]) continue;
@@ -70,8 +70,8 @@ KILN__F32_CLONES void kiln__dw_row_generic(const kiln__dw_geom *d, const float *
     }
 }
 
-KILN__F32_CLONES void kiln__dw_rows_generic(const kiln__dw_geom *d, const kiln__dw_plane *pl, int64_t lo,
-                                            int64_t hi) {
+KILN__F32_CLONES void kiln__dw_rows_generic(const kiln__dw_geom *d, const kiln__dw_plane *pl,
+                                            int64_t lo, int64_t hi) {
     for (int64_t p = lo; p < hi; p++) {
         for (int64_t r = 0; r < d->R; r++) {
             int64_t ih = p * d->sh - d->ph + r * d->dh;

@@ -318,8 +318,9 @@ typedef struct where_state {
 } where_state;
 
 static kiln_status where_prepare(kiln__kctx *c) {
+    if (c->n_in != 3 || c->opset < 9) return KILN_E_UNSUPPORTED;
     const kiln_tensor *cond = c->in[0], *x = c->in[1], *y = c->in[2], *z = c->out[0];
-    if (c->n_in != 3 || c->opset < 9 || !cond || cond->dtype != KILN_DTYPE_BOOL || !kiln__eltw_f32(x) ||
+    if (!cond || cond->dtype != KILN_DTYPE_BOOL || !kiln__eltw_f32(x) ||
         !kiln__eltw_f32(y) || !kiln__eltw_f32(z) || kiln__n(cond) != kiln__n(z))
         return KILN_E_UNSUPPORTED;
     const int64_t n = kiln__n(z), nx = kiln__n(x), ny = kiln__n(y);

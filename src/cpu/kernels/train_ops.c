@@ -95,6 +95,29 @@ static double bn_cost(const kiln__kctx *c) {
  * added up in double: float rounding over BLOCK / LANES terms at most. */
 enum { LANES = 16, BLOCK = 4096 };
 
+/* The gradient rows: dx[i] = EXPR(g, v) with g = dy[i], v = y[i] (a forward
+ * value), i < n, in a function with those parameters: blocks of LANES
+ * through local copies (dx may be dy or y: the copies keep the vectorizer
+ * free of aliasing; a KILN__F32_CLONES function's x86-64-v3 clone vectorizes
+ * them), then the rest. */
+#define GRAD_ROWS(EXPR)                                                         \
+    do {                                                                        \
+        int64_t i = 0;                                                          \
+        for (; i + LANES <= n; i += LANES) {                                    \
+            float gb[LANES], vb[LANES];                                         \
+            memcpy(gb, dy + i, sizeof gb);                                      \
+            memcpy(vb, y + i, sizeof vb);                                       \
+            for (int j = 0; j < LANES; j++) {                                   \
+                const float g = gb[j], v = vb[j];                               \
+                dx[i + j] = (EXPR);                                             \
+            }                                                                   \
+        }                                                                       \
+        for (; i < n; i++) {                                                    \
+            const float g = dy[i], v = y[i];                                    \
+            dx[i] = (EXPR);                                                     \
+        }                                                                       \
+    } while (0)
+
 /* Sum of a[0..n), and of (a[i] - ca) (b[i] - cb) into *dot: the batch
  * statistics (a = b = x, ca = cb = the shift: the squared deviations) and the
  * gradient's sums (a = dY, ca = 0, b = X, cb = the mean). */
@@ -172,20 +195,10 @@ static kiln_status bn_train_run(kiln__kctx *c) {
     return KILN_OK;
 }
 
-/* o[i] = k1 g[i] + k2 (x[i] - mu) + k3 for i < n: blocks of LANES through
- * local copies (which the x86-64-v3 clone vectorizes; o may be g or x), then
- * the rest. */
-KILN__F32_CLONES static void bn_grad_row(const float *g, const float *x, float *o, int64_t n, float k1,
+/* dx[i] = k1 dy[i] + k2 (y[i] - mu) + k3 for i < n, y being X (GRAD_ROWS). */
+KILN__F32_CLONES static void bn_grad_row(const float *dy, const float *y, float *dx, int64_t n, float k1,
                                          float k2, float k3, float mu) {
-    int64_t i = 0;
-    for (; i + LANES <= n; i += LANES) {
-        float gb[LANES], xb[LANES], ob[LANES];
-        memcpy(gb, g + i, sizeof gb);
-        memcpy(xb, x + i, sizeof xb);
-        for (int j = 0; j < LANES; j++) ob[j] = k1 * gb[j] + k2 * (xb[j] - mu) + k3;
-        memcpy(o + i, ob, sizeof ob);
-    }
-    for (; i < n; i++) o[i] = k1 * g[i] + k2 * (x[i] - mu) + k3;
+    GRAD_ROWS(k1 * g + k2 * (v - mu) + k3);
 }
 
 static kiln_status bn_grad_prepare(kiln__kctx *c) {
@@ -623,33 +636,12 @@ static double act_grad_cost(const kiln__kctx *c) {
     return kiln__cost_seconds(c, c->flops, 0.25, 12.0 * (double)kiln__n(c->in[0]));
 }
 
-/* dx[i] = EXPR(g, v) with g = dy[i], v = y[i], i < n: blocks of LANES through
- * local copies (dx may be dy or y: the copies keep the vectorizer free of
- * aliasing), then the rest. */
-#define ACT_ROWS(EXPR)                                                          \
-    do {                                                                        \
-        int64_t i = 0;                                                          \
-        for (; i + LANES <= n; i += LANES) {                                    \
-            float gb[LANES], vb[LANES];                                         \
-            memcpy(gb, dy + i, sizeof gb);                                      \
-            memcpy(vb, y + i, sizeof vb);                                       \
-            for (int j = 0; j < LANES; j++) {                                   \
-                const float g = gb[j], v = vb[j];                               \
-                dx[i + j] = (EXPR);                                             \
-            }                                                                   \
-        }                                                                       \
-        for (; i < n; i++) {                                                    \
-            const float g = dy[i], v = y[i];                                    \
-            dx[i] = (EXPR);                                                     \
-        }                                                                       \
-    } while (0)
-
 KILN__F32_CLONES static void act_grad_rows(act_kind k, const float *dy, const float *y, float *dx,
                                            int64_t n) {
     switch (k) {
-    case GRAD_RELU: ACT_ROWS(v > 0 ? g : 0.f); break;
-    case GRAD_SIGMOID: ACT_ROWS(g * v * (1.f - v)); break;
-    default: ACT_ROWS(g * (1.f - v * v)); break;
+    case GRAD_RELU: GRAD_ROWS(v > 0 ? g : 0.f); break;
+    case GRAD_SIGMOID: GRAD_ROWS(g * v * (1.f - v)); break;
+    default: GRAD_ROWS(g * (1.f - v * v)); break;
     }
 }
 
