@@ -764,15 +764,17 @@ static void test_depthwise_nonfinite(void **state) {
 }
 
 /* Each depthwise kernel called directly on one plane against the portable
- * rows (kiln__dw_rows_generic, which the planner never picks on AVX-512
- * CPUs): AVX-512 rows, flat over the input with the whole-plane table and
- * with column masks, flat over phase planes; with the residual and
- * activations, NaN / Inf in the input; the guard floats after the output
- * stay untouched. */
+ * rows (kiln__dw_rows_generic, which the planner never picks on AVX-512 or
+ * AVX2 CPUs): AVX-512 rows, flat over the input with the whole-plane table
+ * and with column masks, flat over phase planes; AVX2 over padded phase
+ * planes, whole planes and row ranges; with the residual and activations,
+ * NaN / Inf in the input; the guard floats after the output (and, for row
+ * ranges, around the rows written) stay untouched. */
 static void test_depthwise_kernels(void **state) {
     (void)state;
 #ifdef KILN__DW_X86
-    if (!kiln__cpu_has_avx512f()) skip();
+    const int avx512 = kiln__cpu_has_avx512f(), avx2 = kiln__cpu_has_avx2_fma();
+    if (!avx512 && !avx2) skip();
     /* H, W, R(=S), stride, dilation, pad top, left, bottom, right */
     static const int64_t geo[][9] = {
         {7, 7, 3, 1, 1, 1, 1, 1, 1},    {14, 14, 3, 2, 1, 1, 1, 1, 1}, {13, 13, 3, 2, 1, 1, 1, 1, 1},
@@ -783,7 +785,8 @@ static void test_depthwise_kernels(void **state) {
     static const kiln__act acts[] = {{KILN__ACT_NONE, 0, 0}, {KILN__ACT_CLIP, 0.0f, 6.0f},
                                      {KILN__ACT_SILU, 0, 0}, {KILN__ACT_GELU, 0, 0}};
     enum { MAXN = 4096, GUARD = 32 };
-    static float x[MAXN], z[MAXN], y0[MAXN + GUARD], y1[MAXN + GUARD], ph[4 * MAXN];
+    static float x[MAXN], z[MAXN], y0[MAXN + GUARD], y1[MAXN + GUARD], ph[4 * MAXN],
+        pad[8 * MAXN];
     float w[25];
     const float *rows[4 * 5];
     for (size_t gi = 0; gi < sizeof geo / sizeof *geo; gi++)
@@ -806,13 +809,34 @@ static void test_depthwise_kernels(void **state) {
                 kiln__dw_plane pl = {.x = x, .w = w, .bias = 0.25f, .z = with_z ? z : NULL,
                                      .y = y0, .rows = rows};
                 kiln__dw_rows_generic(&d, &pl, 0, g.P);
-                for (int kind = 0; kind < 4; kind++) {
+                for (int kind = 0; kind < 5; kind++) {
+                    if (kind < 4 ? !avx512 : !avx2) continue;
                     kiln__dw_geom dk = d;
                     uint16_t *table = NULL;
                     int64_t tapoff[25], units = (PQ + 15) / 16;
                     kiln__dw_plane pk = pl;
                     pk.y = y1;
-                    if (kind == 0) { /* AVX-512 rows */
+                    if (kind == 4) { /* AVX2, padded phase planes */
+                        kiln__dw_pad_geom(&dk);
+                        assert_true(kiln__dw_pad_scratch_len(&dk) <= 8 * MAXN);
+                        kiln__dw_tapoffs(&dk, tapoff);
+                        dk.tapoff = tapoff;
+                        pk.buf = pad;
+                        for (int64_t i = 0; i < 8 * MAXN; i++) pad[i] = NAN; /* stale scratch */
+                        kiln__dw_plane_fn fn = kiln__dw_pad_avx2_pick(&dk);
+                        /* rows [p0, p1) alone write only their rows */
+                        const int64_t p0 = g.P / 3, p1 = g.P - g.P / 4;
+                        for (int64_t i = 0; i < PQ + GUARD; i++) y1[i] = 1234.5f;
+                        fn(&dk, &pk, p0, p1);
+                        for (int64_t i = 0; i < PQ + GUARD; i++) {
+                            int inside = i >= p0 * g.Q && i < p1 * g.Q;
+                            if (!inside && y1[i] != 1234.5f)
+                                fail_msg("geometry %zu: rows [%lld, %lld) wrote y[%lld]", gi,
+                                         (long long)p0, (long long)p1, (long long)i);
+                        }
+                        fn(&dk, &pk, 0, p0);
+                        fn(&dk, &pk, p1, g.P);
+                    } else if (kind == 0) { /* AVX-512 rows */
                         table = malloc((size_t)kiln__dw_row_masks_len(g.Q, g.S) * 2);
                         kiln__dw_row_masks(&dk, table);
                         dk.vmask = table;
@@ -838,11 +862,13 @@ static void test_depthwise_kernels(void **state) {
                         kiln__dw_flat_masks(&dk, table);
                         dk.colmask = table;
                     }
-                    for (int i = 0; i < GUARD; i++) y1[PQ + i] = 1234.5f;
-                    kiln__dw_plane_fn fn = kind == 0 ? kiln__dw_rows_avx512_pick(&dk)
-                                                     : kiln__dw_flat_avx512_pick(&dk);
-                    fn(&dk, &pk, 0, units);
-                    free(table);
+                    if (kind < 4) {
+                        for (int i = 0; i < GUARD; i++) y1[PQ + i] = 1234.5f;
+                        kiln__dw_plane_fn fn = kind == 0 ? kiln__dw_rows_avx512_pick(&dk)
+                                                         : kiln__dw_flat_avx512_pick(&dk);
+                        fn(&dk, &pk, 0, units);
+                        free(table);
+                    }
                     for (int i = 0; i < GUARD; i++)
                         if (y1[PQ + i] != 1234.5f)
                             fail_msg("geometry %zu kernel %d: wrote past the plane", gi, kind);

@@ -1,8 +1,8 @@
 /* src/cpu/kernels/conv_depthwise.c: depthwise convolution (group == C, any
  * channel multiplier K/C), direct: the algorithms conv_depthwise (Conv) and
  * fused_conv_depthwise (kiln.FusedConv), the plan-time mask tables of the
- * AVX-512 kernels (x86/conv_depthwise_avx512.c) and the portable kernels
- * (conv_depthwise.h). Any kernel size, stride, padding and dilation.
+ * vector kernels (x86/conv_depthwise_avx512.c, x86/conv_depthwise_avx2.c)
+ * and the portable kernels (conv_depthwise.h). Any kernel size, stride, padding and dilation.
  *
  * x: (N,C,H,W), w: (K,1,R,S), y: (N,K,P,Q); output channel k reads input
  * channel k / (K/C). Bias, the residual Z and the activation are applied by
@@ -13,7 +13,9 @@
  * kernel straight over the input when the geometry allows it (stride 1,
  * Q == W: every "same"-padded stride-1 layer), else over phase planes the
  * run fills per plane (strided "same" layers: MobileNetV2's stride 2), else
- * the row kernels; elsewhere the portable rows.
+ * the row kernels; on AVX2 CPUs the flat kernel of x86/conv_depthwise_avx2.c
+ * where it has the whole-plane table (direct or phased), else the portable
+ * rows; elsewhere the portable rows.
  *
  * Threads: run drives the pool itself; the threads take blocks of (plane,
  * chunk) items from a shared counter (a thread woken late leaves its share
@@ -21,6 +23,7 @@
  * KILN__DW_NB flat vectors) only when there are too few planes for the
  * threads to share evenly.
  */
+#include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +172,12 @@ int kiln__dw_phase_ok(const kiln__dw_geom *d) {
 void kiln__dw_tapoffs(const kiln__dw_geom *d, int64_t *off) {
     for (int64_t r = 0; r < d->R; r++)
         for (int64_t s = 0; s < d->S; s++) {
+            if (d->padded) {
+                const int64_t a = r * d->dh, b = s * d->dw;
+                off[r * d->S + s] = (a % d->sh * d->sw + b % d->sw) * kiln__dw_pad_plane_stride(d) +
+                                    a / d->sh * d->Wp + b / d->sw;
+                continue;
+            }
             int64_t a = r * d->dh - d->ph, b = s * d->dw - d->pw;
             if (!d->phased) {
                 off[r * d->S + s] = a * d->W + b;
@@ -178,6 +187,12 @@ void kiln__dw_tapoffs(const kiln__dw_geom *d, int64_t *off) {
             int64_t rho = a - fa * d->sh, sigma = b - fb * d->sw;
             off[r * d->S + s] = ((rho * d->sw + sigma) * d->Hp + fa) * d->Q + fb;
         }
+}
+
+void kiln__dw_pad_geom(kiln__dw_geom *d) {
+    d->padded = 1;
+    d->Hp = d->P + (d->R - 1) * d->dh / d->sh;
+    d->Wp = d->Q + (d->S - 1) * d->dw / d->sw;
 }
 
 void kiln__dw_geom_init(kiln__dw_geom *d, const kiln__conv2d *g, int64_t *ranges) {
@@ -208,6 +223,8 @@ typedef enum dw_kind {
     DW_FLAT_COLS, /* AVX-512 flat, direct, colmask */
     DW_FLAT_FULL, /* AVX-512 flat, direct, tapmask */
     DW_FLAT_PHASED, /* AVX-512 flat, phase planes, tapmask */
+    DW_PADDED,    /* AVX2 rows over padded phase planes (portable rows for
+                     planes with a non-finite weight) */
 } dw_kind;
 
 typedef struct dw_conv {
@@ -219,14 +236,23 @@ typedef struct dw_conv {
     int64_t nch;          /* chunks per plane */
     int workers;          /* threads the scratch has slices for */
     size_t rows_bytes;    /* scratch per thread: KILN__DW_NB * R row pointers, */
-    size_t slice;         /* then the phase planes */
+    size_t slice;         /* then the phase planes (phased or padded) */
     int64_t data[];       /* qlo[S], qhi[S], tapoff[R*S], then the mask table */
 } dw_conv;
 
-/* The kernel for d on this CPU, and its table's entries. */
+/* The kernel for d on this CPU, and its table's entries: AVX-512F CPUs
+ * above; AVX2 + FMA ones the padded rows while the padded planes fit. */
 static dw_kind dw_choose(kiln__dw_geom *d, int64_t *masks) {
     *masks = 0;
-    if (!kiln__cpu_has_avx512f() || d->Q <= 0) return DW_GENERIC;
+    if (d->Q <= 0) return DW_GENERIC;
+    if (!kiln__cpu_has_avx512f()) {
+        kiln__dw_geom t = *d;
+        kiln__dw_pad_geom(&t);
+        if (!kiln__cpu_has_avx2_fma() || kiln__dw_pad_scratch_len(&t) > DW_PHASE_MAX)
+            return DW_GENERIC;
+        *d = t;
+        return DW_PADDED;
+    }
     if (kiln__dw_flat_ok(d) && (*masks = kiln__dw_flat_tapmasks_len(d)) <= DW_TAPMASK_MAX)
         return DW_FLAT_FULL;
     if (kiln__dw_flat_ok(d) && (*masks = kiln__dw_flat_period(d->Q) * d->S) <= DW_COLMASK_MAX)
@@ -291,6 +317,11 @@ static kiln_status dw_prepare(kiln__kctx *c) {
         kiln__dw_tapoffs(&d, tapoff);
         d.tapoff = tapoff;
         break;
+    case DW_PADDED:
+        kiln__dw_tapoffs(&d, tapoff);
+        d.tapoff = tapoff;
+        s->fn = kiln__dw_pad_avx2_pick(&d);
+        break;
     default: break;
     }
     if (kind == DW_FLAT_COLS || kind == DW_FLAT_FULL || kind == DW_FLAT_PHASED) {
@@ -303,8 +334,10 @@ static kiln_status dw_prepare(kiln__kctx *c) {
     s->workers = kiln__conv_nth(c);
     s->nch = kiln__conv_mchunks(g.N * g.K, s->units, s->workers, s->align);
     s->rows_bytes = kiln__conv_align64((size_t)KILN__DW_NB * (size_t)g.R * sizeof(const float *));
-    s->slice = s->rows_bytes +
-               (d.phased ? kiln__conv_align64((size_t)kiln__dw_phase_len(&d) * sizeof(float)) : 0);
+    const int64_t planes = d.padded   ? kiln__dw_pad_scratch_len(&d)
+                           : d.phased ? kiln__dw_phase_len(&d)
+                                      : 0;
+    s->slice = s->rows_bytes + kiln__conv_align64((size_t)planes * sizeof(float));
     c->scratch_bytes = s->slice * (size_t)s->workers;
     c->kstate = s;
     c->flops = kiln__conv_direct_flops(&g);
@@ -316,6 +349,7 @@ static double dw_cost(const kiln__kctx *c) {
     /* masked vector FMAs, one per tap and 16 outputs: a fair share of peak;
      * strided loads permute or gather; the portable rows are scalar-ish */
     double eff = s->kind == DW_GENERIC ? 0.03 : s->kind == DW_ROWS && s->g.sw != 1 ? 0.15 : 0.3;
+    if (s->kind == DW_PADDED) eff = 0.2; /* 8 lanes, and the planes' copy */
     return kiln__cost_seconds(c, c->flops, eff, kiln__conv_io_bytes(&s->g));
 }
 
@@ -332,6 +366,13 @@ static void dw_flat_rows(const kiln__dw_geom *d, int64_t lo, int64_t hi, int64_t
     int64_t a = lo * 16 / d->Q * d->sh - d->ph, b = last / d->Q * d->sh - d->ph + (d->R - 1) * d->dh + 1;
     *ih0 = a < 0 ? 0 : a;
     *ih1 = b > d->H ? d->H : b;
+}
+
+/* 1 if the n weights are all finite. */
+static int dw_finite(const float *w, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(w[i])) return 0;
+    return 1;
 }
 
 /* Items [lo, hi) (item = (plane, chunk)) with thread scratch `mine`. */
@@ -362,7 +403,14 @@ static void dw_items(const dw_conv *s, const kiln__conv_io *io, char *mine, int6
             pl.x = phase;
         }
 #endif
-        s->fn(&s->d, &pl, u0, u1);
+        if (s->d.padded && dw_finite(pl.w, g->R * g->S)) {
+            pl.buf = phase;
+            s->fn(&s->d, &pl, u0, u1);
+        } else if (s->d.padded) { /* zero padding would multiply a non-finite weight by 0 */
+            kiln__dw_rows_generic(&s->d, &pl, u0, u1);
+        } else {
+            s->fn(&s->d, &pl, u0, u1);
+        }
         if (++ch < s->nch) continue;
         ch = 0;
         plane++;

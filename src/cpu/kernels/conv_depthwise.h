@@ -1,6 +1,7 @@
 /* src/cpu/kernels/conv_depthwise.h: the kernels of the depthwise convolution
- * algorithm (conv_depthwise.c), portable C there and AVX-512 in
- * x86/conv_depthwise_avx512.c. Internal to src/cpu/kernels.
+ * algorithm (conv_depthwise.c), portable C there, AVX-512 in
+ * x86/conv_depthwise_avx512.c and AVX2 (the flat kernel with the whole-plane
+ * table) in x86/conv_depthwise_avx2.c. Internal to src/cpu/kernels.
  *
  * Geometry of one channel plane (fixed at plan time): input (H,W), output
  * (P,Q), kernel (R,S); output (p, q) and tap (r, s) read input row
@@ -29,6 +30,9 @@
  *                 plane (vector, tap) when it is small (always when phased),
  *                 else (direct only) column masks that repeat every `period`
  *                 vectors and row masks from the flat index.
+ *   padded rows   (AVX2) unit = one output row; the input is first copied,
+ *                 per plane, into padded phase planes (below) where every
+ *                 tap is inside, so the kernel needs no masks.
  */
 #ifndef KILN_CPU_KERNELS_CONV_DEPTHWISE_H
 #define KILN_CPU_KERNELS_CONV_DEPTHWISE_H
@@ -49,9 +53,11 @@ typedef struct kiln__dw_geom {
     const uint16_t *vmask;
     /* flat kernel only: tapmask and tapoff, or colmask and period */
     const uint16_t *tapmask;  /* kiln__dw_flat_tapmasks's table (small planes), or NULL */
-    const int64_t *tapoff;    /* [R*S] with tapmask: offset of tap (r, s) (kiln__dw_tapoffs) */
+    const int64_t *tapoff;    /* [R*S] with tapmask or padded: offset of tap (r, s) (kiln__dw_tapoffs) */
     int phased;               /* with tapmask: taps read the phase planes */
-    int64_t Hp;               /* phase plane rows, ceil(H / sh) */
+    int padded;               /* AVX2 kernel: taps read the padded phase planes */
+    int64_t Hp;               /* phase plane rows: ceil(H / sh), padded: see below */
+    int64_t Wp;               /* padded phase plane columns */
     int64_t period;           /* vectors after which the column masks repeat */
     const uint16_t *colmask;  /* [period][S]: lanes of vector v whose column tap s is
                                  inside, at [(v % period) * S + s] */
@@ -88,7 +94,7 @@ int kiln__dw_phase_ok(const kiln__dw_geom *d);
 static inline int64_t kiln__dw_phase_len(const kiln__dw_geom *d) {
     return d->sh * d->sw * ((d->H + d->sh - 1) / d->sh) * d->Q;
 }
-/* tapoff[R*S] of d (d->phased and d->Hp set). */
+/* tapoff[R*S] of d (d->phased or d->padded, and their fields, set). */
 void kiln__dw_tapoffs(const kiln__dw_geom *d, int64_t *tapoff);
 
 /* d = the plane geometry of g (its act too), column ranges in ranges[2*S];
@@ -104,7 +110,34 @@ typedef struct kiln__dw_plane {
     const float *z;    /* residual plane (P,Q), or NULL */
     float *y;          /* output plane (P,Q) */
     const float **rows; /* scratch: KILN__DW_NB * R row pointers (row kernels) */
+    float *buf;        /* scratch: kiln__dw_pad_scratch_len floats (padded kernel) */
 } kiln__dw_plane;
+
+/* Padded phase planes (the AVX2 kernel's input): the input zero-padded
+ * (xpad[i][j] = x[i - ph][j - pw] inside the input, else 0) and split by
+ * stride into sh*sw planes of Hp x Wp (kiln__dw_pad_plane_stride apart), phase (rho, sigma) [u][v] =
+ * xpad[u*sh + rho][v*sw + sigma]. Output (p, q) and tap (r, s) read phase
+ * ((r*dh) % sh, (s*dw) % sw) at row p + r*dh / sh, column q + s*dw / sw:
+ * Hp = P + (R-1)*dh / sh and Wp = Q + (S-1)*dw / sw hold every read, and
+ * tap t's offset from p*Wp + q is kiln__dw_tapoffs's. kiln__dw_pad_geom
+ * sets d->padded, Hp and Wp. The kernel's scratch: the planes, with slack
+ * for the vectors that run past the last row, then the outputs of a block
+ * of kiln__dw_pad_block_rows rows (Wp each; a 2048-float block, in L1). */
+void kiln__dw_pad_geom(kiln__dw_geom *d);
+/* Floats from one padded plane to the next: 8 between them take the spill
+ * of a plane's last row (the fill stores whole vectors). */
+static inline int64_t kiln__dw_pad_plane_stride(const kiln__dw_geom *d) {
+    return d->Hp * d->Wp + 8;
+}
+static inline int64_t kiln__dw_pad_planes_len(const kiln__dw_geom *d) {
+    return d->sh * d->sw * kiln__dw_pad_plane_stride(d) + 64 + (d->S - 1) * d->dw / d->sw;
+}
+static inline int64_t kiln__dw_pad_block_rows(const kiln__dw_geom *d) {
+    return 2048 / d->Wp > 1 ? 2048 / d->Wp : 1;
+}
+static inline int64_t kiln__dw_pad_scratch_len(const kiln__dw_geom *d) {
+    return kiln__dw_pad_planes_len(d) + kiln__dw_pad_block_rows(d) * d->Wp + 64;
+}
 
 /* Computes units [lo, hi) of one output plane (rows or 16-output vectors). */
 typedef void (*kiln__dw_plane_fn)(const kiln__dw_geom *d, const kiln__dw_plane *pl, int64_t lo,
@@ -141,6 +174,10 @@ kiln__dw_plane_fn kiln__dw_flat_avx512_pick(const kiln__dw_geom *d);
  * alone (the flat kernel's masks never read it). */
 void kiln__dw_phase_fill_avx512(const kiln__dw_geom *d, const float *x, float *ph, int64_t ih0,
                                 int64_t ih1);
+/* Rows kernel over the padded phase planes (d->padded, d->tapoff), AVX2 +
+ * FMA (x86/conv_depthwise_avx2.c; the caller checks the CPU): what CPUs
+ * without AVX-512 run, for planes whose weights are all finite. */
+kiln__dw_plane_fn kiln__dw_pad_avx2_pick(const kiln__dw_geom *d);
 #endif
 
 /* 1 if the flat kernel can run geometry d (sh == sw == 1, Q == W). */
