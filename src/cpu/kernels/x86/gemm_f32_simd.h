@@ -182,7 +182,14 @@ static inline __attribute__((always_inline)) GS_ATTR void GS_FN(tile_body)(
                     const float *rp = rrow + j * GS_W;
                     v = gs_add(v, full ? gs_loadu(rp) : gs_maskload(rp, m));
                 }
-                if (ep->act != KILN__GEMM_ACT_NONE) v = GS_FN(gs_act)(v, ep);
+                /* ReLU and Clip inline (the rest is a call: too big to inline
+                 * into every tile) */
+                if (ep->act == KILN__GEMM_ACT_RELU)
+                    v = gs_max(gs_zero(), v);
+                else if (ep->act == KILN__GEMM_ACT_CLIP)
+                    v = gs_min(gs_set1(ep->hi), gs_max(gs_set1(ep->lo), v));
+                else if (ep->act != KILN__GEMM_ACT_NONE)
+                    v = GS_FN(gs_act)(v, ep);
             }
             if (full)
                 gs_storeu(cp, v);
