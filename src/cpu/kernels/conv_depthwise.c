@@ -2,7 +2,8 @@
  * channel multiplier K/C), direct: the algorithms conv_depthwise (Conv) and
  * fused_conv_depthwise (kiln.FusedConv), the plan-time mask tables of the
  * vector kernels (x86/conv_depthwise_avx512.c, x86/conv_depthwise_avx2.c)
- * and the portable kernels (conv_depthwise.h). Any kernel size, stride, padding and dilation.
+ * and the portable kernels (conv_depthwise.h). Any kernel size, stride,
+ * padding and dilation.
  *
  * x: (N,C,H,W), w: (K,1,R,S), y: (N,K,P,Q); output channel k reads input
  * channel k / (K/C). Bias, the residual Z and the activation are applied by
@@ -13,9 +14,10 @@
  * kernel straight over the input when the geometry allows it (stride 1,
  * Q == W: every "same"-padded stride-1 layer), else over phase planes the
  * run fills per plane (strided "same" layers: MobileNetV2's stride 2), else
- * the row kernels; on AVX2 CPUs the flat kernel of x86/conv_depthwise_avx2.c
- * where it has the whole-plane table (direct or phased), else the portable
- * rows; elsewhere the portable rows.
+ * the row kernels; on AVX2 CPUs the rows over padded phase planes
+ * (x86/conv_depthwise_avx2.c) while its scratch fits DW_PHASE_MAX, and the
+ * portable rows for planes with a non-finite weight; elsewhere the portable
+ * rows.
  *
  * Threads: run drives the pool itself; the threads take blocks of (plane,
  * chunk) items from a shared counter (a thread woken late leaves its share
@@ -211,8 +213,8 @@ void kiln__dw_geom_init(kiln__dw_geom *d, const kiln__conv2d *g, int64_t *ranges
  * up to DW_TAPMASK_MAX (16 KB: 3x3 up to 112x112 outputs), so that masks cost
  * one load each at run time; beyond, direct planes take the column masks
  * (up to DW_COLMASK_MAX: huge odd Q loses little on the row kernels) and
- * phased ones the row kernels. Phase planes up to DW_PHASE_MAX floats per
- * thread (1 MB). */
+ * phased ones the row kernels. Phase planes (and the AVX2 kernel's padded
+ * planes) up to DW_PHASE_MAX floats per thread (1 MB). */
 #define DW_TAPMASK_MAX 8192
 #define DW_COLMASK_MAX 4096
 #define DW_PHASE_MAX (256 * 1024)

