@@ -193,8 +193,9 @@ void kiln__dw_tapoffs(const kiln__dw_geom *d, int64_t *off) {
 
 void kiln__dw_pad_geom(kiln__dw_geom *d) {
     d->padded = 1;
-    d->Hp = d->P + (d->R - 1) * d->dh / d->sh;
     d->Wp = d->Q + (d->S - 1) * d->dw / d->sw;
+    const int64_t rows = kiln__dw_pad_block_rows(d); /* reads Wp */
+    d->Hp = (d->P < rows ? d->P : rows) + (d->R - 1) * d->dh / d->sh;
 }
 
 void kiln__dw_geom_init(kiln__dw_geom *d, const kiln__conv2d *g, int64_t *ranges) {

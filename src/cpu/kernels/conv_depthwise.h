@@ -58,7 +58,7 @@ typedef struct kiln__dw_geom {
                                  (kiln__dw_tapoffs) */
     int phased;               /* with tapmask: taps read the phase planes */
     int padded;               /* AVX2 kernel: taps read the padded phase planes */
-    int64_t Hp;               /* phase plane rows: ceil(H / sh), padded: see below */
+    int64_t Hp;               /* phase plane rows: ceil(H / sh); padded: window rows */
     int64_t Wp;               /* padded phase plane columns */
     int64_t period;           /* vectors after which the column masks repeat */
     const uint16_t *colmask;  /* [period][S]: lanes of vector v whose column tap s is
@@ -117,15 +117,17 @@ typedef struct kiln__dw_plane {
 
 /* Padded phase planes (the AVX2 kernel's input): the input zero-padded
  * (xpad[i][j] = x[i - ph][j - pw] inside the input, else 0) and split by
- * stride into sh*sw planes of Hp x Wp (kiln__dw_pad_plane_stride apart),
- * phase (rho, sigma) [u][v] = xpad[u*sh + rho][v*sw + sigma]. Output (p, q)
- * and tap (r, s) read phase ((r*dh) % sh, (s*dw) % sw) at row p + r*dh / sh,
- * column q + s*dw / sw:
- * Hp = P + (R-1)*dh / sh and Wp = Q + (S-1)*dw / sw hold every read, and
- * tap t's offset from p*Wp + q is kiln__dw_tapoffs's. kiln__dw_pad_geom
- * sets d->padded, Hp and Wp. The kernel's scratch: the planes, with slack
- * for the vectors that run past the last row, then the outputs of a block
- * of kiln__dw_pad_block_rows rows (Wp each; a 2048-float block, in L1). */
+ * stride into sh*sw planes of Wp columns, phase (rho, sigma) [u][v] =
+ * xpad[u*sh + rho][v*sw + sigma]. Output (p, q) and tap (r, s) read phase
+ * ((r*dh) % sh, (s*dw) % sw) at row p + r*dh / sh, column q + s*dw / sw, so
+ * Wp = Q + (S-1)*dw / sw columns hold every read. The kernel works on a
+ * block of kiln__dw_pad_block_rows output rows at a time (Wp each, 2048
+ * floats: in L1) and keeps a window of Hp = those rows + (R-1)*dh / sh
+ * rows of each phase plane (kiln__dw_pad_plane_stride apart); tap t's
+ * offset from p*Wp + q, p and the window's rows counted from the block's
+ * first, is kiln__dw_tapoffs's. kiln__dw_pad_geom sets d->padded, Wp and
+ * Hp. The kernel's scratch: the window, with slack for the vectors that run
+ * past its last row, then the block's outputs. */
 void kiln__dw_pad_geom(kiln__dw_geom *d);
 /* Floats from one padded plane to the next: 8 between them take the spill
  * of a plane's last row (the fill stores whole vectors). */
@@ -135,6 +137,7 @@ static inline int64_t kiln__dw_pad_plane_stride(const kiln__dw_geom *d) {
 static inline int64_t kiln__dw_pad_planes_len(const kiln__dw_geom *d) {
     return d->sh * d->sw * kiln__dw_pad_plane_stride(d) + 64 + (d->S - 1) * d->dw / d->sw;
 }
+/* Output rows per block: 2048 outputs' worth (Wp each), at least one. */
 static inline int64_t kiln__dw_pad_block_rows(const kiln__dw_geom *d) {
     return 2048 / d->Wp > 1 ? 2048 / d->Wp : 1;
 }

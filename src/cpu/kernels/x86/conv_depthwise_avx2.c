@@ -4,10 +4,11 @@
  * it only when the CPU has AVX2 and FMA.
  *
  * Per plane and block of output rows, three steps over the thread's
- * scratch pl->buf (conv_depthwise.h's padded planes, then the block's
- * outputs):
- *   fill     the input rows the block reads go into the padded phase planes
- *            (the zero-padded input split by stride): plain loads with the
+ * scratch pl->buf (conv_depthwise.h's window of the padded planes, then the
+ * block's outputs), all in L1:
+ *   fill     the input rows the block reads go into the window of the padded
+ *            phase planes (the zero-padded input split by stride): plain
+ *            loads with the
  *            lanes outside the row zeroed by and-masks, even/odd shuffles
  *            for stride 2;
  *   taps     the block is computed in padded coordinates, output (p, q) at
@@ -138,12 +139,12 @@ DW_INLINE __m256 row_cols(const float *xr, int64_t ih, int64_t H, int64_t W, int
  * take the fast path below. */
 #define FILL_VECS 64
 
-/* Rows [u0, u1) of every padded phase plane of input plane x into buf.
- * Rows in order: a row's last vector spills up to 7 floats into the next
- * row, which is written after it (the next call's first) or not read, or
- * into the 8 floats after the plane. Rows whose whole span lies inside the plane load plainly and
- * zero the lanes outside the row with masks made once per phase; the
- * others go through row_cols. */
+/* Rows [u0, u1) of every padded phase plane of input plane x into the
+ * window buf (row u at row u - u0 of each window plane). Rows in order: a
+ * row's last vector spills up to 7 floats into the next row, written after
+ * it, or into the 8 floats after the plane. Rows whose whole span lies
+ * inside the input plane load plainly and zero the lanes outside the row
+ * with masks made once per phase; the others go through row_cols. */
 DW_INLINE void pad_fill(const kiln__dw_geom *d, const float *x, float *buf, int64_t u0,
                         int64_t u1) {
     const int64_t H = d->H, W = d->W, sh = d->sh, sw = d->sw, Wp = d->Wp;
@@ -161,7 +162,7 @@ DW_INLINE void pad_fill(const kiln__dw_geom *d, const float *x, float *buf, int6
                 mb[v] = _mm256_castsi256_ps(lane_range(-c - 8, W - c - 8));
             }
             for (int64_t u = u0; u < u1; u++) {
-                float *dst = plane + u * Wp;
+                float *dst = plane + (u - u0) * Wp;
                 const int64_t ih = u * sh + rho - d->ph;
                 if (ih < 0 || ih >= H) {
                     for (int64_t v = 0; v < Wp; v += 8)
@@ -209,15 +210,13 @@ DW_INLINE void dw_pad(const kiln__dw_geom *d, const kiln__dw_plane *pl, int64_t 
     float *planes = pl->buf, *out = pl->buf + kiln__dw_pad_planes_len(d);
     const __m256 vb = _mm256_set1_ps(pl->bias);
     const int64_t nb = kiln__dw_pad_block_rows(d), halo = (R - 1) * d->dh / d->sh;
-    int64_t filled = lo; /* phase rows [lo, filled) are in the planes */
     for (int64_t p0 = lo; p0 < hi; p0 += nb) {
         const int64_t p1 = p0 + nb < hi ? p0 + nb : hi;
-        /* fill: phase rows [p0, p1 + halo) hold every tap of rows [p0, p1);
-         * block by block, so that they are still in L1 for the taps */
-        pad_fill(d, pl->x, planes, filled, p1 + halo);
-        filled = p1 + halo;
+        /* fill: phase rows [p0, p1 + halo) hold every tap of rows [p0, p1)
+         * (the halo rows are filled again for the next block) */
+        pad_fill(d, pl->x, planes, p0, p1 + halo);
         /* taps: outputs [p0*Wp, p1*Wp) of the padded plane, into out */
-        const float *xb = planes + p0 * Wp;
+        const float *xb = planes;
         for (int64_t i = 0; i < (p1 - p0) * Wp; i += 8 * DW_VECS) {
             __m256 acc[DW_VECS];
 #pragma GCC unroll 8
