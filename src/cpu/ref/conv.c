@@ -13,7 +13,9 @@
  *     ops); it gathers each output element's sum in double, with zero
  *     points subtracted, and calls emit.
  */
+#if defined(__GNUC__) && !defined(__clang__) /* clang (the fuzz build): its own vectorizer */
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
+#endif
 
 #include <math.h>
 #include <string.h>

@@ -7,7 +7,9 @@
  * both share one problem struct and one generic gather loop; ConvTranspose
  * float32 also has a fast path that scatters whole input rows.
  */
+#if defined(__GNUC__) && !defined(__clang__) /* clang (the fuzz build): its own vectorizer */
 #pragma GCC optimize("tree-vectorize", "vect-cost-model=dynamic")
+#endif
 
 #include <string.h>
 
