@@ -528,6 +528,12 @@ static void block_tiles(const block_job *j, int64_t ic, int64_t mc, int64_t jc, 
         const int mr = (int)min64(MR, mc - ir);
         const int64_t i = ic + ir;
         ep->bias_row = g->bias_kind == KILN__GEMM_BIAS_ROW ? g->bias + i : NULL;
+        if (kr->strip) {
+            ep->bias_col = g->bias_kind == KILN__GEMM_BIAS_COL ? g->bias + jc : NULL;
+            ep->res = g->residual ? g->residual + i * g->ldr + jc : NULL;
+            kr->strip(mr, nc, kc, kcp, pa + ir * kcp * es, pb, g->c + i * g->ldc + jc, g->ldc, ep);
+            continue;
+        }
         for (int64_t jr = 0; jr < nc; jr += NR) {
             const int nr = (int)min64(NR, nc - jr);
             const int64_t jj = jc + jr;

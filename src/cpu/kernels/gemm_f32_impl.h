@@ -32,6 +32,13 @@ typedef struct kiln__gemm_tile_ep {
 typedef void (*kiln__sgemm_tile_fn)(int mr, int nr, int64_t kc, const void *pa, const void *pb,
                                     float *c, int64_t ldc, const kiln__gemm_tile_ep *ep);
 
+/* The tiles of one packed A panel (mr rows) across columns [0, nc) of a
+ * packed B block (NR-wide panels of kcp K values each): C at c, ep's
+ * bias_col and res given for column 0 (each tile's are offset from them). */
+typedef void (*kiln__sgemm_strip_fn)(int mr, int64_t nc, int64_t kc, int64_t kcp, const void *pa,
+                                     const void *pb, float *c, int64_t ldc,
+                                     const kiln__gemm_tile_ep *ep);
+
 struct kiln__sgemm_kernel;
 /* Packs op(A) rows [i0, i0+mc), K [p0, p0+kc) into MR-row panels at dst
  * (panel ip at element ip*kcp), zero-padding K and the last panel's rows. */
@@ -56,6 +63,7 @@ typedef struct kiln__sgemm_kernel {
     int kgroup;     /* K values per packed group (see kiln__sgemm_tile_fn) */
     int esize;      /* bytes per packed element */
     kiln__sgemm_tile_fn tile;
+    kiln__sgemm_strip_fn strip;  /* NULL: the driver calls tile per tile */
     kiln__gemm_pack_a_fn pack_a; /* NULL: the driver's f32 packing */
     kiln__gemm_pack_b_fn pack_b; /* NULL: the driver's f32 packing */
 } kiln__sgemm_kernel;

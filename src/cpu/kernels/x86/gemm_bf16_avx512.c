@@ -130,6 +130,7 @@ const kiln__sgemm_kernel kiln__sgemm_kernel_avx512_bf16 = {
     .kgroup = 2,
     .esize = 2,
     .tile = tile_avx512_bf16,
+    .strip = strip_avx512_bf16,
     .pack_a = pack_a_bf16,
     .pack_b = pack_b_bf16,
 };

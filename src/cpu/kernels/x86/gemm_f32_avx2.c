@@ -149,6 +149,7 @@ const kiln__sgemm_kernel kiln__sgemm_kernel_avx2 = {
     .kgroup = 1,
     .esize = 4,
     .tile = tile_avx2,
+    .strip = strip_avx2,
     .pack_a = pack_a_avx2,
     .pack_b = pack_b_avx2,
 };

@@ -123,6 +123,7 @@ const kiln__sgemm_kernel kiln__sgemm_kernel_avx512 = {
     .kgroup = 1,
     .esize = 4,
     .tile = tile_avx512,
+    .strip = strip_avx512,
     .pack_a = pack_a_avx512,
     .pack_b = pack_b_avx512,
 };

@@ -223,6 +223,37 @@ static void GS_FN(tile)(int mr, int nr, int64_t kc, const void *pa, const void *
     GS_FN(tiles)[mr - 1][nv - 1](nr, kc, pa, pb, c, ldc, ep);
 }
 
+/* The kiln__sgemm_strip_fn of this ISA: the tiles of one MR-row panel
+ * across a B block. Whole tiles (mr == MR, NR columns) run the tile body
+ * inlined in this loop, so that a product with few K values (1x1
+ * convolutions of 16-32 channels: 16 k steps a tile) does not pay two
+ * indirect calls and a tile's set-up per 192 FMAs, and the out-of-order core
+ * overlaps one tile's stores with the next one's products. */
+#ifdef GS_BF16
+#define GS_ESIZE 2
+#else
+#define GS_ESIZE 4
+#endif
+static GS_ATTR void GS_FN(strip)(int mr, int64_t nc, int64_t kc, int64_t kcp, const void *pa,
+                         const void *pb, float *c, int64_t ldc, const kiln__gemm_tile_ep *ep) {
+    kiln__gemm_tile_ep e = *ep;
+    int64_t j = 0;
+    if (mr == GS_MR)
+        for (; j + GS_NR <= nc; j += GS_NR) {
+            e.bias_col = ep->bias_col ? ep->bias_col + j : NULL;
+            e.res = ep->res ? ep->res + j : NULL;
+            GS_FN(tile_body)(GS_MR, GS_NV, GS_NR, kc, pa, (const char *)pb + j * kcp * GS_ESIZE,
+                             c + j, ldc, &e);
+        }
+    for (; j < nc; j += GS_NR) {
+        e.bias_col = ep->bias_col ? ep->bias_col + j : NULL;
+        e.res = ep->res ? ep->res + j : NULL;
+        GS_FN(tile)(mr, nc - j < GS_NR ? (int)(nc - j) : GS_NR, kc, pa,
+                    (const char *)pb + j * kcp * GS_ESIZE, c + j, ldc, &e);
+    }
+}
+#undef GS_ESIZE
+
 #undef GS_DEF_ROW
 #undef GS_ROW_ENTRY
 #undef GS_TILE_DEF
