@@ -68,10 +68,10 @@ static inline GS_ATTR gs_v GS_FN(gs_gelu_erf)(gs_v x) {
     return gs_mul(gs_mul(x, gs_set1(0.5f)), one_plus_erf);
 }
 
+/* The activations too big to inline into every tile (ReLU and Clip are
+ * applied in the epilogue itself). */
 static inline GS_ATTR gs_v GS_FN(gs_act)(gs_v v, const kiln__gemm_tile_ep *ep) {
     switch (ep->act) {
-    case KILN__GEMM_ACT_RELU: return gs_max(gs_zero(), v);
-    case KILN__GEMM_ACT_CLIP: return gs_min(gs_set1(ep->hi), gs_max(gs_set1(ep->lo), v));
     case KILN__GEMM_ACT_SILU: return GS_FN(gs_x_sigmoid)(v, v);
     case KILN__GEMM_ACT_GELU_TANH: {
         /* 0.5 x (1 + tanh(y)) = x sigmoid(2y), y = sqrt(2/pi) (x + 0.044715 x^3) */
@@ -182,8 +182,6 @@ static inline __attribute__((always_inline)) GS_ATTR void GS_FN(tile_body)(
                     const float *rp = rrow + j * GS_W;
                     v = gs_add(v, full ? gs_loadu(rp) : gs_maskload(rp, m));
                 }
-                /* ReLU and Clip inline (the rest is a call: too big to inline
-                 * into every tile) */
                 if (ep->act == KILN__GEMM_ACT_RELU)
                     v = gs_max(gs_zero(), v);
                 else if (ep->act == KILN__GEMM_ACT_CLIP)
