@@ -205,8 +205,6 @@ static inline uint64_t kiln__hash64(uint64_t seed, uint64_t i) {
 const char *kiln__cpu_model(void);
 /* 1 if the CPU has AVX-512F (x86 only; 0 elsewhere). */
 int kiln__cpu_has_avx512f(void);
-/* 1 if the CPU has AVX2 and FMA (x86 only; 0 elsewhere). */
-int kiln__cpu_has_avx2_fma(void);
 
 /* ---- time -------------------------------------------------------------- */
 double kiln__now_s(void); /* monotonic seconds */

@@ -43,12 +43,3 @@ int kiln__cpu_has_avx512f(void) {
     return 0;
 #endif
 }
-
-int kiln__cpu_has_avx2_fma(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}

@@ -773,7 +773,8 @@ static void test_depthwise_nonfinite(void **state) {
 static void test_depthwise_kernels(void **state) {
     (void)state;
 #ifdef KILN__DW_X86
-    const int avx512 = kiln__cpu_has_avx512f(), avx2 = kiln__cpu_has_avx2_fma();
+    const int avx512 = kiln__cpu_has_avx512f();
+    const int avx2 = kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX2); /* and FMA */
     if (!avx512 && !avx2) skip();
     /* H, W, R(=S), stride, dilation, pad top, left, bottom, right */
     static const int64_t geo[][9] = {

@@ -251,7 +251,7 @@ static dw_kind dw_choose(kiln__dw_geom *d, int64_t *masks) {
     if (!kiln__cpu_has_avx512f()) {
         kiln__dw_geom t = *d;
         kiln__dw_pad_geom(&t);
-        if (!kiln__cpu_has_avx2_fma() || kiln__dw_pad_scratch_len(&t) > DW_PHASE_MAX)
+        if (!kiln__gemm_isa_supported(KILN__GEMM_ISA_AVX2) || kiln__dw_pad_scratch_len(&t) > DW_PHASE_MAX)
             return DW_GENERIC;
         *d = t;
         return DW_PADDED;
@@ -406,14 +406,12 @@ static void dw_items(const dw_conv *s, const kiln__conv_io *io, char *mine, int6
             pl.x = phase;
         }
 #endif
-        if (s->d.padded && dw_finite(pl.w, g->R * g->S)) {
+        kiln__dw_plane_fn fn = s->fn;
+        if (s->d.padded) { /* zero padding would multiply a non-finite weight by 0 */
             pl.buf = phase;
-            s->fn(&s->d, &pl, u0, u1);
-        } else if (s->d.padded) { /* zero padding would multiply a non-finite weight by 0 */
-            kiln__dw_rows_generic(&s->d, &pl, u0, u1);
-        } else {
-            s->fn(&s->d, &pl, u0, u1);
+            if (!dw_finite(pl.w, g->R * g->S)) fn = kiln__dw_rows_generic;
         }
+        fn(&s->d, &pl, u0, u1);
         if (++ch < s->nch) continue;
         ch = 0;
         plane++;
